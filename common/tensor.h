@@ -1,0 +1,42 @@
+// A non-owning view of a dense tensor: dtype, row-major shape (outermost first) and data.
+// Quantized tensors keep GGML's layout: each row of the innermost dimension is a run of
+// blocks, so the innermost size is a multiple of the block size.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_join.h"
+#include "common/dtype.h"
+
+namespace tessera {
+
+struct TensorView {
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;  // row-major, outermost first; empty = scalar
+  const void* data = nullptr;
+
+  int64_t rank() const { return static_cast<int64_t>(shape.size()); }
+  int64_t dim(int64_t i) const { return shape[static_cast<size_t>(i)]; }
+  int64_t NumElements() const {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+  }
+  // Innermost dimension (elements per row) and the number of rows.
+  int64_t Cols() const { return shape.empty() ? 1 : shape.back(); }
+  int64_t Rows() const { return Cols() == 0 ? 0 : NumElements() / Cols(); }
+  // Bytes of one row of the innermost dimension (valid shapes only).
+  int64_t RowStrideBytes() const {
+    const DTypeTraits& t = Traits(dtype);
+    return Cols() / t.block_elems * t.block_bytes;
+  }
+  int64_t NumBytes() const { return Rows() * RowStrideBytes(); }
+  const uint8_t* RowPtr(int64_t row) const {
+    return static_cast<const uint8_t*>(data) + row * RowStrideBytes();
+  }
+  std::string ShapeString() const { return "[" + absl::StrJoin(shape, ", ") + "]"; }
+};
+
+}  // namespace tessera
