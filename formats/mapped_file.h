@@ -1,0 +1,34 @@
+// A read-only memory mapping of a whole file (RAII: unmapped on destruction).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace tessera {
+
+class MappedFile {
+ public:
+  // NOT_FOUND if the file does not exist, INVALID_ARGUMENT if it is not a regular file,
+  // PERMISSION_DENIED / INTERNAL for other OS errors; the message names the path.
+  static absl::StatusOr<std::unique_ptr<MappedFile>> Open(const std::string& path);
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  ~MappedFile();
+
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  MappedFile(std::string path, const uint8_t* data, size_t size)
+      : path_(std::move(path)), data_(data), size_(size) {}
+  std::string path_;
+  const uint8_t* data_;
+  size_t size_;
+};
+
+}  // namespace tessera
