@@ -1,0 +1,126 @@
+#include "decoding/logits_processor.h"
+
+#include <algorithm>
+#include <limits>
+#include <map>
+
+#include "absl/strings/str_format.h"
+#include "common/check.h"
+#include "common/status_macros.h"
+#include "decoding/penalty_processors.h"
+#include "decoding/sampling_warpers.h"
+
+namespace tessera {
+namespace {
+
+absl::Status CheckInVocab(std::string_view field, std::span<const int32_t> ids,
+                          int32_t vocab_size) {
+  for (int32_t id : ids) {
+    if (id >= vocab_size) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "generation config: field '%s' holds token id %d, outside the vocabulary (size %d)",
+          field, id, vocab_size));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckConfigIds(const GenerationConfig& c, int32_t vocab_size) {
+  for (const auto& [id, bias] : c.logit_bias) {
+    const int32_t one[] = {id};
+    RETURN_IF_ERROR(CheckInVocab("logit_bias", one, vocab_size));
+  }
+  for (const SequenceBias& sb : c.sequence_bias) {
+    RETURN_IF_ERROR(CheckInVocab("sequence_bias", sb.ids, vocab_size));
+  }
+  for (const auto& word : c.bad_words_ids) {
+    RETURN_IF_ERROR(CheckInVocab("bad_words_ids", word, vocab_size));
+  }
+  RETURN_IF_ERROR(CheckInVocab("eos_token_id", c.eos_token_ids, vocab_size));
+  RETURN_IF_ERROR(CheckInVocab("stop_token_ids", c.stop_token_ids, vocab_size));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<LogitsProcessorChain> LogitsProcessorChain::Create(const GenerationConfig& c,
+                                                                  int32_t vocab_size) {
+  if (vocab_size <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("logits processor: vocab_size must be positive (is %d)", vocab_size));
+  }
+  RETURN_IF_ERROR(c.Validate());
+  RETURN_IF_ERROR(CheckConfigIds(c, vocab_size));
+
+  LogitsProcessorChain chain;
+  chain.vocab_size_ = vocab_size;
+  auto add = [&chain](auto p) { chain.processors_.push_back(std::move(p)); };
+
+  // 1. Sequence bias. transformers keeps one dict; a sequence_bias entry for a single token
+  // replaces the logit_bias one.
+  std::map<std::vector<int32_t>, float> biases;
+  for (const auto& [id, bias] : c.logit_bias) biases[{id}] = bias;
+  for (const SequenceBias& sb : c.sequence_bias) biases[sb.ids] = sb.bias;
+  if (!biases.empty()) {
+    add(std::make_unique<SequenceBiasProcessor>("sequence_bias", std::move(biases)));
+  }
+  // 2-3. Penalties.
+  if (c.repetition_penalty != 1.0) {
+    add(std::make_unique<RepetitionPenaltyProcessor>(static_cast<float>(c.repetition_penalty)));
+  }
+  if (c.frequency_penalty != 0.0 || c.presence_penalty != 0.0) {
+    add(std::make_unique<FrequencyPresencePenaltyProcessor>(c.frequency_penalty,
+                                                            c.presence_penalty));
+  }
+  // 4. No-repeat n-gram.
+  if (c.no_repeat_ngram_size > 0) {
+    add(std::make_unique<NoRepeatNGramProcessor>(c.no_repeat_ngram_size));
+  }
+  // 5. Bad words: transformers drops the single-token entries that are an EOS id.
+  std::map<std::vector<int32_t>, float> bad;
+  for (const auto& word : c.bad_words_ids) {
+    const bool is_eos =
+        word.size() == 1 &&
+        std::find(c.eos_token_ids.begin(), c.eos_token_ids.end(), word[0]) != c.eos_token_ids.end();
+    if (!is_eos) bad[word] = -std::numeric_limits<float>::infinity();
+  }
+  if (!bad.empty()) add(std::make_unique<SequenceBiasProcessor>("bad_words", std::move(bad)));
+  // 6. Min new tokens: every id that would end the sequence is masked.
+  std::vector<int32_t> end_ids = c.eos_token_ids;
+  end_ids.insert(end_ids.end(), c.stop_token_ids.begin(), c.stop_token_ids.end());
+  if (c.min_new_tokens > 0 && !end_ids.empty()) {
+    add(std::make_unique<MinNewTokensProcessor>(c.min_new_tokens, std::move(end_ids)));
+  }
+  // 7-11. Sampling warpers.
+  if (c.do_sample) {
+    const int64_t min_keep =
+        c.num_beams > 1 ? std::max<int64_t>(2, static_cast<int64_t>(c.eos_token_ids.size()) + 1)
+                        : 1;
+    if (c.temperature != 1.0) {
+      add(std::make_unique<TemperatureWarper>(static_cast<float>(c.temperature)));
+    }
+    if (c.top_k != 0) add(std::make_unique<TopKWarper>(c.top_k, min_keep));
+    if (c.top_p < 1.0) add(std::make_unique<TopPWarper>(c.top_p, min_keep));
+    if (c.min_p > 0.0) add(std::make_unique<MinPWarper>(c.min_p, min_keep));
+    if (c.typical_p < 1.0) add(std::make_unique<TypicalWarper>(c.typical_p, min_keep));
+  }
+  return chain;
+}
+
+void LogitsProcessorChain::Apply(const TokenHistory& history, std::span<float> logits) const {
+  TESSERA_CHECK_MSG(logits.size() == static_cast<size_t>(vocab_size_) || processors_.empty(),
+                    "logits row size differs from the chain's vocab_size");
+  for (const auto& p : processors_) p->Apply(history, logits);
+}
+
+std::vector<std::string_view> LogitsProcessorChain::names() const {
+  std::vector<std::string_view> out;
+  for (const auto& p : processors_) out.push_back(p->name());
+  return out;
+}
+
+void LogitsProcessorChain::Append(std::unique_ptr<LogitsProcessor> processor) {
+  processors_.push_back(std::move(processor));
+}
+
+}  // namespace tessera

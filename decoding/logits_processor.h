@@ -1,0 +1,77 @@
+// Logits processors: each rewrites one sequence's row of next-token logits in place, given
+// the ids the sequence holds (prompt followed by the tokens generated so far). Semantics
+// follow Hugging Face transformers' generation/logits_process.py; a removed token gets
+// -infinity. Processors are immutable after construction and safe to call from any thread
+// on different rows.
+//
+// LogitsProcessorChain::Create builds, from a GenerationConfig, the list transformers'
+// `_get_logits_processor` would build for a decoder-only model, in its order:
+//   1. sequence bias    (logit_bias as one-token sequences, plus sequence_bias)
+//   2. repetition penalty
+//   3. frequency / presence penalties (OpenAI; not in transformers, kept with the penalties)
+//   4. no-repeat n-gram
+//   5. bad words        (single EOS ids are dropped from the list, as transformers does)
+//   6. min new tokens   (EOS and stop ids -> -inf while fewer than min_new_tokens generated)
+//   then, only when do_sample:
+//   7. temperature, 8. top-k, 9. top-p, 10. min-p, 11. typical-p
+// Warpers keep at least `min_tokens_to_keep` tokens: 1, or (number of EOS ids + 1) for
+// beam sampling, as transformers does.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "decoding/generation_config.h"
+
+namespace tessera {
+
+// The ids of one sequence: prompt + generated, contiguous, and where the prompt ends.
+struct TokenHistory {
+  std::span<const int32_t> ids;
+  size_t prompt_len = 0;
+
+  std::span<const int32_t> generated() const { return ids.subspan(prompt_len); }
+  size_t num_generated() const { return ids.size() - prompt_len; }
+};
+
+class LogitsProcessor {
+ public:
+  virtual ~LogitsProcessor() = default;
+  // A short stable name ("top_p"), for tests and debugging.
+  virtual std::string_view name() const = 0;
+  // `logits` is one row of vocabulary size; ids in `history` are < logits.size() (ids beyond
+  // it are ignored). NaN inputs give unspecified (but memory-safe) outputs.
+  virtual void Apply(const TokenHistory& history, std::span<float> logits) const = 0;
+};
+
+class LogitsProcessorChain {
+ public:
+  LogitsProcessorChain() = default;
+  LogitsProcessorChain(LogitsProcessorChain&&) = default;
+  LogitsProcessorChain& operator=(LogitsProcessorChain&&) = default;
+
+  // Validates `config` and checks every token id it names is < vocab_size (INVALID_ARGUMENT
+  // naming the field). Processors that would change nothing are left out.
+  [[nodiscard]] static absl::StatusOr<LogitsProcessorChain> Create(const GenerationConfig& config,
+                                                                   int32_t vocab_size);
+
+  // Applies every processor in order. logits.size() must be the vocab_size given to Create.
+  void Apply(const TokenHistory& history, std::span<float> logits) const;
+
+  std::vector<std::string_view> names() const;
+  bool empty() const { return processors_.empty(); }
+  int32_t vocab_size() const { return vocab_size_; }
+  // Appends a processor at the end (custom processors, tests).
+  void Append(std::unique_ptr<LogitsProcessor> processor);
+
+ private:
+  std::vector<std::unique_ptr<LogitsProcessor>> processors_;
+  int32_t vocab_size_ = 0;
+};
+
+}  // namespace tessera

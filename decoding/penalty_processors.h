@@ -1,0 +1,86 @@
+// The logits processors that apply to every decoding strategy (not only sampling):
+// sequence bias / logit bias / bad words, repetition, frequency and presence penalties,
+// no-repeat n-grams and min-new-tokens. See logits_processor.h for the contract and order.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "decoding/logits_processor.h"
+
+namespace tessera {
+
+// transformers' SequenceBiasLogitsProcessor (and NoBadWordsLogitsProcessor, which is this
+// with bias -inf): a one-token sequence biases its token always; a longer one biases its
+// last token when the ids end with the rest. Biases of the same token add up.
+class SequenceBiasProcessor : public LogitsProcessor {
+ public:
+  // Keys are token sequences (non-empty); a later duplicate replaces an earlier one.
+  SequenceBiasProcessor(std::string name, std::map<std::vector<int32_t>, float> biases);
+  std::string_view name() const override { return name_; }
+  void Apply(const TokenHistory& history, std::span<float> logits) const override;
+
+ private:
+  std::string name_;
+  std::vector<std::pair<int32_t, float>> single_;  // (token, bias)
+  std::vector<std::pair<std::vector<int32_t>, float>> multi_;
+};
+
+// transformers' RepetitionPenaltyLogitsProcessor: every distinct id of prompt + generated
+// has its logit multiplied by `penalty` if negative, else divided by it (once per id).
+class RepetitionPenaltyProcessor : public LogitsProcessor {
+ public:
+  explicit RepetitionPenaltyProcessor(float penalty) : penalty_(penalty) {}
+  std::string_view name() const override { return "repetition_penalty"; }
+  void Apply(const TokenHistory& history, std::span<float> logits) const override;
+
+ private:
+  float penalty_;
+};
+
+// OpenAI's frequency and presence penalties over the GENERATED ids only (the prompt does not
+// count, as in the OpenAI API and vLLM): logit[j] -= count[j] * frequency + (count[j] > 0) *
+// presence.
+class FrequencyPresencePenaltyProcessor : public LogitsProcessor {
+ public:
+  FrequencyPresencePenaltyProcessor(double frequency, double presence)
+      : frequency_(frequency), presence_(presence) {}
+  std::string_view name() const override { return "frequency_presence_penalty"; }
+  void Apply(const TokenHistory& history, std::span<float> logits) const override;
+
+ private:
+  double frequency_;
+  double presence_;
+};
+
+// transformers' NoRepeatNGramLogitsProcessor over prompt + generated: a token that would
+// complete an n-gram already present gets -inf.
+class NoRepeatNGramProcessor : public LogitsProcessor {
+ public:
+  explicit NoRepeatNGramProcessor(int64_t ngram_size) : n_(ngram_size) {}
+  std::string_view name() const override { return "no_repeat_ngram"; }
+  void Apply(const TokenHistory& history, std::span<float> logits) const override;
+
+ private:
+  int64_t n_;
+};
+
+// transformers' MinNewTokensLengthLogitsProcessor: `ids` get -inf while fewer than
+// `min_new_tokens` tokens have been generated.
+class MinNewTokensProcessor : public LogitsProcessor {
+ public:
+  MinNewTokensProcessor(int64_t min_new_tokens, std::vector<int32_t> ids)
+      : min_new_tokens_(min_new_tokens), ids_(std::move(ids)) {}
+  std::string_view name() const override { return "min_new_tokens"; }
+  void Apply(const TokenHistory& history, std::span<float> logits) const override;
+
+ private:
+  int64_t min_new_tokens_;
+  std::vector<int32_t> ids_;
+};
+
+}  // namespace tessera

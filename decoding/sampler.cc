@@ -1,0 +1,122 @@
+#include "decoding/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "common/check.h"
+#include "common/status_macros.h"
+#include "decoding/philox.h"
+
+namespace tessera {
+namespace {
+
+// max + log(sum exp(l - max)) in float64; -inf when every logit is -inf.
+double LogSumExp(std::span<const float> logits) {
+  double max = -std::numeric_limits<double>::infinity();
+  for (float l : logits) {
+    if (l > max) max = l;
+  }
+  if (!std::isfinite(max)) return max;
+  double sum = 0;
+  for (float l : logits) sum += std::exp(static_cast<double>(l) - max);
+  return max + std::log(sum);
+}
+
+}  // namespace
+
+int32_t ArgMax(std::span<const float> logits) {
+  int32_t best = -1;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    if (std::isnan(logits[i])) continue;
+    if (best < 0 || logits[i] > logits[best]) best = static_cast<int32_t>(i);
+  }
+  return best;
+}
+
+int32_t SampleFromLogits(std::span<const float> logits, double u) {
+  double max = -std::numeric_limits<double>::infinity();
+  for (float l : logits) {
+    if (l > max) max = l;
+  }
+  if (!std::isfinite(max)) return -1;
+  std::vector<double> weights(logits.size());
+  double total = 0;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    const double w = std::isnan(logits[i]) ? 0.0 : std::exp(static_cast<double>(logits[i]) - max);
+    weights[i] = w;
+    total += w;
+  }
+  const double target = u * total;
+  double cumulative = 0;
+  int32_t last_positive = -1;
+  for (size_t i = 0; i < weights.size(); ++i) {
+    if (weights[i] <= 0) continue;
+    cumulative += weights[i];
+    last_positive = static_cast<int32_t>(i);
+    if (cumulative > target) return last_positive;
+  }
+  return last_positive;  // rounding left target at the total: the last possible token
+}
+
+float TokenLogprobOf(std::span<const float> logits, int32_t token) {
+  TESSERA_CHECK(token >= 0 && static_cast<size_t>(token) < logits.size());
+  return static_cast<float>(static_cast<double>(logits[token]) - LogSumExp(logits));
+}
+
+std::vector<TokenLogprob> TopLogprobs(std::span<const float> logits, int64_t n) {
+  const size_t k = std::min<size_t>(static_cast<size_t>(std::max<int64_t>(n, 0)), logits.size());
+  std::vector<int32_t> order(logits.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
+    return logits[a] != logits[b] ? logits[a] > logits[b] : a < b;
+  });
+  const double lse = LogSumExp(logits);
+  std::vector<TokenLogprob> out;
+  out.reserve(k);
+  for (size_t i = 0; i < k; ++i) {
+    out.push_back({order[i], static_cast<float>(static_cast<double>(logits[order[i]]) - lse)});
+  }
+  return out;
+}
+
+absl::StatusOr<Sampler> Sampler::Create(const GenerationConfig& config, int32_t vocab_size,
+                                        uint64_t default_seed, LogprobsSource source) {
+  Sampler s;
+  ASSIGN_OR_RETURN(s.chain_, LogitsProcessorChain::Create(config, vocab_size));
+  s.do_sample_ = config.do_sample;
+  s.seed_ = config.seed.value_or(default_seed);
+  s.logprobs_ = config.logprobs;
+  s.source_ = source;
+  return s;
+}
+
+SampleResult Sampler::Sample(const TokenHistory& history, std::span<float> logits,
+                             uint64_t sequence_index) const {
+  std::vector<float> raw;
+  if (logprobs_.has_value() && source_ == LogprobsSource::kRaw) {
+    raw.assign(logits.begin(), logits.end());
+  }
+  chain_.Apply(history, logits);
+  SampleResult result;
+  if (do_sample_) {
+    const double u = SamplingUniform(seed_, sequence_index, history.ids.size());
+    result.token = SampleFromLogits(logits, u);
+  } else {
+    result.token = ArgMax(logits);
+    if (result.token >= 0 && logits[result.token] == -std::numeric_limits<float>::infinity()) {
+      result.token = -1;
+    }
+  }
+  if (logprobs_.has_value() && result.token >= 0) {
+    const std::span<const float> row = source_ == LogprobsSource::kRaw
+                                           ? std::span<const float>(raw)
+                                           : std::span<const float>(logits.data(), logits.size());
+    result.logprob = TokenLogprobOf(row, result.token);
+    result.top = TopLogprobs(row, *logprobs_);
+  }
+  return result;
+}
+
+}  // namespace tessera

@@ -1,0 +1,77 @@
+// Choosing the next token from one row of logits: greedy argmax, multinomial sampling with
+// the counter-based RNG (philox.h), and the log-probabilities a response reports.
+//
+// Sampler bundles a request's LogitsProcessorChain with its seed; Sample() is a pure
+// function of (logits, history, sequence index), so the same request gives the same tokens
+// in any batch. Immutable after Create; Sample may be called from any thread.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "decoding/generation_config.h"
+#include "decoding/logits_processor.h"
+
+namespace tessera {
+
+struct TokenLogprob {
+  int32_t token = -1;
+  float logprob = 0.0f;
+  bool operator==(const TokenLogprob&) const = default;
+};
+
+// The index of the largest logit, the lowest such index on ties (as torch.argmax). NaN
+// entries are skipped; -1 for an empty or all-NaN row (an all -inf row gives 0).
+int32_t ArgMax(std::span<const float> logits);
+
+// Inverse-CDF draw from softmax(logits) computed in float64: the first token whose
+// cumulative probability exceeds u * total, u in [0, 1). Tokens with logit -inf are never
+// chosen. -1 if every logit is -inf (or NaN).
+int32_t SampleFromLogits(std::span<const float> logits, double u);
+
+// log_softmax(logits)[token], computed in float64.
+float TokenLogprobOf(std::span<const float> logits, int32_t token);
+// The n most likely tokens with their log-probabilities, most likely first (lower id first
+// among ties). n is clamped to the row size.
+std::vector<TokenLogprob> TopLogprobs(std::span<const float> logits, int64_t n);
+
+struct SampleResult {
+  int32_t token = -1;
+  float logprob = 0.0f;           // of `token`; set when the config asks for logprobs
+  std::vector<TokenLogprob> top;  // the config's `logprobs` alternatives
+};
+
+// Which row logprobs are taken from: the model's (vLLM's default "raw_logprobs") or the one
+// the token was drawn from after the processors (transformers' output_scores).
+enum class LogprobsSource { kRaw, kProcessed };
+
+class Sampler {
+ public:
+  // Validates `config`. `default_seed` is used when the config has no seed.
+  [[nodiscard]] static absl::StatusOr<Sampler> Create(const GenerationConfig& config,
+                                                      int32_t vocab_size, uint64_t default_seed,
+                                                      LogprobsSource source = LogprobsSource::kRaw);
+
+  // Runs the processors over `logits` (in place: it holds the processed row afterwards) and
+  // picks a token: argmax unless do_sample, else a draw keyed by (seed, sequence_index,
+  // position = history.ids.size()). `sequence_index` is the sequence's index within its
+  // request (0 .. num_return_sequences-1), not an engine-wide id.
+  // logits.size() must be vocab_size. Returns token -1 if the processors removed every token.
+  SampleResult Sample(const TokenHistory& history, std::span<float> logits,
+                      uint64_t sequence_index) const;
+
+  const LogitsProcessorChain& chain() const { return chain_; }
+  uint64_t seed() const { return seed_; }
+
+ private:
+  LogitsProcessorChain chain_;
+  bool do_sample_ = false;
+  uint64_t seed_ = 0;
+  std::optional<int64_t> logprobs_;
+  LogprobsSource source_ = LogprobsSource::kRaw;
+};
+
+}  // namespace tessera
