@@ -1,0 +1,225 @@
+#include "kernels/cpu/cpu_backend.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "common/status_macros.h"
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/dequantize.h"
+#include "kernels/cpu/quantize.h"
+#include "kernels/cpu/reference_backend.h"
+
+namespace tessera {
+namespace {
+
+// Weight rows per task: small enough to spread a 576-row GEMV over threads, and for n > 1
+// the tile's rows stay in L1/L2 while every activation row streams past them.
+constexpr int64_t kTileRows = 16;
+// Below this many elements an elementwise op runs on the calling thread only.
+constexpr int64_t kParallelElems = 1 << 15;
+
+// Runs fn(t) for every t in [0, count) on the pool's threads, handing items out one at a
+// time: a thread that the OS delays does not hold back a fixed share of the work.
+template <typename Fn>
+void ForEachDynamic(ThreadPool& pool, int64_t count, const Fn& fn) {
+  if (count <= 1 || pool.num_threads() == 1) {
+    for (int64_t t = 0; t < count; ++t) fn(t);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  pool.ParallelFor(std::min<int64_t>(pool.num_threads(), count), 1, [&](int64_t, int64_t) {
+    for (int64_t t = next.fetch_add(1, std::memory_order_relaxed); t < count;
+         t = next.fetch_add(1, std::memory_order_relaxed)) {
+      fn(t);
+    }
+  });
+}
+
+}  // namespace
+
+CpuBackend::CpuBackend(int num_threads, const CpuKernels* kernels)
+    : kernels_(kernels != nullptr ? *kernels : BestCpuKernels()), pool_(num_threads) {}
+
+absl::Status CpuBackend::MatMul(const float* x, int64_t n, int64_t k, const TensorView& w,
+                                float* y) {
+  RETURN_IF_ERROR(CheckMatMulArgs(name(), n, k, w));
+  const int64_t m = w.dim(0);
+  if (n == 0 || m == 0) return absl::OkStatus();
+  const VecDotFn dot = kernels_.vec_dot(w.dtype);
+  if (dot == nullptr) return MatMulDequantized(x, n, k, w, y);
+
+  const DType act_type = ActivationType(w.dtype);
+  const uint8_t* act = reinterpret_cast<const uint8_t*>(x);
+  int64_t act_row_bytes = k * static_cast<int64_t>(sizeof(float));
+  if (act_type != DType::kF32) {
+    ASSIGN_OR_RETURN(act_row_bytes, RowBytes(act_type, k));
+    const size_t need = static_cast<size_t>(n * act_row_bytes);
+    if (act_.size() < need) act_.Resize(need);
+    uint8_t* q = act_.as<uint8_t>();
+    pool_.ParallelFor(n, 4, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        if (kernels_.quantize_act(act_type, x + i * k, q + i * act_row_bytes, k)) continue;
+        // Arguments were checked above, so quantizing cannot fail.
+        (void)QuantizeRow(act_type, x + i * k, q + i * act_row_bytes, k);
+      }
+    });
+    act = q;
+  }
+
+  const uint8_t* wbase = static_cast<const uint8_t*>(w.data);
+  const int64_t w_row_bytes = w.RowStrideBytes();
+  const int64_t tiles = (m + kTileRows - 1) / kTileRows;
+  const VecDot4Fn dot4 = n >= 4 ? kernels_.vec_dot4(w.dtype) : nullptr;
+  ForEachDynamic(pool_, tiles, [&](int64_t t) {
+    const int64_t r0 = t * kTileRows;
+    const int64_t r1 = std::min(m, r0 + kTileRows);
+    int64_t i = 0;
+    for (; dot4 != nullptr && i + 4 <= n; i += 4) {
+      const uint8_t* a = act + i * act_row_bytes;
+      for (int64_t r = r0; r < r1; ++r) {
+        float out[4];
+        dot4(k, wbase + r * w_row_bytes, a, act_row_bytes, out);
+        for (int j = 0; j < 4; ++j) y[(i + j) * m + r] = out[j];
+      }
+    }
+    for (; i < n; ++i) {
+      const uint8_t* a = act + i * act_row_bytes;
+      float* yi = y + i * m;
+      for (int64_t r = r0; r < r1; ++r) yi[r] = dot(k, wbase + r * w_row_bytes, a);
+    }
+  });
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::MatMulDequantized(const float* x, int64_t n, int64_t k,
+                                           const TensorView& w, float* y) {
+  const int64_t m = w.dim(0);
+  const int64_t tiles = (m + kTileRows - 1) / kTileRows;
+  const auto dot = kernels_.dot_f32;
+  ForEachDynamic(pool_, tiles, [&](int64_t t) {
+    thread_local std::vector<float> rows;
+    rows.resize(static_cast<size_t>(kTileRows * k));
+    const int64_t r0 = t * kTileRows;
+    const int64_t r1 = std::min(m, r0 + kTileRows);
+    for (int64_t r = r0; r < r1; ++r) {
+      // The dtype and k were checked by CheckMatMulArgs.
+      (void)DequantizeRow(w.dtype, w.RowPtr(r), rows.data() + (r - r0) * k, k);
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t r = r0; r < r1; ++r) {
+        y[i * m + r] = dot(rows.data() + (r - r0) * k, x + i * k, k);
+      }
+    }
+  });
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::Embedding(const TensorView& table, std::span<const int32_t> ids,
+                                   float* out) {
+  RETURN_IF_ERROR(CheckEmbeddingArgs(name(), table, ids));
+  const int64_t dim = table.dim(1);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    RETURN_IF_ERROR(DequantizeRow(table.dtype, table.RowPtr(ids[i]), out + i * dim, dim));
+  }
+  return absl::OkStatus();
+}
+
+void CpuBackend::RmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float eps,
+                         float* out) {
+  const int64_t grain = std::max<int64_t>(1, kParallelElems / std::max<int64_t>(1, dim));
+  pool_.ParallelFor(n, grain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const float* xi = x + i * dim;
+      float* oi = out + i * dim;
+      const float ss = kernels_.dot_f32(xi, xi, dim);
+      const float inv = 1.0f / std::sqrt(ss / static_cast<float>(dim) + eps);
+      for (int64_t j = 0; j < dim; ++j) oi[j] = xi[j] * inv * weight[j];
+    }
+  });
+}
+
+void CpuBackend::Rope(float* x, int64_t n_tokens, int64_t num_heads,
+                      std::span<const int32_t> positions, const RopeParams& p) {
+  const int64_t half = p.rope_dim / 2;
+  const bool adjacent = p.style == RopeStyle::kAdjacentPairs;
+  pool_.ParallelFor(n_tokens, 8, [&](int64_t b, int64_t e) {
+    thread_local std::vector<float> cs;
+    cs.resize(static_cast<size_t>(2 * half));
+    for (int64_t t = b; t < e; ++t) {
+      // Angles in double: position * frequency loses digits in float for long contexts.
+      for (int64_t i = 0; i < half; ++i) {
+        const double angle = static_cast<double>(positions[t]) * p.inv_freq[i];
+        cs[2 * i] = static_cast<float>(std::cos(angle) * p.mscale);
+        cs[2 * i + 1] = static_cast<float>(std::sin(angle) * p.mscale);
+      }
+      for (int64_t h = 0; h < num_heads; ++h) {
+        float* v = x + (t * num_heads + h) * p.head_dim;
+        for (int64_t i = 0; i < half; ++i) {
+          const int64_t a = adjacent ? 2 * i : i;
+          const int64_t c = adjacent ? 2 * i + 1 : i + half;
+          const float x0 = v[a], x1 = v[c];
+          v[a] = x0 * cs[2 * i] - x1 * cs[2 * i + 1];
+          v[c] = x0 * cs[2 * i + 1] + x1 * cs[2 * i];
+        }
+      }
+    }
+  });
+}
+
+void CpuBackend::SiluMul(const float* gate, const float* up, int64_t count, float* out) {
+  pool_.ParallelFor(count, kParallelElems, [&](int64_t b, int64_t e) {
+    kernels_.silu_mul(gate + b, up + b, out + b, e - b);
+  });
+}
+
+void CpuBackend::Add(const float* a, const float* b, int64_t count, float* out) {
+  pool_.ParallelFor(count, kParallelElems, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) out[i] = a[i] + b[i];
+  });
+}
+
+void CpuBackend::Attention(const float* q, int64_t n_tokens, std::span<const int32_t> positions,
+                           const float* k_cache, const float* v_cache, int64_t cache_len,
+                           const AttentionParams& p, float* out) {
+  const int64_t d = p.head_dim;
+  const int64_t group = p.num_heads / p.num_kv_heads;
+  const int64_t kv_stride = p.num_kv_heads * d;
+  ForEachDynamic(pool_, n_tokens * p.num_heads, [&](int64_t item) {
+    thread_local std::vector<float> scores;
+    const int64_t t = item / p.num_heads;
+    const int64_t h = item % p.num_heads;
+    const int64_t len = std::min<int64_t>(positions[t], cache_len - 1) + 1;
+    scores.resize(static_cast<size_t>(len));
+    const float* qh = q + item * d;
+    const float* kh = k_cache + (h / group) * d;
+    const float* vh = v_cache + (h / group) * d;
+    float max_score = -std::numeric_limits<float>::infinity();
+    for (int64_t j = 0; j < len; ++j) {
+      scores[j] = kernels_.dot_f32(qh, kh + j * kv_stride, d) * p.scale;
+      max_score = std::max(max_score, scores[j]);
+    }
+    const float sum = kernels_.exp_sum(scores.data(), max_score, len);
+    float* o = out + item * d;
+    std::fill(o, o + d, 0.0f);
+    const float inv = 1.0f / sum;
+    for (int64_t j = 0; j < len; ++j) kernels_.axpy_f32(scores[j] * inv, vh + j * kv_stride, o, d);
+  });
+}
+
+void CpuBackend::Softmax(float* x, int64_t n, int64_t dim) {
+  if (dim <= 0) return;
+  const int64_t grain = std::max<int64_t>(1, kParallelElems / dim);
+  pool_.ParallelFor(n, grain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      float* r = x + i * dim;
+      const float mx = *std::max_element(r, r + dim);
+      const float inv = 1.0f / kernels_.exp_sum(r, mx, dim);
+      for (int64_t j = 0; j < dim; ++j) r[j] *= inv;
+    }
+  });
+}
+
+}  // namespace tessera

@@ -1,0 +1,53 @@
+// "cpu": the fast CPU backend. SIMD kernels picked at run time for this CPU (cpu_features.h)
+// and a thread pool owned by the backend. MatMul quantizes each activation row once to the
+// Q8 format that matches W (vec_dot.h) and uses integer dot products, as llama.cpp does;
+// dtypes without a direct kernel are dequantized row by row and dotted in float.
+// Accuracy against "cpu-reference": exact up to float rounding once the reference is fed the
+// same Q8-rounded activations (tests/kernels/cpu_backend_test.cc states the bounds).
+// One call at a time (ops.h); the backend's own threads run inside each call.
+#pragma once
+
+#include <string_view>
+
+#include "common/aligned_buffer.h"
+#include "common/thread_pool.h"
+#include "kernels/cpu/vec_dot.h"
+#include "kernels/ops.h"
+
+namespace tessera {
+
+class CpuBackend : public Backend {
+ public:
+  // num_threads: 0 = hardware threads. kernels: nullptr = the best table for this CPU;
+  // tests pass each of SupportedCpuKernels() to cover every ISA.
+  explicit CpuBackend(int num_threads = 0, const CpuKernels* kernels = nullptr);
+
+  std::string_view name() const override { return "cpu"; }
+  std::string_view isa() const { return kernels_.isa; }
+  int num_threads() const { return pool_.num_threads(); }
+
+  absl::Status MatMul(const float* x, int64_t n, int64_t k, const TensorView& w,
+                      float* y) override;
+  absl::Status Embedding(const TensorView& table, std::span<const int32_t> ids,
+                         float* out) override;
+  void RmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float eps,
+               float* out) override;
+  void Rope(float* x, int64_t n_tokens, int64_t num_heads, std::span<const int32_t> positions,
+            const RopeParams& params) override;
+  void SiluMul(const float* gate, const float* up, int64_t count, float* out) override;
+  void Add(const float* a, const float* b, int64_t count, float* out) override;
+  void Attention(const float* q, int64_t n_tokens, std::span<const int32_t> positions,
+                 const float* k_cache, const float* v_cache, int64_t cache_len,
+                 const AttentionParams& params, float* out) override;
+  void Softmax(float* x, int64_t n, int64_t dim) override;
+
+ private:
+  absl::Status MatMulDequantized(const float* x, int64_t n, int64_t k, const TensorView& w,
+                                 float* y);
+
+  const CpuKernels& kernels_;
+  ThreadPool pool_;
+  AlignedBuffer act_;  // quantized activation rows of the current MatMul
+};
+
+}  // namespace tessera

@@ -1,0 +1,46 @@
+// "cpu-reference": the scalar backend whose results define every op. Straightforward loops,
+// no SIMD, no threads; accumulations (dot products, norms, softmax sums) run in double so
+// that the results are as close to exact as float outputs allow. Not thread-safe: one call
+// at a time (see ops.h).
+#pragma once
+
+#include <string_view>
+#include <vector>
+
+#include "kernels/ops.h"
+
+namespace tessera {
+
+class ReferenceBackend : public Backend {
+ public:
+  std::string_view name() const override { return "cpu-reference"; }
+
+  // Dequantizes each row of W to float (kernels/cpu/dequantize.h), then dots it with x in
+  // double.
+  absl::Status MatMul(const float* x, int64_t n, int64_t k, const TensorView& w,
+                      float* y) override;
+  absl::Status Embedding(const TensorView& table, std::span<const int32_t> ids,
+                         float* out) override;
+  void RmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float eps,
+               float* out) override;
+  void Rope(float* x, int64_t n_tokens, int64_t num_heads, std::span<const int32_t> positions,
+            const RopeParams& params) override;
+  void SiluMul(const float* gate, const float* up, int64_t count, float* out) override;
+  void Add(const float* a, const float* b, int64_t count, float* out) override;
+  void Attention(const float* q, int64_t n_tokens, std::span<const int32_t> positions,
+                 const float* k_cache, const float* v_cache, int64_t cache_len,
+                 const AttentionParams& params, float* out) override;
+  void Softmax(float* x, int64_t n, int64_t dim) override;
+
+ private:
+  std::vector<float> row_;  // one dequantized weight row
+};
+
+// Shared argument checks for MatMul / Embedding (also used by the SIMD backend), with
+// messages that name the op and the field.
+[[nodiscard]] absl::Status CheckMatMulArgs(std::string_view backend, int64_t n, int64_t k,
+                                           const TensorView& w);
+[[nodiscard]] absl::Status CheckEmbeddingArgs(std::string_view backend, const TensorView& table,
+                                              std::span<const int32_t> ids);
+
+}  // namespace tessera

@@ -1,0 +1,57 @@
+// Per-ISA inner kernels of the "cpu" backend: dot products of one weight row with one
+// activation row, and the float helpers the other ops use. Each ISA's table is compiled in
+// its own translation unit with that ISA's flags and chosen at run time (cpu_features.h), so
+// a binary built here runs on any x86-64 (or non-x86) CPU.
+//
+// Activations: for integer-dot weight types, x is first quantized once per row with
+// QuantizeRow(ActivationType(w), ...) (Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1, Q8_K for
+// K-quants); for F32/F16/BF16 weights the activation row stays float32.
+// All functions are pure and thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "common/dtype.h"
+
+namespace tessera {
+
+// w_row: k elements of the weight dtype; act_row: k elements of ActivationType(dtype).
+using VecDotFn = float (*)(int64_t k, const void* w_row, const void* act_row);
+
+// Four dots of one weight row with activation rows act, act + act_stride, ... (bytes);
+// out[0..3] receive them. Same arithmetic per dot as VecDotFn up to summation order.
+using VecDot4Fn = void (*)(int64_t k, const void* w_row, const void* act, int64_t act_stride,
+                           float* out);
+
+struct CpuKernels {
+  std::string_view isa;  // "generic", "avx2", "avx512vnni"
+  // The direct dot for weight dtype `w`, or nullptr when this ISA has none (the backend
+  // then dequantizes the row and uses dot_f32).
+  VecDotFn (*vec_dot)(DType w);
+  // The four-row form for prefill, or nullptr (the backend then calls vec_dot four times).
+  VecDot4Fn (*vec_dot4)(DType w);
+  // Quantizes k floats to activation dtype `type` with results identical to QuantizeRow;
+  // false when this ISA has no fast path for `type` (the caller then uses QuantizeRow).
+  bool (*quantize_act)(DType type, const float* x, void* out, int64_t k);
+  // sum(a[i] * b[i]) over n floats.
+  float (*dot_f32)(const float* a, const float* b, int64_t n);
+  // y[i] += a * x[i].
+  void (*axpy_f32)(float a, const float* x, float* y, int64_t n);
+  // out[i] = silu(gate[i]) * up[i]; out may alias gate or up.
+  void (*silu_mul)(const float* gate, const float* up, float* out, int64_t n);
+  // x[i] = exp(x[i] - max) in place; returns the sum of the new x[i].
+  float (*exp_sum)(float* x, float max, int64_t n);
+};
+
+// The activation format that vec_dot expects for weight dtype `w`: kQ8_0, kQ8_1, kQ8_K, or
+// kF32 (float activations; also for dtypes handled by dequantize + dot_f32).
+DType ActivationType(DType w);
+
+// Tables per ISA; the x86 ones exist only in x86-64 builds and must only be used when
+// cpu_features.h says the CPU supports them.
+const CpuKernels& GenericKernels();
+const CpuKernels& Avx2Kernels();
+const CpuKernels& Avx512VnniKernels();
+
+}  // namespace tessera

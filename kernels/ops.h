@@ -1,0 +1,81 @@
+// The backend interface: every operation the model needs, over activations in float32 and
+// weights in their stored dtype. A Backend interprets pointers in its own memory space (host
+// memory for CPU backends). Shapes are row-major, outermost first. Unless stated otherwise,
+// calls on one Backend come from one thread at a time; a backend may use its own threads
+// inside a call. The CPU reference backend defines the results; other backends are tested
+// against it.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "common/tensor.h"
+
+namespace tessera {
+
+enum class RopeStyle {
+  kAdjacentPairs,  // GGML "normal" mode: rotates (x[2i], x[2i+1]) — Llama in GGUF
+  kHalves,         // GPT-NeoX / HF rotate_half: rotates (x[i], x[i + d/2])
+};
+
+struct RopeParams {
+  int64_t head_dim = 0;
+  int64_t rope_dim = 0;             // leading dims of each head that rotate (<= head_dim)
+  const float* inv_freq = nullptr;  // rope_dim / 2 frequencies (scaling already applied)
+  float mscale = 1.0f;              // multiplies cos and sin (YaRN attention factor)
+  RopeStyle style = RopeStyle::kAdjacentPairs;
+};
+
+struct AttentionParams {
+  int64_t num_heads = 0;
+  int64_t num_kv_heads = 0;  // divides num_heads (GQA/MQA); query head h reads kv head
+                             // h / (num_heads / num_kv_heads)
+  int64_t head_dim = 0;
+  float scale = 0.0f;        // usually 1/sqrt(head_dim)
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string_view name() const = 0;
+
+  // y[n, m] = x[n, k] · Wᵀ where W is [m, k] in any supported weight dtype.
+  // INVALID_ARGUMENT when W's shape or dtype does not fit.
+  [[nodiscard]] virtual absl::Status MatMul(const float* x, int64_t n, int64_t k,
+                                            const TensorView& w, float* y) = 0;
+
+  // out[i, :] = table[ids[i], :] dequantized; table is [vocab, dim] in any weight dtype.
+  // INVALID_ARGUMENT when an id is outside [0, vocab).
+  [[nodiscard]] virtual absl::Status Embedding(const TensorView& table,
+                                               std::span<const int32_t> ids, float* out) = 0;
+
+  // out[i, :] = x[i, :] / sqrt(mean(x[i, :]²) + eps) * weight; x and out may alias.
+  virtual void RmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float eps,
+                       float* out) = 0;
+
+  // Rotates, in place, each of `num_heads` heads of x[n_tokens, num_heads, head_dim] by
+  // its token's position.
+  virtual void Rope(float* x, int64_t n_tokens, int64_t num_heads,
+                    std::span<const int32_t> positions, const RopeParams& params) = 0;
+
+  // out[i] = silu(gate[i]) * up[i]; out may alias gate or up.
+  virtual void SiluMul(const float* gate, const float* up, int64_t count, float* out) = 0;
+
+  // out[i] = a[i] + b[i]; out may alias a or b.
+  virtual void Add(const float* a, const float* b, int64_t count, float* out) = 0;
+
+  // Causal attention of n_tokens queries against a contiguous cache.
+  // q: [n_tokens, num_heads, head_dim]; k_cache, v_cache: [cache_len, num_kv_heads,
+  // head_dim]; query i sees cache rows [0, positions[i]] (positions[i] < cache_len).
+  // out: [n_tokens, num_heads, head_dim].
+  virtual void Attention(const float* q, int64_t n_tokens, std::span<const int32_t> positions,
+                         const float* k_cache, const float* v_cache, int64_t cache_len,
+                         const AttentionParams& params, float* out) = 0;
+
+  // In-place softmax over each row of x[n, dim].
+  virtual void Softmax(float* x, int64_t n, int64_t dim) = 0;
+};
+
+}  // namespace tessera

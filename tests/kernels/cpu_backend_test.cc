@@ -1,0 +1,281 @@
+// The "cpu" backend against "cpu-reference" for every op and weight dtype, on every ISA
+// this CPU supports and several thread counts, at odd sizes.
+//
+// MatMul tolerance. The cpu backend quantizes activations to Q8 (Q8_0 / Q8_1 / Q8_K per
+// weight dtype) before integer dots, so the reference is fed the same rounded activations
+// x̂ = dequant(quant(x)); what remains is float rounding, bounded relative to
+// S = Σ_j |w_j·x̂_j| (which bounds |y| and every partial sum):
+//   * 1e-4·S for all dtypes: float32 accumulation over k ≤ 1536 terms gives at most about
+//     k·2^-24 ≈ 9e-5 in the worst case (typically √k·2^-24 ≈ 2e-6), while a wrong block
+//     layout or scale gives errors of order S.
+//   * plus, for Q4_1/Q5_1, the known deviation of their min term: the dot uses Q8_1's
+//     stored s = fp16(d·Σq) where x̂ implies fp16(d)·Σq, so the test adds
+//     Σ_blocks |m_b|·|s_b − fp16(d_b)·Σq_b| computed from the actual blocks (≈ 2^-10 of
+//     |m|·|Σx̂| at most), keeping the check sharp enough to catch a 0.1% error in that term.
+#include "kernels/cpu/cpu_backend.h"
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "gtest/gtest.h"
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/dequantize.h"
+#include "kernels/cpu/quant_blocks.h"
+#include "kernels/cpu/quantize.h"
+#include "kernels/cpu/reference_backend.h"
+#include "tests/kernels/kernel_test_util.h"
+
+namespace tessera {
+namespace {
+
+using testing::RandomFloats;
+using testing::RandomWeights;
+
+// The activation format the backend promises for each weight dtype (vec_dot.h).
+DType ExpectedActivation(DType w) {
+  switch (w) {
+    case DType::kQ4_0: case DType::kQ5_0: case DType::kQ8_0: return DType::kQ8_0;
+    case DType::kQ4_1: case DType::kQ5_1: return DType::kQ8_1;
+    case DType::kQ4_K: case DType::kQ6_K: return DType::kQ8_K;
+    default: return DType::kF32;
+  }
+}
+
+std::vector<float> RoundTrip(DType act, const std::vector<float>& x, int64_t n, int64_t k) {
+  if (act == DType::kF32) return x;
+  std::vector<float> out(x.size());
+  std::vector<uint8_t> q(static_cast<size_t>(*RowBytes(act, k)));
+  for (int64_t i = 0; i < n; ++i) {
+    EXPECT_TRUE(QuantizeRow(act, x.data() + i * k, q.data(), k).ok());
+    EXPECT_TRUE(DequantizeRow(act, q.data(), out.data() + i * k, k).ok());
+  }
+  return out;
+}
+
+struct Config {
+  const CpuKernels* kernels;
+  int threads;
+};
+void PrintTo(const Config& c, std::ostream* os) { *os << c.kernels->isa << " x" << c.threads; }
+
+std::vector<Config> AllConfigs() {
+  std::vector<Config> out;
+  for (const CpuKernels* k : SupportedCpuKernels()) {
+    for (int t : {1, 2, 3}) out.push_back({k, t});
+  }
+  return out;
+}
+
+class CpuBackendTest : public ::testing::TestWithParam<Config> {
+ protected:
+  CpuBackend be_{GetParam().threads, GetParam().kernels};
+  ReferenceBackend ref_;
+};
+
+const DType kAllWeightTypes[] = {
+    DType::kF32,  DType::kF16,  DType::kBF16, DType::kF64,  DType::kQ4_0, DType::kQ4_1,
+    DType::kQ5_0, DType::kQ5_1, DType::kQ8_0, DType::kQ8_1, DType::kQ2_K, DType::kQ3_K,
+    DType::kQ4_K, DType::kQ5_K, DType::kQ6_K, DType::kQ8_K};
+
+TEST_P(CpuBackendTest, MatMulMatchesReferenceForEveryDtype) {
+  EXPECT_EQ(be_.isa(), GetParam().kernels->isa);
+  std::mt19937 rng(11);
+  for (DType t : kAllWeightTypes) {
+    EXPECT_EQ(ActivationType(t), ExpectedActivation(t)) << DTypeName(t);
+    const bool k_quant = Traits(t).block_elems == 256;
+    // (n, k, m): decode, prefill with m not a multiple of the 16-row tile, a long row.
+    const std::vector<std::tuple<int64_t, int64_t, int64_t>> shapes =
+        k_quant ? std::vector<std::tuple<int64_t, int64_t, int64_t>>{{1, 256, 37}, {7, 512, 45}, {2, 1536, 17}}
+                : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{1, 32, 37}, {7, 96, 45}, {1, 1536, 33}};
+    for (const auto& [n, k, m] : shapes) {
+      SCOPED_TRACE(absl::StrFormat("%s n=%d k=%d m=%d", DTypeName(t), n, k, m));
+      const std::vector<uint8_t> w = RandomWeights(t, m, k, rng);
+      const TensorView wv{t, {m, k}, w.data()};
+      const std::vector<float> x = RandomFloats(n * k, rng);
+      std::vector<float> y(n * m, NAN);
+      ASSERT_TRUE(be_.MatMul(x.data(), n, k, wv, y.data()).ok());
+
+      const std::vector<float> xq = RoundTrip(ExpectedActivation(t), x, n, k);
+      std::vector<float> want(n * m);
+      ASSERT_TRUE(ref_.MatMul(xq.data(), n, k, wv, want.data()).ok());
+      const bool min_term = ExpectedActivation(t) == DType::kQ8_1;
+      std::vector<BlockQ8_1> xa(min_term ? n * k / 32 : 0);
+      for (int64_t i = 0; min_term && i < n; ++i) {
+        ASSERT_TRUE(QuantizeRow(DType::kQ8_1, x.data() + i * k, xa.data() + i * k / 32, k).ok());
+      }
+      std::vector<float> row(k);
+      for (int64_t r = 0; r < m; ++r) {
+        ASSERT_TRUE(DequantizeRow(t, wv.RowPtr(r), row.data(), k).ok());
+        for (int64_t i = 0; i < n; ++i) {
+          double s = 0;
+          for (int64_t j = 0; j < k; ++j) s += std::fabs(double(row[j]) * xq[i * k + j]);
+          double s_dev = 0;
+          for (int64_t b = 0; min_term && b < k / 32; ++b) {
+            uint16_t mh;  // Q4_1 and Q5_1 keep fp16 m at byte 2 of each block
+            std::memcpy(&mh, wv.RowPtr(r) + b * Traits(t).block_bytes + 2, 2);
+            const BlockQ8_1& a = xa[i * k / 32 + b];
+            int sum = 0;
+            for (int8_t q : a.qs) sum += q;
+            s_dev += std::fabs(double(Fp16ToFloat(mh))) *
+                     std::fabs(double(Fp16ToFloat(a.s)) - double(Fp16ToFloat(a.d)) * sum);
+          }
+          ASSERT_NEAR(y[i * m + r], want[i * m + r], 1e-4 * s + 1.001 * s_dev + 1e-6)
+              << "row " << r << " token " << i;
+        }
+      }
+    }
+  }
+}
+
+TEST_P(CpuBackendTest, MatMulRejectsWhatReferenceRejects) {
+  std::vector<float> w(64), x(64), y(4);
+  const absl::Status s = be_.MatMul(x.data(), 1, 32, TensorView{DType::kF32, {2, 16}, w.data()}, y.data());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("w.shape"), std::string::npos) << s.message();
+}
+
+TEST_P(CpuBackendTest, EmbeddingEqualsReference) {
+  std::mt19937 rng(12);
+  for (DType t : {DType::kQ8_0, DType::kQ4_1, DType::kF16, DType::kQ6_K}) {
+    const int64_t dim = Traits(t).block_elems == 256 ? 512 : 576, vocab = 50;
+    const std::vector<uint8_t> table = RandomWeights(t, vocab, dim, rng);
+    const TensorView tv{t, {vocab, dim}, table.data()};
+    const std::vector<int32_t> ids = {0, 49, 7, 7};
+    std::vector<float> got(ids.size() * dim), want(ids.size() * dim);
+    ASSERT_TRUE(be_.Embedding(tv, ids, got.data()).ok());
+    ASSERT_TRUE(ref_.Embedding(tv, ids, want.data()).ok());
+    EXPECT_EQ(got, want) << DTypeName(t);
+  }
+  std::vector<float> out(4);
+  const std::vector<int32_t> bad = {-1};
+  const absl::Status s = be_.Embedding(TensorView{DType::kF32, {2, 4}, out.data()}, bad, out.data());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("ids[0]=-1"), std::string::npos) << s.message();
+}
+
+void ExpectNear(const std::vector<float>& got, const std::vector<float>& want, double rel) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_NEAR(got[i], want[i], rel * (1.0 + std::fabs(want[i]))) << "index " << i;
+  }
+}
+
+// Elementwise ops: float32 evaluation of the same formulas; 1e-5 covers float rounding of
+// a sum over ≤ 1536 squares and of expf/cos/sin (a few ulp each).
+TEST_P(CpuBackendTest, RmsNormSiluMulAddMatchReference) {
+  std::mt19937 rng(13);
+  for (const auto& [n, dim] : std::vector<std::pair<int64_t, int64_t>>{{1, 576}, {7, 37}, {64, 576}}) {
+    const auto x = RandomFloats(n * dim, rng), w = RandomFloats(dim, rng);
+    std::vector<float> got = x, want(n * dim);
+    be_.RmsNorm(got.data(), w.data(), n, dim, 1e-5f, got.data());  // aliased
+    ref_.RmsNorm(x.data(), w.data(), n, dim, 1e-5f, want.data());
+    ExpectNear(got, want, 1e-5);
+  }
+  for (int64_t count : {1, 1537, 70001}) {
+    const auto g = RandomFloats(count, rng, 4.0f), u = RandomFloats(count, rng);
+    std::vector<float> got(count), want(count);
+    be_.SiluMul(g.data(), u.data(), count, got.data());
+    ref_.SiluMul(g.data(), u.data(), count, want.data());
+    ExpectNear(got, want, 1e-5);
+    be_.Add(g.data(), u.data(), count, got.data());
+    ref_.Add(g.data(), u.data(), count, want.data());
+    EXPECT_EQ(got, want);  // one float addition: exact on both sides
+  }
+}
+
+TEST_P(CpuBackendTest, RopeMatchesReference) {
+  std::mt19937 rng(14);
+  const int64_t heads = 9, head_dim = 64;
+  std::vector<float> freq(32);
+  for (int i = 0; i < 32; ++i) freq[i] = std::pow(100000.0f, -2.0f * i / 64);
+  for (RopeStyle style : {RopeStyle::kAdjacentPairs, RopeStyle::kHalves}) {
+    for (int64_t rope_dim : {64, 32}) {
+      const std::vector<int32_t> pos = {0, 1, 17, 4095, 3, 8, 100};
+      const auto x = RandomFloats(7 * heads * head_dim, rng);
+      std::vector<float> got = x, want = x;
+      const RopeParams p{head_dim, rope_dim, freq.data(), 1.0f, style};
+      be_.Rope(got.data(), 7, heads, pos, p);
+      ref_.Rope(want.data(), 7, heads, pos, p);
+      ExpectNear(got, want, 1e-5);
+    }
+  }
+}
+
+TEST_P(CpuBackendTest, SoftmaxMatchesReference) {
+  std::mt19937 rng(15);
+  for (const auto& [n, dim] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {3, 17}, {2, 49152}}) {
+    auto x = RandomFloats(n * dim, rng, 10.0f);
+    x[0] = 500.0f;  // large logits must not overflow
+    std::vector<float> got = x, want = x;
+    be_.Softmax(got.data(), n, dim);
+    ref_.Softmax(want.data(), n, dim);
+    // Probabilities in [0, 1]: absolute 1e-6 plus relative 1e-5 for expf and the float sum.
+    for (size_t i = 0; i < got.size(); ++i) {
+      ASSERT_NEAR(got[i], want[i], 1e-6 + 1e-5 * want[i]) << "index " << i;
+    }
+  }
+}
+
+TEST_P(CpuBackendTest, AttentionMatchesReference) {
+  std::mt19937 rng(16);
+  for (int64_t kv_heads : {3, 1, 9}) {
+    const AttentionParams p{9, kv_heads, 64, 0.125f};
+    for (const auto& [n_tokens, cache_len] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {1, 300}, {7, 20}}) {
+      std::vector<int32_t> pos(n_tokens);
+      for (int64_t t = 0; t < n_tokens; ++t) pos[t] = static_cast<int32_t>(cache_len - n_tokens + t);
+      const auto q = RandomFloats(n_tokens * p.num_heads * p.head_dim, rng);
+      const auto k = RandomFloats(cache_len * kv_heads * p.head_dim, rng);
+      const auto v = RandomFloats(cache_len * kv_heads * p.head_dim, rng);
+      std::vector<float> got(q.size()), want(q.size());
+      be_.Attention(q.data(), n_tokens, pos, k.data(), v.data(), cache_len, p, got.data());
+      ref_.Attention(q.data(), n_tokens, pos, k.data(), v.data(), cache_len, p, want.data());
+      ExpectNear(got, want, 1e-5);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(IsasAndThreads, CpuBackendTest, ::testing::ValuesIn(AllConfigs()),
+                         [](const ::testing::TestParamInfo<Config>& info) {
+                           return absl::StrFormat("%s_%dthreads", info.param.kernels->isa,
+                                                  info.param.threads);
+                         });
+
+// The backend quantizes activations with each ISA's fast path; it must give QuantizeRow's
+// bytes exactly (the MatMul tolerances above rely on it), ties and zero blocks included.
+TEST(CpuFeaturesTest, FastActivationQuantizersEqualQuantizeRow) {
+  std::mt19937 rng(17);
+  std::vector<float> x = RandomFloats(1536, rng, 3.0f);
+  // Block 1: amax 127 makes id = 1, so the halves below are exact ties.
+  for (int j = 0; j < 32; ++j) x[32 + j] = (j % 2 ? -1.0f : 1.0f) * (0.5f + j);
+  x[32] = 127.0f;
+  for (int j = 0; j < 32; ++j) x[64 + j] = 0.0f;  // block 2: all zero
+  for (const CpuKernels* kernels : SupportedCpuKernels()) {
+    for (DType t : {DType::kQ8_0, DType::kQ8_1, DType::kQ8_K}) {
+      const int64_t k = 1536;
+      std::vector<uint8_t> want(static_cast<size_t>(*RowBytes(t, k)));
+      std::vector<uint8_t> got(want.size(), 0xAB);
+      ASSERT_TRUE(QuantizeRow(t, x.data(), want.data(), k).ok());
+      if (!kernels->quantize_act(t, x.data(), got.data(), k)) continue;
+      EXPECT_EQ(got, want) << kernels->isa << " " << DTypeName(t);
+    }
+  }
+}
+
+TEST(CpuFeaturesTest, GenericIsAlwaysSupportedAndBestIsSupported) {
+  const std::vector<const CpuKernels*> all = SupportedCpuKernels();
+  ASSERT_FALSE(all.empty());
+  EXPECT_EQ(all.front()->isa, "generic");
+  EXPECT_EQ(&BestCpuKernels(), all.back());
+  for (const CpuKernels* k : all) {
+    EXPECT_TRUE(k->vec_dot && k->vec_dot4 && k->quantize_act && k->dot_f32 && k->axpy_f32 &&
+                k->silu_mul && k->exp_sum)
+        << "incomplete kernel table " << k->isa;
+  }
+}
+
+}  // namespace
+}  // namespace tessera

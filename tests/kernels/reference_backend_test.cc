@@ -1,0 +1,244 @@
+// The "cpu-reference" backend against float64 implementations written here, and MatMul /
+// Embedding over quantized weights against the gguf-py dequantization fixtures.
+#include "kernels/cpu/reference_backend.h"
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/kernels/kernel_test_util.h"
+
+namespace tessera {
+namespace {
+
+using testing::RandomFloats;
+
+// |got - want| <= 1e-5 * (1 + |want|): float32 outputs of double computations.
+void ExpectClose(const std::vector<float>& got, const std::vector<double>& want, double tol = 1e-5) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_NEAR(got[i], want[i], tol * (1.0 + std::fabs(want[i]))) << "index " << i;
+  }
+}
+
+std::vector<double> MatMul64(const std::vector<float>& x, int64_t n, int64_t k,
+                             const std::vector<float>& w, int64_t m) {
+  std::vector<double> y(static_cast<size_t>(n * m));
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t r = 0; r < m; ++r) {
+      double s = 0;
+      for (int64_t j = 0; j < k; ++j) s += static_cast<double>(x[i * k + j]) * w[r * k + j];
+      y[i * m + r] = s;
+    }
+  }
+  return y;
+}
+
+TEST(ReferenceBackendTest, MatMulF32) {
+  std::mt19937 rng(1);
+  const int64_t n = 3, k = 40, m = 5;
+  const auto x = RandomFloats(n * k, rng), w = RandomFloats(m * k, rng);
+  ReferenceBackend be;
+  std::vector<float> y(n * m);
+  ASSERT_TRUE(be.MatMul(x.data(), n, k, TensorView{DType::kF32, {m, k}, w.data()}, y.data()).ok());
+  ExpectClose(y, MatMul64(x, n, k, w, m));
+}
+
+// W's rows are the gguf-py fixture's raw blocks; the expected W values are its floats.
+class ReferenceQuantMatMulTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ReferenceQuantMatMulTest, MatchesFixtureWeights) {
+  const testing::KernelFixture f = testing::LoadKernelFixture("dequant_" + GetParam() + ".bin");
+  const int64_t k = Traits(f.type).block_elems == 256 ? 256 : 128, m = f.n / k;
+  ASSERT_GE(m, 2);
+  const int64_t raw = *RowBytes(f.type, f.n);
+  std::vector<float> w(static_cast<size_t>(f.n));
+  std::memcpy(w.data(), f.payload.data() + raw, 4 * f.n);
+  std::mt19937 rng(2);
+  const int64_t n = 2;
+  const auto x = RandomFloats(n * k, rng);
+  ReferenceBackend be;
+  std::vector<float> y(n * m);
+  ASSERT_TRUE(be.MatMul(x.data(), n, k, TensorView{f.type, {m, k}, f.payload.data()}, y.data()).ok());
+  ExpectClose(y, MatMul64(x, n, k, w, m), 1e-4);
+
+  std::vector<float> rows(2 * k);
+  const std::vector<int32_t> ids = {static_cast<int32_t>(m - 1), 0};
+  ASSERT_TRUE(be.Embedding(TensorView{f.type, {m, k}, f.payload.data()}, ids, rows.data()).ok());
+  for (int64_t j = 0; j < k; ++j) {
+    EXPECT_EQ(rows[j], w[(m - 1) * k + j]);
+    EXPECT_EQ(rows[k + j], w[j]);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(QuantTypes, ReferenceQuantMatMulTest,
+                         ::testing::Values("q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k", "q3_k",
+                                           "q4_k", "q5_k", "q6_k", "q8_k", "f16", "bf16"));
+
+TEST(ReferenceBackendTest, MatMulRejectsBadShapes) {
+  std::vector<float> w(64), x(64), y(4);
+  ReferenceBackend be;
+  absl::Status s = be.MatMul(x.data(), 1, 32, TensorView{DType::kF32, {2, 16}, w.data()}, y.data());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("w.shape"), std::string::npos) << s.message();
+  s = be.MatMul(x.data(), 1, 16, TensorView{DType::kQ4_0, {2, 16}, w.data()}, y.data());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("block size"), std::string::npos) << s.message();
+  s = be.MatMul(x.data(), 1, 16, TensorView{DType::kI32, {2, 16}, w.data()}, y.data());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("w.dtype"), std::string::npos) << s.message();
+}
+
+TEST(ReferenceBackendTest, EmbeddingRejectsOutOfRangeIds) {
+  std::vector<float> table(8), out(4);
+  ReferenceBackend be;
+  const std::vector<int32_t> ids = {1, 2};
+  const absl::Status s = be.Embedding(TensorView{DType::kF32, {2, 4}, table.data()}, ids, out.data());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("ids[1]=2"), std::string::npos) << s.message();
+}
+
+TEST(ReferenceBackendTest, RmsNorm) {
+  std::mt19937 rng(3);
+  const int64_t n = 3, dim = 37;
+  const auto x = RandomFloats(n * dim, rng), w = RandomFloats(dim, rng);
+  std::vector<double> want(n * dim);
+  for (int64_t i = 0; i < n; ++i) {
+    double ss = 0;
+    for (int64_t j = 0; j < dim; ++j) ss += double(x[i * dim + j]) * x[i * dim + j];
+    for (int64_t j = 0; j < dim; ++j) {
+      want[i * dim + j] = x[i * dim + j] / std::sqrt(ss / dim + 1e-5) * w[j];
+    }
+  }
+  ReferenceBackend be;
+  std::vector<float> out = x;  // in place: out aliases x
+  be.RmsNorm(out.data(), w.data(), n, dim, 1e-5f, out.data());
+  ExpectClose(out, want);
+}
+
+// Rotation in the complex plane: (a + ib) * e^{i·pos·f} for the pair each style selects.
+void Rope64(std::vector<double>& v, int64_t n_tokens, int64_t heads, const std::vector<int32_t>& pos,
+            int64_t head_dim, int64_t rope_dim, const std::vector<float>& freq, double mscale,
+            RopeStyle style) {
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    for (int64_t h = 0; h < heads; ++h) {
+      double* p = v.data() + (t * heads + h) * head_dim;
+      for (int64_t i = 0; i < rope_dim / 2; ++i) {
+        const int64_t a = style == RopeStyle::kHalves ? i : 2 * i;
+        const int64_t b = style == RopeStyle::kHalves ? i + rope_dim / 2 : 2 * i + 1;
+        const double th = pos[t] * double(freq[i]);
+        const double re = p[a] * std::cos(th) - p[b] * std::sin(th);
+        const double im = p[a] * std::sin(th) + p[b] * std::cos(th);
+        p[a] = re * mscale;
+        p[b] = im * mscale;
+      }
+    }
+  }
+}
+
+TEST(ReferenceBackendTest, RopeBothStylesWithPartialRotation) {
+  std::mt19937 rng(4);
+  const int64_t n_tokens = 3, heads = 2, head_dim = 12, rope_dim = 8;
+  std::vector<float> freq(rope_dim / 2);
+  for (int64_t i = 0; i < rope_dim / 2; ++i) freq[i] = std::pow(10000.0f, -2.0f * i / rope_dim);
+  const std::vector<int32_t> pos = {0, 5, 1000};
+  for (RopeStyle style : {RopeStyle::kAdjacentPairs, RopeStyle::kHalves}) {
+    const auto x = RandomFloats(n_tokens * heads * head_dim, rng);
+    std::vector<double> want(x.begin(), x.end());
+    Rope64(want, n_tokens, heads, pos, head_dim, rope_dim, freq, 0.9, style);
+    std::vector<float> got = x;
+    ReferenceBackend be;
+    be.Rope(got.data(), n_tokens, heads, pos,
+            RopeParams{head_dim, rope_dim, freq.data(), 0.9f, style});
+    ExpectClose(got, want);
+    // Dimensions past rope_dim are untouched.
+    for (int64_t t = 0; t < n_tokens * heads; ++t) {
+      for (int64_t e = rope_dim; e < head_dim; ++e) {
+        EXPECT_EQ(got[t * head_dim + e], x[t * head_dim + e]);
+      }
+    }
+  }
+}
+
+TEST(ReferenceBackendTest, SiluMulAndAdd) {
+  std::mt19937 rng(5);
+  const auto g = RandomFloats(100, rng, 4.0f), u = RandomFloats(100, rng);
+  std::vector<double> want_silu(100), want_add(100);
+  for (int i = 0; i < 100; ++i) {
+    want_silu[i] = double(g[i]) / (1 + std::exp(-double(g[i]))) * u[i];
+    want_add[i] = double(g[i]) + u[i];
+  }
+  ReferenceBackend be;
+  std::vector<float> out(100);
+  be.SiluMul(g.data(), u.data(), 100, out.data());
+  ExpectClose(out, want_silu);
+  be.Add(g.data(), u.data(), 100, out.data());
+  ExpectClose(out, want_add);
+}
+
+TEST(ReferenceBackendTest, SoftmaxIsStableForLargeLogits) {
+  std::vector<float> x = {1000.0f, 1001.0f, 999.0f, -1000.0f};
+  const double e0 = std::exp(-1.0), e2 = std::exp(-2.0);
+  const double z = e0 + 1 + e2;
+  ReferenceBackend be;
+  be.Softmax(x.data(), 1, 4);
+  ExpectClose(x, {e0 / z, 1 / z, e2 / z, 0.0});
+}
+
+// Causal GQA attention in float64.
+std::vector<double> Attention64(const std::vector<float>& q, int64_t n_tokens,
+                                const std::vector<int32_t>& pos, const std::vector<float>& k,
+                                const std::vector<float>& v, const AttentionParams& p) {
+  const int64_t d = p.head_dim, group = p.num_heads / p.num_kv_heads;
+  std::vector<double> out(q.size());
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    for (int64_t h = 0; h < p.num_heads; ++h) {
+      const int64_t kvh = h / group;
+      std::vector<double> s(pos[t] + 1);
+      double mx = -1e300;
+      for (int64_t j = 0; j <= pos[t]; ++j) {
+        double dot = 0;
+        for (int64_t e = 0; e < d; ++e) {
+          dot += double(q[(t * p.num_heads + h) * d + e]) * k[(j * p.num_kv_heads + kvh) * d + e];
+        }
+        s[j] = dot * p.scale;
+        mx = std::max(mx, s[j]);
+      }
+      double z = 0;
+      for (double& x : s) z += (x = std::exp(x - mx));
+      for (int64_t e = 0; e < d; ++e) {
+        double acc = 0;
+        for (int64_t j = 0; j <= pos[t]; ++j) acc += s[j] * v[(j * p.num_kv_heads + kvh) * d + e];
+        out[(t * p.num_heads + h) * d + e] = acc / z;
+      }
+    }
+  }
+  return out;
+}
+
+TEST(ReferenceBackendTest, AttentionGqaAndMqaAreCausal) {
+  std::mt19937 rng(6);
+  for (int64_t kv_heads : {3, 1, 6}) {  // GQA, MQA, MHA
+    const AttentionParams p{6, kv_heads, 8, 1.0f / std::sqrt(8.0f)};
+    const int64_t cache_len = 9, n_tokens = 4;
+    const std::vector<int32_t> pos = {5, 6, 7, 8};
+    const auto q = RandomFloats(n_tokens * p.num_heads * p.head_dim, rng, 2.0f);
+    auto k = RandomFloats(cache_len * kv_heads * p.head_dim, rng, 2.0f);
+    const auto v = RandomFloats(cache_len * kv_heads * p.head_dim, rng);
+    ReferenceBackend be;
+    std::vector<float> out(q.size());
+    be.Attention(q.data(), n_tokens, pos, k.data(), v.data(), cache_len, p, out.data());
+    ExpectClose(out, Attention64(q, n_tokens, pos, k, v, p));
+    // Causality: changing the last cache row changes only the query at position 8.
+    for (int64_t e = 0; e < kv_heads * p.head_dim; ++e) k[(cache_len - 1) * kv_heads * p.head_dim + e] += 5.0f;
+    std::vector<float> out2(q.size());
+    be.Attention(q.data(), n_tokens, pos, k.data(), v.data(), cache_len, p, out2.data());
+    const int64_t per_token = p.num_heads * p.head_dim;
+    for (int64_t i = 0; i < 3 * per_token; ++i) EXPECT_EQ(out[i], out2[i]);
+  }
+}
+
+}  // namespace
+}  // namespace tessera

@@ -1,0 +1,48 @@
+#include "kernels/registry.h"
+
+#include <algorithm>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "kernels/cuda/device_probe.h"
+
+namespace tessera {
+namespace {
+
+TEST(RegistryTest, CreatesEveryAvailableBackendUnderItsName) {
+  const std::vector<std::string> names = AvailableBackends();
+  EXPECT_NE(std::find(names.begin(), names.end(), "cpu"), names.end());
+  EXPECT_NE(std::find(names.begin(), names.end(), "cpu-reference"), names.end());
+  for (const std::string& name : names) {
+    absl::StatusOr<std::unique_ptr<Backend>> be = CreateBackend(name, 2);
+    ASSERT_TRUE(be.ok()) << name << ": " << be.status();
+    EXPECT_EQ((*be)->name(), name);
+  }
+}
+
+TEST(RegistryTest, UnknownNameIsInvalidArgumentAndListsChoices) {
+  const absl::StatusOr<std::unique_ptr<Backend>> be = CreateBackend("tpu");
+  EXPECT_EQ(be.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(be.status().message().find("'tpu'"), std::string::npos) << be.status();
+  EXPECT_NE(be.status().message().find("cpu-reference"), std::string::npos) << be.status();
+}
+
+TEST(RegistryTest, NegativeThreadCountIsInvalidArgument) {
+  const absl::StatusOr<std::unique_ptr<Backend>> be = CreateBackend("cpu", -1);
+  EXPECT_EQ(be.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(be.status().message().find("num_threads"), std::string::npos) << be.status();
+}
+
+TEST(RegistryTest, CudaIsUnavailableWithoutADeviceAndNeverFaked) {
+  const absl::StatusOr<std::unique_ptr<Backend>> be = CreateBackend("cuda");
+  ASSERT_FALSE(be.ok());
+  if (!CudaDeviceCount().ok()) {
+    EXPECT_EQ(be.status().code(), absl::StatusCode::kUnavailable) << be.status();
+    EXPECT_NE(be.status().message().find("no CUDA device"), std::string::npos) << be.status();
+  } else {
+    EXPECT_EQ(be.status().code(), absl::StatusCode::kUnimplemented) << be.status();
+  }
+}
+
+}  // namespace
+}  // namespace tessera
