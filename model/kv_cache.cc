@@ -1,0 +1,70 @@
+#include "model/kv_cache.h"
+
+#include <new>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/check.h"
+
+namespace tessera {
+
+absl::StatusOr<KvCache> KvCache::Create(int64_t num_layers, int64_t max_tokens,
+                                        int64_t num_kv_heads, int64_t head_dim) {
+  const std::pair<const char*, int64_t> fields[] = {{"num_layers", num_layers},
+                                                    {"max_tokens", max_tokens},
+                                                    {"num_kv_heads", num_kv_heads},
+                                                    {"head_dim", head_dim}};
+  for (const auto& [name, value] : fields) {
+    if (value <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("KV cache ", name, " must be positive, got ", value));
+    }
+  }
+  KvCache cache;
+  cache.num_layers_ = num_layers;
+  cache.max_tokens_ = max_tokens;
+  cache.num_kv_heads_ = num_kv_heads;
+  cache.head_dim_ = head_dim;
+  const int64_t bytes = max_tokens * num_kv_heads * head_dim * static_cast<int64_t>(sizeof(float));
+  try {
+    cache.keys_.resize(static_cast<size_t>(num_layers));
+    cache.values_.resize(static_cast<size_t>(num_layers));
+    for (int64_t l = 0; l < num_layers; ++l) {
+      cache.keys_[static_cast<size_t>(l)].Resize(static_cast<size_t>(bytes));
+      cache.values_[static_cast<size_t>(l)].Resize(static_cast<size_t>(bytes));
+    }
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "KV cache: cannot allocate ", 2 * num_layers * bytes, " bytes for ", max_tokens,
+        " tokens"));
+  }
+  return cache;
+}
+
+void KvCache::set_num_tokens(int64_t n) {
+  TESSERA_CHECK(n >= 0 && n <= max_tokens_);
+  num_tokens_ = n;
+}
+
+float* KvCache::keys(int64_t layer) {
+  TESSERA_CHECK(layer >= 0 && layer < num_layers_);
+  return keys_[static_cast<size_t>(layer)].as<float>();
+}
+float* KvCache::values(int64_t layer) {
+  TESSERA_CHECK(layer >= 0 && layer < num_layers_);
+  return values_[static_cast<size_t>(layer)].as<float>();
+}
+const float* KvCache::keys(int64_t layer) const {
+  TESSERA_CHECK(layer >= 0 && layer < num_layers_);
+  return keys_[static_cast<size_t>(layer)].as<float>();
+}
+const float* KvCache::values(int64_t layer) const {
+  TESSERA_CHECK(layer >= 0 && layer < num_layers_);
+  return values_[static_cast<size_t>(layer)].as<float>();
+}
+
+int64_t KvCache::NumBytes() const {
+  return 2 * num_layers_ * max_tokens_ * row_size() * static_cast<int64_t>(sizeof(float));
+}
+
+}  // namespace tessera

@@ -1,0 +1,307 @@
+#include "model/llama_model.h"
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <optional>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/half.h"
+#include "common/progress_bar.h"
+#include "common/status_macros.h"
+
+namespace tessera {
+namespace {
+
+std::string ShapeString(const std::vector<int64_t>& shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+}
+
+// Looks up `name` and checks its shape; the error names the tensor and both shapes.
+absl::StatusOr<TensorView> GetTensor(const WeightStore& store, const std::string& name,
+                                     const std::vector<int64_t>& expected) {
+  if (!store.Has(name)) {
+    return absl::InvalidArgumentError(absl::StrCat("missing tensor ", name,
+                                                   " (expected shape ", ShapeString(expected),
+                                                   ")"));
+  }
+  ASSIGN_OR_RETURN(TensorView view, store.Get(name));
+  if (view.shape != expected) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor ", name, ": expected shape ",
+                                                   ShapeString(expected), ", got ",
+                                                   ShapeString(view.shape)));
+  }
+  return view;
+}
+
+// A weight matrix used by MatMul / Embedding: rows must split into whole blocks.
+absl::StatusOr<TensorView> GetMatrix(const WeightStore& store, const std::string& name,
+                                     int64_t rows, int64_t cols) {
+  ASSIGN_OR_RETURN(TensorView view, GetTensor(store, name, {rows, cols}));
+  const DTypeTraits& traits = Traits(view.dtype);
+  const bool plain_float =
+      view.dtype == DType::kF32 || view.dtype == DType::kF16 || view.dtype == DType::kBF16;
+  if (!plain_float && !traits.quantized) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "tensor %s: dtype %s is not a weight dtype", name, DTypeName(view.dtype)));
+  }
+  if (cols % traits.block_elems != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "tensor %s: %d columns are not a multiple of the %s block size %d", name, cols,
+        DTypeName(view.dtype), traits.block_elems));
+  }
+  return view;
+}
+
+// A norm weight, converted to float32 (the only weights converted at load: they are tiny).
+absl::StatusOr<std::vector<float>> GetVector(const WeightStore& store, const std::string& name,
+                                             int64_t size) {
+  ASSIGN_OR_RETURN(TensorView view, GetTensor(store, name, {size}));
+  std::vector<float> out(static_cast<size_t>(size));
+  const auto* bytes = static_cast<const uint8_t*>(view.data);
+  for (int64_t i = 0; i < size; ++i) {
+    switch (view.dtype) {
+      case DType::kF32:
+        std::memcpy(&out[i], bytes + 4 * i, 4);
+        break;
+      case DType::kF16:
+      case DType::kBF16: {
+        uint16_t h;
+        std::memcpy(&h, bytes + 2 * i, 2);
+        out[i] = view.dtype == DType::kF16 ? Fp16ToFloat(h) : Bf16ToFloat(h);
+        break;
+      }
+      default:
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "tensor %s: norm weights must be f32, f16 or bf16, got %s", name,
+            DTypeName(view.dtype)));
+    }
+  }
+  return out;
+}
+
+// Reads one byte per page so that the mapping is resident before the first forward.
+uint8_t TouchPages(const TensorView& view) {
+  const auto* p = static_cast<const uint8_t*>(view.data);
+  const int64_t bytes = view.NumBytes();
+  uint8_t acc = 0;
+  for (int64_t i = 0; i < bytes; i += 4096) acc ^= p[i];
+  return acc;
+}
+
+}  // namespace
+
+LoadProgressCallback MakeProgressBarCallback(std::string label) {
+  auto bar = std::make_shared<std::unique_ptr<ProgressBar>>();
+  return [bar, label = std::move(label)](int64_t done, int64_t total) {
+    if (*bar == nullptr) *bar = std::make_unique<ProgressBar>(label, total);
+    if (done >= total) {
+      (*bar)->Done();
+    } else {
+      (*bar)->Update(done);
+    }
+  };
+}
+
+absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const WeightStore& store,
+                                                             Backend* backend,
+                                                             LoadProgressCallback progress) {
+  if (backend == nullptr) return absl::InvalidArgumentError("LlamaModel::Load: null backend");
+  const ModelConfig& c = store.config();
+  RETURN_IF_ERROR(c.Validate());
+  if (c.architecture != "llama") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model architecture '", c.architecture, "' is not supported (only 'llama')"));
+  }
+  if (c.vocab_size > std::numeric_limits<int32_t>::max() ||
+      c.max_position_embeddings > std::numeric_limits<int32_t>::max()) {
+    return absl::InvalidArgumentError("vocab_size / max_position_embeddings exceed int32");
+  }
+  auto model = std::unique_ptr<LlamaModel>(new LlamaModel());
+  model->config_ = c;
+  model->backend_ = backend;
+  const int64_t hidden = c.hidden_size;
+  const int64_t q_dim = c.num_heads * c.head_dim;
+  const int64_t kv_dim = c.num_kv_heads * c.head_dim;
+  const int64_t ffn = c.intermediate_size;
+
+  ASSIGN_OR_RETURN(model->token_embd_, GetMatrix(store, "token_embd.weight", c.vocab_size, hidden));
+  ASSIGN_OR_RETURN(model->output_norm_, GetVector(store, "output_norm.weight", hidden));
+  // llama.cpp's rule: a separate head when the file has one, else the tied embedding.
+  if (store.Has("output.weight")) {
+    ASSIGN_OR_RETURN(model->lm_head_, GetMatrix(store, "output.weight", c.vocab_size, hidden));
+  } else {
+    model->lm_head_ = model->token_embd_;
+  }
+  model->layers_.resize(static_cast<size_t>(c.num_layers));
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    Layer& layer = model->layers_[static_cast<size_t>(l)];
+    const std::string p = absl::StrCat("blk.", l, ".");
+    ASSIGN_OR_RETURN(layer.attn_norm, GetVector(store, p + "attn_norm.weight", hidden));
+    ASSIGN_OR_RETURN(layer.wq, GetMatrix(store, p + "attn_q.weight", q_dim, hidden));
+    ASSIGN_OR_RETURN(layer.wk, GetMatrix(store, p + "attn_k.weight", kv_dim, hidden));
+    ASSIGN_OR_RETURN(layer.wv, GetMatrix(store, p + "attn_v.weight", kv_dim, hidden));
+    ASSIGN_OR_RETURN(layer.wo, GetMatrix(store, p + "attn_output.weight", hidden, q_dim));
+    ASSIGN_OR_RETURN(layer.ffn_norm, GetVector(store, p + "ffn_norm.weight", hidden));
+    ASSIGN_OR_RETURN(layer.w_gate, GetMatrix(store, p + "ffn_gate.weight", ffn, hidden));
+    ASSIGN_OR_RETURN(layer.w_up, GetMatrix(store, p + "ffn_up.weight", ffn, hidden));
+    ASSIGN_OR_RETURN(layer.w_down, GetMatrix(store, p + "ffn_down.weight", hidden, ffn));
+  }
+
+  std::optional<TensorView> rope_freqs;
+  if (store.Has("rope_freqs.weight")) {
+    ASSIGN_OR_RETURN(rope_freqs, store.Get("rope_freqs.weight"));
+  }
+  ASSIGN_OR_RETURN(model->rope_,
+                   ComputeRopeFrequencies(c, rope_freqs ? &*rope_freqs : nullptr));
+  model->rope_params_.head_dim = c.head_dim;
+  model->rope_params_.rope_dim = c.rope_dim;
+  model->rope_params_.inv_freq = model->rope_.inv_freq.data();
+  model->rope_params_.mscale = model->rope_.mscale;
+  model->rope_params_.style = RopeStyle::kAdjacentPairs;  // GGUF's Q/K row order
+  model->attn_params_.num_heads = c.num_heads;
+  model->attn_params_.num_kv_heads = c.num_kv_heads;
+  model->attn_params_.head_dim = c.head_dim;
+  model->attn_params_.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim)));
+
+  // Page the weights in, reporting bytes.
+  std::vector<const TensorView*> weights = {&model->token_embd_};
+  if (model->lm_head_.data != model->token_embd_.data) weights.push_back(&model->lm_head_);
+  for (const Layer& layer : model->layers_) {
+    for (const TensorView* w : {&layer.wq, &layer.wk, &layer.wv, &layer.wo, &layer.w_gate,
+                                &layer.w_up, &layer.w_down}) {
+      weights.push_back(w);
+    }
+  }
+  int64_t total = 0;
+  for (const TensorView* w : weights) total += w->NumBytes();
+  int64_t done = 0;
+  volatile uint8_t sink = 0;
+  if (progress) progress(0, total);
+  for (const TensorView* w : weights) {
+    sink = sink ^ TouchPages(*w);
+    done += w->NumBytes();
+    if (progress) progress(done, total);
+  }
+  return model;
+}
+
+absl::StatusOr<KvCache> LlamaModel::NewKvCache(int64_t max_tokens) const {
+  if (max_tokens == 0) max_tokens = config_.max_position_embeddings;
+  return KvCache::Create(config_.num_layers, max_tokens, config_.num_kv_heads, config_.head_dim);
+}
+
+void LlamaModel::EnsureScratch(int64_t n) {
+  if (n <= scratch_tokens_) return;
+  const ModelConfig& c = config_;
+  const auto floats = [n](int64_t per_token) {
+    return static_cast<size_t>(n * per_token) * sizeof(float);
+  };
+  x_.Resize(floats(c.hidden_size));
+  xn_.Resize(floats(c.hidden_size));
+  q_.Resize(floats(c.num_heads * c.head_dim));
+  attn_.Resize(floats(c.num_heads * c.head_dim));
+  gate_.Resize(floats(c.intermediate_size));
+  up_.Resize(floats(c.intermediate_size));
+  positions_.Resize(static_cast<size_t>(n) * sizeof(int32_t));
+  scratch_tokens_ = n;
+}
+
+absl::Status LlamaModel::RunLayer(int64_t layer_index, int64_t n, int64_t start_pos,
+                                  KvCache& cache) {
+  const ModelConfig& c = config_;
+  const Layer& layer = layers_[static_cast<size_t>(layer_index)];
+  const int64_t hidden = c.hidden_size;
+  const int64_t q_dim = c.num_heads * c.head_dim;
+  const int64_t kv_dim = c.num_kv_heads * c.head_dim;
+  const int64_t ffn = c.intermediate_size;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  float* x = x_.as<float>();
+  float* xn = xn_.as<float>();
+  float* q = q_.as<float>();
+  float* attn = attn_.as<float>();
+  float* gate = gate_.as<float>();
+  float* up = up_.as<float>();
+  const std::span<const int32_t> positions(positions_.as<int32_t>(), static_cast<size_t>(n));
+  Backend& b = *backend_;
+
+  // Attention block; K and V go straight into the cache rows of these positions.
+  b.RmsNorm(x, layer.attn_norm.data(), n, hidden, eps, xn);
+  float* k_rows = cache.keys(layer_index) + start_pos * kv_dim;
+  float* v_rows = cache.values(layer_index) + start_pos * kv_dim;
+  RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.wq, q));
+  RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.wk, k_rows));
+  RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.wv, v_rows));
+  b.Rope(q, n, c.num_heads, positions, rope_params_);
+  b.Rope(k_rows, n, c.num_kv_heads, positions, rope_params_);
+  b.Attention(q, n, positions, cache.keys(layer_index), cache.values(layer_index),
+              start_pos + n, attn_params_, attn);
+  RETURN_IF_ERROR(b.MatMul(attn, n, q_dim, layer.wo, xn));
+  b.Add(x, xn, n * hidden, x);
+
+  // SwiGLU MLP.
+  b.RmsNorm(x, layer.ffn_norm.data(), n, hidden, eps, xn);
+  RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.w_gate, gate));
+  RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.w_up, up));
+  b.SiluMul(gate, up, n * ffn, gate);
+  RETURN_IF_ERROR(b.MatMul(gate, n, ffn, layer.w_down, xn));
+  b.Add(x, xn, n * hidden, x);
+  return absl::OkStatus();
+}
+
+absl::Status LlamaModel::Forward(std::span<const int32_t> tokens, int64_t start_pos,
+                                 KvCache& cache, bool all_logits, std::vector<float>* logits) {
+  const ModelConfig& c = config_;
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  if (logits == nullptr) return absl::InvalidArgumentError("Forward: logits is null");
+  if (n == 0) return absl::InvalidArgumentError("Forward: tokens is empty");
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t t = tokens[static_cast<size_t>(i)];
+    if (t < 0 || t >= c.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("Forward: tokens[", i, "] = ", t,
+                                                     " is outside the vocabulary [0, ",
+                                                     c.vocab_size, ")"));
+    }
+  }
+  if (cache.num_layers() != c.num_layers || cache.num_kv_heads() != c.num_kv_heads ||
+      cache.head_dim() != c.head_dim) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Forward: KV cache geometry (layers ", cache.num_layers(), ", kv heads ",
+        cache.num_kv_heads(), ", head_dim ", cache.head_dim(), ") does not match the model (",
+        c.num_layers, ", ", c.num_kv_heads, ", ", c.head_dim, ")"));
+  }
+  if (start_pos < 0 || start_pos > cache.num_tokens()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Forward: start_pos ", start_pos, " must be in [0, cache.num_tokens() = ",
+        cache.num_tokens(), "]"));
+  }
+  if (start_pos + n > cache.max_tokens()) {
+    return absl::OutOfRangeError(absl::StrCat(
+        "Forward: ", start_pos + n, " tokens (start_pos ", start_pos, " + ", n,
+        " new) exceed the KV cache capacity of ", cache.max_tokens(), " tokens"));
+  }
+
+  EnsureScratch(n);
+  int32_t* positions = positions_.as<int32_t>();
+  for (int64_t i = 0; i < n; ++i) positions[i] = static_cast<int32_t>(start_pos + i);
+
+  float* x = x_.as<float>();
+  float* xn = xn_.as<float>();
+  RETURN_IF_ERROR(backend_->Embedding(token_embd_, tokens, x));
+  for (int64_t l = 0; l < c.num_layers; ++l) RETURN_IF_ERROR(RunLayer(l, n, start_pos, cache));
+  cache.set_num_tokens(start_pos + n);
+
+  const int64_t hidden = c.hidden_size;
+  const int64_t rows = all_logits ? n : 1;
+  const float* first = all_logits ? x : x + (n - 1) * hidden;
+  backend_->RmsNorm(first, output_norm_.data(), rows, hidden, static_cast<float>(c.rms_norm_eps),
+                    xn);
+  logits->resize(static_cast<size_t>(rows * c.vocab_size));
+  return backend_->MatMul(xn, rows, hidden, lm_head_, logits->data());
+}
+
+}  // namespace tessera

@@ -1,0 +1,99 @@
+// The Llama-family decoder (Llama 1/2/3, SmolLM, Mistral-style GQA) as a sequence of Backend
+// operations: token embedding; per layer RMSNorm → Q/K/V → RoPE → causal GQA/MQA attention
+// over a KvCache → output projection + residual → RMSNorm → SwiGLU MLP + residual; final
+// RMSNorm; LM head (output.weight, or token_embd.weight when tied).
+//
+// Weights stay in their stored dtype and memory (views into the WeightStore, which must
+// outlive the model); only norm vectors are copied to float32. Activations are float32.
+// The model keeps scratch buffers sized for the largest batch seen, so a decode step of one
+// token allocates nothing after the first. A LlamaModel is not thread-safe: one Forward at a
+// time (the Backend has the same rule). Different KvCaches may be used one after another.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/aligned_buffer.h"
+#include "common/tensor.h"
+#include "formats/model_config.h"
+#include "formats/weight_store.h"
+#include "kernels/ops.h"
+#include "model/kv_cache.h"
+#include "model/rope_frequencies.h"
+
+namespace tessera {
+
+// Called during Load with (bytes done, bytes total) of the weights validated and paged in.
+using LoadProgressCallback = std::function<void(int64_t done_bytes, int64_t total_bytes)>;
+
+// A ProgressCallback drawing common/progress_bar.h's bar on stderr ("loading <label>").
+LoadProgressCallback MakeProgressBarCallback(std::string label);
+
+class LlamaModel {
+ public:
+  // Validates the config (ModelConfig::Validate) and that every tensor exists with the shape
+  // the config implies: matrices in f32/f16/bf16 or a block type whose block divides the
+  // row, norms in f32/f16/bf16. Errors are INVALID_ARGUMENT naming the tensor with the
+  // expected vs actual shape ("tensor blk.0.ffn_down.weight: expected shape [576, 1536],
+  // got [1536, 576]"), a missing one included ("missing tensor blk.3.attn_k.weight ...").
+  // output.weight is optional: without it the LM head is token_embd.weight (tied). An
+  // optional rope_freqs.weight divides the RoPE frequencies (rope_frequencies.h).
+  // Touches every weight page once (so that the first forward does not pay the page
+  // faults) and reports progress in bytes. `store` and `backend` must outlive the model.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<LlamaModel>> Load(
+      const WeightStore& store, Backend* backend, LoadProgressCallback progress = nullptr);
+
+  const ModelConfig& config() const { return config_; }
+  Backend* backend() const { return backend_; }
+  const RopeFrequencies& rope() const { return rope_; }
+
+  // A cache for up to `max_tokens` positions (0 = the model's context length).
+  [[nodiscard]] absl::StatusOr<KvCache> NewKvCache(int64_t max_tokens = 0) const;
+
+  // Runs `tokens` at positions [start_pos, start_pos + tokens.size()), reading cache rows
+  // [0, start_pos) and writing rows [start_pos, start_pos + n); afterwards
+  // cache.num_tokens() == start_pos + n. `logits` receives vocab_size floats for the last
+  // token, or [n, vocab_size] row-major when `all_logits`.
+  // Errors, checked before anything is written to the cache: INVALID_ARGUMENT for empty
+  // `tokens`, a token outside [0, vocab_size), start_pos < 0 or > cache.num_tokens() (a
+  // gap), or a cache whose geometry does not match the model; OUT_OF_RANGE when
+  // start_pos + n exceeds cache.max_tokens() (the message has both numbers). An error from
+  // the backend afterwards is returned as is and leaves the cache rows undefined.
+  [[nodiscard]] absl::Status Forward(std::span<const int32_t> tokens, int64_t start_pos,
+                                     KvCache& cache, bool all_logits,
+                                     std::vector<float>* logits);
+
+ private:
+  struct Layer {
+    std::vector<float> attn_norm;  // [hidden]
+    TensorView wq, wk, wv, wo;     // [q_dim, hidden], [kv_dim, hidden] x2, [hidden, q_dim]
+    std::vector<float> ffn_norm;   // [hidden]
+    TensorView w_gate, w_up, w_down;  // [ffn, hidden] x2, [hidden, ffn]
+  };
+
+  LlamaModel() = default;
+  void EnsureScratch(int64_t n_tokens);
+  [[nodiscard]] absl::Status RunLayer(int64_t layer_index, int64_t n, int64_t start_pos,
+                                      KvCache& cache);
+
+  ModelConfig config_;
+  Backend* backend_ = nullptr;
+  TensorView token_embd_;
+  TensorView lm_head_;  // output.weight or token_embd.weight
+  std::vector<float> output_norm_;
+  std::vector<Layer> layers_;
+  RopeFrequencies rope_;
+  RopeParams rope_params_;
+  AttentionParams attn_params_;
+
+  // Scratch, sized for scratch_tokens_ rows.
+  int64_t scratch_tokens_ = 0;
+  AlignedBuffer x_, xn_, q_, attn_, gate_, up_, positions_;
+};
+
+}  // namespace tessera

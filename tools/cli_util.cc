@@ -1,0 +1,58 @@
+#include "tools/cli_util.h"
+
+#include <cstdio>
+#include <string>
+
+#include "absl/strings/str_format.h"
+#include "common/status_macros.h"
+#include "formats/model_locator.h"
+
+namespace tessera {
+
+int Fail(std::string_view command, const std::string& message, int exit_code) {
+  std::string line = message;
+  for (char& c : line) {
+    if (c == '\n') c = ' ';
+  }
+  std::fprintf(stderr, "tessera %.*s: %s\n", static_cast<int>(command.size()), command.data(),
+               line.c_str());
+  return exit_code;
+}
+
+int ExitCodeFor(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kOk:
+      return 0;
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kOutOfRange:
+      return 2;
+    default:
+      return 1;
+  }
+}
+
+int FailStatus(std::string_view command, const absl::Status& status) {
+  return Fail(command, std::string(status.message()), ExitCodeFor(status));
+}
+
+absl::Status WithCode(const absl::Status& status, absl::StatusCode code) {
+  if (status.ok()) return status;
+  return absl::Status(code, status.message());
+}
+
+absl::StatusOr<TokenizerHandle> LoadTokenizer(std::string_view model) {
+  ASSIGN_OR_RETURN(std::string path, ResolveModelPath(model));
+  TokenizerHandle h;
+  auto file = GgufFile::Open(path);
+  // The path exists (ResolveModelPath checked): a file that does not parse is a runtime
+  // failure of the model, not a usage error.
+  if (!file.ok()) return WithCode(file.status(), absl::StatusCode::kFailedPrecondition);
+  h.file = std::move(*file);
+  auto tokenizer = Tokenizer::FromGguf(*h.file);
+  if (!tokenizer.ok()) return WithCode(tokenizer.status(), absl::StatusCode::kFailedPrecondition);
+  h.tokenizer = std::move(*tokenizer);
+  return h;
+}
+
+}  // namespace tessera

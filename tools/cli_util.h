@@ -1,0 +1,35 @@
+// Helpers shared by the `tessera` subcommands: error printing with exit codes, loading a
+// tokenizer from a model argument, JSON-lines plumbing.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "formats/gguf_reader.h"
+#include "tokenizer/tokenizer.h"
+
+namespace tessera {
+
+// Prints "tessera <command>: <message>" on one line of stderr and returns `exit_code`.
+int Fail(std::string_view command, const std::string& message, int exit_code);
+// Same for a status: INVALID_ARGUMENT / NOT_FOUND / OUT_OF_RANGE are the user's input
+// (exit 2), anything else is a runtime failure (exit 1).
+int FailStatus(std::string_view command, const absl::Status& status);
+// Exit code FailStatus would use.
+int ExitCodeFor(const absl::Status& status);
+
+// A GGUF file and the tokenizer it describes; `model` is a path or "default".
+struct TokenizerHandle {
+  std::unique_ptr<GgufFile> file;
+  std::unique_ptr<Tokenizer> tokenizer;
+};
+absl::StatusOr<TokenizerHandle> LoadTokenizer(std::string_view model);
+
+// The same status with a different code (kept message). Used to mark a bad model file as a
+// runtime failure (exit 1) rather than bad arguments.
+absl::Status WithCode(const absl::Status& status, absl::StatusCode code);
+
+}  // namespace tessera
