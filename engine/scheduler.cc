@@ -1,0 +1,220 @@
+// Scheduler: building a step (Schedule) and applying its results (Update).
+#include "engine/scheduler.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "common/check.h"
+
+namespace tessera {
+
+void Scheduler::Preempt(Sequence* seq, StepPlan& plan) {
+  std::erase(running_, seq);
+  blocks_.Free(seq->id());
+  seq->set_num_computed_tokens(0);
+  seq->set_status(SequenceStatus::kPreempted);
+  seq->CountPreemption();
+  InsertSorted(waiting_, seq);
+  plan.preempted.push_back(seq->id());
+  ++stats_.preemptions;
+}
+
+int Scheduler::SlotsInUse() const {
+  // A running group that has not forked yet holds room for its n samples.
+  int slots = 0;
+  for (const Sequence* seq : running_) {
+    const SequenceGroup* group = GroupOf(seq->id());
+    slots += group->forked() ? 1 : group->spec().n;
+  }
+  return slots;
+}
+
+void Scheduler::ScheduleEntry(Sequence* seq, int num_computed, int num_new, StepPlan& plan) {
+  const SequenceGroup* group = GroupOf(seq->id());
+  ScheduledSequence entry;
+  entry.seq_id = seq->id();
+  entry.request_id = group->request_id();
+  auto tokens = seq->token_ids().subspan(num_computed, num_new);
+  entry.token_ids.assign(tokens.begin(), tokens.end());
+  entry.start_position = num_computed;
+  entry.is_prefill = seq->num_tokens() - num_computed > 1;
+  entry.needs_logits = num_computed + num_new == seq->num_tokens();
+  entry.num_samples = entry.needs_logits && !group->forked() ? group->spec().n : 1;
+  entry.num_generated = seq->num_generated();
+  plan.num_batched_tokens += num_new;
+  plan.sequences.push_back(std::move(entry));
+}
+
+absl::StatusOr<StepPlan> Scheduler::Schedule(absl::Time now) {
+  if (in_flight_.has_value()) {
+    return absl::FailedPreconditionError("Schedule called before Update of the previous step");
+  }
+  // Cancellations and deadlines, in arrival order.
+  std::vector<SequenceGroup*> ending;
+  for (const auto& [id, group] : groups_) {
+    if (group->cancel_requested() || group->deadline() <= now) ending.push_back(group.get());
+  }
+  std::sort(ending.begin(), ending.end(), [](const SequenceGroup* a, const SequenceGroup* b) {
+    return a->arrival_index() < b->arrival_index();
+  });
+  for (SequenceGroup* group : ending) {
+    FinishGroup(group, group->cancel_requested() ? FinishReason::kCancelled
+                                                 : FinishReason::kDeadline);
+  }
+
+  StepPlan plan;
+  plan.step_index = next_step_;
+  plan.block_size = config_.block_size;
+  int budget = config_.max_num_batched_tokens;
+  // Decodes not yet scheduled: prefill chunks leave room for them.
+  int pending_decodes = 0;
+  for (const Sequence* seq : running_) pending_decodes += seq->num_uncomputed_tokens() == 1;
+
+  // Running sequences in rank order; victims come from the back (not yet visited).
+  for (size_t i = 0; i < running_.size();) {
+    Sequence* seq = running_[i];
+    const int remaining = seq->num_uncomputed_tokens();
+    TESSERA_CHECK(remaining >= 1);
+    const bool decode = remaining == 1;
+    if (decode) --pending_decodes;
+    const int num_new = decode ? 1 : std::min(remaining, budget - pending_decodes);
+    if (num_new <= 0 || num_new > budget) {
+      ++i;
+      continue;
+    }
+    bool allocated = false;
+    while (!(allocated = blocks_.AllocateSlots(seq->id(), seq->num_computed_tokens(), num_new))) {
+      Sequence* victim = running_.back();
+      if (victim == seq) break;
+      if (victim->num_uncomputed_tokens() == 1) --pending_decodes;
+      Preempt(victim, plan);
+    }
+    if (!allocated) {
+      Preempt(seq, plan);  // the lowest-ranked one left; it waits for room
+      continue;
+    }
+    ScheduleEntry(seq, seq->num_computed_tokens(), num_new, plan);
+    budget -= num_new;
+    ++i;
+  }
+
+  // Waiting sequences in rank order, unless this step had to preempt (no room to spare).
+  int slots_in_use = SlotsInUse();
+  while (plan.preempted.empty() && !waiting_.empty() && budget > 0) {
+    Sequence* seq = waiting_.front();
+    const SequenceGroup* group = GroupOf(seq->id());
+    const int slots = group->forked() ? 1 : group->spec().n;
+    if (slots_in_use + slots > config_.max_num_seqs) break;
+    const PrefixMatch match = blocks_.MatchPrefix(seq->token_ids());
+    const int computed = static_cast<int>(match.blocks.size()) * config_.block_size;
+    const int remaining = seq->num_tokens() - computed;
+    const int num_new = std::min(remaining, budget);
+    if (num_new < remaining && !config_.enable_chunked_prefill) break;
+    if (!blocks_.AllocateSlots(seq->id(), computed, num_new, &match)) break;
+    waiting_.erase(waiting_.begin());
+    seq->set_num_computed_tokens(computed);
+    seq->set_status(SequenceStatus::kRunning);
+    InsertSorted(running_, seq);
+    ScheduleEntry(seq, computed, num_new, plan);
+    budget -= num_new;
+    slots_in_use += slots;
+  }
+
+  // Tables are final only now (copy-on-write may have moved blocks).
+  for (ScheduledSequence& entry : plan.sequences) entry.block_table = blocks_.BlockTable(entry.seq_id);
+  plan.block_copies = blocks_.TakePendingCopies();
+  ++stats_.steps;
+  stats_.scheduled_tokens += plan.num_batched_tokens;
+  ++next_step_;
+  if (!plan.empty()) in_flight_ = plan;
+  return plan;
+}
+
+absl::Status Scheduler::Update(const StepResult& result) {
+  if (!in_flight_.has_value()) {
+    return absl::FailedPreconditionError("Update called with no step in flight");
+  }
+  const StepPlan& plan = *in_flight_;
+  if (result.step_index != plan.step_index) {
+    return absl::InvalidArgumentError(absl::StrCat("StepResult.step_index is ", result.step_index,
+                                                   ", the step in flight is ", plan.step_index));
+  }
+  absl::flat_hash_map<SequenceId, const ScheduledSequence*> entries;
+  for (const ScheduledSequence& e : plan.sequences) entries[e.seq_id] = &e;
+  absl::flat_hash_map<SequenceId, const SequenceOutput*> outputs;
+  for (size_t i = 0; i < result.outputs.size(); ++i) {
+    const SequenceOutput& out = result.outputs[i];
+    auto it = entries.find(out.seq_id);
+    const std::string field = absl::StrCat("StepResult.outputs[", i, "]");
+    if (it == entries.end() || !it->second->needs_logits) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ".seq_id ", out.seq_id, " did not need logits in step ", plan.step_index));
+    }
+    if (!outputs.emplace(out.seq_id, &out).second) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ".seq_id ", out.seq_id, " repeated"));
+    }
+    const size_t want = it->second->num_samples;
+    const bool ok = out.tokens.size() == want ||
+                    (out.tokens.empty() && out.finish != FinishReason::kNone);
+    if (!ok) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ".tokens has ", out.tokens.size(),
+                                                     " tokens, expected ", want));
+    }
+  }
+  for (const ScheduledSequence& e : plan.sequences) {
+    if (e.needs_logits && !outputs.contains(e.seq_id)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("StepResult.outputs lacks sequence ", e.seq_id, " which needed logits"));
+    }
+  }
+  for (const ScheduledSequence& e : plan.sequences) {
+    auto it = outputs.find(e.seq_id);
+    ApplyOutput(e, it == outputs.end() ? nullptr : it->second);
+  }
+  in_flight_.reset();
+  return absl::OkStatus();
+}
+
+void Scheduler::ApplyOutput(const ScheduledSequence& entry, const SequenceOutput* output) {
+  SequenceGroup* group = GroupOf(entry.seq_id);
+  Sequence* seq = group == nullptr ? nullptr : group->FindSequence(entry.seq_id);
+  // Finished meanwhile (FinishSequence); a cancelled group ends at the next Schedule.
+  if (seq == nullptr || seq->is_finished()) return;
+  const int computed = entry.start_position + static_cast<int>(entry.token_ids.size());
+  seq->set_num_computed_tokens(computed);
+  blocks_.CacheComputedBlocks(seq->id(), seq->token_ids(), computed);
+  if (output == nullptr) return;
+  std::vector<Sequence*> touched = {seq};
+  if (entry.num_samples > 1 && !output->tokens.empty()) {
+    for (int k = 1; k < entry.num_samples; ++k) {
+      Sequence* child = group->AddSequence(seq->Fork(next_seq_id_++));
+      group_of_[child->id()] = group;
+      blocks_.Fork(seq->id(), child->id());
+      InsertSorted(running_, child);
+      child->AppendToken(output->tokens[k]);
+      touched.push_back(child);
+    }
+  }
+  if (entry.num_samples > 1) group->set_forked();
+  if (!output->tokens.empty()) seq->AppendToken(output->tokens[0]);
+  if (output->finish != FinishReason::kNone) FinishOne(seq, output->finish);
+  for (Sequence* s : touched) CheckLength(s);
+  RetireIfFinished(group);
+}
+
+void Scheduler::CheckLength(Sequence* seq) {
+  if (seq->is_finished()) return;
+  const SequenceGroup* group = GroupOf(seq->id());
+  const auto& stops = group->spec().stop_token_ids;
+  if (seq->num_generated() > 0 &&
+      std::find(stops.begin(), stops.end(), seq->last_token()) != stops.end()) {
+    FinishOne(seq, FinishReason::kStop);
+  } else if (seq->num_generated() >= group->max_new_tokens() ||
+             seq->num_tokens() >= config_.max_model_len) {
+    FinishOne(seq, FinishReason::kLength);
+  }
+}
+
+}  // namespace tessera

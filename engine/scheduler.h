@@ -1,0 +1,133 @@
+// Continuous batching: requests join a waiting queue at any step and leave when finished;
+// each Schedule() picks the sequences of one step under a token budget and a sequence cap,
+// mixing decodes (one token each; prefill chunks always leave a token for every running
+// decode, so decodes are never starved) with chunks of prompts (chunked prefill). When KV blocks run out, the lowest-ranked
+// running sequence is preempted by recompute: its blocks are dropped and it goes back to
+// waiting with its generated tokens, so its output never changes (swap to host is not
+// implemented). Ranking is FCFS (arrival) or priority (then arrival).
+//
+// Protocol, on one thread (the engine loop; the Scheduler is not thread-safe):
+//   AddRequest / Cancel        (any time)
+//   ForkSequence / FinishSequence (between Update and the next Schedule)
+//   plan = Schedule(now)   -> run plan.block_copies, then the model on plan.sequences
+//   Update(result)         -> appends tokens, advances KV progress, frees finished sequences
+//   TakeFinished()         -> finished requests (cancelled, expired, stopped, length)
+// A non-empty plan must be answered by Update before the next Schedule.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "engine/block_manager.h"
+#include "engine/sequence.h"
+#include "engine/step_plan.h"
+
+namespace tessera {
+
+enum class SchedulingPolicy { kFcfs, kPriority };
+
+struct SchedulerConfig {
+  int block_size = 16;
+  int num_blocks = 0;
+  bool enable_prefix_caching = true;
+  int max_model_len = 2048;           // the model's context length
+  int max_num_seqs = 64;              // sequences per step
+  int max_num_batched_tokens = 2048;  // tokens per step; at least max_num_seqs
+  int max_waiting_requests = 1024;    // beyond this AddRequest is RESOURCE_EXHAUSTED
+  bool enable_chunked_prefill = true; // else a prompt waits until it fits a step whole
+  SchedulingPolicy policy = SchedulingPolicy::kFcfs;
+};
+
+// INVALID_ARGUMENT naming the field for a non-positive size or a token budget below
+// max_num_seqs.
+[[nodiscard]] absl::Status ValidateSchedulerConfig(const SchedulerConfig& config);
+
+struct SchedulerStats {
+  int64_t steps = 0;
+  int64_t preemptions = 0;
+  int64_t scheduled_tokens = 0;
+  int64_t prefix_queried_blocks = 0;
+  int64_t prefix_hit_blocks = 0;
+};
+
+class Scheduler {
+ public:
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Scheduler>> Create(SchedulerConfig config);
+
+  // Queues a request arriving at `now`. Refused at once, changing nothing:
+  // INVALID_ARGUMENT for an empty request_id or prompt, max_new_tokens or n below 1, n over
+  // max_num_seqs, prompt + max_new_tokens over max_model_len (or, with chunked prefill off,
+  // over max_num_batched_tokens: a recompute must fit one step); RESOURCE_EXHAUSTED when
+  // prompt + max_new_tokens needs more blocks than the whole cache or the waiting queue is
+  // full; ALREADY_EXISTS for a request_id in use. Messages carry the numbers.
+  [[nodiscard]] absl::Status AddRequest(RequestSpec spec, absl::Time now);
+  // Ends the request with FinishReason::kCancelled and its partial output; its blocks are
+  // freed now, or by the next Schedule when a step is in flight. NOT_FOUND if unknown.
+  [[nodiscard]] absl::Status Cancel(std::string_view request_id);
+
+  // The next step. Expired deadlines and pending cancellations are handled first. Empty
+  // when nothing can run. FAILED_PRECONDITION while a step is in flight.
+  [[nodiscard]] absl::StatusOr<StepPlan> Schedule(absl::Time now);
+  // Results of the in-flight step: one output per sequence that needed logits. Validated
+  // whole before anything changes (INVALID_ARGUMENT naming the field).
+  [[nodiscard]] absl::Status Update(const StepResult& result);
+
+  // For decoding strategies (beams), between steps: a copy-on-write fork of a running or
+  // waiting sequence (RESOURCE_EXHAUSTED when max_num_seqs already run), and ending one
+  // sequence of a group. NOT_FOUND for an unknown or finished sequence.
+  [[nodiscard]] absl::StatusOr<SequenceId> ForkSequence(SequenceId parent);
+  [[nodiscard]] absl::Status FinishSequence(SequenceId seq, FinishReason reason);
+
+  std::vector<RequestOutput> TakeFinished();
+
+  bool step_in_flight() const { return in_flight_.has_value(); }
+  bool HasUnfinished() const { return !groups_.empty(); }
+  int num_waiting() const { return static_cast<int>(waiting_.size()); }
+  int num_running() const { return static_cast<int>(running_.size()); }
+  const SequenceGroup* FindRequest(std::string_view request_id) const;
+  const Sequence* FindSequence(SequenceId seq) const;
+  const BlockManager& block_manager() const { return blocks_; }
+  const SchedulerConfig& config() const { return config_; }
+  SchedulerStats stats() const;
+
+ private:
+  explicit Scheduler(SchedulerConfig config);
+
+  // Rank order: true if `a` comes before `b` (is more urgent).
+  bool RankLess(const Sequence* a, const Sequence* b) const;
+  void InsertSorted(std::vector<Sequence*>& queue, Sequence* seq);
+  SequenceGroup* GroupOf(SequenceId seq) const;
+  // Running sequences, counting n for a group whose samples are not forked yet.
+  int SlotsInUse() const;
+  void Preempt(Sequence* seq, StepPlan& plan);
+  // Ends every unfinished sequence of the group with `reason`.
+  void FinishGroup(SequenceGroup* group, FinishReason reason);
+  void FinishOne(Sequence* seq, FinishReason reason);
+  // Moves a group whose sequences are all finished to the output list.
+  void RetireIfFinished(SequenceGroup* group);
+  void ScheduleEntry(Sequence* seq, int num_computed, int num_new, StepPlan& plan);
+  void ApplyOutput(const ScheduledSequence& entry, const SequenceOutput* output);
+  void CheckLength(Sequence* seq);
+
+  SchedulerConfig config_;
+  BlockManager blocks_;
+  absl::flat_hash_map<std::string, std::unique_ptr<SequenceGroup>> groups_;
+  absl::flat_hash_map<SequenceId, SequenceGroup*> group_of_;
+  std::vector<Sequence*> waiting_;  // rank order
+  std::vector<Sequence*> running_;  // rank order; the back is the first preemption victim
+  std::optional<StepPlan> in_flight_;
+  std::vector<RequestOutput> finished_;
+  SequenceId next_seq_id_ = 0;
+  int64_t next_arrival_index_ = 0;
+  int64_t next_step_ = 0;
+  SchedulerStats stats_;
+};
+
+}  // namespace tessera

@@ -1,0 +1,70 @@
+// What one engine step does (StepPlan, decided by the scheduler on the leader) and what came
+// out of it (StepResult, from the model + decoding). Plain data with value semantics so that
+// the distributed engine can serialize and broadcast them unchanged.
+//
+// A plan lists the scheduled sequences in batch order. Entry i feeds `token_ids` at
+// positions [start_position, start_position + token_ids.size()) of sequence `seq_id`, whose
+// KV lives in `block_table` (token p in slot p % block_size of block_table[p / block_size]);
+// the attention of those tokens covers positions [0, start_position + token_ids.size()).
+// `block_copies` must be performed, in order, before the forward pass.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/block_manager.h"
+#include "engine/sequence.h"
+
+namespace tessera {
+
+struct ScheduledSequence {
+  SequenceId seq_id = -1;
+  std::string request_id;
+  std::vector<int32_t> token_ids;  // the new tokens this step computes KV for
+  int start_position = 0;          // position of token_ids[0]
+  std::vector<BlockId> block_table;
+  bool is_prefill = false;         // tokens come from the prompt (or a recompute)
+  // True when this step reaches the sequence's last token: the row of its last position
+  // goes to decoding, which draws `num_samples` tokens (n > 1 at the end of the prompt).
+  bool needs_logits = false;
+  int num_samples = 1;
+  int num_generated = 0;           // tokens generated so far (decoding's RNG counter)
+};
+
+struct StepPlan {
+  int64_t step_index = 0;
+  int block_size = 0;
+  std::vector<ScheduledSequence> sequences;
+  std::vector<BlockCopy> block_copies;
+  std::vector<SequenceId> preempted;  // sequences whose KV was dropped this step (recompute)
+  int num_batched_tokens = 0;
+  bool empty() const { return sequences.empty(); }
+};
+
+// Decoding's verdict for one sequence that needed logits.
+struct SequenceOutput {
+  SequenceId seq_id = -1;
+  // num_samples tokens (one per sample); empty only when `finish` is set without a token.
+  std::vector<int32_t> tokens;
+  // kStop when decoding saw a stop token/string (the token, if given, is kept), or kNone.
+  FinishReason finish = FinishReason::kNone;
+};
+
+struct StepResult {
+  int64_t step_index = 0;
+  std::vector<SequenceOutput> outputs;
+};
+
+// A finished request as the scheduler hands it back.
+struct RequestOutput {
+  std::string request_id;
+  struct Completion {
+    SequenceId seq_id = -1;
+    std::vector<int32_t> generated_token_ids;
+    FinishReason finish_reason = FinishReason::kNone;
+  };
+  std::vector<Completion> completions;
+};
+
+}  // namespace tessera

@@ -1,0 +1,74 @@
+// Test driver: feeds requests into a Scheduler at given steps and runs every plan through
+// the FakePagedModel until all requests finish, checking invariants after each step.
+#pragma once
+
+#include <algorithm>
+#include <functional>
+#include <random>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "engine/scheduler.h"
+#include "gtest/gtest.h"
+#include "tests/engine/fake_paged_model.h"
+
+namespace tessera::testing {
+
+inline absl::Time StepTime(int step) { return absl::UnixEpoch() + absl::Milliseconds(step); }
+
+struct Arrival {
+  int step = 0;
+  RequestSpec spec;
+};
+
+struct RunLog {
+  std::map<std::string, RequestOutput> outputs;
+  std::vector<StepPlan> plans;
+  int steps = 0;
+};
+
+// `on_plan` (optional) sees each plan before the model runs it.
+inline RunLog RunToCompletion(Scheduler& scheduler, std::vector<Arrival> arrivals,
+                              const std::function<void(const StepPlan&)>& on_plan = nullptr,
+                              int max_steps = 20000) {
+  RunLog log;
+  FakePagedModel model(scheduler.config().num_blocks, scheduler.config().block_size);
+  std::stable_sort(arrivals.begin(), arrivals.end(),
+                   [](const Arrival& a, const Arrival& b) { return a.step < b.step; });
+  size_t next = 0;
+  for (int step = 0; step < max_steps; ++step) {
+    while (next < arrivals.size() && arrivals[next].step <= step) {
+      const absl::Status s = scheduler.AddRequest(arrivals[next].spec, StepTime(step));
+      EXPECT_TRUE(s.ok()) << s;
+      ++next;
+    }
+    if (next == arrivals.size() && !scheduler.HasUnfinished()) break;
+    absl::StatusOr<StepPlan> plan = scheduler.Schedule(StepTime(step));
+    EXPECT_TRUE(plan.ok()) << plan.status();
+    if (!plan.ok()) break;
+    if (on_plan) on_plan(*plan);
+    if (!plan->empty()) {
+      const absl::Status s = scheduler.Update(model.Run(*plan));
+      EXPECT_TRUE(s.ok()) << s;
+    }
+    for (RequestOutput& out : scheduler.TakeFinished()) log.outputs[out.request_id] = out;
+    const absl::Status inv = scheduler.block_manager().CheckInvariants();
+    EXPECT_TRUE(inv.ok()) << inv;
+    log.plans.push_back(std::move(*plan));
+    log.steps = step + 1;
+  }
+  for (RequestOutput& out : scheduler.TakeFinished()) log.outputs[out.request_id] = out;
+  EXPECT_FALSE(scheduler.HasUnfinished()) << "requests left after " << max_steps << " steps";
+  EXPECT_EQ(scheduler.block_manager().Usage().used, 0) << "blocks leaked";
+  return log;
+}
+
+inline std::vector<int32_t> RandomTokens(std::mt19937& rng, int n) {
+  std::vector<int32_t> v(n);
+  for (int32_t& t : v) t = std::uniform_int_distribution<int32_t>(0, kFakeVocab - 1)(rng);
+  return v;
+}
+
+}  // namespace tessera::testing
