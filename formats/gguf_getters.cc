@@ -3,6 +3,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
+#include "common/status_macros.h"
 #include "formats/gguf_reader.h"
 
 namespace tessera {
@@ -16,6 +17,16 @@ absl::Status WrongType(const std::string& path, std::string_view key, const Gguf
   }
   return absl::InvalidArgumentError(absl::StrFormat(
       "%s: GGUF metadata key '%s' has type %s, expected %s", path, key, got, expected));
+}
+
+// The value under `key`; INVALID_ARGUMENT naming the file and key when it is absent.
+absl::StatusOr<const GgufValue*> Require(const GgufFile& file, std::string_view key) {
+  const GgufValue* v = file.Find(key);
+  if (v == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s: GGUF metadata key '%s' is missing", file.path(), key));
+  }
+  return v;
 }
 
 // Integer value of `v` if it is an integer type whose value fits in int64.
@@ -38,21 +49,13 @@ std::optional<double> AsFloat(const GgufValue& v) {
 }  // namespace
 
 absl::StatusOr<std::string> GgufFile::GetString(std::string_view key) const {
-  const GgufValue* v = Find(key);
-  if (v == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("%s: GGUF metadata key '%s' is missing", path_, key));
-  }
+  ASSIGN_OR_RETURN(const GgufValue* v, Require(*this, key));
   if (const auto* s = std::get_if<std::string>(&v->value)) return *s;
   return WrongType(path_, key, *v, "string");
 }
 
 absl::StatusOr<int64_t> GgufFile::GetInt(std::string_view key) const {
-  const GgufValue* v = Find(key);
-  if (v == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("%s: GGUF metadata key '%s' is missing", path_, key));
-  }
+  ASSIGN_OR_RETURN(const GgufValue* v, Require(*this, key));
   if (!IsGgufIntegerType(v->type)) return WrongType(path_, key, *v, "an integer");
   std::optional<int64_t> i = AsInt(*v);
   if (!i) {
@@ -64,32 +67,20 @@ absl::StatusOr<int64_t> GgufFile::GetInt(std::string_view key) const {
 }
 
 absl::StatusOr<double> GgufFile::GetFloat(std::string_view key) const {
-  const GgufValue* v = Find(key);
-  if (v == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("%s: GGUF metadata key '%s' is missing", path_, key));
-  }
+  ASSIGN_OR_RETURN(const GgufValue* v, Require(*this, key));
   std::optional<double> f = AsFloat(*v);
   if (!f) return WrongType(path_, key, *v, "a number");
   return *f;
 }
 
 absl::StatusOr<bool> GgufFile::GetBool(std::string_view key) const {
-  const GgufValue* v = Find(key);
-  if (v == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("%s: GGUF metadata key '%s' is missing", path_, key));
-  }
+  ASSIGN_OR_RETURN(const GgufValue* v, Require(*this, key));
   if (const auto* b = std::get_if<bool>(&v->value)) return *b;
   return WrongType(path_, key, *v, "bool");
 }
 
 absl::StatusOr<std::vector<std::string>> GgufFile::GetStringArray(std::string_view key) const {
-  const GgufValue* v = Find(key);
-  if (v == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("%s: GGUF metadata key '%s' is missing", path_, key));
-  }
+  ASSIGN_OR_RETURN(const GgufValue* v, Require(*this, key));
   const auto* a = std::get_if<GgufArray>(&v->value);
   if (a == nullptr || a->element_type != GgufType::kString) {
     return WrongType(path_, key, *v, "array of string");
@@ -101,11 +92,7 @@ absl::StatusOr<std::vector<std::string>> GgufFile::GetStringArray(std::string_vi
 }
 
 absl::StatusOr<std::vector<int64_t>> GgufFile::GetIntArray(std::string_view key) const {
-  const GgufValue* v = Find(key);
-  if (v == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("%s: GGUF metadata key '%s' is missing", path_, key));
-  }
+  ASSIGN_OR_RETURN(const GgufValue* v, Require(*this, key));
   const auto* a = std::get_if<GgufArray>(&v->value);
   if (a == nullptr || !IsGgufIntegerType(a->element_type)) {
     return WrongType(path_, key, *v, "array of integers");
@@ -124,11 +111,7 @@ absl::StatusOr<std::vector<int64_t>> GgufFile::GetIntArray(std::string_view key)
 }
 
 absl::StatusOr<std::vector<double>> GgufFile::GetFloatArray(std::string_view key) const {
-  const GgufValue* v = Find(key);
-  if (v == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("%s: GGUF metadata key '%s' is missing", path_, key));
-  }
+  ASSIGN_OR_RETURN(const GgufValue* v, Require(*this, key));
   const auto* a = std::get_if<GgufArray>(&v->value);
   if (a == nullptr ||
       !(IsGgufIntegerType(a->element_type) || IsGgufFloatType(a->element_type))) {

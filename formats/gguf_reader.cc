@@ -271,7 +271,10 @@ absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Parse(std::string name, cons
           "at byte %d, file size %d)",
           file->path_, t.name, t.num_bytes, t.offset, file->data_offset_, size));
     }
-    t.view.data = data + file->data_offset_ + t.offset;
+    // A zero-byte tensor may sit at or past the end of the file (no data section at all);
+    // clamp so that its pointer stays within [data, data + size] and is never formed
+    // out of bounds. For every other tensor the check above makes this the identity.
+    t.view.data = data + std::min<uint64_t>(file->data_offset_ + t.offset, size);
   }
   return file;
 }

@@ -1,7 +1,10 @@
 // Read-only access to a GGUF v2/v3 file through mmap.
 // Open() validates the whole header, metadata and tensor table up front, so that every
 // accessor afterwards is bounds-safe: each tensor's bytes lie inside the mapping. Errors are
-// INVALID_ARGUMENT (NOT_FOUND for a missing file) with the file and the offending field.
+// INVALID_ARGUMENT with the file and the offending field (Open also passes on MappedFile's
+// NOT_FOUND / PERMISSION_DENIED / INTERNAL for a file it cannot map).
+// Tensor views and metadata point into / are owned by the GgufFile: they stay valid for its
+// lifetime, and the file on disk must not be truncated meanwhile (mmap would SIGBUS).
 // A GgufFile is immutable after Open and may be read from any thread.
 #pragma once
 

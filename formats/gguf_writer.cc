@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <limits>
 
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
@@ -111,6 +112,10 @@ absl::Status GgufWriter::AddTensor(std::string name, DType dtype, std::vector<in
   int64_t elems = 1;
   for (int64_t d : ne) {
     if (d < 0) return absl::InvalidArgumentError(absl::StrFormat("GGUF tensor '%s': negative dim", name));
+    if (d != 0 && elems > std::numeric_limits<int64_t>::max() / d) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("GGUF tensor '%s': element count overflows int64", name));
+    }
     elems *= d;
   }
   const DTypeTraits& t = Traits(dtype);
@@ -119,7 +124,12 @@ absl::Status GgufWriter::AddTensor(std::string name, DType dtype, std::vector<in
     return absl::InvalidArgumentError(absl::StrFormat(
         "GGUF tensor '%s': ne[0] = %d is not a multiple of the %s block size", name, ne0, t.name));
   }
-  const int64_t expected = elems / t.block_elems * t.block_bytes;
+  const int64_t blocks = elems / t.block_elems;
+  if (blocks > std::numeric_limits<int64_t>::max() / t.block_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("GGUF tensor '%s': byte size overflows int64", name));
+  }
+  const int64_t expected = blocks * t.block_bytes;
   if (static_cast<int64_t>(num_bytes) != expected) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "GGUF tensor '%s': %d bytes given, %d expected", name, num_bytes, expected));
@@ -142,7 +152,18 @@ absl::StatusOr<std::string> GgufWriter::Serialize() const {
         absl::StrFormat("GGUF alignment %d is not a nonzero power of two", alignment_));
   }
   bool has_alignment_key = false;
-  for (const auto& [k, v] : metadata_) has_alignment_key |= (k == "general.alignment");
+  for (const auto& [k, v] : metadata_) {
+    if (k != "general.alignment") continue;
+    has_alignment_key = true;
+    // Readers lay the data section out by this key, so it must agree with the layout written.
+    const auto* u = std::get_if<uint64_t>(&v.value);
+    const auto* i = std::get_if<int64_t>(&v.value);
+    if (!((u != nullptr && *u == alignment_) || (i != nullptr && *i == alignment_))) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "GGUF key 'general.alignment' = %s disagrees with the writer's alignment %d",
+          v.DebugString(), alignment_));
+    }
+  }
   const bool write_alignment = alignment_ != 32 && !has_alignment_key;
 
   std::string out;

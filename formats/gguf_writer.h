@@ -53,7 +53,8 @@ class GgufWriter {
                                                const std::vector<int64_t>& shape,
                                                const void* bytes, size_t num_bytes);
 
-  // The complete file image.
+  // The complete file image. INVALID_ARGUMENT when the alignment is not a nonzero power of
+  // two, or when an added `general.alignment` key disagrees with it.
   absl::StatusOr<std::string> Serialize() const;
   // Writes the image to `path` (INTERNAL naming the path on I/O failure).
   [[nodiscard]] absl::Status WriteFile(const std::string& path) const;

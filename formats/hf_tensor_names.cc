@@ -42,6 +42,8 @@ std::optional<std::string> GgufNameForHfTensor(std::string_view name) {
   for (char c : digits) {
     if (c < '0' || c > '9') return std::nullopt;
   }
+  // "01" would alias layer 1 and let two HF tensors claim one GGUF name.
+  if (digits.size() > 1 && digits[0] == '0') return std::nullopt;
   int layer = 0;
   if (!absl::SimpleAtoi(std::string(digits), &layer)) return std::nullopt;
   const std::string_view rest = name.substr(dot + 1);

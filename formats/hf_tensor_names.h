@@ -10,7 +10,8 @@
 namespace tessera {
 
 // "model.layers.3.self_attn.q_proj.weight" -> "blk.3.attn_q.weight", ...; std::nullopt for a
-// name that is not part of a Llama checkpoint.
+// name that is not part of a Llama checkpoint (including a layer number with a leading
+// zero, so that distinct HF names never map to the same GGUF name).
 std::optional<std::string> GgufNameForHfTensor(std::string_view hf_name);
 
 // Rows of a [n_heads * head_dim, cols] matrix from HF's rotate-half layout to GGUF's

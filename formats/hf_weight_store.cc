@@ -88,7 +88,11 @@ absl::Status HfWeightStore::Add(const SafetensorsTensor& t, const std::string& g
     std::memcpy(dst, v.data, static_cast<size_t>(v.NumBytes()));
     v.data = dst;
   }
-  tensors_.emplace(gguf_name, std::move(v));
+  if (!tensors_.emplace(gguf_name, std::move(v)).second) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: tensor '%s' maps to '%s', which another tensor already provides", source_, t.name,
+        gguf_name));
+  }
   return absl::OkStatus();
 }
 

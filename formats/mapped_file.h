@@ -1,4 +1,6 @@
-// A read-only memory mapping of a whole file (RAII: unmapped on destruction).
+// A read-only memory mapping of a whole file (RAII: unmapped on destruction). The bytes are
+// valid for the object's lifetime, even after the file is unlinked; the file must not be
+// truncated meanwhile (reads past the new end fault with SIGBUS). Immutable; thread-safe.
 #pragma once
 
 #include <cstddef>
@@ -12,7 +14,8 @@ namespace tessera {
 
 class MappedFile {
  public:
-  // NOT_FOUND if the file does not exist, INVALID_ARGUMENT if it is not a regular file,
+  // NOT_FOUND if the file does not exist, INVALID_ARGUMENT if it is not a regular file
+  // (directories, FIFOs and devices are refused without blocking),
   // PERMISSION_DENIED / INTERNAL for other OS errors; the message names the path.
   static absl::StatusOr<std::unique_ptr<MappedFile>> Open(const std::string& path);
   MappedFile(const MappedFile&) = delete;

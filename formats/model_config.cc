@@ -29,6 +29,11 @@ absl::Status ModelConfig::Validate() const {
   };
   for (const auto& [field, v] : positive) {
     if (v <= 0) return Bad(*this, field, absl::StrFormat("must be positive (is %d)", v));
+    // Bounded so that products of two sizes (heads x head_dim, rows x cols) fit in int64.
+    if (v > kMaxModelDim) {
+      return Bad(*this, field, absl::StrFormat("is %d, more than the supported %d", v,
+                                               kMaxModelDim));
+    }
   }
   if (num_heads % num_kv_heads != 0) {
     return Bad(*this, "num_kv_heads",

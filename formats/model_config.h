@@ -42,6 +42,10 @@ struct RopeScaling {
   bool operator==(const RopeScaling&) const = default;
 };
 
+// Upper bound on every size in a ModelConfig (vocab, hidden, layers, heads, context, ...),
+// so that the product of any two fits in int64.
+inline constexpr int64_t kMaxModelDim = int64_t{1} << 31;
+
 struct ModelConfig {
   std::string architecture = "llama";
   std::string name;
@@ -61,7 +65,8 @@ struct ModelConfig {
   bool has_rope_freqs = false;
   bool tie_word_embeddings = false;
 
-  // Consistency checks (positive sizes, heads divide, ...); INVALID_ARGUMENT naming the field.
+  // Consistency checks (sizes in [1, kMaxModelDim], heads divide, ...); INVALID_ARGUMENT
+  // naming the field.
   absl::Status Validate() const;
   bool operator==(const ModelConfig&) const = default;
 };

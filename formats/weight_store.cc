@@ -69,6 +69,11 @@ absl::StatusOr<std::unique_ptr<WeightStore>> OpenWeightStore(const std::string& 
     return absl::NotFoundError(absl::StrFormat("no such file or directory: %s", path));
   }
   if (fs::is_directory(path, ec)) return OpenHfWeightStore(path);
+  // Sniffing the magic of a FIFO or device would block or read forever.
+  if (!fs::is_regular_file(path, ec)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s: not a regular file or a model directory", path));
+  }
   if (absl::EndsWith(path, ".gguf") || StartsWithGgufMagic(path)) return OpenGgufWeightStore(path);
   if (absl::EndsWith(path, ".safetensors") || absl::EndsWith(path, ".json")) {
     return OpenHfWeightStore(path);

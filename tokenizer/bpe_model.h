@@ -45,7 +45,8 @@ class BpeModel {
     std::string mapped;
   };
 
-  // Appends the ids of `piece` (raw bytes) to `out`.
+  // Appends the ids of `piece` (raw bytes, under 1 GiB) to `out`. A byte whose GPT-2
+  // codepoint is not a token is dropped, as the reference implementation does.
   void Encode(std::string_view piece, std::vector<int32_t>* out, Scratch* scratch) const;
 
   // The raw bytes a normal token's text stands for (GPT-2 codepoints mapped back).

@@ -6,6 +6,14 @@
 // leftmost-first (the first alternative that leads to a match wins). \s is the
 // pre-tokenizer whitespace set of unicode_text.h.
 //
+// Cost: repetition of a single codepoint (a class, or an alternation / lookahead sequence
+// of classes) runs in a loop, so stack depth depends on the pattern only. Any other group
+// may repeat at most {0,16} times (Compile rejects more), which keeps recursion bounded
+// and rules out (a+)+-style exponential backtracking; group nesting is limited to 32 and
+// {n,m} counts to 1000. Backtracking can still be slow for arbitrary patterns; the
+// pre-tokenizer families of pre_tokenizer.h are linear in the input
+// (tests/tokenizer/pre_tokenizer_test.cc runs each on long adversarial runs).
+//
 // A compiled SplitRegex is immutable and may be used from any thread.
 #pragma once
 
@@ -30,7 +38,8 @@ struct RegexSubject {
 
 class SplitRegex {
  public:
-  // INVALID_ARGUMENT naming the pattern for syntax outside the supported subset.
+  // INVALID_ARGUMENT naming the pattern for syntax outside the supported subset or the
+  // limits above.
   static absl::StatusOr<SplitRegex> Compile(std::string_view pattern);
 
   // Leftmost non-empty match starting at or after `from` inside the subject's window.

@@ -8,6 +8,15 @@
 #include "tokenizer/unicode_text.h"
 
 namespace tessera {
+namespace {
+
+// Limits that keep matching bounded in stack depth and, for the repetition of groups,
+// away from the classic exponential-backtracking shapes such as (a+)+.
+constexpr int kMaxGroupDepth = 32;      // nested ( ... )
+constexpr int kMaxRepeatCount = 1000;   // n and m of {n,m}
+constexpr int kMaxGroupRepeat = 16;     // m of a repeated multi-codepoint group
+
+}  // namespace
 
 class RegexParser {
  public:
@@ -21,6 +30,17 @@ class RegexParser {
     if (!error_.empty()) return Error(error_);
     if (pos_ != cps_.size()) return Error("unbalanced ')'");
     for (size_t i = 0; i < re_->nodes_.size(); ++i) ComputeSingleChar(static_cast<int>(i));
+    // The matcher recurses once per repetition of a group that is not a single codepoint
+    // (single-codepoint repeats run in a loop), so such repeats must be short and bounded.
+    for (const Node& node : re_->nodes_) {
+      if (node.kind == Kind::kRepeat && !re_->nodes_[node.children[0]].single_char &&
+          (node.max < 0 || node.max > kMaxGroupRepeat)) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "pre-tokenizer regex \"%s\": a group that is not a single codepoint may repeat at "
+            "most {0,%d} times (unbounded repetition of groups is not supported)",
+            re_->pattern_, kMaxGroupRepeat));
+      }
+    }
     const Node& root = re_->nodes_[re_->root_];
     if (root.kind == Kind::kSeq && !root.children.empty()) {
       const Node& first = re_->nodes_[root.children[0]];
@@ -91,6 +111,10 @@ class RegexParser {
       value = value * 10 + static_cast<int>(Peek() - '0');
       ++pos_;
       any = true;
+      if (value > kMaxRepeatCount) {
+        Fail(absl::StrFormat("repeat count above %d", kMaxRepeatCount));
+        return 0;
+      }
     }
     if (!any) Fail("expected a number in {}");
     return value;
@@ -117,6 +141,7 @@ class RegexParser {
       }
       if (Peek() != '}') Fail("expected '}'");
       ++pos_;
+      if (max >= 0 && max < min) Fail("{n,m} with m < n");
     } else {
       return atom;
     }
@@ -147,7 +172,12 @@ class RegexParser {
             return AddNode(Node{});
           }
         }
+        if (++depth_ > kMaxGroupDepth) {
+          Fail(absl::StrFormat("groups nested deeper than %d", kMaxGroupDepth));
+          return AddNode(Node{});
+        }
         const int inner = ParseAlt();
+        --depth_;
         if (Peek() != ')') {
           Fail("missing ')'");
           return inner;
@@ -196,6 +226,10 @@ class RegexParser {
   // fresh one for an escape outside brackets). Returns the literal codepoint when the
   // escape is a single character (usable as a range end), else -1.
   int64_t ParseEscape(CharClass* cls, bool in_class) {
+    if (AtEnd()) {
+      Fail("trailing backslash");
+      return -1;
+    }
     const uint32_t e = Peek();
     ++pos_;
     uint32_t literal;
@@ -217,6 +251,10 @@ class RegexParser {
         ++pos_;
         std::string name;
         while (!AtEnd() && Peek() != '}') name.push_back(static_cast<char>(Peek())), ++pos_;
+        if (AtEnd()) {
+          Fail("missing '}' after \\p{");
+          return -1;
+        }
         ++pos_;
         const uint32_t bits = CategoryBits(name);
         if (bits == 0) Fail("unsupported category \\p{" + name + "}");
@@ -332,6 +370,7 @@ class RegexParser {
   SplitRegex* re_;
   std::vector<uint32_t> cps_;
   size_t pos_ = 0;
+  int depth_ = 0;  // current ( ... ) nesting
   std::string error_;
 };
 

@@ -33,7 +33,10 @@ class Tokenizer {
   // Same from an in-memory description (see vocabulary.h).
   static absl::StatusOr<std::unique_ptr<Tokenizer>> FromVocabulary(Vocabulary vocab);
 
-  // Fails only on inputs the vocabulary cannot represent (INVALID_ARGUMENT).
+  // INVALID_ARGUMENT (naming the vocabulary's source) when BOS/EOS must be added but the
+  // vocabulary has no such id, or for text of 1 GiB or more. Like the reference
+  // implementation, byte-level BPE drops input bytes for which the vocabulary has no byte
+  // token (many lack C0, C1 and F5..FF, which never occur in valid UTF-8).
   virtual absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text,
                                                       const EncodeOptions& options) const = 0;
   // The bytes one token stands for (special tokens render as their text). May be a partial

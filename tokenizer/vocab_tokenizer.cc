@@ -9,6 +9,8 @@
 namespace tessera {
 namespace {
 
+constexpr size_t kMaxEncodeBytes = size_t{1} << 30;
+
 // Token texts that end a turn in the chat formats we know; the reference implementation
 // treats them as end-of-generation whatever the metadata says.
 constexpr std::string_view kStopTexts[] = {
@@ -102,6 +104,13 @@ absl::StatusOr<std::unique_ptr<VocabTokenizer>> VocabTokenizer::Create(Vocabular
 
 absl::StatusOr<std::vector<int32_t>> VocabTokenizer::Encode(std::string_view text,
                                                             const EncodeOptions& options) const {
+  // Offsets inside the models are 32-bit (codepoint spans, symbol indices; SentencePiece
+  // triples the size of spaces).
+  if (text.size() >= kMaxEncodeBytes) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: text of %d bytes is too long to encode (limit %d)", vocab_.source, text.size(),
+        kMaxEncodeBytes - 1));
+  }
   std::vector<int32_t> out;
   out.reserve(text.size() / 3 + 4);
   if (options.add_bos && add_bos_) {

@@ -1,6 +1,7 @@
 // The Tokenizer over a Vocabulary: special-token partition, then byte-level BPE (with its
 // pre-tokenizer) or SentencePiece on each text fragment; decoding through per-token byte
-// strings computed once. Immutable after Create; thread-safe.
+// strings computed once. Immutable after Create; thread-safe. Not copyable or movable:
+// the token index and the models hold pointers into the object's own vocabulary.
 #pragma once
 
 #include <memory>
@@ -22,6 +23,8 @@ namespace tessera {
 class VocabTokenizer final : public Tokenizer {
  public:
   static absl::StatusOr<std::unique_ptr<VocabTokenizer>> Create(Vocabulary vocab);
+  VocabTokenizer(const VocabTokenizer&) = delete;
+  VocabTokenizer& operator=(const VocabTokenizer&) = delete;
 
   absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text,
                                               const EncodeOptions& options) const override;

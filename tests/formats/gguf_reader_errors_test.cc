@@ -104,6 +104,26 @@ TEST(GgufReaderErrors, EveryTruncationIsRejected) {
   }
 }
 
+TEST(GgufReaderErrors, ZeroByteTensorWithoutDataSectionStaysInBounds) {
+  // The file ends right after the tensor table: the aligned data section would start past
+  // the end. A zero-byte tensor is still valid, and its pointer must not leave the image.
+  const std::string image = Raw().Header(3, 1, 0).Tensor("empty", {0, 4}, 0, 0).str();
+  ASSERT_NE(image.size() % 32, 0u);
+  const auto* data = reinterpret_cast<const uint8_t*>(image.data());
+  absl::StatusOr<std::unique_ptr<GgufFile>> f = GgufFile::Parse(kName, data, image.size());
+  ASSERT_TRUE(f.ok()) << f.status();
+  ASSERT_EQ((*f)->tensors().size(), 1u);
+  const GgufTensorInfo& t = (*f)->tensors()[0];
+  EXPECT_EQ(t.num_bytes, 0);
+  EXPECT_GT((*f)->data_offset(), image.size());
+  const auto* p = static_cast<const uint8_t*>(t.view.data);
+  EXPECT_GE(p, data);
+  EXPECT_LE(p, data + image.size());
+  // A tensor with bytes there is rejected, naming it.
+  ExpectInvalid(Raw().Header(3, 1, 0).Tensor("w", {4}, 0, 0).str(), "tensor 'w'",
+                "outside the file");
+}
+
 TEST(GgufReaderErrors, WrongMagic) {
   std::string image = SmallValidImage();
   image[0] = 'X';

@@ -168,5 +168,38 @@ TEST(GgufWriter, RejectsBadInput) {
   EXPECT_EQ(GgufWriter(48).Serialize().status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(GgufWriter, AlignmentKeyMustAgreeWithTheLayout) {
+  GgufWriter w(64);
+  ASSERT_TRUE(w.AddUint32("general.alignment", 32).ok());
+  absl::StatusOr<std::string> image = w.Serialize();
+  EXPECT_EQ(image.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(image.status().message(), HasSubstr("general.alignment"));
+
+  GgufWriter same(64);
+  ASSERT_TRUE(same.AddUint32("general.alignment", 64).ok());
+  float x[4] = {1, 2, 3, 4};
+  ASSERT_TRUE(same.AddTensor("x", DType::kF32, {4}, x, sizeof(x)).ok());
+  image = same.Serialize();
+  ASSERT_TRUE(image.ok()) << image.status();
+  auto f = GgufFile::Parse("same.gguf", reinterpret_cast<const uint8_t*>(image->data()),
+                           image->size());
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ((*f)->alignment(), 64u);
+  EXPECT_EQ(std::memcmp((*f)->FindTensor("x")->view.data, x, sizeof(x)), 0);
+}
+
+TEST(GgufWriter, RejectsDimsWhoseProductOverflows) {
+  GgufWriter w;
+  const int64_t big = int64_t{1} << 40;
+  absl::Status s = w.AddTensor("huge", DType::kF32, {big, big}, nullptr, 0);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("'huge'"));
+  EXPECT_THAT(s.message(), HasSubstr("overflows"));
+  // Elements fit, bytes do not.
+  s = w.AddTensor("wide", DType::kF32, {int64_t{1} << 62}, nullptr, 0);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("'wide'"));
+}
+
 }  // namespace
 }  // namespace tessera

@@ -4,6 +4,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -42,6 +44,18 @@ TEST(MappedFile, Errors) {
   absl::Status dir = MappedFile::Open(::testing::TempDir()).status();
   EXPECT_EQ(dir.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(dir.message(), HasSubstr("not a regular file"));
+}
+
+TEST(MappedFile, FifoIsRefusedWithoutWaitingForAWriter) {
+  const std::string path = ::testing::TempDir() + "/mapped_file_test.fifo";
+  std::filesystem::remove(path);
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+  // Before O_NONBLOCK this call blocked forever: nobody ever opens the FIFO for writing.
+  absl::Status fifo = MappedFile::Open(path).status();
+  std::filesystem::remove(path);
+  EXPECT_EQ(fifo.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(fifo.message(), HasSubstr(path));
+  EXPECT_THAT(fifo.message(), HasSubstr("not a regular file"));
 }
 
 }  // namespace

@@ -275,5 +275,23 @@ TEST(ModelConfig, ValidateNamesTheField) {
   EXPECT_THAT(bad.Validate().message(), HasSubstr("rope_scaling"));
 }
 
+TEST(ModelConfig, ValidateRejectsSizesWhoseProductsOverflow) {
+  ModelConfig c = *ModelConfigFromHfConfig(Llama3Json());
+  ModelConfig bad = c;
+  bad.num_heads = int64_t{1} << 40;  // x head_dim would overflow consumers' int64 math
+  bad.num_kv_heads = bad.num_heads;
+  EXPECT_EQ(bad.Validate().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.Validate().message(), HasSubstr("num_heads"));
+  bad = c;
+  bad.vocab_size = kMaxModelDim;
+  EXPECT_TRUE(bad.Validate().ok());
+  bad.vocab_size = kMaxModelDim + 1;
+  EXPECT_THAT(bad.Validate().message(), HasSubstr("vocab_size"));
+  // From config.json the error names the file too.
+  json j = Llama3Json();
+  j["hidden_size"] = int64_t{1} << 50;
+  ExpectHfError(j, "hidden_size");
+}
+
 }  // namespace
 }  // namespace tessera

@@ -2,6 +2,8 @@
 // conversion of the same weights (names, Q/K permutation, F32 norms, rope_freqs, config).
 #include "formats/weight_store.h"
 
+#include <sys/stat.h>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -40,6 +42,9 @@ TEST(HfTensorNames, MapsLlamaNames) {
   EXPECT_EQ(GgufNameForHfTensor("model.layers.x.mlp.up_proj.weight"), std::nullopt);
   EXPECT_EQ(GgufNameForHfTensor("model.layers.1.self_attn.q_proj.bias"), std::nullopt);
   EXPECT_EQ(GgufNameForHfTensor("transformer.wte.weight"), std::nullopt);
+  // A leading zero would alias layer 1: "01" and "1" must not both reach blk.1.
+  EXPECT_EQ(GgufNameForHfTensor("model.layers.01.mlp.up_proj.weight"), std::nullopt);
+  EXPECT_EQ(GgufNameForHfTensor("model.layers.10.mlp.up_proj.weight"), "blk.10.ffn_up.weight");
 }
 
 TEST(HfTensorNames, PermuteRowsForRopeOnOneHead) {
@@ -325,6 +330,17 @@ TEST_F(WeightStoreTest, HfErrors) {
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.message(), HasSubstr("model.vision_tower.weight"));
 
+  // "layers.01" would alias "layers.1" (both blk.1): rejected, not silently dropped.
+  Weights alias = MakeWeights(true);
+  alias.shapes["model.layers.01.mlp.up_proj.weight"] =
+      alias.shapes.at("model.layers.1.mlp.up_proj.weight");
+  alias.values["model.layers.01.mlp.up_proj.weight"] =
+      alias.values.at("model.layers.1.mlp.up_proj.weight");
+  WriteHf(alias, DType::kF32, HfConfig(false), 1);
+  s = OpenWeightStore((dir_ / "hf").string()).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("model.layers.01.mlp.up_proj.weight"));
+
   Weights no_head = MakeWeights(false);
   WriteHf(no_head, DType::kF32, HfConfig(/*tied=*/false), 1);
   s = OpenWeightStore((dir_ / "hf").string()).status();
@@ -349,6 +365,12 @@ TEST_F(WeightStoreTest, HfErrors) {
   s = OpenWeightStore((dir_ / "notes.txt").string()).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.message(), HasSubstr("notes.txt"));
+  // A FIFO is refused without sniffing it (reading its magic would wait for a writer).
+  const std::string pipe = (dir_ / "pipe").string();
+  ASSERT_EQ(::mkfifo(pipe.c_str(), 0600), 0);
+  s = OpenWeightStore(pipe).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr(pipe));
 }
 
 TEST(GgufWeightStore, DefaultModel) {

@@ -81,5 +81,22 @@ TEST(BpeModelTest, UserDefinedTokensAreAlwaysMatched) {
   EXPECT_EQ(plain.size(), 8u);  // every byte on its own
 }
 
+TEST(BpeModelTest, BytesWithoutATokenAreDroppedAsTheReferenceDoes) {
+  // Real vocabularies (SmolLM2's among them) lack the tokens of bytes that never occur in
+  // valid UTF-8; Encode drops such bytes rather than failing (tokenizer.h).
+  Vocabulary v;
+  v.model = VocabModel::kByteLevelBpe;
+  v.pre = "gpt-2";
+  for (int b = 0; b < 256; ++b) {
+    std::string t;
+    AppendUtf8(ByteToGpt2Codepoint(static_cast<uint8_t>(b)), &t);
+    v.tokens.push_back(b == 0xFF ? "<no-ff>" : t);
+  }
+  auto tok = Tokenizer::FromVocabulary(std::move(v));
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  EXPECT_EQ(Ids(**tok, "a\xFF" "b", false), (std::vector<int32_t>{'a', 'b'}));
+  EXPECT_EQ(Ids(**tok, "\xFE\xFF\xFE", false), (std::vector<int32_t>{0xFE, 0xFE}));
+}
+
 }  // namespace
 }  // namespace tessera

@@ -64,6 +64,50 @@ TEST(PreTokenizerTest, LongWhitespaceRunBeforeADigit) {
   EXPECT_EQ(SplitFamily("deepseek-llm", spaces + "7"), (std::vector<std::string>{spaces, "7"}));
 }
 
+// Every family on long runs of one kind of text (and a mix), followed by a letter: the
+// backtracking engine must not rescan a run from each position. A quadratic case would
+// take minutes here; the assertions check that the pieces tile the input exactly.
+TEST(PreTokenizerTest, LongAdversarialRunsSplitIntoTilingPieces) {
+  constexpr size_t kLength = 100000;
+  const std::pair<const char*, std::string> units[] = {
+      {"spaces", " "},         {"digits", "7"},      {"punct", "!"},
+      {"letters", "a"},        {"upper", "A"},       {"upper-lower", "Aa"},
+      {"cjk", "\xE4\xB8\xAD"}, {"tabs", "\t"},     {"space-newline", " \n"},
+      {"crlf", "\r\n"},        {"apostrophes", "'"}, {"two-spaces-a", "  a"},
+      {"nbsp", "\xC2\xA0"},    {"combining", "a\xCC\x81"},
+      {"mixed", "a1!\xE4\xB8\xAD \t'"}, {"invalid", "\xFF"}, {"sentinel", "<sentinel:"}};
+  for (const char* family :
+       {"default", "llama3", "qwen2", "deepseek-llm", "deepseek-v3", "deepseek-coder", "falcon",
+        "smollm", "gpt-2", "bloom", "viking", "tekken", "chameleon", "gpt-4o", "bailingmoe",
+        "seed-coder"}) {
+    auto spec = PreTokenizerSpecForName(family);
+    ASSERT_TRUE(spec.ok()) << spec.status();
+    auto pre = PreTokenizer::Create(spec->patterns);
+    ASSERT_TRUE(pre.ok()) << pre.status();
+    for (const auto& [name, unit] : units) {
+      std::string text;
+      while (text.size() < kLength) text += unit;
+      text += "x";
+      const auto pieces = pre->Split(text);
+      ASSERT_FALSE(pieces.empty()) << family << " " << name;
+      uint32_t expected_begin = 0;
+      for (const auto& [b, e] : pieces) {
+        ASSERT_EQ(b, expected_begin) << family << " " << name;
+        ASSERT_LT(b, e) << family << " " << name;
+        expected_begin = e;
+      }
+      EXPECT_EQ(expected_begin, text.size()) << family << " " << name;
+    }
+  }
+  // Spot checks of the shapes: one space is left for the word, digits go by three.
+  const std::string spaces(kLength, ' ');
+  EXPECT_EQ(SplitFamily("gpt-2", spaces + "x"),
+            (std::vector<std::string>{spaces.substr(1), " x"}));
+  const std::vector<std::string> digits = SplitFamily("llama3", std::string(kLength, '7'));
+  EXPECT_EQ(digits.size(), (kLength + 2) / 3);
+  EXPECT_EQ(digits.back(), "7");
+}
+
 TEST(PreTokenizerTest, InvalidUtf8BytesStayInThePieces) {
   const std::string text = "ab\xFF\xC3 cd";
   std::string joined;

@@ -1,11 +1,17 @@
 // Bad inputs: ids outside the vocabulary, unknown models and pre-tokenizers, inconsistent
 // vocabularies. Each asserts the status code and that the message names the culprit.
+#include <sys/mman.h>
+
+#include <string>
+#include <type_traits>
+
 #include "absl/status/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tokenizer/pre_tokenizer.h"
 #include "tokenizer/split_regex.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/vocab_tokenizer.h"
 
 namespace tessera {
 namespace {
@@ -106,6 +112,53 @@ TEST(TokenizerErrorsTest, EveryKnownFamilyCompiles) {
     EXPECT_TRUE(pre.ok()) << name << ": " << pre.status();
   }
 }
+
+TEST(TokenizerErrorsTest, RegexLimitsAreEnforcedAtCompileTime) {
+  const std::pair<std::string, std::string> bad[] = {
+      {"a{5,2}", "m < n"},
+      {"a{99999999999}", "repeat count above"},
+      {"(?:ab)+", "repeat at most"},       // unbounded group: recursion per repetition
+      {"(a+)+", "repeat at most"},         // the classic exponential shape
+      {"(?:ab){1,17}", "repeat at most"},
+      {"(?=a)*", "repeat at most"},        // zero-width repeat
+      {"\\p{L", "missing '}'"},
+      {"ab\\", "trailing backslash"},
+      {"[a\\", "trailing backslash"},
+      {std::string(40, '(') + "a" + std::string(40, ')'), "nested deeper"},
+  };
+  for (const auto& [pattern, detail] : bad) {
+    auto re = SplitRegex::Compile(pattern);
+    EXPECT_EQ(re.status().code(), absl::StatusCode::kInvalidArgument) << pattern;
+    EXPECT_THAT(re.status().message(), HasSubstr(pattern));
+    EXPECT_THAT(re.status().message(), HasSubstr(detail)) << pattern;
+  }
+  // Just inside the limits, and repeats of single codepoints stay unbounded.
+  for (const std::string& pattern :
+       {std::string("(?:ab){0,16}"), std::string("(?:a|b)+"), std::string("((?=\\p{L})[^a-z])*"),
+        std::string("a{1000}"), std::string(32, '(') + "a" + std::string(32, ')')}) {
+    EXPECT_TRUE(SplitRegex::Compile(pattern).ok()) << pattern;
+  }
+}
+
+TEST(TokenizerErrorsTest, TextTooLongForThe32BitOffsetsIsRejected) {
+  auto tok = Tokenizer::FromVocabulary(TinyBpe());
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  // 1 GiB of untouched zero pages: readable, but never backed by memory.
+  const size_t size = size_t{1} << 30;
+  void* p = mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  ASSERT_NE(p, MAP_FAILED);
+  auto ids = (*tok)->Encode(std::string_view(static_cast<const char*>(p), size), EncodeOptions{});
+  munmap(p, size);
+  EXPECT_EQ(ids.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(ids.status().message(), HasSubstr("tiny.gguf"));
+  EXPECT_THAT(ids.status().message(), HasSubstr("too long"));
+}
+
+// The token index and models point into the tokenizer's own vocabulary; a copy would
+// dangle, so there must be none.
+static_assert(!std::is_copy_constructible_v<VocabTokenizer>);
+static_assert(!std::is_copy_assignable_v<VocabTokenizer>);
+static_assert(!std::is_move_constructible_v<VocabTokenizer>);
 
 }  // namespace
 }  // namespace tessera
