@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/dtype.h"
 
@@ -36,7 +37,7 @@ struct TensorView {
   const uint8_t* RowPtr(int64_t row) const {
     return static_cast<const uint8_t*>(data) + row * RowStrideBytes();
   }
-  std::string ShapeString() const { return "[" + absl::StrJoin(shape, ", ") + "]"; }
+  std::string ShapeString() const { return absl::StrCat("[", absl::StrJoin(shape, ", "), "]"); }
 };
 
 }  // namespace tessera

@@ -45,6 +45,7 @@ void ThreadPool::WorkerLoop(int index) {
     uint64_t gen = generation_.load(std::memory_order_acquire);
     for (int spin = 0; gen == seen && spin < kSpinIterations; ++spin) {
       CpuRelax();
+      if (spin % 1024 == 1023) std::this_thread::yield();  // let a waiting owner run
       gen = generation_.load(std::memory_order_acquire);
     }
     if (gen == seen) {
@@ -79,7 +80,15 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain,
   }
   wake_.notify_all();
   RunChunk(0);
-  while (pending_.load(std::memory_order_acquire) != 0) CpuRelax();
+  // Spin briefly (workers usually finish together), then yield so that an oversubscribed
+  // machine can run the workers we are waiting for.
+  for (int spin = 0; pending_.load(std::memory_order_acquire) != 0; ++spin) {
+    if (spin < kSpinIterations) {
+      CpuRelax();
+    } else {
+      std::this_thread::yield();
+    }
+  }
   job_ = nullptr;
 }
 
