@@ -8,10 +8,12 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
 
 #include "absl/status/status.h"
 #include "common/tensor.h"
+#include "kernels/paged_kv.h"
 
 namespace tessera {
 
@@ -76,6 +78,53 @@ class Backend {
 
   // In-place softmax over each row of x[n, dim].
   virtual void Softmax(float* x, int64_t n, int64_t dim) = 0;
+
+  // Paged KV cache (layout, batch description and checks in kernels/paged_kv.h). These ops
+  // validate their arguments (O(tokens + table entries)) because slots and block tables come
+  // from the scheduler: INVALID_ARGUMENT naming the field for an out-of-range slot, block id
+  // or position, UNIMPLEMENTED for a layout dtype the backend lacks. On error nothing is
+  // written. The defaults answer UNIMPLEMENTED so that backends without a paged cache (and
+  // test doubles) need not override them.
+
+  // Scatters the rows of k, v [slots.size(), num_kv_heads, head_dim] (float32) into one
+  // layer's pools: row i goes to flat slot slots[i] = block * block_size + offset (see
+  // ComputeSlotMapping); rows whose slot is kPaddingSlot (-1) are skipped. Two rows with the
+  // same slot: the later row wins.
+  [[nodiscard]] virtual absl::Status WriteKv(const float* k, const float* v,
+                                             std::span<const int32_t> slots,
+                                             const PagedKvLayout& layout, const KvPool& pool) {
+    return Unimplemented("WriteKv");
+  }
+
+  // Causal attention for a batch of sequences over one layer's paged cache.
+  // q: [n_tokens, num_heads, head_dim]; positions: [n_tokens]. For each sequence s and each
+  // row i in [s.query_start, s.query_start + s.num_queries), out row i is the attention of
+  // q row i over the cached positions [WindowStart(positions[i], sliding_window),
+  // positions[i]] of s, read through s.block_table; positions[i] < s.context_len. The
+  // current tokens' KV must already be written (WriteKv). The sequences' row ranges are
+  // disjoint and in increasing order; rows that belong to no sequence are left unchanged. out: [n_tokens, num_heads, head_dim]; must not alias q or the pools.
+  [[nodiscard]] virtual absl::Status PagedAttention(const float* q, int64_t n_tokens,
+                                                    std::span<const int32_t> positions,
+                                                    std::span<const PagedSequence> sequences,
+                                                    const PagedKvLayout& layout,
+                                                    const KvPool& pool,
+                                                    const PagedAttentionParams& params,
+                                                    float* out) {
+    return Unimplemented("PagedAttention");
+  }
+
+  // For each layer's pools and each pair in order, copies block src's K and V to block dst
+  // (copy-on-write after a fork; StepPlan::block_copies). src == dst is a no-op.
+  [[nodiscard]] virtual absl::Status CopyBlocks(std::span<const KvPool> layers,
+                                                const PagedKvLayout& layout,
+                                                std::span<const KvBlockCopy> copies) {
+    return Unimplemented("CopyBlocks");
+  }
+
+ private:
+  absl::Status Unimplemented(std::string_view op) const {
+    return absl::UnimplementedError(std::string(name()) + " backend has no " + std::string(op));
+  }
 };
 
 }  // namespace tessera

@@ -40,6 +40,17 @@ class CpuBackend : public Backend {
                  const float* k_cache, const float* v_cache, int64_t cache_len,
                  const AttentionParams& params, float* out) override;
   void Softmax(float* x, int64_t n, int64_t dim) override;
+  // Paged-KV ops (cpu_paged.cc): threads over (sequence, query tile, head), online softmax
+  // over chunks of positions, SIMD dot / axpy / exp from the ISA table.
+  absl::Status WriteKv(const float* k, const float* v, std::span<const int32_t> slots,
+                       const PagedKvLayout& layout, const KvPool& pool) override;
+  absl::Status PagedAttention(const float* q, int64_t n_tokens,
+                              std::span<const int32_t> positions,
+                              std::span<const PagedSequence> sequences,
+                              const PagedKvLayout& layout, const KvPool& pool,
+                              const PagedAttentionParams& params, float* out) override;
+  absl::Status CopyBlocks(std::span<const KvPool> layers, const PagedKvLayout& layout,
+                          std::span<const KvBlockCopy> copies) override;
 
  private:
   absl::Status MatMulDequantized(const float* x, int64_t n, int64_t k, const TensorView& w,

@@ -1,0 +1,417 @@
+// PagedAttention / WriteKv / CopyBlocks of "cpu-reference" and "cpu" (kernels/ops.h).
+//
+// Scenarios: several sequences whose blocks are drawn from a shuffled pool (so tables are
+// non-contiguous and out of order), block sizes 1, 16 and 32, GQA ratios 1, 3 and 9:3
+// (SmolLM2-135M), a prefill from position 0, a prefill chunk starting mid-sequence, decodes
+// (n_q = 1) including a context of 300 (several of the cpu backend's 128-position chunks)
+// and a context of 1, context lengths that are not multiples of the block size, and a
+// sliding window.
+//
+// Tolerances:
+//   * reference vs a float64 implementation here: 1e-5·(1 + |want|) (float outputs of
+//     double computations, as in reference_backend_test.cc).
+//   * reference paged vs reference contiguous Attention on the same data: both accumulate in
+//     double in the same order, so 1e-6·(1 + |want|).
+//   * cpu vs reference: the cpu backend accumulates scores in float. A score's error is at
+//     most about d·2^-24·scale·Σ|q_e·k_e| (≈ 2e-5 for d = 64 and the unit-normal data here,
+//     typically 50x smaller); that perturbs the softmax weights by the same relative amount,
+//     and the output is their convex combination of V rows (|v| ≲ 5). 5e-5·(1 + |want|) is
+//     well above that (the largest error seen here is below 5e-6) and far below the O(0.1)
+//     error of reading one wrong row; scaling every score by 1.0001 already fails it.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "gtest/gtest.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/reference_backend.h"
+#include "tests/kernels/kernel_test_util.h"
+
+namespace tessera {
+namespace {
+
+using testing::RandomFloats;
+
+struct SeqSpec {
+  int64_t context_len;
+  int64_t num_queries;  // the last num_queries positions of the context
+};
+
+// A batch over a paged cache filled through WriteKv, plus the same K/V laid out
+// contiguously per sequence.
+struct Scenario {
+  PagedKvLayout layout;
+  PagedAttentionParams params;
+  std::vector<std::vector<int32_t>> tables;
+  std::vector<PagedSequence> seqs;
+  std::vector<int32_t> positions;  // query rows
+  std::vector<float> q;            // [rows, H, d]
+  std::vector<std::vector<float>> k, v;  // per sequence [ctx, KVH, d]
+  std::vector<float> k_pool, v_pool;
+  KvPool pool() { return {k_pool.data(), v_pool.data()}; }
+  int64_t rows() const { return static_cast<int64_t>(positions.size()); }
+};
+
+Scenario MakeScenario(int64_t block_size, int64_t heads, int64_t kv_heads, int64_t head_dim,
+                      const std::vector<SeqSpec>& specs, uint32_t seed, Backend& writer,
+                      float q_stddev = 1.0f, int64_t window = 0) {
+  std::mt19937 rng(seed);
+  Scenario s;
+  int64_t needed = 0;
+  for (const SeqSpec& sp : specs) needed += (sp.context_len + block_size - 1) / block_size;
+  s.layout = {.num_blocks = needed + 5, .block_size = block_size, .num_kv_heads = kv_heads,
+              .head_dim = head_dim};
+  s.params = {.num_heads = heads, .num_kv_heads = kv_heads, .head_dim = head_dim,
+              .scale = 1.0f / std::sqrt(static_cast<float>(head_dim)),
+              .sliding_window = window};
+  std::vector<int32_t> free(static_cast<size_t>(s.layout.num_blocks));
+  std::iota(free.begin(), free.end(), 0);
+  std::shuffle(free.begin(), free.end(), rng);
+  s.k_pool.assign(static_cast<size_t>(s.layout.pool_elems()), NAN);  // unwritten slots: NaN
+  s.v_pool.assign(static_cast<size_t>(s.layout.pool_elems()), NAN);
+  size_t next_free = 0;
+  for (const SeqSpec& sp : specs) {
+    // One spare table entry past the context: never read.
+    const int64_t nb = (sp.context_len + block_size - 1) / block_size;
+    std::vector<int32_t> table(free.begin() + next_free, free.begin() + next_free + nb);
+    next_free += nb;
+    table.push_back(static_cast<int32_t>(free[next_free]));
+    s.tables.push_back(table);
+    s.k.push_back(RandomFloats(sp.context_len * kv_heads * head_dim, rng));
+    s.v.push_back(RandomFloats(sp.context_len * kv_heads * head_dim, rng));
+  }
+  for (size_t i = 0; i < specs.size(); ++i) {
+    // Write the whole context of sequence i through the slot mapping.
+    std::vector<int32_t> pos(static_cast<size_t>(specs[i].context_len));
+    std::iota(pos.begin(), pos.end(), 0);
+    const PagedSequence all{0, specs[i].context_len, specs[i].context_len, s.tables[i]};
+    std::vector<int32_t> slots;
+    EXPECT_TRUE(ComputeSlotMapping({&all, 1}, pos, s.layout, &slots).ok());
+    EXPECT_TRUE(writer.WriteKv(s.k[i].data(), s.v[i].data(), slots, s.layout, s.pool()).ok());
+    s.seqs.push_back({s.rows(), specs[i].num_queries, specs[i].context_len, s.tables[i]});
+    for (int64_t j = specs[i].context_len - specs[i].num_queries; j < specs[i].context_len; ++j) {
+      s.positions.push_back(static_cast<int32_t>(j));
+    }
+  }
+  s.q = RandomFloats(s.rows() * heads * head_dim, rng, q_stddev);
+  return s;
+}
+
+// Float64 attention of each query row over its sequence's contiguous K/V.
+std::vector<double> Attention64(const Scenario& s) {
+  const PagedAttentionParams& p = s.params;
+  const int64_t d = p.head_dim, group = p.num_heads / p.num_kv_heads;
+  std::vector<double> out(s.q.size(), 0.0);
+  for (size_t si = 0; si < s.seqs.size(); ++si) {
+    const PagedSequence& seq = s.seqs[si];
+    for (int64_t t = seq.query_start; t < seq.query_start + seq.num_queries; ++t) {
+      const int64_t hi = s.positions[t];
+      const int64_t lo = p.sliding_window > 0 ? std::max<int64_t>(0, hi - p.sliding_window + 1) : 0;
+      for (int64_t h = 0; h < p.num_heads; ++h) {
+        const float* qh = s.q.data() + (t * p.num_heads + h) * d;
+        std::vector<double> w;
+        double mx = -INFINITY;
+        for (int64_t j = lo; j <= hi; ++j) {
+          const float* kj = s.k[si].data() + (j * p.num_kv_heads + h / group) * d;
+          double dot = 0;
+          for (int64_t e = 0; e < d; ++e) dot += static_cast<double>(qh[e]) * kj[e];
+          w.push_back(dot * static_cast<double>(p.scale));
+          mx = std::max(mx, w.back());
+        }
+        double sum = 0;
+        for (double& x : w) sum += (x = std::exp(x - mx));
+        for (int64_t j = lo; j <= hi; ++j) {
+          const float* vj = s.v[si].data() + (j * p.num_kv_heads + h / group) * d;
+          for (int64_t e = 0; e < d; ++e) {
+            out[(t * p.num_heads + h) * d + e] += w[j - lo] / sum * vj[e];
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
+void ExpectClose(const std::vector<float>& got, const std::vector<double>& want, double tol) {
+  ASSERT_EQ(got.size(), want.size());
+  int failures = 0;
+  for (size_t i = 0; i < got.size() && failures < 10; ++i) {
+    if (!(std::fabs(got[i] - want[i]) <= tol * (1.0 + std::fabs(want[i])))) {
+      ADD_FAILURE() << "index " << i << ": got " << got[i] << ", want " << want[i];
+      ++failures;
+    }
+  }
+}
+
+std::vector<double> ToDouble(const std::vector<float>& x) { return {x.begin(), x.end()}; }
+
+struct Shape {
+  int64_t block_size, heads, kv_heads, head_dim;
+};
+void PrintTo(const Shape& s, std::ostream* os) {
+  *os << "bs" << s.block_size << "_H" << s.heads << "_KVH" << s.kv_heads << "_d" << s.head_dim;
+}
+
+// Prefill from 0, a mid-sequence chunk, long and short decodes; none a multiple of 16.
+const std::vector<SeqSpec> kMixedBatch = {{37, 37}, {50, 13}, {300, 1}, {1, 1}, {17, 1}};
+
+class PagedAttentionShapeTest : public ::testing::TestWithParam<Shape> {
+ protected:
+  Scenario Make(uint32_t seed, int64_t window = 0, float q_stddev = 1.0f) {
+    const Shape& sh = GetParam();
+    return MakeScenario(sh.block_size, sh.heads, sh.kv_heads, sh.head_dim, kMixedBatch, seed,
+                        ref_, q_stddev, window);
+  }
+  std::vector<float> RunPaged(Backend& be, Scenario& s) {
+    std::vector<float> out(s.q.size(), NAN);
+    const absl::Status st = be.PagedAttention(s.q.data(), s.rows(), s.positions, s.seqs,
+                                              s.layout, s.pool(), s.params, out.data());
+    EXPECT_TRUE(st.ok()) << st;
+    return out;
+  }
+  ReferenceBackend ref_;
+};
+
+TEST_P(PagedAttentionShapeTest, ReferenceMatchesContiguousAttentionAndFloat64) {
+  Scenario s = Make(1);
+  const std::vector<float> paged = RunPaged(ref_, s);
+  ExpectClose(paged, Attention64(s), 1e-5);
+  // The existing contiguous op, one sequence at a time on the unpaged copy of its K/V.
+  const AttentionParams ap{s.params.num_heads, s.params.num_kv_heads, s.params.head_dim,
+                           s.params.scale};
+  const int64_t row = s.params.num_heads * s.params.head_dim;
+  for (size_t i = 0; i < s.seqs.size(); ++i) {
+    const PagedSequence& seq = s.seqs[i];
+    std::vector<float> contiguous(static_cast<size_t>(seq.num_queries * row), NAN);
+    ref_.Attention(s.q.data() + seq.query_start * row, seq.num_queries,
+                   std::span(s.positions).subspan(seq.query_start, seq.num_queries),
+                   s.k[i].data(), s.v[i].data(), seq.context_len, ap, contiguous.data());
+    const std::vector<float> got(paged.begin() + seq.query_start * row,
+                                 paged.begin() + (seq.query_start + seq.num_queries) * row);
+    SCOPED_TRACE(absl::StrFormat("sequence %d", i));
+    ExpectClose(got, ToDouble(contiguous), 1e-6);
+  }
+}
+
+TEST_P(PagedAttentionShapeTest, SlidingWindowMatchesFloat64) {
+  for (int64_t window : {1, 7, 32}) {
+    SCOPED_TRACE(absl::StrFormat("window %d", window));
+    Scenario s = Make(2, window);
+    ExpectClose(RunPaged(ref_, s), Attention64(s), 1e-5);
+    // A window wider than every context changes nothing.
+    Scenario wide = Make(2, 1000);
+    Scenario full = Make(2, 0);
+    ExpectClose(RunPaged(ref_, wide), ToDouble(RunPaged(ref_, full)), 0.0);
+  }
+}
+
+TEST_P(PagedAttentionShapeTest, CpuMatchesReferenceOnEveryIsaAndThreadCount) {
+  for (const CpuKernels* kernels : SupportedCpuKernels()) {
+    for (int threads : {1, 2, 3}) {
+      CpuBackend cpu(threads, kernels);
+      for (int64_t window : {0, 7}) {
+        // q_stddev 4 makes the softmax peaky, so the online max changes late in the context.
+        for (float q_stddev : {1.0f, 4.0f}) {
+          SCOPED_TRACE(absl::StrFormat("%s x%d window %d q_stddev %g", kernels->isa, threads,
+                                       window, q_stddev));
+          Scenario s = Make(3, window, q_stddev);
+          ExpectClose(RunPaged(cpu, s), ToDouble(RunPaged(ref_, s)), 5e-5);
+        }
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, PagedAttentionShapeTest,
+                         ::testing::Values(Shape{1, 4, 4, 16}, Shape{16, 4, 4, 16},
+                                           Shape{32, 4, 4, 16}, Shape{1, 6, 2, 32},
+                                           Shape{16, 6, 2, 32}, Shape{32, 6, 2, 32},
+                                           Shape{1, 9, 3, 64}, Shape{16, 9, 3, 64},
+                                           Shape{32, 9, 3, 64}, Shape{16, 8, 1, 24}),
+                         [](const ::testing::TestParamInfo<Shape>& info) {
+                           const Shape& s = info.param;
+                           return absl::StrFormat("bs%d_H%d_KVH%d_d%d", s.block_size, s.heads,
+                                                  s.kv_heads, s.head_dim);
+                         });
+
+// Both backends, for the ops whose results are exact copies.
+std::vector<std::unique_ptr<Backend>> AllBackends() {
+  std::vector<std::unique_ptr<Backend>> out;
+  out.push_back(std::make_unique<ReferenceBackend>());
+  for (const CpuKernels* k : SupportedCpuKernels()) out.push_back(std::make_unique<CpuBackend>(2, k));
+  return out;
+}
+
+TEST(PagedKvOpsTest, RowsOutsideEverySequenceAreLeftUnchanged) {
+  for (auto& be : AllBackends()) {
+    SCOPED_TRACE(std::string(be->name()));
+    ReferenceBackend writer;
+    Scenario s = MakeScenario(4, 2, 1, 8, {{9, 2}, {5, 1}}, 4, writer);
+    // Three rows; row 1 (padding) belongs to no sequence.
+    s.positions.insert(s.positions.begin() + 2, 0);
+    s.q.insert(s.q.begin() + 2 * 16, 16, 0.5f);
+    s.seqs[1].query_start = 3;
+    std::vector<float> out(s.q.size(), 7.0f);
+    ASSERT_TRUE(be->PagedAttention(s.q.data(), s.rows(), s.positions, s.seqs, s.layout,
+                                   s.pool(), s.params, out.data())
+                    .ok());
+    for (int e = 0; e < 16; ++e) EXPECT_EQ(out[2 * 16 + e], 7.0f);
+    EXPECT_FALSE(std::isnan(out[0]));
+    EXPECT_NE(out[3 * 16], 7.0f);
+  }
+}
+
+TEST(PagedKvOpsTest, WriteKvScattersRowsToSlotsAndSkipsPadding) {
+  const PagedKvLayout layout{.num_blocks = 6, .block_size = 3, .num_kv_heads = 2, .head_dim = 4};
+  const int64_t row = layout.token_elems();
+  std::mt19937 rng(5);
+  for (auto& be : AllBackends()) {
+    SCOPED_TRACE(std::string(be->name()));
+    std::vector<float> kp(layout.pool_elems(), -1.0f), vp(layout.pool_elems(), -2.0f);
+    const std::vector<int32_t> slots = {17, 0, kPaddingSlot, 9, 4};
+    const std::vector<float> k = RandomFloats(5 * row, rng), v = RandomFloats(5 * row, rng);
+    ASSERT_TRUE(be->WriteKv(k.data(), v.data(), slots, layout, {kp.data(), vp.data()}).ok());
+    std::vector<float> want_k(layout.pool_elems(), -1.0f), want_v(layout.pool_elems(), -2.0f);
+    for (size_t i = 0; i < slots.size(); ++i) {
+      if (slots[i] < 0) continue;
+      std::copy_n(k.begin() + i * row, row, want_k.begin() + slots[i] * row);
+      std::copy_n(v.begin() + i * row, row, want_v.begin() + slots[i] * row);
+    }
+    EXPECT_EQ(kp, want_k);
+    EXPECT_EQ(vp, want_v);
+  }
+}
+
+TEST(PagedKvOpsTest, CopyBlocksCopiesEveryLayerInOrder) {
+  const PagedKvLayout layout{.num_blocks = 6, .block_size = 2, .num_kv_heads = 1, .head_dim = 3};
+  const int64_t n = layout.block_elems();
+  std::mt19937 rng(6);
+  for (auto& be : AllBackends()) {
+    SCOPED_TRACE(std::string(be->name()));
+    std::vector<std::vector<float>> pools;
+    for (int i = 0; i < 6; ++i) pools.push_back(RandomFloats(layout.pool_elems(), rng));
+    const std::vector<std::vector<float>> before = pools;
+    std::vector<KvPool> layers;
+    for (int l = 0; l < 3; ++l) layers.push_back({pools[2 * l].data(), pools[2 * l + 1].data()});
+    // 1 -> 4, then 4 -> 5 (sees the new 4), and a self-copy.
+    const std::vector<KvBlockCopy> copies = {{1, 4}, {4, 5}, {2, 2}};
+    ASSERT_TRUE(be->CopyBlocks(layers, layout, copies).ok());
+    for (int i = 0; i < 6; ++i) {
+      std::vector<float> want = before[i];
+      std::copy_n(before[i].begin() + 1 * n, n, want.begin() + 4 * n);
+      std::copy_n(before[i].begin() + 1 * n, n, want.begin() + 5 * n);
+      EXPECT_EQ(pools[i], want) << "pool " << i;
+    }
+  }
+}
+
+// Bad inputs: INVALID_ARGUMENT naming the field, nothing written.
+TEST(PagedKvOpsTest, RejectsBadInputsNamingTheField) {
+  for (auto& be : AllBackends()) {
+    SCOPED_TRACE(std::string(be->name()));
+    ReferenceBackend writer;
+    Scenario s = MakeScenario(4, 4, 2, 8, {{10, 3}, {6, 1}}, 7, writer);
+    std::vector<float> out(s.q.size(), 3.0f);
+    auto attend = [&](const std::vector<PagedSequence>& seqs, const PagedAttentionParams& p,
+                      const PagedKvLayout& layout) {
+      return be->PagedAttention(s.q.data(), s.rows(), s.positions, seqs, layout, s.pool(), p,
+                                out.data());
+    };
+    auto expect = [&](const absl::Status& st, absl::StatusCode code, const std::string& field) {
+      EXPECT_EQ(st.code(), code) << st;
+      EXPECT_NE(st.message().find(field), std::string::npos) << st;
+      EXPECT_NE(st.message().find(std::string(be->name())), std::string::npos) << st;
+    };
+    constexpr auto kInvalid = absl::StatusCode::kInvalidArgument;
+
+    std::vector<int32_t> bad_table = s.tables[1];
+    bad_table[1] = static_cast<int32_t>(s.layout.num_blocks);  // block id out of range
+    std::vector<PagedSequence> seqs = s.seqs;
+    seqs[1].block_table = bad_table;
+    expect(attend(seqs, s.params, s.layout), kInvalid, "sequences[1].block_table[1]");
+    bad_table[1] = -3;
+    expect(attend(seqs, s.params, s.layout), kInvalid, "sequences[1].block_table[1]");
+
+    seqs = s.seqs;  // context beyond the table (table holds 3 + 1 spare blocks of 4)
+    seqs[0].context_len = 17;
+    expect(attend(seqs, s.params, s.layout), kInvalid, "sequences[0].context_len");
+    seqs = s.seqs;  // a query position at or past the context
+    seqs[0].context_len = 9;
+    expect(attend(seqs, s.params, s.layout), kInvalid, "positions[2]");
+    seqs = s.seqs;  // overlapping rows
+    seqs[1].query_start = 2;
+    expect(attend(seqs, s.params, s.layout), kInvalid, "sequences[1]");
+
+    PagedAttentionParams p = s.params;
+    p.num_heads = 5;
+    expect(attend(s.seqs, p, s.layout), kInvalid, "params.num_heads");
+    p = s.params;
+    p.head_dim = 16;
+    expect(attend(s.seqs, p, s.layout), kInvalid, "params.head_dim");
+    p = s.params;
+    p.sliding_window = -1;
+    expect(attend(s.seqs, p, s.layout), kInvalid, "params.sliding_window");
+    PagedKvLayout f16 = s.layout;
+    f16.dtype = DType::kF16;
+    expect(attend(s.seqs, s.params, f16), absl::StatusCode::kUnimplemented, "layout.dtype");
+    EXPECT_TRUE(std::all_of(out.begin(), out.end(), [](float x) { return x == 3.0f; }));
+
+    const std::vector<float> kv(3 * s.layout.token_elems(), 1.0f);
+    const std::vector<float> k_before = s.k_pool;
+    const std::vector<int32_t> too_far = {0, static_cast<int32_t>(s.layout.num_slots()), 1};
+    expect(be->WriteKv(kv.data(), kv.data(), too_far, s.layout, s.pool()), kInvalid,
+           "slots[1]");
+    const std::vector<int32_t> negative = {0, 1, -2};
+    expect(be->WriteKv(kv.data(), kv.data(), negative, s.layout, s.pool()), kInvalid,
+           "slots[2]");
+    EXPECT_EQ(std::memcmp(s.k_pool.data(), k_before.data(), k_before.size() * 4), 0);
+
+    const KvPool layers[] = {s.pool()};
+    const KvBlockCopy bad_copy[] = {{0, 1}, {2, static_cast<int32_t>(s.layout.num_blocks)}};
+    expect(be->CopyBlocks(layers, s.layout, bad_copy), kInvalid, "copies[1]");
+    EXPECT_EQ(std::memcmp(s.k_pool.data(), k_before.data(), k_before.size() * 4), 0);
+  }
+}
+
+// A backend that does not override the paged ops answers UNIMPLEMENTED (ops.h defaults).
+class NoPagedBackend : public Backend {
+ public:
+  std::string_view name() const override { return "no-paged"; }
+  absl::Status MatMul(const float*, int64_t, int64_t, const TensorView&, float*) override {
+    return absl::OkStatus();
+  }
+  absl::Status Embedding(const TensorView&, std::span<const int32_t>, float*) override {
+    return absl::OkStatus();
+  }
+  void RmsNorm(const float*, const float*, int64_t, int64_t, float, float*) override {}
+  void Rope(float*, int64_t, int64_t, std::span<const int32_t>, const RopeParams&) override {}
+  void SiluMul(const float*, const float*, int64_t, float*) override {}
+  void Add(const float*, const float*, int64_t, float*) override {}
+  void Attention(const float*, int64_t, std::span<const int32_t>, const float*, const float*,
+                 int64_t, const AttentionParams&, float*) override {}
+  void Softmax(float*, int64_t, int64_t) override {}
+};
+
+TEST(PagedKvOpsTest, DefaultsAreUnimplemented) {
+  NoPagedBackend be;
+  const PagedKvLayout layout{.num_blocks = 1, .block_size = 1, .num_kv_heads = 1, .head_dim = 1};
+  absl::Status st = be.WriteKv(nullptr, nullptr, {}, layout, {});
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnimplemented);
+  EXPECT_NE(st.message().find("no-paged backend has no WriteKv"), std::string::npos) << st;
+  st = be.PagedAttention(nullptr, 0, {}, {}, layout, {}, {}, nullptr);
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnimplemented);
+  EXPECT_NE(st.message().find("PagedAttention"), std::string::npos) << st;
+  st = be.CopyBlocks({}, layout, {});
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnimplemented);
+  EXPECT_NE(st.message().find("CopyBlocks"), std::string::npos) << st;
+}
+
+}  // namespace
+}  // namespace tessera
