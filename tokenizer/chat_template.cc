@@ -3,10 +3,12 @@
 #include "tokenizer/chat_template.h"
 
 #include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <sstream>
 
 #include "absl/status/status.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 
 namespace tessera {
@@ -151,6 +153,73 @@ absl::StatusOr<ChatTemplate> ChatTemplate::FromFile(const std::string& path) {
         absl::StrFormat("chat template file %s: %s", path, detected.status().message()));
   }
   return detected;
+}
+
+namespace {
+
+// The formats' own whitespace trim (chat_template_formats.cc).
+std::string TrimSpace(const std::string& s) {
+  size_t begin = 0, end = s.size();
+  while (begin < end && std::isspace(static_cast<unsigned char>(s[begin]))) ++begin;
+  while (end > begin && std::isspace(static_cast<unsigned char>(s[end - 1]))) --end;
+  return s.substr(begin, end - begin);
+}
+
+void AddSegment(std::string text, bool is_content, std::vector<ChatSegment>* out) {
+  if (text.empty()) return;
+  if (!out->empty() && out->back().is_content == is_content) {
+    out->back().text += text;
+  } else {
+    out->push_back({std::move(text), is_content});
+  }
+}
+
+}  // namespace
+
+std::vector<ChatSegment> ChatTemplate::ApplySegments(std::span<const ChatMessage> messages,
+                                                     bool add_generation_prompt) const {
+  // Format the conversation with each content replaced by a marker "\v\x1e<i>\x1f\v". The
+  // formats copy a content verbatim or trimmed of whitespace; the "\v" pads (which no markup
+  // holds) tell which, so the real content, transformed the same way, goes in its place.
+  std::vector<ChatMessage> marked(messages.begin(), messages.end());
+  for (size_t i = 0; i < marked.size(); ++i) {
+    marked[i].content = absl::StrFormat("\v\x1e%d\x1f\v", i);
+  }
+  const std::string skeleton = Apply(marked, add_generation_prompt);
+  std::vector<ChatSegment> out;
+  size_t pos = 0;
+  while (pos < skeleton.size()) {
+    const size_t open = skeleton.find('\x1e', pos);
+    if (open == std::string::npos) break;
+    const size_t close = skeleton.find('\x1f', open);
+    size_t index = 0;
+    if (close == std::string::npos ||
+        !absl::SimpleAtoi(skeleton.substr(open + 1, close - open - 1), &index) ||
+        index >= messages.size()) {
+      AddSegment(skeleton.substr(pos, open + 1 - pos), false, &out);  // a stray byte of a role
+      pos = open + 1;
+      continue;
+    }
+    const bool verbatim = open > pos && skeleton[open - 1] == '\v' &&
+                          close + 1 < skeleton.size() && skeleton[close + 1] == '\v';
+    const size_t markup_end = verbatim ? open - 1 : open;
+    AddSegment(skeleton.substr(pos, markup_end - pos), false, &out);
+    const std::string& content = messages[index].content;
+    AddSegment(verbatim ? content : TrimSpace(content), true, &out);
+    pos = verbatim ? close + 2 : close + 1;
+  }
+  if (pos < skeleton.size()) AddSegment(skeleton.substr(pos), false, &out);
+
+  // A role that imitates a marker could misplace a cut; then everything is treated as
+  // content: the prompt loses its control tokens but a message cannot gain any.
+  const std::string full = Apply(messages, add_generation_prompt);
+  std::string joined;
+  for (const ChatSegment& s : out) joined += s.text;
+  if (joined != full) {
+    out.clear();
+    AddSegment(full, true, &out);
+  }
+  return out;
 }
 
 }  // namespace tessera

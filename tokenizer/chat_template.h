@@ -24,6 +24,15 @@ struct ChatMessage {
   std::string content;
 };
 
+// A piece of a formatted prompt: the template's own markup (whose special-token text, such as
+// "<|im_start|>", is meant as control tokens) or a message's content (to be tokenized as plain
+// text, so that a user cannot write a control token).
+struct ChatSegment {
+  std::string text;
+  bool is_content = false;
+  bool operator==(const ChatSegment&) const = default;
+};
+
 class ChatTemplate {
  public:
   // A format by its name; INVALID_ARGUMENT listing the supported names otherwise.
@@ -38,6 +47,11 @@ class ChatTemplate {
   // The prompt for `messages`, ending with the assistant's turn header when
   // `add_generation_prompt`.
   std::string Apply(std::span<const ChatMessage> messages, bool add_generation_prompt) const;
+  // Apply's output cut into markup and content pieces, in order: the texts concatenate to
+  // exactly Apply(messages, add_generation_prompt); adjacent pieces of the same kind are
+  // merged and empty pieces left out. Roles count as markup.
+  std::vector<ChatSegment> ApplySegments(std::span<const ChatMessage> messages,
+                                         bool add_generation_prompt) const;
 
   const std::string& name() const { return name_; }
   // Empty unless the template supplies one (ChatML only).

@@ -1,24 +1,32 @@
 // `tessera generate`: loads a model (progress bar on stderr), tokenizes the prompt (through
-// the model's chat template with --chat), decodes greedily until a stop token or
-// --max-tokens, streams the text to stdout and reports prefill / decode speed on stderr.
+// the model's chat template with --chat, message text never parsed for special tokens),
+// decodes one sequence with the decoding flags (decoding_flags.h: greedy unless
+// --do-sample) until a stop token or the token limit, and prints the text to stdout
+// (streamed, or once with --no-stream) or one JSON object per sequence with --json
+// (generation_json.h). Prefill / decode speed goes to stderr.
+#include <algorithm>
 #include <cstdio>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
+#include "decoding/sampler.h"
 #include "formats/model_locator.h"
 #include "formats/weight_store.h"
 #include "kernels/registry.h"
 #include "model/llama_model.h"
-#include "tokenizer/chat_template.h"
 #include "tokenizer/incremental_detokenizer.h"
 #include "tokenizer/tokenizer.h"
+#include "tools/chat_prompt.h"
 #include "tools/cli_util.h"
 #include "tools/command.h"
-#include "tools/greedy.h"
+#include "tools/decoding_flags.h"
+#include "tools/generation_json.h"
+#include "tools/generation_loop.h"
 
 namespace tessera {
 namespace {
@@ -30,37 +38,47 @@ struct GenerateOptions {
   std::string prompt;
   bool chat = false;
   std::string chat_template_file;
-  int max_tokens = 128;
   int threads = 0;
   std::string backend = "cpu";
   bool no_stream = false;
+  bool json = false;
+  DecodingFlags decoding;
 };
 
 absl::StatusOr<std::vector<int32_t>> PromptTokens(const GenerateOptions& o,
                                                   const GgufFile& file,
                                                   const Tokenizer& tokenizer) {
   if (!o.chat) return tokenizer.Encode(o.prompt, EncodeOptions{});
-  absl::StatusOr<ChatTemplate> chat_template = absl::UnknownError("unset");
-  if (!o.chat_template_file.empty()) {
-    chat_template = ChatTemplate::FromFile(o.chat_template_file);
-  } else if (file.Find("tokenizer.chat_template") != nullptr) {
-    ASSIGN_OR_RETURN(std::string source, file.GetString("tokenizer.chat_template"));
-    chat_template = ChatTemplate::Detect(source);
-  } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        file.path(), " has no tokenizer.chat_template; give one with --chat-template"));
-  }
-  if (!chat_template.ok()) return chat_template.status();
+  ASSIGN_OR_RETURN(ChatTemplate chat_template, LoadChatTemplate(o.chat_template_file, file));
   const ChatMessage messages[] = {{"user", o.prompt}};
-  // BOS, if the vocabulary wants one, comes from the tokenizer, not the template.
-  return tokenizer.Encode(chat_template->Apply(messages, /*add_generation_prompt=*/true),
-                          EncodeOptions{});
+  return EncodeChat(tokenizer, chat_template, messages, /*add_generation_prompt=*/true);
+}
+
+// The request's config for this model: the vocabulary's stop ids join the EOS ids (so that
+// --min-new-tokens masks them too), and --json always reports the chosen tokens' logprobs.
+GenerationConfig ConfigForModel(const GenerateOptions& o, GenerationConfig config,
+                                const Tokenizer& tokenizer) {
+  for (int32_t id : tokenizer.stop_ids()) {
+    if (std::find(config.eos_token_ids.begin(), config.eos_token_ids.end(), id) ==
+        config.eos_token_ids.end()) {
+      config.eos_token_ids.push_back(id);
+    }
+  }
+  if (o.json && !config.logprobs.has_value()) config.logprobs = 0;
+  return config;
 }
 
 int RunGenerate(const GenerateOptions& o) {
-  if (o.max_tokens < 0) return Fail(kName, "--max-tokens must be >= 0", kExitUsage);
   if (!o.chat_template_file.empty() && !o.chat) {
     return Fail(kName, "--chat-template needs --chat", kExitUsage);
+  }
+  if (o.decoding.Given("--logprobs") && !o.json) {
+    return Fail(kName, "--logprobs needs --json", kExitUsage);
+  }
+  auto settings = ResolveDecodingFlags(o.decoding);
+  if (!settings.ok()) return FailStatus(kName, settings.status());
+  for (const std::string& w : settings->warnings) {
+    std::fprintf(stderr, "tessera %s: warning: %s\n", std::string(kName).c_str(), w.c_str());
   }
   auto path = ResolveModelPath(o.model);
   if (!path.ok()) return FailStatus(kName, path.status());
@@ -91,24 +109,45 @@ int RunGenerate(const GenerateOptions& o) {
                 kExitUsage);
   }
 
+  const GenerationConfig config = ConfigForModel(o, settings->config, **tokenizer);
+  auto sampler = Sampler::Create(config, static_cast<int32_t>((*model)->config().vocab_size),
+                                 /*default_seed=*/std::random_device{}());
+  if (!sampler.ok()) return FailStatus(kName, AttributeToFlag(o.decoding, sampler.status()));
+  GenerationLimits limits;
+  limits.max_new_tokens = settings->MaxNewTokens(static_cast<int64_t>(prompt->size()));
+  limits.stop_ids = config.eos_token_ids;
+  limits.stop_ids.insert(limits.stop_ids.end(), config.stop_token_ids.begin(),
+                         config.stop_token_ids.end());
+
+  const bool stream = !o.no_stream && !o.json;
   IncrementalDetokenizer detok(**tokenizer);
-  std::string buffered;
-  GreedyStats stats;
-  const absl::Status s = GreedyGenerate(
-      **model, *prompt, o.max_tokens, (*tokenizer)->stop_ids(),
-      [&](int32_t id) -> absl::Status {
-        ASSIGN_OR_RETURN(std::string piece, detok.Push(id));
-        if (o.no_stream) {
-          buffered += piece;
-        } else {
+  GeneratedSequence sequence;
+  GenerationStats stats;
+  const absl::Status s = GenerateSequence(
+      **model, *prompt, *sampler, limits,
+      [&](const SampleResult& r) -> absl::Status {
+        ASSIGN_OR_RETURN(std::string piece, detok.Push(r.token));
+        sequence.tokens.push_back(r);
+        sequence.text += piece;
+        if (stream) {
           std::fwrite(piece.data(), 1, piece.size(), stdout);
           std::fflush(stdout);
         }
         return absl::OkStatus();
       },
       &stats);
-  std::string out = detok.Flush();
-  if (o.no_stream) out = buffered + out;
+  const std::string tail = detok.Flush();
+  sequence.text += tail;
+  sequence.finish_reason = stats.finish_reason;
+  sequence.stop_token = stats.stop_token;
+  std::string out = stream ? tail : sequence.text;
+  if (o.json) {
+    SequenceJsonOptions jo;
+    jo.prompt_tokens = stats.prompt_tokens;
+    jo.seed = sampler->seed();
+    jo.top_logprobs = o.decoding.Given("--logprobs");
+    out = JsonLine(SequenceToJson(**tokenizer, sequence, jo));
+  }
   std::fwrite(out.data(), 1, out.size(), stdout);
   std::fputc('\n', stdout);
   std::fflush(stdout);
@@ -120,7 +159,8 @@ int RunGenerate(const GenerateOptions& o) {
   std::fprintf(stderr, "decode: %lld tokens generated, %lld steps in %.3f s (%.1f tokens/s)%s\n",
                static_cast<long long>(stats.generated_tokens),
                static_cast<long long>(stats.decode_steps), stats.decode_seconds,
-               stats.DecodeTokensPerSecond(), stats.stopped ? ", stopped at a stop token" : "");
+               stats.DecodeTokensPerSecond(),
+               stats.finish_reason == FinishReason::kStop ? ", stopped at a stop token" : "");
   return kExitOk;
 }
 
@@ -128,7 +168,10 @@ int RunGenerate(const GenerateOptions& o) {
 
 Command AddGenerateCommand(CLI::App& root) {
   auto o = std::make_shared<GenerateOptions>();
-  CLI::App* app = root.add_subcommand("generate", "Generate text from a prompt (greedy)");
+  CLI::App* app = root.add_subcommand(
+      "generate",
+      "Generate text from a prompt: greedy by default, sampling with --do-sample "
+      "(transformers GenerationConfig semantics: top_k 50 applies when sampling)");
   app->add_option("--model", o->model, "GGUF model file, or 'default'")
       ->capture_default_str();
   app->add_option("--prompt", o->prompt, "Prompt text")->required();
@@ -136,14 +179,16 @@ Command AddGenerateCommand(CLI::App& root) {
   app->add_option("--chat-template", o->chat_template_file,
                   "File with a chat format name (chatml, llama3, ...) or a Jinja chat "
                   "template (default: the model's own)");
-  app->add_option("--max-tokens", o->max_tokens, "Most tokens to generate")
-      ->capture_default_str();
   app->add_option("--threads", o->threads, "CPU threads (0 = all)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   app->add_option("--backend", o->backend, "Kernel backend: cpu or cpu-reference")
       ->capture_default_str();
   app->add_flag("--no-stream", o->no_stream, "Print the text once at the end");
+  app->add_flag("--json", o->json,
+                "Print one JSON object per sequence: text, token_ids, logprobs, "
+                "cumulative_logprob, finish_reason, stop_token_id, seed");
+  AddDecodingFlags(app, &o->decoding);
   return {app, [o] { return RunGenerate(*o); }};
 }
 

@@ -1,6 +1,6 @@
-// `tessera generate` on the default model: its greedy text equals the detokenized tokens of
-// a greedy loop written here over LlamaModel directly, on both backends; it reports prefill /
-// decode speed on stderr.
+// `tessera generate` on the default model: its greedy text (and its --json token ids) equal
+// the tokens of a greedy loop written here over LlamaModel directly, on both backends; it
+// reports prefill / decode speed on stderr.
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -14,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "kernels/registry.h"
 #include "model/llama_model.h"
+#include "nlohmann/json.hpp"
 #include "tests/tools/subprocess.h"
 #include "tokenizer/tokenizer.h"
 
@@ -84,6 +85,15 @@ TEST_P(TesseraGenerateTest, GreedyTextMatchesLlamaModel) {
     EXPECT_THAT(r.err, HasSubstr("decode: " + std::to_string(want.size()) + " tokens generated"));
     EXPECT_THAT(r.err, HasSubstr("tokens/s"));
   }
+  // --json reports the same tokens.
+  testing::ProcessResult r = testing::RunProcess(
+      {TESSERA_BINARY, "generate", "--model", "default", "--prompt", prompt, "--max-new-tokens",
+       std::to_string(kMaxTokens), "--backend", backend_name, "--threads", "2", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+  ASSERT_TRUE(j.is_object()) << r.out;
+  EXPECT_EQ(j["token_ids"].get<std::vector<int32_t>>(), want);
+  EXPECT_EQ(j["text"], *want_text);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, TesseraGenerateTest,
