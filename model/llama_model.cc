@@ -167,6 +167,10 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const WeightStore& 
   model->attn_params_.num_kv_heads = c.num_kv_heads;
   model->attn_params_.head_dim = c.head_dim;
   model->attn_params_.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim)));
+  model->paged_params_.num_heads = c.num_heads;
+  model->paged_params_.num_kv_heads = c.num_kv_heads;
+  model->paged_params_.head_dim = c.head_dim;
+  model->paged_params_.scale = model->attn_params_.scale;
 
   // Page the weights in, reporting bytes.
   std::vector<const TensorView*> weights = {&model->token_embd_};
@@ -208,6 +212,8 @@ void LlamaModel::EnsureScratch(int64_t n) {
   gate_.Resize(floats(c.intermediate_size));
   up_.Resize(floats(c.intermediate_size));
   positions_.Resize(static_cast<size_t>(n) * sizeof(int32_t));
+  k_.Resize(floats(c.num_kv_heads * c.head_dim));
+  v_.Resize(floats(c.num_kv_heads * c.head_dim));
   scratch_tokens_ = n;
 }
 

@@ -24,6 +24,7 @@
 #include "formats/weight_store.h"
 #include "kernels/ops.h"
 #include "model/kv_cache.h"
+#include "model/paged_kv_cache.h"
 #include "model/rope_frequencies.h"
 
 namespace tessera {
@@ -33,6 +34,18 @@ using LoadProgressCallback = std::function<void(int64_t done_bytes, int64_t tota
 
 // A ProgressCallback drawing common/progress_bar.h's bar on stderr ("loading <label>").
 LoadProgressCallback MakeProgressBarCallback(std::string label);
+
+// One step of several sequences for ForwardPaged: their new tokens flattened in batch order.
+// Row i is token_ids[i] at positions[i]; sequences[s] owns rows [query_start, query_start +
+// num_queries) and its block table (kernels/paged_kv.h, filled from an engine StepPlan).
+// logits_rows lists the rows whose next-token logits are wanted, in the order they are
+// returned. All spans are viewed, not copied.
+struct PagedBatch {
+  std::span<const int32_t> token_ids;
+  std::span<const int32_t> positions;
+  std::span<const PagedSequence> sequences;
+  std::span<const int64_t> logits_rows;
+};
 
 class LlamaModel {
  public:
@@ -68,6 +81,24 @@ class LlamaModel {
                                      KvCache& cache, bool all_logits,
                                      std::vector<float>* logits);
 
+  // A cache of `num_blocks` blocks of `block_size` tokens with this model's geometry.
+  [[nodiscard]] absl::StatusOr<PagedKvCache> NewPagedKvCache(int64_t num_blocks,
+                                                             int64_t block_size) const;
+
+  // Runs every row of `batch` at once (one MatMul per weight over all rows), writing each
+  // row's K/V into its slot of `cache` (through its sequence's block table) and attending
+  // over the sequence's cached positions [0, context_len). `logits` receives
+  // [batch.logits_rows.size(), vocab_size] row-major (empty when no row is asked for).
+  // Each sequence's result equals Forward of that sequence alone (within the backend's
+  // rounding: the same kernels run on the same rows).
+  // Errors, checked before anything is written to the cache: INVALID_ARGUMENT for empty
+  // token_ids, positions of another length, a token outside [0, vocab_size), a logits row
+  // outside [0, rows), a cache whose geometry does not match the model, or a bad sequence,
+  // position, block id (kernels/paged_kv.h's checks, naming the field). An error from the
+  // backend afterwards is returned as is and leaves the written cache slots undefined.
+  [[nodiscard]] absl::Status ForwardPaged(const PagedBatch& batch, PagedKvCache& cache,
+                                          std::vector<float>* logits);
+
  private:
   struct Layer {
     std::vector<float> attn_norm;  // [hidden]
@@ -80,6 +111,11 @@ class LlamaModel {
   void EnsureScratch(int64_t n_tokens);
   [[nodiscard]] absl::Status RunLayer(int64_t layer_index, int64_t n, int64_t start_pos,
                                       KvCache& cache);
+  // The paged twin of RunLayer (llama_model_paged.cc); slots_ holds the row slots.
+  [[nodiscard]] absl::Status RunPagedLayer(int64_t layer_index, const PagedBatch& batch,
+                                           PagedKvCache& cache);
+  [[nodiscard]] absl::Status CheckPagedBatch(const PagedBatch& batch,
+                                             const PagedKvCache& cache) const;
 
   ModelConfig config_;
   Backend* backend_ = nullptr;
@@ -90,10 +126,13 @@ class LlamaModel {
   RopeFrequencies rope_;
   RopeParams rope_params_;
   AttentionParams attn_params_;
+  PagedAttentionParams paged_params_;
 
   // Scratch, sized for scratch_tokens_ rows.
   int64_t scratch_tokens_ = 0;
   AlignedBuffer x_, xn_, q_, attn_, gate_, up_, positions_;
+  AlignedBuffer k_, v_;          // ForwardPaged's new K/V rows before WriteKv
+  std::vector<int32_t> slots_;   // ForwardPaged's slot mapping
 };
 
 }  // namespace tessera

@@ -1,0 +1,137 @@
+// LlamaModel::ForwardPaged: the batched forward over a paged KV cache (llama_model.h).
+// Same operations as the contiguous Forward, run over all rows of the batch at once; only
+// the attention differs: K/V rows go through WriteKv into their slots and PagedAttention
+// reads each sequence through its block table.
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "model/llama_model.h"
+
+namespace tessera {
+
+absl::StatusOr<PagedKvCache> LlamaModel::NewPagedKvCache(int64_t num_blocks,
+                                                         int64_t block_size) const {
+  return PagedKvCache::Create(config_.num_layers, num_blocks, block_size, config_.num_kv_heads,
+                              config_.head_dim);
+}
+
+absl::Status LlamaModel::CheckPagedBatch(const PagedBatch& batch,
+                                         const PagedKvCache& cache) const {
+  const ModelConfig& c = config_;
+  const int64_t n = static_cast<int64_t>(batch.token_ids.size());
+  if (n == 0) return absl::InvalidArgumentError("ForwardPaged: batch.token_ids is empty");
+  if (static_cast<int64_t>(batch.positions.size()) != n) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ForwardPaged: batch.positions has ", batch.positions.size(), " entries, token_ids ", n));
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t t = batch.token_ids[static_cast<size_t>(i)];
+    if (t < 0 || t >= c.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("ForwardPaged: batch.token_ids[", i, "] = ",
+                                                     t, " is outside the vocabulary [0, ",
+                                                     c.vocab_size, ")"));
+    }
+  }
+  if (static_cast<int64_t>(batch.logits_rows.size()) > n) {
+    return absl::InvalidArgumentError(absl::StrCat("ForwardPaged: batch.logits_rows has ",
+                                                   batch.logits_rows.size(),
+                                                   " entries, more than the ", n, " rows"));
+  }
+  for (size_t i = 0; i < batch.logits_rows.size(); ++i) {
+    const int64_t r = batch.logits_rows[i];
+    if (r < 0 || r >= n) {
+      return absl::InvalidArgumentError(absl::StrCat("ForwardPaged: batch.logits_rows[", i,
+                                                     "] = ", r, " is outside [0, ", n, ")"));
+    }
+  }
+  const PagedKvLayout& layout = cache.layout();
+  if (cache.num_layers() != c.num_layers || layout.num_kv_heads != c.num_kv_heads ||
+      layout.head_dim != c.head_dim) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ForwardPaged: paged KV cache geometry (layers ", cache.num_layers(), ", kv heads ",
+        layout.num_kv_heads, ", head_dim ", layout.head_dim, ") does not match the model (",
+        c.num_layers, ", ", c.num_kv_heads, ", ", c.head_dim, ")"));
+  }
+  for (size_t s = 0; s < batch.sequences.size(); ++s) {
+    if (batch.sequences[s].context_len > c.max_position_embeddings) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "ForwardPaged: batch.sequences[", s, "].context_len ", batch.sequences[s].context_len,
+          " exceeds the model's context length ", c.max_position_embeddings));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LlamaModel::RunPagedLayer(int64_t layer_index, const PagedBatch& batch,
+                                       PagedKvCache& cache) {
+  const ModelConfig& c = config_;
+  const Layer& layer = layers_[static_cast<size_t>(layer_index)];
+  const int64_t n = static_cast<int64_t>(batch.token_ids.size());
+  const int64_t hidden = c.hidden_size;
+  const int64_t q_dim = c.num_heads * c.head_dim;
+  const int64_t ffn = c.intermediate_size;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  float* x = x_.as<float>();
+  float* xn = xn_.as<float>();
+  float* q = q_.as<float>();
+  float* k = k_.as<float>();
+  float* v = v_.as<float>();
+  float* attn = attn_.as<float>();
+  float* gate = gate_.as<float>();
+  float* up = up_.as<float>();
+  const KvPool& pool = cache.pool(layer_index);
+  Backend& b = *backend_;
+
+  b.RmsNorm(x, layer.attn_norm.data(), n, hidden, eps, xn);
+  RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.wq, q));
+  RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.wk, k));
+  RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.wv, v));
+  b.Rope(q, n, c.num_heads, batch.positions, rope_params_);
+  b.Rope(k, n, c.num_kv_heads, batch.positions, rope_params_);
+  RETURN_IF_ERROR(b.WriteKv(k, v, slots_, cache.layout(), pool));
+  RETURN_IF_ERROR(b.PagedAttention(q, n, batch.positions, batch.sequences, cache.layout(), pool,
+                                   paged_params_, attn));
+  RETURN_IF_ERROR(b.MatMul(attn, n, q_dim, layer.wo, xn));
+  b.Add(x, xn, n * hidden, x);
+
+  b.RmsNorm(x, layer.ffn_norm.data(), n, hidden, eps, xn);
+  RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.w_gate, gate));
+  RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.w_up, up));
+  b.SiluMul(gate, up, n * ffn, gate);
+  RETURN_IF_ERROR(b.MatMul(gate, n, ffn, layer.w_down, xn));
+  b.Add(x, xn, n * hidden, x);
+  return absl::OkStatus();
+}
+
+absl::Status LlamaModel::ForwardPaged(const PagedBatch& batch, PagedKvCache& cache,
+                                      std::vector<float>* logits) {
+  if (logits == nullptr) return absl::InvalidArgumentError("ForwardPaged: logits is null");
+  RETURN_IF_ERROR(CheckPagedBatch(batch, cache));
+  // Validates the sequences, positions and block tables before any slot is written.
+  RETURN_IF_ERROR(ComputeSlotMapping(batch.sequences, batch.positions, cache.layout(), &slots_));
+  const ModelConfig& c = config_;
+  const int64_t n = static_cast<int64_t>(batch.token_ids.size());
+  EnsureScratch(n);
+
+  float* x = x_.as<float>();
+  float* xn = xn_.as<float>();
+  RETURN_IF_ERROR(backend_->Embedding(token_embd_, batch.token_ids, x));
+  for (int64_t l = 0; l < c.num_layers; ++l) RETURN_IF_ERROR(RunPagedLayer(l, batch, cache));
+
+  // Final norm of the wanted rows only, gathered into xn (row by row: no host copies).
+  const int64_t hidden = c.hidden_size;
+  const int64_t rows = static_cast<int64_t>(batch.logits_rows.size());
+  logits->resize(static_cast<size_t>(rows * c.vocab_size));
+  if (rows == 0) return absl::OkStatus();
+  for (int64_t i = 0; i < rows; ++i) {
+    backend_->RmsNorm(x + batch.logits_rows[static_cast<size_t>(i)] * hidden,
+                      output_norm_.data(), 1, hidden, static_cast<float>(c.rms_norm_eps),
+                      xn + i * hidden);
+  }
+  return backend_->MatMul(xn, rows, hidden, lm_head_, logits->data());
+}
+
+}  // namespace tessera

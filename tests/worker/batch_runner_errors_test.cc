@@ -1,0 +1,149 @@
+// BatchRunner's sizing (engine/kv_capacity.h formula vs what PagedKvCache allocated) and its
+// refusals: each asserts the status code and that the message names the field or numbers,
+// and that a refused request leaves the runner idle.
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "formats/weight_store.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kernels/registry.h"
+#include "tests/model/tiny_llama.h"
+#include "worker/batch_runner.h"
+
+namespace tessera {
+namespace {
+
+using ::testing::HasSubstr;
+
+class BatchRunnerErrorsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    spec_.vocab = 64;
+    spec_.context = 128;
+    path_ = testing::TempGgufPath("worker_errors");
+    ASSERT_TRUE(testing::WriteTinyModel(spec_, path_).ok());
+    auto store = OpenWeightStore(path_);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(*store);
+    auto backend = CreateBackend("cpu-reference", 1);
+    ASSERT_TRUE(backend.ok());
+    backend_ = std::move(*backend);
+    auto model = LlamaModel::Load(*store_, backend_.get());
+    ASSERT_TRUE(model.ok()) << model.status();
+    model_ = std::move(*model);
+  }
+  void TearDown() override { std::remove(path_.c_str()); }
+
+  // K and V, float32, every layer, block_size tokens: computed here, not by kv_capacity.
+  int64_t BytesPerBlock(int block_size) const {
+    return 2 * spec_.layers * spec_.kv_heads * spec_.head_dim * 4 * block_size;
+  }
+
+  testing::TinySpec spec_;
+  std::string path_;
+  std::unique_ptr<WeightStore> store_;
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<LlamaModel> model_;
+};
+
+TEST_F(BatchRunnerErrorsTest, BudgetSizesThePoolAndTheReportSaysSo) {
+  BatchRunnerOptions options;
+  options.scheduler.block_size = 8;
+  options.kv_cache_bytes = 10 * BytesPerBlock(8) + 100;  // 10 blocks and change
+  auto runner = BatchRunner::Create(model_.get(), options);
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  EXPECT_EQ((*runner)->capacity().num_blocks, 10);
+  EXPECT_EQ((*runner)->capacity().bytes_per_block, BytesPerBlock(8));
+  EXPECT_EQ((*runner)->capacity().tokens_that_fit, 80);
+  EXPECT_EQ((*runner)->kv_cache().layout().num_blocks, 10);
+  EXPECT_EQ((*runner)->kv_cache().NumBytes(), 10 * BytesPerBlock(8));
+  EXPECT_EQ((*runner)->scheduler().config().num_blocks, 10);
+  // max_model_len is clamped to the model's context.
+  EXPECT_EQ((*runner)->scheduler().config().max_model_len, spec_.context);
+  const std::string report = (*runner)->StartupReport();
+  EXPECT_THAT(report, HasSubstr("10 blocks"));
+  EXPECT_THAT(report, HasSubstr(std::to_string(BytesPerBlock(8))));
+  EXPECT_THAT(report, HasSubstr("80 tokens"));
+}
+
+TEST_F(BatchRunnerErrorsTest, CreateRefusesNoModelNoRoomAndBadConfig) {
+  BatchRunnerOptions options;
+  options.kv_cache_bytes = 1 << 20;
+  EXPECT_EQ(BatchRunner::Create(nullptr, options).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  options.kv_cache_bytes = BytesPerBlock(16) - 1;
+  auto small = BatchRunner::Create(model_.get(), options);
+  EXPECT_EQ(small.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(small.status().message()), HasSubstr("kv_cache_bytes"));
+  options.kv_cache_bytes = 1 << 20;
+  options.scheduler.max_num_batched_tokens = 4;  // below max_num_seqs (64)
+  auto bad = BatchRunner::Create(model_.get(), options);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("max_num_batched_tokens"));
+}
+
+TEST_F(BatchRunnerErrorsTest, ImpossibleAndMalformedRequestsAreRefused) {
+  BatchRunnerOptions options;
+  options.scheduler.block_size = 4;
+  options.scheduler.num_blocks = 8;  // 32 tokens
+  options.scheduler.max_num_seqs = 4;
+  options.scheduler.max_num_batched_tokens = 16;
+  auto created = BatchRunner::Create(model_.get(), options);
+  ASSERT_TRUE(created.ok()) << created.status();
+  BatchRunner& runner = **created;
+  const absl::Time now = absl::UnixEpoch();
+
+  WorkerRequest r;
+  r.spec.request_id = "big";
+  r.spec.prompt_token_ids = std::vector<int32_t>(30, 1);
+  r.spec.max_new_tokens = 10;  // 40 tokens > 32 slots: can never fit the cache
+  absl::Status status = runner.AddRequest(r, now);
+  EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr("40"));
+
+  r.spec.request_id = "long";
+  r.spec.prompt_token_ids = std::vector<int32_t>(120, 1);
+  r.spec.max_new_tokens = 20;  // over the model's context of 128
+  status = runner.AddRequest(r, now);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr("140"));
+
+  r.spec.request_id = "vocab";
+  r.spec.prompt_token_ids = {1, 64, 2};
+  r.spec.max_new_tokens = 2;
+  status = runner.AddRequest(r, now);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("prompt_token_ids[1]"));
+
+  r.spec.request_id = "bias";
+  r.spec.prompt_token_ids = {1, 2};
+  r.generation.logit_bias = {{99, 1.0f}};  // outside the vocabulary
+  status = runner.AddRequest(r, now);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("logit_bias"));
+
+  r.spec.request_id = "beam";
+  r.generation = {};
+  r.generation.num_beams = 2;
+  status = runner.AddRequest(r, now);
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("num_beams"));
+
+  EXPECT_FALSE(runner.HasUnfinished());
+
+  r.spec.request_id = "ok";
+  r.generation = {};
+  ASSERT_TRUE(runner.AddRequest(r, now).ok());
+  EXPECT_EQ(runner.AddRequest(r, now).code(), absl::StatusCode::kAlreadyExists);
+  auto done = runner.RunUntilIdle(now);
+  ASSERT_TRUE(done.ok()) << done.status();
+  ASSERT_EQ(done->size(), 1u);
+  EXPECT_EQ((*done)[0].completions[0].generated_token_ids.size(), 2u);
+}
+
+}  // namespace
+}  // namespace tessera

@@ -1,0 +1,273 @@
+// BatchRunner with tiny random-weight models: many requests arriving over time through a
+// small token budget and a small block pool (chunked prefill, preemption by recompute),
+// prefix caching, seeded sampling with parallel samples (copy-on-write forks), cancellation
+// and refusals. Every generated sequence must equal what the request generates alone
+// through the contiguous Forward (tests/worker/solo_decode.h), token for token.
+#include "worker/batch_runner.h"
+
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <ostream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "formats/weight_store.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kernels/registry.h"
+#include "tests/model/tiny_llama.h"
+#include "tests/worker/solo_decode.h"
+
+namespace tessera {
+namespace {
+
+using ::testing::HasSubstr;
+
+struct Param {
+  std::string backend;
+  DType dtype;
+};
+
+void PrintTo(const Param& p, std::ostream* os) { *os << DTypeName(p.dtype) << " on " << p.backend; }
+
+class BatchRunnerTest : public ::testing::TestWithParam<Param> {
+ protected:
+  void SetUp() override {
+    spec_.vocab = 64;
+    spec_.context = 128;
+    spec_.dtype = GetParam().dtype;
+    path_ = testing::TempGgufPath("worker");
+    ASSERT_TRUE(testing::WriteTinyModel(spec_, path_).ok());
+    auto store = OpenWeightStore(path_);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(*store);
+    auto backend = CreateBackend(GetParam().backend, 2);
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    backend_ = std::move(*backend);
+    auto model = LlamaModel::Load(*store_, backend_.get());
+    ASSERT_TRUE(model.ok()) << model.status();
+    model_ = std::move(*model);
+  }
+  void TearDown() override { std::remove(path_.c_str()); }
+
+  std::unique_ptr<BatchRunner> MakeRunner(int num_blocks, int token_budget, int max_seqs) {
+    BatchRunnerOptions options;
+    options.scheduler.block_size = 4;
+    options.scheduler.num_blocks = num_blocks;
+    options.scheduler.max_num_batched_tokens = token_budget;
+    options.scheduler.max_num_seqs = max_seqs;
+    options.scheduler.max_model_len = static_cast<int>(spec_.context);
+    auto runner = BatchRunner::Create(model_.get(), options);
+    EXPECT_TRUE(runner.ok()) << runner.status();
+    return runner.ok() ? std::move(*runner) : nullptr;
+  }
+
+  std::vector<int32_t> RandomTokens(std::mt19937& rng, int n) {
+    std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(spec_.vocab - 1));
+    std::vector<int32_t> out(static_cast<size_t>(n));
+    for (int32_t& t : out) t = token(rng);
+    return out;
+  }
+
+  static WorkerRequest Greedy(std::string id, std::vector<int32_t> prompt, int max_new,
+                              std::vector<int32_t> stops = {}) {
+    WorkerRequest r;
+    r.spec.request_id = std::move(id);
+    r.spec.prompt_token_ids = std::move(prompt);
+    r.spec.max_new_tokens = max_new;
+    r.generation.eos_token_ids = std::move(stops);
+    return r;
+  }
+
+  testing::TinySpec spec_;
+  std::string path_;
+  std::unique_ptr<WeightStore> store_;
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<LlamaModel> model_;
+};
+
+// Finished outputs by request id; each request must finish exactly once.
+std::map<std::string, RequestOutput> ById(std::vector<RequestOutput> outputs) {
+  std::map<std::string, RequestOutput> by_id;
+  for (RequestOutput& out : outputs) {
+    const std::string id = out.request_id;
+    EXPECT_TRUE(by_id.emplace(id, std::move(out)).second) << id << " finished twice";
+  }
+  return by_id;
+}
+
+TEST_P(BatchRunnerTest, ManyArrivingRequestsMatchSoloGreedy) {
+  std::mt19937 rng(42);
+  constexpr int kRequests = 64;
+  std::vector<WorkerRequest> requests;
+  std::multimap<int, size_t> arrivals;  // step -> request index
+  std::uniform_int_distribution<int> prompt_len(1, 40), max_new(1, 12), arrival(0, 40);
+  for (int i = 0; i < kRequests; ++i) {
+    std::vector<int32_t> prompt = RandomTokens(rng, prompt_len(rng));
+    const int new_tokens = max_new(rng);
+    // A third of them stop at a token they generate halfway (found by a solo run).
+    std::vector<int32_t> stops;
+    if (i % 3 == 0) {
+      const auto solo = testing::SoloGenerate(*model_, prompt, new_tokens, {});
+      stops = {solo.tokens[solo.tokens.size() / 2]};
+    }
+    requests.push_back(Greedy(absl::StrCat("r", i), prompt, new_tokens, stops));
+    arrivals.emplace(arrival(rng), static_cast<size_t>(i));
+  }
+  // 24 blocks of 4 = 96 token slots for up to 8 sequences of up to 52 tokens: preemption.
+  auto runner = MakeRunner(/*num_blocks=*/24, /*token_budget=*/16, /*max_seqs=*/8);
+  ASSERT_NE(runner, nullptr);
+  std::vector<RequestOutput> outputs;
+  const absl::Time now = absl::UnixEpoch();
+  for (int step = 0; step < 10000 && (runner->HasUnfinished() || !arrivals.empty()); ++step) {
+    while (!arrivals.empty() && arrivals.begin()->first <= step) {
+      ASSERT_TRUE(runner->AddRequest(requests[arrivals.begin()->second], now).ok());
+      arrivals.erase(arrivals.begin());
+    }
+    auto done = runner->Step(now);
+    ASSERT_TRUE(done.ok()) << done.status();
+    for (RequestOutput& out : *done) outputs.push_back(std::move(out));
+  }
+  const auto by_id = ById(std::move(outputs));
+  ASSERT_EQ(by_id.size(), static_cast<size_t>(kRequests));
+  const SchedulerStats stats = runner->scheduler().stats();
+  EXPECT_GT(stats.preemptions, 0) << "the pool was meant to force preemption";
+  int stopped = 0;
+  for (const WorkerRequest& r : requests) {
+    const testing::SoloResult solo =
+        testing::SoloGenerate(*model_, r.spec.prompt_token_ids, r.spec.max_new_tokens,
+                              r.generation.eos_token_ids);
+    const RequestOutput& out = by_id.at(r.spec.request_id);
+    ASSERT_EQ(out.completions.size(), 1u);
+    EXPECT_EQ(out.completions[0].generated_token_ids, solo.tokens) << r.spec.request_id;
+    EXPECT_EQ(out.completions[0].finish_reason, solo.finish) << r.spec.request_id;
+    stopped += solo.finish == FinishReason::kStop;
+  }
+  EXPECT_GT(stopped, 0);
+  EXPECT_FALSE(runner->HasUnfinished());
+}
+
+TEST_P(BatchRunnerTest, SharedSystemPromptHitsThePrefixCache) {
+  std::mt19937 rng(3);
+  const std::vector<int32_t> system = RandomTokens(rng, 24);  // 6 full blocks
+  auto runner = MakeRunner(/*num_blocks=*/64, /*token_budget=*/32, /*max_seqs=*/8);
+  ASSERT_NE(runner, nullptr);
+  std::vector<WorkerRequest> requests;
+  for (int i = 0; i < 6; ++i) {
+    std::vector<int32_t> prompt = system;
+    const std::vector<int32_t> user = RandomTokens(rng, 3 + i);
+    prompt.insert(prompt.end(), user.begin(), user.end());
+    requests.push_back(Greedy(absl::StrCat("p", i), prompt, 6));
+  }
+  const absl::Time now = absl::UnixEpoch();
+  // The first request alone fills the cache with the shared blocks; the rest then reuse them.
+  ASSERT_TRUE(runner->AddRequest(requests[0], now).ok());
+  auto first = runner->RunUntilIdle(now);
+  ASSERT_TRUE(first.ok()) << first.status();
+  for (size_t i = 1; i < requests.size(); ++i) {
+    ASSERT_TRUE(runner->AddRequest(requests[i], now).ok());
+  }
+  auto rest = runner->RunUntilIdle(now);
+  ASSERT_TRUE(rest.ok()) << rest.status();
+  std::vector<RequestOutput> all = std::move(*first);
+  for (RequestOutput& out : *rest) all.push_back(std::move(out));
+  const auto by_id = ById(std::move(all));
+  ASSERT_EQ(by_id.size(), requests.size());
+  EXPECT_GT(runner->scheduler().stats().prefix_hit_blocks, 0);
+  for (const WorkerRequest& r : requests) {
+    const testing::SoloResult solo =
+        testing::SoloGenerate(*model_, r.spec.prompt_token_ids, r.spec.max_new_tokens, {});
+    EXPECT_EQ(by_id.at(r.spec.request_id).completions[0].generated_token_ids, solo.tokens)
+        << r.spec.request_id;
+  }
+}
+
+TEST_P(BatchRunnerTest, SeededSamplingAndParallelSamplesMatchSolo) {
+  std::mt19937 rng(11);
+  auto runner = MakeRunner(/*num_blocks=*/48, /*token_budget=*/16, /*max_seqs=*/12);
+  ASSERT_NE(runner, nullptr);
+  std::vector<WorkerRequest> requests;
+  for (int i = 0; i < 6; ++i) {
+    WorkerRequest r = Greedy(absl::StrCat("s", i), RandomTokens(rng, 5 + 3 * i), 8);
+    r.generation.do_sample = true;
+    r.generation.temperature = 1.5;  // flat enough that the draws vary
+    r.generation.top_k = 20;
+    r.generation.seed = 1000 + i;
+    r.spec.n = i % 2 == 0 ? 2 : 1;  // forks share the prompt's last block: copy-on-write
+    requests.push_back(r);
+  }
+  const absl::Time now = absl::UnixEpoch();
+  for (const WorkerRequest& r : requests) ASSERT_TRUE(runner->AddRequest(r, now).ok());
+  auto outputs = runner->RunUntilIdle(now);
+  ASSERT_TRUE(outputs.ok()) << outputs.status();
+  const auto by_id = ById(std::move(*outputs));
+  ASSERT_EQ(by_id.size(), requests.size());
+  EXPECT_GT(runner->stats().block_copies, 0);
+  bool samples_differ = false;
+  for (const WorkerRequest& r : requests) {
+    auto sampler = Sampler::Create(r.generation, static_cast<int32_t>(spec_.vocab), 0);
+    ASSERT_TRUE(sampler.ok());
+    const RequestOutput& out = by_id.at(r.spec.request_id);
+    ASSERT_EQ(out.completions.size(), static_cast<size_t>(r.spec.n));
+    for (int k = 0; k < r.spec.n; ++k) {
+      const testing::SoloResult solo = testing::SoloGenerate(
+          *model_, r.spec.prompt_token_ids, r.spec.max_new_tokens, {}, &*sampler, k);
+      EXPECT_EQ(out.completions[k].generated_token_ids, solo.tokens)
+          << r.spec.request_id << " sample " << k;
+    }
+    if (r.spec.n == 2) {
+      samples_differ |=
+          out.completions[0].generated_token_ids != out.completions[1].generated_token_ids;
+    }
+  }
+  EXPECT_TRUE(samples_differ) << "parallel samples should draw different tokens";
+}
+
+TEST_P(BatchRunnerTest, CancelEndsOneRequestAndLeavesTheOtherIntact) {
+  std::mt19937 rng(5);
+  auto runner = MakeRunner(/*num_blocks=*/32, /*token_budget=*/16, /*max_seqs=*/4);
+  ASSERT_NE(runner, nullptr);
+  const WorkerRequest keep = Greedy("keep", RandomTokens(rng, 10), 10);
+  const WorkerRequest drop = Greedy("drop", RandomTokens(rng, 10), 10);
+  const absl::Time now = absl::UnixEpoch();
+  ASSERT_TRUE(runner->AddRequest(keep, now).ok());
+  ASSERT_TRUE(runner->AddRequest(drop, now).ok());
+  std::vector<RequestOutput> outputs;
+  for (int i = 0; i < 4; ++i) {
+    auto done = runner->Step(now);
+    ASSERT_TRUE(done.ok());
+    ASSERT_TRUE(done->empty());
+  }
+  ASSERT_TRUE(runner->Cancel("drop").ok());
+  EXPECT_EQ(runner->Cancel("nobody").code(), absl::StatusCode::kNotFound);
+  auto rest = runner->RunUntilIdle(now);
+  ASSERT_TRUE(rest.ok()) << rest.status();
+  const auto by_id = ById(std::move(*rest));
+  ASSERT_EQ(by_id.size(), 2u);
+  const auto& dropped = by_id.at("drop").completions[0];
+  EXPECT_EQ(dropped.finish_reason, FinishReason::kCancelled);
+  EXPECT_LT(dropped.generated_token_ids.size(), 10u);
+  const testing::SoloResult solo = testing::SoloGenerate(*model_, keep.spec.prompt_token_ids, 10, {});
+  EXPECT_EQ(by_id.at("keep").completions[0].generated_token_ids, solo.tokens);
+  // The cancelled request's id may be used again.
+  EXPECT_TRUE(runner->AddRequest(drop, now).ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, BatchRunnerTest,
+                         ::testing::Values(Param{"cpu-reference", DType::kF32},
+                                           Param{"cpu", DType::kF32},
+                                           Param{"cpu", DType::kQ8_0}),
+                         [](const ::testing::TestParamInfo<Param>& info) {
+                           std::string name = std::string(DTypeName(info.param.dtype)) + "_" +
+                                              info.param.backend;
+                           for (char& ch : name) {
+                             if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+                           }
+                           return name;
+                         });
+
+}  // namespace
+}  // namespace tessera

@@ -1,0 +1,220 @@
+#include "worker/batch_runner.h"
+
+#include <algorithm>
+#include <limits>
+#include <span>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/status_macros.h"
+#include "worker/step_batch.h"
+
+namespace tessera {
+namespace {
+
+// FNV-1a: a stable per-request seed when the config has none.
+uint64_t MixSeed(uint64_t seed, std::string_view request_id) {
+  uint64_t h = 1469598103934665603ull ^ seed;
+  for (char c : request_id) {
+    h ^= static_cast<uint8_t>(c);
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+void AddUnique(std::vector<int32_t>& ids, const std::vector<int32_t>& more) {
+  for (int32_t id : more) {
+    if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<BatchRunner>> BatchRunner::Create(LlamaModel* model,
+                                                                 BatchRunnerOptions options) {
+  if (model == nullptr) return absl::InvalidArgumentError("BatchRunner::Create: null model");
+  const ModelConfig& c = model->config();
+  SchedulerConfig& sc = options.scheduler;
+  if (sc.num_blocks < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "SchedulerConfig.num_blocks must be >= 0 (0: from kv_cache_bytes), got ", sc.num_blocks));
+  }
+  sc.max_model_len = static_cast<int>(
+      std::min<int64_t>(sc.max_model_len, c.max_position_embeddings));
+
+  KvCacheShape shape;
+  shape.n_layers = static_cast<int>(c.num_layers);
+  shape.n_kv_heads = static_cast<int>(c.num_kv_heads);
+  shape.head_dim = static_cast<int>(c.head_dim);
+  shape.block_size = sc.block_size;
+  shape.bytes_per_elem = sizeof(float);  // PagedKvCache holds float32
+  int64_t budget = options.kv_cache_bytes;
+  if (sc.num_blocks > 0) {
+    ASSIGN_OR_RETURN(const int64_t per_token, KvBytesPerToken(shape));
+    budget = per_token * sc.block_size * sc.num_blocks;
+  }
+  ASSIGN_OR_RETURN(KvCapacity capacity, ComputeKvCapacity(shape, budget));
+  if (capacity.num_blocks <= 0) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "BatchRunner: kv_cache_bytes ", budget, " holds no KV block of ",
+        capacity.bytes_per_block, " bytes"));
+  }
+  if (capacity.num_blocks > std::numeric_limits<int>::max()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("BatchRunner: kv_cache_bytes gives ", capacity.num_blocks,
+                     " blocks, more than the scheduler can count"));
+  }
+  sc.num_blocks = static_cast<int>(capacity.num_blocks);
+  RETURN_IF_ERROR(ValidateSchedulerConfig(sc));
+
+  ASSIGN_OR_RETURN(PagedKvCache cache, model->NewPagedKvCache(capacity.num_blocks,
+                                                              sc.block_size));
+  // The pool must be what the capacity formula promised: the scheduler hands out exactly
+  // num_blocks ids and the memory budget was computed from bytes_per_block.
+  if (cache.layout().num_blocks != capacity.num_blocks ||
+      cache.bytes_per_block() != capacity.bytes_per_block ||
+      cache.NumBytes() != capacity.bytes_used) {
+    return absl::InternalError(absl::StrCat(
+        "BatchRunner: PagedKvCache allocated ", cache.layout().num_blocks, " blocks of ",
+        cache.bytes_per_block(), " bytes (", cache.NumBytes(), " in all) but kv_capacity says ",
+        capacity.num_blocks, " blocks of ", capacity.bytes_per_block, " bytes (",
+        capacity.bytes_used, ")"));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<Scheduler> scheduler, Scheduler::Create(sc));
+  return std::unique_ptr<BatchRunner>(new BatchRunner(model, std::move(scheduler),
+                                                      std::move(cache), capacity,
+                                                      options.default_seed));
+}
+
+BatchRunner::BatchRunner(LlamaModel* model, std::unique_ptr<Scheduler> scheduler,
+                         PagedKvCache cache, KvCapacity capacity, uint64_t default_seed)
+    : model_(model),
+      scheduler_(std::move(scheduler)),
+      cache_(std::move(cache)),
+      capacity_(capacity),
+      default_seed_(default_seed) {}
+
+std::string BatchRunner::StartupReport() const {
+  return absl::StrFormat("%s; allocated %d bytes (%d blocks x %d bytes) on %s",
+                         capacity_.ToString(), cache_.NumBytes(), cache_.layout().num_blocks,
+                         cache_.bytes_per_block(), model_->backend()->name());
+}
+
+absl::Status BatchRunner::AddRequest(WorkerRequest request, absl::Time now) {
+  const int64_t vocab = model_->config().vocab_size;
+  const std::vector<int32_t>& prompt = request.spec.prompt_token_ids;
+  for (size_t i = 0; i < prompt.size(); ++i) {
+    if (prompt[i] < 0 || prompt[i] >= vocab) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "request ", request.spec.request_id, ": prompt_token_ids[", i, "] = ", prompt[i],
+          " is outside the vocabulary [0, ", vocab, ")"));
+    }
+  }
+  const GenerationConfig& g = request.generation;
+  if (g.IsBeamSearch() || g.IsContrastiveSearch()) {
+    return absl::UnimplementedError(absl::StrCat(
+        "request ", request.spec.request_id,
+        ": beam and contrastive search are not supported by the batch runner (num_beams ",
+        g.num_beams, ", penalty_alpha ", g.penalty_alpha, ")"));
+  }
+  if (samplers_.contains(request.spec.request_id)) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("request_id ", request.spec.request_id, " is in use"));
+  }
+  ASSIGN_OR_RETURN(Sampler sampler,
+                   Sampler::Create(g, static_cast<int32_t>(vocab),
+                                   MixSeed(default_seed_, request.spec.request_id)));
+  AddUnique(request.spec.stop_token_ids, g.eos_token_ids);
+  AddUnique(request.spec.stop_token_ids, g.stop_token_ids);
+  std::string id = request.spec.request_id;
+  RETURN_IF_ERROR(scheduler_->AddRequest(std::move(request.spec), now));
+  samplers_.emplace(std::move(id), std::move(sampler));
+  return absl::OkStatus();
+}
+
+absl::Status BatchRunner::Cancel(std::string_view request_id) {
+  return scheduler_->Cancel(request_id);
+}
+
+absl::StatusOr<StepResult> BatchRunner::Decode(const StepPlan& plan,
+                                               const std::vector<size_t>& entries,
+                                               std::vector<float>& logits) {
+  const size_t vocab = static_cast<size_t>(model_->config().vocab_size);
+  StepResult result;
+  result.step_index = plan.step_index;
+  std::vector<float> row(vocab);
+  for (size_t r = 0; r < entries.size(); ++r) {
+    const ScheduledSequence& e = plan.sequences[entries[r]];
+    const SequenceGroup* group = scheduler_->FindRequest(e.request_id);
+    const Sequence* seq = scheduler_->FindSequence(e.seq_id);
+    auto sampler = samplers_.find(e.request_id);
+    if (group == nullptr || seq == nullptr || sampler == samplers_.end()) {
+      return absl::InternalError(absl::StrCat("BatchRunner: no state for sequence ", e.seq_id,
+                                              " of request ", e.request_id));
+    }
+    // The sequence's index within its request keys its random stream; the n samples drawn
+    // at the end of the prompt are indices 0..n-1 (the forks are created in that order).
+    uint64_t index = 0;
+    const auto& seqs = group->sequences();
+    while (index < seqs.size() && seqs[index]->id() != e.seq_id) ++index;
+    const TokenHistory history{seq->token_ids(), static_cast<size_t>(seq->prompt_len())};
+    const std::span<const float> raw(logits.data() + r * vocab, vocab);
+    SequenceOutput out;
+    out.seq_id = e.seq_id;
+    for (int k = 0; k < e.num_samples; ++k) {
+      std::copy(raw.begin(), raw.end(), row.begin());
+      const SampleResult s = sampler->second.Sample(history, row, index + k);
+      if (s.token < 0) {  // the processors removed every token
+        out.tokens.clear();
+        out.finish = FinishReason::kAborted;
+        break;
+      }
+      out.tokens.push_back(s.token);
+    }
+    result.outputs.push_back(std::move(out));
+  }
+  return result;
+}
+
+absl::StatusOr<std::vector<RequestOutput>> BatchRunner::Step(absl::Time now) {
+  ASSIGN_OR_RETURN(const StepPlan plan, scheduler_->Schedule(now));
+  if (!plan.empty()) {
+    if (!plan.block_copies.empty()) {
+      const std::vector<KvBlockCopy> copies = ToKvBlockCopies(plan.block_copies);
+      RETURN_IF_ERROR(model_->backend()->CopyBlocks(cache_.pools(), cache_.layout(), copies));
+      stats_.block_copies += static_cast<int64_t>(copies.size());
+    }
+    const StepBatch batch = BuildStepBatch(plan);
+    RETURN_IF_ERROR(model_->ForwardPaged(batch.view(), cache_, &logits_));
+    ASSIGN_OR_RETURN(const StepResult result, Decode(plan, batch.logits_entries, logits_));
+    RETURN_IF_ERROR(scheduler_->Update(result));
+    ++stats_.steps;
+    stats_.forward_tokens += static_cast<int64_t>(batch.token_ids.size());
+  }
+  std::vector<RequestOutput> finished = scheduler_->TakeFinished();
+  for (const RequestOutput& out : finished) samplers_.erase(out.request_id);
+  return finished;
+}
+
+absl::StatusOr<std::vector<RequestOutput>> BatchRunner::RunUntilIdle(absl::Time now) {
+  std::vector<RequestOutput> all;
+  // An empty step that finishes nothing changes no state unless it preempted, after which
+  // the next step schedules the preempted sequences; two in a row mean no progress is
+  // possible at this `now` (the scheduler's admission checks should make that unreachable).
+  int idle_steps = 0;
+  while (HasUnfinished()) {
+    const int64_t steps_before = stats_.steps;
+    ASSIGN_OR_RETURN(std::vector<RequestOutput> done, Step(now));
+    idle_steps = stats_.steps == steps_before && done.empty() ? idle_steps + 1 : 0;
+    if (idle_steps >= 2) {
+      return absl::InternalError(absl::StrCat(
+          "BatchRunner::RunUntilIdle: no request can be scheduled (", scheduler_->num_waiting(),
+          " waiting, ", scheduler_->num_running(), " running)"));
+    }
+    for (RequestOutput& out : done) all.push_back(std::move(out));
+  }
+  return all;
+}
+
+}  // namespace tessera

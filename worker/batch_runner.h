@@ -1,0 +1,117 @@
+// The step loop of one rank: continuous batching of the real model over a paged KV cache.
+// A BatchRunner owns the Scheduler, the PagedKvCache and each request's decoding state (a
+// Sampler built from its GenerationConfig, keyed by request id); it borrows the model.
+// Each Step():
+//   plan = Scheduler::Schedule(now)
+//   Backend::CopyBlocks(plan.block_copies)            (copy-on-write, before the forward)
+//   LlamaModel::ForwardPaged(all scheduled tokens)    (logits for rows with needs_logits)
+//   per row: the request's processors + sampler       (RNG keyed by the sequence's length)
+//   Scheduler::Update(result)                         (stop ids / max_new_tokens end a sequence)
+//   Scheduler::TakeFinished()                         -> returned
+// A request's tokens do not depend on what it is batched with: greedy picks the argmax of
+// logits that equal the request's solo forward (within the backend's rounding), and a
+// sampled token is a pure function of (seed, sequence index, position).
+//
+// Not thread-safe: one thread (the engine loop) calls everything. The model and its backend
+// must outlive the runner and must not run another forward during a Step.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "decoding/generation_config.h"
+#include "decoding/sampler.h"
+#include "engine/kv_capacity.h"
+#include "engine/scheduler.h"
+#include "engine/step_plan.h"
+#include "model/llama_model.h"
+#include "model/paged_kv_cache.h"
+
+namespace tessera {
+
+struct BatchRunnerOptions {
+  // block_size, limits and policy. num_blocks > 0 fixes the pool size; 0 takes as many
+  // blocks as kv_cache_bytes holds. max_model_len is clamped to the model's context length.
+  SchedulerConfig scheduler;
+  int64_t kv_cache_bytes = 0;
+  // Seed of requests whose GenerationConfig has none (mixed with the request id).
+  uint64_t default_seed = 0;
+};
+
+// One request. `spec` is what the scheduler sees (prompt, max_new_tokens, n, stop ids,
+// priority, deadline); `generation`'s eos_token_ids and stop_token_ids are added to
+// spec.stop_token_ids, its length fields and num_return_sequences are not read (the caller
+// resolves them into spec.max_new_tokens and spec.n).
+struct WorkerRequest {
+  RequestSpec spec;
+  GenerationConfig generation;
+};
+
+// Counters for tests and the log.
+struct BatchRunnerStats {
+  int64_t steps = 0;          // non-empty steps run
+  int64_t forward_tokens = 0; // tokens through ForwardPaged
+  int64_t block_copies = 0;
+};
+
+class BatchRunner {
+ public:
+  // Sizes the KV pool with engine/kv_capacity.h (float32 cache, tp = pp = 1), allocates it
+  // and checks that the allocation matches the formula (INTERNAL otherwise). Errors:
+  // INVALID_ARGUMENT for a null model or a bad scheduler config (naming the field);
+  // RESOURCE_EXHAUSTED when the budget holds no block or the allocation fails.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<BatchRunner>> Create(
+      LlamaModel* model, BatchRunnerOptions options);
+
+  // Queues a request arriving at `now`. Refused at once, changing nothing:
+  // INVALID_ARGUMENT for a prompt token outside the vocabulary ("prompt_token_ids[3]") or a
+  // bad GenerationConfig (naming the field); UNIMPLEMENTED for beam or contrastive search;
+  // otherwise the Scheduler's AddRequest codes (e.g. RESOURCE_EXHAUSTED when the request
+  // can never fit the cache, ALREADY_EXISTS for a request id in use).
+  [[nodiscard]] absl::Status AddRequest(WorkerRequest request, absl::Time now);
+  // Scheduler::Cancel: the request ends with FinishReason::kCancelled; its output comes
+  // from the next Step. NOT_FOUND if unknown.
+  [[nodiscard]] absl::Status Cancel(std::string_view request_id);
+
+  // Runs one step and returns the requests that finished during it (or were cancelled or
+  // expired since the last one). An error from the model leaves the runner unusable.
+  [[nodiscard]] absl::StatusOr<std::vector<RequestOutput>> Step(absl::Time now);
+  // Steps until no request is left, all at time `now`; the outputs in finishing order.
+  // INTERNAL if requests remain that no step can schedule.
+  [[nodiscard]] absl::StatusOr<std::vector<RequestOutput>> RunUntilIdle(absl::Time now);
+
+  bool HasUnfinished() const { return scheduler_->HasUnfinished(); }
+  const Scheduler& scheduler() const { return *scheduler_; }
+  const KvCapacity& capacity() const { return capacity_; }
+  const PagedKvCache& kv_cache() const { return cache_; }
+  const BatchRunnerStats& stats() const { return stats_; }
+  // The startup line: KV blocks, bytes per block, tokens that fit, bytes allocated.
+  std::string StartupReport() const;
+
+ private:
+  BatchRunner(LlamaModel* model, std::unique_ptr<Scheduler> scheduler, PagedKvCache cache,
+              KvCapacity capacity, uint64_t default_seed);
+
+  // Decoding for the sequences that needed logits; `logits` holds one row per entry.
+  [[nodiscard]] absl::StatusOr<StepResult> Decode(const StepPlan& plan,
+                                                  const std::vector<size_t>& entries,
+                                                  std::vector<float>& logits);
+
+  LlamaModel* model_;
+  std::unique_ptr<Scheduler> scheduler_;
+  PagedKvCache cache_;
+  KvCapacity capacity_;
+  uint64_t default_seed_;
+  absl::flat_hash_map<std::string, Sampler> samplers_;
+  std::vector<float> logits_;
+  BatchRunnerStats stats_;
+};
+
+}  // namespace tessera
