@@ -222,16 +222,12 @@ absl::Status LlamaModel::RunLayer(int64_t layer_index, int64_t n, int64_t start_
   const ModelConfig& c = config_;
   const Layer& layer = layers_[static_cast<size_t>(layer_index)];
   const int64_t hidden = c.hidden_size;
-  const int64_t q_dim = c.num_heads * c.head_dim;
   const int64_t kv_dim = c.num_kv_heads * c.head_dim;
-  const int64_t ffn = c.intermediate_size;
   const float eps = static_cast<float>(c.rms_norm_eps);
   float* x = x_.as<float>();
   float* xn = xn_.as<float>();
   float* q = q_.as<float>();
   float* attn = attn_.as<float>();
-  float* gate = gate_.as<float>();
-  float* up = up_.as<float>();
   const std::span<const int32_t> positions(positions_.as<int32_t>(), static_cast<size_t>(n));
   Backend& b = *backend_;
 
@@ -246,11 +242,25 @@ absl::Status LlamaModel::RunLayer(int64_t layer_index, int64_t n, int64_t start_
   b.Rope(k_rows, n, c.num_kv_heads, positions, rope_params_);
   b.Attention(q, n, positions, cache.keys(layer_index), cache.values(layer_index),
               start_pos + n, attn_params_, attn);
-  RETURN_IF_ERROR(b.MatMul(attn, n, q_dim, layer.wo, xn));
+  return OutputProjectionAndMlp(layer, n);
+}
+
+absl::Status LlamaModel::OutputProjectionAndMlp(const Layer& layer, int64_t n) {
+  const ModelConfig& c = config_;
+  const int64_t hidden = c.hidden_size;
+  const int64_t q_dim = c.num_heads * c.head_dim;
+  const int64_t ffn = c.intermediate_size;
+  float* x = x_.as<float>();
+  float* xn = xn_.as<float>();
+  float* gate = gate_.as<float>();
+  float* up = up_.as<float>();
+  Backend& b = *backend_;
+
+  RETURN_IF_ERROR(b.MatMul(attn_.as<float>(), n, q_dim, layer.wo, xn));
   b.Add(x, xn, n * hidden, x);
 
   // SwiGLU MLP.
-  b.RmsNorm(x, layer.ffn_norm.data(), n, hidden, eps, xn);
+  b.RmsNorm(x, layer.ffn_norm.data(), n, hidden, static_cast<float>(c.rms_norm_eps), xn);
   RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.w_gate, gate));
   RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.w_up, up));
   b.SiluMul(gate, up, n * ffn, gate);

@@ -111,6 +111,9 @@ class LlamaModel {
   void EnsureScratch(int64_t n_tokens);
   [[nodiscard]] absl::Status RunLayer(int64_t layer_index, int64_t n, int64_t start_pos,
                                       KvCache& cache);
+  // The second half of a layer, shared by both KV layouts: attn_ · Wo + residual, then the
+  // SwiGLU MLP + residual, over the n rows of the scratch buffers.
+  [[nodiscard]] absl::Status OutputProjectionAndMlp(const Layer& layer, int64_t n);
   // The paged twin of RunLayer (llama_model_paged.cc); slots_ holds the row slots.
   [[nodiscard]] absl::Status RunPagedLayer(int64_t layer_index, const PagedBatch& batch,
                                            PagedKvCache& cache);

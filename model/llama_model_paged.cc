@@ -71,8 +71,6 @@ absl::Status LlamaModel::RunPagedLayer(int64_t layer_index, const PagedBatch& ba
   const Layer& layer = layers_[static_cast<size_t>(layer_index)];
   const int64_t n = static_cast<int64_t>(batch.token_ids.size());
   const int64_t hidden = c.hidden_size;
-  const int64_t q_dim = c.num_heads * c.head_dim;
-  const int64_t ffn = c.intermediate_size;
   const float eps = static_cast<float>(c.rms_norm_eps);
   float* x = x_.as<float>();
   float* xn = xn_.as<float>();
@@ -80,8 +78,6 @@ absl::Status LlamaModel::RunPagedLayer(int64_t layer_index, const PagedBatch& ba
   float* k = k_.as<float>();
   float* v = v_.as<float>();
   float* attn = attn_.as<float>();
-  float* gate = gate_.as<float>();
-  float* up = up_.as<float>();
   const KvPool& pool = cache.pool(layer_index);
   Backend& b = *backend_;
 
@@ -94,16 +90,7 @@ absl::Status LlamaModel::RunPagedLayer(int64_t layer_index, const PagedBatch& ba
   RETURN_IF_ERROR(b.WriteKv(k, v, slots_, cache.layout(), pool));
   RETURN_IF_ERROR(b.PagedAttention(q, n, batch.positions, batch.sequences, cache.layout(), pool,
                                    paged_params_, attn));
-  RETURN_IF_ERROR(b.MatMul(attn, n, q_dim, layer.wo, xn));
-  b.Add(x, xn, n * hidden, x);
-
-  b.RmsNorm(x, layer.ffn_norm.data(), n, hidden, eps, xn);
-  RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.w_gate, gate));
-  RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.w_up, up));
-  b.SiluMul(gate, up, n * ffn, gate);
-  RETURN_IF_ERROR(b.MatMul(gate, n, ffn, layer.w_down, xn));
-  b.Add(x, xn, n * hidden, x);
-  return absl::OkStatus();
+  return OutputProjectionAndMlp(layer, n);
 }
 
 absl::Status LlamaModel::ForwardPaged(const PagedBatch& batch, PagedKvCache& cache,
