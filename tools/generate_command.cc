@@ -3,7 +3,8 @@
 // decodes one sequence with the decoding flags (decoding_flags.h: greedy unless
 // --do-sample) until a stop token or the token limit, and prints the text to stdout
 // (streamed, or once with --no-stream) or one JSON object per sequence with --json
-// (generation_json.h). Prefill / decode speed goes to stderr.
+// (generation_json.h). Prefill / decode speed goes to stderr. With --input FILE.jsonl it
+// runs a whole file of requests through the engine instead (batch_generate.h).
 #include <algorithm>
 #include <cstdio>
 #include <memory>
@@ -21,6 +22,7 @@
 #include "model/llama_model.h"
 #include "tokenizer/incremental_detokenizer.h"
 #include "tokenizer/tokenizer.h"
+#include "tools/batch_generate.h"
 #include "tools/chat_prompt.h"
 #include "tools/cli_util.h"
 #include "tools/command.h"
@@ -43,6 +45,7 @@ struct GenerateOptions {
   bool no_stream = false;
   bool json = false;
   DecodingFlags decoding;
+  BatchFlags batch;
 };
 
 absl::StatusOr<std::vector<int32_t>> PromptTokens(const GenerateOptions& o,
@@ -69,6 +72,16 @@ GenerationConfig ConfigForModel(const GenerateOptions& o, GenerationConfig confi
 }
 
 int RunGenerate(const GenerateOptions& o) {
+  if (!o.batch.input.empty()) {
+    return RunBatchGenerate({.model = o.model,
+                             .backend = o.backend,
+                             .threads = o.threads,
+                             .chat = o.chat,
+                             .chat_template_file = o.chat_template_file,
+                             .decoding = &o.decoding,
+                             .batch = &o.batch});
+  }
+  if (o.prompt.empty()) return Fail(kName, "give --prompt, or --input for a batch", kExitUsage);
   if (!o.chat_template_file.empty() && !o.chat) {
     return Fail(kName, "--chat-template needs --chat", kExitUsage);
   }
@@ -174,7 +187,7 @@ Command AddGenerateCommand(CLI::App& root) {
       "(transformers GenerationConfig semantics: top_k 50 applies when sampling)");
   app->add_option("--model", o->model, "GGUF model file, or 'default'")
       ->capture_default_str();
-  app->add_option("--prompt", o->prompt, "Prompt text")->required();
+  CLI::Option* prompt = app->add_option("--prompt", o->prompt, "Prompt text");
   app->add_flag("--chat", o->chat, "Wrap the prompt as a user message in the chat template");
   app->add_option("--chat-template", o->chat_template_file,
                   "File with a chat format name (chatml, llama3, ...) or a Jinja chat "
@@ -189,6 +202,13 @@ Command AddGenerateCommand(CLI::App& root) {
                 "Print one JSON object per sequence: text, token_ids, logprobs, "
                 "cumulative_logprob, finish_reason, stop_token_id, seed");
   AddDecodingFlags(app, &o->decoding);
+  AddBatchFlags(app, &o->batch);
+  CLI::Option* input = o->batch.input_option;
+  input->excludes(prompt);
+  // Single-prompt output options; batch output is always JSON lines.
+  for (const char* name : {"--no-stream", "--json", "--logprobs"}) {
+    input->excludes(app->get_option(name));
+  }
   return {app, [o] { return RunGenerate(*o); }};
 }
 

@@ -15,10 +15,6 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
 
 }  // namespace
 
-std::string_view FinishReasonName(FinishReason reason) {
-  return reason == FinishReason::kStop ? "stop" : "length";
-}
-
 absl::Status GenerateSequence(LlamaModel& model, std::span<const int32_t> prompt,
                               const Sampler& sampler, const GenerationLimits& limits,
                               const std::function<absl::Status(const SampleResult&)>& on_token,

@@ -17,16 +17,14 @@
 
 #include "absl/status/status.h"
 #include "decoding/sampler.h"
+#include "engine/sequence.h"
 #include "model/llama_model.h"
 
 namespace tessera {
 
-enum class FinishReason {
-  kLength,  // max_new_tokens or the model's context reached
-  kStop,    // a stop id was chosen
-};
-// "length" / "stop" (OpenAI's finish_reason values).
-std::string_view FinishReasonName(FinishReason reason);
+// The engine's FinishReason (engine/sequence.h): this loop ends with kLength
+// (max_new_tokens or the model's context reached) or kStop (a stop id was chosen), named
+// "length" / "stop" by FinishReasonName.
 
 struct GenerationLimits {
   int64_t max_new_tokens = 0;

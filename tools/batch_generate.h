@@ -1,0 +1,74 @@
+// `tessera generate --input FILE.jsonl`: the offline batch API. Every non-blank input line
+// is one request, run together through the engine's continuous-batching scheduler
+// (worker/batch_runner.h) on one model; a progress bar on stderr counts finished requests.
+//
+// Input line: a JSON object with
+//   "id"        optional string (or integer); default: the 1-based line number, as a string.
+//   "prompt"    string (wrapped as one user message when --chat is given), or
+//   "messages"  [{"role": ..., "content": ...}, ...] through the chat template (--chat-template
+//               or the model's), content never parsed for control tokens (chat_prompt.h).
+//   decoding settings under their generation_config.json names (max_new_tokens, max_length,
+//   do_sample, temperature, top_k, top_p, min_p, typical_p, repetition_penalty,
+//   frequency_penalty, presence_penalty, no_repeat_ngram_size, min_new_tokens, seed,
+//   logit_bias, bad_words_ids, stop_token_ids, ...), "n" (or "num_return_sequences") for
+//   parallel sampling, and "priority" (lower is more urgent; read with --priority-scheduling).
+// The decoding flags of the command line (decoding_flags.h) are the defaults every line
+// starts from; a setting on a line overrides them for that line only. max_new_tokens is the
+// line's max_new_tokens / max_length, else the flags' (default 128), capped by the model's
+// context. "logprobs" is refused (the engine does not report logprobs yet).
+//
+// Output: one JSON line per input line, in input order whatever the finishing order:
+//   {"id": "...", "completions": [{"index": 0, "text": "...", "token_ids": [...],
+//    "finish_reason": "stop" | "length", "stop_token_id": 2 | null}, ...],
+//    "usage": {"prompt_tokens": 7, "completion_tokens": 12}}
+// token_ids and text exclude the stop token (as single `tessera generate` does);
+// completion_tokens counts every generated token of every completion, stop tokens included.
+// A line that cannot run (not JSON, no prompt, an invalid setting, refused by admission)
+// gives {"id": ..., "error": {"code": "INVALID_ARGUMENT", "message": "line 3: ..."}} with the
+// absl status code name and a message naming the field, and the run goes on.
+//
+// Exit status: 0 when every line succeeded, 1 when any line failed (or the model failed),
+// 2 for bad usage (unreadable --input, unwritable --output, bad flags).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "tools/decoding_flags.h"
+
+namespace tessera {
+
+// The flags only batch mode reads; each needs --input.
+struct BatchFlags {
+  std::string input;
+  std::string output;  // empty: stdout
+  int max_num_seqs = 64;
+  int max_batched_tokens = 2048;
+  int64_t kv_cache_mb = 512;  // ignored when kv_cache_tokens is given
+  int64_t kv_cache_tokens = 0;
+  int block_size = 16;
+  bool no_prefix_cache = false;
+  bool priority_scheduling = false;
+
+  CLI::Option* input_option = nullptr;
+};
+
+// Registers --input, --output and the engine flags on `app`; `flags` must outlive it.
+void AddBatchFlags(CLI::App* app, BatchFlags* flags);
+
+// What batch mode shares with single-prompt `tessera generate`.
+struct BatchGenerateOptions {
+  std::string model;
+  std::string backend;
+  int threads = 0;
+  bool chat = false;
+  std::string chat_template_file;
+  const DecodingFlags* decoding = nullptr;  // not null
+  const BatchFlags* batch = nullptr;        // not null
+};
+
+// Runs the batch; returns the exit status above.
+int RunBatchGenerate(const BatchGenerateOptions& options);
+
+}  // namespace tessera
