@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Runs Tessera's tessera_bench_generate and llama.cpp's llama-bench on the same model file
+# with the same thread count, one after the other in this one script, and writes both
+# numbers and the ratios (Tessera / llama.cpp) into docs/benchmarks.md (the section between
+# the "llamacpp-compare" markers for that thread count, replaced on each run).
+#
+# Usage: bench/compare_llamacpp.sh [-t THREADS] [-m MODEL] [-b TESSERA_BUILD_DIR]
+#                                  [-l LLAMA_CPP_DIR] [-r REPS] [-k ROUNDS]
+#   THREADS            default: nproc
+#   MODEL              default: ~/.cache/tessera/models/SmolLM2-135M-Instruct.Q4_1.gguf
+#   TESSERA_BUILD_DIR  a build with -DTESSERA_BUILD_BENCH=ON (default: build)
+#   LLAMA_CPP_DIR      a llama.cpp tree with build/bin/llama-bench, built with
+#                      cmake -B build -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF
+#                      (default: /work/peers/llama.cpp); its commit comes from git, or
+#                      $LLAMA_CPP_COMMIT, or TESSERA_PEER_COMMIT.txt in it.
+#   REPS, ROUNDS       each round runs Tessera then llama.cpp with REPS timed repetitions
+#                      (default 3 and 3); medians are over all rounds' samples, so that load
+#                      from other processes drifting during the run hits both alike.
+# The issue's floor: decode >= 0.5x llama.cpp. The script prints whether it holds and exits
+# 0 either way (it measures; it does not gate).
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+threads="$(nproc)"
+model="$HOME/.cache/tessera/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+build="$repo/build"
+llama_dir="/work/peers/llama.cpp"
+reps=3
+rounds=3
+while getopts "t:m:b:l:r:k:" opt; do
+  case "$opt" in
+    t) threads="$OPTARG" ;;
+    m) model="$OPTARG" ;;
+    b) build="$OPTARG" ;;
+    l) llama_dir="$OPTARG" ;;
+    r) reps="$OPTARG" ;;
+    k) rounds="$OPTARG" ;;
+    *) sed -n '2,19p' "$0" >&2; exit 2 ;;
+  esac
+done
+
+ours="$build/bin/tessera_bench_generate"
+theirs="$llama_dir/build/bin/llama-bench"
+[[ -f "$model" ]] || { echo "model not found: $model" >&2; exit 1; }
+[[ -x "$ours" ]] || { echo "no $ours (configure with -DTESSERA_BUILD_BENCH=ON)" >&2; exit 1; }
+[[ -x "$theirs" ]] || { echo "no $theirs (build llama.cpp's llama-bench)" >&2; exit 1; }
+
+if commit="$(git -C "$llama_dir" rev-parse --short=9 HEAD 2>/dev/null)"; then :;
+elif [[ -n "${LLAMA_CPP_COMMIT:-}" ]]; then commit="$LLAMA_CPP_COMMIT";
+elif [[ -f "$llama_dir/TESSERA_PEER_COMMIT.txt" ]]; then commit="$(head -1 "$llama_dir/TESSERA_PEER_COMMIT.txt")";
+else commit="unknown"; fi
+
+ours_cmd=("$ours" -m "$model" -t "$threads" -p 512 -n 128 -r "$reps" --json)
+theirs_cmd=("$theirs" -m "$model" -p 512 -n 128 -t "$threads" -r "$reps" -o json)
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
+for ((i = 0; i < rounds; ++i)); do
+  echo "round $((i + 1))/$rounds: ${ours_cmd[*]}" >&2
+  "${ours_cmd[@]}" > "$work/ours_$i.json"
+  echo "round $((i + 1))/$rounds: ${theirs_cmd[*]}" >&2
+  "${theirs_cmd[@]}" > "$work/theirs_$i.json" 2> "$work/theirs.err" \
+    || { cat "$work/theirs.err" >&2; exit 1; }
+done
+load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
+
+cpu="$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)"
+cores="$(nproc)"
+date_utc="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+
+python3 - "$work" "$repo/docs/benchmarks.md" "$commit" "$cpu" "$cores" "$date_utc" \
+  "$threads" "${ours_cmd[*]}" "${theirs_cmd[*]}" "$rounds" "$load_before" "$load_after" <<'EOF'
+import glob, json, os, re, statistics, sys
+(work, doc, commit, cpu, cores, date, threads, ours_cmd, theirs_cmd, rounds, load_before,
+ load_after) = sys.argv[1:]
+ours_runs = [json.load(open(f)) for f in sorted(glob.glob(f"{work}/ours_*.json"))]
+theirs_runs = [json.load(open(f)) for f in sorted(glob.glob(f"{work}/theirs_*.json"))]
+ours = ours_runs[0]
+ours_pp_s = [x for r in ours_runs for x in r["prefill_tps"]]
+ours_tg_s = [x for r in ours_runs for x in r["decode_tps"]]
+def samples(pred):
+    out = []
+    for run in theirs_runs:
+        rows = [r for r in run if pred(r)]
+        assert len(rows) == 1, rows
+        out += rows[0]["samples_ts"]
+    return out
+ll_pp_s = samples(lambda r: r["n_prompt"] == 512 and r["n_gen"] == 0)
+ll_tg_s = samples(lambda r: r["n_prompt"] == 0 and r["n_gen"] == 128)
+ll_pp, ll_tg = statistics.median(ll_pp_s), statistics.median(ll_tg_s)
+ours_pp, ours_tg = statistics.median(ours_pp_s), statistics.median(ours_tg_s)
+r2 = lambda xs: [round(x, 1) for x in xs]
+home = os.path.expanduser("~")
+show = lambda s: s.replace(home, "~")
+floor_ok = ours_tg >= 0.5 * ll_tg
+bo_pp, bo_tg, bl_pp, bl_tg = max(ours_pp_s), max(ours_tg_s), max(ll_pp_s), max(ll_tg_s)
+best_floor_ok = bo_tg >= 0.5 * bl_tg
+section = f"""<!-- llamacpp-compare:begin t={threads} (written by bench/compare_llamacpp.sh; do not edit by hand) -->
+## Tessera vs llama.cpp, one rank, CPU, {threads} thread(s)
+
+| | Tessera median | llama.cpp median | ratio | Tessera best | llama.cpp best | ratio |
+|---|---:|---:|---:|---:|---:|---:|
+| prefill, 512 tokens (pp512), tokens/s | {ours_pp:.1f} | {ll_pp:.1f} | {ours_pp / ll_pp:.2f} | {bo_pp:.1f} | {bl_pp:.1f} | {bo_pp / bl_pp:.2f} |
+| decode, 128 tokens (tg128), tokens/s | {ours_tg:.1f} | {ll_tg:.1f} | {ours_tg / ll_tg:.2f} | {bo_tg:.1f} | {bl_tg:.1f} | {bo_tg / bl_tg:.2f} |
+
+Ratios are Tessera / llama.cpp. "Best" is the fastest sample, the estimate least touched by
+other processes on a shared machine. Decode floor (Tessera >= 0.5x llama.cpp): medians
+**{"met" if floor_ok else "NOT met"}**, best samples **{"met" if best_floor_ok else "NOT met"}**.
+
+- Date: {date}
+- CPU: {cpu} ({cores} cores visible), {threads} threads for both
+- Model: `{show(ours["model"])}` (Tessera backend `{ours["backend"]}`)
+- llama.cpp: commit `{commit}`, built CPU-only Release with `-DGGML_NATIVE=ON -DLLAMA_CURL=OFF`
+- Medians over {rounds} alternating rounds of {ours["reps"]} timed runs each (after a
+  warm-up in each). Load average (1/5/15 min) before {load_before}, after {load_after}.
+  Samples in run order: Tessera prefill {r2(ours_pp_s)}, decode {r2(ours_tg_s)};
+  llama.cpp (llama-bench samples_ts) pp {r2(ll_pp_s)}, tg {r2(ll_tg_s)}.
+- Commands (alternated by `bench/compare_llamacpp.sh -t {threads} -r {ours["reps"]} -k {rounds}`):
+  - `{show(ours_cmd)}`
+  - `{show(theirs_cmd)}`
+<!-- llamacpp-compare:end t={threads} -->
+"""
+header = """# Benchmarks
+
+Throughput of Tessera against a baseline run on the same machine, in the same script.
+Regenerate the section below with `bench/compare_llamacpp.sh` (see its header for the
+llama.cpp build it expects). Prefill is one forward over 512 tokens on an empty KV cache;
+decode is 128 single-token forwards from an empty cache, as llama-bench's pp512 and tg128.
+Each section alternates the two programs for a few rounds and reports the median and the
+fastest sample of each. On a shared machine (this project's is 2 vCPUs that other jobs also
+use) throughput swings by 10x with the load, and both programs' thread pools suffer when
+a thread is descheduled; the fastest samples are the better estimate of uncontended speed.
+
+"""
+text = open(doc).read() if os.path.exists(doc) else header
+pat = re.compile(rf"<!-- llamacpp-compare:begin t={threads} .*?<!-- llamacpp-compare:end t={threads} -->\n", re.S)
+text = pat.sub(lambda _: section, text) if pat.search(text) else text.rstrip("\n") + "\n\n" + section
+open(doc, "w").write(text)
+print(f"prefill: Tessera {ours_pp:.1f} t/s, llama.cpp {ll_pp:.1f} t/s, ratio {ours_pp / ll_pp:.2f}"
+      f" (best samples {bo_pp:.1f} / {bl_pp:.1f} = {bo_pp / bl_pp:.2f})")
+print(f"decode:  Tessera {ours_tg:.1f} t/s, llama.cpp {ll_tg:.1f} t/s, ratio {ours_tg / ll_tg:.2f}"
+      f" (best samples {bo_tg:.1f} / {bl_tg:.1f} = {bo_tg / bl_tg:.2f});"
+      f" floor 0.5: median {'met' if floor_ok else 'NOT met'}, best {'met' if best_floor_ok else 'NOT met'}")
+print(f"wrote {doc}")
+EOF

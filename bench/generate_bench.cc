@@ -1,0 +1,141 @@
+// tessera_bench_generate: prompt-processing and token-generation throughput of one model on
+// one rank, measured the way llama.cpp's llama-bench measures pp/tg so that the two can be
+// put side by side (bench/compare_llamacpp.sh):
+//   prefill: `--prompt-tokens` (512) pseudo-random token ids in one Forward on an empty cache;
+//   decode:  `--gen-tokens` (128) single-token Forwards from an empty cache, each feeding the
+//            previous step's argmax.
+// One warm-up run of each, then `--reps` timed runs; prints the median tokens/s (and every
+// sample). With --json, prints one JSON object instead.
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+#include "formats/model_locator.h"
+#include "formats/weight_store.h"
+#include "kernels/registry.h"
+#include "model/llama_model.h"
+
+namespace tessera {
+namespace {
+
+struct Options {
+  std::string model = "default";
+  std::string backend = "cpu";
+  int threads = 0;
+  int prompt_tokens = 512;
+  int gen_tokens = 128;
+  int reps = 5;
+  bool json = false;
+};
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+int32_t ArgMaxId(const std::vector<float>& logits) {
+  return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+}
+
+// Tokens/s of one prefill of `prompt` on a fresh cache.
+absl::StatusOr<double> TimePrefill(LlamaModel& model, const std::vector<int32_t>& prompt) {
+  ASSIGN_OR_RETURN(KvCache cache, model.NewKvCache(prompt.size()));
+  std::vector<float> logits;
+  const auto t0 = Clock::now();
+  RETURN_IF_ERROR(model.Forward(prompt, 0, cache, /*all_logits=*/false, &logits));
+  return prompt.size() / Seconds(t0, Clock::now());
+}
+
+// Tokens/s of `n` single-token decode steps from an empty cache.
+absl::StatusOr<double> TimeDecode(LlamaModel& model, int32_t first_token, int n) {
+  ASSIGN_OR_RETURN(KvCache cache, model.NewKvCache(n));
+  std::vector<float> logits;
+  int32_t token = first_token;
+  const auto t0 = Clock::now();
+  for (int i = 0; i < n; ++i) {
+    const int32_t one[1] = {token};
+    RETURN_IF_ERROR(model.Forward(one, i, cache, false, &logits));
+    token = ArgMaxId(logits);
+  }
+  return n / Seconds(t0, Clock::now());
+}
+
+absl::Status Run(const Options& o) {
+  ASSIGN_OR_RETURN(std::string path, ResolveModelPath(o.model));
+  ASSIGN_OR_RETURN(std::unique_ptr<WeightStore> store, OpenWeightStore(path));
+  ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateBackend(o.backend, o.threads));
+  ASSIGN_OR_RETURN(std::unique_ptr<LlamaModel> model, LlamaModel::Load(*store, backend.get()));
+  const int64_t vocab = model->config().vocab_size;
+
+  std::mt19937 rng(1234);
+  std::vector<int32_t> prompt(o.prompt_tokens);
+  for (int32_t& t : prompt) t = static_cast<int32_t>(rng() % vocab);
+
+  std::vector<double> pp, tg;
+  for (int rep = 0; rep <= o.reps; ++rep) {  // rep 0 is the warm-up
+    ASSIGN_OR_RETURN(double p, TimePrefill(*model, prompt));
+    ASSIGN_OR_RETURN(double g, TimeDecode(*model, prompt[0], o.gen_tokens));
+    if (rep > 0) {
+      pp.push_back(p);
+      tg.push_back(g);
+    }
+  }
+  const auto fmt = [](std::string* out, double v) { absl::StrAppendFormat(out, "%.2f", v); };
+  if (o.json) {
+    absl::PrintF(
+        "{\"model\": \"%s\", \"backend\": \"%s\", \"threads\": %d, \"prompt_tokens\": %d, "
+        "\"gen_tokens\": %d, \"reps\": %d, \"prefill_tps_median\": %.3f, "
+        "\"decode_tps_median\": %.3f, \"prefill_tps\": [%s], \"decode_tps\": [%s]}\n",
+        path, o.backend, o.threads, o.prompt_tokens, o.gen_tokens, o.reps, Median(pp),
+        Median(tg), absl::StrJoin(pp, ", ", fmt), absl::StrJoin(tg, ", ", fmt));
+  } else {
+    absl::PrintF("model %s, backend %s, threads %d\n", path, o.backend, o.threads);
+    absl::PrintF("prefill %4d tokens: %9.2f tokens/s median of %d [%s]\n", o.prompt_tokens,
+                 Median(pp), o.reps, absl::StrJoin(pp, ", ", fmt));
+    absl::PrintF("decode  %4d tokens: %9.2f tokens/s median of %d [%s]\n", o.gen_tokens,
+                 Median(tg), o.reps, absl::StrJoin(tg, ", ", fmt));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace tessera
+
+int main(int argc, char** argv) {
+  tessera::Options o;
+  CLI::App app{"Tessera prefill/decode throughput (llama-bench pp/tg counterpart)"};
+  app.add_option("-m,--model", o.model, "model path or 'default'");
+  app.add_option("-b,--backend", o.backend, "backend name (cpu, cpu-reference, cuda)");
+  app.add_option("-t,--threads", o.threads, "threads (0 = all hardware threads)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("-p,--prompt-tokens", o.prompt_tokens, "prefill length")
+      ->check(CLI::PositiveNumber);
+  app.add_option("-n,--gen-tokens", o.gen_tokens, "decode steps")->check(CLI::PositiveNumber);
+  app.add_option("-r,--reps", o.reps, "timed repetitions")->check(CLI::PositiveNumber);
+  app.add_flag("--json", o.json, "print one JSON object");
+  CLI11_PARSE(app, argc, argv);
+  const absl::Status s = tessera::Run(o);
+  if (!s.ok()) {
+    std::fprintf(stderr, "tessera_bench_generate: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}
