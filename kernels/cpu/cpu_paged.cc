@@ -7,7 +7,6 @@
 // and the chunk's exp-weighted V rows are added with the ISA's axpy. Memory per thread:
 // kChunk + head_dim floats, whatever the context length.
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -54,7 +53,8 @@ absl::Status CpuBackend::PagedAttention(const float* q, int64_t n_tokens,
                                         const PagedAttentionParams& p, float* out) {
   RETURN_IF_ERROR(
       CheckPagedAttentionArgs(name(), n_tokens, positions, sequences, layout, pool, p));
-  std::vector<Tile> tiles;
+  thread_local std::vector<Tile> tiles;  // the caller's; reused so a step does not allocate
+  tiles.clear();
   for (size_t s = 0; s < sequences.size(); ++s) {
     const int64_t end = sequences[s].query_start + sequences[s].num_queries;
     for (int64_t r = sequences[s].query_start; r < end; r += kQueryTile) {
@@ -68,13 +68,15 @@ absl::Status CpuBackend::PagedAttention(const float* q, int64_t n_tokens,
   const auto* kp = static_cast<const float*>(pool.k);
   const auto* vp = static_cast<const float*>(pool.v);
   const int64_t items = static_cast<int64_t>(tiles.size()) * p.num_heads;
+  // `tiles` names each thread's own copy; workers must read the caller's.
+  const Tile* const tile_list = tiles.data();
 
   auto run = [&](int64_t item) {
     thread_local std::vector<float> scores;
     thread_local std::vector<float> acc;
     scores.resize(kChunk);
     acc.resize(static_cast<size_t>(d));
-    const Tile& tile = tiles[item / p.num_heads];
+    const Tile& tile = tile_list[item / p.num_heads];
     const int64_t h = item % p.num_heads;
     const int64_t head_off = (h / group) * d;
     const std::span<const int32_t> table = sequences[tile.seq].block_table;
@@ -114,18 +116,8 @@ absl::Status CpuBackend::PagedAttention(const float* q, int64_t n_tokens,
     }
   };
 
-  if (items <= 1 || pool_.num_threads() == 1) {
-    for (int64_t i = 0; i < items; ++i) run(i);
-    return absl::OkStatus();
-  }
-  // Items differ in cost (context lengths differ), so threads take them one at a time.
-  std::atomic<int64_t> next{0};
-  pool_.ParallelFor(std::min<int64_t>(pool_.num_threads(), items), 1, [&](int64_t, int64_t) {
-    for (int64_t i = next.fetch_add(1, std::memory_order_relaxed); i < items;
-         i = next.fetch_add(1, std::memory_order_relaxed)) {
-      run(i);
-    }
-  });
+  // Items differ in cost (context lengths differ), so threads claim them dynamically.
+  pool_.ForEachChunk(items, run);
   return absl::OkStatus();
 }
 

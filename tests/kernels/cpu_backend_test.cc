@@ -15,6 +15,7 @@
 #include "kernels/cpu/cpu_backend.h"
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <string>
 #include <tuple>
@@ -243,6 +244,47 @@ INSTANTIATE_TEST_SUITE_P(IsasAndThreads, CpuBackendTest, ::testing::ValuesIn(All
                            return absl::StrFormat("%s_%dthreads", info.param.kernels->isa,
                                                   info.param.threads);
                          });
+
+// Threads split MatMul by weight rows and Attention by (token, head); every output element
+// is computed the same way whoever computes it, so outputs are bit-identical across thread
+// counts (generation with -t 1 and -t 2 must agree token for token).
+TEST(CpuBackendThreadsTest, ResultsDoNotDependOnThreadCount) {
+  std::mt19937 rng(21);
+  CpuBackend one(1);
+  CpuBackend two(2);
+  CpuBackend three(3);
+  for (DType t : kAllWeightTypes) {
+    const bool k_quant = Traits(t).block_elems == 256;
+    // (n, k, m): decode GEMVs (split into a few claims per thread, m not a multiple of the
+    // 16-row tile), and a small batch that uses the 4-row kernel plus a remainder row.
+    for (const auto& [n, k, m] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+             {1, k_quant ? 256 : 96, 1000}, {1, 512, 3001}, {5, 256, 333}}) {
+      SCOPED_TRACE(absl::StrFormat("%s n=%d k=%d m=%d", DTypeName(t), n, k, m));
+      const std::vector<uint8_t> w = RandomWeights(t, m, k, rng);
+      const TensorView wv{t, {m, k}, w.data()};
+      const std::vector<float> x = RandomFloats(n * k, rng);
+      std::vector<float> y1(n * m, NAN), y2(n * m, NAN), y3(n * m, NAN);
+      ASSERT_TRUE(one.MatMul(x.data(), n, k, wv, y1.data()).ok());
+      ASSERT_TRUE(two.MatMul(x.data(), n, k, wv, y2.data()).ok());
+      ASSERT_TRUE(three.MatMul(x.data(), n, k, wv, y3.data()).ok());
+      ASSERT_EQ(std::memcmp(y1.data(), y2.data(), y1.size() * sizeof(float)), 0);
+      ASSERT_EQ(std::memcmp(y1.data(), y3.data(), y1.size() * sizeof(float)), 0);
+    }
+  }
+  const AttentionParams p{9, 3, 64, 0.125f};
+  for (const auto& [n_tokens, cache_len] :
+       std::vector<std::pair<int64_t, int64_t>>{{1, 129}, {6, 40}}) {
+    std::vector<int32_t> pos(n_tokens);
+    for (int64_t i = 0; i < n_tokens; ++i) pos[i] = static_cast<int32_t>(cache_len - n_tokens + i);
+    const auto q = RandomFloats(n_tokens * p.num_heads * p.head_dim, rng);
+    const auto k = RandomFloats(cache_len * p.num_kv_heads * p.head_dim, rng);
+    const auto v = RandomFloats(cache_len * p.num_kv_heads * p.head_dim, rng);
+    std::vector<float> o1(q.size(), NAN), o2(q.size(), NAN);
+    one.Attention(q.data(), n_tokens, pos, k.data(), v.data(), cache_len, p, o1.data());
+    two.Attention(q.data(), n_tokens, pos, k.data(), v.data(), cache_len, p, o2.data());
+    EXPECT_EQ(std::memcmp(o1.data(), o2.data(), o1.size() * sizeof(float)), 0) << n_tokens;
+  }
+}
 
 // The backend quantizes activations with each ISA's fast path; it must give QuantizeRow's
 // bytes exactly (the MatMul tolerances above rely on it), ties and zero blocks included.
