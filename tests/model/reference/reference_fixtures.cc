@@ -66,6 +66,19 @@ absl::StatusOr<std::vector<float>> ReadF32(const std::string& path, int64_t rows
   return out;
 }
 
+absl::StatusOr<LlamaCppPrompt> ParseLlamaCppPrompt(const json& p, const std::string& path) {
+  LlamaCppPrompt r;
+  ASSIGN_OR_RETURN(r.name, Get<std::string>(p, "name", path));
+  ASSIGN_OR_RETURN(r.text, Get<std::string>(p, "text", path));
+  ASSIGN_OR_RETURN(r.prompt_ids, Get<std::vector<int32_t>>(p, "prompt_ids", path));
+  ASSIGN_OR_RETURN(r.generated_ids, Get<std::vector<int32_t>>(p, "generated_ids", path));
+  ASSIGN_OR_RETURN(r.step_margins, Get<std::vector<float>>(p, "step_margins", path));
+  if (r.prompt_ids.empty() || r.generated_ids.size() != r.step_margins.size()) {
+    return FieldError(path, "prompts[].generated_ids");
+  }
+  return r;
+}
+
 }  // namespace
 
 std::string ModelFixturePath(std::string_view file) {
@@ -80,19 +93,29 @@ absl::StatusOr<LlamaCppFixture> LoadLlamaCppFixture() {
   ASSIGN_OR_RETURN(f.model_sha256, Get<std::string>(j, "model_sha256", path));
   ASSIGN_OR_RETURN(std::vector<json> prompts, Get<std::vector<json>>(j, "prompts", path));
   for (const json& p : prompts) {
-    LlamaCppPrompt r;
-    ASSIGN_OR_RETURN(r.name, Get<std::string>(p, "name", path));
-    ASSIGN_OR_RETURN(r.text, Get<std::string>(p, "text", path));
-    ASSIGN_OR_RETURN(r.prompt_ids, Get<std::vector<int32_t>>(p, "prompt_ids", path));
-    ASSIGN_OR_RETURN(r.generated_ids, Get<std::vector<int32_t>>(p, "generated_ids", path));
-    ASSIGN_OR_RETURN(r.step_margins, Get<std::vector<float>>(p, "step_margins", path));
-    if (r.prompt_ids.empty() || r.generated_ids.size() != r.step_margins.size()) {
-      return FieldError(path, "prompts[].generated_ids");
-    }
+    ASSIGN_OR_RETURN(LlamaCppPrompt r, ParseLlamaCppPrompt(p, path));
     f.prompts.push_back(std::move(r));
   }
   ASSIGN_OR_RETURN(std::string logits_file, Get<std::string>(j, "last_logits_file", path));
   ASSIGN_OR_RETURN(f.last_logits, ReadF32(ModelFixturePath(logits_file), f.prompts.size()));
+  return f;
+}
+
+absl::StatusOr<LlamaCppRobustFixture> LoadLlamaCppRobustFixture() {
+  const std::string path = ModelFixturePath("llamacpp_greedy_robust.json");
+  ASSIGN_OR_RETURN(json j, ReadJson(path));
+  LlamaCppRobustFixture f;
+  ASSIGN_OR_RETURN(f.commit, Get<std::string>(j, "llama_cpp_commit", path));
+  ASSIGN_OR_RETURN(f.model_sha256, Get<std::string>(j, "model_sha256", path));
+  ASSIGN_OR_RETURN(f.selection_rule, Get<std::string>(j, "selection_rule", path));
+  ASSIGN_OR_RETURN(f.min_gap, Get<double>(j, "min_gap", path));
+  ASSIGN_OR_RETURN(std::vector<json> candidates, Get<std::vector<json>>(j, "candidates", path));
+  f.num_candidates = static_cast<int>(candidates.size());
+  ASSIGN_OR_RETURN(std::vector<json> prompts, Get<std::vector<json>>(j, "prompts", path));
+  for (const json& p : prompts) {
+    ASSIGN_OR_RETURN(LlamaCppPrompt r, ParseLlamaCppPrompt(p, path));
+    f.prompts.push_back(std::move(r));
+  }
   return f;
 }
 

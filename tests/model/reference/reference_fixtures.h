@@ -53,6 +53,19 @@ struct TransformersFixture {
 std::string ModelFixturePath(std::string_view file);
 
 absl::StatusOr<LlamaCppFixture> LoadLlamaCppFixture();
+
+// llamacpp_greedy_robust.json (make_llamacpp_robust_fixture.sh): the candidate prompts whose
+// llama.cpp greedy continuation has a gap >= min_gap at every step and does not change with
+// an F16 KV cache. `prompts` are the kept ones; `num_candidates` counts all that were tried.
+struct LlamaCppRobustFixture {
+  std::string commit;
+  std::string model_sha256;
+  std::string selection_rule;
+  double min_gap = 0;
+  int num_candidates = 0;
+  std::vector<LlamaCppPrompt> prompts;
+};
+absl::StatusOr<LlamaCppRobustFixture> LoadLlamaCppRobustFixture();
 absl::StatusOr<TransformersFixture> LoadTransformersFixture();
 
 // The default model (formats/model_locator.h) on `backend_name`, loaded once per backend
