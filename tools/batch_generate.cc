@@ -17,9 +17,6 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/progress_bar.h"
-#include "formats/model_locator.h"
-#include "formats/weight_store.h"
-#include "kernels/registry.h"
 #include "model/llama_model.h"
 #include "nlohmann/json.hpp"
 #include "tokenizer/tokenizer.h"
@@ -28,6 +25,7 @@
 #include "tools/cli_util.h"
 #include "tools/command.h"
 #include "tools/generation_json.h"
+#include "tools/model_session.h"
 #include "worker/batch_runner.h"
 
 namespace tessera {
@@ -215,37 +213,26 @@ int RunBatchGenerate(const BatchGenerateOptions& o) {
     }
     out = out_file.get();
   }
-  auto path = ResolveModelPath(o.model);
-  if (!path.ok()) return FailStatus(kName, path.status());
-  auto backend = CreateBackend(o.backend, o.threads);
-  if (!backend.ok()) return FailStatus(kName, backend.status());
-
-  // From here on a failure is the model's, not the arguments': exit 1.
-  auto store = OpenWeightStore(*path);
-  if (!store.ok()) return Fail(kName, std::string(store.status().message()), kExitFailure);
-  if ((*store)->gguf() == nullptr) {
-    return Fail(kName, absl::StrCat(*path, ": generate needs a GGUF file (for its tokenizer)"),
-                kExitFailure);
+  ModelSession session;
+  if (int code = OpenModelSession(
+          kName, {.model = o.model, .backend = o.backend, .threads = o.threads}, &session);
+      code != kExitOk) {
+    return code;
   }
-  auto tokenizer = Tokenizer::FromGguf(*(*store)->gguf());
-  if (!tokenizer.ok()) return Fail(kName, std::string(tokenizer.status().message()), kExitFailure);
-  auto model = LlamaModel::Load(**store, backend->get(),
-                                MakeProgressBarCallback(absl::StrCat("loading ", o.model)));
-  if (!model.ok()) return Fail(kName, std::string(model.status().message()), kExitFailure);
-  const int64_t context = (*model)->config().max_position_embeddings;
+  const int64_t context = session.model->config().max_position_embeddings;
 
   BatchRunnerOptions ro;
   ro.scheduler = EngineConfig(f, context);
   ro.kv_cache_bytes = f.kv_cache_mb * (int64_t{1} << 20);
   ro.default_seed = std::random_device{}();
-  auto runner = BatchRunner::Create(model->get(), ro);
+  auto runner = BatchRunner::Create(session.model.get(), ro);
   if (!runner.ok()) return FailStatus(kName, runner.status());
   std::fprintf(stderr, "%s\n", (*runner)->StartupReport().c_str());
 
   // A template error only matters to the lines that need one.
   std::optional<ChatTemplate> chat_template;
   BatchRequestContext ctx;
-  auto loaded = LoadChatTemplate(o.chat_template_file, *(*store)->gguf());
+  auto loaded = LoadChatTemplate(o.chat_template_file, *session.store->gguf());
   if (loaded.ok()) {
     chat_template = *std::move(loaded);
     ctx.chat_template = &*chat_template;
@@ -254,7 +241,7 @@ int RunBatchGenerate(const BatchGenerateOptions& o) {
   } else {
     ctx.chat_template_error = std::string(loaded.status().message());
   }
-  ctx.tokenizer = tokenizer->get();
+  ctx.tokenizer = session.tokenizer.get();
   ctx.chat = o.chat;
   ctx.defaults = &*settings;
   ctx.context_length = context;
@@ -311,7 +298,7 @@ int RunBatchGenerate(const BatchGenerateOptions& o) {
       for (const RequestOutput& r : *finished) {
         size_t i = 0;
         if (!absl::SimpleAtoi(r.request_id, &i) || i >= s.size()) continue;
-        s[i].output = OutputLine(s[i], r, prompt_tokens[i], **tokenizer, totals);
+        s[i].output = OutputLine(s[i], r, prompt_tokens[i], *session.tokenizer, totals);
         ++done;
       }
     }

@@ -16,9 +16,6 @@
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "decoding/sampler.h"
-#include "formats/model_locator.h"
-#include "formats/weight_store.h"
-#include "kernels/registry.h"
 #include "model/llama_model.h"
 #include "tokenizer/incremental_detokenizer.h"
 #include "tokenizer/tokenizer.h"
@@ -29,6 +26,7 @@
 #include "tools/decoding_flags.h"
 #include "tools/generation_json.h"
 #include "tools/generation_loop.h"
+#include "tools/model_session.h"
 
 namespace tessera {
 namespace {
@@ -93,28 +91,17 @@ int RunGenerate(const GenerateOptions& o) {
   for (const std::string& w : settings->warnings) {
     std::fprintf(stderr, "tessera %s: warning: %s\n", std::string(kName).c_str(), w.c_str());
   }
-  auto path = ResolveModelPath(o.model);
-  if (!path.ok()) return FailStatus(kName, path.status());
-  auto backend = CreateBackend(o.backend, o.threads);
-  if (!backend.ok()) return FailStatus(kName, backend.status());
-
-  // From here on a failure is the model's, not the arguments': exit 1.
-  auto store = OpenWeightStore(*path);
-  if (!store.ok()) return Fail(kName, std::string(store.status().message()), kExitFailure);
-  if ((*store)->gguf() == nullptr) {
-    return Fail(kName, absl::StrCat(*path, ": generate needs a GGUF file (for its tokenizer)"),
-                kExitFailure);
+  ModelSession session;
+  if (int code = OpenModelSession(
+          kName, {.model = o.model, .backend = o.backend, .threads = o.threads}, &session);
+      code != kExitOk) {
+    return code;
   }
-  auto tokenizer = Tokenizer::FromGguf(*(*store)->gguf());
-  if (!tokenizer.ok()) return Fail(kName, std::string(tokenizer.status().message()), kExitFailure);
-  auto model = LlamaModel::Load(**store, backend->get(),
-                                MakeProgressBarCallback(absl::StrCat("loading ", o.model)));
-  if (!model.ok()) return Fail(kName, std::string(model.status().message()), kExitFailure);
 
-  auto prompt = PromptTokens(o, *(*store)->gguf(), **tokenizer);
+  auto prompt = PromptTokens(o, *session.store->gguf(), *session.tokenizer);
   if (!prompt.ok()) return FailStatus(kName, prompt.status());
   if (prompt->empty()) return Fail(kName, "the prompt has no tokens", kExitUsage);
-  const int64_t context = (*model)->config().max_position_embeddings;
+  const int64_t context = session.model->config().max_position_embeddings;
   if (static_cast<int64_t>(prompt->size()) >= context) {
     return Fail(kName,
                 absl::StrCat("the prompt has ", prompt->size(),
@@ -122,8 +109,8 @@ int RunGenerate(const GenerateOptions& o) {
                 kExitUsage);
   }
 
-  const GenerationConfig config = ConfigForModel(o, settings->config, **tokenizer);
-  auto sampler = Sampler::Create(config, static_cast<int32_t>((*model)->config().vocab_size),
+  const GenerationConfig config = ConfigForModel(o, settings->config, *session.tokenizer);
+  auto sampler = Sampler::Create(config, static_cast<int32_t>(session.model->config().vocab_size),
                                  /*default_seed=*/std::random_device{}());
   if (!sampler.ok()) return FailStatus(kName, AttributeToFlag(o.decoding, sampler.status()));
   GenerationLimits limits;
@@ -133,11 +120,11 @@ int RunGenerate(const GenerateOptions& o) {
                          config.stop_token_ids.end());
 
   const bool stream = !o.no_stream && !o.json;
-  IncrementalDetokenizer detok(**tokenizer);
+  IncrementalDetokenizer detok(*session.tokenizer);
   GeneratedSequence sequence;
   GenerationStats stats;
   const absl::Status s = GenerateSequence(
-      **model, *prompt, *sampler, limits,
+      *session.model, *prompt, *sampler, limits,
       [&](const SampleResult& r) -> absl::Status {
         ASSIGN_OR_RETURN(std::string piece, detok.Push(r.token));
         sequence.tokens.push_back(r);
@@ -159,7 +146,7 @@ int RunGenerate(const GenerateOptions& o) {
     jo.prompt_tokens = stats.prompt_tokens;
     jo.seed = sampler->seed();
     jo.top_logprobs = o.decoding.Given("--logprobs");
-    out = JsonLine(SequenceToJson(**tokenizer, sequence, jo));
+    out = JsonLine(SequenceToJson(*session.tokenizer, sequence, jo));
   }
   std::fwrite(out.data(), 1, out.size(), stdout);
   std::fputc('\n', stdout);

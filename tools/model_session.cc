@@ -1,0 +1,44 @@
+#include "tools/model_session.h"
+
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/progress_bar.h"
+#include "formats/model_locator.h"
+#include "tools/cli_util.h"
+#include "tools/command.h"
+
+namespace tessera {
+
+int OpenModelSession(std::string_view command, const ModelSessionOptions& options,
+                     ModelSession* session) {
+  auto path = ResolveModelPath(options.model);
+  if (!path.ok()) return FailStatus(command, path.status());
+  auto backend = CreateBackend(options.backend, options.threads);
+  if (!backend.ok()) return FailStatus(command, backend.status());
+  session->backend = *std::move(backend);
+
+  // From here on a failure is the model's, not the arguments': exit 1.
+  auto store = OpenWeightStore(*path);
+  if (!store.ok()) return Fail(command, std::string(store.status().message()), kExitFailure);
+  session->store = *std::move(store);
+  if (session->store->gguf() == nullptr) {
+    return Fail(command,
+                absl::StrFormat("%s: %s needs a GGUF file (for its tokenizer)", *path, command),
+                kExitFailure);
+  }
+  auto tokenizer = Tokenizer::FromGguf(*session->store->gguf());
+  if (!tokenizer.ok()) {
+    return Fail(command, std::string(tokenizer.status().message()), kExitFailure);
+  }
+  session->tokenizer = *std::move(tokenizer);
+  auto model = LlamaModel::Load(*session->store, session->backend.get(),
+                                MakeProgressBarCallback(absl::StrCat("loading ", options.model)));
+  if (!model.ok()) return Fail(command, std::string(model.status().message()), kExitFailure);
+  session->model = *std::move(model);
+  return kExitOk;
+}
+
+}  // namespace tessera

@@ -1,0 +1,40 @@
+// Opening a model for the generating subcommands: resolve the path, create the backend,
+// open the weight store (GGUF required, for its tokenizer), build the tokenizer and load the
+// model with a progress bar on stderr. Failures print one line on stderr ("tessera
+// <command>: ...") with the exit code split the CLI uses: a bad model argument or backend
+// is the user's (exit 2 for INVALID_ARGUMENT / NOT_FOUND / OUT_OF_RANGE), anything from
+// opening the store on is the model's (exit 1).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "formats/weight_store.h"
+#include "kernels/registry.h"
+#include "model/llama_model.h"
+#include "tokenizer/tokenizer.h"
+
+namespace tessera {
+
+// Everything a loaded model needs kept alive. Members are destroyed in reverse order, so
+// the model goes before the store and backend it borrows.
+struct ModelSession {
+  std::unique_ptr<Backend> backend;
+  std::unique_ptr<WeightStore> store;  // store->gguf() is never null
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<LlamaModel> model;
+};
+
+struct ModelSessionOptions {
+  std::string model = "default";  // a path or "default" (formats/model_locator.h)
+  std::string backend = "cpu";
+  int threads = 0;
+};
+
+// Fills *session and returns kExitOk, or prints the failure for `command` and returns its
+// exit code (*session is then unspecified).
+[[nodiscard]] int OpenModelSession(std::string_view command, const ModelSessionOptions& options,
+                                   ModelSession* session);
+
+}  // namespace tessera
