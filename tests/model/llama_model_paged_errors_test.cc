@@ -26,17 +26,10 @@ class ForwardPagedErrorsTest : public ::testing::Test {
   void SetUp() override {
     spec_.vocab = 40;
     path_ = testing::TempGgufPath("paged_errors");
-    ASSERT_TRUE(testing::WriteTinyModel(spec_, path_).ok());
-    auto store = OpenWeightStore(path_);
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = std::move(*store);
-    auto backend = CreateBackend("cpu-reference", 1);
-    ASSERT_TRUE(backend.ok());
-    backend_ = std::move(*backend);
-    auto model = LlamaModel::Load(*store_, backend_.get());
-    ASSERT_TRUE(model.ok()) << model.status();
-    model_ = std::move(*model);
-    auto cache = model_->NewPagedKvCache(4, 4);
+    auto tiny = testing::LoadTinyModel(spec_, path_, "cpu-reference", 1);
+    ASSERT_TRUE(tiny.ok()) << tiny.status();
+    tiny_ = std::move(*tiny);
+    auto cache = tiny_.model->NewPagedKvCache(4, 4);
     ASSERT_TRUE(cache.ok());
     cache_ = std::make_unique<PagedKvCache>(std::move(*cache));
   }
@@ -45,7 +38,7 @@ class ForwardPagedErrorsTest : public ::testing::Test {
   // Expects INVALID_ARGUMENT mentioning `field` and an untouched (all-zero) cache.
   void ExpectInvalid(const PagedBatch& batch, const std::string& field) {
     std::vector<float> logits;
-    const absl::Status status = model_->ForwardPaged(batch, *cache_, &logits);
+    const absl::Status status = tiny_.model->ForwardPaged(batch, *cache_, &logits);
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
     EXPECT_THAT(std::string(status.message()), HasSubstr(field));
     for (const KvPool& pool : cache_->pools()) {
@@ -58,9 +51,7 @@ class ForwardPagedErrorsTest : public ::testing::Test {
 
   testing::TinySpec spec_;
   std::string path_;
-  std::unique_ptr<WeightStore> store_;
-  std::unique_ptr<Backend> backend_;
-  std::unique_ptr<LlamaModel> model_;
+  testing::LoadedTinyModel tiny_;
   std::unique_ptr<PagedKvCache> cache_;
   std::vector<int32_t> tokens_ = {1, 2, 3};
   std::vector<int32_t> positions_ = {0, 1, 2};
@@ -91,11 +82,11 @@ TEST_F(ForwardPagedErrorsTest, CacheGeometryMismatchAndNullLogits) {
   ASSERT_TRUE(other.ok());
   const PagedSequence seq{0, 3, 3, table_};
   std::vector<float> logits;
-  absl::Status status = model_->ForwardPaged({tokens_, positions_, {&seq, 1}, last_}, *other,
+  absl::Status status = tiny_.model->ForwardPaged({tokens_, positions_, {&seq, 1}, last_}, *other,
                                              &logits);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(status.message()), HasSubstr("geometry"));
-  status = model_->ForwardPaged({tokens_, positions_, {&seq, 1}, last_}, *cache_, nullptr);
+  status = tiny_.model->ForwardPaged({tokens_, positions_, {&seq, 1}, last_}, *cache_, nullptr);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(status.message()), HasSubstr("logits"));
 }

@@ -66,18 +66,9 @@ class LlamaModelPagedTest : public ::testing::TestWithParam<Param> {
     spec_.dtype = GetParam().dtype;
     spec_.vocab = 40;
     path_ = testing::TempGgufPath("paged");
-    auto weights = testing::WriteTinyModel(spec_, path_);
-    ASSERT_TRUE(weights.ok()) << weights.status();
-    weights_ = std::move(*weights);
-    auto store = OpenWeightStore(path_);
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = std::move(*store);
-    auto backend = CreateBackend(GetParam().backend, 2);
-    ASSERT_TRUE(backend.ok()) << backend.status();
-    backend_ = std::move(*backend);
-    auto model = LlamaModel::Load(*store_, backend_.get());
-    ASSERT_TRUE(model.ok()) << model.status();
-    model_ = std::move(*model);
+    auto tiny = testing::LoadTinyModel(spec_, path_, GetParam().backend, 2);
+    ASSERT_TRUE(tiny.ok()) << tiny.status();
+    tiny_ = std::move(*tiny);
   }
   void TearDown() override { std::remove(path_.c_str()); }
 
@@ -89,19 +80,16 @@ class LlamaModelPagedTest : public ::testing::TestWithParam<Param> {
 
   // Logits [tokens.size(), vocab] of the contiguous Forward of `tokens` alone.
   std::vector<float> ContiguousLogits(const std::vector<int32_t>& tokens) {
-    auto cache = model_->NewKvCache(static_cast<int64_t>(tokens.size()));
+    auto cache = tiny_.model->NewKvCache(static_cast<int64_t>(tokens.size()));
     EXPECT_TRUE(cache.ok()) << cache.status();
     std::vector<float> logits;
-    EXPECT_TRUE(model_->Forward(tokens, 0, *cache, /*all_logits=*/true, &logits).ok());
+    EXPECT_TRUE(tiny_.model->Forward(tokens, 0, *cache, /*all_logits=*/true, &logits).ok());
     return logits;
   }
 
   testing::TinySpec spec_;
   std::string path_;
-  testing::TinyWeights weights_;
-  std::unique_ptr<WeightStore> store_;
-  std::unique_ptr<Backend> backend_;
-  std::unique_ptr<LlamaModel> model_;
+  testing::LoadedTinyModel tiny_;
 };
 
 // A sequence being fed to ForwardPaged in chunks.
@@ -134,7 +122,7 @@ TEST_P(LlamaModelPagedTest, BatchedChunkedPrefillAndDecodeMatchForwardAlone) {
   }
   ASSERT_LE(next_block, free_blocks.size());
 
-  auto cache = model_->NewPagedKvCache(kNumBlocks, kBlockSize);
+  auto cache = tiny_.model->NewPagedKvCache(kNumBlocks, kBlockSize);
   ASSERT_TRUE(cache.ok()) << cache.status();
   const size_t vocab = static_cast<size_t>(spec_.vocab);
   std::vector<std::vector<float>> paged(streams.size());  // every row's logits, in order
@@ -158,7 +146,7 @@ TEST_P(LlamaModelPagedTest, BatchedChunkedPrefillAndDecodeMatchForwardAlone) {
     }
     std::vector<float> logits;
     const PagedBatch batch{ids, positions, seqs, rows};
-    ASSERT_TRUE(model_->ForwardPaged(batch, *cache, &logits).ok()) << "call " << call;
+    ASSERT_TRUE(tiny_.model->ForwardPaged(batch, *cache, &logits).ok()) << "call " << call;
     ASSERT_EQ(logits.size(), rows.size() * vocab);
     for (size_t r = 0; r < rows.size(); ++r) {
       auto& out = paged[owner[r]];
@@ -170,7 +158,7 @@ TEST_P(LlamaModelPagedTest, BatchedChunkedPrefillAndDecodeMatchForwardAlone) {
     const std::vector<float> alone = ContiguousLogits(streams[i].tokens);
     ASSERT_EQ(paged[i].size(), alone.size());
     EXPECT_LE(MaxRelativeError(paged[i], alone), 1e-5) << "sequence " << i;
-    const std::vector<double> ref = testing::ReferenceForward(weights_, streams[i].tokens);
+    const std::vector<double> ref = testing::ReferenceForward(tiny_.weights, streams[i].tokens);
     EXPECT_LE(MaxRelativeError(paged[i], ref), ReferenceTolerance()) << "sequence " << i;
   }
 }
@@ -178,16 +166,17 @@ TEST_P(LlamaModelPagedTest, BatchedChunkedPrefillAndDecodeMatchForwardAlone) {
 TEST_P(LlamaModelPagedTest, LastRowLogitsOnlyAndNoLogits) {
   const std::vector<int32_t> tokens = {3, 1, 4, 1, 5, 9};
   const std::vector<int32_t> table = {5, 2};
-  auto cache = model_->NewPagedKvCache(kNumBlocks, kBlockSize);
+  auto cache = tiny_.model->NewPagedKvCache(kNumBlocks, kBlockSize);
   ASSERT_TRUE(cache.ok());
   std::vector<int32_t> positions(tokens.size());
   std::iota(positions.begin(), positions.end(), 0);
   const PagedSequence seq{0, 6, 6, table};
   std::vector<float> logits = {1.0f};
-  ASSERT_TRUE(model_->ForwardPaged({tokens, positions, {&seq, 1}, {}}, *cache, &logits).ok());
+  ASSERT_TRUE(tiny_.model->ForwardPaged({tokens, positions, {&seq, 1}, {}}, *cache, &logits).ok());
   EXPECT_TRUE(logits.empty());
   const std::vector<int64_t> last = {5};
-  ASSERT_TRUE(model_->ForwardPaged({tokens, positions, {&seq, 1}, last}, *cache, &logits).ok());
+  ASSERT_TRUE(
+      tiny_.model->ForwardPaged({tokens, positions, {&seq, 1}, last}, *cache, &logits).ok());
   const std::vector<float> alone = ContiguousLogits(tokens);
   const size_t vocab = static_cast<size_t>(spec_.vocab);
   ASSERT_EQ(logits.size(), vocab);

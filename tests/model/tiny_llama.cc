@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <random>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/half.h"
@@ -231,6 +232,16 @@ absl::StatusOr<TinyWeights> WriteTinyModel(const TinySpec& spec, const std::stri
   }
   RETURN_IF_ERROR(writer.WriteFile(path));
   return w;
+}
+
+absl::StatusOr<LoadedTinyModel> LoadTinyModel(const TinySpec& spec, const std::string& path,
+                                              const std::string& backend, int num_threads) {
+  LoadedTinyModel m;
+  ASSIGN_OR_RETURN(m.weights, WriteTinyModel(spec, path));
+  ASSIGN_OR_RETURN(m.store, OpenWeightStore(path));
+  ASSIGN_OR_RETURN(m.backend, CreateBackend(backend, num_threads));
+  ASSIGN_OR_RETURN(m.model, LlamaModel::Load(*m.store, m.backend.get()));
+  return m;
 }
 
 }  // namespace tessera::testing

@@ -1,14 +1,18 @@
-// Test helper: builds small random-weight Llama models as GGUF files with GgufWriter, and
-// keeps the exact weights (dequantized from the written bytes) in float64 for the
-// independent reference forward in reference_llama.h.
+// Test helper: builds small random-weight Llama models as GGUF files with GgufWriter (and
+// loads them), keeping the exact weights (dequantized from the written bytes) in float64
+// for the independent reference forward in reference_llama.h.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/dtype.h"
+#include "formats/weight_store.h"
+#include "kernels/registry.h"
+#include "model/llama_model.h"
 
 namespace tessera::testing {
 
@@ -63,5 +67,19 @@ absl::StatusOr<TinyWeights> WriteTinyModel(const TinySpec& spec, const std::stri
 
 // A fresh temp file path ending in .gguf (unique per call).
 std::string TempGgufPath(const std::string& stem);
+
+// A tiny model written to a file and loaded. Members are destroyed in reverse order, so
+// the model goes before the store and backend it borrows. The caller removes the file.
+struct LoadedTinyModel {
+  TinyWeights weights;
+  std::unique_ptr<WeightStore> store;
+  std::unique_ptr<Backend> backend;
+  std::unique_ptr<LlamaModel> model;
+};
+
+// Writes the model to `path` (WriteTinyModel), opens it and loads it on a `backend` with
+// `num_threads` (CreateBackend).
+absl::StatusOr<LoadedTinyModel> LoadTinyModel(const TinySpec& spec, const std::string& path,
+                                              const std::string& backend, int num_threads);
 
 }  // namespace tessera::testing

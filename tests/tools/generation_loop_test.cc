@@ -34,24 +34,15 @@ class GenerationLoopTest : public ::testing::Test {
     spec_.context = 12;
     spec_.seed = 7;
     path_ = testing::TempGgufPath("generation_loop");
-    auto w = testing::WriteTinyModel(spec_, path_);
-    ASSERT_TRUE(w.ok()) << w.status();
-    weights_ = std::move(*w);
-    auto store = OpenWeightStore(path_);
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = std::move(*store);
-    auto backend = CreateBackend("cpu-reference");
-    ASSERT_TRUE(backend.ok());
-    backend_ = std::move(*backend);
-    auto model = LlamaModel::Load(*store_, backend_.get());
-    ASSERT_TRUE(model.ok()) << model.status();
-    model_ = std::move(*model);
+    auto tiny = testing::LoadTinyModel(spec_, path_, "cpu-reference", 0);
+    ASSERT_TRUE(tiny.ok()) << tiny.status();
+    tiny_ = std::move(*tiny);
   }
   void TearDown() override { std::remove(path_.c_str()); }
 
   // The float64 reference's next-token logits after `tokens`.
   std::vector<double> ReferenceLastLogits(const std::vector<int32_t>& tokens) {
-    const std::vector<double> all = testing::ReferenceForward(weights_, tokens);
+    const std::vector<double> all = testing::ReferenceForward(tiny_.weights, tokens);
     const size_t vocab = static_cast<size_t>(spec_.vocab);
     return std::vector<double>(all.end() - static_cast<std::ptrdiff_t>(vocab), all.end());
   }
@@ -89,7 +80,7 @@ class GenerationLoopTest : public ::testing::Test {
     std::vector<SampleResult> out;
     const Sampler sampler = MakeSampler(config);
     const absl::Status s = GenerateSequence(
-        *model_, prompt, sampler, GenerationLimits{max_new_tokens, stop_ids},
+        *tiny_.model, prompt, sampler, GenerationLimits{max_new_tokens, stop_ids},
         [&](const SampleResult& r) {
           out.push_back(r);
           return absl::OkStatus();
@@ -107,10 +98,7 @@ class GenerationLoopTest : public ::testing::Test {
 
   testing::TinySpec spec_;
   std::string path_;
-  testing::TinyWeights weights_;
-  std::unique_ptr<WeightStore> store_;
-  std::unique_ptr<Backend> backend_;
-  std::unique_ptr<LlamaModel> model_;
+  testing::LoadedTinyModel tiny_;
 };
 
 const std::vector<int32_t> kPrompt = {3, 14, 15, 9};
@@ -232,7 +220,7 @@ TEST_F(GenerationLoopTest, CallbackErrorEndsGeneration) {
   int calls = 0;
   const Sampler sampler = MakeSampler(GenerationConfig{});
   const absl::Status s = GenerateSequence(
-      *model_, std::vector<int32_t>{1, 2}, sampler, GenerationLimits{5, {}},
+      *tiny_.model, std::vector<int32_t>{1, 2}, sampler, GenerationLimits{5, {}},
       [&](const SampleResult&) {
         ++calls;
         return calls == 2 ? absl::CancelledError("client went away") : absl::OkStatus();
@@ -245,7 +233,7 @@ TEST_F(GenerationLoopTest, CallbackErrorEndsGeneration) {
 TEST_F(GenerationLoopTest, TokenOutsideVocabularyIsInvalidArgument) {
   const Sampler sampler = MakeSampler(GenerationConfig{});
   const absl::Status s = GenerateSequence(
-      *model_, std::vector<int32_t>{1, static_cast<int32_t>(spec_.vocab)}, sampler,
+      *tiny_.model, std::vector<int32_t>{1, static_cast<int32_t>(spec_.vocab)}, sampler,
       GenerationLimits{5, {}}, [](const SampleResult&) { return absl::OkStatus(); }, nullptr);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
 }
@@ -254,7 +242,7 @@ TEST_F(GenerationLoopTest, SamplerForAnotherVocabularyIsInvalidArgument) {
   auto sampler = Sampler::Create(GenerationConfig{}, static_cast<int32_t>(spec_.vocab) + 1, 1);
   ASSERT_TRUE(sampler.ok());
   const absl::Status s = GenerateSequence(
-      *model_, std::vector<int32_t>{1, 2}, *sampler, GenerationLimits{5, {}},
+      *tiny_.model, std::vector<int32_t>{1, 2}, *sampler, GenerationLimits{5, {}},
       [](const SampleResult&) { return absl::OkStatus(); }, nullptr);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.message(), ::testing::HasSubstr("vocabulary"));

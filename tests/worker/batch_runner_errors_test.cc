@@ -25,16 +25,9 @@ class BatchRunnerErrorsTest : public ::testing::Test {
     spec_.vocab = 64;
     spec_.context = 128;
     path_ = testing::TempGgufPath("worker_errors");
-    ASSERT_TRUE(testing::WriteTinyModel(spec_, path_).ok());
-    auto store = OpenWeightStore(path_);
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = std::move(*store);
-    auto backend = CreateBackend("cpu-reference", 1);
-    ASSERT_TRUE(backend.ok());
-    backend_ = std::move(*backend);
-    auto model = LlamaModel::Load(*store_, backend_.get());
-    ASSERT_TRUE(model.ok()) << model.status();
-    model_ = std::move(*model);
+    auto tiny = testing::LoadTinyModel(spec_, path_, "cpu-reference", 1);
+    ASSERT_TRUE(tiny.ok()) << tiny.status();
+    tiny_ = std::move(*tiny);
   }
   void TearDown() override { std::remove(path_.c_str()); }
 
@@ -45,16 +38,14 @@ class BatchRunnerErrorsTest : public ::testing::Test {
 
   testing::TinySpec spec_;
   std::string path_;
-  std::unique_ptr<WeightStore> store_;
-  std::unique_ptr<Backend> backend_;
-  std::unique_ptr<LlamaModel> model_;
+  testing::LoadedTinyModel tiny_;
 };
 
 TEST_F(BatchRunnerErrorsTest, BudgetSizesThePoolAndTheReportSaysSo) {
   BatchRunnerOptions options;
   options.scheduler.block_size = 8;
   options.kv_cache_bytes = 10 * BytesPerBlock(8) + 100;  // 10 blocks and change
-  auto runner = BatchRunner::Create(model_.get(), options);
+  auto runner = BatchRunner::Create(tiny_.model.get(), options);
   ASSERT_TRUE(runner.ok()) << runner.status();
   EXPECT_EQ((*runner)->capacity().num_blocks, 10);
   EXPECT_EQ((*runner)->capacity().bytes_per_block, BytesPerBlock(8));
@@ -76,12 +67,12 @@ TEST_F(BatchRunnerErrorsTest, CreateRefusesNoModelNoRoomAndBadConfig) {
   EXPECT_EQ(BatchRunner::Create(nullptr, options).status().code(),
             absl::StatusCode::kInvalidArgument);
   options.kv_cache_bytes = BytesPerBlock(16) - 1;
-  auto small = BatchRunner::Create(model_.get(), options);
+  auto small = BatchRunner::Create(tiny_.model.get(), options);
   EXPECT_EQ(small.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(std::string(small.status().message()), HasSubstr("kv_cache_bytes"));
   options.kv_cache_bytes = 1 << 20;
   options.scheduler.max_num_batched_tokens = 4;  // below max_num_seqs (64)
-  auto bad = BatchRunner::Create(model_.get(), options);
+  auto bad = BatchRunner::Create(tiny_.model.get(), options);
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(bad.status().message()), HasSubstr("max_num_batched_tokens"));
 }
@@ -92,7 +83,7 @@ TEST_F(BatchRunnerErrorsTest, ImpossibleAndMalformedRequestsAreRefused) {
   options.scheduler.num_blocks = 8;  // 32 tokens
   options.scheduler.max_num_seqs = 4;
   options.scheduler.max_num_batched_tokens = 16;
-  auto created = BatchRunner::Create(model_.get(), options);
+  auto created = BatchRunner::Create(tiny_.model.get(), options);
   ASSERT_TRUE(created.ok()) << created.status();
   BatchRunner& runner = **created;
   const absl::Time now = absl::UnixEpoch();

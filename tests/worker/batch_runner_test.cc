@@ -40,16 +40,9 @@ class BatchRunnerTest : public ::testing::TestWithParam<Param> {
     spec_.context = 128;
     spec_.dtype = GetParam().dtype;
     path_ = testing::TempGgufPath("worker");
-    ASSERT_TRUE(testing::WriteTinyModel(spec_, path_).ok());
-    auto store = OpenWeightStore(path_);
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = std::move(*store);
-    auto backend = CreateBackend(GetParam().backend, 2);
-    ASSERT_TRUE(backend.ok()) << backend.status();
-    backend_ = std::move(*backend);
-    auto model = LlamaModel::Load(*store_, backend_.get());
-    ASSERT_TRUE(model.ok()) << model.status();
-    model_ = std::move(*model);
+    auto tiny = testing::LoadTinyModel(spec_, path_, GetParam().backend, 2);
+    ASSERT_TRUE(tiny.ok()) << tiny.status();
+    tiny_ = std::move(*tiny);
   }
   void TearDown() override { std::remove(path_.c_str()); }
 
@@ -60,7 +53,7 @@ class BatchRunnerTest : public ::testing::TestWithParam<Param> {
     options.scheduler.max_num_batched_tokens = token_budget;
     options.scheduler.max_num_seqs = max_seqs;
     options.scheduler.max_model_len = static_cast<int>(spec_.context);
-    auto runner = BatchRunner::Create(model_.get(), options);
+    auto runner = BatchRunner::Create(tiny_.model.get(), options);
     EXPECT_TRUE(runner.ok()) << runner.status();
     return runner.ok() ? std::move(*runner) : nullptr;
   }
@@ -84,9 +77,7 @@ class BatchRunnerTest : public ::testing::TestWithParam<Param> {
 
   testing::TinySpec spec_;
   std::string path_;
-  std::unique_ptr<WeightStore> store_;
-  std::unique_ptr<Backend> backend_;
-  std::unique_ptr<LlamaModel> model_;
+  testing::LoadedTinyModel tiny_;
 };
 
 // Finished outputs by request id; each request must finish exactly once.
@@ -111,7 +102,7 @@ TEST_P(BatchRunnerTest, ManyArrivingRequestsMatchSoloGreedy) {
     // A third of them stop at a token they generate halfway (found by a solo run).
     std::vector<int32_t> stops;
     if (i % 3 == 0) {
-      const auto solo = testing::SoloGenerate(*model_, prompt, new_tokens, {});
+      const auto solo = testing::SoloGenerate(*tiny_.model, prompt, new_tokens, {});
       stops = {solo.tokens[solo.tokens.size() / 2]};
     }
     requests.push_back(Greedy(absl::StrCat("r", i), prompt, new_tokens, stops));
@@ -138,7 +129,7 @@ TEST_P(BatchRunnerTest, ManyArrivingRequestsMatchSoloGreedy) {
   int stopped = 0;
   for (const WorkerRequest& r : requests) {
     const testing::SoloResult solo =
-        testing::SoloGenerate(*model_, r.spec.prompt_token_ids, r.spec.max_new_tokens,
+        testing::SoloGenerate(*tiny_.model, r.spec.prompt_token_ids, r.spec.max_new_tokens,
                               r.generation.eos_token_ids);
     const RequestOutput& out = by_id.at(r.spec.request_id);
     ASSERT_EQ(out.completions.size(), 1u);
@@ -179,7 +170,7 @@ TEST_P(BatchRunnerTest, SharedSystemPromptHitsThePrefixCache) {
   EXPECT_GT(runner->scheduler().stats().prefix_hit_blocks, 0);
   for (const WorkerRequest& r : requests) {
     const testing::SoloResult solo =
-        testing::SoloGenerate(*model_, r.spec.prompt_token_ids, r.spec.max_new_tokens, {});
+        testing::SoloGenerate(*tiny_.model, r.spec.prompt_token_ids, r.spec.max_new_tokens, {});
     EXPECT_EQ(by_id.at(r.spec.request_id).completions[0].generated_token_ids, solo.tokens)
         << r.spec.request_id;
   }
@@ -214,7 +205,7 @@ TEST_P(BatchRunnerTest, SeededSamplingAndParallelSamplesMatchSolo) {
     ASSERT_EQ(out.completions.size(), static_cast<size_t>(r.spec.n));
     for (int k = 0; k < r.spec.n; ++k) {
       const testing::SoloResult solo = testing::SoloGenerate(
-          *model_, r.spec.prompt_token_ids, r.spec.max_new_tokens, {}, &*sampler, k);
+          *tiny_.model, r.spec.prompt_token_ids, r.spec.max_new_tokens, {}, &*sampler, k);
       EXPECT_EQ(out.completions[k].generated_token_ids, solo.tokens)
           << r.spec.request_id << " sample " << k;
     }
@@ -250,7 +241,8 @@ TEST_P(BatchRunnerTest, CancelEndsOneRequestAndLeavesTheOtherIntact) {
   const auto& dropped = by_id.at("drop").completions[0];
   EXPECT_EQ(dropped.finish_reason, FinishReason::kCancelled);
   EXPECT_LT(dropped.generated_token_ids.size(), 10u);
-  const testing::SoloResult solo = testing::SoloGenerate(*model_, keep.spec.prompt_token_ids, 10, {});
+  const testing::SoloResult solo =
+      testing::SoloGenerate(*tiny_.model, keep.spec.prompt_token_ids, 10, {});
   EXPECT_EQ(by_id.at("keep").completions[0].generated_token_ids, solo.tokens);
   // The cancelled request's id may be used again.
   EXPECT_TRUE(runner->AddRequest(drop, now).ok());
