@@ -102,7 +102,8 @@ class Backend {
   // q row i over the cached positions [WindowStart(positions[i], sliding_window),
   // positions[i]] of s, read through s.block_table; positions[i] < s.context_len. The
   // current tokens' KV must already be written (WriteKv). The sequences' row ranges are
-  // disjoint and in increasing order; rows that belong to no sequence are left unchanged. out: [n_tokens, num_heads, head_dim]; must not alias q or the pools.
+  // disjoint and in increasing order; rows that belong to no sequence are left unchanged.
+  // out: [n_tokens, num_heads, head_dim]; must not alias q or the pools.
   [[nodiscard]] virtual absl::Status PagedAttention(const float* q, int64_t n_tokens,
                                                     std::span<const int32_t> positions,
                                                     std::span<const PagedSequence> sequences,
