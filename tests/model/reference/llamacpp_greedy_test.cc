@@ -167,21 +167,7 @@ TEST_F(LlamaCppReferenceTest, LastLogitsMatchLlamaCpp) {
 }
 
 TEST_F(LlamaCppReferenceTest, TokenizerGivesLlamaCppPromptIds) {
-  auto m = SharedDefaultModel("cpu");
-  ASSERT_TRUE(m.ok()) << m.status();
-  const GgufFile* gguf = (*m)->store->gguf();
-  ASSERT_NE(gguf, nullptr);
-  auto tok = Tokenizer::FromGguf(*gguf);
-  ASSERT_TRUE(tok.ok()) << tok.status();
-  EncodeOptions opts;
-  opts.add_bos = false;
-  opts.add_eos = false;
-  opts.parse_special = true;
-  for (const LlamaCppPrompt& p : fixture_.prompts) {
-    auto ids = (*tok)->Encode(p.text, opts);
-    ASSERT_TRUE(ids.ok()) << ids.status();
-    EXPECT_EQ(*ids, p.prompt_ids) << p.name;
-  }
+  ExpectTokenizerGivesPromptIds(fixture_.prompts);
 }
 
 }  // namespace

@@ -10,9 +10,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
+#include "formats/gguf_reader.h"
 #include "formats/model_locator.h"
+#include "gtest/gtest.h"
 #include "kernels/registry.h"
 #include "nlohmann/json.hpp"
+#include "tokenizer/tokenizer.h"
 
 namespace tessera::testing {
 namespace {
@@ -186,6 +189,24 @@ absl::StatusOr<GreedyRun> RunGreedy(LlamaModel& model, const std::vector<int32_t
     RETURN_IF_ERROR(model.Forward(token, cache.num_tokens(), cache, false, &logits));
   }
   return run;
+}
+
+void ExpectTokenizerGivesPromptIds(const std::vector<LlamaCppPrompt>& prompts) {
+  auto m = SharedDefaultModel("cpu");
+  ASSERT_TRUE(m.ok()) << m.status();
+  const GgufFile* gguf = (*m)->store->gguf();
+  ASSERT_NE(gguf, nullptr);
+  auto tok = Tokenizer::FromGguf(*gguf);
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  EncodeOptions opts;
+  opts.add_bos = false;
+  opts.add_eos = false;
+  opts.parse_special = true;
+  for (const LlamaCppPrompt& p : prompts) {
+    auto ids = (*tok)->Encode(p.text, opts);
+    ASSERT_TRUE(ids.ok()) << ids.status();
+    EXPECT_EQ(*ids, p.prompt_ids) << p.name;
+  }
 }
 
 }  // namespace tessera::testing

@@ -90,4 +90,8 @@ absl::StatusOr<GreedyRun> RunGreedy(LlamaModel& model, const std::vector<int32_t
 // Index of the largest value (lowest index on ties).
 int32_t Argmax(const std::vector<float>& v);
 
+// Expects (gtest) that the default model's tokenizer encodes each prompt's text as llama.cpp
+// did (no BOS or EOS, special tokens parsed) to the fixture's prompt ids.
+void ExpectTokenizerGivesPromptIds(const std::vector<LlamaCppPrompt>& prompts);
+
 }  // namespace tessera::testing
