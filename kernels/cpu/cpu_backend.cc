@@ -145,12 +145,7 @@ absl::Status CpuBackend::MatMulDequantized(const float* x, int64_t n, int64_t k,
 
 absl::Status CpuBackend::Embedding(const TensorView& table, std::span<const int32_t> ids,
                                    float* out) {
-  RETURN_IF_ERROR(CheckEmbeddingArgs(name(), table, ids));
-  const int64_t dim = table.dim(1);
-  for (size_t i = 0; i < ids.size(); ++i) {
-    RETURN_IF_ERROR(DequantizeRow(table.dtype, table.RowPtr(ids[i]), out + i * dim, dim));
-  }
-  return absl::OkStatus();
+  return DequantizeEmbedding(name(), table, ids, out);
 }
 
 void CpuBackend::RmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float eps,

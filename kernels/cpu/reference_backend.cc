@@ -76,12 +76,7 @@ absl::Status ReferenceBackend::MatMul(const float* x, int64_t n, int64_t k,
 
 absl::Status ReferenceBackend::Embedding(const TensorView& table, std::span<const int32_t> ids,
                                          float* out) {
-  RETURN_IF_ERROR(CheckEmbeddingArgs(name(), table, ids));
-  const int64_t dim = table.dim(1);
-  for (size_t i = 0; i < ids.size(); ++i) {
-    RETURN_IF_ERROR(DequantizeRow(table.dtype, table.RowPtr(ids[i]), out + i * dim, dim));
-  }
-  return absl::OkStatus();
+  return DequantizeEmbedding(name(), table, ids, out);
 }
 
 void ReferenceBackend::RmsNorm(const float* x, const float* weight, int64_t n, int64_t dim,
@@ -176,6 +171,16 @@ void ReferenceBackend::Softmax(float* x, int64_t n, int64_t dim) {
       r[j] = static_cast<float>(std::exp(static_cast<double>(r[j]) - mx) / sum);
     }
   }
+}
+
+absl::Status DequantizeEmbedding(std::string_view backend, const TensorView& table,
+                                 std::span<const int32_t> ids, float* out) {
+  RETURN_IF_ERROR(CheckEmbeddingArgs(backend, table, ids));
+  const int64_t dim = table.dim(1);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    RETURN_IF_ERROR(DequantizeRow(table.dtype, table.RowPtr(ids[i]), out + i * dim, dim));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace tessera

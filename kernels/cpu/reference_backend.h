@@ -52,5 +52,9 @@ class ReferenceBackend : public Backend {
                                            const TensorView& w);
 [[nodiscard]] absl::Status CheckEmbeddingArgs(std::string_view backend, const TensorView& table,
                                               std::span<const int32_t> ids);
+// Embedding by dequantizing each looked-up row (both CPU backends: a lookup is a copy, so
+// there is nothing for SIMD to win).
+[[nodiscard]] absl::Status DequantizeEmbedding(std::string_view backend, const TensorView& table,
+                                               std::span<const int32_t> ids, float* out);
 
 }  // namespace tessera
