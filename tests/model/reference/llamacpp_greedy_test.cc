@@ -149,13 +149,8 @@ TEST_F(LlamaCppReferenceTest, LastLogitsMatchLlamaCpp) {
     ASSERT_TRUE((*m)->model->Forward(p.prompt_ids, 0, *cache, false, &logits).ok());
     ASSERT_EQ(logits.size(), static_cast<size_t>(kSmolLmVocab));
     const float* want = fixture_.last_logits.data() + i * kSmolLmVocab;
-    double max_diff = 0, sum_sq = 0;
-    for (int64_t v = 0; v < kSmolLmVocab; ++v) {
-      const double d = static_cast<double>(logits[v]) - want[v];
-      max_diff = std::max(max_diff, std::fabs(d));
-      sum_sq += d * d;
-    }
-    const double rms = std::sqrt(sum_sq / kSmolLmVocab);
+    const LogitDiff diff = CompareLogits(logits.data(), want);
+    const double max_diff = diff.max_abs, rms = diff.rms;
     std::printf("[ llama.cpp ] %-13s last position: max |dlogit| %.5f, rms %.5f\n",
                 p.name.c_str(), max_diff, rms);
     EXPECT_LE(max_diff, kLastLogitsMaxTol) << p.name;

@@ -1,5 +1,7 @@
 #include "tests/model/reference/reference_fixtures.h"
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -189,6 +191,17 @@ absl::StatusOr<GreedyRun> RunGreedy(LlamaModel& model, const std::vector<int32_t
     RETURN_IF_ERROR(model.Forward(token, cache.num_tokens(), cache, false, &logits));
   }
   return run;
+}
+
+LogitDiff CompareLogits(const float* got, const float* want) {
+  LogitDiff diff;
+  for (int64_t v = 0; v < kSmolLmVocab; ++v) {
+    const double d = static_cast<double>(got[v]) - want[v];
+    diff.max_abs = std::max(diff.max_abs, std::fabs(d));
+    diff.sum_sq += d * d;
+  }
+  diff.rms = std::sqrt(diff.sum_sq / kSmolLmVocab);
+  return diff;
 }
 
 void ExpectTokenizerGivesPromptIds(const std::vector<LlamaCppPrompt>& prompts) {

@@ -90,6 +90,14 @@ absl::StatusOr<GreedyRun> RunGreedy(LlamaModel& model, const std::vector<int32_t
 // Index of the largest value (lowest index on ties).
 int32_t Argmax(const std::vector<float>& v);
 
+// Differences between two rows of kSmolLmVocab logits (got - want), accumulated in double.
+struct LogitDiff {
+  double max_abs = 0;
+  double sum_sq = 0;
+  double rms = 0;
+};
+LogitDiff CompareLogits(const float* got, const float* want);
+
 // Expects (gtest) that the default model's tokenizer encodes each prompt's text as llama.cpp
 // did (no BOS or EOS, special tokens parsed) to the fixture's prompt ids.
 void ExpectTokenizerGivesPromptIds(const std::vector<LlamaCppPrompt>& prompts);

@@ -136,13 +136,8 @@ TEST_P(TransformersReferenceTest, FullLastPositionLogitsMatch) {
     ASSERT_TRUE(model_->Forward(it->prompt_ids, 0, *cache, false, &logits).ok());
     ASSERT_EQ(logits.size(), static_cast<size_t>(kSmolLmVocab));
     const float* want = fixture_.last_logits.data() + i * kSmolLmVocab;
-    double max_diff = 0, sum_sq = 0;
-    for (int64_t v = 0; v < kSmolLmVocab; ++v) {
-      const double d = static_cast<double>(logits[v]) - want[v];
-      max_diff = std::max(max_diff, std::fabs(d));
-      sum_sq += d * d;
-    }
-    const double rms = std::sqrt(sum_sq / kSmolLmVocab);
+    const LogitDiff diff = CompareLogits(logits.data(), want);
+    const double max_diff = diff.max_abs, sum_sq = diff.sum_sq, rms = diff.rms;
     std::printf("[ %-13s ] %-13s last position: max |dlogit| %.5f, rms %.5f\n",
                 GetParam().backend, name.c_str(), max_diff, rms);
     EXPECT_LE(max_diff, tol) << name;
@@ -155,11 +150,7 @@ TEST_P(TransformersReferenceTest, FullLastPositionLogitsMatch) {
     ASSERT_EQ(it_ll->prompt_ids, it->prompt_ids) << name;
     const float* ll = llamacpp_.last_logits.data() +
                       (it_ll - llamacpp_.prompts.begin()) * kSmolLmVocab;
-    double ll_prompt_sq = 0;
-    for (int64_t v = 0; v < kSmolLmVocab; ++v) {
-      const double d = static_cast<double>(ll[v]) - want[v];
-      ll_prompt_sq += d * d;
-    }
+    const double ll_prompt_sq = CompareLogits(ll, want).sum_sq;
     std::printf("[ %-13s ] %-13s llama.cpp vs the same reference: rms %.5f\n", "llama.cpp",
                 name.c_str(), std::sqrt(ll_prompt_sq / kSmolLmVocab));
     ours_sq += sum_sq;
