@@ -64,6 +64,10 @@ absl::StatusOr<LogitsProcessorChain> LogitsProcessorChain::Create(const Generati
   if (!biases.empty()) {
     add(std::make_unique<SequenceBiasProcessor>("sequence_bias", std::move(biases)));
   }
+  // 1b. Diverse beam search's penalty on the earlier groups' choices.
+  if (c.IsGroupBeamSearch() && c.diversity_penalty > 0) {
+    add(std::make_unique<HammingDiversityProcessor>(static_cast<float>(c.diversity_penalty)));
+  }
   // 2-3. Penalties.
   if (c.repetition_penalty != 1.0) {
     add(std::make_unique<RepetitionPenaltyProcessor>(static_cast<float>(c.repetition_penalty)));

@@ -7,6 +7,7 @@
 // LogitsProcessorChain::Create builds, from a GenerationConfig, the list transformers'
 // `_get_logits_processor` would build for a decoder-only model, in its order:
 //   1. sequence bias    (logit_bias as one-token sequences, plus sequence_bias)
+//   1b. Hamming diversity (diverse beam search: diversity_penalty per earlier-group choice)
 //   2. repetition penalty
 //   3. frequency / presence penalties (OpenAI; not in transformers, kept with the penalties)
 //   4. no-repeat n-gram
@@ -34,6 +35,8 @@ namespace tessera {
 struct TokenHistory {
   std::span<const int32_t> ids;
   size_t prompt_len = 0;
+  // Diverse beam search only: the tokens the earlier beam groups chose at this step.
+  std::span<const int32_t> earlier_groups_tokens = {};
 
   std::span<const int32_t> generated() const { return ids.subspan(prompt_len); }
   size_t num_generated() const { return ids.size() - prompt_len; }

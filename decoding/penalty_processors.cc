@@ -42,6 +42,22 @@ void SequenceBiasProcessor::Apply(const TokenHistory& history, std::span<float> 
   }
 }
 
+void HammingDiversityProcessor::Apply(const TokenHistory& history,
+                                      std::span<float> logits) const {
+  // One subtraction of penalty * count per token, as transformers' bincount does.
+  const auto tokens = history.earlier_groups_tokens;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const int32_t token = tokens[i];
+    if (token < 0 || static_cast<size_t>(token) >= logits.size()) continue;
+    if (std::find(tokens.begin(), tokens.begin() + static_cast<std::ptrdiff_t>(i), token) !=
+        tokens.begin() + static_cast<std::ptrdiff_t>(i)) {
+      continue;  // counted at its first occurrence
+    }
+    const auto count = std::count(tokens.begin(), tokens.end(), token);
+    logits[token] -= penalty_ * static_cast<float>(count);
+  }
+}
+
 void RepetitionPenaltyProcessor::Apply(const TokenHistory& history, std::span<float> logits) const {
   std::vector<int32_t> seen(history.ids.begin(), history.ids.end());
   std::sort(seen.begin(), seen.end());

@@ -30,6 +30,19 @@ class SequenceBiasProcessor : public LogitsProcessor {
   std::vector<std::pair<std::vector<int32_t>, float>> multi_;
 };
 
+// transformers' HammingDiversityLogitsProcessor: each token's score loses `penalty` times
+// the number of earlier beam groups' beams that chose it at this step
+// (history.earlier_groups_tokens).
+class HammingDiversityProcessor : public LogitsProcessor {
+ public:
+  explicit HammingDiversityProcessor(float penalty) : penalty_(penalty) {}
+  std::string_view name() const override { return "hamming_diversity"; }
+  void Apply(const TokenHistory& history, std::span<float> logits) const override;
+
+ private:
+  float penalty_;
+};
+
 // transformers' RepetitionPenaltyLogitsProcessor: every distinct id of prompt + generated
 // has its logit multiplied by `penalty` if negative, else divided by it (once per id).
 class RepetitionPenaltyProcessor : public LogitsProcessor {

@@ -22,13 +22,17 @@ void Scheduler::Preempt(Sequence* seq, StepPlan& plan) {
 }
 
 int Scheduler::SlotsInUse() const {
-  // A running group that has not forked yet holds room for its n samples.
+  absl::flat_hash_map<const SequenceGroup*, int> running_members;
+  for (const Sequence* seq : running_) ++running_members[GroupOf(seq->id())];
   int slots = 0;
-  for (const Sequence* seq : running_) {
-    const SequenceGroup* group = GroupOf(seq->id());
-    slots += group->forked() ? 1 : group->spec().n;
-  }
+  for (const auto& [group, members] : running_members) slots += group->ReservedSlots(members);
   return slots;
+}
+
+int Scheduler::RunningMembers(const SequenceGroup* group) const {
+  int members = 0;
+  for (const auto& seq : group->sequences()) members += seq->status() == SequenceStatus::kRunning;
+  return members;
 }
 
 void Scheduler::ScheduleEntry(Sequence* seq, int num_computed, int num_new, StepPlan& plan) {
@@ -43,6 +47,7 @@ void Scheduler::ScheduleEntry(Sequence* seq, int num_computed, int num_new, Step
   entry.needs_logits = num_computed + num_new == seq->num_tokens();
   entry.num_samples = entry.needs_logits && !group->forked() ? group->spec().n : 1;
   entry.num_generated = seq->num_generated();
+  entry.wants_hidden_states = group->spec().wants_hidden_states;
   plan.num_batched_tokens += num_new;
   plan.sequences.push_back(std::move(entry));
 }
@@ -76,7 +81,11 @@ absl::StatusOr<StepPlan> Scheduler::Schedule(absl::Time now) {
   for (size_t i = 0; i < running_.size();) {
     Sequence* seq = running_[i];
     const int remaining = seq->num_uncomputed_tokens();
-    TESSERA_CHECK(remaining >= 1);
+    if (remaining == 0) {  // held: its strategy has not decided its next token yet
+      TESSERA_CHECK(GroupOf(seq->id())->strategy_driven());
+      ++i;
+      continue;
+    }
     const bool decode = remaining == 1;
     if (decode) --pending_decodes;
     const int num_new = decode ? 1 : std::min(remaining, budget - pending_decodes);
@@ -105,7 +114,8 @@ absl::StatusOr<StepPlan> Scheduler::Schedule(absl::Time now) {
   while (plan.preempted.empty() && !waiting_.empty() && budget > 0) {
     Sequence* seq = waiting_.front();
     const SequenceGroup* group = GroupOf(seq->id());
-    const int slots = group->forked() ? 1 : group->spec().n;
+    const int members = RunningMembers(group);
+    const int slots = group->ReservedSlots(members + 1) - group->ReservedSlots(members);
     if (slots_in_use + slots > config_.max_num_seqs) break;
     const PrefixMatch match = blocks_.MatchPrefix(seq->token_ids());
     const int computed = static_cast<int>(match.blocks.size()) * config_.block_size;
@@ -156,8 +166,9 @@ absl::Status Scheduler::Update(const StepResult& result) {
       return absl::InvalidArgumentError(absl::StrCat(field, ".seq_id ", out.seq_id, " repeated"));
     }
     const size_t want = it->second->num_samples;
+    const bool held = out.tokens.empty() && GroupOf(out.seq_id)->strategy_driven();
     const bool ok = out.tokens.size() == want ||
-                    (out.tokens.empty() && out.finish != FinishReason::kNone);
+                    (out.tokens.empty() && out.finish != FinishReason::kNone) || held;
     if (!ok) {
       return absl::InvalidArgumentError(absl::StrCat(field, ".tokens has ", out.tokens.size(),
                                                      " tokens, expected ", want));
@@ -207,6 +218,7 @@ void Scheduler::ApplyOutput(const ScheduledSequence& entry, const SequenceOutput
 void Scheduler::CheckLength(Sequence* seq) {
   if (seq->is_finished()) return;
   const SequenceGroup* group = GroupOf(seq->id());
+  if (group->strategy_driven()) return;  // the strategy decides when its sequences end
   const auto& stops = group->spec().stop_token_ids;
   if (seq->num_generated() > 0 &&
       std::find(stops.begin(), stops.end(), seq->last_token()) != stops.end()) {

@@ -4,7 +4,9 @@
 // decode, so decodes are never starved) with chunks of prompts (chunked prefill). When KV blocks run out, the lowest-ranked
 // running sequence is preempted by recompute: its blocks are dropped and it goes back to
 // waiting with its generated tokens, so its output never changes (swap to host is not
-// implemented). Ranking is FCFS (arrival) or priority (then arrival).
+// implemented). Ranking is FCFS (arrival) or priority (then arrival). A strategy-driven
+// group (RequestSpec::decoding_width) is advanced by its decoding strategy between steps:
+// its sequences wait, held, for AppendToken / ForkSequence / FinishSequence.
 //
 // Protocol, on one thread (the engine loop; the Scheduler is not thread-safe):
 //   AddRequest / Cancel        (any time)
@@ -80,10 +82,14 @@ class Scheduler {
   [[nodiscard]] absl::Status Update(const StepResult& result);
 
   // For decoding strategies (beams), between steps: a copy-on-write fork of a running or
-  // waiting sequence (RESOURCE_EXHAUSTED when max_num_seqs already run), and ending one
-  // sequence of a group. NOT_FOUND for an unknown or finished sequence.
+  // waiting sequence (RESOURCE_EXHAUSTED when max_num_seqs already run; a strategy-driven
+  // group may not grow beyond its decoding_width live sequences), ending one sequence of a
+  // group, and appending the next token to a held sequence of a strategy-driven group
+  // (FAILED_PRECONDITION if it is not held; OUT_OF_RANGE past max_model_len). NOT_FOUND for
+  // an unknown or finished sequence.
   [[nodiscard]] absl::StatusOr<SequenceId> ForkSequence(SequenceId parent);
   [[nodiscard]] absl::Status FinishSequence(SequenceId seq, FinishReason reason);
+  [[nodiscard]] absl::Status AppendToken(SequenceId seq, int32_t token);
 
   std::vector<RequestOutput> TakeFinished();
 
@@ -106,6 +112,7 @@ class Scheduler {
   SequenceGroup* GroupOf(SequenceId seq) const;
   // Running sequences, counting n for a group whose samples are not forked yet.
   int SlotsInUse() const;
+  int RunningMembers(const SequenceGroup* group) const;
   void Preempt(Sequence* seq, StepPlan& plan);
   // Ends every unfinished sequence of the group with `reason`.
   void FinishGroup(SequenceGroup* group, FinishReason reason);

@@ -57,6 +57,13 @@ absl::Status Scheduler::AddRequest(RequestSpec spec, absl::Time now) {
                                                    " must be in [1, max_num_seqs = ",
                                                    config_.max_num_seqs, "]"));
   }
+  if (spec.decoding_width < 0 || spec.decoding_width > config_.max_num_seqs ||
+      (spec.decoding_width > 0 && spec.n != 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request ", id, ": decoding_width = ", spec.decoding_width,
+        " must be in [0, max_num_seqs = ", config_.max_num_seqs, "], with n = 1 (n is ", spec.n,
+        ")"));
+  }
   const int64_t total = prompt + spec.max_new_tokens;
   if (total > config_.max_model_len) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -72,14 +79,18 @@ absl::Status Scheduler::AddRequest(RequestSpec spec, absl::Time now) {
         config_.max_num_batched_tokens, ") and chunked prefill is off"));
   }
   // A sequence alone must fit: then the most urgent one can always preempt its way through.
-  const int64_t need = (total + config_.block_size - 1) / config_.block_size;
+  // A strategy-driven group must fit with all its sequences unshared (their rows are only
+  // decided on together).
+  const int64_t per_seq = (total + config_.block_size - 1) / config_.block_size;
+  const int64_t need = per_seq * std::max(1, spec.decoding_width);
   if (need > config_.num_blocks) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "request ", id, ": prompt_token_ids (", prompt, " tokens) + max_new_tokens (",
-        spec.max_new_tokens, ") = ", total, " tokens need ", need, " KV blocks of ",
-        config_.block_size, " tokens but the whole cache has ", config_.num_blocks,
-        " blocks (", static_cast<int64_t>(config_.num_blocks) * config_.block_size,
-        " tokens)"));
+        spec.max_new_tokens, ") = ", total, " tokens",
+        spec.decoding_width > 0 ? absl::StrCat(" x ", spec.decoding_width, " sequences") : "",
+        " need ", need, " KV blocks of ", config_.block_size,
+        " tokens but the whole cache has ", config_.num_blocks, " blocks (",
+        static_cast<int64_t>(config_.num_blocks) * config_.block_size, " tokens)"));
   }
   if (num_waiting() >= config_.max_waiting_requests) {
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -121,7 +132,16 @@ absl::StatusOr<SequenceId> Scheduler::ForkSequence(SequenceId parent) {
   if (seq == nullptr || seq->is_finished()) {
     return absl::NotFoundError(absl::StrCat("ForkSequence: no unfinished sequence ", parent));
   }
-  if (seq->status() == SequenceStatus::kRunning && SlotsInUse() >= config_.max_num_seqs) {
+  if (group->strategy_driven()) {
+    int live = 0;
+    for (const auto& s : group->sequences()) live += !s->is_finished();
+    if (live >= group->spec().decoding_width) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "ForkSequence: request ", group->request_id(), " already has ", live,
+          " live sequences (decoding_width ", group->spec().decoding_width, ")"));
+    }
+  } else if (seq->status() == SequenceStatus::kRunning &&
+             SlotsInUse() >= config_.max_num_seqs) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "ForkSequence: ", SlotsInUse(), " sequence slots already in use (max_num_seqs ",
         config_.max_num_seqs, ")"));
@@ -144,6 +164,30 @@ absl::Status Scheduler::FinishSequence(SequenceId seq_id, FinishReason reason) {
   }
   FinishOne(seq, reason);
   RetireIfFinished(group);
+  return absl::OkStatus();
+}
+
+absl::Status Scheduler::AppendToken(SequenceId seq_id, int32_t token) {
+  if (in_flight_.has_value()) {
+    return absl::FailedPreconditionError("AppendToken while a step is in flight");
+  }
+  SequenceGroup* group = GroupOf(seq_id);
+  Sequence* seq = group == nullptr ? nullptr : group->FindSequence(seq_id);
+  if (seq == nullptr || seq->is_finished()) {
+    return absl::NotFoundError(absl::StrCat("AppendToken: no unfinished sequence ", seq_id));
+  }
+  if (!group->strategy_driven()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "AppendToken: request ", group->request_id(), " is not driven by a decoding strategy"));
+  }
+  if (seq->num_tokens() >= config_.max_model_len ||
+      seq->num_generated() >= group->max_new_tokens()) {
+    return absl::OutOfRangeError(absl::StrCat(
+        "AppendToken: sequence ", seq_id, " already has ", seq->num_generated(),
+        " generated tokens (max_new_tokens ", group->max_new_tokens(), ") and ",
+        seq->num_tokens(), " in all (max_model_len ", config_.max_model_len, ")"));
+  }
+  seq->AppendToken(token);
   return absl::OkStatus();
 }
 
@@ -211,11 +255,12 @@ void Scheduler::RetireIfFinished(SequenceGroup* group) {
   RequestOutput out;
   out.request_id = group->request_id();
   for (const auto& seq : group->sequences()) {
+    group_of_.erase(seq->id());
+    if (seq->finish_reason() == FinishReason::kPruned) continue;
     auto gen = seq->generated_token_ids();
     out.completions.push_back({.seq_id = seq->id(),
                                .generated_token_ids = std::vector<int32_t>(gen.begin(), gen.end()),
                                .finish_reason = seq->finish_reason()});
-    group_of_.erase(seq->id());
   }
   const std::string id = group->request_id();
   finished_.push_back(std::move(out));

@@ -22,6 +22,7 @@ std::string_view FinishReasonName(FinishReason reason) {
     case FinishReason::kCancelled: return "cancelled";
     case FinishReason::kDeadline: return "deadline";
     case FinishReason::kAborted: return "aborted";
+    case FinishReason::kPruned: return "pruned";
   }
   return "unknown";
 }
@@ -53,6 +54,12 @@ Sequence* SequenceGroup::FindSequence(SequenceId id) const {
     if (seq->id() == id) return seq.get();
   }
   return nullptr;
+}
+
+int SequenceGroup::ReservedSlots(int running_members) const {
+  if (running_members == 0) return 0;
+  if (strategy_driven()) return spec_.decoding_width;
+  return forked_ ? running_members : spec_.n;
 }
 
 bool SequenceGroup::IsFinished() const {

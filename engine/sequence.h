@@ -24,8 +24,9 @@ using BlockId = int32_t;
 enum class SequenceStatus { kWaiting, kRunning, kPreempted, kFinished };
 
 // Why a sequence ended. kStop: a stop token or string (reported by decoding); kLength:
-// max_new_tokens or the model's context length reached.
-enum class FinishReason { kNone, kStop, kLength, kCancelled, kDeadline, kAborted };
+// max_new_tokens or the model's context length reached; kPruned: a decoding strategy
+// dropped it (a beam that fell out of the top, a contrastive candidate not chosen).
+enum class FinishReason { kNone, kStop, kLength, kCancelled, kDeadline, kAborted, kPruned };
 
 std::string_view SequenceStatusName(SequenceStatus status);
 std::string_view FinishReasonName(FinishReason reason);
@@ -100,6 +101,15 @@ struct RequestSpec {
   int priority = 0;
   // The request ends with FinishReason::kDeadline and its partial output at this time.
   absl::Time deadline = absl::InfiniteFuture();
+  // > 0: a decoding strategy (beam, contrastive search) drives the group, with up to this
+  // many live sequences. Such a group holds `decoding_width` sequence slots for its whole
+  // life; a sequence whose logits were delivered is *held* (not scheduled) until the
+  // strategy appends its next token (Scheduler::AppendToken) or ends it; the scheduler
+  // applies no stop-id or max_new_tokens check (the strategy does). n must be 1.
+  int decoding_width = 0;
+  // The final-norm hidden state of every token this request computes is returned with the
+  // step (contrastive search compares candidates against the whole context).
+  bool wants_hidden_states = false;
 };
 
 class SequenceGroup {
@@ -120,6 +130,10 @@ class SequenceGroup {
   Sequence* AddSequence(std::unique_ptr<Sequence> seq);
   Sequence* FindSequence(SequenceId id) const;
   bool IsFinished() const;
+  bool strategy_driven() const { return spec_.decoding_width > 0; }
+  // Sequence slots the group holds while any of its sequences runs: decoding_width for a
+  // strategy-driven group, n until the parallel samples fork, else one per running sequence.
+  int ReservedSlots(int running_members) const;
   // True once the n parallel samples have been forked (or n == 1).
   bool forked() const { return forked_; }
   void set_forked() { forked_ = true; }

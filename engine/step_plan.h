@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,9 @@ struct ScheduledSequence {
   bool needs_logits = false;
   int num_samples = 1;
   int num_generated = 0;           // tokens generated so far (decoding's RNG counter)
+  // Every row of this entry returns its final-norm hidden state (RequestSpec's
+  // wants_hidden_states).
+  bool wants_hidden_states = false;
 };
 
 struct StepPlan {
@@ -45,7 +49,8 @@ struct StepPlan {
 // Decoding's verdict for one sequence that needed logits.
 struct SequenceOutput {
   SequenceId seq_id = -1;
-  // num_samples tokens (one per sample); empty only when `finish` is set without a token.
+  // num_samples tokens (one per sample); empty when `finish` is set without a token, or for
+  // a strategy-driven group's sequence, which is then held until its strategy decides.
   std::vector<int32_t> tokens;
   // kStop when decoding saw a stop token/string (the token, if given, is kept), or kNone.
   FinishReason finish = FinishReason::kNone;
@@ -60,9 +65,13 @@ struct StepResult {
 struct RequestOutput {
   std::string request_id;
   struct Completion {
-    SequenceId seq_id = -1;
+    SequenceId seq_id = -1;  // -1 for a hypothesis a decoding strategy kept
     std::vector<int32_t> generated_token_ids;
     FinishReason finish_reason = FinishReason::kNone;
+    // Filled by decoding strategies: the raw log-probability of each generated token and
+    // the strategy's score (beam score, length-penalised; else the cumulative logprob).
+    std::vector<float> token_logprobs;
+    std::optional<double> score;
   };
   std::vector<Completion> completions;
 };

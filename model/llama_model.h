@@ -39,12 +39,14 @@ LoadProgressCallback MakeProgressBarCallback(std::string label);
 // Row i is token_ids[i] at positions[i]; sequences[s] owns rows [query_start, query_start +
 // num_queries) and its block table (kernels/paged_kv.h, filled from an engine StepPlan).
 // logits_rows lists the rows whose next-token logits are wanted, in the order they are
-// returned. All spans are viewed, not copied.
+// returned; hidden_rows those whose final-norm hidden state is wanted (contrastive search).
+// All spans are viewed, not copied.
 struct PagedBatch {
   std::span<const int32_t> token_ids;
   std::span<const int32_t> positions;
   std::span<const PagedSequence> sequences;
   std::span<const int64_t> logits_rows;
+  std::span<const int64_t> hidden_rows = {};
 };
 
 class LlamaModel {
@@ -88,16 +90,19 @@ class LlamaModel {
   // Runs every row of `batch` at once (one MatMul per weight over all rows), writing each
   // row's K/V into its slot of `cache` (through its sequence's block table) and attending
   // over the sequence's cached positions [0, context_len). `logits` receives
-  // [batch.logits_rows.size(), vocab_size] row-major (empty when no row is asked for).
+  // [batch.logits_rows.size(), vocab_size] row-major (empty when no row is asked for), and
+  // `hidden_states` (may be null when batch.hidden_rows is empty) [hidden_rows.size(),
+  // hidden_size]: each row after the final RMSNorm, the input of the LM head.
   // Each sequence's result equals Forward of that sequence alone (within the backend's
   // rounding: the same kernels run on the same rows).
   // Errors, checked before anything is written to the cache: INVALID_ARGUMENT for empty
   // token_ids, positions of another length, a token outside [0, vocab_size), a logits row
-  // outside [0, rows), a cache whose geometry does not match the model, or a bad sequence,
+  // (or hidden row) outside [0, rows), a cache whose geometry does not match the model, or a bad sequence,
   // position, block id (kernels/paged_kv.h's checks, naming the field). An error from the
   // backend afterwards is returned as is and leaves the written cache slots undefined.
   [[nodiscard]] absl::Status ForwardPaged(const PagedBatch& batch, PagedKvCache& cache,
-                                          std::vector<float>* logits);
+                                          std::vector<float>* logits,
+                                          std::vector<float>* hidden_states = nullptr);
 
  private:
   struct Layer {

@@ -3,6 +3,7 @@
 // the attention differs: K/V rows go through WriteKv into their slots and PagedAttention
 // reads each sequence through its block table.
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -40,11 +41,14 @@ absl::Status LlamaModel::CheckPagedBatch(const PagedBatch& batch,
                                                    batch.logits_rows.size(),
                                                    " entries, more than the ", n, " rows"));
   }
-  for (size_t i = 0; i < batch.logits_rows.size(); ++i) {
-    const int64_t r = batch.logits_rows[i];
-    if (r < 0 || r >= n) {
-      return absl::InvalidArgumentError(absl::StrCat("ForwardPaged: batch.logits_rows[", i,
-                                                     "] = ", r, " is outside [0, ", n, ")"));
+  for (const auto& [field, rows] : {std::pair{"logits_rows", batch.logits_rows},
+                                    std::pair{"hidden_rows", batch.hidden_rows}}) {
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const int64_t r = rows[i];
+      if (r < 0 || r >= n) {
+        return absl::InvalidArgumentError(absl::StrCat("ForwardPaged: batch.", field, "[", i,
+                                                       "] = ", r, " is outside [0, ", n, ")"));
+      }
     }
   }
   const PagedKvLayout& layout = cache.layout();
@@ -94,8 +98,12 @@ absl::Status LlamaModel::RunPagedLayer(int64_t layer_index, const PagedBatch& ba
 }
 
 absl::Status LlamaModel::ForwardPaged(const PagedBatch& batch, PagedKvCache& cache,
-                                      std::vector<float>* logits) {
+                                      std::vector<float>* logits,
+                                      std::vector<float>* hidden_states) {
   if (logits == nullptr) return absl::InvalidArgumentError("ForwardPaged: logits is null");
+  if (hidden_states == nullptr && !batch.hidden_rows.empty()) {
+    return absl::InvalidArgumentError("ForwardPaged: batch.hidden_rows given but hidden_states is null");
+  }
   RETURN_IF_ERROR(CheckPagedBatch(batch, cache));
   // Validates the sequences, positions and block tables before any slot is written.
   RETURN_IF_ERROR(ComputeSlotMapping(batch.sequences, batch.positions, cache.layout(), &slots_));
@@ -108,8 +116,15 @@ absl::Status LlamaModel::ForwardPaged(const PagedBatch& batch, PagedKvCache& cac
   RETURN_IF_ERROR(backend_->Embedding(token_embd_, batch.token_ids, x));
   for (int64_t l = 0; l < c.num_layers; ++l) RETURN_IF_ERROR(RunPagedLayer(l, batch, cache));
 
-  // Final norm of the wanted rows only, gathered into xn (row by row: no host copies).
   const int64_t hidden = c.hidden_size;
+  if (hidden_states != nullptr) {
+    hidden_states->resize(batch.hidden_rows.size() * static_cast<size_t>(hidden));
+    for (size_t i = 0; i < batch.hidden_rows.size(); ++i) {
+      backend_->RmsNorm(x + batch.hidden_rows[i] * hidden, output_norm_.data(), 1, hidden,
+                        static_cast<float>(c.rms_norm_eps), hidden_states->data() + i * hidden);
+    }
+  }
+  // Final norm of the wanted rows only, gathered into xn (row by row: no host copies).
   const int64_t rows = static_cast<int64_t>(batch.logits_rows.size());
   logits->resize(static_cast<size_t>(rows * c.vocab_size));
   if (rows == 0) return absl::OkStatus();

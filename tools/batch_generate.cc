@@ -101,6 +101,7 @@ std::string OutputLine(const Slot& slot, const RequestOutput& out, int64_t promp
                            {"token_ids", ids},
                            {"finish_reason", std::string(FinishReasonName(c.finish_reason))},
                            {"stop_token_id", stop_token}});
+    if (c.score.has_value()) completions.back()["score"] = *c.score;
   }
   totals.prompt_tokens += prompt_tokens;
   totals.completion_tokens += completion_tokens;

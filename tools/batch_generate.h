@@ -10,8 +10,9 @@
 //   decoding settings under their generation_config.json names (max_new_tokens, max_length,
 //   do_sample, temperature, top_k, top_p, min_p, typical_p, repetition_penalty,
 //   frequency_penalty, presence_penalty, no_repeat_ngram_size, min_new_tokens, seed,
-//   logit_bias, bad_words_ids, stop_token_ids, ...), "n" (or "num_return_sequences") for
-//   parallel sampling, and "priority" (lower is more urgent; read with --priority-scheduling).
+//   logit_bias, bad_words_ids, stop_token_ids, num_beams, num_beam_groups,
+//   diversity_penalty, length_penalty, early_stopping, penalty_alpha, ...), "n" (or
+//   "num_return_sequences") for parallel sampling or the beams returned, and "priority" (lower is more urgent; read with --priority-scheduling).
 // The decoding flags of the command line (decoding_flags.h) are the defaults every line
 // starts from; a setting on a line overrides them for that line only. max_new_tokens is the
 // line's max_new_tokens / max_length, else the flags' (default 128), capped by the model's
@@ -19,7 +20,8 @@
 //
 // Output: one JSON line per input line, in input order whatever the finishing order:
 //   {"id": "...", "completions": [{"index": 0, "text": "...", "token_ids": [...],
-//    "finish_reason": "stop" | "length", "stop_token_id": 2 | null}, ...],
+//    "finish_reason": "stop" | "length", "stop_token_id": 2 | null,
+//    "score": -0.41 (beam and contrastive search only)}, ...],
 //    "usage": {"prompt_tokens": 7, "completion_tokens": 12}}
 // token_ids and text exclude the stop token (as single `tessera generate` does);
 // completion_tokens counts every generated token of every completion, stop tokens included.

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
+#include "decoding/decoding_strategy.h"
 #include "decoding/generation_config.h"
 #include "tools/chat_prompt.h"
 
@@ -182,7 +183,8 @@ absl::StatusOr<BatchRequest> ParseBatchLine(const std::string& text, int64_t lin
 
   r.request.spec.prompt_token_ids = *std::move(prompt);
   r.request.spec.max_new_tokens = static_cast<int>(max_new);
-  r.request.spec.n = n;
+  // Beam and contrastive search return num_return_sequences hypotheses from one sequence.
+  r.request.spec.n = NeedsDecodingStrategy(g) ? 1 : n;
   r.request.spec.priority = priority;
   r.request.generation = std::move(g);
   return r;

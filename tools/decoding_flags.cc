@@ -75,15 +75,6 @@ void ApplyGivenFlags(const DecodingFlags& f, GenerationConfig& c) {
   if (f.Given("--num-return-sequences")) c.num_return_sequences = f.num_return_sequences;
 }
 
-absl::Status NotSupported(const DecodingFlags& f, std::string_view flag, std::string_view field,
-                          std::string_view what) {
-  const std::string source =
-      f.Given(flag) ? std::string(flag)
-                    : absl::StrFormat("%s (from %s)", field, f.generation_config_file);
-  return absl::InvalidArgumentError(
-      absl::StrFormat("%s %s is not supported yet by tessera generate", source, what));
-}
-
 }  // namespace
 
 bool DecodingFlags::Given(std::string_view flag) const {
@@ -215,15 +206,6 @@ absl::StatusOr<DecodingSettings> ResolveDecodingFlags(const DecodingFlags& f) {
   ApplyGivenFlags(f, s.config);
   if (absl::Status v = s.config.Validate(); !v.ok()) return AttributeToFlag(f, v);
   const GenerationConfig& c = s.config;
-  if (c.num_beams > 1) return NotSupported(f, "--num-beams", "num_beams", "> 1 (beam search)");
-  if (c.num_return_sequences > 1) {
-    return NotSupported(f, "--num-return-sequences", "num_return_sequences",
-                        "> 1 (several sequences per prompt)");
-  }
-  if (c.IsContrastiveSearch()) {
-    return NotSupported(f, "--penalty-alpha", "penalty_alpha",
-                        "> 0 with greedy decoding (contrastive search)");
-  }
   if (!c.do_sample) {
     for (std::string_view flag : kSamplingFlags) {
       if (f.Given(flag)) {

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
+#include "decoding/decoding_strategy.h"
 #include "decoding/sampler.h"
 #include "model/llama_model.h"
 #include "tokenizer/incremental_detokenizer.h"
@@ -27,6 +28,7 @@
 #include "tools/generation_json.h"
 #include "tools/generation_loop.h"
 #include "tools/model_session.h"
+#include "tools/strategy_generate.h"
 
 namespace tessera {
 namespace {
@@ -110,6 +112,16 @@ int RunGenerate(const GenerateOptions& o) {
   }
 
   const GenerationConfig config = ConfigForModel(o, settings->config, *session.tokenizer);
+  if (NeedsDecodingStrategy(config) || config.num_return_sequences > 1) {
+    const int64_t max_new = std::min<int64_t>(
+        settings->MaxNewTokens(static_cast<int64_t>(prompt->size())),
+        context - static_cast<int64_t>(prompt->size()));
+    if (max_new < 1) return Fail(kName, "--max-new-tokens must be >= 1 here", kExitUsage);
+    return RunStrategyGenerate(session, *prompt, config,
+                               {.json = o.json,
+                                .max_new_tokens = max_new,
+                                .default_seed = std::random_device{}()});
+  }
   auto sampler = Sampler::Create(config, static_cast<int32_t>(session.model->config().vocab_size),
                                  /*default_seed=*/std::random_device{}());
   if (!sampler.ok()) return FailStatus(kName, AttributeToFlag(o.decoding, sampler.status()));

@@ -112,22 +112,42 @@ absl::Status BatchRunner::AddRequest(WorkerRequest request, absl::Time now) {
     }
   }
   const GenerationConfig& g = request.generation;
-  if (g.IsBeamSearch() || g.IsContrastiveSearch()) {
-    return absl::UnimplementedError(absl::StrCat(
-        "request ", request.spec.request_id,
-        ": beam and contrastive search are not supported by the batch runner (num_beams ",
-        g.num_beams, ", penalty_alpha ", g.penalty_alpha, ")"));
-  }
-  if (samplers_.contains(request.spec.request_id)) {
+  if (samplers_.contains(request.spec.request_id) ||
+      strategies_.contains(request.spec.request_id)) {
     return absl::AlreadyExistsError(
         absl::StrCat("request_id ", request.spec.request_id, " is in use"));
   }
-  ASSIGN_OR_RETURN(Sampler sampler,
-                   Sampler::Create(g, static_cast<int32_t>(vocab),
-                                   MixSeed(default_seed_, request.spec.request_id)));
+  const uint64_t seed = MixSeed(default_seed_, request.spec.request_id);
   AddUnique(request.spec.stop_token_ids, g.eos_token_ids);
   AddUnique(request.spec.stop_token_ids, g.stop_token_ids);
   std::string id = request.spec.request_id;
+  if (NeedsDecodingStrategy(g)) {
+    if (request.spec.n != 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "request ", id, ": n must be 1 for beam or contrastive search (num_return_sequences ",
+          "chooses how many hypotheses come back), got ", request.spec.n));
+    }
+    StrategyOptions options{.vocab_size = static_cast<int32_t>(vocab),
+                            .max_new_tokens = request.spec.max_new_tokens,
+                            .end_token_ids = request.spec.stop_token_ids,
+                            .seed = g.seed.value_or(seed)};
+    // Built once to validate before the scheduler sees the request, then for its sequence.
+    ASSIGN_OR_RETURN(std::unique_ptr<DecodingStrategy> probe,
+                     CreateDecodingStrategy(g, options, /*first=*/-1));
+    request.spec.decoding_width = probe->width();
+    request.spec.wants_hidden_states = probe->wants_hidden_states();
+    RETURN_IF_ERROR(scheduler_->AddRequest(std::move(request.spec), now));
+    const SequenceId first = scheduler_->FindRequest(id)->sequences().front()->id();
+    absl::StatusOr<std::unique_ptr<DecodingStrategy>> strategy =
+        CreateDecodingStrategy(g, options, first);
+    if (!strategy.ok()) {
+      (void)scheduler_->Cancel(id);
+      return strategy.status();
+    }
+    strategies_[id].strategy = std::move(*strategy);
+    return absl::OkStatus();
+  }
+  ASSIGN_OR_RETURN(Sampler sampler, Sampler::Create(g, static_cast<int32_t>(vocab), seed));
   RETURN_IF_ERROR(scheduler_->AddRequest(std::move(request.spec), now));
   samplers_.emplace(std::move(id), std::move(sampler));
   return absl::OkStatus();
@@ -137,15 +157,41 @@ absl::Status BatchRunner::Cancel(std::string_view request_id) {
   return scheduler_->Cancel(request_id);
 }
 
-absl::StatusOr<StepResult> BatchRunner::Decode(const StepPlan& plan,
-                                               const std::vector<size_t>& entries,
-                                               std::vector<float>& logits) {
+absl::StatusOr<StepResult> BatchRunner::Decode(const StepPlan& plan, const StepBatch& batch) {
   const size_t vocab = static_cast<size_t>(model_->config().vocab_size);
+  const size_t hidden_size = static_cast<size_t>(model_->config().hidden_size);
   StepResult result;
   result.step_index = plan.step_index;
-  std::vector<float> row(vocab);
-  for (size_t r = 0; r < entries.size(); ++r) {
-    const ScheduledSequence& e = plan.sequences[entries[r]];
+  // Hidden states: the prompt's go to the strategy's context; the last row's to its row.
+  absl::flat_hash_map<SequenceId, std::span<const float>> last_hidden;
+  for (size_t h = 0; h < batch.hidden_rows.size(); ++h) {
+    const ScheduledSequence& e = plan.sequences[batch.hidden_entries[h]];
+    auto state = strategies_.find(e.request_id);
+    if (state == strategies_.end()) continue;
+    const int64_t position = batch.positions[static_cast<size_t>(batch.hidden_rows[h])];
+    const std::span<const float> row(hidden_.data() + h * hidden_size, hidden_size);
+    const Sequence* seq = scheduler_->FindSequence(e.seq_id);
+    if (seq != nullptr && position < seq->prompt_len()) {
+      state->second.strategy->AddContextHidden(position, row);
+    }
+    if (position == e.start_position + static_cast<int64_t>(e.token_ids.size()) - 1) {
+      last_hidden[e.seq_id] = row;
+    }
+  }
+  std::vector<float> processed(vocab);
+  for (size_t r = 0; r < batch.logits_entries.size(); ++r) {
+    const ScheduledSequence& e = plan.sequences[batch.logits_entries[r]];
+    const std::span<const float> raw(logits_.data() + r * vocab, vocab);
+    SequenceOutput out;
+    out.seq_id = e.seq_id;
+    if (auto state = strategies_.find(e.request_id); state != strategies_.end()) {
+      StrategyState::Row& row = state->second.rows[e.seq_id];
+      row.logits.assign(raw.begin(), raw.end());
+      const auto h = last_hidden.find(e.seq_id);
+      if (h != last_hidden.end()) row.hidden.assign(h->second.begin(), h->second.end());
+      result.outputs.push_back(std::move(out));  // held until the strategy decides
+      continue;
+    }
     const SequenceGroup* group = scheduler_->FindRequest(e.request_id);
     const Sequence* seq = scheduler_->FindSequence(e.seq_id);
     auto sampler = samplers_.find(e.request_id);
@@ -159,12 +205,9 @@ absl::StatusOr<StepResult> BatchRunner::Decode(const StepPlan& plan,
     const auto& seqs = group->sequences();
     while (index < seqs.size() && seqs[index]->id() != e.seq_id) ++index;
     const TokenHistory history{seq->token_ids(), static_cast<size_t>(seq->prompt_len())};
-    const std::span<const float> raw(logits.data() + r * vocab, vocab);
-    SequenceOutput out;
-    out.seq_id = e.seq_id;
     for (int k = 0; k < e.num_samples; ++k) {
-      std::copy(raw.begin(), raw.end(), row.begin());
-      const SampleResult s = sampler->second.Sample(history, row, index + k);
+      std::copy(raw.begin(), raw.end(), processed.begin());
+      const SampleResult s = sampler->second.Sample(history, processed, index + k);
       if (s.token < 0) {  // the processors removed every token
         out.tokens.clear();
         out.finish = FinishReason::kAborted;
@@ -177,6 +220,72 @@ absl::StatusOr<StepResult> BatchRunner::Decode(const StepPlan& plan,
   return result;
 }
 
+absl::Status BatchRunner::AdvanceStrategies() {
+  for (auto& [request_id, state] : strategies_) {
+    if (state.done || state.rows.empty()) continue;
+    const std::vector<SequenceId> live = state.strategy->LiveSequences();
+    std::vector<StrategyRow> rows;
+    for (SequenceId id : live) {
+      auto row = state.rows.find(id);
+      const Sequence* seq = scheduler_->FindSequence(id);
+      if (row == state.rows.end() || seq == nullptr) break;
+      rows.push_back({.seq_id = id,
+                      .token_ids = seq->token_ids(),
+                      .prompt_len = static_cast<size_t>(seq->prompt_len()),
+                      .logits = row->second.logits,
+                      .hidden = row->second.hidden});
+    }
+    if (rows.size() != live.size()) continue;  // some sequences still compute their rows
+    absl::StatusOr<StrategyDecision> stepped = state.strategy->Step(rows);
+    state.rows.clear();
+    if (!stepped.ok() || stepped->done) {
+      // Done: the strategy's results replace the sequences. A strategy that cannot go on
+      // (the processors left too few tokens) ends its request, not the runner.
+      state.done = stepped.ok();
+      const FinishReason reason = stepped.ok() ? FinishReason::kPruned : FinishReason::kAborted;
+      const SequenceGroup* group = scheduler_->FindRequest(request_id);
+      std::vector<SequenceId> ending;
+      for (const auto& seq : group->sequences()) {
+        if (!seq->is_finished()) ending.push_back(seq->id());
+      }
+      for (SequenceId id : ending) RETURN_IF_ERROR(scheduler_->FinishSequence(id, reason));
+      continue;
+    }
+    const StrategyDecision& decision = *stepped;
+    for (SequenceId id : decision.pruned) {
+      RETURN_IF_ERROR(scheduler_->FinishSequence(id, FinishReason::kPruned));
+    }
+    std::vector<SequenceId> forks;
+    for (const StrategyDecision::Continuation& c : decision.continuations) {
+      for (size_t k = 1; k < c.tokens.size(); ++k) {
+        ASSIGN_OR_RETURN(const SequenceId child, scheduler_->ForkSequence(c.parent));
+        RETURN_IF_ERROR(scheduler_->AppendToken(child, c.tokens[k]));
+        forks.push_back(child);
+      }
+      RETURN_IF_ERROR(scheduler_->AppendToken(c.parent, c.tokens[0]));
+    }
+    RETURN_IF_ERROR(state.strategy->BindForks(forks));
+  }
+  return absl::OkStatus();
+}
+
+void BatchRunner::ReplaceWithStrategyResults(RequestOutput& out) {
+  auto it = strategies_.find(out.request_id);
+  if (it == strategies_.end()) return;
+  // Cancelled or expired before the strategy finished: the partial sequences stay.
+  if (it->second.done) {
+    out.completions.clear();
+    for (StrategyResult& r : it->second.strategy->Results()) {
+      out.completions.push_back({.seq_id = -1,
+                                 .generated_token_ids = std::move(r.token_ids),
+                                 .finish_reason = r.finish_reason,
+                                 .token_logprobs = std::move(r.token_logprobs),
+                                 .score = r.score});
+    }
+  }
+  strategies_.erase(it);
+}
+
 absl::StatusOr<std::vector<RequestOutput>> BatchRunner::Step(absl::Time now) {
   ASSIGN_OR_RETURN(const StepPlan plan, scheduler_->Schedule(now));
   if (!plan.empty()) {
@@ -186,14 +295,18 @@ absl::StatusOr<std::vector<RequestOutput>> BatchRunner::Step(absl::Time now) {
       stats_.block_copies += static_cast<int64_t>(copies.size());
     }
     const StepBatch batch = BuildStepBatch(plan);
-    RETURN_IF_ERROR(model_->ForwardPaged(batch.view(), cache_, &logits_));
-    ASSIGN_OR_RETURN(const StepResult result, Decode(plan, batch.logits_entries, logits_));
+    RETURN_IF_ERROR(model_->ForwardPaged(batch.view(), cache_, &logits_, &hidden_));
+    ASSIGN_OR_RETURN(const StepResult result, Decode(plan, batch));
     RETURN_IF_ERROR(scheduler_->Update(result));
+    RETURN_IF_ERROR(AdvanceStrategies());
     ++stats_.steps;
     stats_.forward_tokens += static_cast<int64_t>(batch.token_ids.size());
   }
   std::vector<RequestOutput> finished = scheduler_->TakeFinished();
-  for (const RequestOutput& out : finished) samplers_.erase(out.request_id);
+  for (RequestOutput& out : finished) {
+    samplers_.erase(out.request_id);
+    ReplaceWithStrategyResults(out);
+  }
   return finished;
 }
 

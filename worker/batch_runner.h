@@ -26,6 +26,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "decoding/decoding_strategy.h"
 #include "decoding/generation_config.h"
 #include "decoding/sampler.h"
 #include "engine/kv_capacity.h"
@@ -33,6 +34,7 @@
 #include "engine/step_plan.h"
 #include "model/llama_model.h"
 #include "model/paged_kv_cache.h"
+#include "worker/step_batch.h"
 
 namespace tessera {
 
@@ -47,8 +49,11 @@ struct BatchRunnerOptions {
 
 // One request. `spec` is what the scheduler sees (prompt, max_new_tokens, n, stop ids,
 // priority, deadline); `generation`'s eos_token_ids and stop_token_ids are added to
-// spec.stop_token_ids, its length fields and num_return_sequences are not read (the caller
-// resolves them into spec.max_new_tokens and spec.n).
+// spec.stop_token_ids, its length fields are not read (the caller resolves them into
+// spec.max_new_tokens). For sampling and greedy, num_return_sequences is not read (the
+// caller resolves it into spec.n); beam, diverse beam and contrastive search run as a
+// DecodingStrategy (decoding/decoding_strategy.h) that returns num_return_sequences
+// completions with their scores, and spec.n must be 1.
 struct WorkerRequest {
   RequestSpec spec;
   GenerationConfig generation;
@@ -72,8 +77,7 @@ class BatchRunner {
 
   // Queues a request arriving at `now`. Refused at once, changing nothing:
   // INVALID_ARGUMENT for a prompt token outside the vocabulary ("prompt_token_ids[3]") or a
-  // bad GenerationConfig (naming the field); UNIMPLEMENTED for beam or contrastive search;
-  // otherwise the Scheduler's AddRequest codes (e.g. RESOURCE_EXHAUSTED when the request
+  // bad GenerationConfig (naming the field); otherwise the Scheduler's AddRequest codes (e.g. RESOURCE_EXHAUSTED when the request
   // can never fit the cache, ALREADY_EXISTS for a request id in use).
   [[nodiscard]] absl::Status AddRequest(WorkerRequest request, absl::Time now);
   // Scheduler::Cancel: the request ends with FinishReason::kCancelled; its output comes
@@ -99,10 +103,26 @@ class BatchRunner {
   BatchRunner(LlamaModel* model, std::unique_ptr<Scheduler> scheduler, PagedKvCache cache,
               KvCapacity capacity, uint64_t default_seed);
 
-  // Decoding for the sequences that needed logits; `logits` holds one row per entry.
-  [[nodiscard]] absl::StatusOr<StepResult> Decode(const StepPlan& plan,
-                                                  const std::vector<size_t>& entries,
-                                                  std::vector<float>& logits);
+  // Decoding for the sequences that needed logits; `logits` holds one row per entry. Rows of
+  // strategy-driven requests are kept for AdvanceStrategies (their sequences are held).
+  [[nodiscard]] absl::StatusOr<StepResult> Decode(const StepPlan& plan, const StepBatch& batch);
+  // Runs every strategy whose live sequences all have rows, and applies its decision
+  // through the scheduler (forks, appended tokens, pruned or finished sequences).
+  [[nodiscard]] absl::Status AdvanceStrategies();
+  // A finished strategy-driven request's completions are its strategy's results.
+  void ReplaceWithStrategyResults(RequestOutput& out);
+
+  // The decoding state of a request run by a DecodingStrategy.
+  struct StrategyState {
+    std::unique_ptr<DecodingStrategy> strategy;
+    // Rows delivered since the strategy last stepped, by sequence.
+    struct Row {
+      std::vector<float> logits;
+      std::vector<float> hidden;
+    };
+    absl::flat_hash_map<SequenceId, Row> rows;
+    bool done = false;
+  };
 
   LlamaModel* model_;
   std::unique_ptr<Scheduler> scheduler_;
@@ -110,7 +130,9 @@ class BatchRunner {
   KvCapacity capacity_;
   uint64_t default_seed_;
   absl::flat_hash_map<std::string, Sampler> samplers_;
+  absl::flat_hash_map<std::string, StrategyState> strategies_;
   std::vector<float> logits_;
+  std::vector<float> hidden_;
   BatchRunnerStats stats_;
 };
 

@@ -15,6 +15,10 @@ StepBatch BuildStepBatch(const StepPlan& plan) {
     for (int64_t j = 0; j < m; ++j) {
       batch.token_ids.push_back(e.token_ids[static_cast<size_t>(j)]);
       batch.positions.push_back(static_cast<int32_t>(e.start_position + j));
+      if (e.wants_hidden_states) {
+        batch.hidden_rows.push_back(start + j);
+        batch.hidden_entries.push_back(i);
+      }
     }
     if (e.needs_logits && m > 0) {
       batch.logits_rows.push_back(start + m - 1);

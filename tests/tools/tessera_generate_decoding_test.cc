@@ -1,5 +1,5 @@
 // `tessera generate` decoding flags, run as a subprocess on the default model: bad values
-// exit 2 naming the flag; unsupported modes are refused, not ignored; the --json record's
+// exit 2 naming the flag; beam, contrastive and n-sample modes run through the engine; the --json record's
 // shape, with logprobs equal to the log-softmax of logits computed here in-process;
 // seeded sampling repeats across runs and thread counts; --do-sample --top-k 1 is greedy;
 // a --generation-config file is applied and a flag overrides it; --min-new-tokens holds
@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -109,18 +110,50 @@ TEST(TesseraGenerateDecodingTest, BadValuesExitTwoNamingTheFlag) {
   }
 }
 
-TEST(TesseraGenerateDecodingTest, ModesOfTheEngineAreRefusedNotIgnored) {
-  const BadFlag cases[] = {
-      {{"--num-beams", "4"}, "--num-beams > 1"},
-      {{"--do-sample", "--num-return-sequences", "2"}, "--num-return-sequences > 1"},
-      {{"--penalty-alpha", "0.6"}, "--penalty-alpha > 0"},
-  };
-  for (const BadFlag& c : cases) {
-    const testing::ProcessResult r = Generate(c.args);
-    EXPECT_EQ(r.exit_code, 2) << c.args[0] << ": " << r.err;
-    EXPECT_THAT(r.err, HasSubstr(c.named));
-    EXPECT_THAT(r.err, HasSubstr("not supported yet"));
+// Runs with --json and parses one record per line.
+std::vector<json> GenerateJsonLines(std::vector<std::string> args) {
+  args.push_back("--json");
+  const testing::ProcessResult r = Generate(args);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::vector<json> out;
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);) {
+    out.push_back(json::parse(line, nullptr, /*allow_exceptions=*/false));
   }
+  return out;
+}
+
+// Beam, diverse beam and contrastive search and several samples run through the engine:
+// one record per returned sequence, best first, each with its score.
+TEST(TesseraGenerateDecodingTest, EngineStrategiesReturnEverySequence) {
+  const std::vector<json> beams = GenerateJsonLines(
+      {"--num-beams", "3", "--num-return-sequences", "2", "--max-new-tokens", "6"});
+  ASSERT_EQ(beams.size(), 2u);
+  EXPECT_EQ(beams[0]["index"], 0);
+  EXPECT_EQ(beams[1]["index"], 1);
+  EXPECT_GE(beams[0]["score"].get<double>(), beams[1]["score"].get<double>());
+  EXPECT_NE(TokenIds(beams[0]), TokenIds(beams[1]));
+  const std::vector<json> groups =
+      GenerateJsonLines({"--num-beams", "4", "--num-beam-groups", "2", "--diversity-penalty",
+                         "1.0", "--num-return-sequences", "4", "--max-new-tokens", "4"});
+  EXPECT_EQ(groups.size(), 4u);
+  const std::vector<json> contrastive =
+      GenerateJsonLines({"--penalty-alpha", "0.6", "--top-k", "4", "--max-new-tokens", "5"});
+  ASSERT_EQ(contrastive.size(), 1u);
+  const size_t n = TokenIds(contrastive[0]).size();
+  if (contrastive[0]["finish_reason"] == "length") {
+    EXPECT_EQ(n, 5u);
+  } else {
+    EXPECT_EQ(contrastive[0]["finish_reason"], "stop");
+    EXPECT_LT(n, 5u);  // the stop token is not among token_ids
+  }
+  const std::vector<json> samples = GenerateJsonLines(
+      {"--do-sample", "--seed", "3", "--num-return-sequences", "2", "--max-new-tokens", "4"});
+  EXPECT_EQ(samples.size(), 2u);
+  // Impossible combinations are refused naming the flag.
+  const testing::ProcessResult r = Generate({"--num-beams", "4", "--num-beam-groups", "3"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--num-beam-groups"));
 }
 
 TEST(TesseraGenerateDecodingTest, JsonRecordWithLogprobsOfTheRawLogits) {
@@ -257,10 +290,12 @@ TEST(TesseraGenerateDecodingTest, GenerationConfigFileIsAppliedAndFlagsOverrideI
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.err, HasSubstr(bad));
   EXPECT_THAT(r.err, HasSubstr("top_k"));
-  const std::string beams = WriteTempFile("beams_generation_config.json", R"({"num_beams": 4})");
+  const std::string beams = WriteTempFile("beams_generation_config.json",
+                                          R"({"num_beams": 4, "num_beam_groups": 3})");
   r = Generate({"--generation-config", beams});
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_THAT(r.err, HasSubstr("num_beams (from " + beams));
+  EXPECT_THAT(r.err, HasSubstr(beams));
+  EXPECT_THAT(r.err, HasSubstr("num_beam_groups"));
   r = Generate({"--generation-config", "/nonexistent/generation_config.json"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.err, HasSubstr("/nonexistent/generation_config.json"));

@@ -120,9 +120,10 @@ TEST_F(BatchRunnerErrorsTest, ImpossibleAndMalformedRequestsAreRefused) {
   r.spec.request_id = "beam";
   r.generation = {};
   r.generation.num_beams = 2;
+  r.generation.num_beam_groups = 3;  // must divide num_beams
   status = runner.AddRequest(r, now);
-  EXPECT_EQ(status.code(), absl::StatusCode::kUnimplemented);
-  EXPECT_THAT(std::string(status.message()), HasSubstr("num_beams"));
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("num_beam_groups"));
 
   EXPECT_FALSE(runner.HasUnfinished());
 
