@@ -86,6 +86,23 @@ absl::Status GenerationConfig::Validate() const {
   }
   if (auto s = CheckIds("eos_token_id", eos_token_ids); !s.ok()) return s;
   if (auto s = CheckIds("stop_token_ids", stop_token_ids); !s.ok()) return s;
+  if (stop_strings.size() > kMaxStopStrings) {
+    return FieldError("stop_strings", absl::StrFormat("holds %d strings, at most %d are allowed",
+                                                      stop_strings.size(), kMaxStopStrings));
+  }
+  for (size_t i = 0; i < stop_strings.size(); ++i) {
+    if (stop_strings[i].empty()) {
+      return FieldError("stop_strings", absl::StrFormat("[%d] is empty", i));
+    }
+    if (stop_strings[i].size() > kMaxStopStringBytes) {
+      return FieldError("stop_strings", absl::StrFormat("[%d] has %d bytes, at most %d", i,
+                                                        stop_strings[i].size(),
+                                                        kMaxStopStringBytes));
+    }
+  }
+  if (max_time.has_value() && !(*max_time > 0 && std::isfinite(*max_time))) {
+    return FieldError("max_time", absl::StrFormat("must be > 0 seconds (is %g)", *max_time));
+  }
   if (logprobs.has_value() && (*logprobs < 0 || *logprobs > kMaxLogprobs)) {
     return FieldError("logprobs",
                       absl::StrFormat("must be in [0, %d] (is %d)", kMaxLogprobs, *logprobs));

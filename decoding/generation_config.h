@@ -36,6 +36,9 @@ struct SequenceBias {
 struct GenerationConfig {
   // The largest `logprobs` (top alternatives per token) a request may ask for (OpenAI's 20).
   static constexpr int64_t kMaxLogprobs = 20;
+  // Limits on stop_strings: how many, and bytes per string.
+  static constexpr size_t kMaxStopStrings = 16;
+  static constexpr size_t kMaxStopStringBytes = 256;
 
   // --- Strategy (transformers' get_generation_mode) ---
   bool do_sample = false;
@@ -71,6 +74,12 @@ struct GenerationConfig {
   // --- Stopping, randomness, outputs ---
   std::vector<int32_t> eos_token_ids;   // transformers' eos_token_id (one or many)
   std::vector<int32_t> stop_token_ids;  // further ids that end generation (vLLM's name)
+  // Texts that end generation (transformers' `stop_strings`, OpenAI's `stop`): output stops
+  // before the first occurrence, which is not returned (decoding/stop_strings.h).
+  std::vector<std::string> stop_strings;
+  // transformers' `max_time`: seconds of generation after which the request ends with what
+  // it has (FinishReason::kDeadline). Unset: no limit.
+  std::optional<double> max_time;
   std::optional<uint64_t> seed;         // unset: the server picks one per request
   // Unset: no logprobs. N: the chosen token's log-probability plus the N most likely
   // alternatives, in [0, kMaxLogprobs].

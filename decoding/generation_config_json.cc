@@ -88,6 +88,30 @@ class Reader {
     out = v->get<double>();
     return absl::OkStatus();
   }
+  // A string or a list of strings (transformers' stop_strings).
+  absl::Status StringOrStrings(const char* key, std::vector<std::string>& out) const {
+    const json* v = Get(key);
+    if (v == nullptr) return absl::OkStatus();
+    if (v->is_string()) {
+      out = {v->get<std::string>()};
+      return absl::OkStatus();
+    }
+    const auto bad = [&] { return Error(key, "must be a string or a list of strings"); };
+    if (!v->is_array()) return bad();
+    out.clear();
+    for (const json& e : *v) {
+      if (!e.is_string()) return bad();
+      out.push_back(e.get<std::string>());
+    }
+    return absl::OkStatus();
+  }
+  absl::Status OptionalFloat(const char* key, std::optional<double>& out) const {
+    if (Get(key) == nullptr) return absl::OkStatus();
+    double d = 0.0;
+    RETURN_IF_ERROR(Float(key, d));
+    out = d;
+    return absl::OkStatus();
+  }
   // A token id or a list of them (transformers' eos_token_id).
   absl::Status IdOrIds(const char* key, std::vector<int32_t>& out) const {
     const json* v = Get(key);
@@ -223,6 +247,8 @@ absl::StatusOr<GenerationConfig> GenerationConfigFromJson(const json& j, std::st
   RETURN_IF_ERROR(r.Float("typical_p", c.typical_p));
   RETURN_IF_ERROR(r.IdOrIds("eos_token_id", c.eos_token_ids));
   RETURN_IF_ERROR(r.Ids("stop_token_ids", c.stop_token_ids));
+  RETURN_IF_ERROR(r.StringOrStrings("stop_strings", c.stop_strings));
+  RETURN_IF_ERROR(r.OptionalFloat("max_time", c.max_time));
   RETURN_IF_ERROR(r.Seed("seed", c.seed));
   RETURN_IF_ERROR(r.OptionalInt("logprobs", c.logprobs));
   if (absl::Status s = c.Validate(); !s.ok()) {

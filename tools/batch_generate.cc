@@ -17,6 +17,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/progress_bar.h"
+#include "decoding/stop_strings.h"
 #include "model/llama_model.h"
 #include "nlohmann/json.hpp"
 #include "tokenizer/tokenizer.h"
@@ -41,6 +42,7 @@ struct Slot {
   std::string text;
   json id;
   std::vector<int32_t> stop_ids;
+  std::vector<std::string> stop_strings;
   std::optional<std::string> output;
   bool failed = false;
 };
@@ -96,6 +98,12 @@ std::string OutputLine(const Slot& slot, const RequestOutput& out, int64_t promp
       ids.pop_back();
     }
     auto text = tokenizer.Decode(ids);
+    if (text.ok() && c.finish_reason == FinishReason::kStop) {
+      // A stop string ends the text (and is not part of it).
+      if (auto at = StopStringMatcher::FindFirst(*text, slot.stop_strings); at.has_value()) {
+        text->resize(*at);
+      }
+    }
     completions.push_back({{"index", i},
                            {"text", text.ok() ? *text : std::string()},
                            {"token_ids", ids},
@@ -275,6 +283,7 @@ int RunBatchGenerate(const BatchGenerateOptions& o) {
       }
       s[i].id = parsed->id;
       s[i].stop_ids = std::move(parsed->stop_ids);
+      s[i].stop_strings = std::move(parsed->stop_strings);
       prompt_tokens[i] = static_cast<int64_t>(parsed->request.spec.prompt_token_ids.size());
       // The engine's id is the slot index: user ids need not be unique.
       parsed->request.spec.request_id = absl::StrCat(i);

@@ -23,7 +23,8 @@
 //    "finish_reason": "stop" | "length", "stop_token_id": 2 | null,
 //    "score": -0.41 (beam and contrastive search only)}, ...],
 //    "usage": {"prompt_tokens": 7, "completion_tokens": 12}}
-// token_ids and text exclude the stop token (as single `tessera generate` does);
+// token_ids and text exclude the stop token (as single `tessera generate` does); a line's
+// "stop_strings" end a completion's text before the first one (its tokens are kept);
 // completion_tokens counts every generated token of every completion, stop tokens included.
 // A line that cannot run (not JSON, no prompt, an invalid setting, refused by admission)
 // gives {"id": ..., "error": {"code": "INVALID_ARGUMENT", "message": "line 3: ..."}} with the

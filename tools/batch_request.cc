@@ -9,6 +9,7 @@
 #include "common/status_macros.h"
 #include "decoding/decoding_strategy.h"
 #include "decoding/generation_config.h"
+#include "decoding/stop_strings.h"
 #include "tools/chat_prompt.h"
 
 namespace tessera {
@@ -181,6 +182,15 @@ absl::StatusOr<BatchRequest> ParseBatchLine(const std::string& text, int64_t lin
   for (int32_t id : g.eos_token_ids) AddUnique(r.stop_ids, id);
   for (int32_t id : g.stop_token_ids) AddUnique(r.stop_ids, id);
 
+  if (!g.stop_strings.empty()) {
+    // The worker sees ids: it asks after each token whether the text now holds a stop.
+    const Tokenizer* tokenizer = c.tokenizer;
+    r.request.stops_at = [tokenizer, stops = g.stop_strings](std::span<const int32_t> ids) {
+      const absl::StatusOr<std::string> text = tokenizer->Decode(ids);
+      return text.ok() && StopStringMatcher::FindFirst(*text, stops).has_value();
+    };
+    r.stop_strings = g.stop_strings;
+  }
   r.request.spec.prompt_token_ids = *std::move(prompt);
   r.request.spec.max_new_tokens = static_cast<int>(max_new);
   // Beam and contrastive search return num_return_sequences hypotheses from one sequence.

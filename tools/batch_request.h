@@ -34,6 +34,8 @@ struct BatchRequest {
   // Ids that end a completion (EOS, the vocabulary's stop ids, stop_token_ids): a trailing
   // one is removed from the reported tokens.
   std::vector<int32_t> stop_ids;
+  // The line's stop_strings: a completion's text is cut before the first one.
+  std::vector<std::string> stop_strings;
 };
 
 // The id a line reports: its "id" when it is a string or an integer (as a string), else the

@@ -31,6 +31,10 @@ constexpr std::pair<std::string_view, std::string_view> kFieldFlags[] = {
     {"diversity_penalty", "--diversity-penalty"},
     {"penalty_alpha", "--penalty-alpha"},
     {"num_return_sequences", "--num-return-sequences"},
+    {"length_penalty", "--length-penalty"},
+    {"early_stopping", "--early-stopping"},
+    {"stop_strings", "--stop-strings"},
+    {"max_time", "--max-time"},
 };
 
 constexpr std::string_view kSamplingFlags[] = {"--temperature", "--top-k", "--top-p", "--min-p",
@@ -73,6 +77,14 @@ void ApplyGivenFlags(const DecodingFlags& f, GenerationConfig& c) {
   if (f.Given("--diversity-penalty")) c.diversity_penalty = f.diversity_penalty;
   if (f.Given("--penalty-alpha")) c.penalty_alpha = f.penalty_alpha;
   if (f.Given("--num-return-sequences")) c.num_return_sequences = f.num_return_sequences;
+  if (f.Given("--length-penalty")) c.length_penalty = f.length_penalty;
+  if (f.Given("--early-stopping")) {
+    c.early_stopping = f.early_stopping == "true"    ? EarlyStopping::kTrue
+                       : f.early_stopping == "never" ? EarlyStopping::kNever
+                                                     : EarlyStopping::kFalse;
+  }
+  if (f.Given("--stop-strings")) c.stop_strings = f.stop_strings;
+  if (f.Given("--max-time")) c.max_time = f.max_time;
 }
 
 }  // namespace
@@ -156,16 +168,36 @@ void AddDecodingFlags(CLI::App* app, DecodingFlags* f) {
       app->add_option("--stop-token-id", f->stop_token_ids,
                       "A further token id that ends generation (repeatable)")
           ->allow_extra_args(false));
-  reg("--num-beams", app->add_option("--num-beams", f->num_beams, "Not supported yet (> 1)"));
+  reg("--stop-strings",
+      app->add_option("--stop-strings", f->stop_strings,
+                      "Text that ends generation, not itself returned (repeatable; at most 16)")
+          ->allow_extra_args(false));
+  reg("--max-time", app->add_option("--max-time", f->max_time,
+                                    "Seconds after which generation ends with what it has "
+                                    "(finish_reason \"deadline\")"));
+  reg("--num-beams",
+      app->add_option("--num-beams", f->num_beams, "Beam search with this many beams (> 1)"));
   reg("--num-beam-groups",
-      app->add_option("--num-beam-groups", f->num_beam_groups, "Not supported yet (> 1)"));
-  reg("--diversity-penalty", app->add_option("--diversity-penalty", f->diversity_penalty,
-                                             "Not supported yet (diverse beam search)"));
-  reg("--penalty-alpha", app->add_option("--penalty-alpha", f->penalty_alpha,
-                                         "Not supported yet (> 0: contrastive search)"));
+      app->add_option("--num-beam-groups", f->num_beam_groups,
+                      "Diverse beam search: groups the beams split into (must divide "
+                      "--num-beams)"));
+  reg("--diversity-penalty",
+      app->add_option("--diversity-penalty", f->diversity_penalty,
+                      "Diverse beam search: subtracted per earlier group's choice of a token"));
+  reg("--penalty-alpha",
+      app->add_option("--penalty-alpha", f->penalty_alpha,
+                      "Contrastive search weight of the degeneration penalty (> 0, with "
+                      "--top-k > 1 and no sampling)"));
+  reg("--length-penalty",
+      app->add_option("--length-penalty", f->length_penalty,
+                      "Beam search: score = sum logprob / length^length_penalty"));
+  reg("--early-stopping",
+      app->add_option("--early-stopping", f->early_stopping,
+                      "Beam search stop rule: true, false (heuristic) or never")
+          ->check(CLI::IsMember({"true", "false", "never"})));
   reg("--num-return-sequences",
       app->add_option("--num-return-sequences", f->num_return_sequences,
-                      "Not supported yet (> 1)"));
+                      "Sequences returned: beams kept, or samples drawn with --do-sample"));
 }
 
 absl::Status AttributeToFlag(const DecodingFlags& f, const absl::Status& status) {
@@ -208,6 +240,7 @@ absl::StatusOr<DecodingSettings> ResolveDecodingFlags(const DecodingFlags& f) {
   const GenerationConfig& c = s.config;
   if (!c.do_sample) {
     for (std::string_view flag : kSamplingFlags) {
+      if (flag == "--top-k" && c.IsContrastiveSearch()) continue;  // its candidate count
       if (f.Given(flag)) {
         s.warnings.push_back(absl::StrFormat(
             "%s has no effect without --do-sample (decoding is greedy)", flag));

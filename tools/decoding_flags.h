@@ -42,11 +42,14 @@ struct DecodingFlags {
   uint64_t seed = 0;
   int64_t logprobs = 0;
   std::vector<int32_t> stop_token_ids;
-  // Accepted so that they can be refused clearly.
+  std::vector<std::string> stop_strings;
+  double max_time = 0.0;
   int64_t num_beams = 1;
   int64_t num_beam_groups = 1;
   double diversity_penalty = 0.0;
   double penalty_alpha = 0.0;
+  double length_penalty = 1.0;
+  std::string early_stopping = "false";
   int64_t num_return_sequences = 1;
 
   // The options AddDecodingFlags registered, to tell which ones the command line gave.

@@ -17,6 +17,7 @@
 #include "common/status_macros.h"
 #include "decoding/decoding_strategy.h"
 #include "decoding/sampler.h"
+#include "decoding/stop_strings.h"
 #include "model/llama_model.h"
 #include "tokenizer/incremental_detokenizer.h"
 #include "tokenizer/tokenizer.h"
@@ -130,26 +131,38 @@ int RunGenerate(const GenerateOptions& o) {
   limits.stop_ids = config.eos_token_ids;
   limits.stop_ids.insert(limits.stop_ids.end(), config.stop_token_ids.begin(),
                          config.stop_token_ids.end());
+  if (config.max_time.has_value()) limits.max_time = absl::Seconds(*config.max_time);
 
   const bool stream = !o.no_stream && !o.json;
   IncrementalDetokenizer detok(*session.tokenizer);
+  // Text goes through the stop-string matcher, which holds back a possible stop's start.
+  StopStringMatcher stops(config.stop_strings);
   GeneratedSequence sequence;
   GenerationStats stats;
+  const auto emit = [&](const std::string& text) {
+    sequence.text += text;
+    if (stream && !text.empty()) {
+      std::fwrite(text.data(), 1, text.size(), stdout);
+      std::fflush(stdout);
+    }
+  };
   const absl::Status s = GenerateSequence(
       *session.model, *prompt, *sampler, limits,
-      [&](const SampleResult& r) -> absl::Status {
+      [&](const SampleResult& r) -> absl::StatusOr<bool> {
         ASSIGN_OR_RETURN(std::string piece, detok.Push(r.token));
         sequence.tokens.push_back(r);
-        sequence.text += piece;
-        if (stream) {
-          std::fwrite(piece.data(), 1, piece.size(), stdout);
-          std::fflush(stdout);
-        }
-        return absl::OkStatus();
+        const StopStringMatcher::Result released = stops.Feed(piece);
+        emit(released.text);
+        return !released.stopped;
       },
       &stats);
-  const std::string tail = detok.Flush();
-  sequence.text += tail;
+  std::string tail;
+  if (!stops.stopped()) {
+    const StopStringMatcher::Result released = stops.Feed(detok.Flush());
+    tail = released.text + (released.stopped ? std::string() : stops.Flush());
+    sequence.text += tail;
+    if (released.stopped) stats.finish_reason = FinishReason::kStop;
+  }
   sequence.finish_reason = stats.finish_reason;
   sequence.stop_token = stats.stop_token;
   std::string out = stream ? tail : sequence.text;

@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
 #include "common/status_macros.h"
 
 namespace tessera {
@@ -17,8 +18,7 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
 
 absl::Status GenerateSequence(LlamaModel& model, std::span<const int32_t> prompt,
                               const Sampler& sampler, const GenerationLimits& limits,
-                              const std::function<absl::Status(const SampleResult&)>& on_token,
-                              GenerationStats* stats) {
+                              const TokenCallback& on_token, GenerationStats* stats) {
   GenerationStats local;
   GenerationStats& st = stats != nullptr ? *stats : local;
   st = GenerationStats{};
@@ -36,6 +36,7 @@ absl::Status GenerateSequence(LlamaModel& model, std::span<const int32_t> prompt
   // Prompt + generated ids: what the processors (penalties, n-grams) look at.
   std::vector<int32_t> history(prompt.begin(), prompt.end());
   std::vector<float> logits;
+  const absl::Time deadline = absl::Now() + limits.max_time;
   auto start = std::chrono::steady_clock::now();
   RETURN_IF_ERROR(model.Forward(prompt, 0, cache, /*all_logits=*/false, &logits));
   st.prefill_seconds = SecondsSince(start);
@@ -55,10 +56,18 @@ absl::Status GenerateSequence(LlamaModel& model, std::span<const int32_t> prompt
       st.stop_token = next.token;
       break;
     }
-    RETURN_IF_ERROR(on_token(next));
+    ASSIGN_OR_RETURN(const bool go_on, on_token(next));
     history.push_back(next.token);
     ++st.generated_tokens;
+    if (!go_on) {
+      st.finish_reason = FinishReason::kStop;
+      break;
+    }
     if (st.generated_tokens >= limits.max_new_tokens || pos >= capacity) break;
+    if (absl::Now() >= deadline) {
+      st.finish_reason = FinishReason::kDeadline;
+      break;
+    }
     const int32_t feed[1] = {next.token};
     RETURN_IF_ERROR(model.Forward(feed, pos, cache, /*all_logits=*/false, &logits));
     ++pos;

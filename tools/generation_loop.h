@@ -16,6 +16,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "decoding/sampler.h"
 #include "engine/sequence.h"
 #include "model/llama_model.h"
@@ -23,14 +25,17 @@
 namespace tessera {
 
 // The engine's FinishReason (engine/sequence.h): this loop ends with kLength
-// (max_new_tokens or the model's context reached) or kStop (a stop id was chosen), named
-// "length" / "stop" by FinishReasonName.
+// (max_new_tokens or the model's context reached), kStop (a stop id was chosen, or the
+// callback saw a stop string) or kDeadline (max_time), named by FinishReasonName.
 
 struct GenerationLimits {
   int64_t max_new_tokens = 0;
   // Ids that end generation when chosen (EOS and stop token ids); the stop token itself is
   // not emitted. The sampler's config should name them too, so that min_new_tokens masks them.
   std::vector<int32_t> stop_ids;
+  // Generation ends with FinishReason::kDeadline once this much time has passed since the
+  // start (prefill included), with the tokens so far (transformers' max_time).
+  absl::Duration max_time = absl::InfiniteDuration();
 };
 
 struct GenerationStats {
@@ -50,12 +55,16 @@ struct GenerationStats {
 };
 
 // Calls on_token for each generated token in order, with its logprob and top alternatives
-// when the sampler's config asks for logprobs. The sampler's vocabulary must be the model's.
-// An error from on_token or the model ends the loop and is returned; FAILED_PRECONDITION if
-// the logits processors removed every token. `stats` may be null.
-[[nodiscard]] absl::Status GenerateSequence(
-    LlamaModel& model, std::span<const int32_t> prompt, const Sampler& sampler,
-    const GenerationLimits& limits,
-    const std::function<absl::Status(const SampleResult&)>& on_token, GenerationStats* stats);
+// when the sampler's config asks for logprobs; it returns whether to go on (false: the
+// caller saw a stop string, and the loop ends with FinishReason::kStop). The sampler's
+// vocabulary must be the model's. An error from on_token or the model ends the loop and is
+// returned; FAILED_PRECONDITION if the logits processors removed every token. `stats` may
+// be null.
+using TokenCallback = std::function<absl::StatusOr<bool>(const SampleResult&)>;
+[[nodiscard]] absl::Status GenerateSequence(LlamaModel& model, std::span<const int32_t> prompt,
+                                            const Sampler& sampler,
+                                            const GenerationLimits& limits,
+                                            const TokenCallback& on_token,
+                                            GenerationStats* stats);
 
 }  // namespace tessera

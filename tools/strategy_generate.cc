@@ -45,8 +45,14 @@ int RunStrategyGenerate(ModelSession& session, std::span<const int32_t> prompt,
     return FailStatus(kName, s);
   }
   const absl::Time start = absl::Now();
-  auto outputs = (*runner)->RunUntilIdle(absl::Now());
-  if (!outputs.ok()) return Fail(kName, std::string(outputs.status().message()), kExitFailure);
+  // Stepped at the wall clock so that max_time (the request's deadline) can end it.
+  std::vector<RequestOutput> finished;
+  while ((*runner)->HasUnfinished()) {
+    auto step = (*runner)->Step(absl::Now());
+    if (!step.ok()) return Fail(kName, std::string(step.status().message()), kExitFailure);
+    for (RequestOutput& out : *step) finished.push_back(std::move(out));
+  }
+  const std::vector<RequestOutput>* outputs = &finished;
   const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
   if (outputs->size() != 1) return Fail(kName, "the engine returned no result", kExitFailure);
 

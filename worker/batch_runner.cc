@@ -5,6 +5,7 @@
 #include <span>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
@@ -118,10 +119,17 @@ absl::Status BatchRunner::AddRequest(WorkerRequest request, absl::Time now) {
         absl::StrCat("request_id ", request.spec.request_id, " is in use"));
   }
   const uint64_t seed = MixSeed(default_seed_, request.spec.request_id);
+  if (g.max_time.has_value()) {
+    request.spec.deadline = std::min(request.spec.deadline, now + absl::Seconds(*g.max_time));
+  }
   AddUnique(request.spec.stop_token_ids, g.eos_token_ids);
   AddUnique(request.spec.stop_token_ids, g.stop_token_ids);
   std::string id = request.spec.request_id;
   if (NeedsDecodingStrategy(g)) {
+    if (request.stops_at != nullptr || !g.stop_strings.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "request ", id, ": stop_strings are not supported with beam or contrastive search"));
+    }
     if (request.spec.n != 1) {
       return absl::InvalidArgumentError(absl::StrCat(
           "request ", id, ": n must be 1 for beam or contrastive search (num_return_sequences ",
@@ -149,6 +157,7 @@ absl::Status BatchRunner::AddRequest(WorkerRequest request, absl::Time now) {
   }
   ASSIGN_OR_RETURN(Sampler sampler, Sampler::Create(g, static_cast<int32_t>(vocab), seed));
   RETURN_IF_ERROR(scheduler_->AddRequest(std::move(request.spec), now));
+  if (request.stops_at != nullptr) stop_checks_[id] = std::move(request.stops_at);
   samplers_.emplace(std::move(id), std::move(sampler));
   return absl::OkStatus();
 }
@@ -269,6 +278,29 @@ absl::Status BatchRunner::AdvanceStrategies() {
   return absl::OkStatus();
 }
 
+absl::Status BatchRunner::CheckStopTexts(const StepPlan& plan) {
+  if (stop_checks_.empty()) return absl::OkStatus();
+  absl::flat_hash_set<std::string> checked;
+  for (const ScheduledSequence& e : plan.sequences) {
+    if (!e.needs_logits || !checked.insert(e.request_id).second) continue;
+    auto check = stop_checks_.find(e.request_id);
+    const SequenceGroup* group = scheduler_->FindRequest(e.request_id);
+    if (check == stop_checks_.end() || group == nullptr) continue;
+    // Every live sequence of the request (samples forked this step included).
+    std::vector<SequenceId> ending;
+    for (const auto& seq : group->sequences()) {
+      if (!seq->is_finished() && seq->num_generated() > 0 &&
+          check->second(seq->generated_token_ids())) {
+        ending.push_back(seq->id());
+      }
+    }
+    for (SequenceId id : ending) {
+      RETURN_IF_ERROR(scheduler_->FinishSequence(id, FinishReason::kStop));
+    }
+  }
+  return absl::OkStatus();
+}
+
 void BatchRunner::ReplaceWithStrategyResults(RequestOutput& out) {
   auto it = strategies_.find(out.request_id);
   if (it == strategies_.end()) return;
@@ -298,6 +330,7 @@ absl::StatusOr<std::vector<RequestOutput>> BatchRunner::Step(absl::Time now) {
     RETURN_IF_ERROR(model_->ForwardPaged(batch.view(), cache_, &logits_, &hidden_));
     ASSIGN_OR_RETURN(const StepResult result, Decode(plan, batch));
     RETURN_IF_ERROR(scheduler_->Update(result));
+    RETURN_IF_ERROR(CheckStopTexts(plan));
     RETURN_IF_ERROR(AdvanceStrategies());
     ++stats_.steps;
     stats_.forward_tokens += static_cast<int64_t>(batch.token_ids.size());
@@ -305,6 +338,7 @@ absl::StatusOr<std::vector<RequestOutput>> BatchRunner::Step(absl::Time now) {
   std::vector<RequestOutput> finished = scheduler_->TakeFinished();
   for (RequestOutput& out : finished) {
     samplers_.erase(out.request_id);
+    stop_checks_.erase(out.request_id);
     ReplaceWithStrategyResults(out);
   }
   return finished;

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -57,6 +58,11 @@ struct BatchRunnerOptions {
 struct WorkerRequest {
   RequestSpec spec;
   GenerationConfig generation;
+  // Text-level stops (the worker holds token ids only): called with a sequence's generated
+  // ids after each new token; true ends the sequence with FinishReason::kStop. The caller
+  // builds it from generation.stop_strings and its tokenizer. Not for beam or contrastive
+  // search. generation.max_time becomes the request's deadline (the earlier of the two).
+  std::function<bool(std::span<const int32_t> generated)> stops_at;
 };
 
 // Counters for tests and the log.
@@ -129,7 +135,11 @@ class BatchRunner {
   PagedKvCache cache_;
   KvCapacity capacity_;
   uint64_t default_seed_;
+  // Sequences of requests with a stops_at check, checked after each step.
+  [[nodiscard]] absl::Status CheckStopTexts(const StepPlan& plan);
+
   absl::flat_hash_map<std::string, Sampler> samplers_;
+  absl::flat_hash_map<std::string, std::function<bool(std::span<const int32_t>)>> stop_checks_;
   absl::flat_hash_map<std::string, StrategyState> strategies_;
   std::vector<float> logits_;
   std::vector<float> hidden_;

@@ -149,7 +149,20 @@ INSTANTIATE_TEST_SUITE_P(
                       BadJson{"early_stopping", R"({"early_stopping": "sometimes"})"},
                       BadJson{"seed", R"({"seed": -1})"},
                       BadJson{"logprobs", R"({"logprobs": true})"},
-                      BadJson{"num_beams", R"({"num_beams": "4"})"}));
+                      BadJson{"num_beams", R"({"num_beams": "4"})"},
+                      BadJson{"stop_strings", R"({"stop_strings": [1]})"},
+                      BadJson{"max_time", R"({"max_time": "1s"})"}));
+
+TEST(GenerationConfigTest, StopStringsAndMaxTime) {
+  auto one = GenerationConfigFromJson(json::parse(R"({"stop_strings": "###", "max_time": 2.5})"),
+                                      "cfg");
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_EQ(one->stop_strings, std::vector<std::string>{"###"});
+  EXPECT_EQ(one->max_time, 2.5);
+  auto many = GenerationConfigFromJson(json::parse(R"({"stop_strings": ["a", "\n\n"]})"), "cfg");
+  ASSERT_TRUE(many.ok()) << many.status();
+  EXPECT_EQ(many->stop_strings.size(), 2u);
+}
 
 TEST(GenerationConfigTest, NotAnObject) {
   auto c = GenerationConfigFromJson(json::parse("[1]"), "g.json");
@@ -231,6 +244,13 @@ INSTANTIATE_TEST_SUITE_P(
         BadField{"eos_token_id", [](GenerationConfig& c) { c.eos_token_ids = {2, -1}; }},
         BadField{"stop_token_ids", [](GenerationConfig& c) { c.stop_token_ids = {-7}; }},
         BadField{"logprobs", [](GenerationConfig& c) { c.logprobs = 21; }},
+        BadField{"stop_strings", [](GenerationConfig& c) { c.stop_strings = {"ok", ""}; }},
+        BadField{"stop_strings",
+                 [](GenerationConfig& c) { c.stop_strings.assign(17, std::string("x")); }},
+        BadField{"stop_strings",
+                 [](GenerationConfig& c) { c.stop_strings = {std::string(257, 'x')}; }},
+        BadField{"max_time", [](GenerationConfig& c) { c.max_time = 0.0; }},
+        BadField{"max_time", [](GenerationConfig& c) { c.max_time = -1.0; }},
         BadField{"logprobs", [](GenerationConfig& c) { c.logprobs = -1; }},
         BadField{"num_beams", [](GenerationConfig& c) { c.num_beams = 0; }},
         BadField{"num_beam_groups", [](GenerationConfig& c) { c.num_beam_groups = 0; }},

@@ -81,9 +81,9 @@ class GenerationLoopTest : public ::testing::Test {
     const Sampler sampler = MakeSampler(config);
     const absl::Status s = GenerateSequence(
         *tiny_.model, prompt, sampler, GenerationLimits{max_new_tokens, stop_ids},
-        [&](const SampleResult& r) {
+        [&](const SampleResult& r) -> absl::StatusOr<bool> {
           out.push_back(r);
-          return absl::OkStatus();
+          return true;
         },
         stats);
     EXPECT_TRUE(s.ok()) << s;
@@ -221,20 +221,44 @@ TEST_F(GenerationLoopTest, CallbackErrorEndsGeneration) {
   const Sampler sampler = MakeSampler(GenerationConfig{});
   const absl::Status s = GenerateSequence(
       *tiny_.model, std::vector<int32_t>{1, 2}, sampler, GenerationLimits{5, {}},
-      [&](const SampleResult&) {
+      [&](const SampleResult&) -> absl::StatusOr<bool> {
         ++calls;
-        return calls == 2 ? absl::CancelledError("client went away") : absl::OkStatus();
+        if (calls == 2) return absl::CancelledError("client went away");
+        return true;
       },
       nullptr);
   EXPECT_EQ(s.code(), absl::StatusCode::kCancelled);
   EXPECT_EQ(calls, 2);
 }
 
+TEST_F(GenerationLoopTest, CallbackStopsAndMaxTimeEndsWithDeadline) {
+  const Sampler sampler = MakeSampler(GenerationConfig{});
+  int calls = 0;
+  GenerationStats stats;
+  absl::Status s = GenerateSequence(
+      *tiny_.model, std::vector<int32_t>{1, 2}, sampler, GenerationLimits{8, {}},
+      [&](const SampleResult&) -> absl::StatusOr<bool> { return ++calls < 3; }, &stats);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(calls, 3);
+  EXPECT_EQ(stats.generated_tokens, 3);
+  EXPECT_EQ(stats.finish_reason, FinishReason::kStop);
+  EXPECT_EQ(stats.stop_token, -1) << "a stop string, not a stop id";
+
+  GenerationLimits limits{8, {}};
+  limits.max_time = absl::ZeroDuration();  // already over after the first token
+  s = GenerateSequence(*tiny_.model, std::vector<int32_t>{1, 2}, sampler, limits,
+                       [](const SampleResult&) -> absl::StatusOr<bool> { return true; },
+                       &stats);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(stats.generated_tokens, 1);
+  EXPECT_EQ(stats.finish_reason, FinishReason::kDeadline);
+}
+
 TEST_F(GenerationLoopTest, TokenOutsideVocabularyIsInvalidArgument) {
   const Sampler sampler = MakeSampler(GenerationConfig{});
   const absl::Status s = GenerateSequence(
       *tiny_.model, std::vector<int32_t>{1, static_cast<int32_t>(spec_.vocab)}, sampler,
-      GenerationLimits{5, {}}, [](const SampleResult&) { return absl::OkStatus(); }, nullptr);
+      GenerationLimits{5, {}}, [](const SampleResult&) -> absl::StatusOr<bool> { return true; }, nullptr);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
 }
 
@@ -243,7 +267,7 @@ TEST_F(GenerationLoopTest, SamplerForAnotherVocabularyIsInvalidArgument) {
   ASSERT_TRUE(sampler.ok());
   const absl::Status s = GenerateSequence(
       *tiny_.model, std::vector<int32_t>{1, 2}, *sampler, GenerationLimits{5, {}},
-      [](const SampleResult&) { return absl::OkStatus(); }, nullptr);
+      [](const SampleResult&) -> absl::StatusOr<bool> { return true; }, nullptr);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.message(), ::testing::HasSubstr("vocabulary"));
 }

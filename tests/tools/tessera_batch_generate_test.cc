@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -204,6 +205,34 @@ TEST(TesseraBatchGenerateTest, ParallelSamplingWithSeedIsReproducible) {
   const BatchRun second = RunBatch(input);
   ASSERT_EQ(second.process.exit_code, 0) << second.process.err;
   EXPECT_EQ(second.lines, first.lines);
+}
+
+// A line's stop_strings cut its text before the first one (tokens up to the one that
+// completed it are kept); beam search lines return their hypotheses with scores.
+TEST(TesseraBatchGenerateTest, StopStringsAndBeamSearchLines) {
+  const std::string prompt = R"("prompt": "Once upon a time", "max_new_tokens": 24)";
+  const BatchRun plain = RunBatch("{" + prompt + "}\n");
+  ASSERT_EQ(plain.process.exit_code, 0) << plain.process.err;
+  const std::string text = plain.lines.at(0)["completions"][0]["text"];
+  ASSERT_GT(text.size(), 20u) << text;
+  const std::string stop = text.substr(text.size() / 2, 4);
+  const size_t cut = text.find(stop);
+  const BatchRun run = RunBatch(
+      "{" + prompt + R"(, "stop_strings": [)" + json(stop).dump() + "]}\n" +
+      R"({"prompt": "Once upon a time", "max_new_tokens": 6, "num_beams": 3, "n": 2})" "\n");
+  ASSERT_EQ(run.process.exit_code, 0) << run.process.err;
+  ASSERT_EQ(run.lines.size(), 2u);
+  const json& stopped = run.lines[0]["completions"][0];
+  EXPECT_EQ(stopped["text"], text.substr(0, cut));
+  EXPECT_EQ(stopped["finish_reason"], "stop");
+  EXPECT_TRUE(stopped["stop_token_id"].is_null());
+  const std::vector<int32_t> all = Ids(plain.lines[0]["completions"][0]);
+  const std::vector<int32_t> kept = Ids(stopped);
+  ASSERT_LT(kept.size(), all.size());
+  EXPECT_TRUE(std::equal(kept.begin(), kept.end(), all.begin()));
+  const json& beams = run.lines[1]["completions"];
+  ASSERT_EQ(beams.size(), 2u);
+  EXPECT_GE(beams[0]["score"].get<double>(), beams[1]["score"].get<double>());
 }
 
 TEST(TesseraBatchGenerateTest, UsageErrorsExitTwo) {

@@ -156,6 +156,30 @@ TEST(TesseraGenerateDecodingTest, EngineStrategiesReturnEverySequence) {
   EXPECT_THAT(r.err, HasSubstr("--num-beam-groups"));
 }
 
+// A stop string ends the text before it, streamed or not: the streamed text never shows a
+// part of it. max_time ends generation with "deadline".
+TEST(TesseraGenerateDecodingTest, StopStringsAreHeldBackAndMaxTimeEnds) {
+  const json plain = GenerateJson({"--max-new-tokens", "24"});
+  const std::string text = plain["text"];
+  ASSERT_GT(text.size(), 20u) << text;
+  const std::string stop = text.substr(text.size() / 2, 5);
+  const std::string before = text.substr(0, text.find(stop));
+  const json cut = GenerateJson({"--max-new-tokens", "24", "--stop-strings", stop});
+  EXPECT_EQ(cut["text"], before);
+  EXPECT_EQ(cut["finish_reason"], "stop");
+  EXPECT_TRUE(cut["stop_token_id"].is_null());
+  const testing::ProcessResult streamed =
+      Generate({"--max-new-tokens", "24", "--stop-strings", stop});
+  ASSERT_EQ(streamed.exit_code, 0) << streamed.err;
+  EXPECT_EQ(streamed.out, before + "\n");
+  const json timed = GenerateJson({"--max-new-tokens", "24", "--max-time", "1e-9"});
+  EXPECT_EQ(timed["finish_reason"], "deadline");
+  EXPECT_EQ(TokenIds(timed).size(), 1u);
+  const testing::ProcessResult bad = Generate({"--stop-strings", ""});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_THAT(bad.err, HasSubstr("--stop-strings"));
+}
+
 TEST(TesseraGenerateDecodingTest, JsonRecordWithLogprobsOfTheRawLogits) {
   constexpr int kNew = 5;
   // The penalty makes the row the token is chosen from differ from the model's raw row;
