@@ -64,6 +64,7 @@ class Sampler {
                       uint64_t sequence_index) const;
 
   const LogitsProcessorChain& chain() const { return chain_; }
+  bool wants_logprobs() const { return logprobs_.has_value(); }
   uint64_t seed() const { return seed_; }
 
  private:

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/block_manager.h"
@@ -68,9 +69,12 @@ struct RequestOutput {
     SequenceId seq_id = -1;  // -1 for a hypothesis a decoding strategy kept
     std::vector<int32_t> generated_token_ids;
     FinishReason finish_reason = FinishReason::kNone;
-    // Filled by decoding strategies: the raw log-probability of each generated token and
-    // the strategy's score (beam score, length-penalised; else the cumulative logprob).
+    // When the request asked for logprobs (and always for decoding strategies): the raw
+    // log-probability of each generated token, and per token the requested number of most
+    // likely alternatives (token, logprob).
     std::vector<float> token_logprobs;
+    std::vector<std::vector<std::pair<int32_t, float>>> top_logprobs;
+    // Decoding strategies only: the beam score (length-penalised) or cumulative logprob.
     std::optional<double> score;
   };
   std::vector<Completion> completions;

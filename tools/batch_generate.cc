@@ -43,6 +43,7 @@ struct Slot {
   json id;
   std::vector<int32_t> stop_ids;
   std::vector<std::string> stop_strings;
+  bool logprobs = false;  // the line asked for logprobs
   std::optional<std::string> output;
   bool failed = false;
 };
@@ -97,6 +98,24 @@ std::string OutputLine(const Slot& slot, const RequestOutput& out, int64_t promp
       stop_token = ids.back();
       ids.pop_back();
     }
+    // Per-token logprobs, when the line asked for them (the stop token's left out).
+    json logprobs = nullptr;
+    double cumulative = 0.0;
+    if (slot.logprobs && c.token_logprobs.size() >= ids.size()) {
+      logprobs = json::array();
+      for (size_t t = 0; t < ids.size(); ++t) {
+        json entry = {{"token_id", ids[t]}, {"logprob", c.token_logprobs[t]}};
+        if (t < c.top_logprobs.size() && !c.top_logprobs[t].empty()) {
+          json top = json::array();
+          for (const auto& [token, logprob] : c.top_logprobs[t]) {
+            top.push_back({{"token_id", token}, {"logprob", logprob}});
+          }
+          entry["top_logprobs"] = std::move(top);
+        }
+        logprobs.push_back(std::move(entry));
+        cumulative += c.token_logprobs[t];
+      }
+    }
     auto text = tokenizer.Decode(ids);
     if (text.ok() && c.finish_reason == FinishReason::kStop) {
       // A stop string ends the text (and is not part of it).
@@ -110,6 +129,10 @@ std::string OutputLine(const Slot& slot, const RequestOutput& out, int64_t promp
                            {"finish_reason", std::string(FinishReasonName(c.finish_reason))},
                            {"stop_token_id", stop_token}});
     if (c.score.has_value()) completions.back()["score"] = *c.score;
+    if (!logprobs.is_null()) {
+      completions.back()["logprobs"] = std::move(logprobs);
+      completions.back()["cumulative_logprob"] = cumulative;
+    }
   }
   totals.prompt_tokens += prompt_tokens;
   totals.completion_tokens += completion_tokens;
@@ -284,6 +307,7 @@ int RunBatchGenerate(const BatchGenerateOptions& o) {
       s[i].id = parsed->id;
       s[i].stop_ids = std::move(parsed->stop_ids);
       s[i].stop_strings = std::move(parsed->stop_strings);
+      s[i].logprobs = parsed->request.generation.logprobs.has_value();
       prompt_tokens[i] = static_cast<int64_t>(parsed->request.spec.prompt_token_ids.size());
       // The engine's id is the slot index: user ids need not be unique.
       parsed->request.spec.request_id = absl::StrCat(i);

@@ -16,12 +16,15 @@
 // The decoding flags of the command line (decoding_flags.h) are the defaults every line
 // starts from; a setting on a line overrides them for that line only. max_new_tokens is the
 // line's max_new_tokens / max_length, else the flags' (default 128), capped by the model's
-// context. "logprobs" is refused (the engine does not report logprobs yet).
+// context. "logprobs": N adds each token's logprob (of the raw logits) and its N most likely
+// alternatives to the completion, with "cumulative_logprob".
 //
 // Output: one JSON line per input line, in input order whatever the finishing order:
 //   {"id": "...", "completions": [{"index": 0, "text": "...", "token_ids": [...],
 //    "finish_reason": "stop" | "length", "stop_token_id": 2 | null,
-//    "score": -0.41 (beam and contrastive search only)}, ...],
+//    "score": -0.41 (beam and contrastive search only),
+//    "logprobs": [{"token_id": 1, "logprob": -0.2, "top_logprobs": [...]}, ...],
+//    "cumulative_logprob": -3.1 (the last two when the line asks for "logprobs")}, ...],
 //    "usage": {"prompt_tokens": 7, "completion_tokens": 12}}
 // token_ids and text exclude the stop token (as single `tessera generate` does); a line's
 // "stop_strings" end a completion's text before the first one (its tokens are kept);

@@ -110,9 +110,6 @@ absl::StatusOr<BatchRequest> ParseBatchLine(const std::string& text, int64_t lin
     return LineError(line_number, absl::StrFormat("field 'id' must be a string (is %s)",
                                                   j["id"].dump()));
   }
-  if (Has(j, "logprobs")) {
-    return LineError(line_number, "field 'logprobs' is not supported by batch mode yet");
-  }
 
   // Settings: the command line's, then this line's (validated by GenerationConfigFromJson).
   const std::string source = absl::StrCat("line ", line_number);

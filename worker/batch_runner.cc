@@ -166,7 +166,9 @@ absl::Status BatchRunner::Cancel(std::string_view request_id) {
   return scheduler_->Cancel(request_id);
 }
 
-absl::StatusOr<StepResult> BatchRunner::Decode(const StepPlan& plan, const StepBatch& batch) {
+absl::StatusOr<StepResult> BatchRunner::Decode(const StepPlan& plan, const StepBatch& batch,
+                                               std::vector<std::vector<SampleResult>>* drawn) {
+  drawn->assign(plan.sequences.size(), {});
   const size_t vocab = static_cast<size_t>(model_->config().vocab_size);
   const size_t hidden_size = static_cast<size_t>(model_->config().hidden_size);
   StepResult result;
@@ -216,13 +218,16 @@ absl::StatusOr<StepResult> BatchRunner::Decode(const StepPlan& plan, const StepB
     const TokenHistory history{seq->token_ids(), static_cast<size_t>(seq->prompt_len())};
     for (int k = 0; k < e.num_samples; ++k) {
       std::copy(raw.begin(), raw.end(), processed.begin());
-      const SampleResult s = sampler->second.Sample(history, processed, index + k);
+      SampleResult s = sampler->second.Sample(history, processed, index + k);
       if (s.token < 0) {  // the processors removed every token
         out.tokens.clear();
         out.finish = FinishReason::kAborted;
         break;
       }
       out.tokens.push_back(s.token);
+      if (sampler->second.wants_logprobs()) {
+        (*drawn)[batch.logits_entries[r]].push_back(std::move(s));
+      }
     }
     result.outputs.push_back(std::move(out));
   }
@@ -301,6 +306,44 @@ absl::Status BatchRunner::CheckStopTexts(const StepPlan& plan) {
   return absl::OkStatus();
 }
 
+void BatchRunner::RecordLogprobs(const StepPlan& plan,
+                                 const std::vector<std::vector<SampleResult>>& drawn) {
+  for (size_t i = 0; i < plan.sequences.size(); ++i) {
+    if (drawn[i].empty()) continue;
+    const ScheduledSequence& e = plan.sequences[i];
+    const SequenceGroup* group = scheduler_->FindRequest(e.request_id);
+    if (group == nullptr) {  // finished this step: its sequences were retired
+      if (drawn[i].size() == 1) logprobs_[e.seq_id].push_back(drawn[i][0]);
+      continue;
+    }
+    // Sample 0 continues the sequence; samples 1.. went to the forks made this step, which
+    // are the group's last sequences, in order.
+    logprobs_[e.seq_id].push_back(drawn[i][0]);
+    const auto& seqs = group->sequences();
+    const size_t forks = drawn[i].size() - 1;
+    for (size_t k = 0; k < forks && k < seqs.size(); ++k) {
+      const Sequence& child = *seqs[seqs.size() - forks + k];
+      std::vector<SampleResult> records = logprobs_[e.seq_id];
+      records.back() = drawn[i][k + 1];
+      logprobs_[child.id()] = std::move(records);
+    }
+  }
+}
+
+void BatchRunner::AttachLogprobs(RequestOutput& out) {
+  for (RequestOutput::Completion& c : out.completions) {
+    auto it = logprobs_.find(c.seq_id);
+    if (it == logprobs_.end()) continue;
+    for (const SampleResult& r : it->second) {
+      c.token_logprobs.push_back(r.logprob);
+      std::vector<std::pair<int32_t, float>> top;
+      for (const TokenLogprob& t : r.top) top.emplace_back(t.token, t.logprob);
+      c.top_logprobs.push_back(std::move(top));
+    }
+    logprobs_.erase(it);
+  }
+}
+
 void BatchRunner::ReplaceWithStrategyResults(RequestOutput& out) {
   auto it = strategies_.find(out.request_id);
   if (it == strategies_.end()) return;
@@ -328,8 +371,10 @@ absl::StatusOr<std::vector<RequestOutput>> BatchRunner::Step(absl::Time now) {
     }
     const StepBatch batch = BuildStepBatch(plan);
     RETURN_IF_ERROR(model_->ForwardPaged(batch.view(), cache_, &logits_, &hidden_));
-    ASSIGN_OR_RETURN(const StepResult result, Decode(plan, batch));
+    std::vector<std::vector<SampleResult>> drawn;
+    ASSIGN_OR_RETURN(const StepResult result, Decode(plan, batch, &drawn));
     RETURN_IF_ERROR(scheduler_->Update(result));
+    RecordLogprobs(plan, drawn);
     RETURN_IF_ERROR(CheckStopTexts(plan));
     RETURN_IF_ERROR(AdvanceStrategies());
     ++stats_.steps;
@@ -339,6 +384,7 @@ absl::StatusOr<std::vector<RequestOutput>> BatchRunner::Step(absl::Time now) {
   for (RequestOutput& out : finished) {
     samplers_.erase(out.request_id);
     stop_checks_.erase(out.request_id);
+    AttachLogprobs(out);
     ReplaceWithStrategyResults(out);
   }
   return finished;

@@ -111,7 +111,10 @@ class BatchRunner {
 
   // Decoding for the sequences that needed logits; `logits` holds one row per entry. Rows of
   // strategy-driven requests are kept for AdvanceStrategies (their sequences are held).
-  [[nodiscard]] absl::StatusOr<StepResult> Decode(const StepPlan& plan, const StepBatch& batch);
+  // `drawn` receives, per plan entry that needed logits, the samples drawn (with their
+  // logprobs) for requests that asked for logprobs.
+  [[nodiscard]] absl::StatusOr<StepResult> Decode(const StepPlan& plan, const StepBatch& batch,
+                                                  std::vector<std::vector<SampleResult>>* drawn);
   // Runs every strategy whose live sequences all have rows, and applies its decision
   // through the scheduler (forks, appended tokens, pruned or finished sequences).
   [[nodiscard]] absl::Status AdvanceStrategies();
@@ -138,7 +141,12 @@ class BatchRunner {
   // Sequences of requests with a stops_at check, checked after each step.
   [[nodiscard]] absl::Status CheckStopTexts(const StepPlan& plan);
 
+  // Per sequence, the logprobs of its generated tokens (requests that asked for them).
+  void RecordLogprobs(const StepPlan& plan, const std::vector<std::vector<SampleResult>>& drawn);
+  void AttachLogprobs(RequestOutput& out);
+
   absl::flat_hash_map<std::string, Sampler> samplers_;
+  absl::flat_hash_map<SequenceId, std::vector<SampleResult>> logprobs_;
   absl::flat_hash_map<std::string, std::function<bool(std::span<const int32_t>)>> stop_checks_;
   absl::flat_hash_map<std::string, StrategyState> strategies_;
   std::vector<float> logits_;

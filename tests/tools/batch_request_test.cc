@@ -115,7 +115,7 @@ TEST_F(BatchRequestTest, BadLinesNameTheField) {
       {R"({"prompt": "a", "n": 2, "do_sample": false})", "'n' (2)"},
       {R"({"prompt": "a", "priority": "high"})", "'priority'"},
       {R"({"prompt": "a", "id": [1]})", "'id'"},
-      {R"({"prompt": "a", "logprobs": 2})", "'logprobs'"},
+      {R"({"prompt": "a", "logprobs": 21})", "'logprobs'"},
       {R"({"prompt": "a", "max_length": 1})", "'max_length' (1)"},
       {R"({"prompt": ""})", "no tokens"},
   };

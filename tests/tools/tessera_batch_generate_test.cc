@@ -235,6 +235,34 @@ TEST(TesseraBatchGenerateTest, StopStringsAndBeamSearchLines) {
   EXPECT_GE(beams[0]["score"].get<double>(), beams[1]["score"].get<double>());
 }
 
+// "logprobs": N reports each token's logprob and N alternatives, for every sample.
+TEST(TesseraBatchGenerateTest, LogprobsForEverySequence) {
+  const BatchRun run = RunBatch(
+      R"({"prompt": "Once upon a time", "max_new_tokens": 5, "logprobs": 2})" "\n"
+      R"({"prompt": "Once upon a time", "max_new_tokens": 5, "logprobs": 0, "n": 2,)"
+      R"( "do_sample": true, "seed": 4})" "\n");
+  ASSERT_EQ(run.process.exit_code, 0) << run.process.err;
+  ASSERT_EQ(run.lines.size(), 2u);
+  const json& greedy = run.lines[0]["completions"][0];
+  const std::vector<int32_t> ids = Ids(greedy);
+  ASSERT_EQ(greedy["logprobs"].size(), ids.size());
+  double sum = 0.0;
+  for (size_t t = 0; t < ids.size(); ++t) {
+    const json& entry = greedy["logprobs"][t];
+    EXPECT_EQ(entry["token_id"], ids[t]);
+    ASSERT_EQ(entry["top_logprobs"].size(), 2u);
+    // Greedy: the chosen token is the most likely one.
+    EXPECT_EQ(entry["top_logprobs"][0]["token_id"], ids[t]);
+    EXPECT_LE(entry["logprob"].get<double>(), 0.0);
+    sum += entry["logprob"].get<double>();
+  }
+  EXPECT_NEAR(greedy["cumulative_logprob"].get<double>(), sum, 1e-6);
+  for (const json& sample : run.lines[1]["completions"]) {
+    EXPECT_EQ(sample["logprobs"].size(), Ids(sample).size());
+    EXPECT_FALSE(sample["logprobs"][0].contains("top_logprobs"));
+  }
+}
+
 TEST(TesseraBatchGenerateTest, UsageErrorsExitTwo) {
   const std::string missing = TempPath("missing.jsonl");
   std::filesystem::remove(missing);
