@@ -8,12 +8,16 @@
 
 namespace tessera {
 
-absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view name, int num_threads) {
+absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view name, int num_threads,
+                                                       BackendOptions options) {
   if (num_threads < 0) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "kernels/registry: num_threads=%d must be >= 0 (0 = hardware threads)", num_threads));
   }
-  if (name == "cpu") return std::unique_ptr<Backend>(new CpuBackend(num_threads));
+  if (name == "cpu") {
+    return std::unique_ptr<Backend>(
+        new CpuBackend(num_threads, /*kernels=*/nullptr, options.batch_invariant));
+  }
   if (name == "cpu-reference") return std::unique_ptr<Backend>(new ReferenceBackend());
   if (name == "cuda") {
     const absl::StatusOr<int> count = CudaDeviceCount();

@@ -13,9 +13,18 @@
 
 namespace tessera {
 
+struct BackendOptions {
+  // Deterministic (batch-invariant) mode: every output row of an op is computed the same way
+  // whatever the batch around it, so a request's tokens do not depend on what it is batched
+  // with. "cpu-reference" always is; "cpu" then gives up its 4-row MatMul kernels (see
+  // docs/benchmarks.md for the cost).
+  bool batch_invariant = false;
+};
+
 // INVALID_ARGUMENT for an unknown name; UNAVAILABLE when the backend exists but cannot run
 // here (e.g. "cuda" without a GPU). `num_threads` 0 = all hardware threads.
-absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view name, int num_threads = 0);
+absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view name, int num_threads = 0,
+                                                       BackendOptions options = {});
 std::vector<std::string> AvailableBackends();
 
 }  // namespace tessera

@@ -247,7 +247,10 @@ int RunBatchGenerate(const BatchGenerateOptions& o) {
   }
   ModelSession session;
   if (int code = OpenModelSession(
-          kName, {.model = o.model, .backend = o.backend, .threads = o.threads}, &session);
+          kName,
+          {.model = o.model, .backend = o.backend, .threads = o.threads,
+           .deterministic = o.deterministic},
+          &session);
       code != kExitOk) {
     return code;
   }

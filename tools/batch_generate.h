@@ -68,6 +68,7 @@ struct BatchGenerateOptions {
   std::string model;
   std::string backend;
   int threads = 0;
+  bool deterministic = false;
   bool chat = false;
   std::string chat_template_file;
   const DecodingFlags* decoding = nullptr;  // not null

@@ -42,6 +42,7 @@ struct GenerateOptions {
   bool chat = false;
   std::string chat_template_file;
   int threads = 0;
+  bool deterministic = false;
   std::string backend = "cpu";
   bool no_stream = false;
   bool json = false;
@@ -77,6 +78,7 @@ int RunGenerate(const GenerateOptions& o) {
     return RunBatchGenerate({.model = o.model,
                              .backend = o.backend,
                              .threads = o.threads,
+                             .deterministic = o.deterministic,
                              .chat = o.chat,
                              .chat_template_file = o.chat_template_file,
                              .decoding = &o.decoding,
@@ -96,7 +98,10 @@ int RunGenerate(const GenerateOptions& o) {
   }
   ModelSession session;
   if (int code = OpenModelSession(
-          kName, {.model = o.model, .backend = o.backend, .threads = o.threads}, &session);
+          kName,
+          {.model = o.model, .backend = o.backend, .threads = o.threads,
+           .deterministic = o.deterministic},
+          &session);
       code != kExitOk) {
     return code;
   }
@@ -204,6 +209,9 @@ Command AddGenerateCommand(CLI::App& root) {
   app->add_option("--chat-template", o->chat_template_file,
                   "File with a chat format name (chatml, llama3, ...) or a Jinja chat "
                   "template (default: the model's own)");
+  app->add_flag("--deterministic", o->deterministic,
+                "Batch-invariant kernels: a request's tokens do not depend on what it is "
+                "batched with (slower prefill and batched decode; docs/benchmarks.md)");
   app->add_option("--threads", o->threads, "CPU threads (0 = all)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);

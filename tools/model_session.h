@@ -30,6 +30,7 @@ struct ModelSessionOptions {
   std::string model = "default";  // a path or "default" (formats/model_locator.h)
   std::string backend = "cpu";
   int threads = 0;
+  bool deterministic = false;  // BackendOptions::batch_invariant
 };
 
 // Fills *session and returns kExitOk, or prints the failure for `command` and returns its

@@ -63,8 +63,10 @@ struct GemmJob {
 
 }  // namespace
 
-CpuBackend::CpuBackend(int num_threads, const CpuKernels* kernels)
-    : kernels_(kernels != nullptr ? *kernels : BestCpuKernels()), pool_(num_threads) {}
+CpuBackend::CpuBackend(int num_threads, const CpuKernels* kernels, bool batch_invariant)
+    : kernels_(kernels != nullptr ? *kernels : BestCpuKernels()),
+      batch_invariant_(batch_invariant),
+      pool_(num_threads) {}
 
 absl::Status CpuBackend::MatMul(const float* x, int64_t n, int64_t k, const TensorView& w,
                                 float* y) {
@@ -93,7 +95,7 @@ absl::Status CpuBackend::MatMul(const float* x, int64_t n, int64_t k, const Tens
   }
 
   const GemmJob job{dot,
-                    n >= 4 ? kernels_.vec_dot4(w.dtype) : nullptr,
+                    n >= 4 && !batch_invariant_ ? kernels_.vec_dot4(w.dtype) : nullptr,
                     static_cast<const uint8_t*>(w.data),
                     w.RowStrideBytes(),
                     act,

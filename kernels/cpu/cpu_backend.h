@@ -19,8 +19,12 @@ namespace tessera {
 class CpuBackend : public Backend {
  public:
   // num_threads: 0 = hardware threads. kernels: nullptr = the best table for this CPU;
-  // tests pass each of SupportedCpuKernels() to cover every ISA.
-  explicit CpuBackend(int num_threads = 0, const CpuKernels* kernels = nullptr);
+  // tests pass each of SupportedCpuKernels() to cover every ISA. batch_invariant: MatMul
+  // computes every row with the one-row kernel, so that a row's result is the same bits in
+  // any batch (the 4-row kernels sum the blocks in another order).
+  explicit CpuBackend(int num_threads = 0, const CpuKernels* kernels = nullptr,
+                      bool batch_invariant = false);
+  bool batch_invariant() const { return batch_invariant_; }
 
   std::string_view name() const override { return "cpu"; }
   std::string_view isa() const { return kernels_.isa; }
@@ -57,6 +61,7 @@ class CpuBackend : public Backend {
                                  float* y);
 
   const CpuKernels& kernels_;
+  bool batch_invariant_ = false;
   ThreadPool pool_;
   AlignedBuffer act_;  // quantized activation rows of the current MatMul
 };

@@ -286,6 +286,30 @@ TEST(CpuBackendThreadsTest, ResultsDoNotDependOnThreadCount) {
   }
 }
 
+// In batch-invariant mode each row of a batched MatMul equals that row alone, bit for bit,
+// for every dtype and ISA: deterministic mode (a request's tokens do not depend on its
+// batch) rests on it.
+TEST(CpuBackendBatchTest, BatchInvariantRowsDoNotDependOnTheBatch) {
+  std::mt19937 rng(5);
+  for (const CpuKernels* kernels : SupportedCpuKernels()) {
+    CpuBackend be(2, kernels, /*batch_invariant=*/true);
+    for (DType t : kAllWeightTypes) {
+      SCOPED_TRACE(absl::StrFormat("%s on %s", DTypeName(t), kernels->isa));
+      const int64_t k = Traits(t).block_elems == 256 ? 512 : 96, m = 70, n = 9;
+      const std::vector<uint8_t> w = RandomWeights(t, m, k, rng);
+      const TensorView wv{t, {m, k}, w.data()};
+      const std::vector<float> x = RandomFloats(n * k, rng);
+      std::vector<float> batched(n * m, NAN), alone(m, NAN);
+      ASSERT_TRUE(be.MatMul(x.data(), n, k, wv, batched.data()).ok());
+      for (int64_t i = 0; i < n; ++i) {
+        ASSERT_TRUE(be.MatMul(x.data() + i * k, 1, k, wv, alone.data()).ok());
+        ASSERT_EQ(std::memcmp(alone.data(), batched.data() + i * m, m * sizeof(float)), 0)
+            << "row " << i;
+      }
+    }
+  }
+}
+
 // The backend quantizes activations with each ISA's fast path; it must give QuantizeRow's
 // bytes exactly (the MatMul tolerances above rely on it), ties and zero blocks included.
 TEST(CpuFeaturesTest, FastActivationQuantizersEqualQuantizeRow) {

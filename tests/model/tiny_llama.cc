@@ -235,11 +235,12 @@ absl::StatusOr<TinyWeights> WriteTinyModel(const TinySpec& spec, const std::stri
 }
 
 absl::StatusOr<LoadedTinyModel> LoadTinyModel(const TinySpec& spec, const std::string& path,
-                                              const std::string& backend, int num_threads) {
+                                              const std::string& backend, int num_threads,
+                                              BackendOptions options) {
   LoadedTinyModel m;
   ASSIGN_OR_RETURN(m.weights, WriteTinyModel(spec, path));
   ASSIGN_OR_RETURN(m.store, OpenWeightStore(path));
-  ASSIGN_OR_RETURN(m.backend, CreateBackend(backend, num_threads));
+  ASSIGN_OR_RETURN(m.backend, CreateBackend(backend, num_threads, options));
   ASSIGN_OR_RETURN(m.model, LlamaModel::Load(*m.store, m.backend.get()));
   return m;
 }

@@ -80,6 +80,7 @@ struct LoadedTinyModel {
 // Writes the model to `path` (WriteTinyModel), opens it and loads it on a `backend` with
 // `num_threads` (CreateBackend).
 absl::StatusOr<LoadedTinyModel> LoadTinyModel(const TinySpec& spec, const std::string& path,
-                                              const std::string& backend, int num_threads);
+                                              const std::string& backend, int num_threads,
+                                              BackendOptions options = {});
 
 }  // namespace tessera::testing
