@@ -62,6 +62,10 @@ struct SchedulerStats {
 class Scheduler {
  public:
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<Scheduler>> Create(SchedulerConfig config);
+  // With every request finished, every block must be back in the pool (cached blocks are
+  // unreferenced): a leak is a broken invariant, checked here so that every test that
+  // drains its scheduler checks it.
+  ~Scheduler();
 
   // Queues a request arriving at `now`. Refused at once, changing nothing:
   // INVALID_ARGUMENT for an empty request_id or prompt, max_new_tokens or n below 1, n over

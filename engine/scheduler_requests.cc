@@ -40,6 +40,12 @@ Scheduler::Scheduler(SchedulerConfig config)
     : config_(config),
       blocks_(config.num_blocks, config.block_size, config.enable_prefix_caching) {}
 
+Scheduler::~Scheduler() {
+  if (groups_.empty() && !in_flight_.has_value()) {
+    TESSERA_CHECK_MSG(blocks_.Usage().used == 0, "KV blocks leaked: referenced after every request finished");
+  }
+}
+
 absl::Status Scheduler::AddRequest(RequestSpec spec, absl::Time now) {
   const std::string id = spec.request_id;  // a copy: spec is moved below
   if (id.empty()) return absl::InvalidArgumentError("request.request_id is empty");
