@@ -12,13 +12,51 @@ namespace tessera {
 
 void Scheduler::Preempt(Sequence* seq, StepPlan& plan) {
   std::erase(running_, seq);
-  blocks_.Free(seq->id());
-  seq->set_num_computed_tokens(0);
-  seq->set_status(SequenceStatus::kPreempted);
+  const size_t needed =
+      static_cast<size_t>(blocks_.BlocksForTokens(seq->num_computed_tokens()));
+  const std::vector<BlockId>& table = blocks_.BlockTable(seq->id());
+  if (config_.num_host_blocks > 0 && !GroupOf(seq->id())->strategy_driven() && needed > 0 &&
+      needed <= table.size() && needed <= host_free_.size()) {
+    // Swap out: the computed blocks go to host memory; the sequence keeps its progress.
+    std::vector<BlockId>& host = host_tables_[seq->id()];
+    for (size_t i = 0; i < needed; ++i) {
+      host.push_back(host_free_.back());
+      host_free_.pop_back();
+      plan.swap_out.push_back({table[i], host.back()});
+    }
+    blocks_.Free(seq->id());
+    seq->set_status(SequenceStatus::kSwapped);
+    ++stats_.swaps_out;
+  } else {
+    blocks_.Free(seq->id());
+    seq->set_num_computed_tokens(0);
+    seq->set_status(SequenceStatus::kPreempted);
+  }
   seq->CountPreemption();
   InsertSorted(waiting_, seq);
   plan.preempted.push_back(seq->id());
   ++stats_.preemptions;
+}
+
+bool Scheduler::SwapIn(Sequence* seq, int num_new, StepPlan& plan) {
+  const int computed = seq->num_computed_tokens();
+  if (!blocks_.AllocateSlots(seq->id(), 0, computed + num_new)) return false;
+  const std::vector<BlockId>& table = blocks_.BlockTable(seq->id());
+  auto host = host_tables_.find(seq->id());
+  TESSERA_CHECK(host != host_tables_.end() && host->second.size() <= table.size());
+  for (size_t i = 0; i < host->second.size(); ++i) {
+    plan.swap_in.push_back({host->second[i], table[i]});
+  }
+  ReleaseHostBlocks(seq->id());
+  ++stats_.swaps_in;
+  return true;
+}
+
+void Scheduler::ReleaseHostBlocks(SequenceId seq) {
+  auto host = host_tables_.find(seq);
+  if (host == host_tables_.end()) return;
+  for (BlockId b : host->second) host_free_.push_back(b);
+  host_tables_.erase(host);
 }
 
 int Scheduler::SlotsInUse() const {
@@ -117,6 +155,19 @@ absl::StatusOr<StepPlan> Scheduler::Schedule(absl::Time now) {
     const int members = RunningMembers(group);
     const int slots = group->ReservedSlots(members + 1) - group->ReservedSlots(members);
     if (slots_in_use + slots > config_.max_num_seqs) break;
+    if (seq->status() == SequenceStatus::kSwapped) {
+      const int remaining = seq->num_uncomputed_tokens();
+      const int num_new = std::min(remaining, budget);
+      if (num_new < remaining && !config_.enable_chunked_prefill) break;
+      if (!SwapIn(seq, num_new, plan)) break;
+      waiting_.erase(waiting_.begin());
+      seq->set_status(SequenceStatus::kRunning);
+      InsertSorted(running_, seq);
+      ScheduleEntry(seq, seq->num_computed_tokens(), num_new, plan);
+      budget -= num_new;
+      slots_in_use += slots;
+      continue;
+    }
     const PrefixMatch match = blocks_.MatchPrefix(seq->token_ids());
     const int computed = static_cast<int>(match.blocks.size()) * config_.block_size;
     const int remaining = seq->num_tokens() - computed;

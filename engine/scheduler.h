@@ -1,10 +1,11 @@
 // Continuous batching: requests join a waiting queue at any step and leave when finished;
 // each Schedule() picks the sequences of one step under a token budget and a sequence cap,
 // mixing decodes (one token each; prefill chunks always leave a token for every running
-// decode, so decodes are never starved) with chunks of prompts (chunked prefill). When KV blocks run out, the lowest-ranked
-// running sequence is preempted by recompute: its blocks are dropped and it goes back to
-// waiting with its generated tokens, so its output never changes (swap to host is not
-// implemented). Ranking is FCFS (arrival) or priority (then arrival). A strategy-driven
+// decode, so decodes are never starved) with chunks of prompts (chunked prefill). When KV
+// blocks run out, the lowest-ranked running sequence is preempted: its KV is swapped out to
+// host blocks (SchedulerConfig::num_host_blocks, when they have room; not for strategy-driven
+// groups) or dropped for recompute, and it goes back to waiting with its generated tokens,
+// so its output never changes. Ranking is FCFS (arrival) or priority (then arrival). A strategy-driven
 // group (RequestSpec::decoding_width) is advanced by its decoding strategy between steps:
 // its sequences wait, held, for AppendToken / ForkSequence / FinishSequence.
 //
@@ -44,6 +45,9 @@ struct SchedulerConfig {
   int max_num_batched_tokens = 2048;  // tokens per step; at least max_num_seqs
   int max_waiting_requests = 1024;    // beyond this AddRequest is RESOURCE_EXHAUSTED
   bool enable_chunked_prefill = true; // else a prompt waits until it fits a step whole
+  // > 0: a preempted sequence's KV is swapped out to this many host blocks when they have
+  // room (and swapped back in when it resumes) instead of being recomputed.
+  int num_host_blocks = 0;
   SchedulingPolicy policy = SchedulingPolicy::kFcfs;
 };
 
@@ -53,7 +57,9 @@ struct SchedulerConfig {
 
 struct SchedulerStats {
   int64_t steps = 0;
-  int64_t preemptions = 0;
+  int64_t preemptions = 0;  // recomputed or swapped
+  int64_t swaps_out = 0;
+  int64_t swaps_in = 0;
   int64_t scheduled_tokens = 0;
   int64_t prefix_queried_blocks = 0;
   int64_t prefix_hit_blocks = 0;
@@ -118,6 +124,10 @@ class Scheduler {
   int SlotsInUse() const;
   int RunningMembers(const SequenceGroup* group) const;
   void Preempt(Sequence* seq, StepPlan& plan);
+  // Admits a swapped-out sequence with `num_new` tokens to compute; false if the blocks
+  // are not there (nothing changes then).
+  bool SwapIn(Sequence* seq, int num_new, StepPlan& plan);
+  void ReleaseHostBlocks(SequenceId seq);
   // Ends every unfinished sequence of the group with `reason`.
   void FinishGroup(SequenceGroup* group, FinishReason reason);
   void FinishOne(Sequence* seq, FinishReason reason);
@@ -131,6 +141,9 @@ class Scheduler {
   BlockManager blocks_;
   absl::flat_hash_map<std::string, std::unique_ptr<SequenceGroup>> groups_;
   absl::flat_hash_map<SequenceId, SequenceGroup*> group_of_;
+  // Swap space: free host blocks, and the host blocks of each swapped-out sequence.
+  std::vector<BlockId> host_free_;
+  absl::flat_hash_map<SequenceId, std::vector<BlockId>> host_tables_;
   std::vector<Sequence*> waiting_;  // rank order
   std::vector<Sequence*> running_;  // rank order; the back is the first preemption victim
   std::optional<StepPlan> in_flight_;

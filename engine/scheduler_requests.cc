@@ -23,6 +23,10 @@ absl::Status ValidateSchedulerConfig(const SchedulerConfig& c) {
                           {"max_waiting_requests", c.max_waiting_requests}}) {
     if (absl::Status s = positive(field, v); !s.ok()) return s;
   }
+  if (c.num_host_blocks < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "SchedulerConfig.num_host_blocks must be >= 0, got ", c.num_host_blocks));
+  }
   if (c.max_num_batched_tokens < c.max_num_seqs) {
     return absl::InvalidArgumentError(absl::StrCat(
         "SchedulerConfig.max_num_batched_tokens (", c.max_num_batched_tokens,
@@ -38,11 +42,16 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(SchedulerConfig con
 
 Scheduler::Scheduler(SchedulerConfig config)
     : config_(config),
-      blocks_(config.num_blocks, config.block_size, config.enable_prefix_caching) {}
+      blocks_(config.num_blocks, config.block_size, config.enable_prefix_caching) {
+  for (int b = config.num_host_blocks - 1; b >= 0; --b) host_free_.push_back(b);
+}
 
 Scheduler::~Scheduler() {
   if (groups_.empty() && !in_flight_.has_value()) {
-    TESSERA_CHECK_MSG(blocks_.Usage().used == 0, "KV blocks leaked: referenced after every request finished");
+    TESSERA_CHECK_MSG(blocks_.Usage().used == 0,
+                      "KV blocks leaked: referenced after every request finished");
+    TESSERA_CHECK_MSG(static_cast<int>(host_free_.size()) == config_.num_host_blocks,
+                      "host swap blocks leaked after every request finished");
   }
 }
 
@@ -137,6 +146,10 @@ absl::StatusOr<SequenceId> Scheduler::ForkSequence(SequenceId parent) {
   Sequence* seq = group == nullptr ? nullptr : group->FindSequence(parent);
   if (seq == nullptr || seq->is_finished()) {
     return absl::NotFoundError(absl::StrCat("ForkSequence: no unfinished sequence ", parent));
+  }
+  if (seq->status() == SequenceStatus::kSwapped) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("ForkSequence: sequence ", parent, " is swapped out"));
   }
   if (group->strategy_driven()) {
     int live = 0;
@@ -246,6 +259,7 @@ void Scheduler::FinishOne(Sequence* seq, FinishReason reason) {
   std::erase(waiting_, seq);
   std::erase(running_, seq);
   blocks_.Free(seq->id());
+  ReleaseHostBlocks(seq->id());
   seq->Finish(reason);
 }
 

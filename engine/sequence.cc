@@ -9,6 +9,7 @@ std::string_view SequenceStatusName(SequenceStatus status) {
     case SequenceStatus::kWaiting: return "waiting";
     case SequenceStatus::kRunning: return "running";
     case SequenceStatus::kPreempted: return "preempted";
+    case SequenceStatus::kSwapped: return "swapped";
     case SequenceStatus::kFinished: return "finished";
   }
   return "unknown";

@@ -21,7 +21,8 @@ namespace tessera {
 using SequenceId = int64_t;
 using BlockId = int32_t;
 
-enum class SequenceStatus { kWaiting, kRunning, kPreempted, kFinished };
+// kPreempted: its KV was dropped (recompute); kSwapped: its KV waits in host blocks.
+enum class SequenceStatus { kWaiting, kRunning, kPreempted, kSwapped, kFinished };
 
 // Why a sequence ended. kStop: a stop token or string (reported by decoding); kLength:
 // max_new_tokens or the model's context length reached; kPruned: a decoding strategy

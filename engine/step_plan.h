@@ -6,7 +6,8 @@
 // positions [start_position, start_position + token_ids.size()) of sequence `seq_id`, whose
 // KV lives in `block_table` (token p in slot p % block_size of block_table[p / block_size]);
 // the attention of those tokens covers positions [0, start_position + token_ids.size()).
-// `block_copies` must be performed, in order, before the forward pass.
+// `swap_out`, `swap_in` and then `block_copies` must be performed, in order, before the
+// forward pass.
 #pragma once
 
 #include <cstdint>
@@ -42,7 +43,11 @@ struct StepPlan {
   int block_size = 0;
   std::vector<ScheduledSequence> sequences;
   std::vector<BlockCopy> block_copies;
-  std::vector<SequenceId> preempted;  // sequences whose KV was dropped this step (recompute)
+  // Swaps, run first, in this order: swap_out copies cache block src to host block dst,
+  // then swap_in copies host block src to cache block dst; then block_copies.
+  std::vector<BlockCopy> swap_out;
+  std::vector<BlockCopy> swap_in;
+  std::vector<SequenceId> preempted;  // sequences preempted this step (recompute or swap)
   int num_batched_tokens = 0;
   bool empty() const { return sequences.empty(); }
 };

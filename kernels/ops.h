@@ -122,6 +122,18 @@ class Backend {
     return Unimplemented("CopyBlocks");
   }
 
+  // Swapping preempted sequences out of and back into the KV cache: for each layer and each
+  // pair, copies block src of `from` to block dst of `to`, where one side is this backend's
+  // cache and the other a host-memory pool set of the same geometry (the layouts may differ
+  // in num_blocks only). StepPlan::swap_out / swap_in.
+  [[nodiscard]] virtual absl::Status SwapBlocks(std::span<const KvPool> from,
+                                                const PagedKvLayout& from_layout,
+                                                std::span<const KvPool> to,
+                                                const PagedKvLayout& to_layout,
+                                                std::span<const KvBlockCopy> copies) {
+    return Unimplemented("SwapBlocks");
+  }
+
  private:
   absl::Status Unimplemented(std::string_view op) const {
     return absl::UnimplementedError(std::string(name()) + " backend has no " + std::string(op));

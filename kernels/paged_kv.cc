@@ -1,5 +1,7 @@
 #include "kernels/paged_kv.h"
 
+#include <cstring>
+
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 
@@ -143,6 +145,56 @@ absl::Status CheckCopyBlocksArgs(std::string_view backend, std::span<const KvPoo
       return Invalid(backend, "CopyBlocks",
                      absl::StrFormat("copies[%d] src=%d, dst=%d must lie in [0, %d)", i, c.src,
                                      c.dst, layout.num_blocks));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckSwapBlocksArgs(std::string_view backend, std::span<const KvPool> from,
+                                 const PagedKvLayout& from_layout, std::span<const KvPool> to,
+                                 const PagedKvLayout& to_layout,
+                                 std::span<const KvBlockCopy> copies) {
+  if (from.size() != to.size() || from_layout.block_size != to_layout.block_size ||
+      from_layout.num_kv_heads != to_layout.num_kv_heads ||
+      from_layout.head_dim != to_layout.head_dim || from_layout.dtype != to_layout.dtype) {
+    return Invalid(backend, "SwapBlocks",
+                   absl::StrFormat("the two sides differ in geometry (%d vs %d layers, block "
+                                   "size %d vs %d, kv heads %d vs %d, head_dim %d vs %d)",
+                                   from.size(), to.size(), from_layout.block_size,
+                                   to_layout.block_size, from_layout.num_kv_heads,
+                                   to_layout.num_kv_heads, from_layout.head_dim,
+                                   to_layout.head_dim));
+  }
+  for (size_t l = 0; l < from.size(); ++l) {
+    RETURN_IF_ERROR(CheckPagedKvLayout(backend, "SwapBlocks", from_layout, from[l]));
+    RETURN_IF_ERROR(CheckPagedKvLayout(backend, "SwapBlocks", to_layout, to[l]));
+  }
+  for (size_t i = 0; i < copies.size(); ++i) {
+    const KvBlockCopy& c = copies[i];
+    if (c.src < 0 || c.src >= from_layout.num_blocks || c.dst < 0 ||
+        c.dst >= to_layout.num_blocks) {
+      return Invalid(backend, "SwapBlocks",
+                     absl::StrFormat("copies[%d] src=%d must lie in [0, %d) and dst=%d in "
+                                     "[0, %d)",
+                                     i, c.src, from_layout.num_blocks, c.dst,
+                                     to_layout.num_blocks));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SwapHostBlocks(std::string_view backend, std::span<const KvPool> from,
+                            const PagedKvLayout& from_layout, std::span<const KvPool> to,
+                            const PagedKvLayout& to_layout, std::span<const KvBlockCopy> copies) {
+  RETURN_IF_ERROR(CheckSwapBlocksArgs(backend, from, from_layout, to, to_layout, copies));
+  const int64_t n = from_layout.block_elems();
+  const size_t bytes = static_cast<size_t>(n) * sizeof(float);
+  for (size_t l = 0; l < from.size(); ++l) {
+    for (const KvBlockCopy& c : copies) {
+      std::memcpy(static_cast<float*>(to[l].k) + c.dst * n,
+                  static_cast<const float*>(from[l].k) + c.src * n, bytes);
+      std::memcpy(static_cast<float*>(to[l].v) + c.dst * n,
+                  static_cast<const float*>(from[l].v) + c.src * n, bytes);
     }
   }
   return absl::OkStatus();

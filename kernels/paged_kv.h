@@ -107,6 +107,20 @@ struct KvBlockCopy {
                                                const PagedKvLayout& layout,
                                                std::span<const KvBlockCopy> copies);
 
+// Argument checks of Backend::SwapBlocks, and its implementation for backends whose pools
+// live in host memory (memcpy per layer, K and V).
+[[nodiscard]] absl::Status CheckSwapBlocksArgs(std::string_view backend,
+                                               std::span<const KvPool> from,
+                                               const PagedKvLayout& from_layout,
+                                               std::span<const KvPool> to,
+                                               const PagedKvLayout& to_layout,
+                                               std::span<const KvBlockCopy> copies);
+[[nodiscard]] absl::Status SwapHostBlocks(std::string_view backend, std::span<const KvPool> from,
+                                          const PagedKvLayout& from_layout,
+                                          std::span<const KvPool> to,
+                                          const PagedKvLayout& to_layout,
+                                          std::span<const KvBlockCopy> copies);
+
 // Lowest position that a query at `position` attends to.
 inline int64_t WindowStart(int64_t position, int64_t sliding_window) {
   if (sliding_window <= 0 || position < sliding_window) return 0;

@@ -174,6 +174,7 @@ SchedulerConfig EngineConfig(const BatchFlags& f, int64_t context_length) {
   SchedulerConfig s;
   s.block_size = f.block_size;
   s.enable_prefix_caching = !f.no_prefix_cache;
+  s.num_host_blocks = f.swap_blocks;
   s.max_model_len = static_cast<int>(std::min<int64_t>(context_length, 1 << 30));
   s.max_num_seqs = f.max_num_seqs;
   s.max_num_batched_tokens = f.max_batched_tokens;
@@ -218,6 +219,12 @@ void AddBatchFlags(CLI::App* app, BatchFlags* f) {
   app->add_option("--block-size", f->block_size, "Batch mode: tokens per KV block")
       ->capture_default_str()
       ->check(CLI::PositiveNumber)
+      ->needs(in);
+  app->add_option("--swap-blocks", f->swap_blocks,
+                  "Batch mode: host-memory KV blocks that preempted sequences swap to instead "
+                  "of being recomputed (0: recompute)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber)
       ->needs(in);
   app->add_flag("--no-prefix-cache", f->no_prefix_cache,
                 "Batch mode: do not share the KV blocks of common prompt prefixes")

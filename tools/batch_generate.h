@@ -54,6 +54,7 @@ struct BatchFlags {
   int64_t kv_cache_mb = 512;  // ignored when kv_cache_tokens is given
   int64_t kv_cache_tokens = 0;
   int block_size = 16;
+  int swap_blocks = 0;  // host blocks for swapping preempted sequences (0: recompute)
   bool no_prefix_cache = false;
   bool priority_scheduling = false;
 

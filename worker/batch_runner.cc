@@ -83,23 +83,57 @@ absl::StatusOr<std::unique_ptr<BatchRunner>> BatchRunner::Create(LlamaModel* mod
         capacity.bytes_used, ")"));
   }
   ASSIGN_OR_RETURN(std::unique_ptr<Scheduler> scheduler, Scheduler::Create(sc));
+  std::optional<PagedKvCache> host_cache;
+  if (sc.num_host_blocks > 0) {
+    ASSIGN_OR_RETURN(host_cache, model->NewPagedKvCache(sc.num_host_blocks, sc.block_size));
+  }
   return std::unique_ptr<BatchRunner>(new BatchRunner(model, std::move(scheduler),
-                                                      std::move(cache), capacity,
-                                                      options.default_seed));
+                                                      std::move(cache), std::move(host_cache),
+                                                      capacity, options.default_seed));
 }
 
 BatchRunner::BatchRunner(LlamaModel* model, std::unique_ptr<Scheduler> scheduler,
-                         PagedKvCache cache, KvCapacity capacity, uint64_t default_seed)
+                         PagedKvCache cache, std::optional<PagedKvCache> host_cache,
+                         KvCapacity capacity, uint64_t default_seed)
     : model_(model),
       scheduler_(std::move(scheduler)),
       cache_(std::move(cache)),
+      host_cache_(std::move(host_cache)),
       capacity_(capacity),
       default_seed_(default_seed) {}
 
 std::string BatchRunner::StartupReport() const {
-  return absl::StrFormat("%s; allocated %d bytes (%d blocks x %d bytes) on %s",
-                         capacity_.ToString(), cache_.NumBytes(), cache_.layout().num_blocks,
-                         cache_.bytes_per_block(), model_->backend()->name());
+  std::string report = absl::StrFormat(
+      "%s; allocated %d bytes (%d blocks x %d bytes) on %s", capacity_.ToString(),
+      cache_.NumBytes(), cache_.layout().num_blocks, cache_.bytes_per_block(),
+      model_->backend()->name());
+  if (host_cache_.has_value()) {
+    absl::StrAppendFormat(&report, "; swap space %d host blocks (%d bytes)",
+                          host_cache_->layout().num_blocks, host_cache_->NumBytes());
+  }
+  return report;
+}
+
+absl::Status BatchRunner::MoveBlocks(const StepPlan& plan) {
+  Backend& b = *model_->backend();
+  if (!plan.swap_out.empty() || !plan.swap_in.empty()) {
+    if (!host_cache_.has_value()) {
+      return absl::InternalError("BatchRunner: a plan swaps blocks but there is no swap space");
+    }
+    const std::vector<KvBlockCopy> out = ToKvBlockCopies(plan.swap_out);
+    const std::vector<KvBlockCopy> in = ToKvBlockCopies(plan.swap_in);
+    RETURN_IF_ERROR(b.SwapBlocks(cache_.pools(), cache_.layout(), host_cache_->pools(),
+                                 host_cache_->layout(), out));
+    RETURN_IF_ERROR(b.SwapBlocks(host_cache_->pools(), host_cache_->layout(), cache_.pools(),
+                                 cache_.layout(), in));
+    stats_.blocks_swapped += static_cast<int64_t>(out.size() + in.size());
+  }
+  if (!plan.block_copies.empty()) {
+    const std::vector<KvBlockCopy> copies = ToKvBlockCopies(plan.block_copies);
+    RETURN_IF_ERROR(b.CopyBlocks(cache_.pools(), cache_.layout(), copies));
+    stats_.block_copies += static_cast<int64_t>(copies.size());
+  }
+  return absl::OkStatus();
 }
 
 absl::Status BatchRunner::AddRequest(WorkerRequest request, absl::Time now) {
@@ -363,12 +397,10 @@ void BatchRunner::ReplaceWithStrategyResults(RequestOutput& out) {
 
 absl::StatusOr<std::vector<RequestOutput>> BatchRunner::Step(absl::Time now) {
   ASSIGN_OR_RETURN(const StepPlan plan, scheduler_->Schedule(now));
+  if (!plan.empty() || !plan.swap_out.empty()) {
+    RETURN_IF_ERROR(MoveBlocks(plan));
+  }
   if (!plan.empty()) {
-    if (!plan.block_copies.empty()) {
-      const std::vector<KvBlockCopy> copies = ToKvBlockCopies(plan.block_copies);
-      RETURN_IF_ERROR(model_->backend()->CopyBlocks(cache_.pools(), cache_.layout(), copies));
-      stats_.block_copies += static_cast<int64_t>(copies.size());
-    }
     const StepBatch batch = BuildStepBatch(plan);
     RETURN_IF_ERROR(model_->ForwardPaged(batch.view(), cache_, &logits_, &hidden_));
     std::vector<std::vector<SampleResult>> drawn;

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -42,6 +43,7 @@ namespace tessera {
 struct BatchRunnerOptions {
   // block_size, limits and policy. num_blocks > 0 fixes the pool size; 0 takes as many
   // blocks as kv_cache_bytes holds. max_model_len is clamped to the model's context length.
+  // num_host_blocks > 0 allocates that swap space in host memory (preemption by swapping).
   SchedulerConfig scheduler;
   int64_t kv_cache_bytes = 0;
   // Seed of requests whose GenerationConfig has none (mixed with the request id).
@@ -70,6 +72,7 @@ struct BatchRunnerStats {
   int64_t steps = 0;          // non-empty steps run
   int64_t forward_tokens = 0; // tokens through ForwardPaged
   int64_t block_copies = 0;
+  int64_t blocks_swapped = 0;  // out and in
 };
 
 class BatchRunner {
@@ -107,7 +110,10 @@ class BatchRunner {
 
  private:
   BatchRunner(LlamaModel* model, std::unique_ptr<Scheduler> scheduler, PagedKvCache cache,
-              KvCapacity capacity, uint64_t default_seed);
+              std::optional<PagedKvCache> host_cache, KvCapacity capacity,
+              uint64_t default_seed);
+  // The plan's swaps and copy-on-write copies, in the order StepPlan prescribes.
+  [[nodiscard]] absl::Status MoveBlocks(const StepPlan& plan);
 
   // Decoding for the sequences that needed logits; `logits` holds one row per entry. Rows of
   // strategy-driven requests are kept for AdvanceStrategies (their sequences are held).
@@ -136,6 +142,7 @@ class BatchRunner {
   LlamaModel* model_;
   std::unique_ptr<Scheduler> scheduler_;
   PagedKvCache cache_;
+  std::optional<PagedKvCache> host_cache_;  // swap space (SchedulerConfig::num_host_blocks)
   KvCapacity capacity_;
   uint64_t default_seed_;
   // Sequences of requests with a stops_at check, checked after each step.

@@ -41,6 +41,11 @@ class ReferenceBackend : public Backend {
                               const PagedAttentionParams& params, float* out) override;
   absl::Status CopyBlocks(std::span<const KvPool> layers, const PagedKvLayout& layout,
                           std::span<const KvBlockCopy> copies) override;
+  absl::Status SwapBlocks(std::span<const KvPool> from, const PagedKvLayout& from_layout,
+                          std::span<const KvPool> to, const PagedKvLayout& to_layout,
+                          std::span<const KvBlockCopy> copies) override {
+    return SwapHostBlocks(name(), from, from_layout, to, to_layout, copies);
+  }
 
  private:
   std::vector<float> row_;  // one dequantized weight row

@@ -86,3 +86,38 @@ TEST(PagedKvTest, LayoutChecks) {
 
 }  // namespace
 }  // namespace tessera
+
+namespace tessera {
+namespace {
+
+TEST(PagedKvSwapTest, CopiesWholeBlocksBetweenPoolSets) {
+  const PagedKvLayout device{.num_blocks = 4, .block_size = 2, .num_kv_heads = 1, .head_dim = 3};
+  PagedKvLayout host = device;
+  host.num_blocks = 2;
+  const int64_t n = device.block_elems();
+  std::vector<float> dk(4 * n), dv(4 * n), hk(2 * n, 0.0f), hv(2 * n, 0.0f);
+  for (size_t i = 0; i < dk.size(); ++i) {
+    dk[i] = static_cast<float>(i);
+    dv[i] = -static_cast<float>(i);
+  }
+  const std::vector<KvPool> d = {{dk.data(), dv.data()}};
+  const std::vector<KvPool> h = {{hk.data(), hv.data()}};
+  const std::vector<KvBlockCopy> out = {{3, 0}, {1, 1}};
+  ASSERT_TRUE(SwapHostBlocks("test", d, device, h, host, out).ok());
+  EXPECT_EQ(hk[0], static_cast<float>(3 * n));
+  EXPECT_EQ(hv[n], -static_cast<float>(n));
+  const std::vector<KvBlockCopy> in = {{0, 2}};
+  ASSERT_TRUE(SwapHostBlocks("test", h, host, d, device, in).ok());
+  EXPECT_EQ(dk[2 * n + 1], static_cast<float>(3 * n + 1));
+
+  const std::vector<KvBlockCopy> bad = {{0, 2}};  // host has blocks 0 and 1 only
+  const absl::Status s = SwapHostBlocks("test", d, device, h, host, bad);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  PagedKvLayout other = host;
+  other.head_dim = 4;
+  EXPECT_EQ(SwapHostBlocks("test", d, device, h, other, out).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace tessera

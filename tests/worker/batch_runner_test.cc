@@ -46,8 +46,10 @@ class BatchRunnerTest : public ::testing::TestWithParam<Param> {
   }
   void TearDown() override { std::remove(path_.c_str()); }
 
-  std::unique_ptr<BatchRunner> MakeRunner(int num_blocks, int token_budget, int max_seqs) {
+  std::unique_ptr<BatchRunner> MakeRunner(int num_blocks, int token_budget, int max_seqs,
+                                          int num_host_blocks = 0) {
     BatchRunnerOptions options;
+    options.scheduler.num_host_blocks = num_host_blocks;
     options.scheduler.block_size = 4;
     options.scheduler.num_blocks = num_blocks;
     options.scheduler.max_num_batched_tokens = token_budget;
@@ -246,6 +248,40 @@ TEST_P(BatchRunnerTest, CancelEndsOneRequestAndLeavesTheOtherIntact) {
   EXPECT_EQ(by_id.at("keep").completions[0].generated_token_ids, solo.tokens);
   // The cancelled request's id may be used again.
   EXPECT_TRUE(runner->AddRequest(drop, now).ok());
+}
+
+// Preemption by swapping to host memory: sequences resume with their KV copied back
+// instead of recomputed, and every output still equals the request alone. With too little
+// swap space for a victim, the scheduler falls back to recompute.
+TEST_P(BatchRunnerTest, SwapPreemptionKeepsEveryOutput) {
+  std::mt19937 rng(7);
+  std::vector<WorkerRequest> requests;
+  std::uniform_int_distribution<int> prompt_len(4, 30), max_new(4, 14);
+  for (int i = 0; i < 24; ++i) {
+    requests.push_back(Greedy(absl::StrCat("r", i), RandomTokens(rng, prompt_len(rng)),
+                              max_new(rng)));
+  }
+  for (const int host_blocks : {64, 3}) {
+    SCOPED_TRACE(absl::StrCat(host_blocks, " host blocks"));
+    auto runner = MakeRunner(/*num_blocks=*/20, /*token_budget=*/16, /*max_seqs=*/8, host_blocks);
+    ASSERT_NE(runner, nullptr);
+    EXPECT_THAT(runner->StartupReport(), HasSubstr("swap space"));
+    for (const WorkerRequest& r : requests) ASSERT_TRUE(runner->AddRequest(r, absl::UnixEpoch()).ok());
+    auto outputs = runner->RunUntilIdle(absl::UnixEpoch());
+    ASSERT_TRUE(outputs.ok()) << outputs.status();
+    const auto by_id = ById(std::move(*outputs));
+    const SchedulerStats stats = runner->scheduler().stats();
+    EXPECT_GT(stats.swaps_out, 0);
+    EXPECT_EQ(stats.swaps_in, stats.swaps_out);
+    EXPECT_GT(runner->stats().blocks_swapped, 0);
+    if (host_blocks == 3) EXPECT_GT(stats.preemptions, stats.swaps_out) << "some recomputed";
+    for (const WorkerRequest& r : requests) {
+      const testing::SoloResult solo = testing::SoloGenerate(
+          *tiny_.model, r.spec.prompt_token_ids, r.spec.max_new_tokens, {});
+      EXPECT_EQ(by_id.at(r.spec.request_id).completions.at(0).generated_token_ids, solo.tokens)
+          << r.spec.request_id;
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, BatchRunnerTest,
