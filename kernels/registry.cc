@@ -18,7 +18,7 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view name, in
     return std::unique_ptr<Backend>(
         new CpuBackend(num_threads, /*kernels=*/nullptr, options.batch_invariant));
   }
-  if (name == "cpu-reference") return std::unique_ptr<Backend>(new ReferenceBackend());
+  if (name == "cpu-reference") return std::unique_ptr<Backend>(new ReferenceBackend(num_threads));
   if (name == "cuda") {
     const absl::StatusOr<int> count = CudaDeviceCount();
     if (!count.ok()) {

@@ -61,16 +61,20 @@ absl::Status ReferenceBackend::MatMul(const float* x, int64_t n, int64_t k,
                                       const TensorView& w, float* y) {
   RETURN_IF_ERROR(CheckMatMulArgs(name(), n, k, w));
   const int64_t m = w.dim(0);
-  row_.resize(static_cast<size_t>(k));
-  for (int64_t r = 0; r < m; ++r) {
-    RETURN_IF_ERROR(DequantizeRow(w.dtype, w.RowPtr(r), row_.data(), k));
-    for (int64_t i = 0; i < n; ++i) {
-      const float* xi = x + i * k;
-      double acc = 0.0;
-      for (int64_t j = 0; j < k; ++j) acc += static_cast<double>(xi[j]) * row_[j];
-      y[i * m + r] = static_cast<float>(acc);
+  // Dequantization was validated by CheckMatMulArgs, so rows cannot fail to decode.
+  pool_.ParallelFor(m, 8, [&](int64_t r0, int64_t r1) {
+    thread_local std::vector<float> row;
+    row.resize(static_cast<size_t>(k));
+    for (int64_t r = r0; r < r1; ++r) {
+      (void)DequantizeRow(w.dtype, w.RowPtr(r), row.data(), k);
+      for (int64_t i = 0; i < n; ++i) {
+        const float* xi = x + i * k;
+        double acc = 0.0;
+        for (int64_t j = 0; j < k; ++j) acc += static_cast<double>(xi[j]) * row[j];
+        y[i * m + r] = static_cast<float>(acc);
+      }
     }
-  }
+  });
   return absl::OkStatus();
 }
 

@@ -1,18 +1,23 @@
 // "cpu-reference": the scalar backend whose results define every op. Straightforward loops,
-// no SIMD, no threads; accumulations (dot products, norms, softmax sums) run in double so
-// that the results are as close to exact as float outputs allow. Not thread-safe: one call
-// at a time (see ops.h).
+// no SIMD; accumulations (dot products, norms, softmax sums) run in double so that the
+// results are as close to exact as float outputs allow. Only MatMul uses threads, each
+// computing whole output elements, so results do not depend on the thread count. Not
+// thread-safe: one call at a time (see ops.h).
 #pragma once
 
 #include <string_view>
 #include <vector>
 
+#include "common/thread_pool.h"
 #include "kernels/ops.h"
 
 namespace tessera {
 
 class ReferenceBackend : public Backend {
  public:
+  // num_threads: 0 = hardware threads.
+  explicit ReferenceBackend(int num_threads = 1) : pool_(num_threads) {}
+
   std::string_view name() const override { return "cpu-reference"; }
 
   // Dequantizes each row of W to float (kernels/cpu/dequantize.h), then dots it with x in
@@ -48,7 +53,7 @@ class ReferenceBackend : public Backend {
   }
 
  private:
-  std::vector<float> row_;  // one dequantized weight row
+  ThreadPool pool_;
 };
 
 // Shared argument checks for MatMul / Embedding (also used by the SIMD backend), with
