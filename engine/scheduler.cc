@@ -38,6 +38,27 @@ void Scheduler::Preempt(Sequence* seq, StepPlan& plan) {
   ++stats_.preemptions;
 }
 
+size_t Scheduler::PreemptForWaiting(StepPlan& plan) {
+  if (config_.policy != SchedulingPolicy::kPriority || waiting_.empty()) return 0;
+  Sequence* urgent = waiting_.front();
+  const SequenceGroup* group = GroupOf(urgent->id());
+  if (group->strategy_driven()) return 0;  // its width is reserved at admission anyway
+  const int need = blocks_.BlocksForTokens(std::min(
+      urgent->num_tokens(), urgent->num_computed_tokens() + config_.max_num_batched_tokens));
+  const int slots = group->ReservedSlots(RunningMembers(group) + 1) -
+                    group->ReservedSlots(RunningMembers(group));
+  while (!running_.empty() && RankLess(urgent, running_.back())) {
+    const bool fits = need <= blocks_.num_available_blocks() &&
+                      SlotsInUse() + slots <= config_.max_num_seqs;
+    if (fits) break;
+    Sequence* victim = running_.back();
+    // A strategy-driven group is preempted whole or not at all: skip it.
+    if (GroupOf(victim->id())->strategy_driven()) break;
+    Preempt(victim, plan);
+  }
+  return plan.preempted.size();
+}
+
 bool Scheduler::SwapIn(Sequence* seq, int num_new, StepPlan& plan) {
   const int computed = seq->num_computed_tokens();
   if (!blocks_.AllocateSlots(seq->id(), 0, computed + num_new)) return false;
@@ -110,6 +131,9 @@ absl::StatusOr<StepPlan> Scheduler::Schedule(absl::Time now) {
   StepPlan plan;
   plan.step_index = next_step_;
   plan.block_size = config_.block_size;
+  // Under the priority policy a waiting request that outranks running ones takes their
+  // room: they are preempted (their outputs unchanged) until it fits.
+  const size_t preempted_for_priority = PreemptForWaiting(plan);
   int budget = config_.max_num_batched_tokens;
   // Decodes not yet scheduled: prefill chunks leave room for them.
   int pending_decodes = 0;
@@ -147,9 +171,10 @@ absl::StatusOr<StepPlan> Scheduler::Schedule(absl::Time now) {
     ++i;
   }
 
-  // Waiting sequences in rank order, unless this step had to preempt (no room to spare).
+  // Waiting sequences in rank order, unless running ones had to be preempted for room this
+  // step (there is none to spare).
   int slots_in_use = SlotsInUse();
-  while (plan.preempted.empty() && !waiting_.empty() && budget > 0) {
+  while (plan.preempted.size() == preempted_for_priority && !waiting_.empty() && budget > 0) {
     Sequence* seq = waiting_.front();
     const SequenceGroup* group = GroupOf(seq->id());
     const int members = RunningMembers(group);

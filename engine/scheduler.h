@@ -5,7 +5,8 @@
 // blocks run out, the lowest-ranked running sequence is preempted: its KV is swapped out to
 // host blocks (SchedulerConfig::num_host_blocks, when they have room; not for strategy-driven
 // groups) or dropped for recompute, and it goes back to waiting with its generated tokens,
-// so its output never changes. Ranking is FCFS (arrival) or priority (then arrival). A strategy-driven
+// so its output never changes. Under the priority policy a waiting request that outranks
+// running ones preempts them when it would not fit otherwise. Ranking is FCFS (arrival) or priority (then arrival). A strategy-driven
 // group (RequestSpec::decoding_width) is advanced by its decoding strategy between steps:
 // its sequences wait, held, for AppendToken / ForkSequence / FinishSequence.
 //
@@ -124,6 +125,9 @@ class Scheduler {
   int SlotsInUse() const;
   int RunningMembers(const SequenceGroup* group) const;
   void Preempt(Sequence* seq, StepPlan& plan);
+  // Priority policy: preempts running sequences ranked below the first waiting one until it
+  // would fit; returns how many were preempted.
+  size_t PreemptForWaiting(StepPlan& plan);
   // Admits a swapped-out sequence with `num_new` tokens to compute; false if the blocks
   // are not there (nothing changes then).
   bool SwapIn(Sequence* seq, int num_new, StepPlan& plan);

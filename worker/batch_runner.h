@@ -1,16 +1,21 @@
 // The step loop of one rank: continuous batching of the real model over a paged KV cache.
-// A BatchRunner owns the Scheduler, the PagedKvCache and each request's decoding state (a
-// Sampler built from its GenerationConfig, keyed by request id); it borrows the model.
+// A BatchRunner owns the Scheduler, the PagedKvCache (and its host swap space) and each
+// request's decoding state: a Sampler built from its GenerationConfig, or a DecodingStrategy
+// for beam / diverse beam / contrastive search, keyed by request id; it borrows the model.
 // Each Step():
 //   plan = Scheduler::Schedule(now)
-//   Backend::CopyBlocks(plan.block_copies)            (copy-on-write, before the forward)
+//   swaps out / in, then Backend::CopyBlocks(plan.block_copies)  (before the forward)
 //   LlamaModel::ForwardPaged(all scheduled tokens)    (logits for rows with needs_logits)
-//   per row: the request's processors + sampler       (RNG keyed by the sequence's length)
+//   per row: the request's processors + sampler       (RNG keyed by the sequence's length),
+//            or the row is kept for its strategy (the sequence is held)
 //   Scheduler::Update(result)                         (stop ids / max_new_tokens end a sequence)
+//   text stops, then every strategy whose rows are all in decides: forks, appended tokens,
+//   pruned or finished sequences (batch_runner_results.cc)
 //   Scheduler::TakeFinished()                         -> returned
 // A request's tokens do not depend on what it is batched with: greedy picks the argmax of
-// logits that equal the request's solo forward (within the backend's rounding), and a
-// sampled token is a pure function of (seed, sequence index, position).
+// logits that equal the request's solo forward (within the backend's rounding; bit for bit
+// with a batch-invariant backend), and a sampled token is a pure function of (seed,
+// sequence index, position).
 //
 // Not thread-safe: one thread (the engine loop) calls everything. The model and its backend
 // must outlive the runner and must not run another forward during a Step.

@@ -25,6 +25,7 @@ struct Arrival {
 
 struct RunLog {
   std::map<std::string, RequestOutput> outputs;
+  std::vector<std::string> finish_order;
   std::vector<StepPlan> plans;
   int steps = 0;
 };
@@ -53,13 +54,19 @@ inline RunLog RunToCompletion(Scheduler& scheduler, std::vector<Arrival> arrival
       const absl::Status s = scheduler.Update(model.Run(*plan));
       EXPECT_TRUE(s.ok()) << s;
     }
-    for (RequestOutput& out : scheduler.TakeFinished()) log.outputs[out.request_id] = out;
+    for (RequestOutput& out : scheduler.TakeFinished()) {
+      log.finish_order.push_back(out.request_id);
+      log.outputs[out.request_id] = out;
+    }
     const absl::Status inv = scheduler.block_manager().CheckInvariants();
     EXPECT_TRUE(inv.ok()) << inv;
     log.plans.push_back(std::move(*plan));
     log.steps = step + 1;
   }
-  for (RequestOutput& out : scheduler.TakeFinished()) log.outputs[out.request_id] = out;
+  for (RequestOutput& out : scheduler.TakeFinished()) {
+    log.finish_order.push_back(out.request_id);
+    log.outputs[out.request_id] = out;
+  }
   EXPECT_FALSE(scheduler.HasUnfinished()) << "requests left after " << max_steps << " steps";
   EXPECT_EQ(scheduler.block_manager().Usage().used, 0) << "blocks leaked";
   return log;

@@ -299,6 +299,32 @@ TEST(SchedulerTest, PreemptionPicksTheLowestRankedAndKeepsOutputs) {
   }
 }
 
+// Under the priority policy an urgent request that cannot fit takes the room of a running
+// lower-priority one at once (preempting it); under FCFS it waits. Outputs never change.
+TEST(SchedulerTest, UrgentWaitingRequestPreemptsUnderPriorityOnly) {
+  for (SchedulingPolicy policy : {SchedulingPolicy::kFcfs, SchedulingPolicy::kPriority}) {
+    SchedulerConfig c = SmallConfig();
+    c.max_num_seqs = 1;
+    c.policy = policy;
+    auto s = Make(c);
+    RequestSpec low = Req("low", Tokens(6, 1), 12);
+    low.priority = 5;
+    RequestSpec urgent = Req("urgent", Tokens(6, 2), 4);
+    urgent.priority = 0;
+    std::vector<std::string> finished;
+    auto log = RunToCompletion(*s, {{0, low}, {3, urgent}}, [&](const StepPlan&) {});
+    for (const auto& name : log.finish_order) finished.push_back(name);
+    EXPECT_EQ(finished, (policy == SchedulingPolicy::kPriority
+                             ? std::vector<std::string>{"urgent", "low"}
+                             : std::vector<std::string>{"low", "urgent"}));
+    EXPECT_EQ(s->stats().preemptions, policy == SchedulingPolicy::kPriority ? 1 : 0);
+    for (const RequestSpec& r : {low, urgent}) {
+      EXPECT_EQ(log.outputs.at(r.request_id).completions[0].generated_token_ids,
+                ReferenceGenerate(r.prompt_token_ids, r.max_new_tokens));
+    }
+  }
+}
+
 // Runs one step through the fake model.
 void Step(Scheduler& s, FakePagedModel& model, int step) {
   auto plan = s.Schedule(StepTime(step));

@@ -1,0 +1,142 @@
+// BatchRunner: what happens to a step's results besides sampling. Strategy-driven requests
+// (beam, contrastive search) advance through their DecodingStrategy; text stops end
+// sequences; logprobs are kept per sequence for the outputs.
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "worker/batch_runner.h"
+
+namespace tessera {
+
+absl::Status BatchRunner::AdvanceStrategies() {
+  for (auto& [request_id, state] : strategies_) {
+    if (state.done || state.rows.empty()) continue;
+    const std::vector<SequenceId> live = state.strategy->LiveSequences();
+    std::vector<StrategyRow> rows;
+    for (SequenceId id : live) {
+      auto row = state.rows.find(id);
+      const Sequence* seq = scheduler_->FindSequence(id);
+      if (row == state.rows.end() || seq == nullptr) break;
+      rows.push_back({.seq_id = id,
+                      .token_ids = seq->token_ids(),
+                      .prompt_len = static_cast<size_t>(seq->prompt_len()),
+                      .logits = row->second.logits,
+                      .hidden = row->second.hidden});
+    }
+    if (rows.size() != live.size()) continue;  // some sequences still compute their rows
+    absl::StatusOr<StrategyDecision> stepped = state.strategy->Step(rows);
+    state.rows.clear();
+    if (!stepped.ok() || stepped->done) {
+      // Done: the strategy's results replace the sequences. A strategy that cannot go on
+      // (the processors left too few tokens) ends its request, not the runner.
+      state.done = stepped.ok();
+      const FinishReason reason = stepped.ok() ? FinishReason::kPruned : FinishReason::kAborted;
+      const SequenceGroup* group = scheduler_->FindRequest(request_id);
+      std::vector<SequenceId> ending;
+      for (const auto& seq : group->sequences()) {
+        if (!seq->is_finished()) ending.push_back(seq->id());
+      }
+      for (SequenceId id : ending) RETURN_IF_ERROR(scheduler_->FinishSequence(id, reason));
+      continue;
+    }
+    const StrategyDecision& decision = *stepped;
+    for (SequenceId id : decision.pruned) {
+      RETURN_IF_ERROR(scheduler_->FinishSequence(id, FinishReason::kPruned));
+    }
+    std::vector<SequenceId> forks;
+    for (const StrategyDecision::Continuation& c : decision.continuations) {
+      for (size_t k = 1; k < c.tokens.size(); ++k) {
+        ASSIGN_OR_RETURN(const SequenceId child, scheduler_->ForkSequence(c.parent));
+        RETURN_IF_ERROR(scheduler_->AppendToken(child, c.tokens[k]));
+        forks.push_back(child);
+      }
+      RETURN_IF_ERROR(scheduler_->AppendToken(c.parent, c.tokens[0]));
+    }
+    RETURN_IF_ERROR(state.strategy->BindForks(forks));
+  }
+  return absl::OkStatus();
+}
+
+void BatchRunner::ReplaceWithStrategyResults(RequestOutput& out) {
+  auto it = strategies_.find(out.request_id);
+  if (it == strategies_.end()) return;
+  // Cancelled or expired before the strategy finished: the partial sequences stay.
+  if (it->second.done) {
+    out.completions.clear();
+    for (StrategyResult& r : it->second.strategy->Results()) {
+      out.completions.push_back({.seq_id = -1,
+                                 .generated_token_ids = std::move(r.token_ids),
+                                 .finish_reason = r.finish_reason,
+                                 .token_logprobs = std::move(r.token_logprobs),
+                                 .score = r.score});
+    }
+  }
+  strategies_.erase(it);
+}
+
+absl::Status BatchRunner::CheckStopTexts(const StepPlan& plan) {
+  if (stop_checks_.empty()) return absl::OkStatus();
+  absl::flat_hash_set<std::string> checked;
+  for (const ScheduledSequence& e : plan.sequences) {
+    if (!e.needs_logits || !checked.insert(e.request_id).second) continue;
+    auto check = stop_checks_.find(e.request_id);
+    const SequenceGroup* group = scheduler_->FindRequest(e.request_id);
+    if (check == stop_checks_.end() || group == nullptr) continue;
+    // Every live sequence of the request (samples forked this step included).
+    std::vector<SequenceId> ending;
+    for (const auto& seq : group->sequences()) {
+      if (!seq->is_finished() && seq->num_generated() > 0 &&
+          check->second(seq->generated_token_ids())) {
+        ending.push_back(seq->id());
+      }
+    }
+    for (SequenceId id : ending) {
+      RETURN_IF_ERROR(scheduler_->FinishSequence(id, FinishReason::kStop));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void BatchRunner::RecordLogprobs(const StepPlan& plan,
+                                 const std::vector<std::vector<SampleResult>>& drawn) {
+  for (size_t i = 0; i < plan.sequences.size(); ++i) {
+    if (drawn[i].empty()) continue;
+    const ScheduledSequence& e = plan.sequences[i];
+    const SequenceGroup* group = scheduler_->FindRequest(e.request_id);
+    if (group == nullptr) {  // finished this step: its sequences were retired
+      if (drawn[i].size() == 1) logprobs_[e.seq_id].push_back(drawn[i][0]);
+      continue;
+    }
+    // Sample 0 continues the sequence; samples 1.. went to the forks made this step, which
+    // are the group's last sequences, in order.
+    logprobs_[e.seq_id].push_back(drawn[i][0]);
+    const auto& seqs = group->sequences();
+    const size_t forks = drawn[i].size() - 1;
+    for (size_t k = 0; k < forks && k < seqs.size(); ++k) {
+      const Sequence& child = *seqs[seqs.size() - forks + k];
+      std::vector<SampleResult> records = logprobs_[e.seq_id];
+      records.back() = drawn[i][k + 1];
+      logprobs_[child.id()] = std::move(records);
+    }
+  }
+}
+
+void BatchRunner::AttachLogprobs(RequestOutput& out) {
+  for (RequestOutput::Completion& c : out.completions) {
+    auto it = logprobs_.find(c.seq_id);
+    if (it == logprobs_.end()) continue;
+    for (const SampleResult& r : it->second) {
+      c.token_logprobs.push_back(r.logprob);
+      std::vector<std::pair<int32_t, float>> top;
+      for (const TokenLogprob& t : r.top) top.emplace_back(t.token, t.logprob);
+      c.top_logprobs.push_back(std::move(top));
+    }
+    logprobs_.erase(it);
+  }
+}
+
+}  // namespace tessera
