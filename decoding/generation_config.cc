@@ -139,6 +139,19 @@ absl::Status GenerationConfig::Validate() const {
   if (!(penalty_alpha >= 0 && penalty_alpha <= 1)) {
     return FieldError("penalty_alpha", absl::StrFormat("must be in [0, 1] (is %g)", penalty_alpha));
   }
+  if (penalty_alpha > 0) {
+    // Contrastive search is a greedy method over top_k candidates.
+    if (num_beams > 1) {
+      return FieldError("penalty_alpha", "> 0 (contrastive search) cannot be used with num_beams > 1");
+    }
+    if (do_sample) {
+      return FieldError("penalty_alpha", "> 0 (contrastive search) cannot be used with do_sample");
+    }
+    if (top_k <= 1) {
+      return FieldError("penalty_alpha",
+                        absl::StrFormat("> 0 (contrastive search) needs top_k > 1 (is %d)", top_k));
+    }
+  }
   if (!std::isfinite(length_penalty)) return FieldError("length_penalty", "must be finite");
   if (num_return_sequences < 1) {
     return FieldError("num_return_sequences",
@@ -153,6 +166,16 @@ absl::Status GenerationConfig::Validate() const {
     if (num_beams > 1 && num_return_sequences > num_beams) {
       return FieldError("num_return_sequences", absl::StrFormat("(%d) must be <= num_beams (%d)",
                                                                 num_return_sequences, num_beams));
+    }
+  }
+  if (best_of.has_value()) {
+    if (*best_of < num_return_sequences || *best_of > kMaxBestOf) {
+      return FieldError("best_of", absl::StrFormat("must be in [num_return_sequences = %d, %d] "
+                                                   "(is %d)",
+                                                   num_return_sequences, kMaxBestOf, *best_of));
+    }
+    if (*best_of > num_return_sequences && (!do_sample || num_beams > 1)) {
+      return FieldError("best_of", "> num_return_sequences needs do_sample (without beams)");
     }
   }
   return absl::OkStatus();

@@ -39,6 +39,7 @@ struct GenerationConfig {
   // Limits on stop_strings: how many, and bytes per string.
   static constexpr size_t kMaxStopStrings = 16;
   static constexpr size_t kMaxStopStringBytes = 256;
+  static constexpr int64_t kMaxBestOf = 64;
 
   // --- Strategy (transformers' get_generation_mode) ---
   bool do_sample = false;
@@ -49,6 +50,9 @@ struct GenerationConfig {
   double length_penalty = 1.0;     // beam score = sum logprob / length^length_penalty
   EarlyStopping early_stopping = EarlyStopping::kFalse;
   int64_t num_return_sequences = 1;
+  // OpenAI / vLLM `best_of`: sample this many sequences (sharing the prompt's KV) and return
+  // the num_return_sequences with the highest cumulative logprob. Unset: num_return_sequences.
+  std::optional<int64_t> best_of;
 
   // --- Length ---
   std::optional<int64_t> max_new_tokens;  // unset: the server's limit

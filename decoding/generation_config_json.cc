@@ -230,6 +230,7 @@ absl::StatusOr<GenerationConfig> GenerationConfigFromJson(const json& j, std::st
   RETURN_IF_ERROR(r.Float("length_penalty", c.length_penalty));
   RETURN_IF_ERROR(r.EarlyStop("early_stopping", c.early_stopping));
   RETURN_IF_ERROR(r.Int("num_return_sequences", c.num_return_sequences));
+  RETURN_IF_ERROR(r.OptionalInt("best_of", c.best_of));
   RETURN_IF_ERROR(r.OptionalInt("max_new_tokens", c.max_new_tokens));
   RETURN_IF_ERROR(r.OptionalInt("max_length", c.max_length));
   RETURN_IF_ERROR(r.Int("min_new_tokens", c.min_new_tokens));

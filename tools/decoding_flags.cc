@@ -35,6 +35,7 @@ constexpr std::pair<std::string_view, std::string_view> kFieldFlags[] = {
     {"early_stopping", "--early-stopping"},
     {"stop_strings", "--stop-strings"},
     {"max_time", "--max-time"},
+    {"best_of", "--best-of"},
 };
 
 constexpr std::string_view kSamplingFlags[] = {"--temperature", "--top-k", "--top-p", "--min-p",
@@ -85,6 +86,7 @@ void ApplyGivenFlags(const DecodingFlags& f, GenerationConfig& c) {
   }
   if (f.Given("--stop-strings")) c.stop_strings = f.stop_strings;
   if (f.Given("--max-time")) c.max_time = f.max_time;
+  if (f.Given("--best-of")) c.best_of = f.best_of;
 }
 
 }  // namespace
@@ -198,6 +200,10 @@ void AddDecodingFlags(CLI::App* app, DecodingFlags* f) {
   reg("--num-return-sequences",
       app->add_option("--num-return-sequences", f->num_return_sequences,
                       "Sequences returned: beams kept, or samples drawn with --do-sample"));
+  reg("--best-of",
+      app->add_option("--best-of", f->best_of,
+                      "With --do-sample: draw this many samples and return the "
+                      "--num-return-sequences with the highest cumulative logprob"));
 }
 
 absl::Status AttributeToFlag(const DecodingFlags& f, const absl::Status& status) {

@@ -51,6 +51,7 @@ struct DecodingFlags {
   double length_penalty = 1.0;
   std::string early_stopping = "false";
   int64_t num_return_sequences = 1;
+  int64_t best_of = 1;
 
   // The options AddDecodingFlags registered, to tell which ones the command line gave.
   std::vector<std::pair<std::string, const CLI::Option*>> options;

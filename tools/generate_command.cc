@@ -118,7 +118,8 @@ int RunGenerate(const GenerateOptions& o) {
   }
 
   const GenerationConfig config = ConfigForModel(o, settings->config, *session.tokenizer);
-  if (NeedsDecodingStrategy(config) || config.num_return_sequences > 1) {
+  if (NeedsDecodingStrategy(config) || config.num_return_sequences > 1 ||
+      config.best_of.value_or(1) > 1) {
     const int64_t max_new = std::min<int64_t>(
         settings->MaxNewTokens(static_cast<int64_t>(prompt->size())),
         context - static_cast<int64_t>(prompt->size()));

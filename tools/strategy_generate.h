@@ -1,5 +1,5 @@
 // `tessera generate` for beam search, diverse beam search and contrastive search (and
-// several sequences per prompt): the prompt runs as one request through the engine
+// several sequences per prompt, best_of included): the prompt runs as one request through the engine
 // (worker/batch_runner.h), whose DecodingStrategy returns num_return_sequences sequences,
 // best first. Text mode prints each sequence's text (separated by a line "--- sequence i
 // (score s) ---" when there are several); --json prints one object per sequence as

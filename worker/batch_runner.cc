@@ -188,8 +188,19 @@ absl::Status BatchRunner::AddRequest(WorkerRequest request, absl::Time now) {
     strategies_[id].strategy = std::move(*strategy);
     return absl::OkStatus();
   }
-  ASSIGN_OR_RETURN(Sampler sampler, Sampler::Create(g, static_cast<int32_t>(vocab), seed));
+  // best_of: draw that many samples, keep the spec.n with the highest cumulative logprob
+  // (which therefore must be recorded).
+  GenerationConfig sampling = g;
+  int keep_best = 0;
+  if (g.best_of.has_value() && *g.best_of > request.spec.n) {
+    keep_best = request.spec.n;
+    request.spec.n = static_cast<int>(*g.best_of);
+    sampling.logprobs = g.logprobs.value_or(0);
+  }
+  ASSIGN_OR_RETURN(Sampler sampler,
+                   Sampler::Create(sampling, static_cast<int32_t>(vocab), seed));
   RETURN_IF_ERROR(scheduler_->AddRequest(std::move(request.spec), now));
+  if (keep_best > 0) keep_best_[id] = keep_best;
   if (request.stops_at != nullptr) stop_checks_[id] = std::move(request.stops_at);
   samplers_.emplace(std::move(id), std::move(sampler));
   return absl::OkStatus();
@@ -289,6 +300,7 @@ absl::StatusOr<std::vector<RequestOutput>> BatchRunner::Step(absl::Time now) {
     samplers_.erase(out.request_id);
     stop_checks_.erase(out.request_id);
     AttachLogprobs(out);
+    KeepBest(out);
     ReplaceWithStrategyResults(out);
   }
   return finished;

@@ -156,9 +156,12 @@ class BatchRunner {
   // Per sequence, the logprobs of its generated tokens (requests that asked for them).
   void RecordLogprobs(const StepPlan& plan, const std::vector<std::vector<SampleResult>>& drawn);
   void AttachLogprobs(RequestOutput& out);
+  // best_of requests: the completions with the highest cumulative logprob, best first.
+  void KeepBest(RequestOutput& out);
 
   absl::flat_hash_map<std::string, Sampler> samplers_;
   absl::flat_hash_map<SequenceId, std::vector<SampleResult>> logprobs_;
+  absl::flat_hash_map<std::string, int> keep_best_;  // request id -> completions kept
   absl::flat_hash_map<std::string, std::function<bool(std::span<const int32_t>)>> stop_checks_;
   absl::flat_hash_map<std::string, StrategyState> strategies_;
   std::vector<float> logits_;

@@ -1,6 +1,7 @@
 // BatchRunner: what happens to a step's results besides sampling. Strategy-driven requests
 // (beam, contrastive search) advance through their DecodingStrategy; text stops end
 // sequences; logprobs are kept per sequence for the outputs.
+#include <algorithm>
 #include <string>
 #include <utility>
 #include <vector>
@@ -137,6 +138,21 @@ void BatchRunner::AttachLogprobs(RequestOutput& out) {
     }
     logprobs_.erase(it);
   }
+}
+
+void BatchRunner::KeepBest(RequestOutput& out) {
+  auto it = keep_best_.find(out.request_id);
+  if (it == keep_best_.end()) return;
+  const size_t keep = static_cast<size_t>(it->second);
+  keep_best_.erase(it);
+  auto cumulative = [](const RequestOutput::Completion& c) {
+    double sum = 0.0;
+    for (float lp : c.token_logprobs) sum += lp;
+    return sum;
+  };
+  std::stable_sort(out.completions.begin(), out.completions.end(),
+                   [&](const auto& a, const auto& b) { return cumulative(a) > cumulative(b); });
+  if (out.completions.size() > keep) out.completions.resize(keep);
 }
 
 }  // namespace tessera

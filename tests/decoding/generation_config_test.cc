@@ -250,6 +250,15 @@ INSTANTIATE_TEST_SUITE_P(
         BadField{"stop_strings",
                  [](GenerationConfig& c) { c.stop_strings = {std::string(257, 'x')}; }},
         BadField{"max_time", [](GenerationConfig& c) { c.max_time = 0.0; }},
+        BadField{"penalty_alpha",
+                 [](GenerationConfig& c) { c.penalty_alpha = 0.5; c.num_beams = 2; }},
+        BadField{"penalty_alpha",
+                 [](GenerationConfig& c) { c.penalty_alpha = 0.5; c.do_sample = true; }},
+        BadField{"penalty_alpha", [](GenerationConfig& c) { c.penalty_alpha = 0.5; c.top_k = 1; }},
+        BadField{"best_of", [](GenerationConfig& c) { c.best_of = 3; }},  // greedy
+        BadField{"best_of", [](GenerationConfig& c) {
+                   c.do_sample = true; c.num_return_sequences = 3; c.best_of = 2; }},
+        BadField{"best_of", [](GenerationConfig& c) { c.do_sample = true; c.best_of = 65; }},
         BadField{"max_time", [](GenerationConfig& c) { c.max_time = -1.0; }},
         BadField{"logprobs", [](GenerationConfig& c) { c.logprobs = -1; }},
         BadField{"num_beams", [](GenerationConfig& c) { c.num_beams = 0; }},

@@ -150,7 +150,13 @@ TEST(TesseraGenerateDecodingTest, EngineStrategiesReturnEverySequence) {
   const std::vector<json> samples = GenerateJsonLines(
       {"--do-sample", "--seed", "3", "--num-return-sequences", "2", "--max-new-tokens", "4"});
   EXPECT_EQ(samples.size(), 2u);
+  const std::vector<json> best = GenerateJsonLines(
+      {"--do-sample", "--seed", "3", "--best-of", "3", "--max-new-tokens", "4"});
+  EXPECT_EQ(best.size(), 1u);
   // Impossible combinations are refused naming the flag.
+  const testing::ProcessResult alpha = Generate({"--penalty-alpha", "0.5", "--num-beams", "2"});
+  EXPECT_EQ(alpha.exit_code, 2);
+  EXPECT_THAT(alpha.err, HasSubstr("--penalty-alpha"));
   const testing::ProcessResult r = Generate({"--num-beams", "4", "--num-beam-groups", "3"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.err, HasSubstr("--num-beam-groups"));

@@ -216,6 +216,40 @@ TEST_F(BatchRunnerStrategyTest, MixedStrategiesMatchEachRequestAlone) {
   EXPECT_EQ(alone.at("contrastive0").completions.size(), 1u);
 }
 
+// best_of: the kept samples are the best by cumulative logprob among the same draws that a
+// plain n = best_of request makes (draws are keyed by seed, sample index and position).
+TEST_F(BatchRunnerStrategyTest, BestOfKeepsTheMostLikelySamples) {
+  GenerationConfig g;
+  g.do_sample = true;
+  g.seed = 21;
+  g.num_return_sequences = 5;
+  auto runner = MakeRunner(64, 64, 8);
+  ASSERT_NE(runner, nullptr);
+  g.logprobs = 0;
+  ASSERT_TRUE(runner->AddRequest(Request("all", {4, 5, 6}, 6, g), absl::UnixEpoch()).ok());
+  g.num_return_sequences = 2;
+  g.best_of = 5;
+  g.logprobs.reset();
+  WorkerRequest best = Request("best", {4, 5, 6}, 6, g);
+  ASSERT_TRUE(runner->AddRequest(best, absl::UnixEpoch()).ok());
+  auto out = runner->RunUntilIdle(absl::UnixEpoch());
+  ASSERT_TRUE(out.ok()) << out.status();
+  std::map<std::string, RequestOutput> by_id;
+  for (RequestOutput& o : *out) by_id[o.request_id] = std::move(o);
+  std::vector<std::pair<double, std::vector<int32_t>>> all;
+  for (const auto& c : by_id.at("all").completions) {
+    double sum = 0.0;
+    for (float lp : c.token_logprobs) sum += lp;
+    all.emplace_back(sum, c.generated_token_ids);
+  }
+  std::stable_sort(all.begin(), all.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  const auto& kept = by_id.at("best").completions;
+  ASSERT_EQ(kept.size(), 2u);
+  EXPECT_EQ(kept[0].generated_token_ids, all[0].second);
+  EXPECT_EQ(kept[1].generated_token_ids, all[1].second);
+}
+
 TEST_F(BatchRunnerStrategyTest, CancelledBeamRequestFreesItsBlocks) {
   GenerationConfig g;
   g.num_beams = 3;
