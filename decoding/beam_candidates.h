@@ -21,6 +21,7 @@ struct Beam {
   SequenceId seq_id = -1;
   float score = 0.0f;                 // sum of processed log-probabilities
   std::vector<float> token_logprobs;  // raw log-probabilities of the generated tokens
+  std::vector<TopAlternatives> top_logprobs;  // per generated token, when asked for
 };
 
 // One continuation: `token` after beam `beam` (an index into the caller's beam list).

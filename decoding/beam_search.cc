@@ -50,6 +50,10 @@ absl::StatusOr<StrategyDecision> BeamSearchStrategy::Step(std::span<const Strate
     const TokenHistory history{row_of[b]->token_ids, row_of[b]->prompt_len};
     BeamScoreRow(chain_, history, row_of[b]->logits, beams_[b].score, raw[b], scores[b]);
   }
+  std::vector<TopAlternatives> tops(beams_.size());
+  for (size_t b = 0; b < beams_.size() && options_.top_logprobs > 0; ++b) {
+    tops[b] = TopAlternativesOf(row_of[b]->logits, options_.top_logprobs);
+  }
   const int keep =
       std::max<int>(2, 1 + static_cast<int>(options_.end_token_ids.size())) * num_beams_;
   std::vector<Candidate> candidates =
@@ -70,6 +74,8 @@ absl::StatusOr<StrategyDecision> BeamSearchStrategy::Step(std::span<const Strate
     r.token_ids.push_back(c.token);
     r.token_logprobs = parent.token_logprobs;
     r.token_logprobs.push_back(raw[static_cast<size_t>(c.beam)][static_cast<size_t>(c.token)]);
+    r.top_logprobs = parent.top_logprobs;
+    if (options_.top_logprobs > 0) r.top_logprobs.push_back(tops[static_cast<size_t>(c.beam)]);
     return r;
   };
 
@@ -137,6 +143,7 @@ absl::StatusOr<StrategyDecision> BeamSearchStrategy::Step(std::span<const Strate
     Beam beam = beams_[static_cast<size_t>(c.beam)];
     beam.score = c.score;
     beam.token_logprobs.push_back(raw[static_cast<size_t>(c.beam)][static_cast<size_t>(c.token)]);
+    if (options_.top_logprobs > 0) beam.top_logprobs.push_back(tops[static_cast<size_t>(c.beam)]);
     next_beams.push_back(std::move(beam));
   }
   StrategyDecision decision = MoveBeams(beams_, next, &fork_slot_);

@@ -69,6 +69,7 @@ StrategyDecision ContrastiveSearchStrategy::Expand(const StrategyRow& row) {
   StrategyDecision decision;
   StrategyDecision::Continuation cont{row.seq_id, {}};
   candidates_.clear();
+  candidates_top_ = TopAlternativesOf(row.logits, options_.top_logprobs);
   for (size_t i = 0; i < k; ++i) {
     const int32_t t = order[i];
     const double p = std::exp(static_cast<double>(processed[t]) - max) / total;
@@ -121,6 +122,7 @@ absl::StatusOr<StrategyDecision> ContrastiveSearchStrategy::Step(
   chosen_hidden_.emplace_back(row.hidden.begin(), row.hidden.end());
   result_.token_ids.push_back(chosen.token);
   result_.token_logprobs.push_back(chosen.raw_logprob);
+  if (options_.top_logprobs > 0) result_.top_logprobs.push_back(candidates_top_);
   result_.score += chosen.raw_logprob;
 
   std::vector<SequenceId> others;

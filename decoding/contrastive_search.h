@@ -50,6 +50,7 @@ class ContrastiveSearchStrategy : public DecodingStrategy {
   std::map<int64_t, std::vector<float>> prompt_hidden_;  // by position
   std::vector<std::vector<float>> chosen_hidden_;        // of each chosen token
   std::vector<CandidateSeq> candidates_;                 // empty before the first step
+  TopAlternatives candidates_top_;  // alternatives of the row the candidates came from
   StrategyResult result_;
   bool done_ = false;
 };

@@ -3,8 +3,16 @@
 #include "decoding/beam_search.h"
 #include "decoding/contrastive_search.h"
 #include "decoding/group_beam_search.h"
+#include "decoding/sampler.h"
 
 namespace tessera {
+
+TopAlternatives TopAlternativesOf(std::span<const float> logits, int64_t n) {
+  TopAlternatives out;
+  if (n <= 0) return out;
+  for (const TokenLogprob& t : TopLogprobs(logits, n)) out.emplace_back(t.token, t.logprob);
+  return out;
+}
 
 bool NeedsDecodingStrategy(const GenerationConfig& config) {
   return config.IsBeamSearch() || config.IsContrastiveSearch();

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -43,9 +44,14 @@ struct StrategyDecision {
 };
 
 // One returned sequence.
+using TopAlternatives = std::vector<std::pair<int32_t, float>>;  // (token, logprob)
+
 struct StrategyResult {
   std::vector<int32_t> token_ids;     // generated tokens (a final EOS included)
   std::vector<float> token_logprobs;  // log_softmax of the raw logits at each chosen token
+  // Per token, the StrategyOptions::top_logprobs most likely (raw) alternatives; empty when
+  // none were asked for.
+  std::vector<TopAlternatives> top_logprobs;
   double score = 0.0;                 // beam score (length-penalised); cumulative logprob else
   FinishReason finish_reason = FinishReason::kLength;
 };
@@ -83,7 +89,11 @@ struct StrategyOptions {
   // Ids that end a hypothesis (eos_token_ids, then stop_token_ids).
   std::vector<int32_t> end_token_ids;
   uint64_t seed = 0;  // beam-search multinomial sampling
+  int64_t top_logprobs = 0;  // alternatives reported per token (GenerationConfig::logprobs)
 };
+
+// The `n` most likely tokens of a raw logits row, as StrategyResult reports them.
+TopAlternatives TopAlternativesOf(std::span<const float> logits, int64_t n);
 
 // The strategy `config` asks for: beam search (num_beams > 1, num_beam_groups == 1, sampled
 // when do_sample), diverse beam search (num_beam_groups > 1) or contrastive search;

@@ -75,6 +75,7 @@ StrategyResult GroupBeamSearchStrategy::RunningResult(const Beam& beam,
   r.token_ids.assign(row.token_ids.begin() + static_cast<std::ptrdiff_t>(row.prompt_len),
                      row.token_ids.end());
   r.token_logprobs = beam.token_logprobs;
+  r.top_logprobs = beam.top_logprobs;
   return r;
 }
 
@@ -116,6 +117,10 @@ absl::StatusOr<StrategyDecision> GroupBeamSearchStrategy::Step(std::span<const S
       BeamScoreRow(chain_, history, row.logits, beams_[first + j].score, raw[j], scores[j]);
     }
     const std::vector<Candidate> candidates = TopCandidates(scores, keep);
+    std::vector<TopAlternatives> tops(static_cast<size_t>(group_size_));
+    for (size_t j = 0; j < tops.size() && options_.top_logprobs > 0; ++j) {
+      tops[j] = TopAlternativesOf(row_of[first + j]->logits, options_.top_logprobs);
+    }
     int chosen = 0;
     for (size_t rank = 0; rank < candidates.size() && chosen < group_size_; ++rank) {
       const Candidate& c = candidates[rank];
@@ -126,6 +131,7 @@ absl::StatusOr<StrategyDecision> GroupBeamSearchStrategy::Step(std::span<const S
         StrategyResult r = RunningResult(beams_[parent], *row_of[parent]);
         r.token_ids.push_back(c.token);
         r.token_logprobs.push_back(raw_logprob);
+        if (options_.top_logprobs > 0) r.top_logprobs.push_back(tops[static_cast<size_t>(c.beam)]);
         r.finish_reason = FinishReason::kStop;
         AddHypothesis(hyps, std::move(r), c.score, generated_after);
         continue;
@@ -133,6 +139,7 @@ absl::StatusOr<StrategyDecision> GroupBeamSearchStrategy::Step(std::span<const S
       Beam beam = beams_[parent];
       beam.score = c.score;
       beam.token_logprobs.push_back(raw_logprob);
+      if (options_.top_logprobs > 0) beam.top_logprobs.push_back(tops[static_cast<size_t>(c.beam)]);
       current_tokens[first + static_cast<size_t>(chosen)] = c.token;
       next_index_of_beam[first + static_cast<size_t>(chosen)] = static_cast<int>(next.size());
       next.emplace_back(static_cast<int>(parent), c.token);
@@ -162,6 +169,7 @@ absl::StatusOr<StrategyDecision> GroupBeamSearchStrategy::Step(std::span<const S
                                          *row_of[static_cast<size_t>(next[n].first)]);
         r.token_ids.push_back(next[n].second);
         r.token_logprobs = beam.token_logprobs;
+        r.top_logprobs = beam.top_logprobs;
         r.finish_reason = FinishReason::kLength;
         AddHypothesis(groups_[g], std::move(r), beam.score, generated_);
       }

@@ -126,6 +126,7 @@ int RunGenerate(const GenerateOptions& o) {
     if (max_new < 1) return Fail(kName, "--max-new-tokens must be >= 1 here", kExitUsage);
     return RunStrategyGenerate(session, *prompt, config,
                                {.json = o.json,
+                                .top_logprobs = o.decoding.Given("--logprobs"),
                                 .max_new_tokens = max_new,
                                 .default_seed = std::random_device{}()});
   }

@@ -78,6 +78,9 @@ int RunStrategyGenerate(ModelSession& session, std::span<const int32_t> prompt,
       SampleResult r;
       r.token = ids[t];
       r.logprob = t < c.token_logprobs.size() ? c.token_logprobs[t] : 0.0f;
+      if (t < c.top_logprobs.size()) {
+        for (const auto& [token, logprob] : c.top_logprobs[t]) r.top.push_back({token, logprob});
+      }
       seq.tokens.push_back(std::move(r));
     }
     auto text = session.tokenizer->Decode(ids);
@@ -87,7 +90,8 @@ int RunStrategyGenerate(ModelSession& session, std::span<const int32_t> prompt,
       nlohmann::json j = SequenceToJson(*session.tokenizer, seq,
                                         {.index = static_cast<int64_t>(i),
                                          .prompt_tokens = static_cast<int64_t>(prompt.size()),
-                                         .seed = config.seed.value_or(o.default_seed)});
+                                         .seed = config.seed.value_or(o.default_seed),
+                                         .top_logprobs = o.top_logprobs});
       if (c.score.has_value()) j["score"] = *c.score;
       out = JsonLine(j);
     } else {

@@ -17,6 +17,7 @@ namespace tessera {
 
 struct StrategyGenerateOptions {
   bool json = false;
+  bool top_logprobs = false;  // --logprobs N was given: print the alternatives
   int64_t max_new_tokens = 0;  // resolved, >= 1, within the context
   uint64_t default_seed = 0;
 };

@@ -171,7 +171,8 @@ absl::Status BatchRunner::AddRequest(WorkerRequest request, absl::Time now) {
     StrategyOptions options{.vocab_size = static_cast<int32_t>(vocab),
                             .max_new_tokens = request.spec.max_new_tokens,
                             .end_token_ids = request.spec.stop_token_ids,
-                            .seed = g.seed.value_or(seed)};
+                            .seed = g.seed.value_or(seed),
+                            .top_logprobs = g.logprobs.value_or(0)};
     // Built once to validate before the scheduler sees the request, then for its sequence.
     ASSIGN_OR_RETURN(std::unique_ptr<DecodingStrategy> probe,
                      CreateDecodingStrategy(g, options, /*first=*/-1));

@@ -73,6 +73,7 @@ void BatchRunner::ReplaceWithStrategyResults(RequestOutput& out) {
                                  .generated_token_ids = std::move(r.token_ids),
                                  .finish_reason = r.finish_reason,
                                  .token_logprobs = std::move(r.token_logprobs),
+                                 .top_logprobs = std::move(r.top_logprobs),
                                  .score = r.score});
     }
   }

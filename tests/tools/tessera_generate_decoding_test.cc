@@ -126,9 +126,14 @@ std::vector<json> GenerateJsonLines(std::vector<std::string> args) {
 // Beam, diverse beam and contrastive search and several samples run through the engine:
 // one record per returned sequence, best first, each with its score.
 TEST(TesseraGenerateDecodingTest, EngineStrategiesReturnEverySequence) {
-  const std::vector<json> beams = GenerateJsonLines(
-      {"--num-beams", "3", "--num-return-sequences", "2", "--max-new-tokens", "6"});
+  const std::vector<json> beams = GenerateJsonLines({"--num-beams", "3", "--num-return-sequences",
+                                                    "2", "--max-new-tokens", "6", "--logprobs",
+                                                    "2"});
   ASSERT_EQ(beams.size(), 2u);
+  for (const json& b : beams) {
+    ASSERT_EQ(b["logprobs"].size(), TokenIds(b).size());
+    EXPECT_EQ(b["logprobs"][0]["top_logprobs"].size(), 2u);
+  }
   EXPECT_EQ(beams[0]["index"], 0);
   EXPECT_EQ(beams[1]["index"], 1);
   EXPECT_GE(beams[0]["score"].get<double>(), beams[1]["score"].get<double>());
