@@ -1,0 +1,112 @@
+// MpiCommunicator under a real `mpirun --oversubscribe -np 4` (see tests/parallel/CMakeLists.txt):
+// every rank runs these tests; the world, and tp x pp groups split as the worker will split
+// them (Topology: tp 2 x pp 2), must give the collectives' exact results.
+#include <cstddef>
+#include <cstdio>
+#include <string>
+#include <numeric>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "parallel/mpi_communicator.h"
+#include "parallel/topology.h"
+
+namespace tessera {
+namespace {
+
+using ::testing::ElementsAreArray;
+
+std::unique_ptr<MpiCommunicator> World() {
+  auto w = MpiCommunicator::World();
+  EXPECT_TRUE(w.ok()) << w.status();
+  return std::move(w).value();
+}
+
+TEST(MpiCommunicatorTest, WorldCollectives) {
+  auto world = World();
+  const int n = world->size();
+  const int r = world->rank();
+  ASSERT_GE(n, 2) << "run under mpirun -np >= 2";
+
+  std::vector<float> sum = {static_cast<float>(r), 1.0f, static_cast<float>(r * r)};
+  ASSERT_TRUE(world->AllReduce(sum, ReduceOp::kSum).ok());
+  EXPECT_EQ(sum[0], static_cast<float>(n * (n - 1) / 2));
+  EXPECT_EQ(sum[1], static_cast<float>(n));
+  std::vector<float> max = {static_cast<float>(r)};
+  ASSERT_TRUE(world->AllReduce(max, ReduceOp::kMax).ok());
+  EXPECT_EQ(max[0], static_cast<float>(n - 1));
+
+  // ReduceScatter: chunk c of every rank holds (rank + c); rank r receives sum over ranks.
+  std::vector<float> in(static_cast<size_t>(2 * n));
+  for (int c = 0; c < n; ++c) in[2 * c] = in[2 * c + 1] = static_cast<float>(r + c);
+  std::vector<float> out(2);
+  ASSERT_TRUE(world->ReduceScatter(in, out).ok());
+  EXPECT_EQ(out[0], static_cast<float>(n * (n - 1) / 2 + n * r));
+
+  std::vector<float> mine = {static_cast<float>(10 * r), static_cast<float>(10 * r + 1)};
+  std::vector<float> all(static_cast<size_t>(2 * n));
+  ASSERT_TRUE(world->AllGather(mine, all).ok());
+  for (int k = 0; k < n; ++k) {
+    EXPECT_EQ(all[2 * k], 10.0f * k);
+    EXPECT_EQ(all[2 * k + 1], 10.0f * k + 1);
+  }
+
+  std::vector<std::byte> bytes(5, std::byte{0});
+  if (r == 1) bytes.assign(5, std::byte{42});
+  ASSERT_TRUE(world->Broadcast(bytes, 1).ok());
+  EXPECT_EQ(bytes[4], std::byte{42});
+  ASSERT_TRUE(world->Barrier().ok());
+}
+
+TEST(MpiCommunicatorTest, SendRecvRing) {
+  auto world = World();
+  const int n = world->size();
+  const int r = world->rank();
+  std::vector<std::byte> out(8, static_cast<std::byte>(r)), in(8);
+  // Even ranks send first, odd ones receive first: no deadlock with blocking calls.
+  const int next = (r + 1) % n, prev = (r + n - 1) % n;
+  if (r % 2 == 0) {
+    ASSERT_TRUE(world->Send(out, next, 7).ok());
+    ASSERT_TRUE(world->Recv(in, prev, 7).ok());
+  } else {
+    ASSERT_TRUE(world->Recv(in, prev, 7).ok());
+    ASSERT_TRUE(world->Send(out, next, 7).ok());
+  }
+  EXPECT_EQ(in[0], static_cast<std::byte>(prev));
+  EXPECT_EQ(world->Send(out, r, 0).code(), absl::StatusCode::kInvalidArgument) << "to itself";
+  std::vector<float> wrong(3);
+  EXPECT_EQ(world->AllGather(wrong, wrong).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(MpiCommunicatorTest, TensorAndPipelineGroupsFollowTheTopology) {
+  auto world = World();
+  if (world->size() != 4) GTEST_SKIP() << "needs 4 ranks for tp 2 x pp 2";
+  auto topo = Topology::Create(4, world->rank(), 2, 2);
+  ASSERT_TRUE(topo.ok());
+  auto tensor = world->Split(topo->stage(), topo->tp_rank());
+  auto pipeline = world->Split(topo->tp_rank(), topo->stage());
+  ASSERT_TRUE(tensor.ok() && pipeline.ok());
+  EXPECT_EQ((*tensor)->size(), 2);
+  EXPECT_EQ((*tensor)->rank(), topo->tp_rank());
+  EXPECT_EQ((*pipeline)->rank(), topo->stage());
+  // Sum of world ranks over each tensor group: the TensorGroup() members.
+  std::vector<float> v = {static_cast<float>(world->rank())};
+  ASSERT_TRUE((*tensor)->AllReduce(v, ReduceOp::kSum).ok());
+  const std::vector<int> group = topo->TensorGroup();
+  EXPECT_EQ(v[0], static_cast<float>(std::accumulate(group.begin(), group.end(), 0)));
+}
+
+}  // namespace
+}  // namespace tessera
+
+int main(int argc, char** argv) {
+  auto runtime = tessera::MpiRuntime::Init(&argc, &argv);
+  if (!runtime.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(runtime.status().message()).c_str());
+    return 1;
+  }
+  ::testing::InitGoogleTest(&argc, argv);
+  const int failed = RUN_ALL_TESTS();
+  return failed;
+}
