@@ -10,6 +10,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "parallel/mpi_communicator.h"
+#include "parallel/stage_link.h"
 #include "parallel/topology.h"
 
 namespace tessera {
@@ -95,6 +96,34 @@ TEST(MpiCommunicatorTest, TensorAndPipelineGroupsFollowTheTopology) {
   ASSERT_TRUE((*tensor)->AllReduce(v, ReduceOp::kSum).ok());
   const std::vector<int> group = topo->TensorGroup();
   EXPECT_EQ(v[0], static_cast<float>(std::accumulate(group.begin(), group.end(), 0)));
+}
+
+// Activations flow stage 0 -> 1 -> ... through StageLink, each stage adding its index.
+TEST(StageLinkTest, ActivationsFlowDownThePipeline) {
+  auto world = World();
+  StageLink link(world.get());
+  Activations a;
+  if (link.has_previous()) {
+    auto received = link.ReceivePrevious();
+    ASSERT_TRUE(received.ok()) << received.status();
+    a = *std::move(received);
+    EXPECT_EQ(a.micro_batch, 5);
+    ASSERT_EQ(a.rows, 2);
+    ASSERT_EQ(a.cols, 3);
+    EXPECT_EQ(a.data[5], static_cast<float>(5 + (world->rank() - 1) * world->rank() / 2));
+  } else {
+    a = {5, 2, 3, {0, 1, 2, 3, 4, 5}};
+    EXPECT_EQ(link.ReceivePrevious().status().code(), absl::StatusCode::kFailedPrecondition);
+  }
+  for (float& x : a.data) x += static_cast<float>(world->rank());
+  if (link.has_next()) {
+    Activations bad = a;
+    bad.data.pop_back();
+    EXPECT_EQ(link.SendNext(bad).code(), absl::StatusCode::kInvalidArgument);
+    ASSERT_TRUE(link.SendNext(a).ok());
+  } else {
+    EXPECT_EQ(link.SendNext(a).code(), absl::StatusCode::kFailedPrecondition);
+  }
 }
 
 }  // namespace
