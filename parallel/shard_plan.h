@@ -9,8 +9,9 @@
 //  - Tensor ranks split query heads, KV heads, FFN features and the vocabulary. With at
 //    least as many KV heads as tp ranks, KV heads are split (unevenly when needed) and each
 //    rank takes the query heads of its KV heads, so GQA groups never straddle ranks. With
-//    fewer, query heads are split and each rank holds (replicates) the KV heads its query
-//    heads read.
+//    fewer, tp must be a multiple of them: each rank holds one KV head (replicated over
+//    tp / num_kv_heads ranks) and a share of that head's query heads. Either way a rank's
+//    query head i reads its local KV head i / (local q heads / local KV heads).
 //  - FFN splits fall on `ffn_alignment` boundaries (the down projection is split along its
 //    input, which quantized formats store in blocks).
 //  - Memory per rank: its weight bytes, the reserve, and KV blocks from what is left, with
@@ -82,7 +83,7 @@ struct PlannerInput {
 };
 
 // INVALID_ARGUMENT naming the field for a layout the model cannot take (tp above the query
-// heads, pp above the layers, an FFN size that does not split on ffn_alignment, sequence
+// heads, or above the KV heads and not a multiple of them, pp above the layers, an FFN size that does not split on ffn_alignment, sequence
 // parallelism without tp, a memory list of the wrong length); RESOURCE_EXHAUSTED with the
 // numbers when a rank's weights and reserve do not fit or no KV block is left.
 [[nodiscard]] absl::StatusOr<ShardPlan> PlanShards(const PlannerInput& input);

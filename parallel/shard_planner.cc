@@ -128,8 +128,24 @@ absl::StatusOr<ShardPlan> PlanShards(const PlannerInput& in) {
       plan.tensor.push_back({{kv.begin * group, kv.end * group}, kv, {}, {}});
     }
   } else {
-    for (const ShardRange& q : SplitEvenly(m.num_heads, in.tp)) {
-      plan.tensor.push_back({q, {q.begin / group, (q.end - 1) / group + 1}, {}, {}});
+    // Each rank holds one KV head (replicated over tp / num_kv_heads ranks) and a share of
+    // its group's query heads, so every rank's heads keep the plain GQA mapping.
+    if (in.tp % m.num_kv_heads != 0) {
+      return Invalid("tp", absl::StrFormat("(%d) above the model's %d KV heads must be a "
+                                           "multiple of them",
+                                           in.tp, m.num_kv_heads));
+    }
+    const int64_t ranks_per_kv = in.tp / m.num_kv_heads;
+    if (ranks_per_kv > group) {
+      return Invalid("tp", absl::StrFormat("(%d) leaves a rank without query heads (%d per "
+                                           "KV head, %d ranks per KV head)",
+                                           in.tp, group, ranks_per_kv));
+    }
+    for (int64_t kv = 0; kv < m.num_kv_heads; ++kv) {
+      for (const ShardRange& q : SplitEvenly(group, ranks_per_kv)) {
+        plan.tensor.push_back(
+            {{kv * group + q.begin, kv * group + q.end}, {kv, kv + 1}, {}, {}});
+      }
     }
   }
   for (int t = 0; t < in.tp; ++t) {

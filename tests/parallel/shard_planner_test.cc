@@ -55,10 +55,24 @@ void ExpectHeadsCovered(const ShardPlan& plan, const ModelConfig& m) {
   EXPECT_EQ(next, m.num_heads);
 }
 
+// A rank's query head i must read local KV head i / (local q / local kv): the plain GQA
+// mapping its attention kernel uses.
+void ExpectPlainGqaMapping(const ShardPlan& plan, const ModelConfig& m) {
+  const int64_t group = m.num_heads / m.num_kv_heads;
+  for (const TensorShard& t : plan.tensor) {
+    ASSERT_EQ(t.q_heads.size() % t.kv_heads.size(), 0);
+    const int64_t local_group = t.q_heads.size() / t.kv_heads.size();
+    for (int64_t i = 0; i < t.q_heads.size(); ++i) {
+      EXPECT_EQ((t.q_heads.begin + i) / group, t.kv_heads.begin + i / local_group);
+    }
+  }
+}
+
 TEST(ShardPlannerTest, SmolLm2TensorParallelTwoSplitsKvHeadsUnevenly) {
   auto plan = PlanShards(Input(2, 1));
   ASSERT_TRUE(plan.ok()) << plan.status();
   ASSERT_EQ(plan->tensor.size(), 2u);
+  ExpectPlainGqaMapping(*plan, SmolLm2());
   EXPECT_EQ(plan->tensor[0].kv_heads, (ShardRange{0, 2}));
   EXPECT_EQ(plan->tensor[0].q_heads, (ShardRange{0, 6}));
   EXPECT_EQ(plan->tensor[1].kv_heads, (ShardRange{2, 3}));
@@ -76,18 +90,23 @@ TEST(ShardPlannerTest, MoreRanksThanKvHeadsReplicatesThem) {
   auto plan = PlanShards(Input(6, 1));
   ASSERT_TRUE(plan.ok()) << plan.status();
   ExpectHeadsCovered(*plan, SmolLm2());
-  // 9 heads over 6 ranks: 2,2,2,1,1,1; rank 1 holds heads 2-3, which read KV heads 0 and 1.
-  EXPECT_EQ(plan->tensor[1].q_heads, (ShardRange{2, 4}));
-  EXPECT_EQ(plan->tensor[1].kv_heads, (ShardRange{0, 2}));
-  std::multiset<int64_t> holders;
-  for (const TensorShard& t : plan->tensor) {
-    for (int64_t k = t.kv_heads.begin; k < t.kv_heads.end; ++k) holders.insert(k);
-  }
-  EXPECT_GT(holders.size(), 3u) << "some KV head is replicated";
-  for (int tp : {1, 2, 3, 4, 5, 7, 8, 9}) {
+  ExpectPlainGqaMapping(*plan, SmolLm2());
+  // 3 KV heads over 6 ranks: two ranks per KV head, its 3 query heads split 2 + 1.
+  EXPECT_EQ(plan->tensor[0].q_heads, (ShardRange{0, 2}));
+  EXPECT_EQ(plan->tensor[1].q_heads, (ShardRange{2, 3}));
+  EXPECT_EQ(plan->tensor[0].kv_heads, (ShardRange{0, 1}));
+  EXPECT_EQ(plan->tensor[1].kv_heads, (ShardRange{0, 1})) << "replicated";
+  EXPECT_EQ(plan->tensor[5].kv_heads, (ShardRange{2, 3}));
+  for (int tp : {1, 2, 3, 6, 9}) {
     auto p = PlanShards(Input(tp, 1));
     ASSERT_TRUE(p.ok()) << tp << ": " << p.status();
     ExpectHeadsCovered(*p, SmolLm2());
+    ExpectPlainGqaMapping(*p, SmolLm2());
+  }
+  for (int tp : {4, 5, 7, 8}) {
+    const absl::Status s = PlanShards(Input(tp, 1)).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << tp;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("multiple")) << tp;
   }
 }
 
