@@ -135,6 +135,7 @@ StrategyDecision MoveBeams(const std::vector<Beam>& parents,
     for (size_t j = 1; j < m.size(); ++j) (*fork_slot)[m[j]] = slot++;
   }
   for (const Beam& beam : parents) {
+    if (beam.seq_id < 0) continue;  // no sequence behind it (a done group's slot)
     if (!continuation_of.contains(beam.seq_id) &&
         std::find(decision.pruned.begin(), decision.pruned.end(), beam.seq_id) ==
             decision.pruned.end()) {

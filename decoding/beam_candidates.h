@@ -61,7 +61,8 @@ bool IsEndToken(const std::vector<int32_t>& end_ids, int32_t token);
 
 // The decision that moves `parents` (the beams before the step; several may share one
 // sequence) to `next` (each a parent index and a token): a parent sequence chosen once or
-// more continues with its first choice and forks for the others; the rest are pruned.
+// more continues with its first choice and forks for the others; the rest are pruned
+// (parents with seq_id < 0 stand for no sequence and are skipped).
 // `fork_slot[i]` is -1 when next[i] continues its parent's sequence, else the index of its
 // fork in the order the worker creates them (DecodingStrategy::BindForks).
 StrategyDecision MoveBeams(const std::vector<Beam>& parents,

@@ -87,6 +87,7 @@ absl::StatusOr<StrategyDecision> GroupBeamSearchStrategy::Step(std::span<const S
   const size_t vocab = static_cast<size_t>(options_.vocab_size);
   std::vector<const StrategyRow*> row_of(beams_.size());
   for (size_t b = 0; b < beams_.size(); ++b) {
+    if (beams_[b].seq_id < 0) continue;  // a slot of a group that is done
     ASSIGN_OR_RETURN(row_of[b], FindRow(rows, beams_[b].seq_id, options_.vocab_size));
   }
   const int64_t generated_after = generated_ + 1;

@@ -1,6 +1,7 @@
 // Beam, diverse beam and contrastive search through the BatchRunner on a tiny random model:
 // beam search against an exhaustive search it must agree with, and a batch mixing every
 // strategy (with preemption and chunked prefill) giving each request what it gets alone.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -248,6 +249,60 @@ TEST_F(BatchRunnerStrategyTest, BestOfKeepsTheMostLikelySamples) {
   ASSERT_EQ(kept.size(), 2u);
   EXPECT_EQ(kept[0].generated_token_ids, all[0].second);
   EXPECT_EQ(kept[1].generated_token_ids, all[1].second);
+}
+
+// Diverse beam search where one group finishes early while the other goes on: with one
+// beam per group and early_stopping, group 0 is done when EOS is its best token. EOS is
+// chosen as group 0's best token after its first one, on a prompt where group 1 (kept off
+// group 0's first token by the diversity penalty) prefers something else. The finished
+// group's slots then hold no sequence, and the request ends with both groups' hypotheses.
+TEST_F(BatchRunnerStrategyTest, GroupThatFinishesEarlyLeavesTheOthersRunning) {
+  auto argmax = [](const std::vector<double>& v, int32_t skip = -1) {
+    int32_t best = -1;
+    for (int32_t t = 0; t < static_cast<int32_t>(v.size()); ++t) {
+      if (t != skip && (best < 0 || v[static_cast<size_t>(t)] > v[static_cast<size_t>(best)])) {
+        best = t;
+      }
+    }
+    return best;
+  };
+  std::vector<int32_t> prompt;
+  int32_t eos = -1;
+  for (int32_t seed = 1; seed < 40 && eos < 0; ++seed) {
+    prompt = {seed, seed + 1, seed + 2};
+    const std::vector<double> first = LogProbs(prompt);
+    const int32_t a = argmax(first), b = argmax(first, a);
+    std::vector<int32_t> with_a = prompt, with_b = prompt;
+    with_a.push_back(a);
+    with_b.push_back(b);
+    const int32_t candidate = argmax(LogProbs(with_a));
+    if (candidate != a && candidate != b && argmax(LogProbs(with_b)) != candidate) eos = candidate;
+  }
+  ASSERT_GE(eos, 0) << "no prompt separates the groups";
+  GenerationConfig g;
+  g.num_beams = 2;
+  g.num_beam_groups = 2;
+  g.diversity_penalty = 50.0;
+  g.early_stopping = EarlyStopping::kTrue;
+  g.num_return_sequences = 2;
+  g.eos_token_ids = {eos};
+  auto runner = MakeRunner(64, 64, 8);
+  ASSERT_NE(runner, nullptr);
+  ASSERT_TRUE(runner->AddRequest(Request("g", prompt, 8, g), absl::UnixEpoch()).ok());
+  auto out = runner->RunUntilIdle(absl::UnixEpoch());
+  ASSERT_TRUE(out.ok()) << out.status();
+  ASSERT_EQ(out->size(), 1u);
+  const auto& completions = (*out)[0].completions;
+  ASSERT_EQ(completions.size(), 2u);
+  bool stopped = false, longer = false;
+  for (const auto& c : completions) {
+    EXPECT_NE(c.finish_reason, FinishReason::kAborted);
+    stopped |= c.generated_token_ids.size() == 2u && c.generated_token_ids[1] == eos;
+    longer |= c.generated_token_ids.size() > 2u;
+  }
+  EXPECT_TRUE(stopped) << "group 0 ends with EOS at its second token";
+  EXPECT_TRUE(longer) << "group 1 goes on after group 0 is done";
+  EXPECT_EQ(runner->scheduler().block_manager().Usage().used, 0);
 }
 
 TEST_F(BatchRunnerStrategyTest, CancelledBeamRequestFreesItsBlocks) {
