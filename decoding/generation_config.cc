@@ -109,8 +109,10 @@ absl::Status GenerationConfig::Validate() const {
   }
 
   // Beam search and its relatives (transformers 4.x GenerationConfig.validate).
-  if (num_beams < 1)
-    return FieldError("num_beams", absl::StrFormat("must be >= 1 (is %d)", num_beams));
+  if (num_beams < 1 || num_beams > kMaxBeams) {
+    return FieldError("num_beams",
+                      absl::StrFormat("must be in [1, %d] (is %d)", kMaxBeams, num_beams));
+  }
   if (num_beam_groups < 1) {
     return FieldError("num_beam_groups", absl::StrFormat("must be >= 1 (is %d)", num_beam_groups));
   }

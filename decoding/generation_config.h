@@ -40,6 +40,7 @@ struct GenerationConfig {
   static constexpr size_t kMaxStopStrings = 16;
   static constexpr size_t kMaxStopStringBytes = 256;
   static constexpr int64_t kMaxBestOf = 64;
+  static constexpr int64_t kMaxBeams = 256;
 
   // --- Strategy (transformers' get_generation_mode) ---
   bool do_sample = false;

@@ -193,7 +193,11 @@ absl::StatusOr<StepPlan> Scheduler::Schedule(absl::Time now) {
       slots_in_use += slots;
       continue;
     }
-    const PrefixMatch match = blocks_.MatchPrefix(seq->token_ids());
+    // A request that needs every prompt position's hidden state (contrastive search) must
+    // compute them all: cached KV blocks would skip those positions.
+    const PrefixMatch match = group->spec().wants_hidden_states
+                                  ? PrefixMatch{}
+                                  : blocks_.MatchPrefix(seq->token_ids());
     const int computed = static_cast<int>(match.blocks.size()) * config_.block_size;
     const int remaining = seq->num_tokens() - computed;
     const int num_new = std::min(remaining, budget);

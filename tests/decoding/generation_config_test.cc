@@ -262,6 +262,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadField{"max_time", [](GenerationConfig& c) { c.max_time = -1.0; }},
         BadField{"logprobs", [](GenerationConfig& c) { c.logprobs = -1; }},
         BadField{"num_beams", [](GenerationConfig& c) { c.num_beams = 0; }},
+        BadField{"num_beams", [](GenerationConfig& c) { c.num_beams = int64_t{1} << 31; }},
         BadField{"num_beam_groups", [](GenerationConfig& c) { c.num_beam_groups = 0; }},
         BadField{"num_beam_groups",
                  [](GenerationConfig& c) { c.num_beams = 2; c.num_beam_groups = 3; }},

@@ -305,6 +305,31 @@ TEST_F(BatchRunnerStrategyTest, GroupThatFinishesEarlyLeavesTheOthersRunning) {
   EXPECT_EQ(runner->scheduler().block_manager().Usage().used, 0);
 }
 
+// Contrastive search needs the hidden state of every prompt position, so a prompt that is
+// already in the prefix cache is computed again rather than matched (found in review: the
+// request used to abort).
+TEST_F(BatchRunnerStrategyTest, ContrastiveSearchAfterItsPromptWasCached) {
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 20; ++i) prompt.push_back(3 + i);
+  GenerationConfig g;
+  g.penalty_alpha = 0.6;
+  g.top_k = 4;
+  auto runner = MakeRunner(64, 64, 8);
+  ASSERT_NE(runner, nullptr);
+  std::vector<std::vector<int32_t>> outputs;
+  for (const char* id : {"first", "second"}) {
+    ASSERT_TRUE(runner->AddRequest(Request(id, prompt, 5, g), absl::UnixEpoch()).ok());
+    auto out = runner->RunUntilIdle(absl::UnixEpoch());
+    ASSERT_TRUE(out.ok()) << out.status();
+    ASSERT_EQ(out->size(), 1u);
+    ASSERT_EQ((*out)[0].completions.size(), 1u);
+    EXPECT_EQ((*out)[0].completions[0].finish_reason, FinishReason::kLength) << id;
+    outputs.push_back((*out)[0].completions[0].generated_token_ids);
+  }
+  EXPECT_EQ(outputs[0].size(), 5u);
+  EXPECT_EQ(outputs[0], outputs[1]);
+}
+
 TEST_F(BatchRunnerStrategyTest, CancelledBeamRequestFreesItsBlocks) {
   GenerationConfig g;
   g.num_beams = 3;

@@ -274,7 +274,9 @@ TEST_P(BatchRunnerTest, SwapPreemptionKeepsEveryOutput) {
     EXPECT_GT(stats.swaps_out, 0);
     EXPECT_EQ(stats.swaps_in, stats.swaps_out);
     EXPECT_GT(runner->stats().blocks_swapped, 0);
-    if (host_blocks == 3) EXPECT_GT(stats.preemptions, stats.swaps_out) << "some recomputed";
+    if (host_blocks == 3) {
+      EXPECT_GT(stats.preemptions, stats.swaps_out) << "some recomputed";
+    }
     for (const WorkerRequest& r : requests) {
       const testing::SoloResult solo = testing::SoloGenerate(
           *tiny_.model, r.spec.prompt_token_ids, r.spec.max_new_tokens, {});
