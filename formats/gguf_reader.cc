@@ -155,12 +155,16 @@ absl::StatusOr<GgufTensorInfo> ReadTensorInfo(Cursor& c, uint64_t index, uint64_
   GgufTensorInfo info;
   info.name = std::move(name);
   int64_t elems = 1;
+  // The product of the non-zero dims must fit too: code that multiplies the shape in
+  // another order (TensorView::NumElements) meets the zero last.
+  int64_t nonzero = 1;
   for (uint32_t d = 0; d < n_dims; ++d) {
     ASSIGN_OR_RETURN(const int64_t ne, c.Read<int64_t>(absl::StrFormat("%s ne[%d]", field, d)));
     if (ne < 0) return c.Error(field, absl::StrFormat("ne[%d] = %d is negative", d, ne));
-    if (ne != 0 && elems > std::numeric_limits<int64_t>::max() / ne) {
+    if (ne != 0 && nonzero > std::numeric_limits<int64_t>::max() / ne) {
       return c.Error(field, "element count overflows int64");
     }
+    if (ne != 0) nonzero *= ne;
     elems *= ne;
     info.ne.push_back(ne);
   }

@@ -203,6 +203,12 @@ TEST(GgufReaderErrors, TensorTable) {
   ExpectInvalid(Raw().Header(3, 1, 0).Tensor("x", {int64_t{1} << 40, int64_t{1} << 40}, 0, 0)
                     .str(),
                 "tensor 'x'", "overflow");
+  // A zero dim first does not hide an overflowing product of the others (found by the
+  // fuzzer: TensorView::NumElements multiplies the outer dims first).
+  ExpectInvalid(Raw().Header(3, 1, 0)
+                    .Tensor("x", {0, int64_t{1} << 40, int64_t{1} << 40}, 0, 0)
+                    .str(),
+                "tensor 'x'", "overflow");
   ExpectInvalid(Raw().Header(3, 1, 0).Tensor("x", {4, -1}, 0, 0).str(), "tensor 'x'",
                 "negative");
   ExpectInvalid(Raw().Header(3, 1, 0).Tensor("x", {8}, 16, 0).PadTo(32).Bytes(64).str(),
