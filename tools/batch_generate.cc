@@ -17,7 +17,6 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/progress_bar.h"
-#include "decoding/stop_strings.h"
 #include "model/llama_model.h"
 #include "nlohmann/json.hpp"
 #include "tokenizer/tokenizer.h"
@@ -27,6 +26,7 @@
 #include "tools/command.h"
 #include "tools/generation_json.h"
 #include "tools/model_session.h"
+#include "tools/stop_text.h"
 #include "worker/batch_runner.h"
 
 namespace tessera {
@@ -118,10 +118,7 @@ std::string OutputLine(const Slot& slot, const RequestOutput& out, int64_t promp
     }
     auto text = tokenizer.Decode(ids);
     if (text.ok() && c.finish_reason == FinishReason::kStop) {
-      // A stop string ends the text (and is not part of it).
-      if (auto at = StopStringMatcher::FindFirst(*text, slot.stop_strings); at.has_value()) {
-        text->resize(*at);
-      }
+      TrimAtStopString(slot.stop_strings, *text);
     }
     completions.push_back({{"index", i},
                            {"text", text.ok() ? *text : std::string()},

@@ -9,8 +9,8 @@
 #include "common/status_macros.h"
 #include "decoding/decoding_strategy.h"
 #include "decoding/generation_config.h"
-#include "decoding/stop_strings.h"
 #include "tools/chat_prompt.h"
+#include "tools/stop_text.h"
 
 namespace tessera {
 namespace {
@@ -181,11 +181,7 @@ absl::StatusOr<BatchRequest> ParseBatchLine(const std::string& text, int64_t lin
 
   if (!g.stop_strings.empty()) {
     // The worker sees ids: it asks after each token whether the text now holds a stop.
-    const Tokenizer* tokenizer = c.tokenizer;
-    r.request.stops_at = [tokenizer, stops = g.stop_strings](std::span<const int32_t> ids) {
-      const absl::StatusOr<std::string> text = tokenizer->Decode(ids);
-      return text.ok() && StopStringMatcher::FindFirst(*text, stops).has_value();
-    };
+    r.request.stops_at = StopsAtText(c.tokenizer, g.stop_strings);
     r.stop_strings = g.stop_strings;
   }
   r.request.spec.prompt_token_ids = *std::move(prompt);

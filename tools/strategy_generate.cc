@@ -10,6 +10,7 @@
 #include "tools/cli_util.h"
 #include "tools/command.h"
 #include "tools/generation_json.h"
+#include "tools/stop_text.h"
 #include "worker/batch_runner.h"
 
 namespace tessera {
@@ -43,6 +44,14 @@ int RunStrategyGenerate(ModelSession& session, std::span<const int32_t> prompt,
   request.spec.max_new_tokens = static_cast<int>(o.max_new_tokens);
   request.generation = config;
   const bool strategy = NeedsDecodingStrategy(config);
+  if (strategy && !config.stop_strings.empty()) {
+    return Fail(kName, "--stop-strings is not supported with beam or contrastive search",
+                kExitUsage);
+  }
+  // Samples (n / best_of) end at a stop string like a single sequence does.
+  if (!config.stop_strings.empty()) {
+    request.stops_at = StopsAtText(session.tokenizer.get(), config.stop_strings);
+  }
   request.spec.n = strategy ? 1 : static_cast<int>(config.num_return_sequences);
   if (absl::Status s = (*runner)->AddRequest(std::move(request), absl::Now()); !s.ok()) {
     return FailStatus(kName, s);
@@ -85,6 +94,7 @@ int RunStrategyGenerate(ModelSession& session, std::span<const int32_t> prompt,
     }
     auto text = session.tokenizer->Decode(ids);
     seq.text = text.ok() ? *text : std::string();
+    if (c.finish_reason == FinishReason::kStop) TrimAtStopString(config.stop_strings, seq.text);
     std::string out;
     if (o.json) {
       nlohmann::json j = SequenceToJson(*session.tokenizer, seq,

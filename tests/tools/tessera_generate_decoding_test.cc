@@ -191,6 +191,36 @@ TEST(TesseraGenerateDecodingTest, StopStringsAreHeldBackAndMaxTimeEnds) {
   EXPECT_THAT(bad.err, HasSubstr("--stop-strings"));
 }
 
+// Several samples per prompt (the engine path) end at a stop string each, seeded alike, and
+// their text stops before it; beams refuse stop strings naming the flag.
+TEST(TesseraGenerateDecodingTest, StopStringsEndEachOfSeveralSamples) {
+  const std::vector<std::string> sampled = {"--do-sample", "--seed", "5", "--num-return-sequences",
+                                            "2", "--max-new-tokens", "24"};
+  const std::vector<json> plain = GenerateJsonLines(sampled);
+  ASSERT_EQ(plain.size(), 2u);
+  const std::string text = plain[0]["text"];
+  ASSERT_GT(text.size(), 20u) << text;
+  const std::string stop = text.substr(text.size() / 2, 4);
+  std::vector<std::string> with_stop = sampled;
+  with_stop.insert(with_stop.end(), {"--stop-strings", stop});
+  const std::vector<json> cut = GenerateJsonLines(with_stop);
+  ASSERT_EQ(cut.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    const std::string full = plain[i]["text"];
+    const size_t at = full.find(stop);
+    if (at == std::string::npos) {
+      EXPECT_EQ(cut[i]["text"], full) << i;
+      continue;
+    }
+    EXPECT_EQ(cut[i]["text"], full.substr(0, at)) << i;
+    EXPECT_EQ(cut[i]["finish_reason"], "stop") << i;
+    EXPECT_LT(TokenIds(cut[i]).size(), TokenIds(plain[i]).size()) << i;
+  }
+  const testing::ProcessResult beams = Generate({"--num-beams", "2", "--stop-strings", "x"});
+  EXPECT_EQ(beams.exit_code, 2);
+  EXPECT_THAT(beams.err, HasSubstr("--stop-strings"));
+}
+
 TEST(TesseraGenerateDecodingTest, JsonRecordWithLogprobsOfTheRawLogits) {
   constexpr int kNew = 5;
   // The penalty makes the row the token is chosen from differ from the model's raw row;
