@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <string>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
@@ -143,6 +144,31 @@ StrategyDecision MoveBeams(const std::vector<Beam>& parents,
     }
   }
   return decision;
+}
+
+absl::Status BindForkIds(std::string_view strategy, std::span<const SequenceId> fork_ids,
+                         std::vector<int>& fork_slot, std::vector<Beam>& beams) {
+  size_t expected = 0;
+  for (int slot : fork_slot) expected += slot >= 0;
+  if (fork_ids.size() != expected) {
+    return absl::InvalidArgumentError(absl::StrCat(std::string(strategy), "::BindForks: got ", fork_ids.size(),
+                                                   " fork ids, expected ", expected));
+  }
+  for (size_t b = 0; b < beams.size() && b < fork_slot.size(); ++b) {
+    if (fork_slot[b] >= 0) beams[b].seq_id = fork_ids[static_cast<size_t>(fork_slot[b])];
+  }
+  fork_slot.clear();
+  return absl::OkStatus();
+}
+
+StrategyResult RunningBeamResult(const Beam& beam, double score, FinishReason reason) {
+  StrategyResult r;
+  r.token_ids = beam.tokens;
+  r.token_logprobs = beam.token_logprobs;
+  r.top_logprobs = beam.top_logprobs;
+  r.score = score;
+  r.finish_reason = reason;
+  return r;
 }
 
 }  // namespace tessera

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "decoding/logits_processor.h"
@@ -20,8 +21,17 @@ inline constexpr float kDeadBeamScore = -1.0e9f;
 struct Beam {
   SequenceId seq_id = -1;
   float score = 0.0f;                 // sum of processed log-probabilities
+  std::vector<int32_t> tokens;        // generated tokens (so far as the strategy decided)
   std::vector<float> token_logprobs;  // raw log-probabilities of the generated tokens
   std::vector<TopAlternatives> top_logprobs;  // per generated token, when asked for
+
+  // A beam with nothing generated yet.
+  static Beam Start(SequenceId seq_id, float score) {
+    Beam b;
+    b.seq_id = seq_id;
+    b.score = score;
+    return b;
+  }
 };
 
 // One continuation: `token` after beam `beam` (an index into the caller's beam list).
@@ -68,5 +78,17 @@ bool IsEndToken(const std::vector<int32_t>& end_ids, int32_t token);
 StrategyDecision MoveBeams(const std::vector<Beam>& parents,
                            const std::vector<std::pair<int, int32_t>>& next,
                            std::vector<int>* fork_slot);
+
+// DecodingStrategy::BindForks for strategies that use MoveBeams: `fork_slot` (per beam, -1
+// or the index of its fork) gives beam b the id fork_ids[fork_slot[b]]; then fork_slot is
+// cleared (empty = no forks pending). INVALID_ARGUMENT, naming `strategy`, on a count
+// mismatch.
+[[nodiscard]] absl::Status BindForkIds(std::string_view strategy,
+                                       std::span<const SequenceId> fork_ids,
+                                       std::vector<int>& fork_slot, std::vector<Beam>& beams);
+
+// A running beam as a returned sequence that ends now (cancelled, deadline): its tokens,
+// logprobs and `score` (already length-penalised), with `reason`.
+StrategyResult RunningBeamResult(const Beam& beam, double score, FinishReason reason);
 
 }  // namespace tessera

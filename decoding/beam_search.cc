@@ -34,13 +34,15 @@ BeamSearchStrategy::BeamSearchStrategy(LogitsProcessorChain chain, const Generat
   // num_beams copies of the prompt; all but the first start dead so that the first step
   // expands only one of them.
   for (int b = 0; b < num_beams_; ++b) {
-    beams_.push_back({first, b == 0 ? 0.0f : kDeadBeamScore, {}});
+    beams_.push_back(Beam::Start(first, b == 0 ? 0.0f : kDeadBeamScore));
   }
 }
 
 absl::StatusOr<StrategyDecision> BeamSearchStrategy::Step(std::span<const StrategyRow> rows) {
   if (done_) return absl::FailedPreconditionError("BeamSearchStrategy::Step after done");
-  if (forks_pending_) return absl::FailedPreconditionError("BeamSearchStrategy: forks not bound");
+  if (!fork_slot_.empty()) {
+    return absl::FailedPreconditionError("BeamSearchStrategy: forks not bound");
+  }
   const size_t vocab = static_cast<size_t>(options_.vocab_size);
   std::vector<std::vector<float>> scores(beams_.size(), std::vector<float>(vocab));
   std::vector<std::vector<float>> raw(beams_.size(), std::vector<float>(vocab));
@@ -67,10 +69,8 @@ absl::StatusOr<StrategyDecision> BeamSearchStrategy::Step(std::span<const Strate
   };
   auto extend = [&](const Candidate& c) {
     const Beam& parent = beams_[static_cast<size_t>(c.beam)];
-    const StrategyRow& row = *row_of[static_cast<size_t>(c.beam)];
     StrategyResult r;
-    r.token_ids.assign(row.token_ids.begin() + static_cast<std::ptrdiff_t>(row.prompt_len),
-                       row.token_ids.end());
+    r.token_ids = parent.tokens;
     r.token_ids.push_back(c.token);
     r.token_logprobs = parent.token_logprobs;
     r.token_logprobs.push_back(raw[static_cast<size_t>(c.beam)][static_cast<size_t>(c.token)]);
@@ -100,7 +100,7 @@ absl::StatusOr<StrategyDecision> BeamSearchStrategy::Step(std::span<const Strate
                                  : FinishReason::kLength;
     ended.push_back(std::move(f));
   }
-  MergeFinished(std::move(ended));
+  MergeFinished(std::move(ended), finished_);
 
   // The best num_beams candidates that did not end continue (ties: candidate order).
   std::vector<size_t> open;
@@ -142,50 +142,61 @@ absl::StatusOr<StrategyDecision> BeamSearchStrategy::Step(std::span<const Strate
     next.emplace_back(c.beam, c.token);
     Beam beam = beams_[static_cast<size_t>(c.beam)];
     beam.score = c.score;
+    beam.tokens.push_back(c.token);
     beam.token_logprobs.push_back(raw[static_cast<size_t>(c.beam)][static_cast<size_t>(c.token)]);
     if (options_.top_logprobs > 0) beam.top_logprobs.push_back(tops[static_cast<size_t>(c.beam)]);
     next_beams.push_back(std::move(beam));
   }
   StrategyDecision decision = MoveBeams(beams_, next, &fork_slot_);
   beams_ = std::move(next_beams);
-  forks_pending_ = std::any_of(fork_slot_.begin(), fork_slot_.end(), [](int s) { return s >= 0; });
   return decision;
 }
 
-void BeamSearchStrategy::MergeFinished(std::vector<Finished> ended) {
+void BeamSearchStrategy::MergeFinished(std::vector<Finished> ended,
+                                       std::vector<Finished>& finished) const {
   if (ended.empty()) return;
-  std::vector<Finished> merged = std::move(finished_);
+  std::vector<Finished> merged = std::move(finished);
   for (Finished& f : ended) merged.push_back(std::move(f));
   // Existing entries first on equal scores, as transformers concatenates them first.
   std::stable_sort(merged.begin(), merged.end(),
                    [](const Finished& a, const Finished& b) { return a.score > b.score; });
   merged.resize(static_cast<size_t>(num_beams_));
-  finished_ = std::move(merged);
+  finished = std::move(merged);
 }
 
 absl::Status BeamSearchStrategy::BindForks(std::span<const SequenceId> fork_ids) {
-  size_t expected = 0;
-  for (int slot : fork_slot_) expected += slot >= 0;
-  if (fork_ids.size() != expected) {
-    return absl::InvalidArgumentError(absl::StrCat("BeamSearchStrategy::BindForks: got ",
-                                                   fork_ids.size(), " fork ids, expected ",
-                                                   expected));
-  }
-  for (size_t b = 0; b < beams_.size() && b < fork_slot_.size(); ++b) {
-    if (fork_slot_[b] >= 0) beams_[b].seq_id = fork_ids[static_cast<size_t>(fork_slot_[b])];
-  }
-  fork_slot_.clear();
-  forks_pending_ = false;
-  return absl::OkStatus();
+  return BindForkIds("BeamSearchStrategy", fork_ids, fork_slot_, beams_);
 }
 
-std::vector<StrategyResult> BeamSearchStrategy::Results() const {
+std::vector<StrategyResult> BeamSearchStrategy::ResultsOf(
+    const std::vector<Finished>& finished) const {
   std::vector<StrategyResult> out;
-  for (const Finished& f : finished_) {
+  for (const Finished& f : finished) {
     if (static_cast<int>(out.size()) == num_return_) break;
     if (f.finished) out.push_back(f.result);
   }
   return out;
+}
+
+std::vector<StrategyResult> BeamSearchStrategy::Results() const { return ResultsOf(finished_); }
+
+std::vector<StrategyResult> BeamSearchStrategy::PartialResults(FinishReason reason) const {
+  if (done_) return Results();
+  // Before the first step only the prompt's beam lives, with nothing generated.
+  const double divisor =
+      generated_ == 0 ? 1.0 : std::pow(static_cast<double>(generated_), length_penalty_);
+  std::vector<Finished> running;
+  for (const Beam& beam : beams_) {
+    if (beam.score <= kDeadBeamScore) continue;
+    Finished f;
+    f.score = static_cast<float>(beam.score / divisor);
+    f.finished = true;
+    f.result = RunningBeamResult(beam, f.score, reason);
+    running.push_back(std::move(f));
+  }
+  std::vector<Finished> finished = finished_;
+  MergeFinished(std::move(running), finished);
+  return ResultsOf(finished);
 }
 
 std::vector<SequenceId> BeamSearchStrategy::LiveSequences() const {

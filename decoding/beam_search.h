@@ -24,6 +24,7 @@ class BeamSearchStrategy : public DecodingStrategy {
   absl::StatusOr<StrategyDecision> Step(std::span<const StrategyRow> rows) override;
   absl::Status BindForks(std::span<const SequenceId> fork_ids) override;
   std::vector<StrategyResult> Results() const override;
+  std::vector<StrategyResult> PartialResults(FinishReason reason) const override;
   std::vector<SequenceId> LiveSequences() const override;
 
  private:
@@ -35,8 +36,10 @@ class BeamSearchStrategy : public DecodingStrategy {
 
   BeamSearchStrategy(LogitsProcessorChain chain, const GenerationConfig& config,
                      const StrategyOptions& options, SequenceId first);
-  // Merges the just-ended candidates into finished_ (top num_beams by score).
-  void MergeFinished(std::vector<Finished> ended);
+  // Merges `ended` into `finished` (top num_beams by score).
+  void MergeFinished(std::vector<Finished> ended, std::vector<Finished>& finished) const;
+  // The first num_return_sequences finished entries.
+  std::vector<StrategyResult> ResultsOf(const std::vector<Finished>& finished) const;
 
   LogitsProcessorChain chain_;
   StrategyOptions options_;
@@ -47,8 +50,8 @@ class BeamSearchStrategy : public DecodingStrategy {
   bool do_sample_;
   std::vector<Beam> beams_;         // running, best first after the first step
   std::vector<Finished> finished_;  // num_beams slots, best first
-  std::vector<int> fork_slot_;      // per beam: -1 or its index in the pending fork ids
-  bool forks_pending_ = false;
+  // Per beam: -1 or its index in the pending fork ids; empty once BindForks ran.
+  std::vector<int> fork_slot_;
   bool improvement_possible_ = true;
   int64_t generated_ = 0;
   bool done_ = false;

@@ -159,6 +159,14 @@ absl::Status ContrastiveSearchStrategy::BindForks(std::span<const SequenceId> fo
 
 std::vector<StrategyResult> ContrastiveSearchStrategy::Results() const { return {result_}; }
 
+std::vector<StrategyResult> ContrastiveSearchStrategy::PartialResults(FinishReason reason) const {
+  if (done_) return Results();
+  // The tokens chosen so far; the candidates of the next step were not chosen yet.
+  StrategyResult partial = result_;
+  partial.finish_reason = reason;
+  return {partial};
+}
+
 std::vector<SequenceId> ContrastiveSearchStrategy::LiveSequences() const {
   std::vector<SequenceId> out;
   if (done_) return out;

@@ -26,6 +26,7 @@ class ContrastiveSearchStrategy : public DecodingStrategy {
   absl::StatusOr<StrategyDecision> Step(std::span<const StrategyRow> rows) override;
   absl::Status BindForks(std::span<const SequenceId> fork_ids) override;
   std::vector<StrategyResult> Results() const override;
+  std::vector<StrategyResult> PartialResults(FinishReason reason) const override;
   std::vector<SequenceId> LiveSequences() const override;
 
  private:

@@ -79,6 +79,12 @@ class DecodingStrategy {
   [[nodiscard]] virtual absl::Status BindForks(std::span<const SequenceId> fork_ids) = 0;
   // The returned sequences, best first (num_return_sequences of them); final once done.
   virtual std::vector<StrategyResult> Results() const = 0;
+  // What the request returns when it ends before the strategy is done (cancelled, deadline,
+  // aborted): as if a stopping criterion fired after the last completed step, the way
+  // transformers' finalize treats running beams: they join the finished hypotheses with
+  // their length-penalised scores and finish reason `reason`, and the best
+  // num_return_sequences come back. Equals Results() once done.
+  virtual std::vector<StrategyResult> PartialResults(FinishReason reason) const = 0;
   // The sequences the next Step expects rows for.
   virtual std::vector<SequenceId> LiveSequences() const = 0;
 };
@@ -86,8 +92,12 @@ class DecodingStrategy {
 struct StrategyOptions {
   int32_t vocab_size = 0;
   int64_t max_new_tokens = 0;
-  // Ids that end a hypothesis (eos_token_ids, then stop_token_ids).
+  // Ids that end a hypothesis: eos_token_ids first (diverse beam search ends its
+  // hypotheses with the first, as transformers does), then the other stop ids.
   std::vector<int32_t> end_token_ids;
+  // What a finished group of diverse beam search feeds the later groups' diversity penalty
+  // (transformers' pad_token_id, which defaults to eos_token_id[0]).
+  int32_t pad_token_id = 0;
   uint64_t seed = 0;  // beam-search multinomial sampling
   int64_t top_logprobs = 0;  // alternatives reported per token (GenerationConfig::logprobs)
 };

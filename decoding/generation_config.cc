@@ -86,6 +86,9 @@ absl::Status GenerationConfig::Validate() const {
   }
   if (auto s = CheckIds("eos_token_id", eos_token_ids); !s.ok()) return s;
   if (auto s = CheckIds("stop_token_ids", stop_token_ids); !s.ok()) return s;
+  if (pad_token_id.has_value()) {
+    if (auto s = CheckIds("pad_token_id", {*pad_token_id}); !s.ok()) return s;
+  }
   if (stop_strings.size() > kMaxStopStrings) {
     return FieldError("stop_strings", absl::StrFormat("holds %d strings, at most %d are allowed",
                                                       stop_strings.size(), kMaxStopStrings));

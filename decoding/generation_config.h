@@ -79,6 +79,9 @@ struct GenerationConfig {
   // --- Stopping, randomness, outputs ---
   std::vector<int32_t> eos_token_ids;   // transformers' eos_token_id (one or many)
   std::vector<int32_t> stop_token_ids;  // further ids that end generation (vLLM's name)
+  // transformers' pad_token_id; only diverse beam search reads it (what a finished group
+  // feeds the diversity penalty). Unset: eos_token_ids[0], as transformers defaults it.
+  std::optional<int32_t> pad_token_id;
   // Texts that end generation (transformers' `stop_strings`, OpenAI's `stop`): output stops
   // before the first occurrence, which is not returned (decoding/stop_strings.h).
   std::vector<std::string> stop_strings;

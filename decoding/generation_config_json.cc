@@ -112,6 +112,16 @@ class Reader {
     out = d;
     return absl::OkStatus();
   }
+  absl::Status OptionalId(const char* key, std::optional<int32_t>& out) const {
+    const json* v = Get(key);
+    if (v == nullptr) return absl::OkStatus();
+    int32_t id = 0;
+    if (!AsTokenId(*v, id)) {
+      return Error(key, absl::StrFormat("must be a token id (is %s)", v->dump()));
+    }
+    out = id;
+    return absl::OkStatus();
+  }
   // A token id or a list of them (transformers' eos_token_id).
   absl::Status IdOrIds(const char* key, std::vector<int32_t>& out) const {
     const json* v = Get(key);
@@ -248,6 +258,7 @@ absl::StatusOr<GenerationConfig> GenerationConfigFromJson(const json& j, std::st
   RETURN_IF_ERROR(r.Float("typical_p", c.typical_p));
   RETURN_IF_ERROR(r.IdOrIds("eos_token_id", c.eos_token_ids));
   RETURN_IF_ERROR(r.Ids("stop_token_ids", c.stop_token_ids));
+  RETURN_IF_ERROR(r.OptionalId("pad_token_id", c.pad_token_id));
   RETURN_IF_ERROR(r.StringOrStrings("stop_strings", c.stop_strings));
   RETURN_IF_ERROR(r.OptionalFloat("max_time", c.max_time));
   RETURN_IF_ERROR(r.Seed("seed", c.seed));

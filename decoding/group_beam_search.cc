@@ -31,11 +31,11 @@ GroupBeamSearchStrategy::GroupBeamSearchStrategy(LogitsProcessorChain chain,
       num_return_(static_cast<int>(config.num_return_sequences)),
       length_penalty_(config.length_penalty),
       early_stopping_(config.early_stopping),
-      pad_token_(options.end_token_ids.empty() ? 0 : options.end_token_ids[0]),
+      pad_token_(options.pad_token_id),
       groups_(static_cast<size_t>(config.num_beam_groups)) {
   // Every group starts from its own copy of the prompt (its other beams dead).
   for (int b = 0; b < num_beams_; ++b) {
-    beams_.push_back({first, b % group_size_ == 0 ? 0.0f : kDeadBeamScore, {}});
+    beams_.push_back(Beam::Start(first, b % group_size_ == 0 ? 0.0f : kDeadBeamScore));
   }
 }
 
@@ -69,14 +69,19 @@ bool GroupBeamSearchStrategy::IsDone(const Hypotheses& h, double best_sum_logpro
   return h.worst_score >= best_sum_logprobs / std::pow(length, length_penalty_);
 }
 
-StrategyResult GroupBeamSearchStrategy::RunningResult(const Beam& beam,
-                                                      const StrategyRow& row) const {
-  StrategyResult r;
-  r.token_ids.assign(row.token_ids.begin() + static_cast<std::ptrdiff_t>(row.prompt_len),
-                     row.token_ids.end());
-  r.token_logprobs = beam.token_logprobs;
-  r.top_logprobs = beam.top_logprobs;
-  return r;
+void GroupBeamSearchStrategy::AddRunningBeams(const std::vector<Beam>& beams,
+                                              FinishReason reason,
+                                              std::vector<Hypotheses>& groups) const {
+  // Before the first step nothing was generated; the prompt's beams then score 0.
+  const int64_t length = std::max<int64_t>(generated_, 1);
+  for (size_t g = 0; g < groups.size(); ++g) {
+    if (groups[g].done) continue;
+    for (size_t j = 0; j < static_cast<size_t>(group_size_); ++j) {
+      const Beam& beam = beams[g * static_cast<size_t>(group_size_) + j];
+      if (beam.seq_id < 0 || beam.score <= kDeadBeamScore) continue;
+      AddHypothesis(groups[g], RunningBeamResult(beam, 0.0, reason), beam.score, length);
+    }
+  }
 }
 
 absl::StatusOr<StrategyDecision> GroupBeamSearchStrategy::Step(std::span<const StrategyRow> rows) {
@@ -129,16 +134,19 @@ absl::StatusOr<StrategyDecision> GroupBeamSearchStrategy::Step(std::span<const S
       const float raw_logprob = raw[static_cast<size_t>(c.beam)][static_cast<size_t>(c.token)];
       if (IsEndToken(options_.end_token_ids, c.token)) {
         if (rank >= static_cast<size_t>(group_size_)) continue;
-        StrategyResult r = RunningResult(beams_[parent], *row_of[parent]);
-        r.token_ids.push_back(c.token);
-        r.token_logprobs.push_back(raw_logprob);
+        // The scorer keeps the hypothesis without its end id and finalize() appends
+        // eos_token_id[0], whichever end id fired.
+        const int32_t eos = options_.end_token_ids.front();
+        StrategyResult r = RunningBeamResult(beams_[parent], 0.0, FinishReason::kStop);
+        r.token_ids.push_back(eos);
+        r.token_logprobs.push_back(raw[static_cast<size_t>(c.beam)][static_cast<size_t>(eos)]);
         if (options_.top_logprobs > 0) r.top_logprobs.push_back(tops[static_cast<size_t>(c.beam)]);
-        r.finish_reason = FinishReason::kStop;
         AddHypothesis(hyps, std::move(r), c.score, generated_after);
         continue;
       }
       Beam beam = beams_[parent];
       beam.score = c.score;
+      beam.tokens.push_back(c.token);
       beam.token_logprobs.push_back(raw_logprob);
       if (options_.top_logprobs > 0) beam.top_logprobs.push_back(tops[static_cast<size_t>(c.beam)]);
       current_tokens[first + static_cast<size_t>(chosen)] = c.token;
@@ -160,21 +168,13 @@ absl::StatusOr<StrategyDecision> GroupBeamSearchStrategy::Step(std::span<const S
                                     [](const Hypotheses& h) { return h.done; });
   if (all_done || generated_ >= options_.max_new_tokens) {
     // finalize(): the running beams of groups not done join their lists.
-    for (size_t g = 0; g < groups_.size(); ++g) {
-      if (groups_[g].done) continue;
-      for (size_t j = 0; j < static_cast<size_t>(group_size_); ++j) {
-        const size_t b = g * static_cast<size_t>(group_size_) + j;
-        const int n = next_index_of_beam[b];
-        const Beam& beam = next_beams[static_cast<size_t>(n)];
-        StrategyResult r = RunningResult(beams_[static_cast<size_t>(next[n].first)],
-                                         *row_of[static_cast<size_t>(next[n].first)]);
-        r.token_ids.push_back(next[n].second);
-        r.token_logprobs = beam.token_logprobs;
-        r.top_logprobs = beam.top_logprobs;
-        r.finish_reason = FinishReason::kLength;
-        AddHypothesis(groups_[g], std::move(r), beam.score, generated_);
+    std::vector<Beam> running(beams_.size());
+    for (size_t b = 0; b < beams_.size(); ++b) {
+      if (next_index_of_beam[b] >= 0) {
+        running[b] = next_beams[static_cast<size_t>(next_index_of_beam[b])];
       }
     }
+    AddRunningBeams(running, FinishReason::kLength, groups_);
     done_ = true;
     StrategyDecision decision;
     decision.done = true;
@@ -187,7 +187,7 @@ absl::StatusOr<StrategyDecision> GroupBeamSearchStrategy::Step(std::span<const S
     if (next_index_of_beam[b] >= 0) {
       moved.push_back(next_beams[static_cast<size_t>(next_index_of_beam[b])]);
     } else {
-      moved.push_back({-1, kDeadBeamScore, {}});  // a done group's slot
+      moved.push_back(Beam::Start(-1, kDeadBeamScore));  // a done group's slot
     }
   }
   // fork_slot_ is indexed like `next`; re-index it by beam.
@@ -204,24 +204,14 @@ absl::StatusOr<StrategyDecision> GroupBeamSearchStrategy::Step(std::span<const S
 }
 
 absl::Status GroupBeamSearchStrategy::BindForks(std::span<const SequenceId> fork_ids) {
-  size_t expected = 0;
-  for (int slot : fork_slot_) expected += slot >= 0;
-  if (fork_ids.size() != expected) {
-    return absl::InvalidArgumentError(absl::StrCat("GroupBeamSearchStrategy::BindForks: got ",
-                                                   fork_ids.size(), " fork ids, expected ",
-                                                   expected));
-  }
-  for (size_t b = 0; b < beams_.size() && b < fork_slot_.size(); ++b) {
-    if (fork_slot_[b] >= 0) beams_[b].seq_id = fork_ids[static_cast<size_t>(fork_slot_[b])];
-  }
-  fork_slot_.clear();
-  return absl::OkStatus();
+  return BindForkIds("GroupBeamSearchStrategy", fork_ids, fork_slot_, beams_);
 }
 
-std::vector<StrategyResult> GroupBeamSearchStrategy::Results() const {
+std::vector<StrategyResult> GroupBeamSearchStrategy::ResultsOf(
+    const std::vector<Hypotheses>& groups) const {
   // All groups' hypotheses sorted ascending (stable), the best popped from the back.
   std::vector<const StrategyResult*> all;
-  for (const Hypotheses& h : groups_) {
+  for (const Hypotheses& h : groups) {
     for (const StrategyResult& r : h.hyps) all.push_back(&r);
   }
   std::stable_sort(all.begin(), all.end(), [](const StrategyResult* a, const StrategyResult* b) {
@@ -233,6 +223,15 @@ std::vector<StrategyResult> GroupBeamSearchStrategy::Results() const {
     all.pop_back();
   }
   return out;
+}
+
+std::vector<StrategyResult> GroupBeamSearchStrategy::Results() const { return ResultsOf(groups_); }
+
+std::vector<StrategyResult> GroupBeamSearchStrategy::PartialResults(FinishReason reason) const {
+  if (done_) return Results();
+  std::vector<Hypotheses> groups = groups_;
+  AddRunningBeams(beams_, reason, groups);
+  return ResultsOf(groups);
 }
 
 std::vector<SequenceId> GroupBeamSearchStrategy::LiveSequences() const {

@@ -4,7 +4,9 @@
 // that chose the same token this step (Hamming diversity, in the processor chain). Each
 // group keeps its own n-best list of finished hypotheses (BeamHypotheses) and is done by its
 // `early_stopping` rule; at the end the unfinished groups' running beams join their lists
-// and the best num_return_sequences hypotheses over all groups are returned.
+// and the best num_return_sequences hypotheses over all groups are returned. As the scorer
+// does, a hypothesis that hit any end id ends with eos_token_ids[0] (the first end id), and
+// a done group feeds pad_token_id to the later groups' diversity penalty.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +27,7 @@ class GroupBeamSearchStrategy : public DecodingStrategy {
   absl::StatusOr<StrategyDecision> Step(std::span<const StrategyRow> rows) override;
   absl::Status BindForks(std::span<const SequenceId> fork_ids) override;
   std::vector<StrategyResult> Results() const override;
+  std::vector<StrategyResult> PartialResults(FinishReason reason) const override;
   std::vector<SequenceId> LiveSequences() const override;
 
  private:
@@ -41,7 +44,11 @@ class GroupBeamSearchStrategy : public DecodingStrategy {
   void AddHypothesis(Hypotheses& h, StrategyResult r, double sum_logprobs,
                      int64_t generated_len) const;
   bool IsDone(const Hypotheses& h, double best_sum_logprobs, int64_t generated_len) const;
-  StrategyResult RunningResult(const Beam& beam, const StrategyRow& row) const;
+  // The running beams of the groups that are not done join their lists (finalize()).
+  void AddRunningBeams(const std::vector<Beam>& beams, FinishReason reason,
+                       std::vector<Hypotheses>& groups) const;
+  // The best num_return_sequences hypotheses over all groups.
+  std::vector<StrategyResult> ResultsOf(const std::vector<Hypotheses>& groups) const;
 
   LogitsProcessorChain chain_;
   StrategyOptions options_;
@@ -50,10 +57,11 @@ class GroupBeamSearchStrategy : public DecodingStrategy {
   int num_return_;
   double length_penalty_;
   EarlyStopping early_stopping_;
-  int32_t pad_token_;              // what a done group "chooses" (eos_token_ids[0])
+  int32_t pad_token_;              // what a done group "chooses" (StrategyOptions)
   std::vector<Beam> beams_;        // num_beams, group-major
   std::vector<Hypotheses> groups_;
-  std::vector<int> fork_slot_;  // per beam: -1 or its index in the pending fork ids
+  // Per beam: -1 or its index in the pending fork ids; empty once BindForks ran.
+  std::vector<int> fork_slot_;
   int64_t generated_ = 0;
   bool done_ = false;
 };

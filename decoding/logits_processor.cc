@@ -38,6 +38,10 @@ absl::Status CheckConfigIds(const GenerationConfig& c, int32_t vocab_size) {
   }
   RETURN_IF_ERROR(CheckInVocab("eos_token_id", c.eos_token_ids, vocab_size));
   RETURN_IF_ERROR(CheckInVocab("stop_token_ids", c.stop_token_ids, vocab_size));
+  if (c.pad_token_id.has_value()) {
+    const int32_t pad[] = {*c.pad_token_id};
+    RETURN_IF_ERROR(CheckInVocab("pad_token_id", pad, vocab_size));
+  }
   return absl::OkStatus();
 }
 

@@ -47,13 +47,17 @@ size_t Scheduler::PreemptForWaiting(StepPlan& plan) {
       urgent->num_tokens(), urgent->num_computed_tokens() + config_.max_num_batched_tokens));
   const int slots = group->ReservedSlots(RunningMembers(group) + 1) -
                     group->ReservedSlots(RunningMembers(group));
-  while (!running_.empty() && RankLess(urgent, running_.back())) {
-    const bool fits = need <= blocks_.num_available_blocks() &&
-                      SlotsInUse() + slots <= config_.max_num_seqs;
-    if (fits) break;
-    Sequence* victim = running_.back();
-    // A strategy-driven group is preempted whole or not at all: skip it.
-    if (GroupOf(victim->id())->strategy_driven()) break;
+  while (need > blocks_.num_available_blocks() || SlotsInUse() + slots > config_.max_num_seqs) {
+    // The lowest-ranked running sequence below `urgent`, skipping strategy-driven groups
+    // (preempted whole or not at all, and only when the cache runs out).
+    Sequence* victim = nullptr;
+    for (auto it = running_.rbegin(); it != running_.rend() && RankLess(urgent, *it); ++it) {
+      if (!GroupOf((*it)->id())->strategy_driven()) {
+        victim = *it;
+        break;
+      }
+    }
+    if (victim == nullptr) break;
     Preempt(victim, plan);
   }
   return plan.preempted.size();
@@ -222,7 +226,7 @@ absl::StatusOr<StepPlan> Scheduler::Schedule(absl::Time now) {
   return plan;
 }
 
-absl::Status Scheduler::Update(const StepResult& result) {
+absl::Status Scheduler::Update(const StepResult& result, std::vector<SampleFork>* forks) {
   if (!in_flight_.has_value()) {
     return absl::FailedPreconditionError("Update called with no step in flight");
   }
@@ -262,13 +266,14 @@ absl::Status Scheduler::Update(const StepResult& result) {
   }
   for (const ScheduledSequence& e : plan.sequences) {
     auto it = outputs.find(e.seq_id);
-    ApplyOutput(e, it == outputs.end() ? nullptr : it->second);
+    ApplyOutput(e, it == outputs.end() ? nullptr : it->second, forks);
   }
   in_flight_.reset();
   return absl::OkStatus();
 }
 
-void Scheduler::ApplyOutput(const ScheduledSequence& entry, const SequenceOutput* output) {
+void Scheduler::ApplyOutput(const ScheduledSequence& entry, const SequenceOutput* output,
+                            std::vector<SampleFork>* forks) {
   SequenceGroup* group = GroupOf(entry.seq_id);
   Sequence* seq = group == nullptr ? nullptr : group->FindSequence(entry.seq_id);
   // Finished meanwhile (FinishSequence); a cancelled group ends at the next Schedule.
@@ -286,6 +291,7 @@ void Scheduler::ApplyOutput(const ScheduledSequence& entry, const SequenceOutput
       InsertSorted(running_, child);
       child->AppendToken(output->tokens[k]);
       touched.push_back(child);
+      if (forks != nullptr) forks->push_back({.parent = seq->id(), .sample = k, .child = child->id()});
     }
   }
   if (entry.num_samples > 1) group->set_forked();

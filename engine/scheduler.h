@@ -56,6 +56,14 @@ struct SchedulerConfig {
 // max_num_seqs.
 [[nodiscard]] absl::Status ValidateSchedulerConfig(const SchedulerConfig& config);
 
+// A fork made by Update for parallel sampling: sample `sample` (>= 1) of `parent`'s step
+// went to the new sequence `child`.
+struct SampleFork {
+  SequenceId parent = -1;
+  int sample = 0;
+  SequenceId child = -1;
+};
+
 struct SchedulerStats {
   int64_t steps = 0;
   int64_t preemptions = 0;  // recomputed or swapped
@@ -89,8 +97,11 @@ class Scheduler {
   // when nothing can run. FAILED_PRECONDITION while a step is in flight.
   [[nodiscard]] absl::StatusOr<StepPlan> Schedule(absl::Time now);
   // Results of the in-flight step: one output per sequence that needed logits. Validated
-  // whole before anything changes (INVALID_ARGUMENT naming the field).
-  [[nodiscard]] absl::Status Update(const StepResult& result);
+  // whole before anything changes (INVALID_ARGUMENT naming the field). `forks`, when given,
+  // receives the sample forks made, also those of a request that finished in this step
+  // (whose sequences are already retired when Update returns).
+  [[nodiscard]] absl::Status Update(const StepResult& result,
+                                    std::vector<SampleFork>* forks = nullptr);
 
   // For decoding strategies (beams), between steps: a copy-on-write fork of a running or
   // waiting sequence (RESOURCE_EXHAUSTED when max_num_seqs already run; a strategy-driven
@@ -138,7 +149,8 @@ class Scheduler {
   // Moves a group whose sequences are all finished to the output list.
   void RetireIfFinished(SequenceGroup* group);
   void ScheduleEntry(Sequence* seq, int num_computed, int num_new, StepPlan& plan);
-  void ApplyOutput(const ScheduledSequence& entry, const SequenceOutput* output);
+  void ApplyOutput(const ScheduledSequence& entry, const SequenceOutput* output,
+                   std::vector<SampleFork>* forks);
   void CheckLength(Sequence* seq);
 
   SchedulerConfig config_;

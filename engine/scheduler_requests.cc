@@ -206,6 +206,11 @@ absl::Status Scheduler::AppendToken(SequenceId seq_id, int32_t token) {
         " generated tokens (max_new_tokens ", group->max_new_tokens(), ") and ",
         seq->num_tokens(), " in all (max_model_len ", config_.max_model_len, ")"));
   }
+  if (seq->num_computed_tokens() < seq->num_tokens()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "AppendToken: sequence ", seq_id, " is not held (", seq->num_tokens() -
+        seq->num_computed_tokens(), " of its tokens are not computed yet)"));
+  }
   seq->AppendToken(token);
   return absl::OkStatus();
 }

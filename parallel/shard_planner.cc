@@ -93,8 +93,15 @@ absl::StatusOr<ShardPlan> PlanShards(const PlannerInput& in) {
                                    "whole blocks",
                                    in.ffn_alignment, m.intermediate_size, in.tp));
   }
-  if (in.block_size < 1 || in.kv_bytes_per_elem < 1 || !(in.bytes_per_weight > 0)) {
-    return Invalid("block_size / kv_bytes_per_elem / bytes_per_weight", "must be positive");
+  if (in.block_size < 1) {
+    return Invalid("block_size", absl::StrFormat("must be >= 1 (is %d)", in.block_size));
+  }
+  if (in.kv_bytes_per_elem < 1) {
+    return Invalid("kv_bytes_per_elem",
+                   absl::StrFormat("must be >= 1 (is %d)", in.kv_bytes_per_elem));
+  }
+  if (!(in.bytes_per_weight > 0)) {
+    return Invalid("bytes_per_weight", absl::StrFormat("must be > 0 (is %g)", in.bytes_per_weight));
   }
   const int world = in.tp * in.pp;
   if (static_cast<int>(in.rank_memory_bytes.size()) != world) {

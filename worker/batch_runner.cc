@@ -168,9 +168,14 @@ absl::Status BatchRunner::AddRequest(WorkerRequest request, absl::Time now) {
           "request ", id, ": n must be 1 for beam or contrastive search (num_return_sequences ",
           "chooses how many hypotheses come back), got ", request.spec.n));
     }
+    // End ids with the EOS ids first: diverse beam search ends its hypotheses with the first.
+    std::vector<int32_t> end_ids = g.eos_token_ids;
+    AddUnique(end_ids, request.spec.stop_token_ids);
     StrategyOptions options{.vocab_size = static_cast<int32_t>(vocab),
                             .max_new_tokens = request.spec.max_new_tokens,
-                            .end_token_ids = request.spec.stop_token_ids,
+                            .end_token_ids = std::move(end_ids),
+                            .pad_token_id = g.pad_token_id.value_or(
+                                g.eos_token_ids.empty() ? 0 : g.eos_token_ids.front()),
                             .seed = g.seed.value_or(seed),
                             .top_logprobs = g.logprobs.value_or(0)};
     // Built once to validate before the scheduler sees the request, then for its sequence.
@@ -178,6 +183,8 @@ absl::Status BatchRunner::AddRequest(WorkerRequest request, absl::Time now) {
                      CreateDecodingStrategy(g, options, /*first=*/-1));
     request.spec.decoding_width = probe->width();
     request.spec.wants_hidden_states = probe->wants_hidden_states();
+    RETURN_IF_ERROR(CheckWidth(id, g.IsContrastiveSearch() ? "top_k" : "num_beams",
+                               request.spec.decoding_width));
     RETURN_IF_ERROR(scheduler_->AddRequest(std::move(request.spec), now));
     const SequenceId first = scheduler_->FindRequest(id)->sequences().front()->id();
     absl::StatusOr<std::unique_ptr<DecodingStrategy>> strategy =
@@ -198,6 +205,8 @@ absl::Status BatchRunner::AddRequest(WorkerRequest request, absl::Time now) {
     request.spec.n = static_cast<int>(*g.best_of);
     sampling.logprobs = g.logprobs.value_or(0);
   }
+  RETURN_IF_ERROR(
+      CheckWidth(id, keep_best > 0 ? "best_of" : "num_return_sequences (n)", request.spec.n));
   ASSIGN_OR_RETURN(Sampler sampler,
                    Sampler::Create(sampling, static_cast<int32_t>(vocab), seed));
   RETURN_IF_ERROR(scheduler_->AddRequest(std::move(request.spec), now));
@@ -205,6 +214,15 @@ absl::Status BatchRunner::AddRequest(WorkerRequest request, absl::Time now) {
   if (request.stops_at != nullptr) stop_checks_[id] = std::move(request.stops_at);
   samplers_.emplace(std::move(id), std::move(sampler));
   return absl::OkStatus();
+}
+
+absl::Status BatchRunner::CheckWidth(const std::string& request_id, std::string_view field,
+                                     int width) const {
+  const int max_seqs = scheduler_->config().max_num_seqs;
+  if (width <= max_seqs) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "request ", request_id, ": ", std::string(field), " = ", width, " needs ", width,
+      " sequences at once, more than this worker runs (max_num_seqs = ", max_seqs, ")"));
 }
 
 absl::Status BatchRunner::Cancel(std::string_view request_id) {
@@ -289,8 +307,9 @@ absl::StatusOr<std::vector<RequestOutput>> BatchRunner::Step(absl::Time now) {
     RETURN_IF_ERROR(model_->ForwardPaged(batch.view(), cache_, &logits_, &hidden_));
     std::vector<std::vector<SampleResult>> drawn;
     ASSIGN_OR_RETURN(const StepResult result, Decode(plan, batch, &drawn));
-    RETURN_IF_ERROR(scheduler_->Update(result));
-    RecordLogprobs(plan, drawn);
+    std::vector<SampleFork> forks;
+    RETURN_IF_ERROR(scheduler_->Update(result, &forks));
+    RecordLogprobs(plan, drawn, forks);
     RETURN_IF_ERROR(CheckStopTexts(plan));
     RETURN_IF_ERROR(AdvanceStrategies());
     ++stats_.steps;
@@ -313,7 +332,8 @@ absl::StatusOr<std::vector<RequestOutput>> BatchRunner::RunUntilIdle(absl::Time 
   // the next step schedules the preempted sequences; two in a row mean no progress is
   // possible at this `now` (the scheduler's admission checks should make that unreachable).
   int idle_steps = 0;
-  while (HasUnfinished()) {
+  // At least one step: a request cancelled since the last one waits there for its output.
+  do {
     const int64_t steps_before = stats_.steps;
     ASSIGN_OR_RETURN(std::vector<RequestOutput> done, Step(now));
     idle_steps = stats_.steps == steps_before && done.empty() ? idle_steps + 1 : 0;
@@ -323,7 +343,7 @@ absl::StatusOr<std::vector<RequestOutput>> BatchRunner::RunUntilIdle(absl::Time 
           " waiting, ", scheduler_->num_running(), " running)"));
     }
     for (RequestOutput& out : done) all.push_back(std::move(out));
-  }
+  } while (HasUnfinished());
   return all;
 }
 

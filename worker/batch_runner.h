@@ -101,7 +101,8 @@ class BatchRunner {
   // Runs one step and returns the requests that finished during it (or were cancelled or
   // expired since the last one). An error from the model leaves the runner unusable.
   [[nodiscard]] absl::StatusOr<std::vector<RequestOutput>> Step(absl::Time now);
-  // Steps until no request is left, all at time `now`; the outputs in finishing order.
+  // Steps (at least once) until no request is left, all at time `now`; the outputs in
+  // finishing order, cancelled requests' included.
   // INTERNAL if requests remain that no step can schedule.
   [[nodiscard]] absl::StatusOr<std::vector<RequestOutput>> RunUntilIdle(absl::Time now);
 
@@ -129,6 +130,10 @@ class BatchRunner {
   // Runs every strategy whose live sequences all have rows, and applies its decision
   // through the scheduler (forks, appended tokens, pruned or finished sequences).
   [[nodiscard]] absl::Status AdvanceStrategies();
+  // INVALID_ARGUMENT naming the user's `field` when a request needs more sequences at once
+  // than the scheduler runs (its own message would name spec.n / decoding_width).
+  [[nodiscard]] absl::Status CheckWidth(const std::string& request_id, std::string_view field,
+                                        int width) const;
   // A finished strategy-driven request's completions are its strategy's results.
   void ReplaceWithStrategyResults(RequestOutput& out);
 
@@ -154,7 +159,8 @@ class BatchRunner {
   [[nodiscard]] absl::Status CheckStopTexts(const StepPlan& plan);
 
   // Per sequence, the logprobs of its generated tokens (requests that asked for them).
-  void RecordLogprobs(const StepPlan& plan, const std::vector<std::vector<SampleResult>>& drawn);
+  void RecordLogprobs(const StepPlan& plan, const std::vector<std::vector<SampleResult>>& drawn,
+                      const std::vector<SampleFork>& forks);
   void AttachLogprobs(RequestOutput& out);
   // best_of requests: the completions with the highest cumulative logprob, best first.
   void KeepBest(RequestOutput& out);

@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -65,17 +66,26 @@ absl::Status BatchRunner::AdvanceStrategies() {
 void BatchRunner::ReplaceWithStrategyResults(RequestOutput& out) {
   auto it = strategies_.find(out.request_id);
   if (it == strategies_.end()) return;
-  // Cancelled or expired before the strategy finished: the partial sequences stay.
-  if (it->second.done) {
-    out.completions.clear();
-    for (StrategyResult& r : it->second.strategy->Results()) {
-      out.completions.push_back({.seq_id = -1,
-                                 .generated_token_ids = std::move(r.token_ids),
-                                 .finish_reason = r.finish_reason,
-                                 .token_logprobs = std::move(r.token_logprobs),
-                                 .top_logprobs = std::move(r.top_logprobs),
-                                 .score = r.score});
+  // Ended before the strategy was done (cancelled, deadline, aborted): the strategy still
+  // decides what comes back, from the hypotheses it has.
+  FinishReason reason = FinishReason::kCancelled;
+  for (const RequestOutput::Completion& c : out.completions) {
+    if (c.finish_reason != FinishReason::kPruned && c.finish_reason != FinishReason::kNone) {
+      reason = c.finish_reason;
+      break;
     }
+  }
+  const DecodingStrategy& strategy = *it->second.strategy;
+  std::vector<StrategyResult> results =
+      it->second.done ? strategy.Results() : strategy.PartialResults(reason);
+  out.completions.clear();
+  for (StrategyResult& r : results) {
+    out.completions.push_back({.seq_id = -1,
+                               .generated_token_ids = std::move(r.token_ids),
+                               .finish_reason = r.finish_reason,
+                               .token_logprobs = std::move(r.token_logprobs),
+                               .top_logprobs = std::move(r.top_logprobs),
+                               .score = r.score});
   }
   strategies_.erase(it);
 }
@@ -104,26 +114,25 @@ absl::Status BatchRunner::CheckStopTexts(const StepPlan& plan) {
 }
 
 void BatchRunner::RecordLogprobs(const StepPlan& plan,
-                                 const std::vector<std::vector<SampleResult>>& drawn) {
+                                 const std::vector<std::vector<SampleResult>>& drawn,
+                                 const std::vector<SampleFork>& forks) {
+  absl::flat_hash_map<SequenceId, size_t> row_of;
   for (size_t i = 0; i < plan.sequences.size(); ++i) {
     if (drawn[i].empty()) continue;
-    const ScheduledSequence& e = plan.sequences[i];
-    const SequenceGroup* group = scheduler_->FindRequest(e.request_id);
-    if (group == nullptr) {  // finished this step: its sequences were retired
-      if (drawn[i].size() == 1) logprobs_[e.seq_id].push_back(drawn[i][0]);
+    row_of[plan.sequences[i].seq_id] = i;
+    // Sample 0 continues the sequence.
+    logprobs_[plan.sequences[i].seq_id].push_back(drawn[i][0]);
+  }
+  // A fork shares its parent's history up to the step that made it, then its own sample;
+  // also when the request ended in this very step (best_of compares every sample).
+  for (const SampleFork& f : forks) {
+    auto row = row_of.find(f.parent);
+    if (row == row_of.end() || static_cast<size_t>(f.sample) >= drawn[row->second].size()) {
       continue;
     }
-    // Sample 0 continues the sequence; samples 1.. went to the forks made this step, which
-    // are the group's last sequences, in order.
-    logprobs_[e.seq_id].push_back(drawn[i][0]);
-    const auto& seqs = group->sequences();
-    const size_t forks = drawn[i].size() - 1;
-    for (size_t k = 0; k < forks && k < seqs.size(); ++k) {
-      const Sequence& child = *seqs[seqs.size() - forks + k];
-      std::vector<SampleResult> records = logprobs_[e.seq_id];
-      records.back() = drawn[i][k + 1];
-      logprobs_[child.id()] = std::move(records);
-    }
+    std::vector<SampleResult> records = logprobs_[f.parent];
+    records.back() = drawn[row->second][f.sample];
+    logprobs_[f.child] = std::move(records);
   }
 }
 

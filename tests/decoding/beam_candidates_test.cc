@@ -81,7 +81,8 @@ TEST(BeamCandidatesTest, HammingDiversitySubtractsPenaltyTimesCount) {
 }
 
 TEST(BeamCandidatesTest, MoveBeamsForksRepeatedParentsAndPrunesTheRest) {
-  const std::vector<Beam> parents = {{10, 0, {}}, {11, 0, {}}, {12, 0, {}}, {10, 0, {}}};
+  const std::vector<Beam> parents = {Beam::Start(10, 0), Beam::Start(11, 0), Beam::Start(12, 0),
+                                     Beam::Start(10, 0)};
   std::vector<int> slots;
   // Beams 0 and 3 share sequence 10 (the first step of diverse beam search).
   const StrategyDecision d = MoveBeams(parents, {{0, 5}, {1, 6}, {0, 7}, {3, 8}}, &slots);

@@ -115,6 +115,20 @@ TEST(SchedulerStrategyTest, AppendTokenOnlyForStrategyGroups) {
   const SequenceId id = s->FindRequest("p")->sequences()[0]->id();
   EXPECT_EQ(s->AppendToken(id, 1).code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(s->AppendToken(12345, 1).code(), absl::StatusCode::kNotFound);
+  // A strategy group's sequence takes a token only once held (its logits delivered).
+  ASSERT_TRUE(s->AddRequest(BeamReq("b", 2), StepTime(0)).ok());
+  const SequenceId beam = s->FindRequest("b")->sequences()[0]->id();
+  EXPECT_EQ(s->AppendToken(beam, 1).code(), absl::StatusCode::kFailedPrecondition);
+  auto plan = s->Schedule(StepTime(0));
+  ASSERT_TRUE(plan.ok());
+  StepResult r = HoldAll(*plan);
+  for (SequenceOutput& o : r.outputs) {
+    if (o.seq_id == id) o.tokens = {3};  // the plain request samples as usual
+  }
+  ASSERT_TRUE(s->Update(r).ok());
+  ASSERT_TRUE(s->AppendToken(beam, 1).ok());
+  EXPECT_EQ(s->AppendToken(beam, 2).code(), absl::StatusCode::kFailedPrecondition)
+      << "the token appended last is not computed yet";
 }
 
 TEST(SchedulerStrategyTest, AdmissionCountsEveryLiveSequence) {
@@ -149,6 +163,39 @@ TEST(SchedulerStrategyTest, ReservesItsWidthInSequenceSlots) {
   std::vector<std::string> ids;
   for (const ScheduledSequence& e : plan->sequences) ids.push_back(e.request_id);
   EXPECT_THAT(ids, ::testing::ElementsAre("beam", "a"));
+}
+
+// Under the priority policy an urgent request preempts the lowest-ranked plain sequence
+// even when a strategy-driven group ranks lower still (that group is skipped, not a wall).
+TEST(SchedulerStrategyTest, PriorityPreemptionSkipsStrategyGroups) {
+  SchedulerConfig c = Config();
+  c.max_num_seqs = 3;
+  c.policy = SchedulingPolicy::kPriority;
+  auto s = std::move(Scheduler::Create(c)).value();
+  RequestSpec plain = BeamReq("plain", 0);
+  plain.priority = 5;
+  RequestSpec beam = BeamReq("beam", 2);
+  beam.priority = 9;
+  ASSERT_TRUE(s->AddRequest(plain, StepTime(0)).ok());
+  ASSERT_TRUE(s->AddRequest(beam, StepTime(0)).ok());
+  auto plan = s->Schedule(StepTime(0));
+  ASSERT_TRUE(plan.ok());
+  ASSERT_EQ(plan->sequences.size(), 2u);  // 1 + 2 reserved slots: all 3 in use
+  StepResult r = HoldAll(*plan);
+  const SequenceId plain_seq = s->FindRequest("plain")->sequences()[0]->id();
+  for (SequenceOutput& o : r.outputs) {
+    if (o.seq_id == plain_seq) o.tokens = {1};
+  }
+  ASSERT_TRUE(s->Update(r).ok());
+  RequestSpec urgent = BeamReq("urgent", 0);
+  urgent.priority = 0;
+  ASSERT_TRUE(s->AddRequest(urgent, StepTime(1)).ok());
+  auto next = s->Schedule(StepTime(1));
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(next->preempted, std::vector<SequenceId>{plain_seq});
+  bool urgent_runs = false;
+  for (const ScheduledSequence& e : next->sequences) urgent_runs |= e.request_id == "urgent";
+  EXPECT_TRUE(urgent_runs);
 }
 
 }  // namespace

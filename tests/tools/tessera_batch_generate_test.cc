@@ -167,7 +167,7 @@ TEST(TesseraBatchGenerateTest, BadLinesGiveErrorLinesAndExitOne) {
   };
   const std::vector<Expected> expected = {{"ok1", ""},     {"2", "not valid JSON"},
                                           {"noprompt", "'prompt'"}, {"badk", "top_k"},
-                                          {"toomany", "n = 3"},     {"ok2", ""}};
+                                          {"toomany", "(n) = 3"},    {"ok2", ""}};
   for (size_t i = 0; i < expected.size(); ++i) {
     const json& line = run.lines[i];
     EXPECT_EQ(line.at("id"), expected[i].id) << line;

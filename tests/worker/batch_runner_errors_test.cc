@@ -125,6 +125,34 @@ TEST_F(BatchRunnerErrorsTest, ImpossibleAndMalformedRequestsAreRefused) {
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(status.message()), HasSubstr("num_beam_groups"));
 
+  // More sequences at once than max_num_seqs = 4: the message names the user's setting.
+  struct Wide {
+    GenerationConfig g;
+    int n = 1;
+    std::string named;
+  };
+  std::vector<Wide> wide(4);
+  wide[0].g.num_beams = 6;
+  wide[0].named = "num_beams = 6";
+  wide[1].g.penalty_alpha = 0.5;
+  wide[1].g.top_k = 5;
+  wide[1].named = "top_k = 5";
+  wide[2].g.do_sample = true;
+  wide[2].g.best_of = 5;
+  wide[2].named = "best_of = 5";
+  wide[3].g.do_sample = true;
+  wide[3].n = 5;
+  wide[3].named = "num_return_sequences (n) = 5";
+  for (const Wide& w : wide) {
+    r.spec.request_id = "wide";
+    r.spec.n = w.n;
+    r.generation = w.g;
+    status = runner.AddRequest(r, now);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+    EXPECT_THAT(std::string(status.message()), HasSubstr(w.named));
+  }
+  r.spec.n = 1;
+
   EXPECT_FALSE(runner.HasUnfinished());
 
   r.spec.request_id = "ok";

@@ -219,36 +219,128 @@ TEST_F(BatchRunnerStrategyTest, MixedStrategiesMatchEachRequestAlone) {
 
 // best_of: the kept samples are the best by cumulative logprob among the same draws that a
 // plain n = best_of request makes (draws are keyed by seed, sample index and position).
+// With one new token the samples are forked and finished in the same step, and their
+// logprobs must still decide.
 TEST_F(BatchRunnerStrategyTest, BestOfKeepsTheMostLikelySamples) {
-  GenerationConfig g;
-  g.do_sample = true;
-  g.seed = 21;
-  g.num_return_sequences = 5;
-  auto runner = MakeRunner(64, 64, 8);
-  ASSERT_NE(runner, nullptr);
-  g.logprobs = 0;
-  ASSERT_TRUE(runner->AddRequest(Request("all", {4, 5, 6}, 6, g), absl::UnixEpoch()).ok());
-  g.num_return_sequences = 2;
-  g.best_of = 5;
-  g.logprobs.reset();
-  WorkerRequest best = Request("best", {4, 5, 6}, 6, g);
-  ASSERT_TRUE(runner->AddRequest(best, absl::UnixEpoch()).ok());
-  auto out = runner->RunUntilIdle(absl::UnixEpoch());
-  ASSERT_TRUE(out.ok()) << out.status();
-  std::map<std::string, RequestOutput> by_id;
-  for (RequestOutput& o : *out) by_id[o.request_id] = std::move(o);
-  std::vector<std::pair<double, std::vector<int32_t>>> all;
-  for (const auto& c : by_id.at("all").completions) {
-    double sum = 0.0;
-    for (float lp : c.token_logprobs) sum += lp;
-    all.emplace_back(sum, c.generated_token_ids);
+  for (const int max_new : {6, 1}) {
+    SCOPED_TRACE(absl::StrCat("max_new_tokens ", max_new));
+    GenerationConfig g;
+    g.do_sample = true;
+    g.seed = 21;
+    g.num_return_sequences = 5;
+    // The tiny model is sure of its first token here; a high temperature makes 5 draws
+    // differ.
+    if (max_new == 1) g.temperature = 8.0f;
+    auto runner = MakeRunner(64, 64, 8);
+    ASSERT_NE(runner, nullptr);
+    g.logprobs = 0;
+    ASSERT_TRUE(runner->AddRequest(Request("all", {4, 5, 6}, max_new, g), absl::UnixEpoch()).ok());
+    g.num_return_sequences = 2;
+    g.best_of = 5;
+    g.logprobs.reset();
+    WorkerRequest best = Request("best", {4, 5, 6}, max_new, g);
+    ASSERT_TRUE(runner->AddRequest(best, absl::UnixEpoch()).ok());
+    auto out = runner->RunUntilIdle(absl::UnixEpoch());
+    ASSERT_TRUE(out.ok()) << out.status();
+    std::map<std::string, RequestOutput> by_id;
+    for (RequestOutput& o : *out) by_id[o.request_id] = std::move(o);
+    std::vector<std::pair<double, std::vector<int32_t>>> all;
+    for (const auto& c : by_id.at("all").completions) {
+      ASSERT_EQ(c.token_logprobs.size(), c.generated_token_ids.size());
+      double sum = 0.0;
+      for (float lp : c.token_logprobs) sum += lp;
+      all.emplace_back(sum, c.generated_token_ids);
+    }
+    ASSERT_EQ(all.size(), 5u);
+    std::stable_sort(all.begin(), all.end(),
+                     [](const auto& a, const auto& b) { return a.first > b.first; });
+    ASSERT_LT(all[1].first, all[0].first + 1e-9);
+    ASSERT_GT(all[1].first, all[4].first) << "the draws should differ";
+    const auto& kept = by_id.at("best").completions;
+    ASSERT_EQ(kept.size(), 2u);
+    EXPECT_EQ(kept[0].generated_token_ids, all[0].second);
+    EXPECT_EQ(kept[1].generated_token_ids, all[1].second);
   }
-  std::stable_sort(all.begin(), all.end(),
-                   [](const auto& a, const auto& b) { return a.first > b.first; });
-  const auto& kept = by_id.at("best").completions;
-  ASSERT_EQ(kept.size(), 2u);
-  EXPECT_EQ(kept[0].generated_token_ids, all[0].second);
-  EXPECT_EQ(kept[1].generated_token_ids, all[1].second);
+}
+
+// A strategy-driven request that ends early (deadline, cancel) returns the strategy's
+// hypotheses, not its raw sequences: its running beams join the finished ones with their
+// length-penalised scores, as if a stopping criterion fired after the last step. Without
+// end ids that is what the same request with max_new_tokens = the steps run returns,
+// finish reason aside; contrastive search returns the tokens it chose (one fewer than the
+// steps: a step's candidates are chosen among by the next one).
+TEST_F(BatchRunnerStrategyTest, EndingEarlyReturnsTheStrategysHypotheses) {
+  struct Case {
+    std::string name;
+    GenerationConfig g;
+    int tokens_chosen = 3;  // after kSteps steps
+  };
+  std::vector<Case> cases;
+  GenerationConfig beam;
+  beam.num_beams = 3;
+  beam.num_return_sequences = 2;
+  beam.length_penalty = 1.5;
+  cases.push_back({"beam", beam});
+  GenerationConfig groups;
+  groups.num_beams = 4;
+  groups.num_beam_groups = 2;
+  groups.diversity_penalty = 0.7;
+  groups.num_return_sequences = 3;
+  cases.push_back({"group_beam", groups});
+  GenerationConfig contrastive;
+  contrastive.penalty_alpha = 0.6;
+  contrastive.top_k = 3;
+  cases.push_back({"contrastive", contrastive, 2});
+  constexpr int kSteps = 3;
+  const absl::Time t0 = absl::UnixEpoch();
+  for (const Case& c : cases) {
+    for (const bool cancel : {false, true}) {
+      SCOPED_TRACE(c.name + (cancel ? " cancelled" : " deadline"));
+      auto runner = MakeRunner(64, 64, 8);
+      ASSERT_NE(runner, nullptr);
+      WorkerRequest early = Request("early", {7, 8, 9}, 10, c.g);
+      early.spec.deadline = t0 + absl::Seconds(10);
+      ASSERT_TRUE(runner->AddRequest(early, t0).ok());
+      for (int i = 0; i < kSteps; ++i) {
+        auto step = runner->Step(t0);
+        ASSERT_TRUE(step.ok()) << step.status();
+        ASSERT_TRUE(step->empty());
+      }
+      std::vector<RequestOutput> ended;
+      if (cancel) {
+        ASSERT_TRUE(runner->Cancel("early").ok());
+        auto out = runner->RunUntilIdle(t0);
+        ASSERT_TRUE(out.ok()) << out.status();
+        ended = std::move(*out);
+      } else {
+        auto out = runner->RunUntilIdle(t0 + absl::Seconds(11));
+        ASSERT_TRUE(out.ok()) << out.status();
+        ended = std::move(*out);
+      }
+      ASSERT_EQ(ended.size(), 1u);
+
+      auto reference_runner = MakeRunner(64, 64, 8);
+      ASSERT_NE(reference_runner, nullptr);
+      ASSERT_TRUE(
+          reference_runner->AddRequest(Request("ref", {7, 8, 9}, c.tokens_chosen, c.g), t0).ok());
+      auto ref = reference_runner->RunUntilIdle(t0);
+      ASSERT_TRUE(ref.ok()) << ref.status();
+      ASSERT_EQ(ref->size(), 1u);
+
+      const auto& got = ended[0].completions;
+      const auto& want = ref->front().completions;
+      ASSERT_EQ(got.size(), want.size());
+      for (size_t i = 0; i < got.size(); ++i) {
+        EXPECT_EQ(got[i].seq_id, -1);
+        EXPECT_EQ(got[i].generated_token_ids, want[i].generated_token_ids) << i;
+        EXPECT_EQ(got[i].token_logprobs, want[i].token_logprobs) << i;
+        ASSERT_TRUE(got[i].score.has_value());
+        EXPECT_NEAR(*got[i].score, *want[i].score, 1e-5) << i;
+        EXPECT_EQ(got[i].finish_reason,
+                  cancel ? FinishReason::kCancelled : FinishReason::kDeadline) << i;
+      }
+    }
+  }
 }
 
 // Diverse beam search where one group finishes early while the other goes on: with one
