@@ -17,6 +17,9 @@ struct TensorView {
   DType dtype = DType::kF32;
   std::vector<int64_t> shape;  // row-major, outermost first; empty = scalar
   const void* data = nullptr;
+  // Bytes from one row to the next when the rows are a column slice of a wider matrix (a
+  // tensor-parallel shard of a row-parallel weight); 0 = dense (rows back to back).
+  int64_t row_stride_bytes = 0;
 
   int64_t rank() const { return static_cast<int64_t>(shape.size()); }
   int64_t dim(int64_t i) const { return shape[static_cast<size_t>(i)]; }
@@ -28,12 +31,16 @@ struct TensorView {
   // Innermost dimension (elements per row) and the number of rows.
   int64_t Cols() const { return shape.empty() ? 1 : shape.back(); }
   int64_t Rows() const { return Cols() == 0 ? 0 : NumElements() / Cols(); }
-  // Bytes of one row of the innermost dimension (valid shapes only).
-  int64_t RowStrideBytes() const {
+  // Bytes of one row's own elements (valid shapes only).
+  int64_t RowBytes() const {
     const DTypeTraits& t = Traits(dtype);
     return Cols() / t.block_elems * t.block_bytes;
   }
-  int64_t NumBytes() const { return Rows() * RowStrideBytes(); }
+  // Bytes from one row to the next.
+  int64_t RowStrideBytes() const { return row_stride_bytes != 0 ? row_stride_bytes : RowBytes(); }
+  bool dense() const { return row_stride_bytes == 0 || row_stride_bytes == RowBytes(); }
+  // Bytes of the elements themselves (the gaps of a column slice not counted).
+  int64_t NumBytes() const { return Rows() * RowBytes(); }
   const uint8_t* RowPtr(int64_t row) const {
     return static_cast<const uint8_t*>(data) + row * RowStrideBytes();
   }

@@ -84,12 +84,22 @@ absl::StatusOr<std::vector<float>> GetVector(const WeightStore& store, const std
   return out;
 }
 
-// Reads one byte per page so that the mapping is resident before the first forward.
+// Reads one byte per page so that the mapping is resident before the first forward (row by
+// row for a column slice, whose rows have gaps that belong to other ranks).
 uint8_t TouchPages(const TensorView& view) {
-  const auto* p = static_cast<const uint8_t*>(view.data);
-  const int64_t bytes = view.NumBytes();
   uint8_t acc = 0;
-  for (int64_t i = 0; i < bytes; i += 4096) acc ^= p[i];
+  if (view.dense()) {
+    const auto* p = static_cast<const uint8_t*>(view.data);
+    const int64_t bytes = view.NumBytes();
+    for (int64_t i = 0; i < bytes; i += 4096) acc ^= p[i];
+    return acc;
+  }
+  const int64_t row_bytes = view.RowBytes();
+  for (int64_t r = 0; r < view.Rows(); ++r) {
+    const uint8_t* p = view.RowPtr(r);
+    for (int64_t i = 0; i < row_bytes; i += 4096) acc ^= p[i];
+    acc ^= p[row_bytes - 1];
+  }
   return acc;
 }
 
@@ -107,9 +117,9 @@ LoadProgressCallback MakeProgressBarCallback(std::string label) {
   };
 }
 
-absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const WeightStore& store,
-                                                             Backend* backend,
-                                                             LoadProgressCallback progress) {
+absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(
+    const WeightStore& store, Backend* backend, LoadProgressCallback progress,
+    const TensorParallelShard* tensor_parallel) {
   if (backend == nullptr) return absl::InvalidArgumentError("LlamaModel::Load: null backend");
   const ModelConfig& c = store.config();
   RETURN_IF_ERROR(c.Validate());
@@ -152,6 +162,12 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const WeightStore& 
     ASSIGN_OR_RETURN(layer.w_down, GetMatrix(store, p + "ffn_down.weight", hidden, ffn));
   }
 
+  model->local_heads_ = c.num_heads;
+  model->local_kv_heads_ = c.num_kv_heads;
+  model->local_ffn_ = ffn;
+  model->vocab_ = {0, c.vocab_size};
+  if (tensor_parallel != nullptr) RETURN_IF_ERROR(model->ApplyTensorParallel(*tensor_parallel));
+
   std::optional<TensorView> rope_freqs;
   if (store.Has("rope_freqs.weight")) {
     ASSIGN_OR_RETURN(rope_freqs, store.Get("rope_freqs.weight"));
@@ -163,12 +179,12 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const WeightStore& 
   model->rope_params_.inv_freq = model->rope_.inv_freq.data();
   model->rope_params_.mscale = model->rope_.mscale;
   model->rope_params_.style = RopeStyle::kAdjacentPairs;  // GGUF's Q/K row order
-  model->attn_params_.num_heads = c.num_heads;
-  model->attn_params_.num_kv_heads = c.num_kv_heads;
+  model->attn_params_.num_heads = model->local_heads_;
+  model->attn_params_.num_kv_heads = model->local_kv_heads_;
   model->attn_params_.head_dim = c.head_dim;
   model->attn_params_.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim)));
-  model->paged_params_.num_heads = c.num_heads;
-  model->paged_params_.num_kv_heads = c.num_kv_heads;
+  model->paged_params_.num_heads = model->local_heads_;
+  model->paged_params_.num_kv_heads = model->local_kv_heads_;
   model->paged_params_.head_dim = c.head_dim;
   model->paged_params_.scale = model->attn_params_.scale;
 
@@ -196,7 +212,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const WeightStore& 
 
 absl::StatusOr<KvCache> LlamaModel::NewKvCache(int64_t max_tokens) const {
   if (max_tokens == 0) max_tokens = config_.max_position_embeddings;
-  return KvCache::Create(config_.num_layers, max_tokens, config_.num_kv_heads, config_.head_dim);
+  return KvCache::Create(config_.num_layers, max_tokens, local_kv_heads_, config_.head_dim);
 }
 
 void LlamaModel::EnsureScratch(int64_t n) {
@@ -207,13 +223,13 @@ void LlamaModel::EnsureScratch(int64_t n) {
   };
   x_.Resize(floats(c.hidden_size));
   xn_.Resize(floats(c.hidden_size));
-  q_.Resize(floats(c.num_heads * c.head_dim));
-  attn_.Resize(floats(c.num_heads * c.head_dim));
-  gate_.Resize(floats(c.intermediate_size));
-  up_.Resize(floats(c.intermediate_size));
+  q_.Resize(floats(local_heads_ * c.head_dim));
+  attn_.Resize(floats(local_heads_ * c.head_dim));
+  gate_.Resize(floats(local_ffn_));
+  up_.Resize(floats(local_ffn_));
   positions_.Resize(static_cast<size_t>(n) * sizeof(int32_t));
-  k_.Resize(floats(c.num_kv_heads * c.head_dim));
-  v_.Resize(floats(c.num_kv_heads * c.head_dim));
+  k_.Resize(floats(local_kv_heads_ * c.head_dim));
+  v_.Resize(floats(local_kv_heads_ * c.head_dim));
   scratch_tokens_ = n;
 }
 
@@ -222,7 +238,7 @@ absl::Status LlamaModel::RunLayer(int64_t layer_index, int64_t n, int64_t start_
   const ModelConfig& c = config_;
   const Layer& layer = layers_[static_cast<size_t>(layer_index)];
   const int64_t hidden = c.hidden_size;
-  const int64_t kv_dim = c.num_kv_heads * c.head_dim;
+  const int64_t kv_dim = local_kv_heads_ * c.head_dim;
   const float eps = static_cast<float>(c.rms_norm_eps);
   float* x = x_.as<float>();
   float* xn = xn_.as<float>();
@@ -238,8 +254,8 @@ absl::Status LlamaModel::RunLayer(int64_t layer_index, int64_t n, int64_t start_
   RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.wq, q));
   RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.wk, k_rows));
   RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.wv, v_rows));
-  b.Rope(q, n, c.num_heads, positions, rope_params_);
-  b.Rope(k_rows, n, c.num_kv_heads, positions, rope_params_);
+  b.Rope(q, n, local_heads_, positions, rope_params_);
+  b.Rope(k_rows, n, local_kv_heads_, positions, rope_params_);
   b.Attention(q, n, positions, cache.keys(layer_index), cache.values(layer_index),
               start_pos + n, attn_params_, attn);
   return OutputProjectionAndMlp(layer, n);
@@ -248,15 +264,17 @@ absl::Status LlamaModel::RunLayer(int64_t layer_index, int64_t n, int64_t start_
 absl::Status LlamaModel::OutputProjectionAndMlp(const Layer& layer, int64_t n) {
   const ModelConfig& c = config_;
   const int64_t hidden = c.hidden_size;
-  const int64_t q_dim = c.num_heads * c.head_dim;
-  const int64_t ffn = c.intermediate_size;
+  const int64_t q_dim = local_heads_ * c.head_dim;
+  const int64_t ffn = local_ffn_;
   float* x = x_.as<float>();
   float* xn = xn_.as<float>();
   float* gate = gate_.as<float>();
   float* up = up_.as<float>();
   Backend& b = *backend_;
 
+  // Row-parallel O and down: each rank's partial sums add up over the tensor group.
   RETURN_IF_ERROR(b.MatMul(attn_.as<float>(), n, q_dim, layer.wo, xn));
+  RETURN_IF_ERROR(ReduceOverTensorGroup(xn, n * hidden));
   b.Add(x, xn, n * hidden, x);
 
   // SwiGLU MLP.
@@ -265,6 +283,7 @@ absl::Status LlamaModel::OutputProjectionAndMlp(const Layer& layer, int64_t n) {
   RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.w_up, up));
   b.SiluMul(gate, up, n * ffn, gate);
   RETURN_IF_ERROR(b.MatMul(gate, n, ffn, layer.w_down, xn));
+  RETURN_IF_ERROR(ReduceOverTensorGroup(xn, n * hidden));
   b.Add(x, xn, n * hidden, x);
   return absl::OkStatus();
 }
@@ -283,12 +302,12 @@ absl::Status LlamaModel::Forward(std::span<const int32_t> tokens, int64_t start_
                                                      c.vocab_size, ")"));
     }
   }
-  if (cache.num_layers() != c.num_layers || cache.num_kv_heads() != c.num_kv_heads ||
+  if (cache.num_layers() != c.num_layers || cache.num_kv_heads() != local_kv_heads_ ||
       cache.head_dim() != c.head_dim) {
     return absl::InvalidArgumentError(absl::StrCat(
         "Forward: KV cache geometry (layers ", cache.num_layers(), ", kv heads ",
         cache.num_kv_heads(), ", head_dim ", cache.head_dim(), ") does not match the model (",
-        c.num_layers, ", ", c.num_kv_heads, ", ", c.head_dim, ")"));
+        c.num_layers, ", ", local_kv_heads_, ", ", c.head_dim, ")"));
   }
   if (start_pos < 0 || start_pos > cache.num_tokens()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -307,7 +326,7 @@ absl::Status LlamaModel::Forward(std::span<const int32_t> tokens, int64_t start_
 
   float* x = x_.as<float>();
   float* xn = xn_.as<float>();
-  RETURN_IF_ERROR(backend_->Embedding(token_embd_, tokens, x));
+  RETURN_IF_ERROR(Embed(tokens, x));
   for (int64_t l = 0; l < c.num_layers; ++l) RETURN_IF_ERROR(RunLayer(l, n, start_pos, cache));
   cache.set_num_tokens(start_pos + n);
 
@@ -317,7 +336,7 @@ absl::Status LlamaModel::Forward(std::span<const int32_t> tokens, int64_t start_
   backend_->RmsNorm(first, output_norm_.data(), rows, hidden, static_cast<float>(c.rms_norm_eps),
                     xn);
   logits->resize(static_cast<size_t>(rows * c.vocab_size));
-  return backend_->MatMul(xn, rows, hidden, lm_head_, logits->data());
+  return LmHead(xn, rows, logits->data());
 }
 
 }  // namespace tessera

@@ -26,8 +26,19 @@
 #include "model/kv_cache.h"
 #include "model/paged_kv_cache.h"
 #include "model/rope_frequencies.h"
+#include "parallel/communicator.h"
+#include "parallel/shard_plan.h"
 
 namespace tessera {
+
+// This rank's share of the model under tensor parallelism (DESIGN.md §4): query / KV heads,
+// FFN features and vocabulary rows per tensor rank (ShardPlan::tensor), and the tensor group
+// that the row-parallel layers all-reduce over and the LM head all-gathers over. The group
+// must outlive the model; group->rank() selects this rank's entry of `ranks`.
+struct TensorParallelShard {
+  std::vector<TensorShard> ranks;
+  Communicator* group = nullptr;
+};
 
 // Called during Load with (bytes done, bytes total) of the weights validated and paged in.
 using LoadProgressCallback = std::function<void(int64_t done_bytes, int64_t total_bytes)>;
@@ -60,10 +71,19 @@ class LlamaModel {
   // optional rope_freqs.weight divides the RoPE frequencies (rope_frequencies.h).
   // Touches every weight page once (so that the first forward does not pay the page
   // faults) and reports progress in bytes. `store` and `backend` must outlive the model.
+  // With `tensor_parallel` (null: the whole model) the model keeps views of this rank's
+  // slices only (Q/K/V, gate/up, embedding and LM head rows; O and down columns), caches
+  // hold its KV heads, and every rank of the group must make the same Forward calls in the
+  // same order: the results (logits, hidden states) are the whole model's on every rank.
+  // INVALID_ARGUMENT for slices that do not fit the model or its quantization blocks.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<LlamaModel>> Load(
-      const WeightStore& store, Backend* backend, LoadProgressCallback progress = nullptr);
+      const WeightStore& store, Backend* backend, LoadProgressCallback progress = nullptr,
+      const TensorParallelShard* tensor_parallel = nullptr);
 
   const ModelConfig& config() const { return config_; }
+  // The KV heads this rank holds (config().num_kv_heads without tensor parallelism): the
+  // geometry of the caches it takes.
+  int64_t local_kv_heads() const { return local_kv_heads_; }
   Backend* backend() const { return backend_; }
   const RopeFrequencies& rope() const { return rope_; }
 
@@ -124,6 +144,16 @@ class LlamaModel {
                                            PagedKvCache& cache);
   [[nodiscard]] absl::Status CheckPagedBatch(const PagedBatch& batch,
                                              const PagedKvCache& cache) const;
+  // Restricts the loaded views to this rank's slices (llama_model_tp.cc).
+  [[nodiscard]] absl::Status ApplyTensorParallel(const TensorParallelShard& shard);
+  // x[i] = embedding of tokens[i]: with tensor parallelism each rank looks up the tokens in
+  // its vocabulary rows, zeros elsewhere, and the sum over the group fills every row.
+  [[nodiscard]] absl::Status Embed(std::span<const int32_t> tokens, float* x);
+  // Sums `count` floats over the tensor group (the row-parallel layers' partial outputs).
+  [[nodiscard]] absl::Status ReduceOverTensorGroup(float* data, int64_t count);
+  // logits [rows, vocab_size] of `rows` final-norm rows: this rank's vocabulary rows, then
+  // gathered from the group.
+  [[nodiscard]] absl::Status LmHead(const float* normed, int64_t rows, float* logits);
 
   ModelConfig config_;
   Backend* backend_ = nullptr;
@@ -135,6 +165,15 @@ class LlamaModel {
   RopeParams rope_params_;
   AttentionParams attn_params_;
   PagedAttentionParams paged_params_;
+
+  // This rank's share: the whole model unless tensor-parallel.
+  int64_t local_heads_ = 0, local_kv_heads_ = 0, local_ffn_ = 0;
+  ShardRange vocab_;                      // rows of token_embd_ / lm_head_ held here
+  std::vector<ShardRange> vocab_ranges_;  // every tensor rank's, for the logits gather
+  Communicator* tensor_group_ = nullptr;  // null: one rank
+  std::vector<float> local_logits_, gather_send_, gather_recv_;
+  std::vector<int32_t> local_ids_;
+  std::vector<int64_t> local_rows_;
 
   // Scratch, sized for scratch_tokens_ rows.
   int64_t scratch_tokens_ = 0;

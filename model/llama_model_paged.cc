@@ -15,7 +15,7 @@ namespace tessera {
 
 absl::StatusOr<PagedKvCache> LlamaModel::NewPagedKvCache(int64_t num_blocks,
                                                          int64_t block_size) const {
-  return PagedKvCache::Create(config_.num_layers, num_blocks, block_size, config_.num_kv_heads,
+  return PagedKvCache::Create(config_.num_layers, num_blocks, block_size, local_kv_heads_,
                               config_.head_dim);
 }
 
@@ -52,12 +52,12 @@ absl::Status LlamaModel::CheckPagedBatch(const PagedBatch& batch,
     }
   }
   const PagedKvLayout& layout = cache.layout();
-  if (cache.num_layers() != c.num_layers || layout.num_kv_heads != c.num_kv_heads ||
+  if (cache.num_layers() != c.num_layers || layout.num_kv_heads != local_kv_heads_ ||
       layout.head_dim != c.head_dim) {
     return absl::InvalidArgumentError(absl::StrCat(
         "ForwardPaged: paged KV cache geometry (layers ", cache.num_layers(), ", kv heads ",
         layout.num_kv_heads, ", head_dim ", layout.head_dim, ") does not match the model (",
-        c.num_layers, ", ", c.num_kv_heads, ", ", c.head_dim, ")"));
+        c.num_layers, ", ", local_kv_heads_, ", ", c.head_dim, ")"));
   }
   for (size_t s = 0; s < batch.sequences.size(); ++s) {
     if (batch.sequences[s].context_len > c.max_position_embeddings) {
@@ -89,8 +89,8 @@ absl::Status LlamaModel::RunPagedLayer(int64_t layer_index, const PagedBatch& ba
   RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.wq, q));
   RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.wk, k));
   RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.wv, v));
-  b.Rope(q, n, c.num_heads, batch.positions, rope_params_);
-  b.Rope(k, n, c.num_kv_heads, batch.positions, rope_params_);
+  b.Rope(q, n, local_heads_, batch.positions, rope_params_);
+  b.Rope(k, n, local_kv_heads_, batch.positions, rope_params_);
   RETURN_IF_ERROR(b.WriteKv(k, v, slots_, cache.layout(), pool));
   RETURN_IF_ERROR(b.PagedAttention(q, n, batch.positions, batch.sequences, cache.layout(), pool,
                                    paged_params_, attn));
@@ -113,7 +113,7 @@ absl::Status LlamaModel::ForwardPaged(const PagedBatch& batch, PagedKvCache& cac
 
   float* x = x_.as<float>();
   float* xn = xn_.as<float>();
-  RETURN_IF_ERROR(backend_->Embedding(token_embd_, batch.token_ids, x));
+  RETURN_IF_ERROR(Embed(batch.token_ids, x));
   for (int64_t l = 0; l < c.num_layers; ++l) RETURN_IF_ERROR(RunPagedLayer(l, batch, cache));
 
   const int64_t hidden = c.hidden_size;
@@ -133,7 +133,7 @@ absl::Status LlamaModel::ForwardPaged(const PagedBatch& batch, PagedKvCache& cac
                       output_norm_.data(), 1, hidden, static_cast<float>(c.rms_norm_eps),
                       xn + i * hidden);
   }
-  return backend_->MatMul(xn, rows, hidden, lm_head_, logits->data());
+  return LmHead(xn, rows, logits->data());
 }
 
 }  // namespace tessera

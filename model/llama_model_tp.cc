@@ -1,0 +1,157 @@
+// LlamaModel under tensor parallelism (Megatron, DESIGN.md §4): the views loaded for the
+// whole model are narrowed to this rank's slices, and the three places where ranks meet:
+// the vocab-parallel embedding (sum of zero-padded lookups), the all-reduce after each
+// row-parallel layer (O, down), and the vocab-parallel LM head (all-gather of logits).
+// Without a tensor group each of these is the plain one-rank operation.
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/status_macros.h"
+#include "model/llama_model.h"
+#include "model/weight_slices.h"
+
+namespace tessera {
+namespace {
+
+absl::Status CheckRange(std::string_view field, ShardRange r, int64_t limit) {
+  if (r.begin < 0 || r.end > limit || r.begin >= r.end) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "tensor-parallel shard: %s [%d, %d) is not a non-empty part of [0, %d)",
+        std::string(field), r.begin, r.end, limit));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status LlamaModel::ApplyTensorParallel(const TensorParallelShard& shard) {
+  const ModelConfig& c = config_;
+  if (shard.group == nullptr) {
+    return absl::InvalidArgumentError("tensor-parallel shard: group is null");
+  }
+  const int tp = shard.group->size();
+  const int rank = shard.group->rank();
+  if (static_cast<int>(shard.ranks.size()) != tp) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "tensor-parallel shard: ranks has %d entries for a group of %d", shard.ranks.size(), tp));
+  }
+  const TensorShard& mine = shard.ranks[static_cast<size_t>(rank)];
+  RETURN_IF_ERROR(CheckRange("q_heads", mine.q_heads, c.num_heads));
+  RETURN_IF_ERROR(CheckRange("kv_heads", mine.kv_heads, c.num_kv_heads));
+  RETURN_IF_ERROR(CheckRange("ffn", mine.ffn, c.intermediate_size));
+  // Local query head i reads local KV head i / group: whole GQA groups per rank.
+  if (mine.q_heads.size() % mine.kv_heads.size() != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "tensor-parallel shard: %d query heads do not share %d KV heads evenly",
+        mine.q_heads.size(), mine.kv_heads.size()));
+  }
+  int64_t next_vocab = 0;
+  for (const TensorShard& t : shard.ranks) {
+    RETURN_IF_ERROR(CheckRange("vocab", t.vocab, c.vocab_size));
+    if (t.vocab.begin != next_vocab) {
+      return absl::InvalidArgumentError(
+          "tensor-parallel shard: the ranks' vocab ranges must tile [0, vocab_size) in order");
+    }
+    next_vocab = t.vocab.end;
+    vocab_ranges_.push_back(t.vocab);
+  }
+  if (next_vocab != c.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "tensor-parallel shard: the vocab ranges end at %d, not vocab_size %d", next_vocab,
+        c.vocab_size));
+  }
+
+  const int64_t hd = c.head_dim;
+  const ShardRange q_rows{mine.q_heads.begin * hd, mine.q_heads.end * hd};
+  const ShardRange kv_rows{mine.kv_heads.begin * hd, mine.kv_heads.end * hd};
+  const bool tied = lm_head_.data == token_embd_.data;
+  ASSIGN_OR_RETURN(token_embd_, SliceRows(token_embd_, mine.vocab, "token_embd.weight"));
+  if (tied) {
+    lm_head_ = token_embd_;
+  } else {
+    ASSIGN_OR_RETURN(lm_head_, SliceRows(lm_head_, mine.vocab, "output.weight"));
+  }
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    Layer& layer = layers_[l];
+    const std::string p = absl::StrCat("blk.", l, ".");
+    ASSIGN_OR_RETURN(layer.wq, SliceRows(layer.wq, q_rows, p + "attn_q.weight"));
+    ASSIGN_OR_RETURN(layer.wk, SliceRows(layer.wk, kv_rows, p + "attn_k.weight"));
+    ASSIGN_OR_RETURN(layer.wv, SliceRows(layer.wv, kv_rows, p + "attn_v.weight"));
+    ASSIGN_OR_RETURN(layer.wo, SliceColumns(layer.wo, q_rows, p + "attn_output.weight"));
+    ASSIGN_OR_RETURN(layer.w_gate, SliceRows(layer.w_gate, mine.ffn, p + "ffn_gate.weight"));
+    ASSIGN_OR_RETURN(layer.w_up, SliceRows(layer.w_up, mine.ffn, p + "ffn_up.weight"));
+    ASSIGN_OR_RETURN(layer.w_down, SliceColumns(layer.w_down, mine.ffn, p + "ffn_down.weight"));
+  }
+  local_heads_ = mine.q_heads.size();
+  local_kv_heads_ = mine.kv_heads.size();
+  local_ffn_ = mine.ffn.size();
+  vocab_ = mine.vocab;
+  tensor_group_ = tp > 1 ? shard.group : nullptr;
+  return absl::OkStatus();
+}
+
+absl::Status LlamaModel::Embed(std::span<const int32_t> tokens, float* x) {
+  if (tensor_group_ == nullptr) return backend_->Embedding(token_embd_, tokens, x);
+  const int64_t hidden = config_.hidden_size;
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  local_ids_.clear();
+  local_rows_.clear();
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t t = tokens[static_cast<size_t>(i)];
+    if (t >= vocab_.begin && t < vocab_.end) {
+      local_ids_.push_back(static_cast<int32_t>(t - vocab_.begin));
+      local_rows_.push_back(i);
+    }
+  }
+  std::memset(x, 0, static_cast<size_t>(n * hidden) * sizeof(float));
+  if (!local_ids_.empty()) {
+    // Looked up into xn_ (free until the first layer), then placed at their rows.
+    float* found = xn_.as<float>();
+    RETURN_IF_ERROR(backend_->Embedding(token_embd_, local_ids_, found));
+    for (size_t j = 0; j < local_rows_.size(); ++j) {
+      std::memcpy(x + local_rows_[j] * hidden, found + static_cast<int64_t>(j) * hidden,
+                  static_cast<size_t>(hidden) * sizeof(float));
+    }
+  }
+  // One rank holds each token's row, the others add zeros: the sum is exact.
+  return ReduceOverTensorGroup(x, n * hidden);
+}
+
+absl::Status LlamaModel::ReduceOverTensorGroup(float* data, int64_t count) {
+  if (tensor_group_ == nullptr) return absl::OkStatus();
+  return tensor_group_->AllReduce(std::span<float>(data, static_cast<size_t>(count)),
+                                  ReduceOp::kSum);
+}
+
+absl::Status LlamaModel::LmHead(const float* normed, int64_t rows, float* logits) {
+  const int64_t hidden = config_.hidden_size;
+  if (tensor_group_ == nullptr) return backend_->MatMul(normed, rows, hidden, lm_head_, logits);
+  // AllGather takes equal chunks: each rank sends [rows, widest] with its columns first.
+  int64_t widest = 0;
+  for (const ShardRange& r : vocab_ranges_) widest = std::max(widest, r.size());
+  const int64_t mine = vocab_.size();
+  local_logits_.resize(static_cast<size_t>(rows * mine));
+  RETURN_IF_ERROR(backend_->MatMul(normed, rows, hidden, lm_head_, local_logits_.data()));
+  gather_send_.assign(static_cast<size_t>(rows * widest), 0.0f);
+  for (int64_t i = 0; i < rows; ++i) {
+    std::memcpy(gather_send_.data() + i * widest, local_logits_.data() + i * mine,
+                static_cast<size_t>(mine) * sizeof(float));
+  }
+  gather_recv_.resize(gather_send_.size() * vocab_ranges_.size());
+  RETURN_IF_ERROR(tensor_group_->AllGather(gather_send_, gather_recv_));
+  const int64_t vocab = config_.vocab_size;
+  for (size_t r = 0; r < vocab_ranges_.size(); ++r) {
+    const ShardRange& range = vocab_ranges_[r];
+    const float* chunk = gather_recv_.data() + static_cast<int64_t>(r) * rows * widest;
+    for (int64_t i = 0; i < rows; ++i) {
+      std::memcpy(logits + i * vocab + range.begin, chunk + i * widest,
+                  static_cast<size_t>(range.size()) * sizeof(float));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace tessera
