@@ -18,9 +18,9 @@ namespace {
 
 absl::Status CheckRange(std::string_view field, ShardRange r, int64_t limit) {
   if (r.begin < 0 || r.end > limit || r.begin >= r.end) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "tensor-parallel shard: %s [%d, %d) is not a non-empty part of [0, %d)",
-        std::string(field), r.begin, r.end, limit));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("tensor-parallel shard: %s [%d, %d) is not a non-empty part of [0, %d)",
+                        std::string(field), r.begin, r.end, limit));
   }
   return absl::OkStatus();
 }
@@ -44,9 +44,9 @@ absl::Status LlamaModel::ApplyTensorParallel(const TensorParallelShard& shard) {
   RETURN_IF_ERROR(CheckRange("ffn", mine.ffn, c.intermediate_size));
   // Local query head i reads local KV head i / group: whole GQA groups per rank.
   if (mine.q_heads.size() % mine.kv_heads.size() != 0) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "tensor-parallel shard: %d query heads do not share %d KV heads evenly",
-        mine.q_heads.size(), mine.kv_heads.size()));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("tensor-parallel shard: %d query heads do not share %d KV heads evenly",
+                        mine.q_heads.size(), mine.kv_heads.size()));
   }
   int64_t next_vocab = 0;
   for (const TensorShard& t : shard.ranks) {
@@ -59,9 +59,9 @@ absl::Status LlamaModel::ApplyTensorParallel(const TensorParallelShard& shard) {
     vocab_ranges_.push_back(t.vocab);
   }
   if (next_vocab != c.vocab_size) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "tensor-parallel shard: the vocab ranges end at %d, not vocab_size %d", next_vocab,
-        c.vocab_size));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("tensor-parallel shard: the vocab ranges end at %d, not vocab_size %d",
+                        next_vocab, c.vocab_size));
   }
 
   const int64_t hd = c.head_dim;

@@ -15,8 +15,8 @@ namespace tessera {
 
 // WorkerRequest::stops_at for `stops` (non-empty, validated): true once the generated
 // ids decode to text that holds one of them. `tokenizer` must outlive the request.
-std::function<bool(std::span<const int32_t> generated)> StopsAtText(
-    const Tokenizer* tokenizer, std::vector<std::string> stops);
+std::function<bool(std::span<const int32_t> generated)> StopsAtText(const Tokenizer* tokenizer,
+                                                                    std::vector<std::string> stops);
 
 // Cuts `text` before the first of `stops` (the stop string is not part of the output).
 void TrimAtStopString(const std::vector<std::string>& stops, std::string& text);

@@ -47,10 +47,8 @@ class GroupBeamSpecialIdsTest : public ::testing::Test {
     const auto step = [&](const std::map<SequenceId, std::vector<float>>& logits) {
       std::vector<StrategyRow> rows;
       for (SequenceId id : s.LiveSequences()) {
-        rows.push_back({.seq_id = id,
-                        .token_ids = tokens.at(id),
-                        .prompt_len = 2,
-                        .logits = logits.at(id)});
+        rows.push_back(
+            {.seq_id = id, .token_ids = tokens.at(id), .prompt_len = 2, .logits = logits.at(id)});
       }
       auto decision = s.Step(rows);
       EXPECT_TRUE(decision.ok()) << decision.status();
@@ -75,8 +73,8 @@ class GroupBeamSpecialIdsTest : public ::testing::Test {
     d = step({{0, Logits({{kStop, 10.0f}})}, {100, Logits({{3, 1.0f}})}});
     // Step 3: group 1 prefers 3 over 1 by 0.5 nats; the penalty on the done group's
     // padding decides whether it keeps 3.
-    const std::map<SequenceId, std::vector<float>> third = {
-        {0, Logits({})}, {100, Logits({{3, 5.0f}, {1, 4.5f}})}};
+    const std::map<SequenceId, std::vector<float>> third = {{0, Logits({})},
+                                                            {100, Logits({{3, 5.0f}, {1, 4.5f}})}};
     d = step(third);
     int32_t picked = -1;
     for (const auto& c : d.continuations) {

@@ -19,11 +19,10 @@
 #include "parallel/mpi_communicator.h"
 #include "parallel/shard_plan.h"
 #include "tests/model/tiny_llama.h"
+#include "tests/parallel/mpi_test_main.h"
 
 namespace tessera {
 namespace {
-
-MpiCommunicator* world = nullptr;  // set by main
 
 // The whole model and this rank's tensor shard of it, over one store and backend.
 struct Pair {
@@ -35,10 +34,10 @@ struct Pair {
 absl::StatusOr<ShardPlan> Plan(const ModelConfig& config) {
   PlannerInput in;
   in.model = config;
-  in.tp = world->size();
+  in.tp = testing::World().size();
   in.bytes_per_weight = 4.0;
   in.ffn_alignment = 32;
-  in.rank_memory_bytes.assign(static_cast<size_t>(world->size()), int64_t{8} << 30);
+  in.rank_memory_bytes.assign(static_cast<size_t>(testing::World().size()), int64_t{8} << 30);
   return PlanShards(in);
 }
 
@@ -54,11 +53,12 @@ void LoadPair(const std::string& path, const std::string& backend, Pair& p) {
   p.whole = std::move(*whole);
   auto plan = Plan(p.store->config());
   ASSERT_TRUE(plan.ok()) << plan.status();
-  TensorParallelShard tp{plan->tensor, world};
+  TensorParallelShard tp{plan->tensor, &testing::World()};
   auto shard = LlamaModel::Load(*p.store, p.backend.get(), nullptr, &tp);
   ASSERT_TRUE(shard.ok()) << shard.status();
   p.shard = std::move(*shard);
-  const int64_t kv_heads = plan->tensor[static_cast<size_t>(world->rank())].kv_heads.size();
+  const int64_t kv_heads =
+      plan->tensor[static_cast<size_t>(testing::World().rank())].kv_heads.size();
   EXPECT_EQ(p.shard->local_kv_heads(), kv_heads);
 }
 
@@ -99,7 +99,7 @@ void CompareGreedy(Pair& p, const std::vector<int32_t>& prompt, int steps, float
     last = want;
   }
   // Measured, for docs and notes (the bound is what the test asserts).
-  if (world->rank() == 0) std::fprintf(stderr, "  max |logit difference|: %g\n", worst);
+  if (testing::World().rank() == 0) std::fprintf(stderr, "  max |logit difference|: %g\n", worst);
 }
 
 // Two sequences in one paged batch (a prefill and a one-token continuation of it).
@@ -182,8 +182,8 @@ TEST_P(TensorParallelDefaultModelTest, GreedyTokensMatchOneRank) {
   Pair p;
   LoadPair(*path, GetParam().backend, p);
   if (HasFatalFailure()) return;
-  const std::vector<int32_t> prompt = {1, 4093, 198, 1780, 314, 260, 3575, 282,
-                                       4649, 47, 2, 198, 1, 520, 9531, 198};
+  const std::vector<int32_t> prompt = {1,    4093, 198, 1780, 314, 260, 3575, 282,
+                                       4649, 47,   2,   198,  1,   520, 9531, 198};
   CompareGreedy(p, prompt, GetParam().steps, GetParam().tolerance);
 }
 
@@ -197,24 +197,3 @@ INSTANTIATE_TEST_SUITE_P(Backends, TensorParallelDefaultModelTest,
 
 }  // namespace
 }  // namespace tessera
-
-int main(int argc, char** argv) {
-  auto runtime = tessera::MpiRuntime::Init(&argc, &argv);
-  if (!runtime.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(runtime.status().message()).c_str());
-    return 1;
-  }
-  auto world = tessera::MpiCommunicator::World();
-  if (!world.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(world.status().message()).c_str());
-    return 1;
-  }
-  tessera::world = world->get();
-  ::testing::InitGoogleTest(&argc, argv);
-  // Only rank 0 prints; every rank runs every test (they make the same collective calls).
-  if ((*world)->rank() != 0) {
-    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-  }
-  return RUN_ALL_TESTS();
-}

@@ -1,6 +1,8 @@
 // Tensor-parallel weight slices: a column slice keeps the full row stride and must start
 // and end on block boundaries; MatMul over a slice (every CPU backend, 1 and 4 activation
 // rows) equals MatMul over a dense copy of the same blocks, bit for bit.
+#include "model/weight_slices.h"
+
 #include <cstring>
 #include <random>
 #include <string>
@@ -11,7 +13,6 @@
 #include "gtest/gtest.h"
 #include "kernels/cpu/quantize.h"
 #include "kernels/registry.h"
-#include "model/weight_slices.h"
 
 namespace tessera {
 namespace {
@@ -35,8 +36,8 @@ Q8Matrix MakeMatrix() {
   std::vector<float> row(kCols);
   for (int64_t r = 0; r < kRows; ++r) {
     for (float& x : row) x = dist(rng);
-    EXPECT_TRUE(QuantizeRow(DType::kQ8_0, row.data(), m.bytes.data() + r * m.view.RowBytes(),
-                            kCols).ok());
+    EXPECT_TRUE(
+        QuantizeRow(DType::kQ8_0, row.data(), m.bytes.data() + r * m.view.RowBytes(), kCols).ok());
   }
   m.view.data = m.bytes.data();
   return m;
@@ -85,8 +86,7 @@ TEST(WeightSlicesTest, BadSlicesNameTheTensor) {
   const Q8Matrix m = MakeMatrix();
   const auto misaligned = SliceColumns(m.view, {16, 64}, "blk.0.attn_output.weight");
   EXPECT_EQ(misaligned.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(misaligned.status().message()),
-              HasSubstr("blk.0.attn_output.weight"));
+  EXPECT_THAT(std::string(misaligned.status().message()), HasSubstr("blk.0.attn_output.weight"));
   EXPECT_THAT(std::string(misaligned.status().message()), HasSubstr("block"));
   EXPECT_EQ(SliceColumns(m.view, {64, 160}, "w").status().code(),
             absl::StatusCode::kInvalidArgument);

@@ -128,14 +128,3 @@ TEST(StageLinkTest, ActivationsFlowDownThePipeline) {
 
 }  // namespace
 }  // namespace tessera
-
-int main(int argc, char** argv) {
-  auto runtime = tessera::MpiRuntime::Init(&argc, &argv);
-  if (!runtime.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(runtime.status().message()).c_str());
-    return 1;
-  }
-  ::testing::InitGoogleTest(&argc, argv);
-  const int failed = RUN_ALL_TESTS();
-  return failed;
-}
