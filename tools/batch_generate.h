@@ -41,6 +41,8 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "model/llama_model.h"
+#include "worker/model_group.h"
 #include "tools/decoding_flags.h"
 
 namespace tessera {
@@ -74,6 +76,10 @@ struct BatchGenerateOptions {
   std::string chat_template_file;
   const DecodingFlags* decoding = nullptr;  // not null
   const BatchFlags* batch = nullptr;        // not null
+  // tessera-worker's leader: its tensor-parallel shard and the leader side of its group,
+  // whose followers run the same steps (worker/model_group.h). Null: one rank.
+  const TensorParallelShard* tensor_parallel = nullptr;
+  ModelGroupLeader* model_group = nullptr;
 };
 
 // Runs the batch; returns the exit status above.

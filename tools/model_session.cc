@@ -35,8 +35,11 @@ int OpenModelSession(std::string_view command, const ModelSessionOptions& option
     return Fail(command, std::string(tokenizer.status().message()), kExitFailure);
   }
   session->tokenizer = *std::move(tokenizer);
-  auto model = LlamaModel::Load(*session->store, session->backend.get(),
-                                MakeProgressBarCallback(absl::StrCat("loading ", options.model)));
+  auto model = LlamaModel::Load(
+      *session->store, session->backend.get(),
+      options.progress_bar ? MakeProgressBarCallback(absl::StrCat("loading ", options.model))
+                           : nullptr,
+      options.tensor_parallel);
   if (!model.ok()) return Fail(command, std::string(model.status().message()), kExitFailure);
   session->model = *std::move(model);
   return kExitOk;

@@ -31,6 +31,9 @@ struct ModelSessionOptions {
   std::string backend = "cpu";
   int threads = 0;
   bool deterministic = false;  // BackendOptions::batch_invariant
+  // This rank's tensor-parallel shard (LlamaModel::Load); null: the whole model.
+  const TensorParallelShard* tensor_parallel = nullptr;
+  bool progress_bar = true;  // off on the follower ranks of a model group
 };
 
 // Fills *session and returns kExitOk, or prints the failure for `command` and returns its

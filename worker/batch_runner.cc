@@ -45,7 +45,7 @@ absl::StatusOr<std::unique_ptr<BatchRunner>> BatchRunner::Create(LlamaModel* mod
 
   KvCacheShape shape;
   shape.n_layers = static_cast<int>(c.num_layers);
-  shape.n_kv_heads = static_cast<int>(c.num_kv_heads);
+  shape.n_kv_heads = static_cast<int>(model->local_kv_heads());  // this rank's share
   shape.head_dim = static_cast<int>(c.head_dim);
   shape.block_size = sc.block_size;
   shape.bytes_per_elem = sizeof(float);  // PagedKvCache holds float32
@@ -86,9 +86,16 @@ absl::StatusOr<std::unique_ptr<BatchRunner>> BatchRunner::Create(LlamaModel* mod
   if (sc.num_host_blocks > 0) {
     ASSIGN_OR_RETURN(host_cache, model->NewPagedKvCache(sc.num_host_blocks, sc.block_size));
   }
-  return std::unique_ptr<BatchRunner>(new BatchRunner(model, std::move(scheduler),
-                                                      std::move(cache), std::move(host_cache),
-                                                      capacity, options.default_seed));
+  auto runner = std::unique_ptr<BatchRunner>(new BatchRunner(
+      model, std::move(scheduler), std::move(cache), std::move(host_cache), capacity,
+      options.default_seed));
+  if (options.model_group != nullptr) {
+    runner->leader_ = options.model_group;
+    RETURN_IF_ERROR(runner->leader_->SendSetup({.num_blocks = sc.num_blocks,
+                                                .block_size = sc.block_size,
+                                                .num_host_blocks = sc.num_host_blocks}));
+  }
+  return runner;
 }
 
 BatchRunner::BatchRunner(LlamaModel* model, std::unique_ptr<Scheduler> scheduler,
@@ -113,26 +120,21 @@ std::string BatchRunner::StartupReport() const {
   return report;
 }
 
-absl::Status BatchRunner::MoveBlocks(const StepPlan& plan) {
-  Backend& b = *model_->backend();
-  if (!plan.swap_out.empty() || !plan.swap_in.empty()) {
-    if (!host_cache_.has_value()) {
-      return absl::InternalError("BatchRunner: a plan swaps blocks but there is no swap space");
-    }
-    const std::vector<KvBlockCopy> out = ToKvBlockCopies(plan.swap_out);
-    const std::vector<KvBlockCopy> in = ToKvBlockCopies(plan.swap_in);
-    RETURN_IF_ERROR(b.SwapBlocks(cache_.pools(), cache_.layout(), host_cache_->pools(),
-                                 host_cache_->layout(), out));
-    RETURN_IF_ERROR(b.SwapBlocks(host_cache_->pools(), host_cache_->layout(), cache_.pools(),
-                                 cache_.layout(), in));
-    stats_.blocks_swapped += static_cast<int64_t>(out.size() + in.size());
+StepWork BatchRunner::BuildStepWork(const StepPlan& plan, const StepBatch& batch) {
+  StepWork w;
+  w.swap_out = ToKvBlockCopies(plan.swap_out);
+  w.swap_in = ToKvBlockCopies(plan.swap_in);
+  w.copies = ToKvBlockCopies(plan.block_copies);
+  w.token_ids = batch.token_ids;
+  w.positions = batch.positions;
+  w.sequences.reserve(batch.sequences.size());
+  for (const PagedSequence& seq : batch.sequences) {
+    w.sequences.push_back({seq.query_start, seq.num_queries, seq.context_len,
+                           std::vector<int32_t>(seq.block_table.begin(), seq.block_table.end())});
   }
-  if (!plan.block_copies.empty()) {
-    const std::vector<KvBlockCopy> copies = ToKvBlockCopies(plan.block_copies);
-    RETURN_IF_ERROR(b.CopyBlocks(cache_.pools(), cache_.layout(), copies));
-    stats_.block_copies += static_cast<int64_t>(copies.size());
-  }
-  return absl::OkStatus();
+  w.logits_rows = batch.logits_rows;
+  w.hidden_rows = batch.hidden_rows;
+  return w;
 }
 
 absl::Status BatchRunner::AddRequest(WorkerRequest request, absl::Time now) {
@@ -299,12 +301,16 @@ absl::StatusOr<StepResult> BatchRunner::Decode(const StepPlan& plan, const StepB
 
 absl::StatusOr<std::vector<RequestOutput>> BatchRunner::Step(absl::Time now) {
   ASSIGN_OR_RETURN(const StepPlan plan, scheduler_->Schedule(now));
+  const StepBatch batch = BuildStepBatch(plan);
   if (!plan.empty() || !plan.swap_out.empty()) {
-    RETURN_IF_ERROR(MoveBlocks(plan));
+    const StepWork work = BuildStepWork(plan, batch);
+    // Every rank of the model group runs the same work; their collectives meet inside.
+    if (leader_ != nullptr) RETURN_IF_ERROR(leader_->SendStep(work));
+    RETURN_IF_ERROR(RunStepWork(work, *model_, cache_, host_cache_, &logits_, &hidden_));
+    stats_.blocks_swapped += static_cast<int64_t>(work.swap_out.size() + work.swap_in.size());
+    stats_.block_copies += static_cast<int64_t>(work.copies.size());
   }
   if (!plan.empty()) {
-    const StepBatch batch = BuildStepBatch(plan);
-    RETURN_IF_ERROR(model_->ForwardPaged(batch.view(), cache_, &logits_, &hidden_));
     std::vector<std::vector<SampleResult>> drawn;
     ASSIGN_OR_RETURN(const StepResult result, Decode(plan, batch, &drawn));
     std::vector<SampleFork> forks;

@@ -41,7 +41,9 @@
 #include "engine/step_plan.h"
 #include "model/llama_model.h"
 #include "model/paged_kv_cache.h"
+#include "worker/model_group.h"
 #include "worker/step_batch.h"
+#include "worker/step_work.h"
 
 namespace tessera {
 
@@ -53,6 +55,11 @@ struct BatchRunnerOptions {
   int64_t kv_cache_bytes = 0;
   // Seed of requests whose GenerationConfig has none (mixed with the request id).
   uint64_t default_seed = 0;
+  // Under tensor parallelism: the leader side of the model's tensor group (this runner is
+  // on rank 0). Create sends the cache setup and every step's work goes to the followers
+  // (worker/model_group.h), which run RunModelGroupFollower on their shard of the model.
+  // The caller owns it and sends the shutdown when done. Null: one rank.
+  ModelGroupLeader* model_group = nullptr;
 };
 
 // One request. `spec` is what the scheduler sees (prompt, max_new_tokens, n, stop ids,
@@ -111,6 +118,8 @@ class BatchRunner {
   const KvCapacity& capacity() const { return capacity_; }
   const PagedKvCache& kv_cache() const { return cache_; }
   const BatchRunnerStats& stats() const { return stats_; }
+  BatchRunner(const BatchRunner&) = delete;
+  BatchRunner& operator=(const BatchRunner&) = delete;
   // The startup line: KV blocks, bytes per block, tokens that fit, bytes allocated.
   std::string StartupReport() const;
 
@@ -119,7 +128,7 @@ class BatchRunner {
               std::optional<PagedKvCache> host_cache, KvCapacity capacity,
               uint64_t default_seed);
   // The plan's swaps and copy-on-write copies, in the order StepPlan prescribes.
-  [[nodiscard]] absl::Status MoveBlocks(const StepPlan& plan);
+  static StepWork BuildStepWork(const StepPlan& plan, const StepBatch& batch);
 
   // Decoding for the sequences that needed logits; `logits` holds one row per entry. Rows of
   // strategy-driven requests are kept for AdvanceStrategies (their sequences are held).
@@ -173,6 +182,7 @@ class BatchRunner {
   std::vector<float> logits_;
   std::vector<float> hidden_;
   BatchRunnerStats stats_;
+  ModelGroupLeader* leader_ = nullptr;  // under tensor parallelism
 };
 
 }  // namespace tessera

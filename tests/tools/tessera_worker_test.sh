@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# tessera-worker under real `mpirun --oversubscribe` (run by ctest with the build's bin dir):
+#  1. tp 2 and tp 3 give the tokens `tessera generate --input` gives on one rank, on
+#     cpu-reference (where a shard's logits differ from the whole model's only by float
+#     summation order) for greedy, chat, beam search and seeded sampling with n = 2;
+#  2. a --tp that is not the number of ranks is a usage error naming --tp;
+#  3. killing rank 1 mid-run ends the whole job within seconds, with a message naming it.
+set -euo pipefail
+bin="$1"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+cat > "$work/req.jsonl" <<'JSONL'
+{"id": "greedy", "prompt": "The capital of France is", "max_new_tokens": 6}
+{"id": "chat", "messages": [{"role": "user", "content": "Name three colors."}], "max_new_tokens": 6}
+{"id": "beam", "prompt": "Once upon a time", "max_new_tokens": 5, "num_beams": 3, "num_return_sequences": 2}
+{"id": "sample", "prompt": "1, 2, 3,", "max_new_tokens": 5, "do_sample": true, "seed": 4, "n": 2}
+JSONL
+common=(--model default --backend cpu-reference --threads 1 --input "$work/req.jsonl")
+"$bin/tessera" generate "${common[@]}" --output "$work/one.jsonl" 2> "$work/one.err" \
+  || { cat "$work/one.err" >&2; fail "tessera generate"; }
+for np in 2 3; do
+  mpirun -np "$np" "$bin/tessera-worker" "${common[@]}" --output "$work/tp$np.jsonl" \
+    2> "$work/tp$np.err" || { cat "$work/tp$np.err" >&2; fail "tessera-worker on $np ranks"; }
+  grep -q "tensor parallel $np" "$work/tp$np.err" || fail "no layout line on $np ranks"
+  python3 - "$work/one.jsonl" "$work/tp$np.jsonl" <<'PY' || fail "tokens differ on $np ranks"
+import json, sys
+one, tp = ([json.loads(l) for l in open(p)] for p in sys.argv[1:])
+assert len(one) == len(tp) == 4, (len(one), len(tp))
+for a, b in zip(one, tp):
+    ta = [c["token_ids"] for c in a["completions"]]
+    tb = [c["token_ids"] for c in b["completions"]]
+    assert a["id"] == b["id"] and ta == tb, (a["id"], ta, tb)
+PY
+done
+
+# --tp must be the number of ranks (pipeline stages are not implemented).
+set +e
+mpirun -np 2 "$bin/tessera-worker" "${common[@]}" --tp 3 > /dev/null 2> "$work/bad.err"
+code=$?
+set -e
+[[ $code -ne 0 ]] || fail "--tp 3 on 2 ranks succeeded"
+grep -q -- "--tp 3" "$work/bad.err" || { cat "$work/bad.err" >&2; fail "no message naming --tp"; }
+
+# A rank that dies ends the job: a long batch, rank 1 killed once it is running.
+for i in $(seq 1 64); do
+  echo "{\"prompt\": \"Story number $i:\", \"max_new_tokens\": 400, \"min_new_tokens\": 400}"
+done > "$work/long.jsonl"
+mpirun -np 2 "$bin/tessera-worker" --model default --threads 1 --input "$work/long.jsonl" \
+  --output "$work/long.out" > /dev/null 2> "$work/long.err" &
+job=$!
+victim=""
+for _ in $(seq 1 100); do
+  sleep 0.2
+  grep -q "requests" "$work/long.err" 2> /dev/null || continue  # the engine has started
+  for pid in $(pgrep -P "$job" || true); do
+    if tr '\0' '\n' < "/proc/$pid/environ" 2> /dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1"; then
+      victim="$pid"
+    fi
+  done
+  [[ -n "$victim" ]] && break
+done
+[[ -n "$victim" ]] || { kill "$job" 2> /dev/null; cat "$work/long.err" >&2; fail "rank 1 never started"; }
+start=$(date +%s)
+kill -9 "$victim"
+set +e
+timeout 60 tail --pid="$job" -f /dev/null
+waited=$?
+wait "$job"
+code=$?
+set -e
+elapsed=$(( $(date +%s) - start ))
+[[ $waited -eq 0 ]] || { kill -9 "$job"; fail "the job still ran 60 s after rank 1 died"; }
+[[ $code -ne 0 ]] || fail "the job exited 0 after rank 1 died"
+grep -qi "rank 1" "$work/long.err" || { cat "$work/long.err" >&2; fail "no message naming rank 1"; }
+echo "killed rank 1: the job ended after ${elapsed} s with exit code $code"
+echo "PASS"

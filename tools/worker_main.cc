@@ -1,0 +1,165 @@
+// `tessera-worker`: one rank of a model sharded by tensor parallelism, launched by mpirun:
+//
+//   mpirun -np N tessera-worker --model M [--tp N] --input requests.jsonl [--output out.jsonl]
+//
+// Every rank reads its place from MPI, computes the same ShardPlan (a pure function of the
+// model's shapes and the layout) and maps only its slices of the weights. Rank 0, the
+// leader, runs the engine over the JSONL batch exactly as `tessera generate --input` does
+// (tools/batch_generate.h: same line format, same output) and broadcasts each step's work
+// to the others (worker/model_group.h), which run it on their shards. Until the coordinator
+// exists the batch file is the worker's only input. Pipeline stages are not implemented
+// yet, so --tp must be the number of ranks.
+//
+// A rank that fails or dies ends the job: it exits non-zero, and mpirun then stops the
+// others and names the rank ("... process rank 1 ... exited on signal 9").
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "formats/model_locator.h"
+#include "formats/weight_store.h"
+#include "parallel/mpi_communicator.h"
+#include "parallel/shard_plan.h"
+#include "tools/batch_generate.h"
+#include "tools/command.h"
+#include "tools/decoding_flags.h"
+#include "tools/model_session.h"
+#include "worker/model_group.h"
+
+namespace tessera {
+namespace {
+
+struct WorkerOptions {
+  std::string model = "default";
+  std::string backend = "cpu";
+  int threads = 0;
+  int tp = 0;  // 0: the number of ranks
+  bool deterministic = false;
+  bool chat = false;
+  std::string chat_template_file;
+  DecodingFlags decoding;
+  BatchFlags batch;
+};
+
+// Prints "tessera-worker [rank R]: message" and returns `code`.
+int Fail(int rank, const std::string& message, int code) {
+  std::fprintf(stderr, "tessera-worker [rank %d]: %s\n", rank, message.c_str());
+  return code;
+}
+
+// The tensor slices of every rank, from the model file's shapes.
+absl::StatusOr<ShardPlan> PlanForModel(const std::string& model, int tp) {
+  ASSIGN_OR_RETURN(const std::string path, ResolveModelPath(model));
+  ASSIGN_OR_RETURN(std::unique_ptr<WeightStore> store, OpenWeightStore(path));
+  PlannerInput in;
+  in.model = store->config();
+  in.tp = tp;
+  // Row-parallel splits of the down projection fall on its quantization blocks.
+  ASSIGN_OR_RETURN(const TensorView down, store->Get("blk.0.ffn_down.weight"));
+  in.ffn_alignment = Traits(down.dtype).block_elems;
+  // Only the slices matter here: memory is sized by the engine's --kv-cache-mb.
+  const int64_t pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  in.rank_memory_bytes.assign(static_cast<size_t>(tp), pages * page);
+  return PlanShards(in);
+}
+
+int Run(const WorkerOptions& o) {
+  auto world = MpiCommunicator::World();
+  if (!world.ok()) return Fail(-1, std::string(world.status().message()), kExitFailure);
+  Communicator& group = **world;
+  const int rank = group.rank();
+  const int tp = o.tp == 0 ? group.size() : o.tp;
+  if (tp != group.size()) {
+    return Fail(rank,
+                absl::StrCat("--tp ", tp, " must equal the number of ranks (", group.size(),
+                             "): pipeline stages are not available yet"),
+                kExitUsage);
+  }
+  auto plan = PlanForModel(o.model, tp);
+  if (!plan.ok()) return Fail(rank, std::string(plan.status().message()), kExitUsage);
+  TensorParallelShard shard{plan->tensor, &group};
+
+  if (rank != 0) {
+    ModelSession session;
+    if (int code = OpenModelSession(absl::StrCat("worker rank ", rank),
+                                    {.model = o.model,
+                                     .backend = o.backend,
+                                     .threads = o.threads,
+                                     .deterministic = o.deterministic,
+                                     .tensor_parallel = &shard,
+                                     .progress_bar = false},
+                                    &session);
+        code != kExitOk) {
+      return code;
+    }
+    const absl::Status s = RunModelGroupFollower(*session.model, group);
+    return s.ok() ? kExitOk : Fail(rank, std::string(s.message()), kExitFailure);
+  }
+  std::fprintf(stderr, "tessera-worker: %d ranks, tensor parallel %d\n%s\n", group.size(), tp,
+               plan->ToString().c_str());
+  ModelGroupLeader leader(&group);
+  const int code = RunBatchGenerate({.model = o.model,
+                                     .backend = o.backend,
+                                     .threads = o.threads,
+                                     .deterministic = o.deterministic,
+                                     .chat = o.chat,
+                                     .chat_template_file = o.chat_template_file,
+                                     .decoding = &o.decoding,
+                                     .batch = &o.batch,
+                                     .tensor_parallel = &shard,
+                                     .model_group = &leader});
+  // Also after a failure before the engine started: the followers must not wait forever.
+  if (const absl::Status s = leader.SendShutdown(); !s.ok()) {
+    return Fail(rank, std::string(s.message()), kExitFailure);
+  }
+  return code;
+}
+
+}  // namespace
+}  // namespace tessera
+
+int main(int argc, char** argv) {
+  using tessera::kExitUsage;
+  auto o = std::make_shared<tessera::WorkerOptions>();
+  CLI::App app{
+      "One rank of a tensor-parallel Tessera model, launched with mpirun:\n"
+      "  mpirun -np N tessera-worker --model M --input requests.jsonl [--output out.jsonl]\n"
+      "Rank 0 runs the engine over the JSONL batch (the format of `tessera generate "
+      "--input`); every rank holds its slice of the weights.",
+      "tessera-worker"};
+  app.add_option("--model", o->model, "GGUF model file, or 'default'")->capture_default_str();
+  app.add_option("--tp", o->tp, "Tensor-parallel ranks (0 = all ranks; must be all of them)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", o->threads, "CPU threads per rank (0 = all)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--backend", o->backend, "Kernel backend: cpu or cpu-reference")
+      ->capture_default_str();
+  app.add_flag("--deterministic", o->deterministic, "Batch-invariant kernels");
+  app.add_flag("--chat", o->chat, "Wrap each line's prompt as a user message");
+  app.add_option("--chat-template", o->chat_template_file,
+                 "File with a chat format name or a Jinja chat template");
+  tessera::AddDecodingFlags(&app, &o->decoding);
+  tessera::AddBatchFlags(&app, &o->batch);
+  o->batch.input_option->required();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "tessera-worker: %s (see tessera-worker --help)\n", e.what());
+    return kExitUsage;
+  }
+  auto runtime = tessera::MpiRuntime::Init(&argc, &argv);
+  if (!runtime.ok()) {
+    std::fprintf(stderr, "tessera-worker: %s\n", std::string(runtime.status().message()).c_str());
+    return 1;
+  }
+  return tessera::Run(*o);
+}

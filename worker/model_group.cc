@@ -1,0 +1,92 @@
+#include "worker/model_group.h"
+
+#include <array>
+#include <cstring>
+#include <optional>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace tessera {
+namespace {
+
+enum class Kind : int64_t { kSetup = 1, kStep = 2, kShutdown = 3 };
+
+// Leader side: the header, then the payload (when there is one).
+absl::Status Send(Communicator& group, Kind kind, std::vector<std::byte> payload) {
+  std::array<int64_t, 2> header = {static_cast<int64_t>(kind),
+                                   static_cast<int64_t>(payload.size())};
+  RETURN_IF_ERROR(group.Broadcast(std::as_writable_bytes(std::span(header)), 0));
+  if (payload.empty()) return absl::OkStatus();
+  return group.Broadcast(payload, 0);
+}
+
+absl::Status Receive(Communicator& group, Kind* kind, std::vector<std::byte>* payload) {
+  std::array<int64_t, 2> header = {0, 0};
+  RETURN_IF_ERROR(group.Broadcast(std::as_writable_bytes(std::span(header)), 0));
+  if (header[0] < static_cast<int64_t>(Kind::kSetup) ||
+      header[0] > static_cast<int64_t>(Kind::kShutdown) || header[1] < 0 ||
+      header[1] > (int64_t{1} << 32)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model group: bad message header [", header[0], ", ", header[1], "]"));
+  }
+  *kind = static_cast<Kind>(header[0]);
+  payload->assign(static_cast<size_t>(header[1]), std::byte{0});
+  if (payload->empty()) return absl::OkStatus();
+  return group.Broadcast(*payload, 0);
+}
+
+}  // namespace
+
+absl::Status ModelGroupLeader::SendSetup(const ModelGroupSetup& setup) {
+  if (shut_down_) return absl::FailedPreconditionError("model group: already shut down");
+  if (set_up_) return absl::FailedPreconditionError("model group: already set up");
+  if (group_->rank() != 0) {
+    return absl::FailedPreconditionError("model group: the leader must be rank 0 of its group");
+  }
+  set_up_ = true;
+  std::vector<std::byte> payload(sizeof(setup));
+  std::memcpy(payload.data(), &setup, sizeof(setup));
+  return Send(*group_, Kind::kSetup, std::move(payload));
+}
+
+absl::Status ModelGroupLeader::SendStep(const StepWork& work) {
+  if (shut_down_ || !set_up_) {
+    return absl::FailedPreconditionError("model group: a step outside setup .. shutdown");
+  }
+  return Send(*group_, Kind::kStep, EncodeStepWork(work));
+}
+
+absl::Status ModelGroupLeader::SendShutdown() {
+  if (shut_down_) return absl::OkStatus();
+  shut_down_ = true;
+  return Send(*group_, Kind::kShutdown, {});
+}
+
+absl::Status RunModelGroupFollower(LlamaModel& model, Communicator& group) {
+  Kind kind;
+  std::vector<std::byte> payload;
+  RETURN_IF_ERROR(Receive(group, &kind, &payload));
+  if (kind == Kind::kShutdown) return absl::OkStatus();
+  if (kind != Kind::kSetup || payload.size() != sizeof(ModelGroupSetup)) {
+    return absl::InvalidArgumentError("model group: the first message is not the setup");
+  }
+  ModelGroupSetup setup;
+  std::memcpy(&setup, payload.data(), sizeof(setup));
+  ASSIGN_OR_RETURN(PagedKvCache cache, model.NewPagedKvCache(setup.num_blocks, setup.block_size));
+  std::optional<PagedKvCache> host;
+  if (setup.num_host_blocks > 0) {
+    ASSIGN_OR_RETURN(host, model.NewPagedKvCache(setup.num_host_blocks, setup.block_size));
+  }
+  std::vector<float> logits, hidden;
+  while (true) {
+    RETURN_IF_ERROR(Receive(group, &kind, &payload));
+    if (kind == Kind::kShutdown) return absl::OkStatus();
+    if (kind != Kind::kStep) return absl::InvalidArgumentError("model group: a second setup");
+    ASSIGN_OR_RETURN(const StepWork work, DecodeStepWork(payload));
+    RETURN_IF_ERROR(RunStepWork(work, model, cache, host, &logits, &hidden));
+  }
+}
+
+}  // namespace tessera

@@ -1,0 +1,45 @@
+// The ranks that hold one model under tensor parallelism, driven by the leader (rank 0 of
+// the group, which runs the engine): it sends the cache geometry once, then each step's
+// StepWork, then a shutdown; the followers build the same paged caches and run every
+// StepWork in step with it (their collectives meet inside the forward). Messages are
+// broadcasts over the group: a header [kind, payload bytes] and the payload.
+#pragma once
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "model/llama_model.h"
+#include "parallel/communicator.h"
+#include "worker/step_work.h"
+
+namespace tessera {
+
+// The caches every rank allocates (the leader's scheduler hands out these block ids).
+struct ModelGroupSetup {
+  int64_t num_blocks = 0;
+  int64_t block_size = 0;
+  int64_t num_host_blocks = 0;
+};
+
+class ModelGroupLeader {
+ public:
+  // `group` must outlive it; this process must be its rank 0.
+  explicit ModelGroupLeader(Communicator* group) : group_(group) {}
+  // Once, first. FAILED_PRECONDITION when sent twice or after the shutdown.
+  [[nodiscard]] absl::Status SendSetup(const ModelGroupSetup& setup);
+  [[nodiscard]] absl::Status SendStep(const StepWork& work);
+  // The followers return from RunModelGroupFollower. Later sends are FAILED_PRECONDITION.
+  [[nodiscard]] absl::Status SendShutdown();
+  bool shut_down() const { return shut_down_; }
+
+ private:
+  Communicator* group_;
+  bool set_up_ = false;
+  bool shut_down_ = false;
+};
+
+// A follower's whole life: the setup, then every step until the leader's shutdown (OK), or
+// the first error (a failed collective, bad bytes, a failed forward).
+[[nodiscard]] absl::Status RunModelGroupFollower(LlamaModel& model, Communicator& group);
+
+}  // namespace tessera
