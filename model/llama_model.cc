@@ -221,8 +221,15 @@ void LlamaModel::EnsureScratch(int64_t n) {
   const auto floats = [n](int64_t per_token) {
     return static_cast<size_t>(n * per_token) * sizeof(float);
   };
-  x_.Resize(floats(c.hidden_size));
-  xn_.Resize(floats(c.hidden_size));
+  // Under sequence parallelism the row buffers hold n padded to whole chunks.
+  const int64_t padded = RowChunk(n) * (sequence_parallel_ ? tensor_group_->size() : 1);
+  const size_t row_bytes = static_cast<size_t>(padded * c.hidden_size) * sizeof(float);
+  x_.Resize(row_bytes);
+  xn_.Resize(row_bytes);
+  if (sequence_parallel_) {
+    chunk_.Resize(static_cast<size_t>(RowChunk(n) * c.hidden_size) * sizeof(float));
+    full_x_.Resize(row_bytes);
+  }
   q_.Resize(floats(local_heads_ * c.head_dim));
   attn_.Resize(floats(local_heads_ * c.head_dim));
   gate_.Resize(floats(local_ffn_));
@@ -239,8 +246,6 @@ absl::Status LlamaModel::RunLayer(int64_t layer_index, int64_t n, int64_t start_
   const Layer& layer = layers_[static_cast<size_t>(layer_index)];
   const int64_t hidden = c.hidden_size;
   const int64_t kv_dim = local_kv_heads_ * c.head_dim;
-  const float eps = static_cast<float>(c.rms_norm_eps);
-  float* x = x_.as<float>();
   float* xn = xn_.as<float>();
   float* q = q_.as<float>();
   float* attn = attn_.as<float>();
@@ -248,7 +253,7 @@ absl::Status LlamaModel::RunLayer(int64_t layer_index, int64_t n, int64_t start_
   Backend& b = *backend_;
 
   // Attention block; K and V go straight into the cache rows of these positions.
-  b.RmsNorm(x, layer.attn_norm.data(), n, hidden, eps, xn);
+  RETURN_IF_ERROR(NormAllRows(layer.attn_norm, n, xn));
   float* k_rows = cache.keys(layer_index) + start_pos * kv_dim;
   float* v_rows = cache.values(layer_index) + start_pos * kv_dim;
   RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.wq, q));
@@ -266,7 +271,6 @@ absl::Status LlamaModel::OutputProjectionAndMlp(const Layer& layer, int64_t n) {
   const int64_t hidden = c.hidden_size;
   const int64_t q_dim = local_heads_ * c.head_dim;
   const int64_t ffn = local_ffn_;
-  float* x = x_.as<float>();
   float* xn = xn_.as<float>();
   float* gate = gate_.as<float>();
   float* up = up_.as<float>();
@@ -274,17 +278,15 @@ absl::Status LlamaModel::OutputProjectionAndMlp(const Layer& layer, int64_t n) {
 
   // Row-parallel O and down: each rank's partial sums add up over the tensor group.
   RETURN_IF_ERROR(b.MatMul(attn_.as<float>(), n, q_dim, layer.wo, xn));
-  RETURN_IF_ERROR(ReduceOverTensorGroup(xn, n * hidden));
-  b.Add(x, xn, n * hidden, x);
+  RETURN_IF_ERROR(AddRowParallel(xn, n));
 
   // SwiGLU MLP.
-  b.RmsNorm(x, layer.ffn_norm.data(), n, hidden, static_cast<float>(c.rms_norm_eps), xn);
+  RETURN_IF_ERROR(NormAllRows(layer.ffn_norm, n, xn));
   RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.w_gate, gate));
   RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.w_up, up));
   b.SiluMul(gate, up, n * ffn, gate);
   RETURN_IF_ERROR(b.MatMul(gate, n, ffn, layer.w_down, xn));
-  RETURN_IF_ERROR(ReduceOverTensorGroup(xn, n * hidden));
-  b.Add(x, xn, n * hidden, x);
+  RETURN_IF_ERROR(AddRowParallel(xn, n));
   return absl::OkStatus();
 }
 
@@ -332,7 +334,8 @@ absl::Status LlamaModel::Forward(std::span<const int32_t> tokens, int64_t start_
 
   const int64_t hidden = c.hidden_size;
   const int64_t rows = all_logits ? n : 1;
-  const float* first = all_logits ? x : x + (n - 1) * hidden;
+  ASSIGN_OR_RETURN(const float* all_rows, FullResidual(n));
+  const float* first = all_logits ? all_rows : all_rows + (n - 1) * hidden;
   backend_->RmsNorm(first, output_norm_.data(), rows, hidden, static_cast<float>(c.rms_norm_eps),
                     xn);
   logits->resize(static_cast<size_t>(rows * c.vocab_size));

@@ -35,9 +35,13 @@ namespace tessera {
 // FFN features and vocabulary rows per tensor rank (ShardPlan::tensor), and the tensor group
 // that the row-parallel layers all-reduce over and the LM head all-gathers over. The group
 // must outlive the model; group->rank() selects this rank's entry of `ranks`.
+// With `sequence_parallel` (Megatron SP) the residual stream and the RMSNorms run on each
+// rank's chunk of the step's rows: the row-parallel layers reduce-scatter over rows instead
+// of all-reducing, and an all-gather of the normed rows precedes each column-parallel layer.
 struct TensorParallelShard {
   std::vector<TensorShard> ranks;
   Communicator* group = nullptr;
+  bool sequence_parallel = false;
 };
 
 // Called during Load with (bytes done, bytes total) of the weights validated and paged in.
@@ -84,6 +88,7 @@ class LlamaModel {
   // The KV heads this rank holds (config().num_kv_heads without tensor parallelism): the
   // geometry of the caches it takes.
   int64_t local_kv_heads() const { return local_kv_heads_; }
+  bool sequence_parallel() const { return sequence_parallel_; }
   Backend* backend() const { return backend_; }
   const RopeFrequencies& rope() const { return rope_; }
 
@@ -149,8 +154,19 @@ class LlamaModel {
   // x[i] = embedding of tokens[i]: with tensor parallelism each rank looks up the tokens in
   // its vocabulary rows, zeros elsewhere, and the sum over the group fills every row.
   [[nodiscard]] absl::Status Embed(std::span<const int32_t> tokens, float* x);
-  // Sums `count` floats over the tensor group (the row-parallel layers' partial outputs).
+  // Sums `count` floats over the tensor group.
   [[nodiscard]] absl::Status ReduceOverTensorGroup(float* data, int64_t count);
+  // Under sequence parallelism a step's n rows are padded to tp equal chunks; rank r's
+  // residual rows are chunk r. Without it the chunk is all n rows.
+  int64_t RowChunk(int64_t n) const;
+  // xn = RMSNorm(residual) with `weight` for all n rows: the input of a column-parallel
+  // layer (gathered from every rank's chunk under sequence parallelism).
+  [[nodiscard]] absl::Status NormAllRows(const std::vector<float>& weight, int64_t n, float* xn);
+  // residual += `partial` (n rows of a row-parallel layer's partial sums) summed over the
+  // group: all-reduced, or reduce-scattered to this rank's chunk. Overwrites `partial`.
+  [[nodiscard]] absl::Status AddRowParallel(float* partial, int64_t n);
+  // The residual of all n rows (gathered under sequence parallelism) for the final norm.
+  [[nodiscard]] absl::StatusOr<const float*> FullResidual(int64_t n);
   // logits [rows, vocab_size] of `rows` final-norm rows: this rank's vocabulary rows, then
   // gathered from the group.
   [[nodiscard]] absl::Status LmHead(const float* normed, int64_t rows, float* logits);
@@ -171,6 +187,8 @@ class LlamaModel {
   ShardRange vocab_;                      // rows of token_embd_ / lm_head_ held here
   std::vector<ShardRange> vocab_ranges_;  // every tensor rank's, for the logits gather
   Communicator* tensor_group_ = nullptr;  // null: one rank
+  bool sequence_parallel_ = false;
+  AlignedBuffer chunk_, full_x_;  // sequence parallelism: one chunk of rows; all rows
   std::vector<float> local_logits_, gather_send_, gather_recv_;
   std::vector<int32_t> local_ids_;
   std::vector<int64_t> local_rows_;

@@ -75,8 +75,6 @@ absl::Status LlamaModel::RunPagedLayer(int64_t layer_index, const PagedBatch& ba
   const Layer& layer = layers_[static_cast<size_t>(layer_index)];
   const int64_t n = static_cast<int64_t>(batch.token_ids.size());
   const int64_t hidden = c.hidden_size;
-  const float eps = static_cast<float>(c.rms_norm_eps);
-  float* x = x_.as<float>();
   float* xn = xn_.as<float>();
   float* q = q_.as<float>();
   float* k = k_.as<float>();
@@ -85,7 +83,7 @@ absl::Status LlamaModel::RunPagedLayer(int64_t layer_index, const PagedBatch& ba
   const KvPool& pool = cache.pool(layer_index);
   Backend& b = *backend_;
 
-  b.RmsNorm(x, layer.attn_norm.data(), n, hidden, eps, xn);
+  RETURN_IF_ERROR(NormAllRows(layer.attn_norm, n, xn));
   RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.wq, q));
   RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.wk, k));
   RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.wv, v));
@@ -117,10 +115,11 @@ absl::Status LlamaModel::ForwardPaged(const PagedBatch& batch, PagedKvCache& cac
   for (int64_t l = 0; l < c.num_layers; ++l) RETURN_IF_ERROR(RunPagedLayer(l, batch, cache));
 
   const int64_t hidden = c.hidden_size;
+  ASSIGN_OR_RETURN(const float* all_rows, FullResidual(n));
   if (hidden_states != nullptr) {
     hidden_states->resize(batch.hidden_rows.size() * static_cast<size_t>(hidden));
     for (size_t i = 0; i < batch.hidden_rows.size(); ++i) {
-      backend_->RmsNorm(x + batch.hidden_rows[i] * hidden, output_norm_.data(), 1, hidden,
+      backend_->RmsNorm(all_rows + batch.hidden_rows[i] * hidden, output_norm_.data(), 1, hidden,
                         static_cast<float>(c.rms_norm_eps), hidden_states->data() + i * hidden);
     }
   }
@@ -129,7 +128,7 @@ absl::Status LlamaModel::ForwardPaged(const PagedBatch& batch, PagedKvCache& cac
   logits->resize(static_cast<size_t>(rows * c.vocab_size));
   if (rows == 0) return absl::OkStatus();
   for (int64_t i = 0; i < rows; ++i) {
-    backend_->RmsNorm(x + batch.logits_rows[static_cast<size_t>(i)] * hidden,
+    backend_->RmsNorm(all_rows + batch.logits_rows[static_cast<size_t>(i)] * hidden,
                       output_norm_.data(), 1, hidden, static_cast<float>(c.rms_norm_eps),
                       xn + i * hidden);
   }

@@ -2,7 +2,9 @@
 // whole model are narrowed to this rank's slices, and the three places where ranks meet:
 // the vocab-parallel embedding (sum of zero-padded lookups), the all-reduce after each
 // row-parallel layer (O, down), and the vocab-parallel LM head (all-gather of logits).
-// Without a tensor group each of these is the plain one-rank operation.
+// Without a tensor group each of these is the plain one-rank operation. Sequence
+// parallelism (Megatron) swaps the all-reduces for a reduce-scatter over rows plus an
+// all-gather of the normed rows before the next column-parallel layer.
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -90,6 +92,7 @@ absl::Status LlamaModel::ApplyTensorParallel(const TensorParallelShard& shard) {
   local_ffn_ = mine.ffn.size();
   vocab_ = mine.vocab;
   tensor_group_ = tp > 1 ? shard.group : nullptr;
+  sequence_parallel_ = shard.sequence_parallel && tp > 1;
   return absl::OkStatus();
 }
 
@@ -106,18 +109,77 @@ absl::Status LlamaModel::Embed(std::span<const int32_t> tokens, float* x) {
       local_rows_.push_back(i);
     }
   }
-  std::memset(x, 0, static_cast<size_t>(n * hidden) * sizeof(float));
+  // Under sequence parallelism all rows are built in xn_ (free until the first layer) and
+  // each rank keeps its chunk of the sum; otherwise they are built in x and all-reduced.
+  const int64_t padded = RowChunk(n) * (sequence_parallel_ ? tensor_group_->size() : 1);
+  float* rows = sequence_parallel_ ? xn_.as<float>() : x;
+  std::memset(rows, 0, static_cast<size_t>(padded * hidden) * sizeof(float));
   if (!local_ids_.empty()) {
-    // Looked up into xn_ (free until the first layer), then placed at their rows.
-    float* found = xn_.as<float>();
+    // Looked up into full_x_ / xn_ first, then placed at their rows.
+    float* found = sequence_parallel_ ? full_x_.as<float>() : xn_.as<float>();
     RETURN_IF_ERROR(backend_->Embedding(token_embd_, local_ids_, found));
     for (size_t j = 0; j < local_rows_.size(); ++j) {
-      std::memcpy(x + local_rows_[j] * hidden, found + static_cast<int64_t>(j) * hidden,
+      std::memcpy(rows + local_rows_[j] * hidden, found + static_cast<int64_t>(j) * hidden,
                   static_cast<size_t>(hidden) * sizeof(float));
     }
   }
   // One rank holds each token's row, the others add zeros: the sum is exact.
-  return ReduceOverTensorGroup(x, n * hidden);
+  if (!sequence_parallel_) return ReduceOverTensorGroup(x, n * hidden);
+  return tensor_group_->ReduceScatter(
+      std::span<const float>(rows, static_cast<size_t>(padded * hidden)),
+      std::span<float>(x, static_cast<size_t>(RowChunk(n) * hidden)));
+}
+
+int64_t LlamaModel::RowChunk(int64_t n) const {
+  if (!sequence_parallel_) return n;
+  const int64_t tp = tensor_group_->size();
+  return (n + tp - 1) / tp;
+}
+
+absl::Status LlamaModel::NormAllRows(const std::vector<float>& weight, int64_t n, float* xn) {
+  const int64_t hidden = config_.hidden_size;
+  const float eps = static_cast<float>(config_.rms_norm_eps);
+  if (!sequence_parallel_) {
+    backend_->RmsNorm(x_.as<float>(), weight.data(), n, hidden, eps, xn);
+    return absl::OkStatus();
+  }
+  // Padding rows are zeros and stay zeros (RMSNorm of 0 is 0).
+  const int64_t chunk = RowChunk(n);
+  float* local = chunk_.as<float>();
+  backend_->RmsNorm(x_.as<float>(), weight.data(), chunk, hidden, eps, local);
+  return tensor_group_->AllGather(
+      std::span<const float>(local, static_cast<size_t>(chunk * hidden)),
+      std::span<float>(xn, static_cast<size_t>(chunk * hidden * tensor_group_->size())));
+}
+
+absl::Status LlamaModel::AddRowParallel(float* partial, int64_t n) {
+  const int64_t hidden = config_.hidden_size;
+  float* x = x_.as<float>();
+  if (!sequence_parallel_) {
+    RETURN_IF_ERROR(ReduceOverTensorGroup(partial, n * hidden));
+    backend_->Add(x, partial, n * hidden, x);
+    return absl::OkStatus();
+  }
+  const int64_t chunk = RowChunk(n);
+  const int64_t padded = chunk * tensor_group_->size();
+  std::memset(partial + n * hidden, 0, static_cast<size_t>((padded - n) * hidden) * sizeof(float));
+  float* mine = chunk_.as<float>();
+  RETURN_IF_ERROR(tensor_group_->ReduceScatter(
+      std::span<const float>(partial, static_cast<size_t>(padded * hidden)),
+      std::span<float>(mine, static_cast<size_t>(chunk * hidden))));
+  backend_->Add(x, mine, chunk * hidden, x);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<const float*> LlamaModel::FullResidual(int64_t n) {
+  if (!sequence_parallel_) return x_.as<float>();
+  const int64_t hidden = config_.hidden_size;
+  const int64_t chunk = RowChunk(n);
+  float* all = full_x_.as<float>();
+  RETURN_IF_ERROR(tensor_group_->AllGather(
+      std::span<const float>(x_.as<float>(), static_cast<size_t>(chunk * hidden)),
+      std::span<float>(all, static_cast<size_t>(chunk * hidden * tensor_group_->size()))));
+  return all;
 }
 
 absl::Status LlamaModel::ReduceOverTensorGroup(float* data, int64_t count) {

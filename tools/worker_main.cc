@@ -1,6 +1,7 @@
 // `tessera-worker`: one rank of a model sharded by tensor parallelism, launched by mpirun:
 //
-//   mpirun -np N tessera-worker --model M [--tp N] --input requests.jsonl [--output out.jsonl]
+//   mpirun -np N tessera-worker --model M [--tp N] [--sp] --input requests.jsonl [--output
+//   out.jsonl]
 //
 // Every rank reads its place from MPI, computes the same ShardPlan (a pure function of the
 // model's shapes and the layout) and maps only its slices of the weights. Rank 0, the
@@ -39,6 +40,7 @@ struct WorkerOptions {
   std::string backend = "cpu";
   int threads = 0;
   int tp = 0;  // 0: the number of ranks
+  bool sp = false;
   bool deterministic = false;
   bool chat = false;
   std::string chat_template_file;
@@ -53,12 +55,13 @@ int Fail(int rank, const std::string& message, int code) {
 }
 
 // The tensor slices of every rank, from the model file's shapes.
-absl::StatusOr<ShardPlan> PlanForModel(const std::string& model, int tp) {
+absl::StatusOr<ShardPlan> PlanForModel(const std::string& model, int tp, bool sp) {
   ASSIGN_OR_RETURN(const std::string path, ResolveModelPath(model));
   ASSIGN_OR_RETURN(std::unique_ptr<WeightStore> store, OpenWeightStore(path));
   PlannerInput in;
   in.model = store->config();
   in.tp = tp;
+  in.sequence_parallel = sp;
   // Row-parallel splits of the down projection fall on its quantization blocks.
   ASSIGN_OR_RETURN(const TensorView down, store->Get("blk.0.ffn_down.weight"));
   in.ffn_alignment = Traits(down.dtype).block_elems;
@@ -80,9 +83,9 @@ int Run(const WorkerOptions& o) {
                              "): pipeline stages are not available yet"),
                 kExitUsage);
   }
-  auto plan = PlanForModel(o.model, tp);
+  auto plan = PlanForModel(o.model, tp, o.sp);
   if (!plan.ok()) return Fail(rank, std::string(plan.status().message()), kExitUsage);
-  TensorParallelShard shard{plan->tensor, &group};
+  TensorParallelShard shard{plan->tensor, &group, o.sp};
 
   if (rank != 0) {
     ModelSession session;
@@ -100,8 +103,8 @@ int Run(const WorkerOptions& o) {
     const absl::Status s = RunModelGroupFollower(*session.model, group);
     return s.ok() ? kExitOk : Fail(rank, std::string(s.message()), kExitFailure);
   }
-  std::fprintf(stderr, "tessera-worker: %d ranks, tensor parallel %d\n%s\n", group.size(), tp,
-               plan->ToString().c_str());
+  std::fprintf(stderr, "tessera-worker: %d ranks, tensor parallel %d%s\n%s\n", group.size(), tp,
+               o.sp ? " with sequence parallelism" : "", plan->ToString().c_str());
   ModelGroupLeader leader(&group);
   const int code = RunBatchGenerate({.model = o.model,
                                      .backend = o.backend,
@@ -136,6 +139,9 @@ int main(int argc, char** argv) {
   app.add_option("--tp", o->tp, "Tensor-parallel ranks (0 = all ranks; must be all of them)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  app.add_flag("--sp", o->sp,
+               "Sequence parallelism (Megatron): norms and residuals on each rank's share of "
+               "the rows; reduce-scatter / all-gather instead of all-reduce");
   app.add_option("--threads", o->threads, "CPU threads per rank (0 = all)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);

@@ -41,7 +41,7 @@ absl::StatusOr<ShardPlan> Plan(const ModelConfig& config) {
   return PlanShards(in);
 }
 
-void LoadPair(const std::string& path, const std::string& backend, Pair& p) {
+void LoadPair(const std::string& path, const std::string& backend, bool sp, Pair& p) {
   auto store = OpenWeightStore(path);
   ASSERT_TRUE(store.ok()) << store.status();
   p.store = std::move(*store);
@@ -53,13 +53,14 @@ void LoadPair(const std::string& path, const std::string& backend, Pair& p) {
   p.whole = std::move(*whole);
   auto plan = Plan(p.store->config());
   ASSERT_TRUE(plan.ok()) << plan.status();
-  TensorParallelShard tp{plan->tensor, &testing::World()};
+  TensorParallelShard tp{plan->tensor, &testing::World(), sp};
   auto shard = LlamaModel::Load(*p.store, p.backend.get(), nullptr, &tp);
   ASSERT_TRUE(shard.ok()) << shard.status();
   p.shard = std::move(*shard);
   const int64_t kv_heads =
       plan->tensor[static_cast<size_t>(testing::World().rank())].kv_heads.size();
   EXPECT_EQ(p.shard->local_kv_heads(), kv_heads);
+  EXPECT_EQ(p.shard->sequence_parallel(), sp);
 }
 
 float MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {
@@ -124,6 +125,7 @@ struct TinyCase {
   DType dtype;
   std::string backend;
   float tolerance;
+  bool sp = false;  // sequence parallelism on top
 };
 
 class TensorParallelTinyTest : public ::testing::TestWithParam<TinyCase> {};
@@ -144,7 +146,7 @@ TEST_P(TensorParallelTinyTest, ShardMatchesTheWholeModel) {
   const std::string path = testing::TempGgufPath("tp_" + GetParam().name);
   ASSERT_TRUE(testing::WriteTinyModel(spec, path).ok());
   Pair p;
-  LoadPair(path, GetParam().backend, p);
+  LoadPair(path, GetParam().backend, GetParam().sp, p);
   if (HasFatalFailure()) return;
   CompareGreedy(p, {5, 17, 3, 42, 8, 1}, 6, GetParam().tolerance);
   ComparePaged(p, GetParam().tolerance);
@@ -158,7 +160,10 @@ INSTANTIATE_TEST_SUITE_P(
                       // Activations are quantized to 8 bits per block of 32 before each
                       // GEMM; a last-bit difference in the residual can move a value across
                       // a rounding step there.
-                      TinyCase{"q8_0_cpu", DType::kQ8_0, "cpu", 2e-2f}),
+                      TinyCase{"q8_0_cpu", DType::kQ8_0, "cpu", 2e-2f},
+                      // Sequence parallelism: the same sums, reduce-scattered by rows.
+                      TinyCase{"f32_reference_sp", DType::kF32, "cpu-reference", 1e-4f, true},
+                      TinyCase{"q8_0_cpu_sp", DType::kQ8_0, "cpu", 2e-2f, true}),
     [](const auto& info) { return info.param.name; });
 
 // The default model (SmolLM2-135M, Q4_1: 9 query heads over 3 KV heads, 30 layers).
@@ -169,9 +174,11 @@ INSTANTIATE_TEST_SUITE_P(
 // effect tests/worker/default_model_test.cc measures between paged and contiguous
 // attention); there the bound is wide and greedy must still agree.
 struct DefaultCase {
+  std::string name;
   std::string backend;
   int steps;
   float tolerance;
+  bool sp = false;
 };
 
 class TensorParallelDefaultModelTest : public ::testing::TestWithParam<DefaultCase> {};
@@ -180,7 +187,7 @@ TEST_P(TensorParallelDefaultModelTest, GreedyTokensMatchOneRank) {
   auto path = ResolveModelPath("default");
   ASSERT_TRUE(path.ok()) << "the default model is needed: " << path.status();
   Pair p;
-  LoadPair(*path, GetParam().backend, p);
+  LoadPair(*path, GetParam().backend, GetParam().sp, p);
   if (HasFatalFailure()) return;
   const std::vector<int32_t> prompt = {1,    4093, 198, 1780, 314, 260, 3575, 282,
                                        4649, 47,   2,   198,  1,   520, 9531, 198};
@@ -188,12 +195,11 @@ TEST_P(TensorParallelDefaultModelTest, GreedyTokensMatchOneRank) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, TensorParallelDefaultModelTest,
-                         ::testing::Values(DefaultCase{"cpu-reference", 2, 1e-2f},
-                                           DefaultCase{"cpu", 8, 2.0f}),
-                         [](const auto& info) {
-                           return info.param.backend == "cpu" ? std::string("cpu")
-                                                              : std::string("reference");
-                         });
+                         ::testing::Values(DefaultCase{"reference", "cpu-reference", 2, 1e-2f},
+                                           DefaultCase{"reference_sp", "cpu-reference", 1, 1e-2f,
+                                                       true},
+                                           DefaultCase{"cpu", "cpu", 8, 2.0f}),
+                         [](const auto& info) { return info.param.name; });
 
 }  // namespace
 }  // namespace tessera

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tessera-worker under real `mpirun --oversubscribe` (run by ctest with the build's bin dir):
-#  1. tp 2 and tp 3 give the tokens `tessera generate --input` gives on one rank, on
+#  1. tp 2, tp 3 and tp 2 with sequence parallelism give the tokens `tessera generate --input` gives on one rank, on
 #     cpu-reference (where a shard's logits differ from the whole model's only by float
 #     summation order) for greedy, chat, beam search and seeded sampling with n = 2;
 #  2. a --tp that is not the number of ranks is a usage error naming --tp;
@@ -21,11 +21,14 @@ JSONL
 common=(--model default --backend cpu-reference --threads 1 --input "$work/req.jsonl")
 "$bin/tessera" generate "${common[@]}" --output "$work/one.jsonl" 2> "$work/one.err" \
   || { cat "$work/one.err" >&2; fail "tessera generate"; }
-for np in 2 3; do
-  mpirun -np "$np" "$bin/tessera-worker" "${common[@]}" --output "$work/tp$np.jsonl" \
-    2> "$work/tp$np.err" || { cat "$work/tp$np.err" >&2; fail "tessera-worker on $np ranks"; }
-  grep -q "tensor parallel $np" "$work/tp$np.err" || fail "no layout line on $np ranks"
-  python3 - "$work/one.jsonl" "$work/tp$np.jsonl" <<'PY' || fail "tokens differ on $np ranks"
+for layout in 2 3 "2 --sp"; do
+  np="${layout%% *}"
+  extra=()
+  [[ "$layout" == *--sp ]] && extra=(--sp)
+  mpirun -np "$np" "$bin/tessera-worker" "${common[@]}" "${extra[@]}" --output "$work/tp.jsonl" \
+    2> "$work/tp.err" || { cat "$work/tp.err" >&2; fail "tessera-worker: $layout"; }
+  grep -q "tensor parallel $np" "$work/tp.err" || fail "no layout line: $layout"
+  python3 - "$work/one.jsonl" "$work/tp.jsonl" <<'PY' || fail "tokens differ: $layout"
 import json, sys
 one, tp = ([json.loads(l) for l in open(p)] for p in sys.argv[1:])
 assert len(one) == len(tp) == 4, (len(one), len(tp))
