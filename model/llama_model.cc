@@ -119,7 +119,7 @@ LoadProgressCallback MakeProgressBarCallback(std::string label) {
 
 absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(
     const WeightStore& store, Backend* backend, LoadProgressCallback progress,
-    const TensorParallelShard* tensor_parallel) {
+    const TensorParallelShard* tensor_parallel, const StageShard* stage) {
   if (backend == nullptr) return absl::InvalidArgumentError("LlamaModel::Load: null backend");
   const ModelConfig& c = store.config();
   RETURN_IF_ERROR(c.Validate());
@@ -162,6 +162,19 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(
     ASSIGN_OR_RETURN(layer.w_down, GetMatrix(store, p + "ffn_down.weight", hidden, ffn));
   }
 
+  model->stage_ = {.layers = {0, c.num_layers}, .has_embedding = true, .has_lm_head = true};
+  if (stage != nullptr) {
+    if (stage->layers.begin < 0 || stage->layers.end > c.num_layers ||
+        stage->layers.begin >= stage->layers.end) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "pipeline stage: layers [", stage->layers.begin, ", ", stage->layers.end,
+          ") are not a non-empty part of the model's ", c.num_layers));
+    }
+    model->stage_ = *stage;
+    std::vector<Layer> mine(model->layers_.begin() + stage->layers.begin,
+                            model->layers_.begin() + stage->layers.end);
+    model->layers_ = std::move(mine);
+  }
   model->local_heads_ = c.num_heads;
   model->local_kv_heads_ = c.num_kv_heads;
   model->local_ffn_ = ffn;
@@ -188,9 +201,13 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(
   model->paged_params_.head_dim = c.head_dim;
   model->paged_params_.scale = model->attn_params_.scale;
 
-  // Page the weights in, reporting bytes.
-  std::vector<const TensorView*> weights = {&model->token_embd_};
-  if (model->lm_head_.data != model->token_embd_.data) weights.push_back(&model->lm_head_);
+  // Page the weights in, reporting bytes: this stage's only.
+  std::vector<const TensorView*> weights;
+  if (model->stage_.has_embedding) weights.push_back(&model->token_embd_);
+  if (model->stage_.has_lm_head &&
+      (!model->stage_.has_embedding || model->lm_head_.data != model->token_embd_.data)) {
+    weights.push_back(&model->lm_head_);
+  }
   for (const Layer& layer : model->layers_) {
     for (const TensorView* w : {&layer.wq, &layer.wk, &layer.wv, &layer.wo, &layer.w_gate,
                                 &layer.w_up, &layer.w_down}) {
@@ -212,7 +229,8 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(
 
 absl::StatusOr<KvCache> LlamaModel::NewKvCache(int64_t max_tokens) const {
   if (max_tokens == 0) max_tokens = config_.max_position_embeddings;
-  return KvCache::Create(config_.num_layers, max_tokens, local_kv_heads_, config_.head_dim);
+  return KvCache::Create(static_cast<int64_t>(layers_.size()), max_tokens, local_kv_heads_,
+                         config_.head_dim);
 }
 
 void LlamaModel::EnsureScratch(int64_t n) {
@@ -296,6 +314,10 @@ absl::Status LlamaModel::Forward(std::span<const int32_t> tokens, int64_t start_
   const int64_t n = static_cast<int64_t>(tokens.size());
   if (logits == nullptr) return absl::InvalidArgumentError("Forward: logits is null");
   if (n == 0) return absl::InvalidArgumentError("Forward: tokens is empty");
+  if (!is_whole()) {
+    return absl::FailedPreconditionError(
+        "Forward: a pipeline stage runs through ForwardPaged (with its StageIo)");
+  }
   for (int64_t i = 0; i < n; ++i) {
     const int32_t t = tokens[static_cast<size_t>(i)];
     if (t < 0 || t >= c.vocab_size) {

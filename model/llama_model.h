@@ -64,6 +64,15 @@ struct PagedBatch {
   std::span<const int64_t> hidden_rows = {};
 };
 
+// A pipeline stage's activations (LlamaModel::ForwardPaged on a model loaded with a
+// StageShard): every row of the batch after the previous stage's last layer, [rows,
+// hidden_size] row-major. A stage without the embedding reads `input`; a stage without the
+// LM head fills `output` instead of logits.
+struct StageIo {
+  std::span<const float> input;
+  std::vector<float>* output = nullptr;
+};
+
 class LlamaModel {
  public:
   // Validates the config (ModelConfig::Validate) and that every tensor exists with the shape
@@ -80,15 +89,24 @@ class LlamaModel {
   // hold its KV heads, and every rank of the group must make the same Forward calls in the
   // same order: the results (logits, hidden states) are the whole model's on every rank.
   // INVALID_ARGUMENT for slices that do not fit the model or its quantization blocks.
+  // With `stage` (null: every layer, the embedding and the LM head) the model holds that
+  // pipeline stage's contiguous layers only, and the embedding / LM head when the stage has
+  // them; its caches hold those layers.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<LlamaModel>> Load(
       const WeightStore& store, Backend* backend, LoadProgressCallback progress = nullptr,
-      const TensorParallelShard* tensor_parallel = nullptr);
+      const TensorParallelShard* tensor_parallel = nullptr, const StageShard* stage = nullptr);
 
   const ModelConfig& config() const { return config_; }
   // The KV heads this rank holds (config().num_kv_heads without tensor parallelism): the
   // geometry of the caches it takes.
   int64_t local_kv_heads() const { return local_kv_heads_; }
   bool sequence_parallel() const { return sequence_parallel_; }
+  // The pipeline stage this model runs (every layer and both ends when loaded whole).
+  const StageShard& stage() const { return stage_; }
+  bool is_whole() const {
+    return stage_.has_embedding && stage_.has_lm_head && stage_.layers.begin == 0 &&
+           stage_.layers.end == config_.num_layers;
+  }
   Backend* backend() const { return backend_; }
   const RopeFrequencies& rope() const { return rope_; }
 
@@ -125,9 +143,13 @@ class LlamaModel {
   // (or hidden row) outside [0, rows), a cache whose geometry does not match the model, or a bad sequence,
   // position, block id (kernels/paged_kv.h's checks, naming the field). An error from the
   // backend afterwards is returned as is and leaves the written cache slots undefined.
+  // A pipeline stage reads io.input instead of embedding the tokens (INVALID_ARGUMENT when
+  // it does not hold rows x hidden_size floats) and, without the LM head, writes
+  // io.output instead of logits and hidden states (both are then left empty).
   [[nodiscard]] absl::Status ForwardPaged(const PagedBatch& batch, PagedKvCache& cache,
                                           std::vector<float>* logits,
-                                          std::vector<float>* hidden_states = nullptr);
+                                          std::vector<float>* hidden_states = nullptr,
+                                          StageIo io = {});
 
  private:
   struct Layer {
@@ -171,7 +193,13 @@ class LlamaModel {
   // gathered from the group.
   [[nodiscard]] absl::Status LmHead(const float* normed, int64_t rows, float* logits);
 
+  // x_ = the batch's input rows: embedded tokens on the first stage, else `input` (this
+  // rank's chunk of it under sequence parallelism).
+  [[nodiscard]] absl::Status StageInput(std::span<const int32_t> tokens,
+                                        std::span<const float> input);
+
   ModelConfig config_;
+  StageShard stage_;
   Backend* backend_ = nullptr;
   TensorView token_embd_;
   TensorView lm_head_;  // output.weight or token_embd.weight

@@ -15,8 +15,8 @@ namespace tessera {
 
 absl::StatusOr<PagedKvCache> LlamaModel::NewPagedKvCache(int64_t num_blocks,
                                                          int64_t block_size) const {
-  return PagedKvCache::Create(config_.num_layers, num_blocks, block_size, local_kv_heads_,
-                              config_.head_dim);
+  return PagedKvCache::Create(static_cast<int64_t>(layers_.size()), num_blocks, block_size,
+                              local_kv_heads_, config_.head_dim);
 }
 
 absl::Status LlamaModel::CheckPagedBatch(const PagedBatch& batch,
@@ -52,12 +52,13 @@ absl::Status LlamaModel::CheckPagedBatch(const PagedBatch& batch,
     }
   }
   const PagedKvLayout& layout = cache.layout();
-  if (cache.num_layers() != c.num_layers || layout.num_kv_heads != local_kv_heads_ ||
+  const int64_t num_layers = static_cast<int64_t>(layers_.size());
+  if (cache.num_layers() != num_layers || layout.num_kv_heads != local_kv_heads_ ||
       layout.head_dim != c.head_dim) {
     return absl::InvalidArgumentError(absl::StrCat(
         "ForwardPaged: paged KV cache geometry (layers ", cache.num_layers(), ", kv heads ",
         layout.num_kv_heads, ", head_dim ", layout.head_dim, ") does not match the model (",
-        c.num_layers, ", ", local_kv_heads_, ", ", c.head_dim, ")"));
+        num_layers, ", ", local_kv_heads_, ", ", c.head_dim, ")"));
   }
   for (size_t s = 0; s < batch.sequences.size(); ++s) {
     if (batch.sequences[s].context_len > c.max_position_embeddings) {
@@ -97,25 +98,41 @@ absl::Status LlamaModel::RunPagedLayer(int64_t layer_index, const PagedBatch& ba
 
 absl::Status LlamaModel::ForwardPaged(const PagedBatch& batch, PagedKvCache& cache,
                                       std::vector<float>* logits,
-                                      std::vector<float>* hidden_states) {
+                                      std::vector<float>* hidden_states, StageIo io) {
   if (logits == nullptr) return absl::InvalidArgumentError("ForwardPaged: logits is null");
   if (hidden_states == nullptr && !batch.hidden_rows.empty()) {
     return absl::InvalidArgumentError("ForwardPaged: batch.hidden_rows given but hidden_states is null");
   }
   RETURN_IF_ERROR(CheckPagedBatch(batch, cache));
+  const size_t rows_in = batch.token_ids.size() * static_cast<size_t>(config_.hidden_size);
+  if (!stage_.has_embedding && io.input.size() != rows_in) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ForwardPaged: io.input has ", io.input.size(), " floats; this pipeline stage needs ",
+        rows_in, " (rows x hidden_size)"));
+  }
+  if (!stage_.has_lm_head && io.output == nullptr) {
+    return absl::InvalidArgumentError("ForwardPaged: io.output is null on a stage without the LM head");
+  }
   // Validates the sequences, positions and block tables before any slot is written.
   RETURN_IF_ERROR(ComputeSlotMapping(batch.sequences, batch.positions, cache.layout(), &slots_));
   const ModelConfig& c = config_;
   const int64_t n = static_cast<int64_t>(batch.token_ids.size());
   EnsureScratch(n);
 
-  float* x = x_.as<float>();
   float* xn = xn_.as<float>();
-  RETURN_IF_ERROR(Embed(batch.token_ids, x));
-  for (int64_t l = 0; l < c.num_layers; ++l) RETURN_IF_ERROR(RunPagedLayer(l, batch, cache));
+  RETURN_IF_ERROR(StageInput(batch.token_ids, io.input));
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    RETURN_IF_ERROR(RunPagedLayer(static_cast<int64_t>(l), batch, cache));
+  }
 
   const int64_t hidden = c.hidden_size;
   ASSIGN_OR_RETURN(const float* all_rows, FullResidual(n));
+  if (!stage_.has_lm_head) {  // the next stage goes on from these rows
+    logits->clear();
+    if (hidden_states != nullptr) hidden_states->clear();
+    io.output->assign(all_rows, all_rows + n * hidden);
+    return absl::OkStatus();
+  }
   if (hidden_states != nullptr) {
     hidden_states->resize(batch.hidden_rows.size() * static_cast<size_t>(hidden));
     for (size_t i = 0; i < batch.hidden_rows.size(); ++i) {

@@ -78,7 +78,7 @@ absl::Status LlamaModel::ApplyTensorParallel(const TensorParallelShard& shard) {
   }
   for (size_t l = 0; l < layers_.size(); ++l) {
     Layer& layer = layers_[l];
-    const std::string p = absl::StrCat("blk.", l, ".");
+    const std::string p = absl::StrCat("blk.", stage_.layers.begin + static_cast<int64_t>(l), ".");
     ASSIGN_OR_RETURN(layer.wq, SliceRows(layer.wq, q_rows, p + "attn_q.weight"));
     ASSIGN_OR_RETURN(layer.wk, SliceRows(layer.wk, kv_rows, p + "attn_k.weight"));
     ASSIGN_OR_RETURN(layer.wv, SliceRows(layer.wv, kv_rows, p + "attn_v.weight"));
@@ -128,6 +128,25 @@ absl::Status LlamaModel::Embed(std::span<const int32_t> tokens, float* x) {
   return tensor_group_->ReduceScatter(
       std::span<const float>(rows, static_cast<size_t>(padded * hidden)),
       std::span<float>(x, static_cast<size_t>(RowChunk(n) * hidden)));
+}
+
+absl::Status LlamaModel::StageInput(std::span<const int32_t> tokens,
+                                    std::span<const float> input) {
+  if (stage_.has_embedding) return Embed(tokens, x_.as<float>());
+  const int64_t hidden = config_.hidden_size;
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  float* x = x_.as<float>();
+  if (!sequence_parallel_) {
+    std::memcpy(x, input.data(), static_cast<size_t>(n * hidden) * sizeof(float));
+    return absl::OkStatus();
+  }
+  // This rank's chunk of the rows, zero past the last one.
+  const int64_t chunk = RowChunk(n);
+  const int64_t first = std::min(n, chunk * tensor_group_->rank());
+  const int64_t rows = std::min(n, first + chunk) - first;
+  std::memset(x, 0, static_cast<size_t>(chunk * hidden) * sizeof(float));
+  std::memcpy(x, input.data() + first * hidden, static_cast<size_t>(rows * hidden) * sizeof(float));
+  return absl::OkStatus();
 }
 
 int64_t LlamaModel::RowChunk(int64_t n) const {

@@ -253,7 +253,8 @@ int RunBatchGenerate(const BatchGenerateOptions& o) {
   if (int code = OpenModelSession(
           kName,
           {.model = o.model, .backend = o.backend, .threads = o.threads,
-           .deterministic = o.deterministic, .tensor_parallel = o.tensor_parallel},
+           .deterministic = o.deterministic, .tensor_parallel = o.tensor_parallel,
+           .stage = o.stage},
           &session);
       code != kExitOk) {
     return code;
@@ -265,6 +266,7 @@ int RunBatchGenerate(const BatchGenerateOptions& o) {
   ro.kv_cache_bytes = f.kv_cache_mb * (int64_t{1} << 20);
   ro.default_seed = std::random_device{}();
   ro.model_group = o.model_group;
+  ro.role = o.role;
   auto runner = BatchRunner::Create(session.model.get(), ro);
   if (!runner.ok()) return FailStatus(kName, runner.status());
   std::fprintf(stderr, "%s\n", (*runner)->StartupReport().c_str());

@@ -79,7 +79,9 @@ struct BatchGenerateOptions {
   // tessera-worker's leader: its tensor-parallel shard and the leader side of its group,
   // whose followers run the same steps (worker/model_group.h). Null: one rank.
   const TensorParallelShard* tensor_parallel = nullptr;
+  const StageShard* stage = nullptr;
   ModelGroupLeader* model_group = nullptr;
+  RankRole role;  // with pipeline stages (worker/stage_runner.h)
 };
 
 // Runs the batch; returns the exit status above.

@@ -39,7 +39,7 @@ int OpenModelSession(std::string_view command, const ModelSessionOptions& option
       *session->store, session->backend.get(),
       options.progress_bar ? MakeProgressBarCallback(absl::StrCat("loading ", options.model))
                            : nullptr,
-      options.tensor_parallel);
+      options.tensor_parallel, options.stage);
   if (!model.ok()) return Fail(command, std::string(model.status().message()), kExitFailure);
   session->model = *std::move(model);
   return kExitOk;

@@ -33,6 +33,7 @@ struct ModelSessionOptions {
   bool deterministic = false;  // BackendOptions::batch_invariant
   // This rank's tensor-parallel shard (LlamaModel::Load); null: the whole model.
   const TensorParallelShard* tensor_parallel = nullptr;
+  const StageShard* stage = nullptr;  // this rank's pipeline stage; null: every layer
   bool progress_bar = true;  // off on the follower ranks of a model group
 };
 

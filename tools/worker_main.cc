@@ -1,15 +1,17 @@
-// `tessera-worker`: one rank of a model sharded by tensor parallelism, launched by mpirun:
+// `tessera-worker`: one rank of a model sharded by tensor and pipeline parallelism,
+// launched by mpirun:
 //
-//   mpirun -np N tessera-worker --model M [--tp N] [--sp] --input requests.jsonl [--output
-//   out.jsonl]
+//   mpirun -np N tessera-worker --model M [--tp T] [--pp P] [--sp]
+//                               --input requests.jsonl [--output out.jsonl]
 //
-// Every rank reads its place from MPI, computes the same ShardPlan (a pure function of the
-// model's shapes and the layout) and maps only its slices of the weights. Rank 0, the
-// leader, runs the engine over the JSONL batch exactly as `tessera generate --input` does
-// (tools/batch_generate.h: same line format, same output) and broadcasts each step's work
-// to the others (worker/model_group.h), which run it on their shards. Until the coordinator
-// exists the batch file is the worker's only input. Pipeline stages are not implemented
-// yet, so --tp must be the number of ranks.
+// N = T x P ranks, numbered stage-major (parallel/topology.h). Every rank reads its place
+// from MPI, computes the same ShardPlan (a pure function of the model's shapes and the
+// layout) and maps only its slices of the weights: its stage's layers, its tensor slices.
+// Rank 0, the leader, runs the engine over the JSONL batch exactly as `tessera generate
+// --input` does (tools/batch_generate.h: same line format, same output) and broadcasts each
+// step's work to the others (worker/model_group.h); with stages the step is split into
+// micro-batches that flow through them (worker/stage_runner.h). Until the coordinator
+// exists the batch file is the worker's only input.
 //
 // A rank that fails or dies ends the job: it exits non-zero, and mpirun then stops the
 // others and names the rank ("... process rank 1 ... exited on signal 9").
@@ -26,6 +28,7 @@
 #include "formats/weight_store.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/shard_plan.h"
+#include "parallel/topology.h"
 #include "tools/batch_generate.h"
 #include "tools/command.h"
 #include "tools/decoding_flags.h"
@@ -39,7 +42,9 @@ struct WorkerOptions {
   std::string model = "default";
   std::string backend = "cpu";
   int threads = 0;
-  int tp = 0;  // 0: the number of ranks
+  int tp = 0;  // 0: the number of ranks / pp
+  int pp = 1;
+  int micro_batches = 0;  // 0: 2 x pp
   bool sp = false;
   bool deterministic = false;
   bool chat = false;
@@ -55,37 +60,50 @@ int Fail(int rank, const std::string& message, int code) {
 }
 
 // The tensor slices of every rank, from the model file's shapes.
-absl::StatusOr<ShardPlan> PlanForModel(const std::string& model, int tp, bool sp) {
+absl::StatusOr<ShardPlan> PlanForModel(const std::string& model, int tp, int pp, bool sp) {
   ASSIGN_OR_RETURN(const std::string path, ResolveModelPath(model));
   ASSIGN_OR_RETURN(std::unique_ptr<WeightStore> store, OpenWeightStore(path));
   PlannerInput in;
   in.model = store->config();
   in.tp = tp;
+  in.pp = pp;
   in.sequence_parallel = sp;
   // Row-parallel splits of the down projection fall on its quantization blocks.
   ASSIGN_OR_RETURN(const TensorView down, store->Get("blk.0.ffn_down.weight"));
   in.ffn_alignment = Traits(down.dtype).block_elems;
   // Only the slices matter here: memory is sized by the engine's --kv-cache-mb.
   const int64_t pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-  in.rank_memory_bytes.assign(static_cast<size_t>(tp), pages * page);
+  in.rank_memory_bytes.assign(static_cast<size_t>(tp * pp), pages * page);
   return PlanShards(in);
 }
 
 int Run(const WorkerOptions& o) {
   auto world = MpiCommunicator::World();
   if (!world.ok()) return Fail(-1, std::string(world.status().message()), kExitFailure);
-  Communicator& group = **world;
+  MpiCommunicator& group = **world;
   const int rank = group.rank();
-  const int tp = o.tp == 0 ? group.size() : o.tp;
-  if (tp != group.size()) {
+  const int tp = o.tp == 0 ? group.size() / o.pp : o.tp;
+  if (tp * o.pp != group.size()) {
     return Fail(rank,
-                absl::StrCat("--tp ", tp, " must equal the number of ranks (", group.size(),
-                             "): pipeline stages are not available yet"),
+                absl::StrCat("--tp ", tp, " x --pp ", o.pp, " must equal the number of ranks (",
+                             group.size(), ")"),
                 kExitUsage);
   }
-  auto plan = PlanForModel(o.model, tp, o.sp);
+  auto topology = Topology::Create(group.size(), rank, tp, o.pp);
+  if (!topology.ok()) return Fail(rank, std::string(topology.status().message()), kExitUsage);
+  auto plan = PlanForModel(o.model, tp, o.pp, o.sp);
   if (!plan.ok()) return Fail(rank, std::string(plan.status().message()), kExitUsage);
-  TensorParallelShard shard{plan->tensor, &group, o.sp};
+  // The ranks of this stage (tensor group), and this tp rank in every stage (pipeline).
+  auto tensor_group = group.Split(topology->stage(), topology->tp_rank());
+  if (!tensor_group.ok()) return Fail(rank, std::string(tensor_group.status().message()), 1);
+  auto pipeline_group = group.Split(topology->tp_rank(), topology->stage());
+  if (!pipeline_group.ok()) return Fail(rank, std::string(pipeline_group.status().message()), 1);
+  TensorParallelShard shard{plan->tensor, tensor_group->get(), o.sp};
+  const StageShard& stage = plan->stages[static_cast<size_t>(topology->stage())];
+  const RankRole role{.pipeline = pipeline_group->get(),
+                      .world = &group,
+                      .last_stage_leader = topology->RankAt(o.pp - 1, 0),
+                      .micro_batches = o.micro_batches > 0 ? o.micro_batches : 2 * o.pp};
 
   if (rank != 0) {
     ModelSession session;
@@ -95,16 +113,18 @@ int Run(const WorkerOptions& o) {
                                      .threads = o.threads,
                                      .deterministic = o.deterministic,
                                      .tensor_parallel = &shard,
+                                     .stage = &stage,
                                      .progress_bar = false},
                                     &session);
         code != kExitOk) {
       return code;
     }
-    const absl::Status s = RunModelGroupFollower(*session.model, group);
+    const absl::Status s = RunModelGroupFollower(*session.model, group, role);
     return s.ok() ? kExitOk : Fail(rank, std::string(s.message()), kExitFailure);
   }
-  std::fprintf(stderr, "tessera-worker: %d ranks, tensor parallel %d%s\n%s\n", group.size(), tp,
-               o.sp ? " with sequence parallelism" : "", plan->ToString().c_str());
+  std::fprintf(stderr, "tessera-worker: %d ranks, tensor parallel %d%s, %d pipeline stage(s)\n%s\n",
+               group.size(), tp, o.sp ? " with sequence parallelism" : "", o.pp,
+               plan->ToString().c_str());
   ModelGroupLeader leader(&group);
   const int code = RunBatchGenerate({.model = o.model,
                                      .backend = o.backend,
@@ -115,7 +135,9 @@ int Run(const WorkerOptions& o) {
                                      .decoding = &o.decoding,
                                      .batch = &o.batch,
                                      .tensor_parallel = &shard,
-                                     .model_group = &leader});
+                                     .stage = &stage,
+                                     .model_group = &leader,
+                                     .role = role});
   // Also after a failure before the engine started: the followers must not wait forever.
   if (const absl::Status s = leader.SendShutdown(); !s.ok()) {
     return Fail(rank, std::string(s.message()), kExitFailure);
@@ -130,13 +152,22 @@ int main(int argc, char** argv) {
   using tessera::kExitUsage;
   auto o = std::make_shared<tessera::WorkerOptions>();
   CLI::App app{
-      "One rank of a tensor-parallel Tessera model, launched with mpirun:\n"
-      "  mpirun -np N tessera-worker --model M --input requests.jsonl [--output out.jsonl]\n"
+      "One rank of a sharded Tessera model (tensor and pipeline parallel), launched with "
+      "mpirun:\n"
+      "  mpirun -np N tessera-worker --model M [--tp T] [--pp P] [--sp] --input requests.jsonl "
+      "[--output out.jsonl]\n"
       "Rank 0 runs the engine over the JSONL batch (the format of `tessera generate "
       "--input`); every rank holds its slice of the weights.",
       "tessera-worker"};
   app.add_option("--model", o->model, "GGUF model file, or 'default'")->capture_default_str();
-  app.add_option("--tp", o->tp, "Tensor-parallel ranks (0 = all ranks; must be all of them)")
+  app.add_option("--tp", o->tp, "Tensor-parallel ranks per stage (0 = ranks / pp)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--pp", o->pp, "Pipeline stages (contiguous layer ranges)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--micro-batches", o->micro_batches,
+                 "Micro-batches per step with pipeline stages (0 = 2 x pp)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--sp", o->sp,

@@ -44,7 +44,7 @@ absl::StatusOr<std::unique_ptr<BatchRunner>> BatchRunner::Create(LlamaModel* mod
       std::min<int64_t>(sc.max_model_len, c.max_position_embeddings));
 
   KvCacheShape shape;
-  shape.n_layers = static_cast<int>(c.num_layers);
+  shape.n_layers = static_cast<int>(model->stage().layers.size());  // this stage's
   shape.n_kv_heads = static_cast<int>(model->local_kv_heads());  // this rank's share
   shape.head_dim = static_cast<int>(c.head_dim);
   shape.block_size = sc.block_size;
@@ -88,7 +88,7 @@ absl::StatusOr<std::unique_ptr<BatchRunner>> BatchRunner::Create(LlamaModel* mod
   }
   auto runner = std::unique_ptr<BatchRunner>(new BatchRunner(
       model, std::move(scheduler), std::move(cache), std::move(host_cache), capacity,
-      options.default_seed));
+      options.default_seed, options.role));
   if (options.model_group != nullptr) {
     runner->leader_ = options.model_group;
     RETURN_IF_ERROR(runner->leader_->SendSetup({.num_blocks = sc.num_blocks,
@@ -100,13 +100,14 @@ absl::StatusOr<std::unique_ptr<BatchRunner>> BatchRunner::Create(LlamaModel* mod
 
 BatchRunner::BatchRunner(LlamaModel* model, std::unique_ptr<Scheduler> scheduler,
                          PagedKvCache cache, std::optional<PagedKvCache> host_cache,
-                         KvCapacity capacity, uint64_t default_seed)
+                         KvCapacity capacity, uint64_t default_seed, RankRole role)
     : model_(model),
       scheduler_(std::move(scheduler)),
       cache_(std::move(cache)),
       host_cache_(std::move(host_cache)),
       capacity_(capacity),
-      default_seed_(default_seed) {}
+      default_seed_(default_seed),
+      stage_runner_(model, role) {}
 
 std::string BatchRunner::StartupReport() const {
   std::string report = absl::StrFormat(
@@ -306,7 +307,7 @@ absl::StatusOr<std::vector<RequestOutput>> BatchRunner::Step(absl::Time now) {
     const StepWork work = BuildStepWork(plan, batch);
     // Every rank of the model group runs the same work; their collectives meet inside.
     if (leader_ != nullptr) RETURN_IF_ERROR(leader_->SendStep(work));
-    RETURN_IF_ERROR(RunStepWork(work, *model_, cache_, host_cache_, &logits_, &hidden_));
+    RETURN_IF_ERROR(stage_runner_.Run(work, cache_, host_cache_, &logits_, &hidden_));
     stats_.blocks_swapped += static_cast<int64_t>(work.swap_out.size() + work.swap_in.size());
     stats_.block_copies += static_cast<int64_t>(work.copies.size());
   }

@@ -42,6 +42,7 @@
 #include "model/llama_model.h"
 #include "model/paged_kv_cache.h"
 #include "worker/model_group.h"
+#include "worker/stage_runner.h"
 #include "worker/step_batch.h"
 #include "worker/step_work.h"
 
@@ -60,6 +61,9 @@ struct BatchRunnerOptions {
   // (worker/model_group.h), which run RunModelGroupFollower on their shard of the model.
   // The caller owns it and sends the shutdown when done. Null: one rank.
   ModelGroupLeader* model_group = nullptr;
+  // With pipeline stages: this rank's place (worker/stage_runner.h). The model then holds
+  // stage 0, and the logits come back from the last stage.
+  RankRole role;
 };
 
 // One request. `spec` is what the scheduler sees (prompt, max_new_tokens, n, stop ids,
@@ -126,7 +130,7 @@ class BatchRunner {
  private:
   BatchRunner(LlamaModel* model, std::unique_ptr<Scheduler> scheduler, PagedKvCache cache,
               std::optional<PagedKvCache> host_cache, KvCapacity capacity,
-              uint64_t default_seed);
+              uint64_t default_seed, RankRole role);
   // The plan's swaps and copy-on-write copies, in the order StepPlan prescribes.
   static StepWork BuildStepWork(const StepPlan& plan, const StepBatch& batch);
 
@@ -182,7 +186,8 @@ class BatchRunner {
   std::vector<float> logits_;
   std::vector<float> hidden_;
   BatchRunnerStats stats_;
-  ModelGroupLeader* leader_ = nullptr;  // under tensor parallelism
+  ModelGroupLeader* leader_ = nullptr;  // under tensor / pipeline parallelism
+  StageRunner stage_runner_;
 };
 
 }  // namespace tessera

@@ -64,7 +64,7 @@ absl::Status ModelGroupLeader::SendShutdown() {
   return Send(*group_, Kind::kShutdown, {});
 }
 
-absl::Status RunModelGroupFollower(LlamaModel& model, Communicator& group) {
+absl::Status RunModelGroupFollower(LlamaModel& model, Communicator& group, RankRole role) {
   Kind kind;
   std::vector<std::byte> payload;
   RETURN_IF_ERROR(Receive(group, &kind, &payload));
@@ -80,12 +80,13 @@ absl::Status RunModelGroupFollower(LlamaModel& model, Communicator& group) {
     ASSIGN_OR_RETURN(host, model.NewPagedKvCache(setup.num_host_blocks, setup.block_size));
   }
   std::vector<float> logits, hidden;
+  StageRunner runner(&model, role);
   while (true) {
     RETURN_IF_ERROR(Receive(group, &kind, &payload));
     if (kind == Kind::kShutdown) return absl::OkStatus();
     if (kind != Kind::kStep) return absl::InvalidArgumentError("model group: a second setup");
     ASSIGN_OR_RETURN(const StepWork work, DecodeStepWork(payload));
-    RETURN_IF_ERROR(RunStepWork(work, model, cache, host, &logits, &hidden));
+    RETURN_IF_ERROR(runner.Run(work, cache, host, &logits, &hidden));
   }
 }
 

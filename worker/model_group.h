@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "model/llama_model.h"
 #include "parallel/communicator.h"
+#include "worker/stage_runner.h"
 #include "worker/step_work.h"
 
 namespace tessera {
@@ -38,8 +39,10 @@ class ModelGroupLeader {
   bool shut_down_ = false;
 };
 
-// A follower's whole life: the setup, then every step until the leader's shutdown (OK), or
-// the first error (a failed collective, bad bytes, a failed forward).
-[[nodiscard]] absl::Status RunModelGroupFollower(LlamaModel& model, Communicator& group);
+// A follower's whole life: the setup, then every step (run as `role` says) until the
+// leader's shutdown (OK), or the first error (a failed collective, bad bytes, a failed
+// forward). `group` is the one the leader sends over (every rank of the model).
+[[nodiscard]] absl::Status RunModelGroupFollower(LlamaModel& model, Communicator& group,
+                                                 RankRole role = {});
 
 }  // namespace tessera

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # tessera-worker under real `mpirun --oversubscribe` (run by ctest with the build's bin dir):
-#  1. tp 2, tp 3 and tp 2 with sequence parallelism give the tokens `tessera generate --input` gives on one rank, on
+#  1. tp 2, tp 3, tp 2 with sequence parallelism, 2 pipeline stages, and tp 2 x 2 stages
+#     with sequence parallelism give the tokens `tessera generate --input` gives on one rank, on
 #     cpu-reference (where a shard's logits differ from the whole model's only by float
 #     summation order) for greedy, chat, beam search and seeded sampling with n = 2;
 #  2. a --tp that is not the number of ranks is a usage error naming --tp;
@@ -21,13 +22,13 @@ JSONL
 common=(--model default --backend cpu-reference --threads 1 --input "$work/req.jsonl")
 "$bin/tessera" generate "${common[@]}" --output "$work/one.jsonl" 2> "$work/one.err" \
   || { cat "$work/one.err" >&2; fail "tessera generate"; }
-for layout in 2 3 "2 --sp"; do
-  np="${layout%% *}"
-  extra=()
-  [[ "$layout" == *--sp ]] && extra=(--sp)
+for layout in 2 3 "2 --sp" "2 --pp 2" "4 --pp 2 --sp"; do
+  read -r -a words <<< "$layout"
+  np="${words[0]}"
+  extra=("${words[@]:1}")
   mpirun -np "$np" "$bin/tessera-worker" "${common[@]}" "${extra[@]}" --output "$work/tp.jsonl" \
     2> "$work/tp.err" || { cat "$work/tp.err" >&2; fail "tessera-worker: $layout"; }
-  grep -q "tensor parallel $np" "$work/tp.err" || fail "no layout line: $layout"
+  grep -q "tessera-worker: $np ranks" "$work/tp.err" || fail "no layout line: $layout"
   python3 - "$work/one.jsonl" "$work/tp.jsonl" <<'PY' || fail "tokens differ: $layout"
 import json, sys
 one, tp = ([json.loads(l) for l in open(p)] for p in sys.argv[1:])
@@ -39,7 +40,7 @@ for a, b in zip(one, tp):
 PY
 done
 
-# --tp must be the number of ranks (pipeline stages are not implemented).
+# --tp x --pp must be the number of ranks.
 set +e
 mpirun -np 2 "$bin/tessera-worker" "${common[@]}" --tp 3 > /dev/null 2> "$work/bad.err"
 code=$?

@@ -1,21 +1,24 @@
-// The engine over a tensor-parallel model under real `mpirun --oversubscribe -np N` (N = 2
-// and 3): rank 0 runs a BatchRunner whose steps go to the other ranks (worker/model_group.h),
-// which run them on their shards. A mixed batch (greedy, seeded sampling with n = 2, beam
-// search, more requests than the cache holds at once, so that sequences are preempted) must
-// give the same tokens as one rank with the whole model. On "cpu-reference" the shard's
-// logits differ from the whole model's by float summation order only (~1e-6 on this tiny
-// model), far below the gaps greedy, sampling and beam search decide on here.
+// The engine over a sharded model under real `mpirun --oversubscribe -np N` (N = 2, 3, 4),
+// in every tp x pp layout of the N ranks: rank 0 runs a BatchRunner whose steps go to the
+// other ranks (worker/model_group.h), which run them on their shards; with pipeline stages
+// each step is split into 2 x pp micro-batches that flow through the stages. A mixed batch (greedy,
+// seeded sampling with n = 2, beam search, more requests than the cache holds at once, so that
+// sequences are preempted) must give the same tokens as one rank with the whole model. On
+// "cpu-reference" the shard's logits differ from the whole model's by float summation order only
+// (~1e-6 on this tiny model), far below the gaps greedy, sampling and beam search decide on here.
 #include <cstdio>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "kernels/registry.h"
 #include "model/llama_model.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/shard_plan.h"
+#include "parallel/topology.h"
 #include "tests/model/tiny_llama.h"
 #include "tests/parallel/mpi_test_main.h"
 #include "worker/batch_runner.h"
@@ -59,11 +62,23 @@ std::map<std::string, std::vector<std::vector<int32_t>>> RunBatch(BatchRunner& r
   return tokens;
 }
 
+// Every tp x pp layout of the world's ranks that the tiny model takes (above its 3 KV
+// heads tp must be a multiple of them; pp at most its 4 layers).
+std::vector<std::pair<int, int>> Layouts(int ranks) {
+  std::vector<std::pair<int, int>> out;
+  for (int tp = 1; tp <= ranks; ++tp) {
+    if (ranks % tp != 0 || (tp > 3 && tp % 3 != 0) || ranks / tp > 4) continue;
+    out.emplace_back(tp, ranks / tp);
+  }
+  return out;
+}
+
 TEST(ModelGroupTest, LeaderAndFollowersGiveOneRanksTokens) {
   testing::TinySpec spec;
   spec.vocab = 50;
   spec.hidden = 64;
   spec.ffn = 128;
+  spec.layers = 4;
   spec.heads = 6;
   spec.kv_heads = 3;
   spec.head_dim = 32;
@@ -75,15 +90,7 @@ TEST(ModelGroupTest, LeaderAndFollowersGiveOneRanksTokens) {
   ASSERT_TRUE(store.ok()) << store.status();
   auto backend = CreateBackend("cpu-reference", 1);
   ASSERT_TRUE(backend.ok());
-  PlannerInput in;
-  in.model = (*store)->config();
-  in.tp = testing::World().size();
-  in.rank_memory_bytes.assign(static_cast<size_t>(testing::World().size()), int64_t{1} << 30);
-  auto plan = PlanShards(in);
-  ASSERT_TRUE(plan.ok()) << plan.status();
-  TensorParallelShard shard{plan->tensor, &testing::World()};
-  auto model = LlamaModel::Load(**store, backend->get(), nullptr, &shard);
-  ASSERT_TRUE(model.ok()) << model.status();
+  MpiCommunicator& world = testing::World();
 
   // 20 blocks of 4 tokens: every request fits alone (a beam request needs 2 x 8 blocks),
   // the batch does not, so sequences are preempted as they grow.
@@ -94,31 +101,55 @@ TEST(ModelGroupTest, LeaderAndFollowersGiveOneRanksTokens) {
   options.scheduler.max_num_batched_tokens = 24;
   options.scheduler.max_model_len = 64;
   options.default_seed = 5;
-  if (testing::World().rank() != 0) {
-    EXPECT_TRUE(RunModelGroupFollower(**model, testing::World()).ok());
-    std::remove(path.c_str());
-    return;
+  std::map<std::string, std::vector<std::vector<int32_t>>> want;
+  if (world.rank() == 0) {
+    auto whole = LlamaModel::Load(**store, backend->get());
+    ASSERT_TRUE(whole.ok());
+    auto alone = BatchRunner::Create(whole->get(), options);
+    ASSERT_TRUE(alone.ok());
+    want = RunBatch(**alone);
+    ASSERT_EQ(want.size(), 6u);
   }
-  ModelGroupLeader leader(&testing::World());
-  std::map<std::string, std::vector<std::vector<int32_t>>> sharded;
-  {
+
+  const std::vector<std::pair<int, int>> layouts = Layouts(world.size());
+  ASSERT_GE(layouts.size(), 2u);
+  for (const auto& [tp, pp] : layouts) {
+    SCOPED_TRACE(absl::StrCat("tp ", tp, " x pp ", pp));
+    auto topology = Topology::Create(world.size(), world.rank(), tp, pp);
+    ASSERT_TRUE(topology.ok()) << topology.status();
+    auto tensor_group = world.Split(topology->stage(), topology->tp_rank());
+    auto pipeline_group = world.Split(topology->tp_rank(), topology->stage());
+    ASSERT_TRUE(tensor_group.ok() && pipeline_group.ok());
+    PlannerInput in;
+    in.model = (*store)->config();
+    in.tp = tp;
+    in.pp = pp;
+    in.rank_memory_bytes.assign(static_cast<size_t>(world.size()), int64_t{1} << 30);
+    auto plan = PlanShards(in);
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    TensorParallelShard shard{plan->tensor, tensor_group->get()};
+    const StageShard& stage = plan->stages[static_cast<size_t>(topology->stage())];
+    auto model = LlamaModel::Load(**store, backend->get(), nullptr, &shard, &stage);
+    ASSERT_TRUE(model.ok()) << model.status();
+    const RankRole role{.pipeline = pipeline_group->get(),
+                        .world = &world,
+                        .last_stage_leader = topology->RankAt(pp - 1, 0),
+                        .micro_batches = 2 * pp};
+    if (world.rank() != 0) {
+      EXPECT_TRUE(RunModelGroupFollower(**model, world, role).ok());
+      continue;
+    }
+    ModelGroupLeader leader(&world);
     options.model_group = &leader;
+    options.role = role;
     auto runner = BatchRunner::Create(model->get(), options);
     ASSERT_TRUE(runner.ok()) << runner.status();
-    sharded = RunBatch(**runner);
+    const auto sharded = RunBatch(**runner);
     EXPECT_GT((*runner)->scheduler().stats().preemptions, 0) << "the test wants preemption";
+    ASSERT_TRUE(leader.SendShutdown().ok());
+    EXPECT_EQ(leader.SendStep(StepWork{}).code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_EQ(sharded, want);
   }
-  ASSERT_TRUE(leader.SendShutdown().ok());
-  EXPECT_EQ(leader.SendStep(StepWork{}).code(), absl::StatusCode::kFailedPrecondition);
-
-  auto whole = LlamaModel::Load(**store, backend->get());
-  ASSERT_TRUE(whole.ok());
-  options.model_group = nullptr;
-  auto alone = BatchRunner::Create(whole->get(), options);
-  ASSERT_TRUE(alone.ok());
-  const auto want = RunBatch(**alone);
-  ASSERT_EQ(want.size(), 6u);
-  EXPECT_EQ(sharded, want);
   std::remove(path.c_str());
 }
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "worker/stage_runner.h"
 
 namespace tessera {
 namespace {
@@ -59,6 +60,42 @@ TEST(StepWorkTest, TruncatedOrCorruptBytesAreRefused) {
   std::vector<std::byte> huge = bytes;
   for (size_t i = 0; i < 8; ++i) huge[i] = std::byte{0x7f};
   EXPECT_EQ(DecodeStepWork(huge).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Micro-batches are contiguous runs of whole sequences, as even in rows as they allow, and
+// a slice renumbers its rows from 0.
+TEST(StageRunnerTest, MicroBatchesSplitBySequenceAndRenumberRows) {
+  StepWork w;
+  const std::vector<int64_t> lengths = {5, 1, 1, 1, 4, 1};
+  for (int64_t len : lengths) {
+    const int64_t start = static_cast<int64_t>(w.token_ids.size());
+    w.sequences.push_back({start, len, len, {0}});
+    for (int64_t j = 0; j < len; ++j) {
+      w.token_ids.push_back(static_cast<int32_t>(start + j));
+      w.positions.push_back(static_cast<int32_t>(j));
+    }
+    w.logits_rows.push_back(start + len - 1);
+  }
+  w.hidden_rows = {9, 10};
+  const auto parts = SplitMicroBatches(w, 3);
+  ASSERT_EQ(parts.size(), 3u);
+  size_t next = 0;
+  for (const auto& [begin, end] : parts) {
+    EXPECT_EQ(begin, next);
+    EXPECT_LT(begin, end);
+    next = end;
+  }
+  EXPECT_EQ(next, lengths.size());
+  EXPECT_EQ(SplitMicroBatches(w, 10).size(), lengths.size()) << "at most one per sequence";
+  EXPECT_EQ(SplitMicroBatches(w, 1).size(), 1u);
+
+  const StepWork tail = SliceSequences(w, 4, 6);  // rows 8..12
+  EXPECT_EQ(tail.token_ids, (std::vector<int32_t>{8, 9, 10, 11, 12}));
+  ASSERT_EQ(tail.sequences.size(), 2u);
+  EXPECT_EQ(tail.sequences[0].query_start, 0);
+  EXPECT_EQ(tail.sequences[1].query_start, 4);
+  EXPECT_EQ(tail.logits_rows, (std::vector<int64_t>{3, 4}));
+  EXPECT_EQ(tail.hidden_rows, (std::vector<int64_t>{1, 2}));
 }
 
 }  // namespace

@@ -1,0 +1,59 @@
+// Runs a StepWork on one rank of a tp x pp layout (DESIGN.md §4). With pipeline stages the
+// step's sequences are split into micro-batches (contiguous, balanced by rows) that flow
+// through the stages: a stage receives a micro-batch's activations from the previous
+// stage (StageLink), runs its layers and sends them on, so that stage s works on
+// micro-batch k while stage s + 1 works on k - 1. The last stage's tp rank 0 sends every
+// micro-batch's logits (and hidden states) to the leader once all are done; sending them
+// before would block it against the leader, which is still feeding stage 1.
+#pragma once
+
+#include <optional>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "model/llama_model.h"
+#include "model/paged_kv_cache.h"
+#include "parallel/communicator.h"
+#include "worker/step_work.h"
+
+namespace tessera {
+
+// Where this rank sits. The default is one rank holding the whole model.
+struct RankRole {
+  // This tp rank across the stages, ranked by stage (Topology::PipelineGroup); null or of
+  // size 1: no pipeline.
+  Communicator* pipeline = nullptr;
+  // The world, over which the last stage returns logits to rank 0 (the leader).
+  Communicator* world = nullptr;
+  int last_stage_leader = 0;  // world rank of (last stage, tp rank 0)
+  int micro_batches = 1;      // per step, when there are stages
+};
+
+class StageRunner {
+ public:
+  StageRunner(LlamaModel* model, RankRole role) : model_(model), role_(role) {}
+
+  // The block moves, then the forward (split into micro-batches across the stages). On the
+  // leader (world rank 0) `logits` and `hidden` receive the whole step's rows as
+  // LlamaModel::ForwardPaged returns them; on other ranks they are left unspecified.
+  [[nodiscard]] absl::Status Run(const StepWork& work, PagedKvCache& cache,
+                                 std::optional<PagedKvCache>& host, std::vector<float>* logits,
+                                 std::vector<float>* hidden);
+
+ private:
+  bool pipelined() const { return role_.pipeline != nullptr && role_.pipeline->size() > 1; }
+
+  LlamaModel* model_;
+  RankRole role_;
+  std::vector<float> activations_;
+};
+
+// The sequences [begin, end) of `work` as a StepWork of their own (rows renumbered from 0;
+// no block moves).
+StepWork SliceSequences(const StepWork& work, size_t begin, size_t end);
+
+// `parts` contiguous ranges of work.sequences, as even in rows as whole sequences allow;
+// fewer when there are fewer sequences. Each is [begin, end).
+std::vector<std::pair<size_t, size_t>> SplitMicroBatches(const StepWork& work, int parts);
+
+}  // namespace tessera
