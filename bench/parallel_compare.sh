@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs tessera_bench_parallel under mpirun for each tensor-parallel layout this machine can
-# hold (one rank with 1 and with all threads, tp 2, tp 2 with sequence parallelism, tp 3),
+# Runs tessera_bench_parallel under mpirun for each layout this machine can hold (one rank
+# with 1 and with all threads, tp 2, tp 2 with sequence parallelism, tp 3, 2 pipeline
+# stages, tp 2 x 2 stages),
 # one after the other in this one script, and writes the figures plus a model of the same
 # figures for a Llama-3-70B-shape model on 8 GPUs per node over NVLink and 2-16 nodes over
 # 400 Gb/s links into docs/benchmarks.md (the section between the "parallel-layouts"
@@ -36,7 +37,8 @@ cores="$(nproc)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 args=(--model "$model" --batch "$batch" --prompt "$prompt" --decode "$decode" --json)
-layouts=("1 --threads 1" "1 --threads $cores" "2 --threads 1" "2 --threads 1 --sp" "3 --threads 1")
+layouts=("1 --threads 1" "1 --threads $cores" "2 --threads 1" "2 --threads 1 --sp"
+         "3 --threads 1" "2 --threads 1 --pp 2" "4 --threads 1 --pp 2")
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 for i in "${!layouts[@]}"; do
   read -r -a l <<< "${layouts[$i]}"
@@ -57,11 +59,14 @@ runs = [json.load(open(f)) for f in sorted(glob.glob(f"{work}/*.json"), key=lamb
 base = runs[1]  # one rank, every core: the same cores the multi-rank layouts use
 rows = []
 for r in runs:
-    name = f"tp {r['tp']}" + (" + SP" if r["sp"] else "") + f", {r['ranks']} rank(s) x {r['threads_per_rank']} thread(s)"
-    rows.append(f"| {name} | {r['prefill_tokens_per_s']:.1f} | {100 * r['prefill_comm_share']:.0f}% | "
-                f"{r['decode_step_ms']:.2f} | {r['decode_tokens_per_s']:.1f} | "
+    name = (f"tp {r['tp']} x pp {r['pp']}" + (" + SP" if r["sp"] else "") +
+            (f", {r['micro_batches']} micro-batches" if r["pp"] > 1 else "") +
+            f", {r['ranks']} rank(s) x {r['threads_per_rank']} thread(s)")
+    rows.append(f"| {name} | {r['prefill_tokens_per_s']:.1f} | {r['prefill_comm_share']:.0%} | "
+                f"{r['prefill_bubble_share']:.0%} | {r['decode_step_ms']:.2f} | "
+                f"{r['decode_tokens_per_s']:.1f} | "
                 f"{r['decode_tokens_per_s'] / base['decode_tokens_per_s']:.2f} | "
-                f"{100 * r['decode_comm_share']:.0f}% | {r['bubble_fraction']:.0%} |")
+                f"{r['decode_comm_share']:.0%} | {r['decode_bubble_share']:.0%} |")
 measured = "\n".join(rows)
 
 # --- Model: Llama-3-70B shape on H100 nodes (8 GPUs over NVLink; nodes over 400 Gb/s). ---
@@ -102,22 +107,23 @@ for nodes in (1, 2, 4, 8, 16):
 model = "\n".join(model_rows)
 
 section = f"""<!-- parallel-layouts:begin (written by bench/parallel_compare.sh; do not edit by hand) -->
-## Tensor-parallel layouts on this machine, and a model for GPU clusters
+## Parallel layouts on this machine, and a model for GPU clusters
 
-Measured by `tessera_bench_parallel` under `mpirun --oversubscribe` ({args}): a
-prefill forward over all prompts, then one-token decode steps of every sequence, through
-`LlamaModel::ForwardPaged` (no engine). "Communicating" is the time inside collectives,
-waiting for the slowest rank included. The ratio column compares decode tokens/s with one
-rank using every core. No layout here has pipeline stages yet, hence no bubble.
+Measured by `tessera_bench_parallel` under `mpirun --bind-to none --oversubscribe`
+({args}): a prefill step over all prompts, then one-token decode steps of every sequence,
+through the worker's StageRunner (no engine). "Communicating" is the share of time inside
+the tensor group's collectives, "bubble" the share a stage spends sending to or waiting
+for its pipeline neighbours (transfers and load imbalance included); both are the largest
+over the ranks. The ratio column compares decode tokens/s with one rank using every core.
 
-| layout | prefill tok/s | communicating | decode ms/step | decode tok/s | vs 1 rank, {cores} threads | communicating | bubble |
-|---|---:|---:|---:|---:|---:|---:|---:|
+| layout | prefill tok/s | communicating | bubble | decode ms/step | decode tok/s | vs 1 rank, {cores} threads | communicating | bubble |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|
 {measured}
 
-This machine has {cores} cores, so 3 ranks oversubscribe it: their collectives wait for a
-descheduled rank, which the communicating share shows. Tensor parallelism on one CPU only
-pays where one rank's threads scale worse than ranks do; the layouts are here to show the
-code paths' costs, not as a way to run SmolLM2.
+This machine has {cores} cores, so 3 or 4 ranks oversubscribe it: their collectives and
+stage links wait for a descheduled rank, which the shares show. Splitting a 135M model
+over ranks of one small CPU does not pay; the layouts are here to show what each code
+path costs, not as a way to run SmolLM2.
 
 - Date: {date}; CPU: {cpu}; load average before {load_before}, after {load_after}.
 - Command: `bench/parallel_compare.sh` (see its header).
@@ -135,8 +141,9 @@ micro-batch). Prefill splits one batch into 4 x pp micro-batches (bubble = (pp -
 (micro-batches + pp - 1)). Assumptions: H100 SXM at 80% of 3.35 TB/s HBM and 60% of
 989 TFLOP/s bf16; NVLink 450 GB/s per direction per GPU at 80% and 1 us per ring step
 (about NCCL's 15 us for a small 8-GPU all-reduce); 400 Gb/s per GPU at 80%, 10 us latency;
-decode attends 2048 positions per sequence. Pipeline parallelism is not implemented yet:
-these rows are what the design should reach.
+decode attends 2048 positions per sequence. The decode rows assume the leader keeps pp
+batches in flight, which the engine does not do yet (it keeps one step in flight and
+splits it into micro-batches): these rows are what the design should reach.
 
 | GPUs | layout | step | micro-batches | step ms | tokens/s | bubble | communicating | weights GiB / GPU |
 |---|---|---|---:|---:|---:|---:|---:|---:|
