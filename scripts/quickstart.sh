@@ -10,7 +10,7 @@ bash scripts/setup.sh
 
 BUILD="${TESSERA_BUILD_DIR:-build}"
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$BUILD" --target tessera -j "$(nproc)"
+cmake --build "$BUILD" --target tessera tessera-worker -j "$(nproc)"
 if [ "$#" -eq 0 ]; then
   set -- --prompt "What is the capital of France? Answer in one sentence."
 fi
