@@ -1,11 +1,12 @@
-// The engine over a sharded model under real `mpirun --oversubscribe -np N` (N = 2, 3, 4),
-// in every tp x pp layout of the N ranks: rank 0 runs a BatchRunner whose steps go to the
-// other ranks (worker/model_group.h), which run them on their shards; with pipeline stages
-// each step is split into 2 x pp micro-batches that flow through the stages. A mixed batch (greedy,
-// seeded sampling with n = 2, beam search, more requests than the cache holds at once, so that
-// sequences are preempted) must give the same tokens as one rank with the whole model. On
-// "cpu-reference" the shard's logits differ from the whole model's by float summation order only
-// (~1e-6 on this tiny model), far below the gaps greedy, sampling and beam search decide on here.
+// The engine over a sharded model under real `mpirun --oversubscribe -np N` (N = 2, 3, 4,
+// 6), in every tp x pp layout of the N ranks that the tiny model takes: rank 0 runs a
+// BatchRunner whose steps go to the other ranks (worker/model_group.h), which run them on
+// their shards; with pipeline stages each step is split into 2 x pp micro-batches that
+// flow through the stages. A mixed batch (greedy, seeded sampling with n = 2, beam search,
+// contrastive search, more requests than the cache holds at once, so that sequences are
+// preempted) must give the same tokens as one rank with the whole model. On "cpu-reference"
+// a shard's logits differ from the whole model's by float summation order only (~1e-6 on
+// this tiny model), far below the gaps the decoding decides on here.
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -29,7 +30,7 @@ namespace {
 
 std::vector<WorkerRequest> Requests() {
   std::vector<WorkerRequest> out;
-  for (int i = 0; i < 6; ++i) {
+  for (int i = 0; i < 7; ++i) {
     WorkerRequest r;
     r.spec.request_id = "r" + std::to_string(i);
     for (int t = 0; t < 5 + 2 * i; ++t) r.spec.prompt_token_ids.push_back((7 * i + 3 * t) % 50);
@@ -41,6 +42,11 @@ std::vector<WorkerRequest> Requests() {
     } else if (i % 3 == 2) {  // beam search
       r.generation.num_beams = 2;
       r.generation.num_return_sequences = 2;
+    }
+    if (i == 6) {  // contrastive search: hidden states come back from the last stage too
+      r.generation.penalty_alpha = 0.6;
+      r.generation.top_k = 2;
+      r.spec.max_new_tokens = 8;
     }
     out.push_back(std::move(r));
   }
@@ -77,7 +83,7 @@ TEST(ModelGroupTest, LeaderAndFollowersGiveOneRanksTokens) {
   testing::TinySpec spec;
   spec.vocab = 50;
   spec.hidden = 64;
-  spec.ffn = 128;
+  spec.ffn = 192;  // 6 blocks of 32: enough for tp 6
   spec.layers = 4;
   spec.heads = 6;
   spec.kv_heads = 3;
@@ -108,7 +114,7 @@ TEST(ModelGroupTest, LeaderAndFollowersGiveOneRanksTokens) {
     auto alone = BatchRunner::Create(whole->get(), options);
     ASSERT_TRUE(alone.ok());
     want = RunBatch(**alone);
-    ASSERT_EQ(want.size(), 6u);
+    ASSERT_EQ(want.size(), 7u);
   }
 
   const std::vector<std::pair<int, int>> layouts = Layouts(world.size());
