@@ -179,6 +179,8 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(
   model->local_kv_heads_ = c.num_kv_heads;
   model->local_ffn_ = ffn;
   model->vocab_ = {0, c.vocab_size};
+  model->q_ranges_ = {{0, c.num_heads * c.head_dim}};
+  model->ffn_ranges_ = {{0, ffn}};
   if (tensor_parallel != nullptr) RETURN_IF_ERROR(model->ApplyTensorParallel(*tensor_parallel));
 
   std::optional<TensorView> rope_freqs;
@@ -287,24 +289,21 @@ absl::Status LlamaModel::RunLayer(int64_t layer_index, int64_t n, int64_t start_
 absl::Status LlamaModel::OutputProjectionAndMlp(const Layer& layer, int64_t n) {
   const ModelConfig& c = config_;
   const int64_t hidden = c.hidden_size;
-  const int64_t q_dim = local_heads_ * c.head_dim;
   const int64_t ffn = local_ffn_;
   float* xn = xn_.as<float>();
   float* gate = gate_.as<float>();
   float* up = up_.as<float>();
   Backend& b = *backend_;
 
-  // Row-parallel O and down: each rank's partial sums add up over the tensor group.
-  RETURN_IF_ERROR(b.MatMul(attn_.as<float>(), n, q_dim, layer.wo, xn));
-  RETURN_IF_ERROR(AddRowParallel(xn, n));
+  // Row-parallel O and down (llama_model_tp.cc).
+  RETURN_IF_ERROR(RowParallel(attn_.as<float>(), n, layer.wo, q_ranges_));
 
   // SwiGLU MLP.
   RETURN_IF_ERROR(NormAllRows(layer.ffn_norm, n, xn));
   RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.w_gate, gate));
   RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.w_up, up));
   b.SiluMul(gate, up, n * ffn, gate);
-  RETURN_IF_ERROR(b.MatMul(gate, n, ffn, layer.w_down, xn));
-  RETURN_IF_ERROR(AddRowParallel(xn, n));
+  RETURN_IF_ERROR(RowParallel(gate, n, layer.w_down, ffn_ranges_));
   return absl::OkStatus();
 }
 

@@ -38,10 +38,17 @@ namespace tessera {
 // With `sequence_parallel` (Megatron SP) the residual stream and the RMSNorms run on each
 // rank's chunk of the step's rows: the row-parallel layers reduce-scatter over rows instead
 // of all-reducing, and an all-gather of the normed rows precedes each column-parallel layer.
+//
+// With `deterministic` the row-parallel layers (O, down) are split by output rows instead:
+// each rank all-gathers the layer's input, computes its rows of the output over the whole
+// input, and the outputs are all-gathered. Every sum is then computed whole on one rank, as
+// one rank computes it, so with a batch-invariant backend the results are bit-equal to one
+// rank's; it moves about the same bytes as the all-reduce. Not with sequence parallelism.
 struct TensorParallelShard {
   std::vector<TensorShard> ranks;
   Communicator* group = nullptr;
   bool sequence_parallel = false;
+  bool deterministic = false;
 };
 
 // Called during Load with (bytes done, bytes total) of the weights validated and paged in.
@@ -189,6 +196,14 @@ class LlamaModel {
   [[nodiscard]] absl::Status AddRowParallel(float* partial, int64_t n);
   // The residual of all n rows (gathered under sequence parallelism) for the final norm.
   [[nodiscard]] absl::StatusOr<const float*> FullResidual(int64_t n);
+  // residual += input · Wᵀ for a row-parallel layer: `input` is this rank's columns
+  // [n, in_ranges[rank].size()] of the layer's input, whose ranks' columns are `in_ranges`.
+  [[nodiscard]] absl::Status RowParallel(const float* input, int64_t n, const TensorView& w,
+                                         const std::vector<ShardRange>& in_ranges);
+  // out [n, ranges.back().end] = every rank's columns `local` [n, ranges[rank].size()]
+  // placed at its range (an all-gather of equal, padded chunks).
+  [[nodiscard]] absl::Status GatherColumns(const float* local, int64_t n,
+                                           const std::vector<ShardRange>& ranges, float* out);
   // logits [rows, vocab_size] of `rows` final-norm rows: this rank's vocabulary rows, then
   // gathered from the group.
   [[nodiscard]] absl::Status LmHead(const float* normed, int64_t rows, float* logits);
@@ -217,6 +232,11 @@ class LlamaModel {
   Communicator* tensor_group_ = nullptr;  // null: one rank
   bool sequence_parallel_ = false;
   AlignedBuffer chunk_, full_x_;  // sequence parallelism: one chunk of rows; all rows
+  // Every tensor rank's query columns and FFN features (the inputs of O and down), and
+  // under `deterministic` its rows of O's and down's output.
+  std::vector<ShardRange> q_ranges_, ffn_ranges_, hidden_ranges_;
+  bool deterministic_ = false;
+  std::vector<float> full_input_, output_part_;
   std::vector<float> local_logits_, gather_send_, gather_recv_;
   std::vector<int32_t> local_ids_;
   std::vector<int64_t> local_rows_;

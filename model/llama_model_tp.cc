@@ -66,8 +66,23 @@ absl::Status LlamaModel::ApplyTensorParallel(const TensorParallelShard& shard) {
                         next_vocab, c.vocab_size));
   }
 
+  if (shard.deterministic && shard.sequence_parallel) {
+    return absl::InvalidArgumentError(
+        "tensor-parallel shard: deterministic reductions do not combine with sequence "
+        "parallelism");
+  }
   const int64_t hd = c.head_dim;
   const ShardRange q_rows{mine.q_heads.begin * hd, mine.q_heads.end * hd};
+  q_ranges_.clear();
+  ffn_ranges_.clear();
+  for (const TensorShard& t : shard.ranks) {
+    q_ranges_.push_back({t.q_heads.begin * hd, t.q_heads.end * hd});
+    ffn_ranges_.push_back(t.ffn);
+  }
+  // Deterministic: O and down are split by output rows (hidden features) instead.
+  deterministic_ = shard.deterministic && tp > 1;
+  hidden_ranges_ = SplitEvenly(c.hidden_size, tp);
+  const ShardRange hidden_rows = hidden_ranges_[static_cast<size_t>(rank)];
   const ShardRange kv_rows{mine.kv_heads.begin * hd, mine.kv_heads.end * hd};
   const bool tied = lm_head_.data == token_embd_.data;
   ASSIGN_OR_RETURN(token_embd_, SliceRows(token_embd_, mine.vocab, "token_embd.weight"));
@@ -82,10 +97,14 @@ absl::Status LlamaModel::ApplyTensorParallel(const TensorParallelShard& shard) {
     ASSIGN_OR_RETURN(layer.wq, SliceRows(layer.wq, q_rows, p + "attn_q.weight"));
     ASSIGN_OR_RETURN(layer.wk, SliceRows(layer.wk, kv_rows, p + "attn_k.weight"));
     ASSIGN_OR_RETURN(layer.wv, SliceRows(layer.wv, kv_rows, p + "attn_v.weight"));
-    ASSIGN_OR_RETURN(layer.wo, SliceColumns(layer.wo, q_rows, p + "attn_output.weight"));
+    ASSIGN_OR_RETURN(layer.wo, deterministic_
+                                   ? SliceRows(layer.wo, hidden_rows, p + "attn_output.weight")
+                                   : SliceColumns(layer.wo, q_rows, p + "attn_output.weight"));
     ASSIGN_OR_RETURN(layer.w_gate, SliceRows(layer.w_gate, mine.ffn, p + "ffn_gate.weight"));
     ASSIGN_OR_RETURN(layer.w_up, SliceRows(layer.w_up, mine.ffn, p + "ffn_up.weight"));
-    ASSIGN_OR_RETURN(layer.w_down, SliceColumns(layer.w_down, mine.ffn, p + "ffn_down.weight"));
+    ASSIGN_OR_RETURN(layer.w_down,
+                     deterministic_ ? SliceRows(layer.w_down, hidden_rows, p + "ffn_down.weight")
+                                    : SliceColumns(layer.w_down, mine.ffn, p + "ffn_down.weight"));
   }
   local_heads_ = mine.q_heads.size();
   local_kv_heads_ = mine.kv_heads.size();
@@ -207,32 +226,58 @@ absl::Status LlamaModel::ReduceOverTensorGroup(float* data, int64_t count) {
                                   ReduceOp::kSum);
 }
 
-absl::Status LlamaModel::LmHead(const float* normed, int64_t rows, float* logits) {
-  const int64_t hidden = config_.hidden_size;
-  if (tensor_group_ == nullptr) return backend_->MatMul(normed, rows, hidden, lm_head_, logits);
-  // AllGather takes equal chunks: each rank sends [rows, widest] with its columns first.
+absl::Status LlamaModel::GatherColumns(const float* local, int64_t n,
+                                       const std::vector<ShardRange>& ranges, float* out) {
   int64_t widest = 0;
-  for (const ShardRange& r : vocab_ranges_) widest = std::max(widest, r.size());
-  const int64_t mine = vocab_.size();
-  local_logits_.resize(static_cast<size_t>(rows * mine));
-  RETURN_IF_ERROR(backend_->MatMul(normed, rows, hidden, lm_head_, local_logits_.data()));
-  gather_send_.assign(static_cast<size_t>(rows * widest), 0.0f);
-  for (int64_t i = 0; i < rows; ++i) {
-    std::memcpy(gather_send_.data() + i * widest, local_logits_.data() + i * mine,
+  for (const ShardRange& r : ranges) widest = std::max(widest, r.size());
+  const int64_t mine = ranges[static_cast<size_t>(tensor_group_->rank())].size();
+  gather_send_.assign(static_cast<size_t>(n * widest), 0.0f);
+  for (int64_t i = 0; i < n; ++i) {
+    std::memcpy(gather_send_.data() + i * widest, local + i * mine,
                 static_cast<size_t>(mine) * sizeof(float));
   }
-  gather_recv_.resize(gather_send_.size() * vocab_ranges_.size());
+  gather_recv_.resize(gather_send_.size() * ranges.size());
   RETURN_IF_ERROR(tensor_group_->AllGather(gather_send_, gather_recv_));
-  const int64_t vocab = config_.vocab_size;
-  for (size_t r = 0; r < vocab_ranges_.size(); ++r) {
-    const ShardRange& range = vocab_ranges_[r];
-    const float* chunk = gather_recv_.data() + static_cast<int64_t>(r) * rows * widest;
-    for (int64_t i = 0; i < rows; ++i) {
-      std::memcpy(logits + i * vocab + range.begin, chunk + i * widest,
-                  static_cast<size_t>(range.size()) * sizeof(float));
+  const int64_t width = ranges.back().end;
+  for (size_t r = 0; r < ranges.size(); ++r) {
+    const float* chunk = gather_recv_.data() + static_cast<int64_t>(r) * n * widest;
+    for (int64_t i = 0; i < n; ++i) {
+      std::memcpy(out + i * width + ranges[r].begin, chunk + i * widest,
+                  static_cast<size_t>(ranges[r].size()) * sizeof(float));
     }
   }
   return absl::OkStatus();
+}
+
+absl::Status LlamaModel::RowParallel(const float* input, int64_t n, const TensorView& w,
+                                     const std::vector<ShardRange>& in_ranges) {
+  Backend& b = *backend_;
+  float* xn = xn_.as<float>();
+  if (!deterministic_) {
+    // Each rank's partial sums over its input columns add up over the group.
+    const int64_t k = in_ranges[tensor_group_ == nullptr ? 0 : tensor_group_->rank()].size();
+    RETURN_IF_ERROR(b.MatMul(input, n, k, w, xn));
+    return AddRowParallel(xn, n);
+  }
+  // The whole input, this rank's output rows over it, then every rank's rows.
+  const int64_t k = in_ranges.back().end;
+  full_input_.resize(static_cast<size_t>(n * k));
+  RETURN_IF_ERROR(GatherColumns(input, n, in_ranges, full_input_.data()));
+  const int64_t rows = w.dim(0);
+  output_part_.resize(static_cast<size_t>(n * rows));
+  RETURN_IF_ERROR(b.MatMul(full_input_.data(), n, k, w, output_part_.data()));
+  RETURN_IF_ERROR(GatherColumns(output_part_.data(), n, hidden_ranges_, xn));
+  const int64_t count = n * config_.hidden_size;
+  b.Add(x_.as<float>(), xn, count, x_.as<float>());
+  return absl::OkStatus();
+}
+
+absl::Status LlamaModel::LmHead(const float* normed, int64_t rows, float* logits) {
+  const int64_t hidden = config_.hidden_size;
+  if (tensor_group_ == nullptr) return backend_->MatMul(normed, rows, hidden, lm_head_, logits);
+  local_logits_.resize(static_cast<size_t>(rows * vocab_.size()));
+  RETURN_IF_ERROR(backend_->MatMul(normed, rows, hidden, lm_head_, local_logits_.data()));
+  return GatherColumns(local_logits_.data(), rows, vocab_ranges_, logits);
 }
 
 }  // namespace tessera

@@ -89,6 +89,9 @@ int Run(const WorkerOptions& o) {
                              group.size(), ")"),
                 kExitUsage);
   }
+  if (o.deterministic && o.sp) {
+    return Fail(rank, "--deterministic does not combine with --sp", kExitUsage);
+  }
   auto topology = Topology::Create(group.size(), rank, tp, o.pp);
   if (!topology.ok()) return Fail(rank, std::string(topology.status().message()), kExitUsage);
   auto plan = PlanForModel(o.model, tp, o.pp, o.sp);
@@ -98,7 +101,9 @@ int Run(const WorkerOptions& o) {
   if (!tensor_group.ok()) return Fail(rank, std::string(tensor_group.status().message()), 1);
   auto pipeline_group = group.Split(topology->tp_rank(), topology->stage());
   if (!pipeline_group.ok()) return Fail(rank, std::string(pipeline_group.status().message()), 1);
-  TensorParallelShard shard{plan->tensor, tensor_group->get(), o.sp};
+  // --deterministic: batch-invariant kernels and whole sums on one rank (bit-equal to one
+  // rank in any layout; llama_model.h).
+  TensorParallelShard shard{plan->tensor, tensor_group->get(), o.sp, o.deterministic};
   const StageShard& stage = plan->stages[static_cast<size_t>(topology->stage())];
   const RankRole role{.pipeline = pipeline_group->get(),
                       .world = &group,
@@ -178,7 +183,9 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--backend", o->backend, "Kernel backend: cpu or cpu-reference")
       ->capture_default_str();
-  app.add_flag("--deterministic", o->deterministic, "Batch-invariant kernels");
+  app.add_flag("--deterministic", o->deterministic,
+               "Batch-invariant kernels and whole sums on one rank: the tokens of one rank's "
+               "--deterministic run, bit for bit, in any layout (not with --sp)");
   app.add_flag("--chat", o->chat, "Wrap each line's prompt as a user message");
   app.add_option("--chat-template", o->chat_template_file,
                  "File with a chat format name or a Jinja chat template");

@@ -41,11 +41,14 @@ absl::StatusOr<ShardPlan> Plan(const ModelConfig& config) {
   return PlanShards(in);
 }
 
-void LoadPair(const std::string& path, const std::string& backend, bool sp, Pair& p) {
+// `deterministic`: a batch-invariant backend and the shard's gathered (whole-sum)
+// reductions, for bit-equal results.
+void LoadPair(const std::string& path, const std::string& backend, bool sp, Pair& p,
+              bool deterministic = false) {
   auto store = OpenWeightStore(path);
   ASSERT_TRUE(store.ok()) << store.status();
   p.store = std::move(*store);
-  auto b = CreateBackend(backend, 1);
+  auto b = CreateBackend(backend, 1, {.batch_invariant = deterministic});
   ASSERT_TRUE(b.ok()) << b.status();
   p.backend = std::move(*b);
   auto whole = LlamaModel::Load(*p.store, p.backend.get());
@@ -53,7 +56,7 @@ void LoadPair(const std::string& path, const std::string& backend, bool sp, Pair
   p.whole = std::move(*whole);
   auto plan = Plan(p.store->config());
   ASSERT_TRUE(plan.ok()) << plan.status();
-  TensorParallelShard tp{plan->tensor, &testing::World(), sp};
+  TensorParallelShard tp{plan->tensor, &testing::World(), sp, deterministic};
   auto shard = LlamaModel::Load(*p.store, p.backend.get(), nullptr, &tp);
   ASSERT_TRUE(shard.ok()) << shard.status();
   p.shard = std::move(*shard);
@@ -125,7 +128,8 @@ struct TinyCase {
   DType dtype;
   std::string backend;
   float tolerance;
-  bool sp = false;  // sequence parallelism on top
+  bool sp = false;             // sequence parallelism on top
+  bool deterministic = false;  // bit-equal: tolerance 0
 };
 
 class TensorParallelTinyTest : public ::testing::TestWithParam<TinyCase> {};
@@ -146,7 +150,7 @@ TEST_P(TensorParallelTinyTest, ShardMatchesTheWholeModel) {
   const std::string path = testing::TempGgufPath("tp_" + GetParam().name);
   ASSERT_TRUE(testing::WriteTinyModel(spec, path).ok());
   Pair p;
-  LoadPair(path, GetParam().backend, GetParam().sp, p);
+  LoadPair(path, GetParam().backend, GetParam().sp, p, GetParam().deterministic);
   if (HasFatalFailure()) return;
   CompareGreedy(p, {5, 17, 3, 42, 8, 1}, 6, GetParam().tolerance);
   ComparePaged(p, GetParam().tolerance);
@@ -163,7 +167,10 @@ INSTANTIATE_TEST_SUITE_P(
                       TinyCase{"q8_0_cpu", DType::kQ8_0, "cpu", 2e-2f},
                       // Sequence parallelism: the same sums, reduce-scattered by rows.
                       TinyCase{"f32_reference_sp", DType::kF32, "cpu-reference", 1e-4f, true},
-                      TinyCase{"q8_0_cpu_sp", DType::kQ8_0, "cpu", 2e-2f, true}),
+                      TinyCase{"q8_0_cpu_sp", DType::kQ8_0, "cpu", 2e-2f, true},
+                      // Deterministic mode: every sum computed whole on one rank.
+                      TinyCase{"q8_0_cpu_deterministic", DType::kQ8_0, "cpu", 0.0f, false, true},
+                      TinyCase{"f32_cpu_deterministic", DType::kF32, "cpu", 0.0f, false, true}),
     [](const auto& info) { return info.param.name; });
 
 // The default model (SmolLM2-135M, Q4_1: 9 query heads over 3 KV heads, 30 layers).
@@ -179,6 +186,7 @@ struct DefaultCase {
   int steps;
   float tolerance;
   bool sp = false;
+  bool deterministic = false;
 };
 
 class TensorParallelDefaultModelTest : public ::testing::TestWithParam<DefaultCase> {};
@@ -187,19 +195,20 @@ TEST_P(TensorParallelDefaultModelTest, GreedyTokensMatchOneRank) {
   auto path = ResolveModelPath("default");
   ASSERT_TRUE(path.ok()) << "the default model is needed: " << path.status();
   Pair p;
-  LoadPair(*path, GetParam().backend, GetParam().sp, p);
+  LoadPair(*path, GetParam().backend, GetParam().sp, p, GetParam().deterministic);
   if (HasFatalFailure()) return;
   const std::vector<int32_t> prompt = {1,    4093, 198, 1780, 314, 260, 3575, 282,
                                        4649, 47,   2,   198,  1,   520, 9531, 198};
   CompareGreedy(p, prompt, GetParam().steps, GetParam().tolerance);
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, TensorParallelDefaultModelTest,
-                         ::testing::Values(DefaultCase{"reference", "cpu-reference", 2, 1e-2f},
-                                           DefaultCase{"reference_sp", "cpu-reference", 1, 1e-2f,
-                                                       true},
-                                           DefaultCase{"cpu", "cpu", 8, 2.0f}),
-                         [](const auto& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(
+    Backends, TensorParallelDefaultModelTest,
+    ::testing::Values(DefaultCase{"reference", "cpu-reference", 2, 1e-2f},
+                      DefaultCase{"reference_sp", "cpu-reference", 1, 1e-2f, true},
+                      DefaultCase{"cpu", "cpu", 8, 2.0f},
+                      DefaultCase{"cpu_deterministic", "cpu", 8, 0.0f, false, true}),
+    [](const auto& info) { return info.param.name; });
 
 }  // namespace
 }  // namespace tessera

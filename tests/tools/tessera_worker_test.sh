@@ -4,8 +4,10 @@
 #     with sequence parallelism give the tokens `tessera generate --input` gives on one rank, on
 #     cpu-reference (where a shard's logits differ from the whole model's only by float
 #     summation order) for greedy, chat, beam search and seeded sampling with n = 2;
-#  2. a --tp that is not the number of ranks is a usage error naming --tp;
-#  3. killing rank 1 mid-run ends the whole job within seconds, with a message naming it.
+#  2. with --deterministic on the fast backend, tp 2, tp 3 and tp 2 x 2 stages give one
+#     rank's --deterministic output exactly (tokens, text, beam scores alike);
+#  3. a --tp that is not the number of ranks is a usage error naming --tp;
+#  4. killing rank 1 mid-run ends the whole job within seconds, with a message naming it.
 set -euo pipefail
 bin="$1"
 work="$(mktemp -d)"
@@ -38,6 +40,20 @@ for a, b in zip(one, tp):
     tb = [c["token_ids"] for c in b["completions"]]
     assert a["id"] == b["id"] and ta == tb, (a["id"], ta, tb)
 PY
+done
+
+# Deterministic mode on the fast backend: any layout gives one rank's tokens bit for bit.
+fast=(--model default --threads 1 --deterministic --input "$work/req.jsonl")
+"$bin/tessera" generate "${fast[@]}" --output "$work/one_det.jsonl" 2> "$work/one.err" \
+  || { cat "$work/one.err" >&2; fail "tessera generate --deterministic"; }
+for layout in 2 3 "4 --pp 2"; do
+  read -r -a words <<< "$layout"
+  mpirun -np "${words[0]}" "$bin/tessera-worker" "${fast[@]}" "${words[@]:1}" \
+    --output "$work/det.jsonl" 2> "$work/det.err" \
+    || { cat "$work/det.err" >&2; fail "tessera-worker --deterministic: $layout"; }
+  cmp -s <(python3 -c 'import json,sys; [print(json.loads(l)["completions"]) for l in open(sys.argv[1])]' "$work/one_det.jsonl") \
+         <(python3 -c 'import json,sys; [print(json.loads(l)["completions"]) for l in open(sys.argv[1])]' "$work/det.jsonl") \
+    || fail "--deterministic output differs: $layout"
 done
 
 # --tp x --pp must be the number of ranks.
