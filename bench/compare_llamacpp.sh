@@ -20,11 +20,12 @@
 # 0 either way (it measures; it does not gate).
 set -euo pipefail
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+repo="$bench_repo"
 threads="$(nproc)"
-model="$HOME/.cache/tessera/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+model="$bench_default_model"
 build="$repo/build"
-llama_dir="/work/peers/llama.cpp"
+llama_dir="$bench_default_llama_dir"
 reps=3
 rounds=3
 while getopts "t:m:b:l:r:k:" opt; do
@@ -41,14 +42,11 @@ done
 
 ours="$build/bin/tessera_bench_generate"
 theirs="$llama_dir/build/bin/llama-bench"
-[[ -f "$model" ]] || { echo "model not found: $model" >&2; exit 1; }
-[[ -x "$ours" ]] || { echo "no $ours (configure with -DTESSERA_BUILD_BENCH=ON)" >&2; exit 1; }
-[[ -x "$theirs" ]] || { echo "no $theirs (build llama.cpp's llama-bench)" >&2; exit 1; }
+bench_require_file "$model" model
+bench_require_exe "$ours" "configure with -DTESSERA_BUILD_BENCH=ON"
+bench_require_exe "$theirs" "build llama.cpp's llama-bench"
 
-if commit="$(git -C "$llama_dir" rev-parse --short=9 HEAD 2>/dev/null)"; then :;
-elif [[ -n "${LLAMA_CPP_COMMIT:-}" ]]; then commit="$LLAMA_CPP_COMMIT";
-elif [[ -f "$llama_dir/TESSERA_PEER_COMMIT.txt" ]]; then commit="$(head -1 "$llama_dir/TESSERA_PEER_COMMIT.txt")";
-else commit="unknown"; fi
+commit="$(bench_llama_commit "$llama_dir")"
 
 ours_cmd=("$ours" -m "$model" -t "$threads" -p 512 -n 128 -r "$reps" --json)
 theirs_cmd=("$theirs" -m "$model" -p 512 -n 128 -t "$threads" -r "$reps" -o json)

@@ -14,7 +14,8 @@
 #   BATCH, PROMPT, DECODE  sequences, prompt tokens each, decode steps (16, 64, 32)
 set -euo pipefail
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+repo="$bench_repo"
 model="default"
 build="$repo/build"
 batch=16
@@ -31,7 +32,7 @@ while getopts "m:b:n:p:d:" opt; do
   esac
 done
 bench="$build/bin/tessera_bench_parallel"
-[[ -x "$bench" ]] || { echo "no $bench (configure with -DTESSERA_BUILD_BENCH=ON)" >&2; exit 1; }
+bench_require_exe "$bench" "configure with -DTESSERA_BUILD_BENCH=ON"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 cores="$(nproc)"
 work="$(mktemp -d)"

@@ -17,11 +17,12 @@
 # The script prints whether it holds and exits 0 either way (it measures; it does not gate).
 set -euo pipefail
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+repo="$bench_repo"
 threads="$(nproc)"
-model="$HOME/.cache/tessera/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+model="$bench_default_model"
 build="$repo/build"
-llama_dir="/work/peers/llama.cpp"
+llama_dir="$bench_default_llama_dir"
 requests=256
 tg=128
 while getopts "t:m:b:l:n:g:" opt; do
@@ -38,13 +39,10 @@ done
 
 ours="$build/bin/tessera_bench_serve"
 theirs="$llama_dir/build/bin/llama-batched-bench"
-[[ -f "$model" ]] || { echo "model not found: $model" >&2; exit 1; }
-[[ -x "$ours" ]] || { echo "no $ours (configure with -DTESSERA_BUILD_BENCH=ON)" >&2; exit 1; }
-[[ -x "$theirs" ]] || { echo "no $theirs (build llama.cpp's llama-batched-bench)" >&2; exit 1; }
-if commit="$(git -C "$llama_dir" rev-parse --short=9 HEAD 2>/dev/null)"; then :;
-elif [[ -n "${LLAMA_CPP_COMMIT:-}" ]]; then commit="$LLAMA_CPP_COMMIT";
-elif [[ -f "$llama_dir/TESSERA_PEER_COMMIT.txt" ]]; then commit="$(head -1 "$llama_dir/TESSERA_PEER_COMMIT.txt")";
-else commit="unknown"; fi
+bench_require_file "$model" model
+bench_require_exe "$ours" "configure with -DTESSERA_BUILD_BENCH=ON"
+bench_require_exe "$theirs" "build llama.cpp's llama-batched-bench"
+commit="$(bench_llama_commit "$llama_dir")"
 
 npl="1,4,16,32"
 ours_cmd=("$ours" -m "$model" -t "$threads" --requests "$requests" --npl "$npl" --pp 128
