@@ -4,16 +4,24 @@
 #include <nccl.h>
 
 #include <cstring>
+#include <vector>
 
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 
 namespace tessera {
 
+// Owns what Create made so far, so that a failure half way frees it too.
 struct NcclCommunicator::Handle {
   ncclComm_t comm = nullptr;
   cudaStream_t stream = nullptr;
   float* scratch = nullptr;  // one device float for Barrier
+
+  ~Handle() {
+    if (comm != nullptr) ncclCommDestroy(comm);
+    if (scratch != nullptr) cudaFree(scratch);
+    if (stream != nullptr) cudaStreamDestroy(stream);
+  }
 };
 
 namespace {
@@ -32,17 +40,30 @@ absl::Status FromCuda(cudaError_t e, const char* what) {
 
 absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(Communicator& bootstrap,
                                                                            int device) {
-  int count = 0;
-  RETURN_IF_ERROR(FromCuda(cudaGetDeviceCount(&count), "cudaGetDeviceCount"));
-  if (device < 0 || device >= count) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("NcclCommunicator: device %d is outside [0, %d)", device, count));
+  // Every member learns whether all could select their GPU (and rank 0 make the id) before
+  // anyone waits in NCCL's collective init, so that one failure cannot leave the others
+  // waiting for a peer that will never join.
+  absl::Status local = [&]() -> absl::Status {
+    int count = 0;
+    RETURN_IF_ERROR(FromCuda(cudaGetDeviceCount(&count), "cudaGetDeviceCount"));
+    if (device < 0 || device >= count) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("NcclCommunicator: device %d is outside [0, %d)", device, count));
+    }
+    return FromCuda(cudaSetDevice(device), "cudaSetDevice");
+  }();
+  ncclUniqueId id{};
+  if (bootstrap.rank() == 0 && local.ok())
+    local = FromNccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
+  std::vector<float> all_ok = {local.ok() ? 1.0f : 0.0f};
+  RETURN_IF_ERROR(bootstrap.AllReduce(all_ok, ReduceOp::kSum));
+  if (!local.ok()) return local;
+  if (all_ok[0] != static_cast<float>(bootstrap.size())) {
+    return absl::UnavailableError(
+        "NcclCommunicator: another rank could not select its GPU or make the NCCL id");
   }
-  RETURN_IF_ERROR(FromCuda(cudaSetDevice(device), "cudaSetDevice"));
-  ncclUniqueId id;
-  if (bootstrap.rank() == 0) RETURN_IF_ERROR(FromNccl(ncclGetUniqueId(&id), "ncclGetUniqueId"));
-  RETURN_IF_ERROR(bootstrap.Broadcast(
-      std::span<std::byte>(reinterpret_cast<std::byte*>(&id), sizeof(id)), 0));
+  RETURN_IF_ERROR(
+      bootstrap.Broadcast(std::span<std::byte>(reinterpret_cast<std::byte*>(&id), sizeof(id)), 0));
   auto handle = std::make_unique<Handle>();
   RETURN_IF_ERROR(FromCuda(cudaStreamCreate(&handle->stream), "cudaStreamCreate"));
   RETURN_IF_ERROR(FromCuda(cudaMalloc(&handle->scratch, sizeof(float)), "cudaMalloc"));
@@ -55,17 +76,13 @@ absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(Commu
 NcclCommunicator::NcclCommunicator(std::unique_ptr<Handle> handle, int rank, int size)
     : handle_(std::move(handle)), rank_(rank), size_(size) {}
 
-NcclCommunicator::~NcclCommunicator() {
-  if (handle_->comm != nullptr) ncclCommDestroy(handle_->comm);
-  if (handle_->scratch != nullptr) cudaFree(handle_->scratch);
-  if (handle_->stream != nullptr) cudaStreamDestroy(handle_->stream);
-}
+NcclCommunicator::~NcclCommunicator() = default;  // the Handle frees the NCCL and CUDA objects
 
 absl::Status NcclCommunicator::AllReduce(std::span<float> data, ReduceOp op) {
-  RETURN_IF_ERROR(FromNccl(ncclAllReduce(data.data(), data.data(), data.size(), ncclFloat32,
-                                         op == ReduceOp::kSum ? ncclSum : ncclMax, handle_->comm,
-                                         handle_->stream),
-                           "ncclAllReduce"));
+  RETURN_IF_ERROR(FromNccl(
+      ncclAllReduce(data.data(), data.data(), data.size(), ncclFloat32,
+                    op == ReduceOp::kSum ? ncclSum : ncclMax, handle_->comm, handle_->stream),
+      "ncclAllReduce"));
   return FromCuda(cudaStreamSynchronize(handle_->stream), "cudaStreamSynchronize");
 }
 
@@ -79,9 +96,9 @@ absl::Status NcclCommunicator::ReduceScatter(std::span<const float> in, std::spa
 
 absl::Status NcclCommunicator::AllGather(std::span<const float> in, std::span<float> out) {
   RETURN_IF_ERROR(CheckAllGatherSizes(*this, in.size(), out.size()));
-  RETURN_IF_ERROR(FromNccl(ncclAllGather(in.data(), out.data(), in.size(), ncclFloat32,
-                                         handle_->comm, handle_->stream),
-                           "ncclAllGather"));
+  RETURN_IF_ERROR(FromNccl(
+      ncclAllGather(in.data(), out.data(), in.size(), ncclFloat32, handle_->comm, handle_->stream),
+      "ncclAllGather"));
   return FromCuda(cudaStreamSynchronize(handle_->stream), "cudaStreamSynchronize");
 }
 
@@ -98,17 +115,17 @@ absl::Status NcclCommunicator::Broadcast(std::span<std::byte> data, int root) {
 
 absl::Status NcclCommunicator::Send(std::span<const std::byte> data, int dst, int) {
   RETURN_IF_ERROR(CheckPeer(*this, dst, "Send"));
-  RETURN_IF_ERROR(FromNccl(
-      ncclSend(data.data(), data.size(), ncclChar, dst, handle_->comm, handle_->stream),
-      "ncclSend"));
+  RETURN_IF_ERROR(
+      FromNccl(ncclSend(data.data(), data.size(), ncclChar, dst, handle_->comm, handle_->stream),
+               "ncclSend"));
   return FromCuda(cudaStreamSynchronize(handle_->stream), "cudaStreamSynchronize");
 }
 
 absl::Status NcclCommunicator::Recv(std::span<std::byte> data, int src, int) {
   RETURN_IF_ERROR(CheckPeer(*this, src, "Recv"));
-  RETURN_IF_ERROR(FromNccl(
-      ncclRecv(data.data(), data.size(), ncclChar, src, handle_->comm, handle_->stream),
-      "ncclRecv"));
+  RETURN_IF_ERROR(
+      FromNccl(ncclRecv(data.data(), data.size(), ncclChar, src, handle_->comm, handle_->stream),
+               "ncclRecv"));
   return FromCuda(cudaStreamSynchronize(handle_->stream), "cudaStreamSynchronize");
 }
 
