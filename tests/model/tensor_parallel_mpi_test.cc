@@ -78,7 +78,8 @@ int32_t Argmax(const std::vector<float>& v) {
 }
 
 // Prefill `prompt` (all positions' logits compared), then `steps` greedy tokens one at a
-// time through the contiguous cache: the shard must choose the whole model's tokens.
+// time through the contiguous cache (both fed the whole model's choice): the shard must
+// choose the whole model's tokens, up to near ties where results may differ.
 void CompareGreedy(Pair& p, const std::vector<int32_t>& prompt, int steps, float tolerance) {
   auto whole_cache = p.whole->NewKvCache(64);
   auto shard_cache = p.shard->NewKvCache(64);
@@ -99,7 +100,17 @@ void CompareGreedy(Pair& p, const std::vector<int32_t>& prompt, int steps, float
     const float diff = MaxAbsDiff(want, got);
     worst = std::max(worst, diff);
     EXPECT_LE(diff, tolerance) << "step " << s;
-    EXPECT_EQ(Argmax(got), Argmax(want)) << "step " << s;
+    // The shard picks the whole model's token, or (only where the results may differ at
+    // all) one whose logit there is within the tolerance of the best: a near tie that
+    // another CPU's kernels could break either way.
+    const int32_t mine = Argmax(got), best = Argmax(want);
+    if (tolerance == 0.0f) {
+      EXPECT_EQ(mine, best) << "step " << s;
+    } else {
+      EXPECT_GE(want[static_cast<size_t>(mine)], want[static_cast<size_t>(best)] - tolerance)
+          << "step " << s;
+      if (mine != best) std::fprintf(stderr, "  near tie at step %d\n", s);
+    }
     last = want;
   }
   // Measured, for docs and notes (the bound is what the test asserts).
