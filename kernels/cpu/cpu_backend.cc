@@ -34,6 +34,8 @@ constexpr int64_t kDecodeClaimsPerThread = 1;
 struct GemmJob {
   VecDotFn dot;
   VecDot4Fn dot4;
+  VecDotTileFn tile;  // with dot4 only
+  int tile_rows;
   const uint8_t* w;
   int64_t w_row_bytes;
   const uint8_t* act;
@@ -47,7 +49,15 @@ struct GemmJob {
     int64_t i = 0;
     for (; dot4 != nullptr && i + 4 <= n; i += 4) {
       const uint8_t* a = act + i * act_row_bytes;
-      for (int64_t r = r0; r < r1; ++r) {
+      int64_t r = r0;
+      for (; tile != nullptr && r + tile_rows <= r1; r += tile_rows) {
+        float out[16];
+        tile(k, w + r * w_row_bytes, w_row_bytes, a, act_row_bytes, out);
+        for (int t = 0; t < tile_rows; ++t) {
+          for (int j = 0; j < 4; ++j) y[(i + j) * m + r + t] = out[t * 4 + j];
+        }
+      }
+      for (; r < r1; ++r) {
         float out[4];
         dot4(k, w + r * w_row_bytes, a, act_row_bytes, out);
         for (int j = 0; j < 4; ++j) y[(i + j) * m + r] = out[j];
@@ -94,8 +104,11 @@ absl::Status CpuBackend::MatMul(const float* x, int64_t n, int64_t k, const Tens
     act = q;
   }
 
+  const VecDot4Fn dot4 = n >= 4 && !batch_invariant_ ? kernels_.vec_dot4(w.dtype) : nullptr;
   const GemmJob job{dot,
-                    n >= 4 && !batch_invariant_ ? kernels_.vec_dot4(w.dtype) : nullptr,
+                    dot4,
+                    dot4 != nullptr ? kernels_.vec_dot_tile(w.dtype) : nullptr,
+                    kernels_.tile_rows,
                     static_cast<const uint8_t*>(w.data),
                     w.RowStrideBytes(),
                     act,
@@ -237,8 +250,7 @@ void CpuBackend::Attention(const float* q, int64_t n_tokens, std::span<const int
   // Decode: the heads cost the same, so one claim per thread (claims cost cross-core
   // traffic). Prefill: later tokens see more positions, so items are claimed one by one.
   const int64_t claims =
-      n_tokens < 4 ? std::min<int64_t>(items, kDecodeClaimsPerThread * pool_.num_threads())
-                   : items;
+      n_tokens < 4 ? std::min<int64_t>(items, kDecodeClaimsPerThread * pool_.num_threads()) : items;
   pool_.ForEachChunk(claims, [&](int64_t c) {
     const int64_t end = (c + 1) * items / claims;
     for (int64_t item = c * items / claims; item < end; ++item) run_item(item);

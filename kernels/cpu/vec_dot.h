@@ -24,6 +24,13 @@ using VecDotFn = float (*)(int64_t k, const void* w_row, const void* act_row);
 using VecDot4Fn = void (*)(int64_t k, const void* w_row, const void* act, int64_t act_stride,
                            float* out);
 
+// CpuKernels::tile_rows weight rows (row r at w + r * w_stride bytes) against four
+// activation rows (row j at act + j * act_stride): out[r * 4 + j] receives their dot. Each
+// weight block is unpacked once for the four activation rows and each activation block
+// loaded once for the weight rows. Same arithmetic per dot as VecDotFn up to summation order.
+using VecDotTileFn = void (*)(int64_t k, const void* w, int64_t w_stride, const void* act,
+                              int64_t act_stride, float* out);
+
 struct CpuKernels {
   std::string_view isa;  // "generic", "avx2", "avx512vnni"
   // The direct dot for weight dtype `w`, or nullptr when this ISA has none (the backend
@@ -31,6 +38,9 @@ struct CpuKernels {
   VecDotFn (*vec_dot)(DType w);
   // The four-row form for prefill, or nullptr (the backend then calls vec_dot four times).
   VecDot4Fn (*vec_dot4)(DType w);
+  // The tile form for batches of four or more rows, or nullptr (then vec_dot4 is used).
+  VecDotTileFn (*vec_dot_tile)(DType w);
+  int tile_rows = 0;  // weight rows per vec_dot_tile call
   // Quantizes k floats to activation dtype `type` with results identical to QuantizeRow;
   // false when this ISA has no fast path for `type` (the caller then uses QuantizeRow).
   bool (*quantize_act)(DType type, const float* x, void* out, int64_t k);

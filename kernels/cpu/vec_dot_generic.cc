@@ -177,6 +177,7 @@ VecDotFn GenericVecDot(DType w) {
 }
 
 VecDot4Fn GenericVecDot4(DType) { return nullptr; }
+VecDotTileFn GenericVecDotTile(DType) { return nullptr; }
 
 bool GenericQuantizeAct(DType, const float*, void*, int64_t) { return false; }
 
@@ -222,6 +223,7 @@ const CpuKernels& GenericKernels() {
   static const CpuKernels k{.isa = "generic",
                             .vec_dot = GenericVecDot,
                             .vec_dot4 = GenericVecDot4,
+                            .vec_dot_tile = GenericVecDotTile,
                             .quantize_act = GenericQuantizeAct,
                             .dot_f32 = GenericDotF32,
                             .axpy_f32 = GenericAxpy,
