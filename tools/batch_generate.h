@@ -81,7 +81,7 @@ struct BatchGenerateOptions {
   const TensorParallelShard* tensor_parallel = nullptr;
   const StageShard* stage = nullptr;
   ModelGroupLeader* model_group = nullptr;
-  RankRole role;  // with pipeline stages (worker/stage_runner.h)
+  RankRole role = {};  // with pipeline stages (worker/stage_runner.h)
 };
 
 // Runs the batch; returns the exit status above.

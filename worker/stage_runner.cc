@@ -62,11 +62,7 @@ absl::Status StageRunner::Run(const StepWork& work, PagedKvCache& cache,
                               std::optional<PagedKvCache>& host, std::vector<float>* logits,
                               std::vector<float>* hidden) {
   if (!pipelined()) return RunStepWork(work, *model_, cache, host, logits, hidden);
-  StepWork moves;
-  moves.swap_out = work.swap_out;
-  moves.swap_in = work.swap_in;
-  moves.copies = work.copies;
-  RETURN_IF_ERROR(RunStepWork(moves, *model_, cache, host, logits, hidden));
+  RETURN_IF_ERROR(MoveKvBlocks(work, *model_, cache, host));
   if (!work.has_forward()) return absl::OkStatus();
 
   const StageShard& stage = model_->stage();
@@ -91,11 +87,7 @@ absl::Status StageRunner::Run(const StepWork& work, PagedKvCache& cache,
       }
     }
     std::vector<PagedSequence> sequences;
-    for (const StepWork::Sequence& s : part.sequences) {
-      sequences.push_back({s.query_start, s.num_queries, s.context_len, s.block_table});
-    }
-    const PagedBatch batch{part.token_ids, part.positions, sequences, part.logits_rows,
-                           part.hidden_rows};
+    const PagedBatch batch = part.View(sequences);
     StageIo io;
     if (input.has_value()) io.input = input->data;
     io.output = &activations_;

@@ -114,9 +114,17 @@ absl::StatusOr<StepWork> DecodeStepWork(std::span<const std::byte> bytes) {
   return w;
 }
 
-absl::Status RunStepWork(const StepWork& work, LlamaModel& model, PagedKvCache& cache,
-                         std::optional<PagedKvCache>& host, std::vector<float>* logits,
-                         std::vector<float>* hidden) {
+PagedBatch StepWork::View(std::vector<PagedSequence>& storage) const {
+  storage.clear();
+  storage.reserve(sequences.size());
+  for (const Sequence& s : sequences) {
+    storage.push_back({s.query_start, s.num_queries, s.context_len, s.block_table});
+  }
+  return {token_ids, positions, storage, logits_rows, hidden_rows};
+}
+
+absl::Status MoveKvBlocks(const StepWork& work, LlamaModel& model, PagedKvCache& cache,
+                          std::optional<PagedKvCache>& host) {
   Backend& b = *model.backend();
   if (!work.swap_out.empty() || !work.swap_in.empty()) {
     if (!host.has_value()) {
@@ -127,17 +135,17 @@ absl::Status RunStepWork(const StepWork& work, LlamaModel& model, PagedKvCache& 
     RETURN_IF_ERROR(
         b.SwapBlocks(host->pools(), host->layout(), cache.pools(), cache.layout(), work.swap_in));
   }
-  if (!work.copies.empty())
-    RETURN_IF_ERROR(b.CopyBlocks(cache.pools(), cache.layout(), work.copies));
+  if (work.copies.empty()) return absl::OkStatus();
+  return b.CopyBlocks(cache.pools(), cache.layout(), work.copies);
+}
+
+absl::Status RunStepWork(const StepWork& work, LlamaModel& model, PagedKvCache& cache,
+                         std::optional<PagedKvCache>& host, std::vector<float>* logits,
+                         std::vector<float>* hidden) {
+  RETURN_IF_ERROR(MoveKvBlocks(work, model, cache, host));
   if (!work.has_forward()) return absl::OkStatus();
   std::vector<PagedSequence> sequences;
-  sequences.reserve(work.sequences.size());
-  for (const StepWork::Sequence& s : work.sequences) {
-    sequences.push_back({s.query_start, s.num_queries, s.context_len, s.block_table});
-  }
-  const PagedBatch batch{work.token_ids, work.positions, sequences, work.logits_rows,
-                         work.hidden_rows};
-  return model.ForwardPaged(batch, cache, logits, hidden);
+  return model.ForwardPaged(work.View(sequences), cache, logits, hidden);
 }
 
 }  // namespace tessera

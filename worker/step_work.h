@@ -30,15 +30,23 @@ struct StepWork {
   std::vector<int64_t> logits_rows, hidden_rows;
 
   bool has_forward() const { return !token_ids.empty(); }
+  // The forward batch for LlamaModel::ForwardPaged, its sequences written to `storage`;
+  // valid while this StepWork and `storage` are unchanged.
+  PagedBatch View(std::vector<PagedSequence>& storage) const;
 };
 
 std::vector<std::byte> EncodeStepWork(const StepWork& work);
 // INVALID_ARGUMENT when `bytes` is not one whole encoded StepWork.
 [[nodiscard]] absl::StatusOr<StepWork> DecodeStepWork(std::span<const std::byte> bytes);
 
-// Runs `work` on this rank's caches: the block moves, then the forward when it has rows
-// (logits and hidden states as LlamaModel::ForwardPaged returns them). `host` is the swap
-// space; INTERNAL if the work swaps and there is none.
+// The block moves of `work` on this rank's caches: swap out, swap in, then the
+// copy-on-write copies. `host` is the swap space; INTERNAL if the work swaps and there is
+// none.
+[[nodiscard]] absl::Status MoveKvBlocks(const StepWork& work, LlamaModel& model,
+                                        PagedKvCache& cache, std::optional<PagedKvCache>& host);
+
+// Runs `work` on this rank's caches: MoveKvBlocks, then the forward when it has rows
+// (logits and hidden states as LlamaModel::ForwardPaged returns them).
 [[nodiscard]] absl::Status RunStepWork(const StepWork& work, LlamaModel& model, PagedKvCache& cache,
                                        std::optional<PagedKvCache>& host,
                                        std::vector<float>* logits, std::vector<float>* hidden);

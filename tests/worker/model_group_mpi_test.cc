@@ -32,7 +32,7 @@ std::vector<WorkerRequest> Requests() {
   std::vector<WorkerRequest> out;
   for (int i = 0; i < 7; ++i) {
     WorkerRequest r;
-    r.spec.request_id = "r" + std::to_string(i);
+    r.spec.request_id = absl::StrCat("r", i);
     for (int t = 0; t < 5 + 2 * i; ++t) r.spec.prompt_token_ids.push_back((7 * i + 3 * t) % 50);
     r.spec.max_new_tokens = 16;
     if (i % 3 == 1) {  // seeded sampling, two samples sharing the prompt
