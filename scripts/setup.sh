@@ -12,6 +12,7 @@ APT_PACKAGES=(
   libhwy-dev                                    # portable SIMD with run-time dispatch
   libcli11-dev nlohmann-json3-dev libutf8proc-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  openssl                                       # self-signed certificates for the TLS tests
   python3-venv
 )
 

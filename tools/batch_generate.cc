@@ -17,16 +17,16 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/progress_bar.h"
+#include "coordinator/stop_text.h"
 #include "model/llama_model.h"
 #include "nlohmann/json.hpp"
+#include "tokenizer/chat_prompt.h"
 #include "tokenizer/tokenizer.h"
 #include "tools/batch_request.h"
-#include "tools/chat_prompt.h"
 #include "tools/cli_util.h"
 #include "tools/command.h"
 #include "tools/generation_json.h"
 #include "tools/model_session.h"
-#include "tools/stop_text.h"
 #include "worker/batch_runner.h"
 
 namespace tessera {
@@ -93,8 +93,7 @@ std::string OutputLine(const Slot& slot, const RequestOutput& out, int64_t promp
     completion_tokens += static_cast<int64_t>(ids.size());
     json stop_token = nullptr;
     if (c.finish_reason == FinishReason::kStop && !ids.empty() &&
-        std::find(slot.stop_ids.begin(), slot.stop_ids.end(), ids.back()) !=
-            slot.stop_ids.end()) {
+        std::find(slot.stop_ids.begin(), slot.stop_ids.end(), ids.back()) != slot.stop_ids.end()) {
       stop_token = ids.back();
       ids.pop_back();
     }
@@ -133,11 +132,10 @@ std::string OutputLine(const Slot& slot, const RequestOutput& out, int64_t promp
   }
   totals.prompt_tokens += prompt_tokens;
   totals.completion_tokens += completion_tokens;
-  return JsonLine({{"id", slot.id},
-                   {"completions", std::move(completions)},
-                   {"usage",
-                    {{"prompt_tokens", prompt_tokens},
-                     {"completion_tokens", completion_tokens}}}});
+  return JsonLine(
+      {{"id", slot.id},
+       {"completions", std::move(completions)},
+       {"usage", {{"prompt_tokens", prompt_tokens}, {"completion_tokens", completion_tokens}}}});
 }
 
 // The engine's refusal of slot `index`, on its line: the engine's "request <index>: " names
@@ -167,21 +165,6 @@ absl::StatusOr<std::vector<Slot>> ReadInput(const std::string& path) {
   return slots;
 }
 
-SchedulerConfig EngineConfig(const BatchFlags& f, int64_t context_length) {
-  SchedulerConfig s;
-  s.block_size = f.block_size;
-  s.enable_prefix_caching = !f.no_prefix_cache;
-  s.num_host_blocks = f.swap_blocks;
-  s.max_model_len = static_cast<int>(std::min<int64_t>(context_length, 1 << 30));
-  s.max_num_seqs = f.max_num_seqs;
-  s.max_num_batched_tokens = f.max_batched_tokens;
-  s.policy = f.priority_scheduling ? SchedulingPolicy::kPriority : SchedulingPolicy::kFcfs;
-  if (f.kv_cache_tokens > 0) {
-    s.num_blocks = static_cast<int>((f.kv_cache_tokens + f.block_size - 1) / f.block_size);
-  }
-  return s;
-}
-
 }  // namespace
 
 void AddBatchFlags(CLI::App* app, BatchFlags* f) {
@@ -190,45 +173,10 @@ void AddBatchFlags(CLI::App* app, BatchFlags* f) {
       "Batch mode: a JSON-lines file of requests, run together through the engine's "
       "scheduler (see tools/batch_generate.h for the line format); decoding flags are "
       "the defaults each line may override. Exit 1 if any line fails");
-  CLI::Option* in = f->input_option;
   app->add_option("--output", f->output,
                   "Batch mode: JSON-lines results file, in input order (default: stdout)")
-      ->needs(in);
-  app->add_option("--max-num-seqs", f->max_num_seqs, "Batch mode: sequences per step")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber)
-      ->needs(in);
-  app->add_option("--max-batched-tokens", f->max_batched_tokens,
-                  "Batch mode: tokens per step (at least --max-num-seqs)")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber)
-      ->needs(in);
-  CLI::Option* mb = app->add_option("--kv-cache-mb", f->kv_cache_mb,
-                                    "Batch mode: KV cache size in MiB")
-                        ->capture_default_str()
-                        ->check(CLI::PositiveNumber)
-                        ->needs(in);
-  app->add_option("--kv-cache-tokens", f->kv_cache_tokens,
-                  "Batch mode: KV cache size in tokens (instead of --kv-cache-mb)")
-      ->check(CLI::PositiveNumber)
-      ->excludes(mb)
-      ->needs(in);
-  app->add_option("--block-size", f->block_size, "Batch mode: tokens per KV block")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber)
-      ->needs(in);
-  app->add_option("--swap-blocks", f->swap_blocks,
-                  "Batch mode: host-memory KV blocks that preempted sequences swap to instead "
-                  "of being recomputed (0: recompute)")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber)
-      ->needs(in);
-  app->add_flag("--no-prefix-cache", f->no_prefix_cache,
-                "Batch mode: do not share the KV blocks of common prompt prefixes")
-      ->needs(in);
-  app->add_flag("--priority-scheduling", f->priority_scheduling,
-                "Batch mode: schedule by each line's \"priority\" (lower first), then order")
-      ->needs(in);
+      ->needs(f->input_option);
+  AddEngineFlags(app, f, f->input_option);
 }
 
 int RunBatchGenerate(const BatchGenerateOptions& o) {
@@ -250,19 +198,21 @@ int RunBatchGenerate(const BatchGenerateOptions& o) {
     out = out_file.get();
   }
   ModelSession session;
-  if (int code = OpenModelSession(
-          kName,
-          {.model = o.model, .backend = o.backend, .threads = o.threads,
-           .deterministic = o.deterministic, .tensor_parallel = o.tensor_parallel,
-           .stage = o.stage},
-          &session);
+  if (int code = OpenModelSession(kName,
+                                  {.model = o.model,
+                                   .backend = o.backend,
+                                   .threads = o.threads,
+                                   .deterministic = o.deterministic,
+                                   .tensor_parallel = o.tensor_parallel,
+                                   .stage = o.stage},
+                                  &session);
       code != kExitOk) {
     return code;
   }
   const int64_t context = session.model->config().max_position_embeddings;
 
   BatchRunnerOptions ro;
-  ro.scheduler = EngineConfig(f, context);
+  ro.scheduler = EngineSchedulerConfig(f, context);
   ro.kv_cache_bytes = f.kv_cache_mb * (int64_t{1} << 20);
   ro.default_seed = std::random_device{}();
   ro.model_group = o.model_group;
@@ -329,8 +279,8 @@ int RunBatchGenerate(const BatchGenerateOptions& o) {
       auto finished = (*runner)->Step(absl::Now());
       // An empty step may follow a preemption; two in a row mean no progress is possible
       // (admission should make that unreachable), so never spin.
-      const bool idle = finished.ok() && finished->empty() &&
-                        (*runner)->stats().steps == steps_before;
+      const bool idle =
+          finished.ok() && finished->empty() && (*runner)->stats().steps == steps_before;
       idle_steps = idle ? idle_steps + 1 : 0;
       if (idle_steps >= 2) {
         finished = absl::InternalError("the engine could not schedule the remaining requests");

@@ -12,7 +12,8 @@
 //   frequency_penalty, presence_penalty, no_repeat_ngram_size, min_new_tokens, seed,
 //   logit_bias, bad_words_ids, stop_token_ids, num_beams, num_beam_groups,
 //   diversity_penalty, length_penalty, early_stopping, penalty_alpha, ...), "n" (or
-//   "num_return_sequences") for parallel sampling or the beams returned, and "priority" (lower is more urgent; read with --priority-scheduling).
+//   "num_return_sequences") for parallel sampling or the beams returned, and "priority" (lower is
+//   more urgent; read with --priority-scheduling).
 // The decoding flags of the command line (decoding_flags.h) are the defaults every line
 // starts from; a setting on a line overrides them for that line only. max_new_tokens is the
 // line's max_new_tokens / max_length, else the flags' (default 128), capped by the model's
@@ -42,23 +43,16 @@
 
 #include "CLI/CLI.hpp"
 #include "model/llama_model.h"
-#include "worker/model_group.h"
 #include "tools/decoding_flags.h"
+#include "tools/engine_flags.h"
+#include "worker/model_group.h"
 
 namespace tessera {
 
 // The flags only batch mode reads; each needs --input.
-struct BatchFlags {
+struct BatchFlags : EngineFlags {
   std::string input;
   std::string output;  // empty: stdout
-  int max_num_seqs = 64;
-  int max_batched_tokens = 2048;
-  int64_t kv_cache_mb = 512;  // ignored when kv_cache_tokens is given
-  int64_t kv_cache_tokens = 0;
-  int block_size = 16;
-  int swap_blocks = 0;  // host blocks for swapping preempted sequences (0: recompute)
-  bool no_prefix_cache = false;
-  bool priority_scheduling = false;
 
   CLI::Option* input_option = nullptr;
 };

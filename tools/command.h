@@ -23,5 +23,6 @@ Command AddGenerateCommand(CLI::App& root);
 Command AddTokenizeCommand(CLI::App& root);
 Command AddDetokenizeCommand(CLI::App& root);
 Command AddInspectCommand(CLI::App& root);
+Command AddServeCommand(CLI::App& root);
 
 }  // namespace tessera

@@ -22,7 +22,7 @@
 #include "tokenizer/incremental_detokenizer.h"
 #include "tokenizer/tokenizer.h"
 #include "tools/batch_generate.h"
-#include "tools/chat_prompt.h"
+#include "tokenizer/chat_prompt.h"
 #include "tools/cli_util.h"
 #include "tools/command.h"
 #include "tools/decoding_flags.h"

@@ -10,7 +10,7 @@
 #include "tools/cli_util.h"
 #include "tools/command.h"
 #include "tools/generation_json.h"
-#include "tools/stop_text.h"
+#include "coordinator/stop_text.h"
 #include "worker/batch_runner.h"
 
 namespace tessera {

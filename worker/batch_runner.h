@@ -122,6 +122,9 @@ class BatchRunner {
   const KvCapacity& capacity() const { return capacity_; }
   const PagedKvCache& kv_cache() const { return cache_; }
   const BatchRunnerStats& stats() const { return stats_; }
+  // The draws (logprobs) of a live sequence's generated tokens so far, for requests that
+  // asked for logprobs; empty otherwise.
+  std::span<const SampleResult> DrawnLogprobs(SequenceId seq) const;
   BatchRunner(const BatchRunner&) = delete;
   BatchRunner& operator=(const BatchRunner&) = delete;
   // The startup line: KV blocks, bytes per block, tokens that fit, bytes allocated.

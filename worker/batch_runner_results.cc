@@ -136,6 +136,12 @@ void BatchRunner::RecordLogprobs(const StepPlan& plan,
   }
 }
 
+std::span<const SampleResult> BatchRunner::DrawnLogprobs(SequenceId seq) const {
+  auto it = logprobs_.find(seq);
+  if (it == logprobs_.end()) return {};
+  return it->second;
+}
+
 void BatchRunner::AttachLogprobs(RequestOutput& out) {
   for (RequestOutput::Completion& c : out.completions) {
     auto it = logprobs_.find(c.seq_id);

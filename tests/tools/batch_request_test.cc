@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tools/chat_prompt.h"
+#include "tokenizer/chat_prompt.h"
 #include "tools/cli_util.h"
 
 namespace tessera {
@@ -117,7 +117,7 @@ TEST_F(BatchRequestTest, BadLinesNameTheField) {
       {R"({"prompt": "a", "id": [1]})", "'id'"},
       {R"({"prompt": "a", "logprobs": 21})", "'logprobs'"},
       {R"({"prompt": "a", "max_length": 1})", "'max_length' (1)"},
-      {R"({"prompt": ""})", "no tokens"},
+      {R"({"prompt": ""})", "is empty"},
   };
   for (const Case& c : cases) {
     auto r = ParseBatchLine(c.line, 9, context_);

@@ -1,4 +1,4 @@
-#include "tools/chat_prompt.h"
+#include "tokenizer/chat_prompt.h"
 
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"

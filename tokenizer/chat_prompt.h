@@ -1,5 +1,5 @@
-// Prompt token ids for `tessera generate`: plain text, or a conversation through a chat
-// template. A conversation is encoded piece by piece (ChatTemplate::ApplySegments): the
+// Prompt token ids for a conversation through a chat template (the CLI and the gRPC
+// coordinator share it). A conversation is encoded piece by piece (ChatTemplate::ApplySegments): the
 // template's markup with special-token parsing, so "<|im_start|>" becomes its control
 // token, and every message's content without it, so that text such as "<|im_end|>" typed
 // by a user stays plain text and cannot end the turn or open a new one.

@@ -1,4 +1,4 @@
-#include "tools/stop_text.h"
+#include "coordinator/stop_text.h"
 
 #include <utility>
 

@@ -1,7 +1,7 @@
 // EncodeChat on the default model's tokenizer and chat template: an ordinary conversation
 // gives the same ids as encoding the whole formatted prompt (as before), while control-token
 // text inside a message stays plain text instead of becoming <|im_end|> / <|im_start|>.
-#include "tools/chat_prompt.h"
+#include "tokenizer/chat_prompt.h"
 
 #include <algorithm>
 #include <memory>

@@ -1,0 +1,118 @@
+#include "coordinator/server.h"
+
+#include <fstream>
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+
+namespace tessera {
+namespace {
+
+absl::StatusOr<std::string> ReadPem(const std::string& path, const char* flag) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrFormat("%s: cannot read %s", flag, path));
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+int Millis(absl::Duration d) { return static_cast<int>(absl::ToInt64Milliseconds(d)); }
+
+}  // namespace
+
+CoordinatorServer::CoordinatorServer(ModelRegistry* registry, CoordinatorServerOptions options)
+    : registry_(registry), options_(std::move(options)) {}
+
+absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
+    ModelRegistry* registry, CoordinatorServerOptions options) {
+  if (options.port < 0 || options.port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("port must be in [0, 65535] (is %d)", options.port));
+  }
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    return absl::InvalidArgumentError("TLS needs both a certificate and a key file");
+  }
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (!options.tls_cert_file.empty()) {
+    grpc::SslServerCredentialsOptions ssl;
+    grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+    auto key = ReadPem(options.tls_key_file, "TLS key");
+    if (!key.ok()) return key.status();
+    auto cert = ReadPem(options.tls_cert_file, "TLS certificate");
+    if (!cert.ok()) return cert.status();
+    pair.private_key = *std::move(key);
+    pair.cert_chain = *std::move(cert);
+    ssl.pem_key_cert_pairs.push_back(std::move(pair));
+    credentials = grpc::SslServerCredentials(ssl);
+  }
+
+  std::unique_ptr<CoordinatorServer> server(new CoordinatorServer(registry, options));
+  server->inference_ = std::make_unique<InferenceService>(
+      registry, InferenceServiceOptions{.auth_token = options.auth_token});
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  const std::string address = absl::StrCat(options.host, ":", options.port);
+  builder.AddListeningPort(address, credentials, &server->port_);
+  builder.RegisterService(server->inference_.get());
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  builder.SetMaxSendMessageSize(options.max_message_bytes);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, Millis(options.keepalive_time));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, Millis(options.keepalive_timeout));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // Clients may ping as often as every 10 s without being told to go away.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || server->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", address));
+  }
+  server->UpdateHealth();
+  server->health_thread_ = std::thread([raw = server.get()] {
+    while (!raw->stop_.WaitForNotificationWithTimeout(raw->options_.health_poll)) {
+      raw->UpdateHealth();
+    }
+  });
+  return server;
+}
+
+CoordinatorServer::~CoordinatorServer() { Shutdown(absl::ZeroDuration()); }
+
+void CoordinatorServer::UpdateHealth() {
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  if (health == nullptr) return;
+  bool any = false;
+  for (const ServedModel* model : registry_->models()) {
+    const bool ready = model->ReadyReplicas() > 0;
+    health->SetServingStatus(model->name(), ready);
+    any = any || ready;
+  }
+  health->SetServingStatus("", any);
+  health->SetServingStatus("tessera.v1.Inference", any);
+}
+
+void CoordinatorServer::Shutdown(absl::Duration grace) {
+  {
+    absl::MutexLock lock(&shutdown_mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+  }
+  stop_.Notify();
+  if (health_thread_.joinable()) health_thread_.join();
+  if (server_ != nullptr) {
+    if (grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService()) {
+      health->Shutdown();  // every status NOT_SERVING
+    }
+    server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  }
+}
+
+void CoordinatorServer::Wait() {
+  if (server_ != nullptr) server_->Wait();
+}
+
+}  // namespace tessera

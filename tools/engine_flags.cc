@@ -1,0 +1,54 @@
+#include "tools/engine_flags.h"
+
+#include <algorithm>
+
+namespace tessera {
+
+void AddEngineFlags(CLI::App* app, EngineFlags* f, CLI::Option* needs) {
+  const auto need = [needs](CLI::Option* option) {
+    return needs == nullptr ? option : option->needs(needs);
+  };
+  need(app->add_option("--max-num-seqs", f->max_num_seqs, "sequences per step")
+           ->capture_default_str()
+           ->check(CLI::PositiveNumber));
+  need(app->add_option("--max-batched-tokens", f->max_batched_tokens,
+                       "tokens per step (at least --max-num-seqs)")
+           ->capture_default_str()
+           ->check(CLI::PositiveNumber));
+  CLI::Option* mb = need(app->add_option("--kv-cache-mb", f->kv_cache_mb, "KV cache size in MiB")
+                             ->capture_default_str()
+                             ->check(CLI::PositiveNumber));
+  need(app->add_option("--kv-cache-tokens", f->kv_cache_tokens,
+                       "KV cache size in tokens (instead of --kv-cache-mb)")
+           ->check(CLI::PositiveNumber)
+           ->excludes(mb));
+  need(app->add_option("--block-size", f->block_size, "tokens per KV block")
+           ->capture_default_str()
+           ->check(CLI::PositiveNumber));
+  need(app->add_option("--swap-blocks", f->swap_blocks,
+                       "host-memory KV blocks that preempted sequences swap to instead "
+                       "of being recomputed (0: recompute)")
+           ->capture_default_str()
+           ->check(CLI::NonNegativeNumber));
+  need(app->add_flag("--no-prefix-cache", f->no_prefix_cache,
+                     "do not share the KV blocks of common prompt prefixes"));
+  need(app->add_flag("--priority-scheduling", f->priority_scheduling,
+                     "schedule by each request's priority (lower first), then arrival"));
+}
+
+SchedulerConfig EngineSchedulerConfig(const EngineFlags& f, int64_t context_length) {
+  SchedulerConfig s;
+  s.block_size = f.block_size;
+  s.enable_prefix_caching = !f.no_prefix_cache;
+  s.num_host_blocks = f.swap_blocks;
+  s.max_model_len = static_cast<int>(std::min<int64_t>(context_length, 1 << 30));
+  s.max_num_seqs = f.max_num_seqs;
+  s.max_num_batched_tokens = f.max_batched_tokens;
+  s.policy = f.priority_scheduling ? SchedulingPolicy::kPriority : SchedulingPolicy::kFcfs;
+  if (f.kv_cache_tokens > 0) {
+    s.num_blocks = static_cast<int>((f.kv_cache_tokens + f.block_size - 1) / f.block_size);
+  }
+  return s;
+}
+
+}  // namespace tessera

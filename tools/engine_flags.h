@@ -1,0 +1,30 @@
+// The engine's flags (scheduler limits, KV cache size, prefix cache, policy), shared by
+// `tessera generate --input`, `tessera serve` and tessera-worker.
+#pragma once
+
+#include <cstdint>
+
+#include "CLI/CLI.hpp"
+#include "engine/scheduler.h"
+
+namespace tessera {
+
+struct EngineFlags {
+  int max_num_seqs = 64;
+  int max_batched_tokens = 2048;
+  int64_t kv_cache_mb = 512;  // ignored when kv_cache_tokens is given
+  int64_t kv_cache_tokens = 0;
+  int block_size = 16;
+  int swap_blocks = 0;  // host blocks for swapping preempted sequences (0: recompute)
+  bool no_prefix_cache = false;
+  bool priority_scheduling = false;
+};
+
+// Registers the flags on `app`; `flags` must outlive it. With `needs`, each flag requires
+// that option (batch mode's --input).
+void AddEngineFlags(CLI::App* app, EngineFlags* flags, CLI::Option* needs = nullptr);
+
+// The scheduler settings the flags give, for a model of `context_length` tokens.
+SchedulerConfig EngineSchedulerConfig(const EngineFlags& flags, int64_t context_length);
+
+}  // namespace tessera

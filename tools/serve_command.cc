@@ -1,0 +1,214 @@
+// `tessera serve`: the embedded mode of DESIGN.md §1. One process runs the coordinator's
+// gRPC server and a one-rank replica of the model (worker/engine_loop.h), with no MPI.
+// SIGINT / SIGTERM drain it: no new requests are admitted, those in flight finish (up to
+// --drain-timeout), then the server stops.
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+#include "coordinator/model_registry.h"
+#include "coordinator/server.h"
+#include "tokenizer/chat_prompt.h"
+#include "tools/cli_util.h"
+#include "tools/command.h"
+#include "tools/decoding_flags.h"
+#include "tools/engine_flags.h"
+#include "tools/model_session.h"
+#include "worker/batch_runner.h"
+#include "worker/engine_loop.h"
+
+namespace tessera {
+namespace {
+
+constexpr std::string_view kName = "serve";
+
+struct ServeOptions {
+  std::string model = "default";
+  std::string served_model_name;
+  std::string backend = "cpu";
+  int threads = 0;
+  bool deterministic = false;
+  std::string chat_template_file;
+  std::string host = "0.0.0.0";
+  int port = 50051;
+  std::string port_file;
+  std::string auth_token_file;
+  std::string tls_cert;
+  std::string tls_key;
+  int64_t default_max_new_tokens = kDefaultMaxNewTokens;
+  double drain_timeout_s = 30.0;
+  EngineFlags engine;
+};
+
+// The name clients use: the flag, else "default" for the default model, else the file's
+// name without its directory and ".gguf".
+std::string ServedName(const ServeOptions& o) {
+  if (!o.served_model_name.empty()) return o.served_model_name;
+  std::string name = o.model;
+  if (size_t slash = name.find_last_of('/'); slash != std::string::npos) {
+    name = name.substr(slash + 1);
+  }
+  absl::string_view stem(name);
+  absl::ConsumeSuffix(&stem, ".gguf");
+  return std::string(stem);
+}
+
+absl::StatusOr<std::string> ReadToken(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("--auth-token-file: cannot read ", path));
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  std::string token(absl::StripAsciiWhitespace(buffer.str()));
+  if (token.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("--auth-token-file: ", path, " is empty"));
+  }
+  return token;
+}
+
+int RunServe(const ServeOptions& o) {
+  // Signals are taken by sigwait below; block them before any thread starts so that every
+  // thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  CoordinatorServerOptions server_options;
+  server_options.host = o.host;
+  server_options.port = o.port;
+  server_options.tls_cert_file = o.tls_cert;
+  server_options.tls_key_file = o.tls_key;
+  if (!o.auth_token_file.empty()) {
+    auto token = ReadToken(o.auth_token_file);
+    if (!token.ok()) return Fail(kName, std::string(token.status().message()), kExitUsage);
+    server_options.auth_token = *std::move(token);
+  }
+
+  ModelSession session;
+  if (int code = OpenModelSession(kName,
+                                  {.model = o.model,
+                                   .backend = o.backend,
+                                   .threads = o.threads,
+                                   .deterministic = o.deterministic},
+                                  &session);
+      code != kExitOk) {
+    return code;
+  }
+  const int64_t context = session.model->config().max_position_embeddings;
+
+  ServedModelSpec spec;
+  spec.name = ServedName(o);
+  spec.config = session.model->config();
+  spec.context_length = context;
+  spec.default_max_new_tokens = o.default_max_new_tokens;
+  auto chat_template = LoadChatTemplate(o.chat_template_file, *session.store->gguf());
+  if (chat_template.ok()) {
+    spec.chat_template = std::make_shared<const ChatTemplate>(*std::move(chat_template));
+  } else if (!o.chat_template_file.empty()) {
+    return FailStatus(kName, chat_template.status());
+  } else {
+    spec.chat_template_error = std::string(chat_template.status().message());
+  }
+  std::shared_ptr<const Tokenizer> tokenizer(std::move(session.tokenizer));
+  spec.tokenizer = tokenizer;
+
+  BatchRunnerOptions runner_options;
+  runner_options.scheduler = EngineSchedulerConfig(o.engine, context);
+  runner_options.kv_cache_bytes = o.engine.kv_cache_mb * (int64_t{1} << 20);
+  runner_options.default_seed = std::random_device{}();
+  auto runner = BatchRunner::Create(session.model.get(), runner_options);
+  if (!runner.ok()) return FailStatus(kName, runner.status());
+  std::fprintf(stderr, "%s\n", (*runner)->StartupReport().c_str());
+  auto engine = EngineLoop::Start(*std::move(runner), tokenizer.get());
+  if (!engine.ok()) return FailStatus(kName, engine.status());
+  std::shared_ptr<EngineLoop> replica(*std::move(engine));
+
+  ModelRegistry registry;
+  auto model = registry.Add(std::move(spec));
+  if (!model.ok()) return FailStatus(kName, model.status());
+  (*model)->AddReplica(replica);
+
+  auto server = CoordinatorServer::Start(&registry, server_options);
+  if (!server.ok()) {
+    const int code = server.status().code() == absl::StatusCode::kUnavailable
+                         ? kExitFailure
+                         : ExitCodeFor(server.status());
+    return Fail(kName, std::string(server.status().message()), code);
+  }
+  std::fprintf(stderr, "tessera serve: model '%s' listening on %s:%d%s%s\n",
+               (*model)->name().c_str(), o.host.c_str(), (*server)->port(),
+               o.tls_cert.empty() ? "" : " (TLS)",
+               server_options.auth_token.empty() ? "" : " (bearer token required)");
+  if (!o.port_file.empty()) {
+    std::ofstream out(o.port_file);
+    out << (*server)->port() << "\n";
+  }
+
+  int signal = 0;
+  sigwait(&signals, &signal);
+  std::fprintf(stderr, "tessera serve: %s, draining\n", signal == SIGINT ? "SIGINT" : "SIGTERM");
+  const absl::Duration grace = absl::Seconds(o.drain_timeout_s);
+  replica->Drain();
+  (*server)->UpdateHealth();
+  const bool idle = replica->WaitIdle(grace);
+  (*server)->Shutdown(idle ? absl::Seconds(1) : absl::ZeroDuration());
+  std::fprintf(stderr, "tessera serve: %s\n",
+               idle ? "drained, stopped" : "drain timed out; requests still running were ended");
+  return kExitOk;
+}
+
+}  // namespace
+
+Command AddServeCommand(CLI::App& root) {
+  auto o = std::make_shared<ServeOptions>();
+  CLI::App* app = root.add_subcommand(
+      "serve",
+      "Serve a model over gRPC (tessera.v1.Inference, health, reflection): the coordinator "
+      "and a one-rank worker in this process");
+  app->add_option("--model", o->model, "GGUF model file, or 'default'")->capture_default_str();
+  app->add_option("--served-model-name", o->served_model_name,
+                  "Name clients use in 'model' (default: 'default' or the file's stem)");
+  app->add_option("--host", o->host, "Address to listen on")->capture_default_str();
+  app->add_option("--port", o->port, "Port to listen on (0: any free port)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
+  app->add_option("--port-file", o->port_file, "Write the bound port to this file once serving");
+  app->add_option("--auth-token-file", o->auth_token_file,
+                  "File holding a bearer token every call must send as "
+                  "'authorization: Bearer <token>'");
+  CLI::Option* cert = app->add_option("--tls-cert", o->tls_cert, "PEM certificate chain (TLS)");
+  CLI::Option* key = app->add_option("--tls-key", o->tls_key, "PEM private key (TLS)");
+  cert->needs(key);
+  key->needs(cert);
+  app->add_option("--default-max-new-tokens", o->default_max_new_tokens,
+                  "max_new_tokens of a request that sets no length")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app->add_option("--drain-timeout", o->drain_timeout_s,
+                  "Seconds SIGTERM waits for requests in flight before stopping")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app->add_option("--chat-template", o->chat_template_file,
+                  "File with a chat format name or a Jinja chat template (default: the "
+                  "model's own)");
+  app->add_flag("--deterministic", o->deterministic,
+                "Batch-invariant kernels: a request's tokens do not depend on what it is "
+                "batched with");
+  app->add_option("--threads", o->threads, "CPU threads (0 = all)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app->add_option("--backend", o->backend, "Kernel backend: cpu or cpu-reference")
+      ->capture_default_str();
+  AddEngineFlags(app, &o->engine);
+  return {app, [o] { return RunServe(*o); }};
+}
+
+}  // namespace tessera
