@@ -78,13 +78,16 @@ void Merge(v1::GenerateResponse& into, v1::GenerateResponse next) {
 // the lock, always reach a live reactor.
 class GenerateCall final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
-  explicit GenerateCall(const Admitted& admitted)
-      : replica_(admitted.replica),
+  GenerateCall(const Admitted& admitted, std::atomic<int>* in_flight)
+      : in_flight_(in_flight),
+        replica_(admitted.replica),
         replica_id_(admitted.request.spec.request_id),
         state_(std::make_shared<State>(
             this, CompletionStream(admitted.model->spec().tokenizer.get(), admitted.client_id,
                                    static_cast<int>(admitted.request.spec.prompt_token_ids.size()),
-                                   admitted.request.stop_ids, admitted.request.stop_strings))) {}
+                                   admitted.request.stop_ids, admitted.request.stop_strings))) {
+    ++*in_flight_;
+  }
 
   void Begin(TokenRequest request) {
     replica_->Submit(std::move(request),
@@ -102,7 +105,10 @@ class GenerateCall final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     replica_->Cancel(replica_id_);
     Act(*state_, [](State& s) { s.cancelled = true; });
   }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    --*in_flight_;
+    delete this;
+  }
 
  private:
   struct State {
@@ -174,6 +180,7 @@ class GenerateCall final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     if (action == kFinish) s.call->Finish(status);
   }
 
+  std::atomic<int>* in_flight_;  // the service's count of calls not done
   std::shared_ptr<Replica> replica_;
   std::string replica_id_;
   std::shared_ptr<State> state_;
@@ -182,14 +189,17 @@ class GenerateCall final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
 // Complete: the same events, gathered into one response; the same lifetime rules.
 class CompleteCall final : public grpc::ServerUnaryReactor {
  public:
-  CompleteCall(const Admitted& admitted, grpc::ByteBuffer* response)
-      : replica_(admitted.replica),
+  CompleteCall(const Admitted& admitted, grpc::ByteBuffer* response, std::atomic<int>* in_flight)
+      : in_flight_(in_flight),
+        replica_(admitted.replica),
         replica_id_(admitted.request.spec.request_id),
         state_(std::make_shared<State>(
             this, response, admitted.model->name(),
             CompletionStream(admitted.model->spec().tokenizer.get(), admitted.client_id,
                              static_cast<int>(admitted.request.spec.prompt_token_ids.size()),
-                             admitted.request.stop_ids, admitted.request.stop_strings))) {}
+                             admitted.request.stop_ids, admitted.request.stop_strings))) {
+    ++*in_flight_;
+  }
 
   void Begin(TokenRequest request) {
     replica_->Submit(std::move(request), [state = state_, replica = replica_,
@@ -220,7 +230,10 @@ class CompleteCall final : public grpc::ServerUnaryReactor {
     }
     Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the call"));
   }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    --*in_flight_;
+    delete this;
+  }
 
  private:
   struct State {
@@ -234,6 +247,7 @@ class CompleteCall final : public grpc::ServerUnaryReactor {
     bool finished ABSL_GUARDED_BY(mu) = false;
   };
 
+  std::atomic<int>* in_flight_;  // the service's count of calls not done
   std::shared_ptr<Replica> replica_;
   std::string replica_id_;
   std::shared_ptr<State> state_;
@@ -285,7 +299,7 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* InferenceService::Generate(
     return new Refusal(status);
   }
   TokenRequest token_request = admitted->request;
-  auto* call = new GenerateCall(*admitted);
+  auto* call = new GenerateCall(*admitted, &calls_in_flight_);
   call->Begin(std::move(token_request));
   return call;
 }
@@ -303,7 +317,7 @@ grpc::ServerUnaryReactor* InferenceService::Complete(grpc::CallbackServerContext
   absl::StatusOr<Admitted> admitted = Admit(*registry_, request, *context, next_request_++);
   if (!admitted.ok()) return Respond(context, ToGrpcStatus(admitted.status()));
   TokenRequest token_request = admitted->request;
-  auto* call = new CompleteCall(*admitted, response);
+  auto* call = new CompleteCall(*admitted, response, &calls_in_flight_);
   call->Begin(std::move(token_request));
   return call;
 }

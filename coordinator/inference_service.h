@@ -55,10 +55,14 @@ class InferenceService final : public InferenceServiceBase {
                                          const tessera::v1::GetModelInfoRequest* request,
                                          tessera::v1::ModelInfo* response) override;
 
+  // Generate and Complete calls not yet done.
+  int calls_in_flight() const { return calls_in_flight_.load(); }
+
  private:
   ModelRegistry* registry_;
   InferenceServiceOptions options_;
   std::atomic<int64_t> next_request_ = 0;
+  std::atomic<int> calls_in_flight_ = 0;
 };
 
 }  // namespace tessera

@@ -31,6 +31,10 @@ struct ServedModelSpec {
   GenerationConfig defaults;                          // the model's generation_config
   int64_t context_length = 0;                         // prompt + generated tokens, at most
   int64_t default_max_new_tokens = 0;  // when a request sets none; 0: the rest of the context
+  // For the shard planner that answers registering leaders: the weights' quantization
+  // block (FFN splits fall on it) and their average bytes per element.
+  int64_t ffn_alignment = 32;
+  double bytes_per_weight = 4.0;
 };
 
 class ServedModel {

@@ -59,7 +59,12 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   grpc::ServerBuilder builder;
   const std::string address = absl::StrCat(options.host, ":", options.port);
   builder.AddListeningPort(address, credentials, &server->port_);
+  server->cluster_ = std::make_unique<ClusterService>(
+      registry, ClusterServiceOptions{.auth_token = options.auth_token,
+                                      .heartbeat_interval = options.heartbeat_interval,
+                                      .heartbeat_timeout = options.heartbeat_timeout});
   builder.RegisterService(server->inference_.get());
+  builder.RegisterService(server->cluster_.get());
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, Millis(options.keepalive_time));
@@ -107,7 +112,15 @@ void CoordinatorServer::Shutdown(absl::Duration grace) {
     if (grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService()) {
       health->Shutdown();  // every status NOT_SERVING
     }
-    server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+    // The server stops taking calls now and waits for those in flight, leader streams
+    // included: those end once the requests they serve are done (or at the deadline).
+    const absl::Time deadline = absl::Now() + grace;
+    std::thread stopper([&] { server_->Shutdown(absl::ToChronoTime(deadline)); });
+    while (inference_->calls_in_flight() > 0 && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    cluster_->CloseAll("the coordinator is shutting down");
+    stopper.join();
   }
 }
 

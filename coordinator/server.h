@@ -1,4 +1,5 @@
-// The coordinator's gRPC server: tessera.v1.Inference, grpc.health.v1 (one service name per
+// The coordinator's gRPC server: tessera.v1.Inference, tessera.cluster.v1.Cluster (replica
+// leaders dial in), grpc.health.v1 (one service name per
 // model, SERVING while it has a ready replica; "" while any model has one), server
 // reflection, keepalive and message-size limits, optional TLS and bearer token.
 //
@@ -14,6 +15,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "coordinator/cluster_service.h"
 #include "coordinator/inference_service.h"
 #include "coordinator/model_registry.h"
 #include "grpcpp/grpcpp.h"
@@ -31,6 +33,9 @@ struct CoordinatorServerOptions {
   absl::Duration keepalive_time = absl::Seconds(30);
   absl::Duration keepalive_timeout = absl::Seconds(10);
   absl::Duration health_poll = absl::Milliseconds(200);
+  // Leaders send a heartbeat this often; one silent for heartbeat_timeout is lost.
+  absl::Duration heartbeat_interval = absl::Seconds(1);
+  absl::Duration heartbeat_timeout = absl::Seconds(10);
 };
 
 class CoordinatorServer {
@@ -60,6 +65,7 @@ class CoordinatorServer {
   ModelRegistry* registry_;
   CoordinatorServerOptions options_;
   std::unique_ptr<InferenceService> inference_;
+  std::unique_ptr<ClusterService> cluster_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   absl::Notification stop_;

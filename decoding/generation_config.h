@@ -115,6 +115,11 @@ struct GenerationConfig {
                                                                         std::string_view source,
                                                                         GenerationConfig base = {});
 
+// Every field of `config` under the names GenerationConfigFromJson reads, so that
+// GenerationConfigFromJson(GenerationConfigToJson(c), ...) == c (how a request's settings
+// travel from the coordinator to a replica's leader).
+nlohmann::json GenerationConfigToJson(const GenerationConfig& config);
+
 // Same from a file. NOT_FOUND if it cannot be opened, INVALID_ARGUMENT if it is not JSON.
 [[nodiscard]] absl::StatusOr<GenerationConfig> GenerationConfigFromJsonFile(
     const std::string& path, GenerationConfig base = {});

@@ -269,6 +269,48 @@ absl::StatusOr<GenerationConfig> GenerationConfigFromJson(const json& j, std::st
   return c;
 }
 
+json GenerationConfigToJson(const GenerationConfig& c) {
+  json j = json::object();
+  j["do_sample"] = c.do_sample;
+  j["num_beams"] = c.num_beams;
+  j["num_beam_groups"] = c.num_beam_groups;
+  j["diversity_penalty"] = c.diversity_penalty;
+  j["penalty_alpha"] = c.penalty_alpha;
+  j["length_penalty"] = c.length_penalty;
+  j["early_stopping"] = c.early_stopping == EarlyStopping::kNever
+                            ? json("never")
+                            : json(c.early_stopping == EarlyStopping::kTrue);
+  j["num_return_sequences"] = c.num_return_sequences;
+  if (c.best_of) j["best_of"] = *c.best_of;
+  if (c.max_new_tokens) j["max_new_tokens"] = *c.max_new_tokens;
+  if (c.max_length) j["max_length"] = *c.max_length;
+  j["min_new_tokens"] = c.min_new_tokens;
+  j["repetition_penalty"] = c.repetition_penalty;
+  j["frequency_penalty"] = c.frequency_penalty;
+  j["presence_penalty"] = c.presence_penalty;
+  j["no_repeat_ngram_size"] = c.no_repeat_ngram_size;
+  json bias = json::object();
+  for (const auto& [id, value] : c.logit_bias) bias[std::to_string(id)] = value;
+  j["logit_bias"] = std::move(bias);
+  json sequence_bias = json::array();
+  for (const SequenceBias& b : c.sequence_bias) sequence_bias.push_back({b.ids, b.bias});
+  j["sequence_bias"] = std::move(sequence_bias);
+  j["bad_words_ids"] = c.bad_words_ids;
+  j["temperature"] = c.temperature;
+  j["top_k"] = c.top_k;
+  j["top_p"] = c.top_p;
+  j["min_p"] = c.min_p;
+  j["typical_p"] = c.typical_p;
+  j["eos_token_id"] = c.eos_token_ids;
+  j["stop_token_ids"] = c.stop_token_ids;
+  if (c.pad_token_id) j["pad_token_id"] = *c.pad_token_id;
+  j["stop_strings"] = c.stop_strings;
+  if (c.max_time) j["max_time"] = *c.max_time;
+  if (c.seed) j["seed"] = *c.seed;
+  if (c.logprobs) j["logprobs"] = *c.logprobs;
+  return j;
+}
+
 absl::StatusOr<GenerationConfig> GenerationConfigFromJsonFile(const std::string& path,
                                                               GenerationConfig base) {
   std::ifstream in(path);

@@ -167,7 +167,7 @@ absl::StatusOr<std::vector<Slot>> ReadInput(const std::string& path) {
 
 }  // namespace
 
-void AddBatchFlags(CLI::App* app, BatchFlags* f) {
+void AddBatchFlags(CLI::App* app, BatchFlags* f, bool engine_flags_need_input) {
   f->input_option = app->add_option(
       "--input", f->input,
       "Batch mode: a JSON-lines file of requests, run together through the engine's "
@@ -176,7 +176,7 @@ void AddBatchFlags(CLI::App* app, BatchFlags* f) {
   app->add_option("--output", f->output,
                   "Batch mode: JSON-lines results file, in input order (default: stdout)")
       ->needs(f->input_option);
-  AddEngineFlags(app, f, f->input_option);
+  AddEngineFlags(app, f, engine_flags_need_input ? f->input_option : nullptr);
 }
 
 int RunBatchGenerate(const BatchGenerateOptions& o) {

@@ -57,8 +57,10 @@ struct BatchFlags : EngineFlags {
   CLI::Option* input_option = nullptr;
 };
 
-// Registers --input, --output and the engine flags on `app`; `flags` must outlive it.
-void AddBatchFlags(CLI::App* app, BatchFlags* flags);
+// Registers --input, --output and the engine flags on `app`; `flags` must outlive it. The
+// engine flags need --input unless `engine_flags_need_input` is false (tessera-worker,
+// whose engine also serves a coordinator).
+void AddBatchFlags(CLI::App* app, BatchFlags* flags, bool engine_flags_need_input = true);
 
 // What batch mode shares with single-prompt `tessera generate`.
 struct BatchGenerateOptions {

@@ -55,4 +55,16 @@ absl::StatusOr<TokenizerHandle> LoadTokenizer(std::string_view model) {
   return h;
 }
 
+std::string DefaultServedModelName(const std::string& model) {
+  std::string name = model;
+  if (size_t slash = name.find_last_of('/'); slash != std::string::npos) {
+    name = name.substr(slash + 1);
+  }
+  constexpr std::string_view kSuffix = ".gguf";
+  if (name.size() > kSuffix.size() && name.ends_with(kSuffix)) {
+    name.resize(name.size() - kSuffix.size());
+  }
+  return name;
+}
+
 }  // namespace tessera

@@ -32,4 +32,9 @@ absl::StatusOr<TokenizerHandle> LoadTokenizer(std::string_view model);
 // runtime failure (exit 1) rather than bad arguments.
 absl::Status WithCode(const absl::Status& status, absl::StatusCode code);
 
+// The name a model is served under when none is given: "default" for the default model,
+// else the file's name without its directory and ".gguf" (the coordinator and the workers
+// that register with it must agree on it).
+std::string DefaultServedModelName(const std::string& model);
+
 }  // namespace tessera

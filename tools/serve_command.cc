@@ -21,6 +21,7 @@
 #include "tools/decoding_flags.h"
 #include "tools/engine_flags.h"
 #include "tools/model_session.h"
+#include "tools/stop_signals.h"
 #include "worker/batch_runner.h"
 #include "worker/engine_loop.h"
 
@@ -47,17 +48,9 @@ struct ServeOptions {
   EngineFlags engine;
 };
 
-// The name clients use: the flag, else "default" for the default model, else the file's
-// name without its directory and ".gguf".
+// The name clients use: the flag, else DefaultServedModelName.
 std::string ServedName(const ServeOptions& o) {
-  if (!o.served_model_name.empty()) return o.served_model_name;
-  std::string name = o.model;
-  if (size_t slash = name.find_last_of('/'); slash != std::string::npos) {
-    name = name.substr(slash + 1);
-  }
-  absl::string_view stem(name);
-  absl::ConsumeSuffix(&stem, ".gguf");
-  return std::string(stem);
+  return o.served_model_name.empty() ? DefaultServedModelName(o.model) : o.served_model_name;
 }
 
 absl::StatusOr<std::string> ReadToken(const std::string& path) {
@@ -73,14 +66,7 @@ absl::StatusOr<std::string> ReadToken(const std::string& path) {
 }
 
 int RunServe(const ServeOptions& o) {
-  // Signals are taken by sigwait below; block them before any thread starts so that every
-  // thread inherits the mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-
+  StopSignals signals;  // before any thread starts
   CoordinatorServerOptions server_options;
   server_options.host = o.host;
   server_options.port = o.port;
@@ -152,9 +138,8 @@ int RunServe(const ServeOptions& o) {
     out << (*server)->port() << "\n";
   }
 
-  int signal = 0;
-  sigwait(&signals, &signal);
-  std::fprintf(stderr, "tessera serve: %s, draining\n", signal == SIGINT ? "SIGINT" : "SIGTERM");
+  const int signal = signals.Wait();
+  std::fprintf(stderr, "tessera serve: %s, draining\n", StopSignals::Name(signal));
   const absl::Duration grace = absl::Seconds(o.drain_timeout_s);
   replica->Drain();
   (*server)->UpdateHealth();

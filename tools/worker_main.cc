@@ -30,6 +30,8 @@
 #include "parallel/shard_plan.h"
 #include "parallel/topology.h"
 #include "tools/batch_generate.h"
+#include "tools/replica_serve.h"
+#include "tools/cli_util.h"
 #include "tools/command.h"
 #include "tools/decoding_flags.h"
 #include "tools/model_session.h"
@@ -51,6 +53,11 @@ struct WorkerOptions {
   std::string chat_template_file;
   DecodingFlags decoding;
   BatchFlags batch;
+  // Serving a coordinator instead of a batch.
+  std::string coordinator;
+  std::string served_model_name;
+  std::string auth_token_file;
+  std::string tls_root_file;
 };
 
 // Prints "tessera-worker [rank R]: message" and returns `code`.
@@ -131,7 +138,26 @@ int Run(const WorkerOptions& o) {
                group.size(), tp, o.sp ? " with sequence parallelism" : "", o.pp,
                plan->ToString().c_str());
   ModelGroupLeader leader(&group);
-  const int code = RunBatchGenerate({.model = o.model,
+  const int code = !o.coordinator.empty()
+      ? ServeReplica({.coordinator = o.coordinator,
+                      .auth_token_file = o.auth_token_file,
+                      .tls_root_file = o.tls_root_file,
+                      .served_model_name = o.served_model_name.empty()
+                                               ? DefaultServedModelName(o.model)
+                                               : o.served_model_name,
+                      .model = o.model,
+                      .backend = o.backend,
+                      .threads = o.threads,
+                      .deterministic = o.deterministic,
+                      .tp = tp,
+                      .pp = o.pp,
+                      .sp = o.sp,
+                      .engine = &o.batch,
+                      .tensor_parallel = &shard,
+                      .stage = &stage,
+                      .model_group = &leader,
+                      .role = role})
+      : RunBatchGenerate({.model = o.model,
                                      .backend = o.backend,
                                      .threads = o.threads,
                                      .deterministic = o.deterministic,
@@ -161,8 +187,10 @@ int main(int argc, char** argv) {
       "mpirun:\n"
       "  mpirun -np N tessera-worker --model M [--tp T] [--pp P] [--sp] --input requests.jsonl "
       "[--output out.jsonl]\n"
-      "Rank 0 runs the engine over the JSONL batch (the format of `tessera generate "
-      "--input`); every rank holds its slice of the weights.",
+      "  mpirun -np N tessera-worker --model M [--tp T] [--pp P] --coordinator HOST:PORT\n"
+      "Rank 0 runs the engine, over the JSONL batch (the format of `tessera generate "
+      "--input`) or for a coordinator it registers with (tessera serve or "
+      "tessera-coordinator); every rank holds its slice of the weights.",
       "tessera-worker"};
   app.add_option("--model", o->model, "GGUF model file, or 'default'")->capture_default_str();
   app.add_option("--tp", o->tp, "Tensor-parallel ranks per stage (0 = ranks / pp)")
@@ -190,14 +218,31 @@ int main(int argc, char** argv) {
   app.add_option("--chat-template", o->chat_template_file,
                  "File with a chat format name or a Jinja chat template");
   tessera::AddDecodingFlags(&app, &o->decoding);
-  tessera::AddBatchFlags(&app, &o->batch);
-  o->batch.input_option->required();
+  tessera::AddBatchFlags(&app, &o->batch, /*engine_flags_need_input=*/false);
+  CLI::Option* coordinator = app.add_option(
+      "--coordinator", o->coordinator,
+      "Serve the coordinator at HOST:PORT (rank 0 registers the replica and runs its "
+      "requests until the coordinator goes away)");
+  coordinator->excludes(o->batch.input_option);
+  app.add_option("--served-model-name", o->served_model_name,
+                 "The model name the coordinator serves (default: --model)")
+      ->needs(coordinator);
+  app.add_option("--auth-token-file", o->auth_token_file,
+                 "File with the coordinator's bearer token")
+      ->needs(coordinator);
+  app.add_option("--tls-root", o->tls_root_file,
+                 "PEM file of the CA that signed the coordinator's certificate (TLS)")
+      ->needs(coordinator);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::fprintf(stderr, "tessera-worker: %s (see tessera-worker --help)\n", e.what());
+    return kExitUsage;
+  }
+  if (o->batch.input.empty() && o->coordinator.empty()) {
+    std::fprintf(stderr, "tessera-worker: give --input FILE or --coordinator HOST:PORT\n");
     return kExitUsage;
   }
   auto runtime = tessera::MpiRuntime::Init(&argc, &argv);

@@ -21,6 +21,7 @@
 #include "tessera/v1/inference.grpc.pb.h"
 #include "tokenizer/chat_prompt.h"
 #include "worker/batch_runner.h"
+#include "tests/coordinator/loaded_model.h"
 #include "worker/engine_loop.h"
 
 namespace tessera {
@@ -31,48 +32,12 @@ using ::testing::HasSubstr;
 
 class EmbeddedServerTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    auto path = ResolveModelPath("default");
-    ASSERT_TRUE(path.ok()) << "the default model is needed: " << path.status();
-    auto backend = CreateBackend("cpu", 0, BackendOptions{.batch_invariant = true});
-    ASSERT_TRUE(backend.ok()) << backend.status();
-    backend_ = backend->release();
-    auto store = OpenWeightStore(*path);
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = store->release();
-    auto tokenizer = Tokenizer::FromGguf(*store_->gguf());
-    ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
-    tokenizer_ = new std::shared_ptr<const Tokenizer>(*std::move(tokenizer));
-    auto model = LlamaModel::Load(*store_, backend_);
-    ASSERT_TRUE(model.ok()) << model.status();
-    model_ = model->release();
-  }
-
   void SetUp() override {
+    model_ = testing::DefaultModel();
     ASSERT_NE(model_, nullptr);
-    BatchRunnerOptions options;
-    options.scheduler.block_size = 16;
-    options.scheduler.num_blocks = 256;
-    options.scheduler.max_num_seqs = 32;
-    options.scheduler.max_num_batched_tokens = 256;
-    options.scheduler.max_model_len = 2048;
-    options.default_seed = 7;
-    auto runner = BatchRunner::Create(model_, options);
-    ASSERT_TRUE(runner.ok()) << runner.status();
-    auto engine = EngineLoop::Start(*std::move(runner), tokenizer_->get());
-    ASSERT_TRUE(engine.ok()) << engine.status();
-    engine_ = std::shared_ptr<EngineLoop>(*std::move(engine));
-
-    ServedModelSpec spec;
-    spec.name = "default";
-    spec.config = model_->config();
-    spec.tokenizer = *tokenizer_;
-    auto chat = LoadChatTemplate("", *store_->gguf());
-    ASSERT_TRUE(chat.ok()) << chat.status();
-    spec.chat_template = std::make_shared<const ChatTemplate>(*std::move(chat));
-    spec.context_length = 2048;
-    spec.default_max_new_tokens = 16;
-    auto served = registry_.Add(std::move(spec));
+    engine_ = model_->StartEngine();
+    ASSERT_NE(engine_, nullptr);
+    auto served = registry_.Add(model_->Spec());
     ASSERT_TRUE(served.ok());
     (*served)->AddReplica(engine_);
     CoordinatorServerOptions server_options;
@@ -80,8 +45,8 @@ class EmbeddedServerTest : public ::testing::Test {
     auto server = CoordinatorServer::Start(&registry_, server_options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
-    stub_ = v1::Inference::NewStub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
-                                                       grpc::InsecureChannelCredentials()));
+    stub_ = v1::Inference::NewStub(grpc::CreateChannel(
+        absl::StrCat("127.0.0.1:", server_->port()), grpc::InsecureChannelCredentials()));
   }
 
   void TearDown() override {
@@ -155,10 +120,7 @@ class EmbeddedServerTest : public ::testing::Test {
     return result;
   }
 
-  static inline Backend* backend_ = nullptr;
-  static inline WeightStore* store_ = nullptr;
-  static inline std::shared_ptr<const Tokenizer>* tokenizer_ = nullptr;
-  static inline LlamaModel* model_ = nullptr;
+  const testing::LoadedModel* model_ = nullptr;
   std::shared_ptr<EngineLoop> engine_;
   ModelRegistry registry_;
   std::unique_ptr<CoordinatorServer> server_;

@@ -71,6 +71,34 @@ TEST(GenerationConfigTest, ParsesEveryField) {
   EXPECT_EQ(c->logprobs, 5);
 }
 
+TEST(GenerationConfigTest, ToJsonRoundTrips) {
+  GenerationConfig c;
+  c.do_sample = true;
+  c.temperature = 0.7;  // not exactly representable: must survive the text form
+  c.top_k = 20;
+  c.top_p = 0.9;
+  c.max_new_tokens = 64;
+  c.logit_bias = {{5, 2.5f}, {7, -100.0f}};
+  c.sequence_bias = {{{1, 2}, 1.5f}};
+  c.bad_words_ids = {{3}, {4, 5}};
+  c.early_stopping = EarlyStopping::kNever;
+  c.seed = 18446744073709551615ull;
+  c.eos_token_ids = {2, 9};
+  c.stop_token_ids = {11};
+  c.pad_token_id = 0;
+  c.stop_strings = {"\n\n", "END"};
+  c.max_time = 1.5;
+  c.logprobs = 3;
+  c.best_of = 4;
+  c.num_return_sequences = 2;
+  auto back = GenerationConfigFromJson(json::parse(GenerationConfigToJson(c).dump()), "wire");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, c);
+  auto defaults = GenerationConfigFromJson(GenerationConfigToJson(GenerationConfig{}), "wire");
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  EXPECT_EQ(*defaults, GenerationConfig{});
+}
+
 // The shape of Meta-Llama-3.1-8B-Instruct's generation_config.json.
 TEST(GenerationConfigTest, ParsesAPublishedFile) {
   const json j = json::parse(R"({

@@ -1,0 +1,169 @@
+// tessera-coordinator: the gRPC front end alone (DESIGN.md §1). It serves each --model by
+// name with that model's tokenizer and chat template (read from the GGUF file; no weights
+// are loaded), and routes requests to the replicas whose leaders register with it:
+//   tessera-coordinator --model default --port 50051
+//   mpirun -np 4 tessera-worker --model default --tp 2 --pp 2 --coordinator HOST:50051
+// Health for a model is SERVING while it has a ready replica. SIGINT / SIGTERM stop it
+// after letting calls in flight finish (--drain-timeout).
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "common/dtype.h"
+#include "common/status_macros.h"
+#include "coordinator/model_registry.h"
+#include "coordinator/server.h"
+#include "formats/model_locator.h"
+#include "formats/weight_store.h"
+#include "tokenizer/chat_prompt.h"
+#include "tools/cli_util.h"
+#include "tools/command.h"
+#include "tools/decoding_flags.h"
+#include "tools/stop_signals.h"
+
+namespace tessera {
+namespace {
+
+constexpr std::string_view kName = "coordinator";
+
+struct CoordinatorOptions {
+  std::vector<std::string> models = {"default"};
+  std::string host = "0.0.0.0";
+  int port = 50051;
+  std::string port_file;
+  std::string auth_token_file;
+  std::string tls_cert;
+  std::string tls_key;
+  int64_t default_max_new_tokens = kDefaultMaxNewTokens;
+  double drain_timeout_s = 30.0;
+  double heartbeat_timeout_s = 10.0;
+};
+
+// "[NAME=]PATH": the model's text side (tokenizer, chat template, shapes) and its limits.
+absl::StatusOr<ServedModelSpec> LoadModelSpec(const std::string& argument,
+                                              int64_t default_max_new_tokens) {
+  std::string name;
+  std::string model = argument;
+  if (size_t eq = argument.find('='); eq != std::string::npos) {
+    name = argument.substr(0, eq);
+    model = argument.substr(eq + 1);
+  }
+  if (name.empty()) name = DefaultServedModelName(model);
+  ASSIGN_OR_RETURN(const std::string path, ResolveModelPath(model));
+  ASSIGN_OR_RETURN(std::unique_ptr<WeightStore> store, OpenWeightStore(path));
+  if (store->gguf() == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--model ", argument, ": the coordinator needs a GGUF file (its tokenizer)"));
+  }
+  ServedModelSpec spec;
+  spec.name = name;
+  spec.config = store->config();
+  spec.context_length = spec.config.max_position_embeddings;
+  spec.default_max_new_tokens = default_max_new_tokens;
+  ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, Tokenizer::FromGguf(*store->gguf()));
+  spec.tokenizer = std::shared_ptr<const Tokenizer>(std::move(tokenizer));
+  auto chat_template = LoadChatTemplate("", *store->gguf());
+  if (chat_template.ok()) {
+    spec.chat_template = std::make_shared<const ChatTemplate>(*std::move(chat_template));
+  } else {
+    spec.chat_template_error = std::string(chat_template.status().message());
+  }
+  // The planner's FFN split boundary is the weights' quantization block.
+  if (auto down = store->Get("blk.0.ffn_down.weight"); down.ok()) {
+    spec.ffn_alignment = Traits(down->dtype).block_elems;
+  }
+  return spec;
+}
+
+int Run(const CoordinatorOptions& o) {
+  StopSignals signals;  // before any thread starts
+  CoordinatorServerOptions server_options;
+  server_options.host = o.host;
+  server_options.port = o.port;
+  server_options.tls_cert_file = o.tls_cert;
+  server_options.tls_key_file = o.tls_key;
+  server_options.heartbeat_timeout = absl::Seconds(o.heartbeat_timeout_s);
+  if (!o.auth_token_file.empty()) {
+    std::ifstream in(o.auth_token_file);
+    std::stringstream buffer;
+    buffer << in.rdbuf();
+    server_options.auth_token = std::string(absl::StripAsciiWhitespace(buffer.str()));
+    if (!in || server_options.auth_token.empty()) {
+      return Fail(kName, absl::StrCat("--auth-token-file: cannot read a token from ",
+                                      o.auth_token_file),
+                  kExitUsage);
+    }
+  }
+  ModelRegistry registry;
+  for (const std::string& m : o.models) {
+    auto spec = LoadModelSpec(m, o.default_max_new_tokens);
+    if (!spec.ok()) return FailStatus(kName, spec.status());
+    auto added = registry.Add(*std::move(spec));
+    if (!added.ok()) return Fail(kName, std::string(added.status().message()), kExitUsage);
+    std::fprintf(stderr, "tessera coordinator: serving model '%s' (waiting for replicas)\n",
+                 (*added)->name().c_str());
+  }
+  auto server = CoordinatorServer::Start(&registry, server_options);
+  if (!server.ok()) return FailStatus(kName, server.status());
+  std::fprintf(stderr, "tessera coordinator: listening on %s:%d%s%s\n", o.host.c_str(),
+               (*server)->port(), o.tls_cert.empty() ? "" : " (TLS)",
+               server_options.auth_token.empty() ? "" : " (bearer token required)");
+  if (!o.port_file.empty()) std::ofstream(o.port_file) << (*server)->port() << "\n";
+  const int signal = signals.Wait();
+  std::fprintf(stderr, "tessera coordinator: %s, stopping\n", StopSignals::Name(signal));
+  (*server)->Shutdown(absl::Seconds(o.drain_timeout_s));
+  return kExitOk;
+}
+
+}  // namespace
+}  // namespace tessera
+
+int main(int argc, char** argv) {
+  auto o = std::make_shared<tessera::CoordinatorOptions>();
+  CLI::App app{
+      "The Tessera coordinator: tessera.v1.Inference over gRPC for replicas that register "
+      "with it (mpirun ... tessera-worker --coordinator HOST:PORT)",
+      "tessera-coordinator"};
+  app.add_option("--model", o->models,
+                 "[NAME=]PATH of a model to serve (repeatable; 'default' for the default "
+                 "model; NAME defaults to the file's stem)")
+      ->capture_default_str();
+  app.add_option("--host", o->host, "Address to listen on")->capture_default_str();
+  app.add_option("--port", o->port, "Port to listen on (0: any free port)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
+  app.add_option("--port-file", o->port_file, "Write the bound port to this file once serving");
+  app.add_option("--auth-token-file", o->auth_token_file,
+                 "File with a bearer token every call (and every leader) must send");
+  CLI::Option* cert = app.add_option("--tls-cert", o->tls_cert, "PEM certificate chain (TLS)");
+  CLI::Option* key = app.add_option("--tls-key", o->tls_key, "PEM private key (TLS)");
+  cert->needs(key);
+  key->needs(cert);
+  app.add_option("--default-max-new-tokens", o->default_max_new_tokens,
+                 "max_new_tokens of a request that sets no length")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--drain-timeout", o->drain_timeout_s,
+                 "Seconds calls in flight get to finish after SIGTERM")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--heartbeat-timeout", o->heartbeat_timeout_s,
+                 "Seconds without a heartbeat after which a replica is lost")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "tessera-coordinator: %s (see tessera-coordinator --help)\n", e.what());
+    return tessera::kExitUsage;
+  }
+  return tessera::Run(*o);
+}

@@ -1,0 +1,106 @@
+#include "tools/replica_serve.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "tools/cli_util.h"
+#include "tools/command.h"
+#include "tools/model_session.h"
+#include "worker/batch_runner.h"
+#include "worker/cluster_leader.h"
+#include "worker/engine_loop.h"
+
+namespace tessera {
+namespace {
+
+constexpr std::string_view kName = "worker";
+
+absl::StatusOr<std::string> ReadFile(const std::string& path, const char* flag) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat(flag, ": cannot read ", path));
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+std::string HostName() {
+  char name[256] = {};
+  if (gethostname(name, sizeof(name) - 1) != 0) return "unknown";
+  return name;
+}
+
+}  // namespace
+
+int ServeReplica(const ReplicaServeOptions& o) {
+  ClusterLeaderOptions leader;
+  leader.coordinator = o.coordinator;
+  if (!o.auth_token_file.empty()) {
+    auto token = ReadFile(o.auth_token_file, "--auth-token-file");
+    if (!token.ok()) return Fail(kName, std::string(token.status().message()), kExitUsage);
+    leader.auth_token = std::string(absl::StripAsciiWhitespace(*token));
+  }
+  if (!o.tls_root_file.empty()) {
+    auto root = ReadFile(o.tls_root_file, "--tls-root");
+    if (!root.ok()) return Fail(kName, std::string(root.status().message()), kExitUsage);
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = *std::move(root);
+    leader.credentials = grpc::SslCredentials(ssl);
+  }
+
+  ModelSession session;
+  if (int code = OpenModelSession(kName,
+                                  {.model = o.model,
+                                   .backend = o.backend,
+                                   .threads = o.threads,
+                                   .deterministic = o.deterministic,
+                                   .tensor_parallel = o.tensor_parallel,
+                                   .stage = o.stage},
+                                  &session);
+      code != kExitOk) {
+    return code;
+  }
+  const int64_t context = session.model->config().max_position_embeddings;
+  BatchRunnerOptions runner_options;
+  runner_options.scheduler = EngineSchedulerConfig(*o.engine, context);
+  runner_options.kv_cache_bytes = o.engine->kv_cache_mb * (int64_t{1} << 20);
+  runner_options.default_seed = std::random_device{}();
+  runner_options.model_group = o.model_group;
+  runner_options.role = o.role;
+  auto runner = BatchRunner::Create(session.model.get(), runner_options);
+  if (!runner.ok()) return FailStatus(kName, runner.status());
+  std::fprintf(stderr, "%s\n", (*runner)->StartupReport().c_str());
+  const int64_t kv_blocks = (*runner)->capacity().num_blocks;
+  auto engine = EngineLoop::Start(*std::move(runner), session.tokenizer.get());
+  if (!engine.ok()) return FailStatus(kName, engine.status());
+
+  tessera::cluster::v1::Register& r = leader.registration;
+  r.set_model(o.served_model_name);
+  r.set_tp(o.tp);
+  r.set_pp(o.pp);
+  r.set_sequence_parallel(o.sp);
+  r.set_kv_blocks(kv_blocks);
+  r.set_block_size(o.engine->block_size);
+  r.set_max_num_seqs(o.engine->max_num_seqs);
+  for (int rank = 0; rank < o.tp * o.pp; ++rank) {
+    tessera::cluster::v1::RankInfo* info = r.add_ranks();
+    info->set_rank(rank);
+    info->set_device(o.backend);
+    if (rank == 0) info->set_host(HostName());
+  }
+  leader.on_registered = [&](const tessera::cluster::v1::Registered& registered) {
+    std::fprintf(stderr, "tessera-worker: registered with %s as replica %s\n%s\n",
+                 o.coordinator.c_str(), registered.replica_id().c_str(),
+                 registered.plan().summary().c_str());
+  };
+  const absl::Status s = RunClusterLeader(leader, engine->get());
+  engine->reset();  // stops the engine before the followers are told to stop
+  return Fail(kName, std::string(s.message()), kExitFailure);
+}
+
+}  // namespace tessera
