@@ -59,6 +59,10 @@ class LeaderConnection final : public Replica,
     }
     Pump();
   }
+  ReplicaInfo Info() const override {
+    absl::MutexLock lock(&mu_);
+    return info_;
+  }
   ReplicaLoad Load() const override {
     absl::MutexLock lock(&mu_);
     ReplicaLoad load = load_;
@@ -69,15 +73,21 @@ class LeaderConnection final : public Replica,
   // --- The stream ---
   void OnMessage(const cv1::LeaderMessage& message) {
     switch (message.kind_case()) {
-      case cv1::LeaderMessage::kRegister: Register(message.register_()); break;
+      case cv1::LeaderMessage::kRegister:
+        Register(message.register_());
+        break;
       case cv1::LeaderMessage::kHeartbeat: {
         absl::MutexLock lock(&mu_);
         load_ = FromLoadProto(message.heartbeat().load());
         last_seen_ = absl::Now();
         break;
       }
-      case cv1::LeaderMessage::kEvent: Deliver(message.event()); break;
-      default: Lose("the leader sent an empty message"); break;
+      case cv1::LeaderMessage::kEvent:
+        Deliver(message.event());
+        break;
+      default:
+        Lose("the leader sent an empty message");
+        break;
     }
   }
 
@@ -140,7 +150,8 @@ class LeaderConnection final : public Replica,
   void Register(const cv1::Register& r) {
     auto model = service_->registry_->Find(r.model());
     if (!model.ok()) {
-      Lose(std::string(model.status().message()), static_cast<grpc::StatusCode>(model.status().code()));
+      Lose(std::string(model.status().message()),
+           static_cast<grpc::StatusCode>(model.status().code()));
       return;
     }
     if (r.tp() < 1 || r.pp() < 1 || r.ranks_size() != r.tp() * r.pp()) {
@@ -165,7 +176,7 @@ class LeaderConnection final : public Replica,
       // 0: not measured; the replica sized its own KV cache.
       measured = measured && rank.memory_bytes() > 0;
       in.rank_memory_bytes.push_back(rank.memory_bytes() > 0 ? rank.memory_bytes()
-                                                              : int64_t{1} << 50);
+                                                             : int64_t{1} << 50);
     }
     absl::StatusOr<ShardPlan> plan = PlanShards(in);
     if (!plan.ok()) {
@@ -180,6 +191,8 @@ class LeaderConnection final : public Replica,
       absl::MutexLock lock(&mu_);
       if (registered_ || lost_) return;
       id_ = absl::StrCat((*model)->name(), "/", service_->next_replica_++);
+      info_ = ReplicaInfo{
+          .id = id_, .tp = r.tp(), .pp = r.pp(), .block_size = in.block_size, .remote = true};
       registered_ = true;
       model_ = *model;
       last_seen_ = absl::Now();
@@ -204,7 +217,8 @@ class LeaderConnection final : public Replica,
       queue_.push_back(std::move(reply));
     }
     (*model)->AddReplica(shared_from_this());
-    std::fprintf(stderr, "tessera coordinator: replica %s registered (tp %d, pp %d, %d KV blocks)\n",
+    std::fprintf(stderr,
+                 "tessera coordinator: replica %s registered (tp %d, pp %d, %d KV blocks)\n",
                  id_.c_str(), r.tp(), r.pp(), static_cast<int>(r.kv_blocks()));
     Pump();
   }
@@ -251,6 +265,7 @@ class LeaderConnection final : public Replica,
   absl::Mutex ops_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   mutable absl::Mutex mu_;
   std::string id_ ABSL_GUARDED_BY(mu_);
+  ReplicaInfo info_ ABSL_GUARDED_BY(mu_);
   bool registered_ ABSL_GUARDED_BY(mu_) = false;
   bool lost_ ABSL_GUARDED_BY(mu_) = false;
   ServedModel* model_ ABSL_GUARDED_BY(mu_) = nullptr;
@@ -309,8 +324,8 @@ ClusterService::ClusterService(ModelRegistry* registry, ClusterServiceOptions op
       const absl::Time now = absl::Now();
       for (const auto& c : live) {
         if (c->Silent(now, options_.heartbeat_timeout)) {
-          c->Lose(absl::StrCat("no heartbeat for ",
-                               absl::FormatDuration(options_.heartbeat_timeout)));
+          c->Lose(
+              absl::StrCat("no heartbeat for ", absl::FormatDuration(options_.heartbeat_timeout)));
         }
       }
     }

@@ -94,7 +94,8 @@ ReplicaEvent FromTokenEvent(const cv1::TokenEvent& e) {
     delta.token_logprobs.assign(d.token_logprobs().begin(), d.token_logprobs().end());
     for (const cv1::TokenLogprobs& top : d.top_logprobs()) {
       std::vector<std::pair<int32_t, float>> alternatives;
-      for (const cv1::TopLogprob& t : top.top()) alternatives.emplace_back(t.token_id(), t.logprob());
+      for (const cv1::TopLogprob& t : top.top())
+        alternatives.emplace_back(t.token_id(), t.logprob());
       delta.top_logprobs.push_back(std::move(alternatives));
     }
     event.deltas.push_back(std::move(delta));

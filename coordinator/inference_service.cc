@@ -30,7 +30,11 @@ struct Admitted {
 };
 
 absl::StatusOr<Admitted> Admit(ModelRegistry& registry, const v1::GenerateRequest& r,
-                               const grpc::CallbackServerContext& context, int64_t serial) {
+                               const grpc::CallbackServerContext& context, int64_t serial,
+                               bool draining) {
+  if (draining) {
+    return absl::UnavailableError("the server is draining and admits no new requests");
+  }
   Admitted a;
   ASSIGN_OR_RETURN(a.model, registry.Find(r.model()));
   if (r.request_id().size() > kMaxRequestIdBytes) {
@@ -286,7 +290,8 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* InferenceService::Generate(
   if (status.ok()) {
     v1::GenerateRequest request;
     absl::Status parsed = ParseMessage(*raw, &request);
-    admitted = parsed.ok() ? Admit(*registry_, request, *context, next_request_++) : parsed;
+    admitted =
+        parsed.ok() ? Admit(*registry_, request, *context, next_request_++, draining_) : parsed;
     status = ToGrpcStatus(admitted.status());
   }
   if (!status.ok()) {
@@ -314,7 +319,8 @@ grpc::ServerUnaryReactor* InferenceService::Complete(grpc::CallbackServerContext
   if (absl::Status s = ParseMessage(*raw, &request); !s.ok()) {
     return Respond(context, ToGrpcStatus(s));
   }
-  absl::StatusOr<Admitted> admitted = Admit(*registry_, request, *context, next_request_++);
+  absl::StatusOr<Admitted> admitted =
+      Admit(*registry_, request, *context, next_request_++, draining_);
   if (!admitted.ok()) return Respond(context, ToGrpcStatus(admitted.status()));
   TokenRequest token_request = admitted->request;
   auto* call = new CompleteCall(*admitted, response, &calls_in_flight_);

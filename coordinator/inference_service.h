@@ -57,12 +57,16 @@ class InferenceService final : public InferenceServiceBase {
 
   // Generate and Complete calls not yet done.
   int calls_in_flight() const { return calls_in_flight_.load(); }
+  // From now on Generate and Complete are UNAVAILABLE (the admin API's Drain).
+  void StartDraining() { draining_ = true; }
+  bool draining() const { return draining_.load(); }
 
  private:
   ModelRegistry* registry_;
   InferenceServiceOptions options_;
   std::atomic<int64_t> next_request_ = 0;
   std::atomic<int> calls_in_flight_ = 0;
+  std::atomic<bool> draining_ = false;
 };
 
 }  // namespace tessera

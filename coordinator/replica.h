@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -58,6 +59,15 @@ struct ReplicaLoad {
   int kv_blocks_total = 0;
 };
 
+// What a replica is, for the admin API.
+struct ReplicaInfo {
+  std::string id;  // unique among the model's replicas
+  int tp = 1;
+  int pp = 1;
+  int block_size = 16;  // tokens per KV block
+  bool remote = false;  // registered over tessera.cluster.v1
+};
+
 class Replica {
  public:
   virtual ~Replica() = default;
@@ -68,6 +78,7 @@ class Replica {
   // Unknown or finished ids are ignored.
   virtual void Cancel(std::string_view request_id) = 0;
   virtual ReplicaLoad Load() const = 0;
+  virtual ReplicaInfo Info() const = 0;
 };
 
 }  // namespace tessera

@@ -63,7 +63,11 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
       registry, ClusterServiceOptions{.auth_token = options.auth_token,
                                       .heartbeat_interval = options.heartbeat_interval,
                                       .heartbeat_timeout = options.heartbeat_timeout});
+  server->admin_ =
+      std::make_unique<AdminService>(registry, server->inference_.get(), options.auth_token,
+                                     [raw = server.get()] { raw->UpdateHealth(); });
   builder.RegisterService(server->inference_.get());
+  builder.RegisterService(server->admin_.get());
   builder.RegisterService(server->cluster_.get());
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
@@ -91,8 +95,9 @@ void CoordinatorServer::UpdateHealth() {
   grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
   if (health == nullptr) return;
   bool any = false;
+  const bool draining = inference_->draining();
   for (const ServedModel* model : registry_->models()) {
-    const bool ready = model->ReadyReplicas() > 0;
+    const bool ready = !draining && model->ReadyReplicas() > 0;
     health->SetServingStatus(model->name(), ready);
     any = any || ready;
   }
@@ -108,6 +113,7 @@ void CoordinatorServer::Shutdown(absl::Duration grace) {
   }
   stop_.Notify();
   if (health_thread_.joinable()) health_thread_.join();
+  if (admin_ != nullptr) admin_->Stop();
   if (server_ != nullptr) {
     if (grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService()) {
       health->Shutdown();  // every status NOT_SERVING

@@ -1,5 +1,5 @@
-// The coordinator's gRPC server: tessera.v1.Inference, tessera.cluster.v1.Cluster (replica
-// leaders dial in), grpc.health.v1 (one service name per
+// The coordinator's gRPC server: tessera.v1.Inference, tessera.v1.Admin,
+// tessera.cluster.v1.Cluster (replica leaders dial in), grpc.health.v1 (one service name per
 // model, SERVING while it has a ready replica; "" while any model has one), server
 // reflection, keepalive and message-size limits, optional TLS and bearer token.
 //
@@ -15,6 +15,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "coordinator/admin_service.h"
 #include "coordinator/cluster_service.h"
 #include "coordinator/inference_service.h"
 #include "coordinator/model_registry.h"
@@ -66,6 +67,7 @@ class CoordinatorServer {
   CoordinatorServerOptions options_;
   std::unique_ptr<InferenceService> inference_;
   std::unique_ptr<ClusterService> cluster_;
+  std::unique_ptr<AdminService> admin_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   absl::Notification stop_;

@@ -29,8 +29,8 @@ struct BatchRequestContext {
 };
 
 struct BatchRequest {
-  nlohmann::json id;     // the user's id (a string), echoed in the output
-  WorkerRequest request; // spec.request_id is left for the caller to assign
+  nlohmann::json id;      // the user's id (a string), echoed in the output
+  WorkerRequest request;  // spec.request_id is left for the caller to assign
   // Ids that end a completion (EOS, the vocabulary's stop ids, stop_token_ids): a trailing
   // one is removed from the reported tokens.
   std::vector<int32_t> stop_ids;

@@ -95,8 +95,8 @@ int Run(const CoordinatorOptions& o) {
     buffer << in.rdbuf();
     server_options.auth_token = std::string(absl::StripAsciiWhitespace(buffer.str()));
     if (!in || server_options.auth_token.empty()) {
-      return Fail(kName, absl::StrCat("--auth-token-file: cannot read a token from ",
-                                      o.auth_token_file),
+      return Fail(kName,
+                  absl::StrCat("--auth-token-file: cannot read a token from ", o.auth_token_file),
                   kExitUsage);
     }
   }

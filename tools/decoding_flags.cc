@@ -111,9 +111,9 @@ void AddDecodingFlags(CLI::App* app, DecodingFlags* f) {
   reg("--do-sample",
       app->add_flag("--do-sample", f->do_sample,
                     "Sample instead of greedy decoding; the warpers below apply only then"));
-  reg("--temperature", app->add_option("--temperature", f->temperature,
-                                       "Sampling: divide logits by this (> 0)")
-                           ->capture_default_str());
+  reg("--temperature",
+      app->add_option("--temperature", f->temperature, "Sampling: divide logits by this (> 0)")
+          ->capture_default_str());
   reg("--top-k", app->add_option("--top-k", f->top_k,
                                  "Sampling: keep the K most likely tokens (0 = off; "
                                  "transformers' default 50 applies with --do-sample)")
@@ -141,35 +141,32 @@ void AddDecodingFlags(CLI::App* app, DecodingFlags* f) {
       app->add_option("--presence-penalty", f->presence_penalty,
                       "OpenAI presence penalty over generated tokens, in [-2, 2]")
           ->capture_default_str());
-  reg("--no-repeat-ngram-size",
-      app->add_option("--no-repeat-ngram-size", f->no_repeat_ngram_size,
-                      "Never repeat an n-gram of this size (0 = off)")
-          ->capture_default_str());
+  reg("--no-repeat-ngram-size", app->add_option("--no-repeat-ngram-size", f->no_repeat_ngram_size,
+                                                "Never repeat an n-gram of this size (0 = off)")
+                                    ->capture_default_str());
   reg("--min-new-tokens",
       app->add_option("--min-new-tokens", f->min_new_tokens,
                       "EOS and stop tokens are suppressed until this many tokens")
           ->capture_default_str());
-  CLI::Option* max_new = reg(
-      "--max-new-tokens",
-      app->add_option("--max-new-tokens", f->max_new_tokens,
-                      "Most tokens to generate (default 128, or the --generation-config "
-                      "file's max_new_tokens / max_length)"));
-  CLI::Option* max_tokens =
-      reg("--max-tokens", app->add_option("--max-tokens", f->max_new_tokens,
-                                          "Alias of --max-new-tokens"));
+  CLI::Option* max_new =
+      reg("--max-new-tokens",
+          app->add_option("--max-new-tokens", f->max_new_tokens,
+                          "Most tokens to generate (default 128, or the --generation-config "
+                          "file's max_new_tokens / max_length)"));
+  CLI::Option* max_tokens = reg("--max-tokens", app->add_option("--max-tokens", f->max_new_tokens,
+                                                                "Alias of --max-new-tokens"));
   max_new->excludes(max_tokens);
   reg("--seed", app->add_option("--seed", f->seed,
                                 "Sampling seed: the same seed gives the same text (default: "
                                 "random, reported with --json)")
-                 ->check(CLI::NonNegativeNumber));
+                    ->check(CLI::NonNegativeNumber));
   reg("--logprobs",
       app->add_option("--logprobs", f->logprobs,
                       "With --json: also the N most likely alternatives of each token, N in "
                       "[0, 20]"));
-  reg("--stop-token-id",
-      app->add_option("--stop-token-id", f->stop_token_ids,
-                      "A further token id that ends generation (repeatable)")
-          ->allow_extra_args(false));
+  reg("--stop-token-id", app->add_option("--stop-token-id", f->stop_token_ids,
+                                         "A further token id that ends generation (repeatable)")
+                             ->allow_extra_args(false));
   reg("--stop-strings",
       app->add_option("--stop-strings", f->stop_strings,
                       "Text that ends generation, not itself returned (repeatable; at most 16)")
@@ -193,17 +190,15 @@ void AddDecodingFlags(CLI::App* app, DecodingFlags* f) {
   reg("--length-penalty",
       app->add_option("--length-penalty", f->length_penalty,
                       "Beam search: score = sum logprob / length^length_penalty"));
-  reg("--early-stopping",
-      app->add_option("--early-stopping", f->early_stopping,
-                      "Beam search stop rule: true, false (heuristic) or never")
-          ->check(CLI::IsMember({"true", "false", "never"})));
+  reg("--early-stopping", app->add_option("--early-stopping", f->early_stopping,
+                                          "Beam search stop rule: true, false (heuristic) or never")
+                              ->check(CLI::IsMember({"true", "false", "never"})));
   reg("--num-return-sequences",
       app->add_option("--num-return-sequences", f->num_return_sequences,
                       "Sequences returned: beams kept, or samples drawn with --do-sample"));
-  reg("--best-of",
-      app->add_option("--best-of", f->best_of,
-                      "With --do-sample: draw this many samples and return the "
-                      "--num-return-sequences with the highest cumulative logprob"));
+  reg("--best-of", app->add_option("--best-of", f->best_of,
+                                   "With --do-sample: draw this many samples and return the "
+                                   "--num-return-sequences with the highest cumulative logprob"));
 }
 
 absl::Status AttributeToFlag(const DecodingFlags& f, const absl::Status& status) {
@@ -222,7 +217,8 @@ absl::Status AttributeToFlag(const DecodingFlags& f, const absl::Status& status)
 int64_t DecodingSettings::MaxNewTokens(int64_t prompt_tokens) const {
   if (max_new_tokens_flag.has_value()) return *max_new_tokens_flag;
   if (config.max_new_tokens.has_value()) return *config.max_new_tokens;
-  if (config.max_length.has_value()) return std::max<int64_t>(0, *config.max_length - prompt_tokens);
+  if (config.max_length.has_value())
+    return std::max<int64_t>(0, *config.max_length - prompt_tokens);
   return kDefaultMaxNewTokens;
 }
 
@@ -238,8 +234,8 @@ absl::StatusOr<DecodingSettings> ResolveDecodingFlags(const DecodingFlags& f) {
     }
     s.max_new_tokens_flag = f.max_new_tokens;
     // 0 generates nothing; GenerationConfig has no way to say so, and needs none.
-    s.config.max_new_tokens = f.max_new_tokens > 0 ? std::optional<int64_t>(f.max_new_tokens)
-                                                   : std::nullopt;
+    s.config.max_new_tokens =
+        f.max_new_tokens > 0 ? std::optional<int64_t>(f.max_new_tokens) : std::nullopt;
   }
   ApplyGivenFlags(f, s.config);
   if (absl::Status v = s.config.Validate(); !v.ok()) return AttributeToFlag(f, v);
@@ -248,8 +244,8 @@ absl::StatusOr<DecodingSettings> ResolveDecodingFlags(const DecodingFlags& f) {
     for (std::string_view flag : kSamplingFlags) {
       if (flag == "--top-k" && c.IsContrastiveSearch()) continue;  // its candidate count
       if (f.Given(flag)) {
-        s.warnings.push_back(absl::StrFormat(
-            "%s has no effect without --do-sample (decoding is greedy)", flag));
+        s.warnings.push_back(
+            absl::StrFormat("%s has no effect without --do-sample (decoding is greedy)", flag));
       }
     }
   }

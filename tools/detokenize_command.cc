@@ -58,8 +58,7 @@ int RunDetokenize(const DetokenizeOptions& o, CLI::App* app) {
     ++line_number;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const nlohmann::json in = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    bool valid = !in.is_discarded() && in.is_object() && in.contains("ids") &&
-                 in["ids"].is_array();
+    bool valid = !in.is_discarded() && in.is_object() && in.contains("ids") && in["ids"].is_array();
     std::vector<int32_t> line_ids;
     if (valid) {
       for (const nlohmann::json& v : in["ids"]) {

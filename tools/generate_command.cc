@@ -19,10 +19,10 @@
 #include "decoding/sampler.h"
 #include "decoding/stop_strings.h"
 #include "model/llama_model.h"
+#include "tokenizer/chat_prompt.h"
 #include "tokenizer/incremental_detokenizer.h"
 #include "tokenizer/tokenizer.h"
 #include "tools/batch_generate.h"
-#include "tokenizer/chat_prompt.h"
 #include "tools/cli_util.h"
 #include "tools/command.h"
 #include "tools/decoding_flags.h"
@@ -50,8 +50,7 @@ struct GenerateOptions {
   BatchFlags batch;
 };
 
-absl::StatusOr<std::vector<int32_t>> PromptTokens(const GenerateOptions& o,
-                                                  const GgufFile& file,
+absl::StatusOr<std::vector<int32_t>> PromptTokens(const GenerateOptions& o, const GgufFile& file,
                                                   const Tokenizer& tokenizer) {
   if (!o.chat) return tokenizer.Encode(o.prompt, EncodeOptions{});
   ASSIGN_OR_RETURN(ChatTemplate chat_template, LoadChatTemplate(o.chat_template_file, file));
@@ -97,11 +96,12 @@ int RunGenerate(const GenerateOptions& o) {
     std::fprintf(stderr, "tessera %s: warning: %s\n", std::string(kName).c_str(), w.c_str());
   }
   ModelSession session;
-  if (int code = OpenModelSession(
-          kName,
-          {.model = o.model, .backend = o.backend, .threads = o.threads,
-           .deterministic = o.deterministic},
-          &session);
+  if (int code = OpenModelSession(kName,
+                                  {.model = o.model,
+                                   .backend = o.backend,
+                                   .threads = o.threads,
+                                   .deterministic = o.deterministic},
+                                  &session);
       code != kExitOk) {
     return code;
   }
@@ -112,17 +112,17 @@ int RunGenerate(const GenerateOptions& o) {
   const int64_t context = session.model->config().max_position_embeddings;
   if (static_cast<int64_t>(prompt->size()) >= context) {
     return Fail(kName,
-                absl::StrCat("the prompt has ", prompt->size(),
-                             " tokens; the model's context is ", context),
+                absl::StrCat("the prompt has ", prompt->size(), " tokens; the model's context is ",
+                             context),
                 kExitUsage);
   }
 
   const GenerationConfig config = ConfigForModel(o, settings->config, *session.tokenizer);
   if (NeedsDecodingStrategy(config) || config.num_return_sequences > 1 ||
       config.best_of.value_or(1) > 1) {
-    const int64_t max_new = std::min<int64_t>(
-        settings->MaxNewTokens(static_cast<int64_t>(prompt->size())),
-        context - static_cast<int64_t>(prompt->size()));
+    const int64_t max_new =
+        std::min<int64_t>(settings->MaxNewTokens(static_cast<int64_t>(prompt->size())),
+                          context - static_cast<int64_t>(prompt->size()));
     if (max_new < 1) return Fail(kName, "--max-new-tokens must be >= 1 here", kExitUsage);
     return RunStrategyGenerate(session, *prompt, config,
                                {.json = o.json,
@@ -204,8 +204,7 @@ Command AddGenerateCommand(CLI::App& root) {
       "generate",
       "Generate text from a prompt: greedy by default, sampling with --do-sample "
       "(transformers GenerationConfig semantics: top_k 50 applies when sampling)");
-  app->add_option("--model", o->model, "GGUF model file, or 'default'")
-      ->capture_default_str();
+  app->add_option("--model", o->model, "GGUF model file, or 'default'")->capture_default_str();
   CLI::Option* prompt = app->add_option("--prompt", o->prompt, "Prompt text");
   app->add_flag("--chat", o->chat, "Wrap the prompt as a user message in the chat template");
   app->add_option("--chat-template", o->chat_template_file,

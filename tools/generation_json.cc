@@ -20,9 +20,8 @@ json SequenceToJson(const Tokenizer& tokenizer, const GeneratedSequence& sequenc
   double cumulative = 0.0;
   for (const SampleResult& t : sequence.tokens) {
     token_ids.push_back(t.token);
-    json entry = {{"token_id", t.token},
-                  {"text", TokenText(tokenizer, t.token)},
-                  {"logprob", t.logprob}};
+    json entry = {
+        {"token_id", t.token}, {"text", TokenText(tokenizer, t.token)}, {"logprob", t.logprob}};
     if (options.top_logprobs) {
       json top = json::array();
       for (const TokenLogprob& alt : t.top) {

@@ -62,9 +62,7 @@ struct GenerationStats {
 // be null.
 using TokenCallback = std::function<absl::StatusOr<bool>(const SampleResult&)>;
 [[nodiscard]] absl::Status GenerateSequence(LlamaModel& model, std::span<const int32_t> prompt,
-                                            const Sampler& sampler,
-                                            const GenerationLimits& limits,
-                                            const TokenCallback& on_token,
-                                            GenerationStats* stats);
+                                            const Sampler& sampler, const GenerationLimits& limits,
+                                            const TokenCallback& on_token, GenerationStats* stats);
 
 }  // namespace tessera

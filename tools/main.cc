@@ -12,10 +12,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "tessera 0.1.0");
   std::vector<tessera::Command> commands = {
-      tessera::AddGenerateCommand(app),
-      tessera::AddTokenizeCommand(app),
-      tessera::AddDetokenizeCommand(app),
-      tessera::AddInspectCommand(app),
+      tessera::AddGenerateCommand(app),   tessera::AddTokenizeCommand(app),
+      tessera::AddDetokenizeCommand(app), tessera::AddInspectCommand(app),
       tessera::AddServeCommand(app),
   };
   if (argc > 1 && argv[1][0] != '-') {

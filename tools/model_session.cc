@@ -16,8 +16,8 @@ int OpenModelSession(std::string_view command, const ModelSessionOptions& option
                      ModelSession* session) {
   auto path = ResolveModelPath(options.model);
   if (!path.ok()) return FailStatus(command, path.status());
-  auto backend = CreateBackend(options.backend, options.threads,
-                               {.batch_invariant = options.deterministic});
+  auto backend =
+      CreateBackend(options.backend, options.threads, {.batch_invariant = options.deterministic});
   if (!backend.ok()) return FailStatus(command, backend.status());
   session->backend = *std::move(backend);
 

@@ -34,7 +34,7 @@ struct ModelSessionOptions {
   // This rank's tensor-parallel shard (LlamaModel::Load); null: the whole model.
   const TensorParallelShard* tensor_parallel = nullptr;
   const StageShard* stage = nullptr;  // this rank's pipeline stage; null: every layer
-  bool progress_bar = true;  // off on the follower ranks of a model group
+  bool progress_bar = true;           // off on the follower ranks of a model group
 };
 
 // Fills *session and returns kExitOk, or prints the failure for `command` and returns its

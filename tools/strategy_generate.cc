@@ -7,10 +7,10 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "coordinator/stop_text.h"
 #include "tools/cli_util.h"
 #include "tools/command.h"
 #include "tools/generation_json.h"
-#include "coordinator/stop_text.h"
 #include "worker/batch_runner.h"
 
 namespace tessera {
@@ -23,9 +23,9 @@ constexpr std::string_view kName = "generate";
 int RunStrategyGenerate(ModelSession& session, std::span<const int32_t> prompt,
                         const GenerationConfig& config, const StrategyGenerateOptions& o) {
   // Sequences alive at once: beams, contrastive candidates, or samples.
-  const int64_t width = std::max<int64_t>(
-      {config.num_beams, config.IsContrastiveSearch() ? config.top_k : 1,
-       config.num_return_sequences, config.best_of.value_or(1)});
+  const int64_t width =
+      std::max<int64_t>({config.num_beams, config.IsContrastiveSearch() ? config.top_k : 1,
+                         config.num_return_sequences, config.best_of.value_or(1)});
   const int64_t total = static_cast<int64_t>(prompt.size()) + o.max_new_tokens;
   BatchRunnerOptions ro;
   ro.scheduler.block_size = 16;

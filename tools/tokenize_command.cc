@@ -42,8 +42,7 @@ int RunTokenize(const TokenizeOptions& o, CLI::App* app) {
     ++line_number;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;  // blank line
     const nlohmann::json in = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (in.is_discarded() || !in.is_object() || !in.contains("text") ||
-        !in["text"].is_string()) {
+    if (in.is_discarded() || !in.is_object() || !in.contains("text") || !in["text"].is_string()) {
       return Fail(kName,
                   absl::StrCat("stdin line ", line_number,
                                ": expected a JSON object with a string \"text\""),

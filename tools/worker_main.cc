@@ -30,11 +30,11 @@
 #include "parallel/shard_plan.h"
 #include "parallel/topology.h"
 #include "tools/batch_generate.h"
-#include "tools/replica_serve.h"
 #include "tools/cli_util.h"
 #include "tools/command.h"
 #include "tools/decoding_flags.h"
 #include "tools/model_session.h"
+#include "tools/replica_serve.h"
 #include "worker/model_group.h"
 
 namespace tessera {
@@ -139,36 +139,36 @@ int Run(const WorkerOptions& o) {
                plan->ToString().c_str());
   ModelGroupLeader leader(&group);
   const int code = !o.coordinator.empty()
-      ? ServeReplica({.coordinator = o.coordinator,
-                      .auth_token_file = o.auth_token_file,
-                      .tls_root_file = o.tls_root_file,
-                      .served_model_name = o.served_model_name.empty()
-                                               ? DefaultServedModelName(o.model)
-                                               : o.served_model_name,
-                      .model = o.model,
-                      .backend = o.backend,
-                      .threads = o.threads,
-                      .deterministic = o.deterministic,
-                      .tp = tp,
-                      .pp = o.pp,
-                      .sp = o.sp,
-                      .engine = &o.batch,
-                      .tensor_parallel = &shard,
-                      .stage = &stage,
-                      .model_group = &leader,
-                      .role = role})
-      : RunBatchGenerate({.model = o.model,
-                                     .backend = o.backend,
-                                     .threads = o.threads,
-                                     .deterministic = o.deterministic,
-                                     .chat = o.chat,
-                                     .chat_template_file = o.chat_template_file,
-                                     .decoding = &o.decoding,
-                                     .batch = &o.batch,
-                                     .tensor_parallel = &shard,
-                                     .stage = &stage,
-                                     .model_group = &leader,
-                                     .role = role});
+                       ? ServeReplica({.coordinator = o.coordinator,
+                                       .auth_token_file = o.auth_token_file,
+                                       .tls_root_file = o.tls_root_file,
+                                       .served_model_name = o.served_model_name.empty()
+                                                                ? DefaultServedModelName(o.model)
+                                                                : o.served_model_name,
+                                       .model = o.model,
+                                       .backend = o.backend,
+                                       .threads = o.threads,
+                                       .deterministic = o.deterministic,
+                                       .tp = tp,
+                                       .pp = o.pp,
+                                       .sp = o.sp,
+                                       .engine = &o.batch,
+                                       .tensor_parallel = &shard,
+                                       .stage = &stage,
+                                       .model_group = &leader,
+                                       .role = role})
+                       : RunBatchGenerate({.model = o.model,
+                                           .backend = o.backend,
+                                           .threads = o.threads,
+                                           .deterministic = o.deterministic,
+                                           .chat = o.chat,
+                                           .chat_template_file = o.chat_template_file,
+                                           .decoding = &o.decoding,
+                                           .batch = &o.batch,
+                                           .tensor_parallel = &shard,
+                                           .stage = &stage,
+                                           .model_group = &leader,
+                                           .role = role});
   // Also after a failure before the engine started: the followers must not wait forever.
   if (const absl::Status s = leader.SendShutdown(); !s.ok()) {
     return Fail(rank, std::string(s.message()), kExitFailure);

@@ -40,12 +40,12 @@ absl::StatusOr<std::unique_ptr<BatchRunner>> BatchRunner::Create(LlamaModel* mod
     return absl::InvalidArgumentError(absl::StrCat(
         "SchedulerConfig.num_blocks must be >= 0 (0: from kv_cache_bytes), got ", sc.num_blocks));
   }
-  sc.max_model_len = static_cast<int>(
-      std::min<int64_t>(sc.max_model_len, c.max_position_embeddings));
+  sc.max_model_len =
+      static_cast<int>(std::min<int64_t>(sc.max_model_len, c.max_position_embeddings));
 
   KvCacheShape shape;
   shape.n_layers = static_cast<int>(model->stage().layers.size());  // this stage's
-  shape.n_kv_heads = static_cast<int>(model->local_kv_heads());  // this rank's share
+  shape.n_kv_heads = static_cast<int>(model->local_kv_heads());     // this rank's share
   shape.head_dim = static_cast<int>(c.head_dim);
   shape.block_size = sc.block_size;
   shape.bytes_per_elem = sizeof(float);  // PagedKvCache holds float32
@@ -56,39 +56,38 @@ absl::StatusOr<std::unique_ptr<BatchRunner>> BatchRunner::Create(LlamaModel* mod
   }
   ASSIGN_OR_RETURN(KvCapacity capacity, ComputeKvCapacity(shape, budget));
   if (capacity.num_blocks <= 0) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "BatchRunner: kv_cache_bytes ", budget, " holds no KV block of ",
-        capacity.bytes_per_block, " bytes"));
+    return absl::ResourceExhaustedError(absl::StrCat("BatchRunner: kv_cache_bytes ", budget,
+                                                     " holds no KV block of ",
+                                                     capacity.bytes_per_block, " bytes"));
   }
   if (capacity.num_blocks > std::numeric_limits<int>::max()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("BatchRunner: kv_cache_bytes gives ", capacity.num_blocks,
-                     " blocks, more than the scheduler can count"));
+    return absl::InvalidArgumentError(absl::StrCat("BatchRunner: kv_cache_bytes gives ",
+                                                   capacity.num_blocks,
+                                                   " blocks, more than the scheduler can count"));
   }
   sc.num_blocks = static_cast<int>(capacity.num_blocks);
   RETURN_IF_ERROR(ValidateSchedulerConfig(sc));
 
-  ASSIGN_OR_RETURN(PagedKvCache cache, model->NewPagedKvCache(capacity.num_blocks,
-                                                              sc.block_size));
+  ASSIGN_OR_RETURN(PagedKvCache cache, model->NewPagedKvCache(capacity.num_blocks, sc.block_size));
   // The pool must be what the capacity formula promised: the scheduler hands out exactly
   // num_blocks ids and the memory budget was computed from bytes_per_block.
   if (cache.layout().num_blocks != capacity.num_blocks ||
       cache.bytes_per_block() != capacity.bytes_per_block ||
       cache.NumBytes() != capacity.bytes_used) {
-    return absl::InternalError(absl::StrCat(
-        "BatchRunner: PagedKvCache allocated ", cache.layout().num_blocks, " blocks of ",
-        cache.bytes_per_block(), " bytes (", cache.NumBytes(), " in all) but kv_capacity says ",
-        capacity.num_blocks, " blocks of ", capacity.bytes_per_block, " bytes (",
-        capacity.bytes_used, ")"));
+    return absl::InternalError(
+        absl::StrCat("BatchRunner: PagedKvCache allocated ", cache.layout().num_blocks,
+                     " blocks of ", cache.bytes_per_block(), " bytes (", cache.NumBytes(),
+                     " in all) but kv_capacity says ", capacity.num_blocks, " blocks of ",
+                     capacity.bytes_per_block, " bytes (", capacity.bytes_used, ")"));
   }
   ASSIGN_OR_RETURN(std::unique_ptr<Scheduler> scheduler, Scheduler::Create(sc));
   std::optional<PagedKvCache> host_cache;
   if (sc.num_host_blocks > 0) {
     ASSIGN_OR_RETURN(host_cache, model->NewPagedKvCache(sc.num_host_blocks, sc.block_size));
   }
-  auto runner = std::unique_ptr<BatchRunner>(new BatchRunner(
-      model, std::move(scheduler), std::move(cache), std::move(host_cache), capacity,
-      options.default_seed, options.role));
+  auto runner = std::unique_ptr<BatchRunner>(
+      new BatchRunner(model, std::move(scheduler), std::move(cache), std::move(host_cache),
+                      capacity, options.default_seed, options.role));
   if (options.model_group != nullptr) {
     runner->leader_ = options.model_group;
     RETURN_IF_ERROR(runner->leader_->SendSetup({.num_blocks = sc.num_blocks,
@@ -110,10 +109,10 @@ BatchRunner::BatchRunner(LlamaModel* model, std::unique_ptr<Scheduler> scheduler
       stage_runner_(model, role) {}
 
 std::string BatchRunner::StartupReport() const {
-  std::string report = absl::StrFormat(
-      "%s; allocated %d bytes (%d blocks x %d bytes) on %s", capacity_.ToString(),
-      cache_.NumBytes(), cache_.layout().num_blocks, cache_.bytes_per_block(),
-      model_->backend()->name());
+  std::string report =
+      absl::StrFormat("%s; allocated %d bytes (%d blocks x %d bytes) on %s", capacity_.ToString(),
+                      cache_.NumBytes(), cache_.layout().num_blocks, cache_.bytes_per_block(),
+                      model_->backend()->name());
   if (host_cache_.has_value()) {
     absl::StrAppendFormat(&report, "; swap space %d host blocks (%d bytes)",
                           host_cache_->layout().num_blocks, host_cache_->NumBytes());
@@ -143,9 +142,9 @@ absl::Status BatchRunner::AddRequest(WorkerRequest request, absl::Time now) {
   const std::vector<int32_t>& prompt = request.spec.prompt_token_ids;
   for (size_t i = 0; i < prompt.size(); ++i) {
     if (prompt[i] < 0 || prompt[i] >= vocab) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "request ", request.spec.request_id, ": prompt_token_ids[", i, "] = ", prompt[i],
-          " is outside the vocabulary [0, ", vocab, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("request ", request.spec.request_id, ": prompt_token_ids[", i,
+                       "] = ", prompt[i], " is outside the vocabulary [0, ", vocab, ")"));
     }
   }
   const GenerationConfig& g = request.generation;
@@ -210,8 +209,7 @@ absl::Status BatchRunner::AddRequest(WorkerRequest request, absl::Time now) {
   }
   RETURN_IF_ERROR(
       CheckWidth(id, keep_best > 0 ? "best_of" : "num_return_sequences (n)", request.spec.n));
-  ASSIGN_OR_RETURN(Sampler sampler,
-                   Sampler::Create(sampling, static_cast<int32_t>(vocab), seed));
+  ASSIGN_OR_RETURN(Sampler sampler, Sampler::Create(sampling, static_cast<int32_t>(vocab), seed));
   RETURN_IF_ERROR(scheduler_->AddRequest(std::move(request.spec), now));
   if (keep_best > 0) keep_best_[id] = keep_best;
   if (request.stops_at != nullptr) stop_checks_[id] = std::move(request.stops_at);

@@ -85,8 +85,8 @@ struct WorkerRequest {
 
 // Counters for tests and the log.
 struct BatchRunnerStats {
-  int64_t steps = 0;          // non-empty steps run
-  int64_t forward_tokens = 0; // tokens through ForwardPaged
+  int64_t steps = 0;           // non-empty steps run
+  int64_t forward_tokens = 0;  // tokens through ForwardPaged
   int64_t block_copies = 0;
   int64_t blocks_swapped = 0;  // out and in
 };
@@ -102,8 +102,9 @@ class BatchRunner {
 
   // Queues a request arriving at `now`. Refused at once, changing nothing:
   // INVALID_ARGUMENT for a prompt token outside the vocabulary ("prompt_token_ids[3]") or a
-  // bad GenerationConfig (naming the field); otherwise the Scheduler's AddRequest codes (e.g. RESOURCE_EXHAUSTED when the request
-  // can never fit the cache, ALREADY_EXISTS for a request id in use).
+  // bad GenerationConfig (naming the field); otherwise the Scheduler's AddRequest codes (e.g.
+  // RESOURCE_EXHAUSTED when the request can never fit the cache, ALREADY_EXISTS for a request id in
+  // use).
   [[nodiscard]] absl::Status AddRequest(WorkerRequest request, absl::Time now);
   // Scheduler::Cancel: the request ends with FinishReason::kCancelled; its output comes
   // from the next Step. NOT_FOUND if unknown.
@@ -132,8 +133,8 @@ class BatchRunner {
 
  private:
   BatchRunner(LlamaModel* model, std::unique_ptr<Scheduler> scheduler, PagedKvCache cache,
-              std::optional<PagedKvCache> host_cache, KvCapacity capacity,
-              uint64_t default_seed, RankRole role);
+              std::optional<PagedKvCache> host_cache, KvCapacity capacity, uint64_t default_seed,
+              RankRole role);
   // The plan's swaps and copy-on-write copies, in the order StepPlan prescribes.
   static StepWork BuildStepWork(const StepPlan& plan, const StepBatch& batch);
 

@@ -54,9 +54,9 @@ class Outbox {
 }  // namespace
 
 absl::Status RunClusterLeader(const ClusterLeaderOptions& options, Replica* replica) {
-  auto channel = grpc::CreateChannel(
-      options.coordinator,
-      options.credentials != nullptr ? options.credentials : grpc::InsecureChannelCredentials());
+  auto channel = grpc::CreateChannel(options.coordinator, options.credentials != nullptr
+                                                              ? options.credentials
+                                                              : grpc::InsecureChannelCredentials());
   auto stub = cv1::Cluster::NewStub(channel);
   grpc::ClientContext context;
   if (!options.auth_token.empty()) {
@@ -75,11 +75,10 @@ absl::Status RunClusterLeader(const ClusterLeaderOptions& options, Replica* repl
   if (!stream->Write(hello) || !stream->Read(&reply) || !reply.has_registered()) {
     stream->WritesDone();
     const grpc::Status s = stream->Finish();
-    return absl::Status(s.ok() ? absl::StatusCode::kUnavailable
-                               : static_cast<absl::StatusCode>(s.error_code()),
-                        s.ok() ? "the coordinator closed the stream while registering"
-                               : absl::StrCat("the coordinator refused the replica: ",
-                                              s.error_message()));
+    return absl::Status(
+        s.ok() ? absl::StatusCode::kUnavailable : static_cast<absl::StatusCode>(s.error_code()),
+        s.ok() ? "the coordinator closed the stream while registering"
+               : absl::StrCat("the coordinator refused the replica: ", s.error_message()));
   }
   if (options.on_registered) options.on_registered(reply.registered());
   const absl::Duration heartbeat =
@@ -142,8 +141,8 @@ absl::Status RunClusterLeader(const ClusterLeaderOptions& options, Replica* repl
   writer.join();  // before WritesDone: no write may run beside it
   stream->WritesDone();
   const grpc::Status s = stream->Finish();
-  return absl::UnavailableError(absl::StrCat("the coordinator ended the stream: ",
-                                             s.ok() ? "shut down" : s.error_message()));
+  return absl::UnavailableError(
+      absl::StrCat("the coordinator ended the stream: ", s.ok() ? "shut down" : s.error_message()));
 }
 
 }  // namespace tessera

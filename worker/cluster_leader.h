@@ -19,9 +19,9 @@
 namespace tessera {
 
 struct ClusterLeaderOptions {
-  std::string coordinator;  // host:port
+  std::string coordinator;                                // host:port
   std::shared_ptr<grpc::ChannelCredentials> credentials;  // null: plaintext
-  std::string auth_token;   // sent as "authorization: Bearer <token>" when set
+  std::string auth_token;  // sent as "authorization: Bearer <token>" when set
   tessera::cluster::v1::Register registration;
   // Called once the coordinator accepted the registration (its plan's summary).
   std::function<void(const tessera::cluster::v1::Registered&)> on_registered;
@@ -33,7 +33,6 @@ struct ClusterLeaderOptions {
 // closes the stream; the coordinator's status when it refuses the registration (e.g.
 // NOT_FOUND for a model it does not serve, INVALID_ARGUMENT for a layout the model cannot
 // take).
-[[nodiscard]] absl::Status RunClusterLeader(const ClusterLeaderOptions& options,
-                                            Replica* replica);
+[[nodiscard]] absl::Status RunClusterLeader(const ClusterLeaderOptions& options, Replica* replica);
 
 }  // namespace tessera

@@ -61,6 +61,13 @@ ReplicaLoad EngineLoop::Load() const {
   return load_;
 }
 
+ReplicaInfo EngineLoop::Info() const {
+  ReplicaInfo info;
+  info.id = "embedded";
+  info.block_size = runner_->scheduler().config().block_size;  // fixed after Create
+  return info;
+}
+
 void EngineLoop::Drain() {
   absl::MutexLock lock(&mu_);
   draining_ = true;

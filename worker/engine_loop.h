@@ -35,6 +35,7 @@ class EngineLoop : public Replica {
   void Submit(TokenRequest request, ReplicaEventSink sink) override;
   void Cancel(std::string_view request_id) override;
   ReplicaLoad Load() const override;
+  ReplicaInfo Info() const override;
 
   // Stops admitting (later Submits end with UNAVAILABLE); what was accepted runs to the end.
   void Drain();

@@ -19,15 +19,13 @@ struct StepBatch {
   std::vector<int32_t> positions;
   std::vector<PagedSequence> sequences;  // block tables view the plan: it must outlive this
   std::vector<int64_t> logits_rows;
-  std::vector<size_t> logits_entries;    // plan.sequences index of each logits row
+  std::vector<size_t> logits_entries;  // plan.sequences index of each logits row
   // Every row of the entries that want hidden states, and the entry of each.
   std::vector<int64_t> hidden_rows;
   std::vector<size_t> hidden_entries;
 
   // A view for LlamaModel::ForwardPaged; valid while this StepBatch is unchanged.
-  PagedBatch view() const {
-    return {token_ids, positions, sequences, logits_rows, hidden_rows};
-  }
+  PagedBatch view() const { return {token_ids, positions, sequences, logits_rows, hidden_rows}; }
 };
 
 StepBatch BuildStepBatch(const StepPlan& plan);

@@ -18,6 +18,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "tessera/cluster/v1/cluster.grpc.pb.h"
+#include "tessera/v1/admin.grpc.pb.h"
 #include "tessera/v1/inference.grpc.pb.h"
 #include "tests/coordinator/loaded_model.h"
 #include "worker/cluster_leader.h"
@@ -141,10 +142,9 @@ TEST_F(ClusterTest, ARegisteredReplicaServesWhatTheEngineGivesAlone) {
   EXPECT_EQ(Complete(Chat("Hi", 4), &refused).error_code(), grpc::StatusCode::UNAVAILABLE);
 
   // The reference: the same requests on an embedded replica, one at a time.
-  const std::vector<std::string> questions = {"What is the capital of France?",
-                                              "Name three primary colors.",
-                                              "Write a haiku about the sea.",
-                                              "How many legs does a spider have?"};
+  const std::vector<std::string> questions = {
+      "What is the capital of France?", "Name three primary colors.",
+      "Write a haiku about the sea.", "How many legs does a spider have?"};
   std::vector<std::string> alone;
   {
     auto local = model_->StartEngine();
@@ -161,6 +161,17 @@ TEST_F(ClusterTest, ARegisteredReplicaServesWhatTheEngineGivesAlone) {
   ASSERT_TRUE(leader.WaitRegistered());
   EXPECT_THAT(leader.replica_id(), HasSubstr("default/"));
   EXPECT_EQ(Health(), HealthCheckResponse::SERVING);
+  {
+    auto admin =
+        v1::Admin::NewStub(grpc::CreateChannel(target_, grpc::InsecureChannelCredentials()));
+    grpc::ClientContext context;
+    v1::ClusterStatus status;
+    ASSERT_TRUE(admin->GetClusterStatus(&context, {}, &status).ok());
+    ASSERT_EQ(status.models(0).replicas_size(), 1);
+    EXPECT_EQ(status.models(0).replicas(0).id(), leader.replica_id());
+    EXPECT_TRUE(status.models(0).replicas(0).remote());
+    EXPECT_EQ(status.models(0).replicas(0).kv_blocks_total(), 256);
+  }
   std::vector<std::string> remote(questions.size());
   std::vector<std::thread> clients;
   for (size_t i = 0; i < questions.size(); ++i) {
@@ -217,8 +228,7 @@ TEST_F(ClusterTest, RegistrationIsCheckedByTheCoordinator) {
   {
     Leader stranger(target_, model_->StartEngine(), Registration("default"), "wrong");
     stranger.Leave();
-    EXPECT_EQ(stranger.result().code(), absl::StatusCode::kUnauthenticated)
-        << stranger.result();
+    EXPECT_EQ(stranger.result().code(), absl::StatusCode::kUnauthenticated) << stranger.result();
   }
   {
     Leader unknown(target_, model_->StartEngine(), Registration("no-such-model"), "leader-secret");
@@ -228,8 +238,7 @@ TEST_F(ClusterTest, RegistrationIsCheckedByTheCoordinator) {
   }
   {
     // SmolLM2 has 3 KV heads: 4 tensor ranks is neither a divisor nor a multiple.
-    Leader bad_layout(target_, model_->StartEngine(), Registration("default", 4),
-                      "leader-secret");
+    Leader bad_layout(target_, model_->StartEngine(), Registration("default", 4), "leader-secret");
     bad_layout.Leave();
     EXPECT_EQ(bad_layout.result().code(), absl::StatusCode::kInvalidArgument)
         << bad_layout.result();
@@ -242,7 +251,8 @@ TEST_F(ClusterTest, ALeaderThatFallsSilentIsLost) {
   options.heartbeat_timeout = absl::Milliseconds(500);
   Start(options);
   // A leader that registers and then says nothing (no heartbeat).
-  auto stub = cv1::Cluster::NewStub(grpc::CreateChannel(target_, grpc::InsecureChannelCredentials()));
+  auto stub =
+      cv1::Cluster::NewStub(grpc::CreateChannel(target_, grpc::InsecureChannelCredentials()));
   grpc::ClientContext context;
   auto stream = stub->Connect(&context);
   cv1::LeaderMessage hello;

@@ -19,9 +19,9 @@
 #include "kernels/registry.h"
 #include "model/llama_model.h"
 #include "tessera/v1/inference.grpc.pb.h"
+#include "tests/coordinator/loaded_model.h"
 #include "tokenizer/chat_prompt.h"
 #include "worker/batch_runner.h"
-#include "tests/coordinator/loaded_model.h"
 #include "worker/engine_loop.h"
 
 namespace tessera {
@@ -45,8 +45,8 @@ class EmbeddedServerTest : public ::testing::Test {
     auto server = CoordinatorServer::Start(&registry_, server_options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
-    stub_ = v1::Inference::NewStub(grpc::CreateChannel(
-        absl::StrCat("127.0.0.1:", server_->port()), grpc::InsecureChannelCredentials()));
+    stub_ = v1::Inference::NewStub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                                       grpc::InsecureChannelCredentials()));
   }
 
   void TearDown() override {

@@ -24,6 +24,7 @@ class FakeReplica : public Replica {
   void Submit(TokenRequest request, ReplicaEventSink sink) override;
   void Cancel(std::string_view request_id) override;
   ReplicaLoad Load() const override;
+  ReplicaInfo Info() const override { return {.id = "fake", .block_size = 16}; }
 
   void set_ready(bool ready);
   // Lets held requests finish.

@@ -23,6 +23,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "tessera/v1/admin.grpc.pb.h"
 #include "tessera/v1/inference.grpc.pb.h"
 #include "tests/coordinator/fake_replica.h"
 #include "tokenizer/chat_prompt.h"
@@ -547,6 +548,75 @@ TEST_F(ServiceTest, TlsWithASelfSignedCertificate) {
   plain_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   EXPECT_FALSE(stub_->Complete(&plain_context, Prompt("Hello"), &response).ok());
   std::filesystem::remove_all(dir);
+}
+
+TEST_F(ServiceTest, AdminReportsTheClusterAndDrains) {
+  auto busy = std::make_shared<FakeReplica>(script_, /*hold=*/true);
+  AddModel("alpha")->AddReplica(busy);
+  AddModel("beta");
+  Start();
+  auto admin = v1::Admin::NewStub(channel_);
+
+  grpc::ClientContext running_context;
+  v1::GenerateRequest request = Prompt("Hello");
+  request.set_model("alpha");
+  auto running = stub_->Generate(&running_context, request);
+  busy->WaitSubmitted(1);
+
+  grpc::ClientContext c1;
+  v1::ClusterStatus status;
+  ASSERT_TRUE(admin->GetClusterStatus(&c1, {}, &status).ok());
+  ASSERT_EQ(status.models_size(), 2);
+  EXPECT_EQ(status.models(0).name(), "alpha");
+  EXPECT_EQ(status.models(0).ready_replicas(), 1);
+  ASSERT_EQ(status.models(0).replicas_size(), 1);
+  EXPECT_EQ(status.models(0).replicas(0).id(), "alpha/fake");
+  EXPECT_FALSE(status.models(0).replicas(0).remote());
+  EXPECT_EQ(status.models(1).ready_replicas(), 0);
+  EXPECT_EQ(status.calls_in_flight(), 1);
+  EXPECT_FALSE(status.draining());
+
+  grpc::ClientContext c2;
+  v1::Capacity capacity;
+  v1::GetCapacityRequest capacity_request;
+  capacity_request.set_model("alpha");
+  ASSERT_TRUE(admin->GetCapacity(&c2, capacity_request, &capacity).ok());
+  ASSERT_EQ(capacity.models_size(), 1);
+  EXPECT_EQ(capacity.models(0).context_length(), 2048);
+  EXPECT_EQ(capacity.models(0).ready_replicas(), 1);
+
+  // Drain: the call in flight keeps it from being drained; new calls are refused.
+  grpc::ClientContext c3;
+  v1::DrainRequest drain;
+  v1::DrainResponse drained;
+  ASSERT_TRUE(admin->Drain(&c3, drain, &drained).ok());
+  EXPECT_FALSE(drained.drained());
+  EXPECT_EQ(drained.calls_in_flight(), 1);
+  EXPECT_EQ(Health("alpha"), HealthCheckResponse::NOT_SERVING);
+  grpc::ClientContext c4;
+  v1::CompleteResponse refused;
+  grpc::Status s = stub_->Complete(&c4, request, &refused);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s.error_message(), HasSubstr("draining"));
+
+  // The call in flight finishes whole; then Drain reports drained.
+  busy->Release();
+  v1::GenerateResponse response;
+  std::string text;
+  while (running->Read(&response)) {
+    for (const auto& d : response.deltas()) text += d.text();
+  }
+  EXPECT_TRUE(running->Finish().ok());
+  EXPECT_EQ(text, kAnswer);
+  grpc::ClientContext c5;
+  drain.set_wait_seconds(10);
+  ASSERT_TRUE(admin->Drain(&c5, drain, &drained).ok());
+  EXPECT_TRUE(drained.drained());
+  EXPECT_EQ(drained.calls_in_flight(), 0);
+
+  grpc::ClientContext c6;
+  drain.set_wait_seconds(-1);
+  EXPECT_EQ(admin->Drain(&c6, drain, &drained).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
 TEST_F(ServiceTest, StartRefusesBadOptions) {
