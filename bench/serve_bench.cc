@@ -28,6 +28,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "bench/percentile.h"
 #include "common/status_macros.h"
 #include "formats/model_locator.h"
 #include "formats/weight_store.h"
@@ -55,15 +56,6 @@ struct Options {
   bool deterministic = false;
   bool json = false;
 };
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0.0;
-  std::sort(v.begin(), v.end());
-  const double rank = p * static_cast<double>(v.size() - 1);
-  const size_t lo = static_cast<size_t>(rank);
-  const size_t hi = std::min(lo + 1, v.size() - 1);
-  return v[lo] + (v[hi] - v[lo]) * (rank - static_cast<double>(lo));
-}
 
 struct RunStats {
   int64_t output_tokens = 0;
