@@ -90,7 +90,8 @@ int Run(const Options& o) {
     std::fprintf(stderr, "tessera_bench_grpc: %s\n", std::string(store.status().message()).c_str());
     return 1;
   }
-  auto backend = CreateBackend("cpu", o.threads, BackendOptions{.batch_invariant = o.deterministic});
+  auto backend =
+      CreateBackend("cpu", o.threads, BackendOptions{.batch_invariant = o.deterministic});
   auto model = backend.ok() ? LlamaModel::Load(**store, backend->get())
                             : absl::StatusOr<std::unique_ptr<LlamaModel>>(backend.status());
   auto tokenizer = Tokenizer::FromGguf(*(*store)->gguf());
@@ -107,10 +108,12 @@ int Run(const Options& o) {
   ro.kv_cache_bytes = o.kv_cache_mb << 20;
   auto runner = BatchRunner::Create(model->get(), ro);
   if (!runner.ok()) {
-    std::fprintf(stderr, "tessera_bench_grpc: %s\n", std::string(runner.status().message()).c_str());
+    std::fprintf(stderr, "tessera_bench_grpc: %s\n",
+                 std::string(runner.status().message()).c_str());
     return 1;
   }
-  std::shared_ptr<EngineLoop> engine(*EngineLoop::Start(*std::move(runner), shared_tokenizer.get()));
+  std::shared_ptr<EngineLoop> engine(
+      *EngineLoop::Start(*std::move(runner), shared_tokenizer.get()));
   ServedModelSpec spec;
   spec.name = "default";
   spec.config = (*model)->config();
@@ -188,9 +191,10 @@ int Run(const Options& o) {
 
   const double seq_rate = sequential_tokens / sequential_seconds;
   const double conc_rate = concurrent_tokens / concurrent_seconds;
-  std::printf("tessera_bench_grpc: %d streams (max_num_seqs %d, %s kernels), new tokens U[%d, %d]\n",
-              o.requests, o.max_num_seqs, o.deterministic ? "batch-invariant" : "fast", o.min_new,
-              o.max_new);
+  std::printf(
+      "tessera_bench_grpc: %d streams (max_num_seqs %d, %s kernels), new tokens U[%d, %d]\n",
+      o.requests, o.max_num_seqs, o.deterministic ? "batch-invariant" : "fast", o.min_new,
+      o.max_new);
   std::printf("| run | requests | output tokens | seconds | output tok/s | ratio |\n");
   std::printf("|---|---:|---:|---:|---:|---:|\n");
   std::printf("| one at a time (Complete) | %zu | %lld | %.1f | %.1f | 1.00 |\n", alone.size(),
@@ -204,10 +208,10 @@ int Run(const Options& o) {
   std::printf("| time per output token (ms) | %.1f | %.1f |\n", 1e3 * Percentile(tpot, 0.5),
               1e3 * Percentile(tpot, 0.99));
   std::printf("| end to end (s) | %.2f | %.2f |\n", Percentile(e2e, 0.5), Percentile(e2e, 0.99));
-  std::printf("\nfailed streams: %d; baseline requests whose stream gave the same tokens: %d/%zu; "
-              "KV blocks used after: %d; peak RSS growth during the streams: %.1f MiB\n",
-              failed, equal, alone.size(), load.kv_blocks_used,
-              (PeakRssKiB() - rss_before) / 1024.0);
+  std::printf(
+      "\nfailed streams: %d; baseline requests whose stream gave the same tokens: %d/%zu; "
+      "KV blocks used after: %d; peak RSS growth during the streams: %.1f MiB\n",
+      failed, equal, alone.size(), load.kv_blocks_used, (PeakRssKiB() - rss_before) / 1024.0);
   (*server)->Shutdown(absl::Seconds(1));
   return failed == 0 && load.kv_blocks_used == 0 ? 0 : 1;
 }
@@ -217,24 +221,32 @@ int Run(const Options& o) {
 
 int main(int argc, char** argv) {
   tessera::Options o;
-  CLI::App app{"Concurrent gRPC streams against an embedded Tessera server, against the same "
-               "requests one at a time",
-               "tessera_bench_grpc"};
+  CLI::App app{
+      "Concurrent gRPC streams against an embedded Tessera server, against the same "
+      "requests one at a time",
+      "tessera_bench_grpc"};
   app.add_option("--model", o.model, "GGUF model file, or 'default'")->capture_default_str();
   app.add_option("--threads", o.threads, "CPU threads (0 = all)")->capture_default_str();
-  app.add_option("--requests", o.requests, "Concurrent streams")->capture_default_str()
+  app.add_option("--requests", o.requests, "Concurrent streams")
+      ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--sequential", o.sequential, "Requests of the one-at-a-time baseline")
-      ->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--min-new", o.min_new, "Fewest new tokens per request")->capture_default_str()
+      ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  app.add_option("--max-new", o.max_new, "Most new tokens per request")->capture_default_str()
+  app.add_option("--min-new", o.min_new, "Fewest new tokens per request")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-new", o.max_new, "Most new tokens per request")
+      ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--max-num-seqs", o.max_num_seqs, "Sequences per engine step")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--max-batched-tokens", o.max_batched_tokens, "Tokens per engine step")
-      ->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--kv-cache-mb", o.kv_cache_mb, "KV cache MiB")->capture_default_str()
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--kv-cache-mb", o.kv_cache_mb, "KV cache MiB")
+      ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_flag("--deterministic", o.deterministic, "Batch-invariant kernels");
   app.add_option("--seed", o.seed, "Workload seed")->capture_default_str();

@@ -47,7 +47,7 @@ absl::StatusOr<Admitted> Admit(ModelRegistry& registry, const v1::GenerateReques
   a.client_id = r.request_id().empty() ? absl::StrCat("req-", serial) : r.request_id();
   a.request.spec.request_id = absl::StrCat(serial, ":", a.client_id);
   a.request.spec.deadline = CallDeadline(context);
-  ASSIGN_OR_RETURN(a.replica, a.model->PickReplica());
+  ASSIGN_OR_RETURN(a.replica, a.model->PickReplica(a.request.spec.prompt_token_ids));
   return a;
 }
 

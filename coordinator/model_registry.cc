@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -36,23 +37,43 @@ void ServedModel::RemoveReplica(const Replica* replica) {
   std::erase_if(replicas_, [&](const auto& r) { return r.get() == replica; });
 }
 
-absl::StatusOr<std::shared_ptr<Replica>> ServedModel::PickReplica() const {
+absl::StatusOr<std::shared_ptr<Replica>> ServedModel::PickReplica(
+    std::span<const int32_t> prompt) const {
   absl::MutexLock lock(&mu_);
-  std::shared_ptr<Replica> best;
-  int64_t best_tokens = 0;
+  std::shared_ptr<Replica> least;
+  int64_t least_tokens = 0;
+  std::shared_ptr<Replica> preferred;
+  int64_t preferred_tokens = 0;
+  uint64_t preferred_score = 0;
+  const bool affinity = prompt.size() >= kAffinityTokens;
+  const uint64_t key =
+      affinity
+          ? absl::HashOf(std::vector<int32_t>(prompt.begin(), prompt.begin() + kAffinityTokens))
+          : 0;
   for (const auto& r : replicas_) {
     const ReplicaLoad load = r->Load();
     if (!load.ready) continue;
-    if (best == nullptr || load.outstanding_tokens < best_tokens) {
-      best = r;
-      best_tokens = load.outstanding_tokens;
+    if (least == nullptr || load.outstanding_tokens < least_tokens) {
+      least = r;
+      least_tokens = load.outstanding_tokens;
+    }
+    if (affinity) {
+      const uint64_t score = absl::HashOf(key, r->Info().id);
+      if (preferred == nullptr || score > preferred_score) {
+        preferred = r;
+        preferred_score = score;
+        preferred_tokens = load.outstanding_tokens;
+      }
     }
   }
-  if (best == nullptr) {
+  if (least == nullptr) {
     return absl::UnavailableError(absl::StrFormat("model '%s' has no ready replica (%d registered)",
                                                   spec_.name, replicas_.size()));
   }
-  return best;
+  if (preferred != nullptr && preferred_tokens <= least_tokens + kAffinitySlackTokens) {
+    return preferred;
+  }
+  return least;
 }
 
 std::vector<std::shared_ptr<Replica>> ServedModel::replicas() const {

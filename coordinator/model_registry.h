@@ -7,6 +7,7 @@
 #pragma once
 
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -49,9 +50,16 @@ class ServedModel {
 
   void AddReplica(std::shared_ptr<Replica> replica);
   void RemoveReplica(const Replica* replica);
-  // The ready replica with the fewest outstanding tokens; UNAVAILABLE naming the model when
-  // none is ready.
-  [[nodiscard]] absl::StatusOr<std::shared_ptr<Replica>> PickReplica() const;
+  // Routing (SGLang's cache-aware idea, kept simple): a prompt of at least kAffinityTokens
+  // goes to the replica its first kAffinityTokens hash to (rendezvous hashing over the
+  // ready replicas), so requests that share a system prompt meet that replica's prefix
+  // cache, unless that replica has more than kAffinitySlackTokens more outstanding tokens
+  // than the least loaded one; everything else goes to the ready replica with the fewest
+  // outstanding tokens. UNAVAILABLE naming the model when none is ready.
+  static constexpr size_t kAffinityTokens = 32;
+  static constexpr int64_t kAffinitySlackTokens = 4096;
+  [[nodiscard]] absl::StatusOr<std::shared_ptr<Replica>> PickReplica(
+      std::span<const int32_t> prompt = {}) const;
   std::vector<std::shared_ptr<Replica>> replicas() const;
   int ReadyReplicas() const;
 

@@ -38,12 +38,18 @@ ReplicaLoad FakeReplica::Load() const {
   ReplicaLoad load;
   load.ready = ready_ && !lost_;
   load.running_requests = static_cast<int>(jobs_.size());
+  load.outstanding_tokens = outstanding_tokens_;
   return load;
 }
 
 void FakeReplica::set_ready(bool ready) {
   std::lock_guard<std::mutex> lock(mu_);
   ready_ = ready;
+}
+
+void FakeReplica::set_outstanding_tokens(int64_t tokens) {
+  std::lock_guard<std::mutex> lock(mu_);
+  outstanding_tokens_ = tokens;
 }
 
 void FakeReplica::Release() {

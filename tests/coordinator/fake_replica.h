@@ -24,9 +24,11 @@ class FakeReplica : public Replica {
   void Submit(TokenRequest request, ReplicaEventSink sink) override;
   void Cancel(std::string_view request_id) override;
   ReplicaLoad Load() const override;
-  ReplicaInfo Info() const override { return {.id = "fake", .block_size = 16}; }
+  ReplicaInfo Info() const override { return {.id = id_, .block_size = 16}; }
 
   void set_ready(bool ready);
+  void set_id(std::string id) { id_ = std::move(id); }  // before it is shared
+  void set_outstanding_tokens(int64_t tokens);
   // Lets held requests finish.
   void Release();
   // Ends every request with UNAVAILABLE and stops being ready (a lost replica).
@@ -53,6 +55,8 @@ class FakeReplica : public Replica {
   std::vector<std::string> cancelled_;        // every Cancel, for the test
   std::vector<std::string> pending_cancels_;  // not yet applied
   bool ready_ = true;
+  std::string id_ = "fake";
+  int64_t outstanding_tokens_ = 0;
   bool hold_;
   bool lost_ = false;
   bool stop_ = false;
