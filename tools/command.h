@@ -24,5 +24,6 @@ Command AddTokenizeCommand(CLI::App& root);
 Command AddDetokenizeCommand(CLI::App& root);
 Command AddInspectCommand(CLI::App& root);
 Command AddServeCommand(CLI::App& root);
+Command AddLaunchCommand(CLI::App& root);
 
 }  // namespace tessera

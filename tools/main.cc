@@ -15,14 +15,15 @@ int main(int argc, char** argv) {
       tessera::AddGenerateCommand(app),   tessera::AddTokenizeCommand(app),
       tessera::AddDetokenizeCommand(app), tessera::AddInspectCommand(app),
       tessera::AddServeCommand(app),
+      tessera::AddLaunchCommand(app),
   };
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
     for (const tessera::Command& c : commands) known |= c.app->get_name() == argv[1];
     if (!known) {
       std::fprintf(stderr,
-                   "tessera: unknown command '%s' (commands: generate, serve, tokenize, "
-                   "detokenize, inspect)\n",
+                   "tessera: unknown command '%s' (commands: generate, serve, launch, "
+                   "tokenize, detokenize, inspect)\n",
                    argv[1]);
       return tessera::kExitUsage;
     }

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# `tessera launch` on one machine (run by ctest with the build's bin dir and the project's
+# Python): two replicas of tp 2 register with the coordinator it starts, a request goes
+# through, a replica job killed mid-run is reported while the other keeps serving, and
+# SIGTERM stops everything (no process left) with exit status 0.
+set -euo pipefail
+bin="$1"
+python="$2"
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+work="$(mktemp -d)"
+launch_pid=""
+# launch runs in a session of its own, so that a failed test can stop it and its children.
+cleanup() { [ -n "$launch_pid" ] && kill -9 -- "-$launch_pid" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+export PYTHONPATH="$root/clients/python"
+fail() { echo "FAIL: $*" >&2; cat "$work/launch.log" >&2 || true; exit 1; }
+client() { "$python" -m tessera_client --target "127.0.0.1:$port" --timeout 60 "$@"; }
+ready_replicas() { client models 2>/dev/null | awk -F'ready replicas ' '{print $2}'; }
+
+setsid "$bin/tessera" launch --model default --tp 2 --replicas 2 --port 0 --port-file "$work/port" \
+  --threads 1 --kv-cache-mb 64 > "$work/launch.log" 2>&1 &
+launch_pid=$!
+for _ in $(seq 1 600); do [ -s "$work/port" ] && break; sleep 0.2; done
+[ -s "$work/port" ] || fail "no coordinator port"
+port="$(cat "$work/port")"
+for _ in $(seq 1 600); do [ "$(ready_replicas)" = "2" ] && break; sleep 0.2; done
+[ "$(ready_replicas)" = "2" ] || fail "two replicas did not register"
+client generate "The capital of France is" --max-new-tokens 8 --no-stream > "$work/answer1" \
+  || fail "no answer through launch"
+grep -q Paris "$work/answer1" || fail "unexpected answer: $(cat "$work/answer1")"
+
+# Kill one replica's mpirun job: launch reports it, the other replica serves on.
+victim="$(pgrep -f "^mpirun .*--coordinator 127.0.0.1:$port" | head -1)"
+[ -n "$victim" ] || fail "no mpirun job found"
+kill -9 "$victim"
+for _ in $(seq 1 150); do grep -q "a replica job exited" "$work/launch.log" && break; sleep 0.2; done
+grep -q "a replica job exited" "$work/launch.log" || fail "the lost replica was not reported"
+for _ in $(seq 1 150); do [ "$(ready_replicas)" = "1" ] && break; sleep 0.2; done
+[ "$(ready_replicas)" = "1" ] || fail "the lost replica is still listed as ready"
+client generate "The capital of France is" --max-new-tokens 8 --no-stream > "$work/answer2" \
+  || fail "the surviving replica did not answer"
+grep -q Paris "$work/answer2" || fail "unexpected answer: $(cat "$work/answer2")"
+
+kill -TERM "$launch_pid"
+code=0
+wait "$launch_pid" || code=$?
+launch_pid=""
+[ "$code" = 0 ] || fail "launch exited with $code after SIGTERM"
+sleep 0.5
+if pgrep -f -- "--coordinator 127.0.0.1:$port" > /dev/null || pgrep -f "tessera-coordinator.*$work" > /dev/null; then
+  fail "processes left after launch stopped"
+fi
+echo "PASS"
