@@ -184,7 +184,7 @@ class LeaderConnection final : public Replica,
            static_cast<grpc::StatusCode>(plan.status().code()));
       return;
     }
-    if (!measured) plan->num_kv_blocks = r.kv_blocks();
+    if (!measured) plan->num_kv_blocks = r.kv_blocks();  // the replica's own sizing (or 0)
     cv1::CoordinatorMessage reply;
     cv1::Registered* registered = reply.mutable_registered();
     {
@@ -196,24 +196,13 @@ class LeaderConnection final : public Replica,
       registered_ = true;
       model_ = *model;
       last_seen_ = absl::Now();
-      load_.ready = true;
+      // Ready once a heartbeat says so: the ranks load their slices after this answer.
+      load_.ready = false;
       load_.kv_blocks_total = static_cast<int>(r.kv_blocks());
       registered->set_replica_id(id_);
       registered->set_heartbeat_interval_ms(
           static_cast<int32_t>(absl::ToInt64Milliseconds(service_->options_.heartbeat_interval)));
-      cv1::ShardPlan* p = registered->mutable_plan();
-      p->set_tp(plan->tp);
-      p->set_pp(plan->pp);
-      p->set_sequence_parallel(plan->sequence_parallel);
-      for (const StageShard& s : plan->stages) {
-        cv1::StageRange* stage = p->add_stages();
-        stage->set_first_layer(s.layers.begin);
-        stage->set_end_layer(s.layers.end);
-        stage->set_has_embedding(s.has_embedding);
-        stage->set_has_lm_head(s.has_lm_head);
-      }
-      p->set_num_kv_blocks(plan->num_kv_blocks);
-      p->set_summary(plan->ToString());
+      *registered->mutable_plan() = ToShardPlanProto(*plan);
       queue_.push_back(std::move(reply));
     }
     (*model)->AddReplica(shared_from_this());

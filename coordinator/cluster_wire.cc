@@ -119,6 +119,68 @@ ReplicaEvent FromTokenEvent(const cv1::TokenEvent& e) {
   return event;
 }
 
+namespace {
+
+void SetRange(const ShardRange& r, cv1::Range* out) {
+  out->set_begin(r.begin);
+  out->set_end(r.end);
+}
+
+ShardRange GetRange(const cv1::Range& r) { return {r.begin(), r.end()}; }
+
+}  // namespace
+
+cv1::ShardPlan ToShardPlanProto(const ShardPlan& plan) {
+  cv1::ShardPlan p;
+  p.set_tp(plan.tp);
+  p.set_pp(plan.pp);
+  p.set_sequence_parallel(plan.sequence_parallel);
+  p.set_block_size(plan.block_size);
+  for (const StageShard& s : plan.stages) {
+    cv1::StageRange* stage = p.add_stages();
+    stage->set_first_layer(s.layers.begin);
+    stage->set_end_layer(s.layers.end);
+    stage->set_has_embedding(s.has_embedding);
+    stage->set_has_lm_head(s.has_lm_head);
+  }
+  for (const TensorShard& t : plan.tensor) {
+    cv1::TensorSlice* slice = p.add_tensor();
+    SetRange(t.q_heads, slice->mutable_q_heads());
+    SetRange(t.kv_heads, slice->mutable_kv_heads());
+    SetRange(t.ffn, slice->mutable_ffn());
+    SetRange(t.vocab, slice->mutable_vocab());
+  }
+  p.set_num_kv_blocks(plan.num_kv_blocks);
+  p.set_summary(plan.ToString());
+  return p;
+}
+
+absl::StatusOr<ShardPlan> FromShardPlanProto(const cv1::ShardPlan& p) {
+  if (p.tp() < 1 || p.pp() < 1 || p.stages_size() != p.pp() || p.tensor_size() != p.tp()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the coordinator's shard plan has ", p.stages_size(), " stages and ",
+                     p.tensor_size(), " tensor slices for tp ", p.tp(), " x pp ", p.pp()));
+  }
+  ShardPlan plan;
+  plan.tp = p.tp();
+  plan.pp = p.pp();
+  plan.sequence_parallel = p.sequence_parallel();
+  plan.block_size = p.block_size();
+  for (const cv1::StageRange& s : p.stages()) {
+    plan.stages.push_back({.layers = {s.first_layer(), s.end_layer()},
+                           .has_embedding = s.has_embedding(),
+                           .has_lm_head = s.has_lm_head()});
+  }
+  for (const cv1::TensorSlice& t : p.tensor()) {
+    plan.tensor.push_back({.q_heads = GetRange(t.q_heads()),
+                           .kv_heads = GetRange(t.kv_heads()),
+                           .ffn = GetRange(t.ffn()),
+                           .vocab = GetRange(t.vocab())});
+  }
+  plan.num_kv_blocks = p.num_kv_blocks();
+  return plan;
+}
+
 cv1::Load ToLoadProto(const ReplicaLoad& load) {
   cv1::Load l;
   l.set_ready(load.ready);

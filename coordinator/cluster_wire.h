@@ -7,6 +7,7 @@
 #include "absl/status/statusor.h"
 #include "coordinator/replica.h"
 #include "coordinator/token_request.h"
+#include "parallel/shard_plan.h"
 #include "tessera/cluster/v1/cluster.pb.h"
 
 namespace tessera {
@@ -20,6 +21,11 @@ tessera::cluster::v1::RunRequest ToRunRequest(const TokenRequest& request);
 tessera::cluster::v1::TokenEvent ToTokenEvent(const std::string& request_id,
                                               const ReplicaEvent& event);
 ReplicaEvent FromTokenEvent(const tessera::cluster::v1::TokenEvent& event);
+
+tessera::cluster::v1::ShardPlan ToShardPlanProto(const ShardPlan& plan);
+// INVALID_ARGUMENT when the message does not describe tp x pp slices.
+[[nodiscard]] absl::StatusOr<ShardPlan> FromShardPlanProto(
+    const tessera::cluster::v1::ShardPlan& plan);
 
 tessera::cluster::v1::Load ToLoadProto(const ReplicaLoad& load);
 ReplicaLoad FromLoadProto(const tessera::cluster::v1::Load& load);

@@ -37,22 +37,51 @@ std::string HostName() {
 
 }  // namespace
 
-int ServeReplica(const ReplicaServeOptions& o) {
+std::unique_ptr<ClusterLeader> RegisterReplica(const ReplicaRegistration& o) {
   ClusterLeaderOptions leader;
   leader.coordinator = o.coordinator;
   if (!o.auth_token_file.empty()) {
     auto token = ReadFile(o.auth_token_file, "--auth-token-file");
-    if (!token.ok()) return Fail(kName, std::string(token.status().message()), kExitUsage);
+    if (!token.ok()) {
+      Fail(kName, std::string(token.status().message()), kExitUsage);
+      return nullptr;
+    }
     leader.auth_token = std::string(absl::StripAsciiWhitespace(*token));
   }
   if (!o.tls_root_file.empty()) {
     auto root = ReadFile(o.tls_root_file, "--tls-root");
-    if (!root.ok()) return Fail(kName, std::string(root.status().message()), kExitUsage);
+    if (!root.ok()) {
+      Fail(kName, std::string(root.status().message()), kExitUsage);
+      return nullptr;
+    }
     grpc::SslCredentialsOptions ssl;
     ssl.pem_root_certs = *std::move(root);
     leader.credentials = grpc::SslCredentials(ssl);
   }
+  tessera::cluster::v1::Register& r = leader.registration;
+  r.set_model(o.served_model_name);
+  r.set_tp(o.tp);
+  r.set_pp(o.pp);
+  r.set_sequence_parallel(o.sp);
+  r.set_block_size(o.engine->block_size);
+  r.set_max_num_seqs(o.engine->max_num_seqs);
+  for (int rank = 0; rank < o.tp * o.pp; ++rank) {
+    tessera::cluster::v1::RankInfo* info = r.add_ranks();
+    info->set_rank(rank);
+    info->set_device(o.backend);
+    if (rank == 0) info->set_host(HostName());
+  }
+  absl::StatusOr<std::unique_ptr<ClusterLeader>> registered = ClusterLeader::Register(leader);
+  if (!registered.ok()) {
+    Fail(kName, std::string(registered.status().message()), kExitFailure);
+    return nullptr;
+  }
+  std::fprintf(stderr, "tessera-worker: registered with %s as replica %s\n", o.coordinator.c_str(),
+               (*registered)->registered().replica_id().c_str());
+  return *std::move(registered);
+}
 
+int ServeReplica(const ReplicaServeOptions& o, ClusterLeader* leader) {
   ModelSession session;
   if (int code = OpenModelSession(kName,
                                   {.model = o.model,
@@ -75,30 +104,10 @@ int ServeReplica(const ReplicaServeOptions& o) {
   auto runner = BatchRunner::Create(session.model.get(), runner_options);
   if (!runner.ok()) return FailStatus(kName, runner.status());
   std::fprintf(stderr, "%s\n", (*runner)->StartupReport().c_str());
-  const int64_t kv_blocks = (*runner)->capacity().num_blocks;
   auto engine = EngineLoop::Start(*std::move(runner), session.tokenizer.get());
   if (!engine.ok()) return FailStatus(kName, engine.status());
-
-  tessera::cluster::v1::Register& r = leader.registration;
-  r.set_model(o.served_model_name);
-  r.set_tp(o.tp);
-  r.set_pp(o.pp);
-  r.set_sequence_parallel(o.sp);
-  r.set_kv_blocks(kv_blocks);
-  r.set_block_size(o.engine->block_size);
-  r.set_max_num_seqs(o.engine->max_num_seqs);
-  for (int rank = 0; rank < o.tp * o.pp; ++rank) {
-    tessera::cluster::v1::RankInfo* info = r.add_ranks();
-    info->set_rank(rank);
-    info->set_device(o.backend);
-    if (rank == 0) info->set_host(HostName());
-  }
-  leader.on_registered = [&](const tessera::cluster::v1::Registered& registered) {
-    std::fprintf(stderr, "tessera-worker: registered with %s as replica %s\n%s\n",
-                 o.coordinator.c_str(), registered.replica_id().c_str(),
-                 registered.plan().summary().c_str());
-  };
-  const absl::Status s = RunClusterLeader(leader, engine->get());
+  std::fprintf(stderr, "tessera-worker: serving\n");
+  const absl::Status s = leader->Serve(engine->get());
   engine->reset();  // stops the engine before the followers are told to stop
   return Fail(kName, std::string(s.message()), kExitFailure);
 }

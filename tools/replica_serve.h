@@ -1,16 +1,35 @@
-// `tessera-worker --coordinator HOST:PORT`: rank 0 of a replica loads its shard, runs the
-// engine (worker/engine_loop.h) and serves it to the coordinator over tessera.cluster.v1
-// (worker/cluster_leader.h) until the coordinator goes away.
+// `tessera-worker --coordinator HOST:PORT` on rank 0: registers the replica with the
+// coordinator before anything loads (its answer is the ShardPlan every rank then loads),
+// then loads the leader's shard, runs the engine (worker/engine_loop.h) and serves it over
+// tessera.cluster.v1 (worker/cluster_leader.h) until the coordinator goes away.
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include "model/llama_model.h"
 #include "tools/engine_flags.h"
+#include "worker/cluster_leader.h"
 #include "worker/model_group.h"
 #include "worker/stage_runner.h"
 
 namespace tessera {
+
+struct ReplicaRegistration {
+  std::string coordinator;  // host:port
+  std::string auth_token_file;
+  std::string tls_root_file;      // PEM of the CA that signed the coordinator's certificate
+  std::string served_model_name;  // the name the coordinator serves the model under
+  std::string backend;
+  int tp = 1;
+  int pp = 1;
+  bool sp = false;
+  const EngineFlags* engine = nullptr;  // not null
+};
+
+// Dials and registers; prints the failure (tessera worker: ...) and returns null when the
+// coordinator cannot be reached or refuses the replica, or a file cannot be read.
+std::unique_ptr<ClusterLeader> RegisterReplica(const ReplicaRegistration& registration);
 
 struct ReplicaServeOptions {
   std::string coordinator;  // host:port
@@ -21,9 +40,6 @@ struct ReplicaServeOptions {
   std::string backend;
   int threads = 0;
   bool deterministic = false;
-  int tp = 1;
-  int pp = 1;
-  bool sp = false;
   const EngineFlags* engine = nullptr;  // not null
   const TensorParallelShard* tensor_parallel = nullptr;
   const StageShard* stage = nullptr;
@@ -31,8 +47,8 @@ struct ReplicaServeOptions {
   RankRole role = {};
 };
 
-// Returns the process exit code: 1 when the coordinator cannot be reached, refuses the
-// replica or goes away (a replica is fail-stop), 2 for bad usage.
-int ServeReplica(const ReplicaServeOptions& options);
+// Loads, starts the engine and serves `leader`'s coordinator. Returns the process exit
+// code: 1 when the coordinator goes away (a replica is fail-stop) or the model fails.
+int ServeReplica(const ReplicaServeOptions& options, ClusterLeader* leader);
 
 }  // namespace tessera

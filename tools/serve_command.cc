@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
+#include "common/dtype.h"
 #include "coordinator/model_registry.h"
 #include "coordinator/server.h"
 #include "tokenizer/chat_prompt.h"
@@ -102,6 +103,10 @@ int RunServe(const ServeOptions& o) {
     return FailStatus(kName, chat_template.status());
   } else {
     spec.chat_template_error = std::string(chat_template.status().message());
+  }
+  // Leaders of other replicas may register here too: the planner's FFN split boundary.
+  if (auto down = session.store->Get("blk.0.ffn_down.weight"); down.ok()) {
+    spec.ffn_alignment = Traits(down->dtype).block_elems;
   }
   std::shared_ptr<const Tokenizer> tokenizer(std::move(session.tokenizer));
   spec.tokenizer = tokenizer;

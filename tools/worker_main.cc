@@ -17,6 +17,7 @@
 // others and names the rank ("... process rank 1 ... exited on signal 9").
 #include <unistd.h>
 
+#include <array>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -24,6 +25,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "coordinator/cluster_wire.h"
 #include "formats/model_locator.h"
 #include "formats/weight_store.h"
 #include "parallel/mpi_communicator.h"
@@ -84,6 +86,29 @@ absl::StatusOr<ShardPlan> PlanForModel(const std::string& model, int tp, int pp,
   return PlanShards(in);
 }
 
+// The coordinator's plan, from rank 0 (which registered) to every rank: a length (-1 when
+// rank 0 could not register, so that every rank stops) and the serialized message.
+absl::StatusOr<ShardPlan> SharePlan(Communicator& group, const ClusterLeader* leader) {
+  std::string bytes;
+  std::array<int64_t, 1> length = {-1};
+  if (group.rank() == 0 && leader != nullptr) {
+    bytes = leader->registered().plan().SerializeAsString();
+    length[0] = static_cast<int64_t>(bytes.size());
+  }
+  RETURN_IF_ERROR(group.Broadcast(std::as_writable_bytes(std::span(length)), 0));
+  if (length[0] < 0) {
+    return absl::UnavailableError("rank 0 could not register with the coordinator");
+  }
+  bytes.resize(static_cast<size_t>(length[0]));
+  RETURN_IF_ERROR(
+      group.Broadcast(std::as_writable_bytes(std::span(bytes.data(), bytes.size())), 0));
+  tessera::cluster::v1::ShardPlan plan;
+  if (!plan.ParseFromString(bytes)) {
+    return absl::DataLossError("the shard plan broadcast from rank 0 does not parse");
+  }
+  return FromShardPlanProto(plan);
+}
+
 int Run(const WorkerOptions& o) {
   auto world = MpiCommunicator::World();
   if (!world.ok()) return Fail(-1, std::string(world.status().message()), kExitFailure);
@@ -101,8 +126,33 @@ int Run(const WorkerOptions& o) {
   }
   auto topology = Topology::Create(group.size(), rank, tp, o.pp);
   if (!topology.ok()) return Fail(rank, std::string(topology.status().message()), kExitUsage);
-  auto plan = PlanForModel(o.model, tp, o.pp, o.sp);
-  if (!plan.ok()) return Fail(rank, std::string(plan.status().message()), kExitUsage);
+  // Serving a coordinator, the replica registers before it loads and every rank loads the
+  // coordinator's plan; a batch job plans for itself.
+  std::unique_ptr<ClusterLeader> cluster;
+  absl::StatusOr<ShardPlan> plan = absl::UnknownError("");
+  if (!o.coordinator.empty()) {
+    if (rank == 0) {
+      cluster = RegisterReplica({.coordinator = o.coordinator,
+                                 .auth_token_file = o.auth_token_file,
+                                 .tls_root_file = o.tls_root_file,
+                                 .served_model_name = o.served_model_name.empty()
+                                                          ? DefaultServedModelName(o.model)
+                                                          : o.served_model_name,
+                                 .backend = o.backend,
+                                 .tp = tp,
+                                 .pp = o.pp,
+                                 .sp = o.sp,
+                                 .engine = &o.batch});
+    }
+    plan = SharePlan(group, cluster.get());
+    if (!plan.ok()) return Fail(rank, std::string(plan.status().message()), kExitFailure);
+    if (plan->tp != tp || plan->pp != o.pp) {
+      return Fail(rank, "the coordinator's plan is for another layout", kExitFailure);
+    }
+  } else {
+    plan = PlanForModel(o.model, tp, o.pp, o.sp);
+    if (!plan.ok()) return Fail(rank, std::string(plan.status().message()), kExitUsage);
+  }
   // The ranks of this stage (tensor group), and this tp rank in every stage (pipeline).
   auto tensor_group = group.Split(topology->stage(), topology->tp_rank());
   if (!tensor_group.ok()) return Fail(rank, std::string(tensor_group.status().message()), 1);
@@ -138,25 +188,17 @@ int Run(const WorkerOptions& o) {
                group.size(), tp, o.sp ? " with sequence parallelism" : "", o.pp,
                plan->ToString().c_str());
   ModelGroupLeader leader(&group);
-  const int code = !o.coordinator.empty()
-                       ? ServeReplica({.coordinator = o.coordinator,
-                                       .auth_token_file = o.auth_token_file,
-                                       .tls_root_file = o.tls_root_file,
-                                       .served_model_name = o.served_model_name.empty()
-                                                                ? DefaultServedModelName(o.model)
-                                                                : o.served_model_name,
-                                       .model = o.model,
+  const int code = cluster != nullptr
+                       ? ServeReplica({.model = o.model,
                                        .backend = o.backend,
                                        .threads = o.threads,
                                        .deterministic = o.deterministic,
-                                       .tp = tp,
-                                       .pp = o.pp,
-                                       .sp = o.sp,
                                        .engine = &o.batch,
                                        .tensor_parallel = &shard,
                                        .stage = &stage,
                                        .model_group = &leader,
-                                       .role = role})
+                                       .role = role},
+                                      cluster.get())
                        : RunBatchGenerate({.model = o.model,
                                            .backend = o.backend,
                                            .threads = o.threads,

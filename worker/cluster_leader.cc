@@ -1,25 +1,21 @@
 #include "worker/cluster_leader.h"
 
 #include <deque>
-#include <thread>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "coordinator/cluster_wire.h"
-#include "coordinator/grpc_util.h"
-#include "tessera/cluster/v1/cluster.grpc.pb.h"
 
 namespace tessera {
-namespace {
 
 namespace cv1 = ::tessera::cluster::v1;
-using Stream = grpc::ClientReaderWriter<cv1::LeaderMessage, cv1::CoordinatorMessage>;
 
-// Messages to the coordinator come from the engine thread (events) and the heartbeat;
-// one writer thread sends them, so that a slow network never stalls the engine.
-class Outbox {
+// Messages to the coordinator come from the engine thread (events) and the heartbeat; one
+// writer thread sends them, so that a slow network never stalls the engine.
+class ClusterLeader::Outbox {
  public:
   void Push(cv1::LeaderMessage m) {
     absl::MutexLock lock(&mu_);
@@ -30,11 +26,11 @@ class Outbox {
     absl::MutexLock lock(&mu_);
     closed_ = true;
   }
-  // The next message; nullopt once closed and drained, or after `timeout` (heartbeat time).
-  std::optional<cv1::LeaderMessage> Pop(absl::Duration timeout, bool* timed_out) {
+  // The next message, or nullopt after `timeout` or once closed and drained.
+  std::optional<cv1::LeaderMessage> Pop(absl::Duration timeout) {
     absl::MutexLock lock(&mu_);
     auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return closed_ || !queue_.empty(); };
-    *timed_out = !mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+    mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
     if (queue_.empty()) return std::nullopt;
     cv1::LeaderMessage m = std::move(queue_.front());
     queue_.pop_front();
@@ -51,78 +47,98 @@ class Outbox {
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-}  // namespace
+ClusterLeader::ClusterLeader(const ClusterLeaderOptions& options)
+    : options_(options), outbox_(std::make_shared<Outbox>()) {}
 
-absl::Status RunClusterLeader(const ClusterLeaderOptions& options, Replica* replica) {
+absl::StatusOr<std::unique_ptr<ClusterLeader>> ClusterLeader::Register(
+    const ClusterLeaderOptions& options) {
+  std::unique_ptr<ClusterLeader> leader(new ClusterLeader(options));
   auto channel = grpc::CreateChannel(options.coordinator, options.credentials != nullptr
                                                               ? options.credentials
                                                               : grpc::InsecureChannelCredentials());
-  auto stub = cv1::Cluster::NewStub(channel);
-  grpc::ClientContext context;
+  leader->stub_ = cv1::Cluster::NewStub(channel);
   if (!options.auth_token.empty()) {
-    context.AddMetadata("authorization", absl::StrCat("Bearer ", options.auth_token));
+    leader->context_.AddMetadata("authorization", absl::StrCat("Bearer ", options.auth_token));
   }
-  // Wait for the coordinator a while (it may still be starting), then give up.
-  context.set_wait_for_ready(true);
+  // The coordinator may still be starting: wait a while for it, then give up.
   if (!channel->WaitForConnected(absl::ToChronoTime(absl::Now() + absl::Seconds(30)))) {
     return absl::UnavailableError(
         absl::StrCat("cannot reach the coordinator at ", options.coordinator, " within 30 s"));
   }
-  std::unique_ptr<Stream> stream = stub->Connect(&context);
+  leader->stream_ = leader->stub_->Connect(&leader->context_);
   cv1::LeaderMessage hello;
   *hello.mutable_register_() = options.registration;
   cv1::CoordinatorMessage reply;
-  if (!stream->Write(hello) || !stream->Read(&reply) || !reply.has_registered()) {
-    stream->WritesDone();
-    const grpc::Status s = stream->Finish();
+  if (!leader->stream_->Write(hello) || !leader->stream_->Read(&reply) || !reply.has_registered()) {
+    leader->stream_->WritesDone();
+    const grpc::Status s = leader->stream_->Finish();
+    leader->closed_ = true;
     return absl::Status(
         s.ok() ? absl::StatusCode::kUnavailable : static_cast<absl::StatusCode>(s.error_code()),
         s.ok() ? "the coordinator closed the stream while registering"
                : absl::StrCat("the coordinator refused the replica: ", s.error_message()));
   }
-  if (options.on_registered) options.on_registered(reply.registered());
-  const absl::Duration heartbeat =
-      absl::Milliseconds(std::max(50, reply.registered().heartbeat_interval_ms()));
+  leader->registered_ = reply.registered();
+  leader->StartWriter(
+      absl::Milliseconds(std::max(50, leader->registered_.heartbeat_interval_ms())));
+  return leader;
+}
 
-  // Shared with the engine's sinks, which may still fire after this function returns.
-  auto shared_outbox = std::make_shared<Outbox>();
-  Outbox& outbox = *shared_outbox;
-  std::thread writer([&] {
+void ClusterLeader::StartWriter(absl::Duration heartbeat) {
+  writer_ = std::thread([this, heartbeat] {
     absl::Time next_heartbeat = absl::Now();
     while (true) {
-      bool timed_out = false;
       std::optional<cv1::LeaderMessage> m =
-          outbox.Pop(std::max(absl::ZeroDuration(), next_heartbeat - absl::Now()), &timed_out);
-      if (!m.has_value() && outbox.closed()) break;
+          outbox_->Pop(std::max(absl::ZeroDuration(), next_heartbeat - absl::Now()));
+      if (!m.has_value() && outbox_->closed()) break;
       if (absl::Now() >= next_heartbeat) {
+        // Until Serve, the ranks are loading: alive, not ready.
+        Replica* replica = replica_.load();
         cv1::LeaderMessage beat;
-        *beat.mutable_heartbeat()->mutable_load() = ToLoadProto(replica->Load());
-        if (!stream->Write(beat)) break;
+        *beat.mutable_heartbeat()->mutable_load() =
+            ToLoadProto(replica != nullptr ? replica->Load() : ReplicaLoad{});
+        if (!stream_->Write(beat)) break;
         next_heartbeat = absl::Now() + heartbeat;
       }
-      if (m.has_value() && !stream->Write(*m)) break;
+      if (m.has_value() && !stream_->Write(*m)) break;
     }
   });
+}
 
+grpc::Status ClusterLeader::Close() {
+  outbox_->Close();
+  if (writer_.joinable()) writer_.join();  // before WritesDone: no write may run beside it
+  if (closed_) return grpc::Status::OK;
+  closed_ = true;
+  stream_->WritesDone();
+  return stream_->Finish();
+}
+
+ClusterLeader::~ClusterLeader() {
+  if (!closed_) context_.TryCancel();
+  Close();
+}
+
+absl::Status ClusterLeader::Serve(Replica* replica) {
+  replica_ = replica;
   absl::Notification done;
   std::thread stopper([&] {
-    if (options.stop == nullptr) return;
+    if (options_.stop == nullptr) return;
     while (!done.WaitForNotificationWithTimeout(absl::Milliseconds(50))) {
-      if (options.stop->HasBeenNotified()) {
-        context.TryCancel();
+      if (options_.stop->HasBeenNotified()) {
+        context_.TryCancel();
         return;
       }
     }
   });
   cv1::CoordinatorMessage in;
-  while (stream->Read(&in)) {
+  while (stream_->Read(&in)) {
     if (in.has_run()) {
       absl::StatusOr<TokenRequest> request = FromRunRequest(in.run());
-      const std::string id = in.run().request_id();
-      auto send = [shared_outbox, id](ReplicaEvent event) {
+      auto send = [outbox = outbox_, id = in.run().request_id()](ReplicaEvent event) {
         cv1::LeaderMessage m;
         *m.mutable_event() = ToTokenEvent(id, event);
-        shared_outbox->Push(std::move(m));
+        outbox->Push(std::move(m));
       };
       if (!request.ok()) {
         ReplicaEvent refused;
@@ -137,12 +153,16 @@ absl::Status RunClusterLeader(const ClusterLeaderOptions& options, Replica* repl
   }
   done.Notify();
   stopper.join();
-  outbox.Close();
-  writer.join();  // before WritesDone: no write may run beside it
-  stream->WritesDone();
-  const grpc::Status s = stream->Finish();
+  replica_ = nullptr;
+  const grpc::Status s = Close();
   return absl::UnavailableError(
       absl::StrCat("the coordinator ended the stream: ", s.ok() ? "shut down" : s.error_message()));
+}
+
+absl::Status RunClusterLeader(const ClusterLeaderOptions& options, Replica* replica) {
+  absl::StatusOr<std::unique_ptr<ClusterLeader>> leader = ClusterLeader::Register(options);
+  if (!leader.ok()) return leader.status();
+  return (*leader)->Serve(replica);
 }
 
 }  // namespace tessera

@@ -1,20 +1,26 @@
-// The leader's side of tessera.cluster.v1 (DESIGN.md §5): rank 0 of a replica dials the
-// coordinator, registers its model and layout, and then serves the coordinator's requests
-// with its engine (a Replica, worker/engine_loop.h) until the stream ends: RunRequests go
-// to the engine, its events go back as TokenEvents, and a heartbeat carries its load.
+// The leader's side of tessera.cluster.v1 (DESIGN.md §5). Rank 0 of a replica dials the
+// coordinator and registers its model and layout before any rank loads; the coordinator's
+// answer carries the ShardPlan its planner computed, which the leader hands to its ranks.
+// From then on heartbeats carry the replica's load ("not ready" until Serve starts), and
+// Serve runs the coordinator's requests on the engine (a Replica, worker/engine_loop.h):
+// RunRequests go to it, its events go back as TokenEvents.
 //
-// A replica is fail-stop: when the coordinator goes away the function returns and the
-// caller ends the job (its ranks with it), as a lost rank ends it.
+// A replica is fail-stop: when the coordinator goes away Serve returns and the caller ends
+// the job (its ranks with it), as a lost rank ends it.
 #pragma once
 
+#include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
 #include "coordinator/replica.h"
 #include "grpcpp/grpcpp.h"
-#include "tessera/cluster/v1/cluster.pb.h"
+#include "tessera/cluster/v1/cluster.grpc.pb.h"
 
 namespace tessera {
 
@@ -23,16 +29,51 @@ struct ClusterLeaderOptions {
   std::shared_ptr<grpc::ChannelCredentials> credentials;  // null: plaintext
   std::string auth_token;  // sent as "authorization: Bearer <token>" when set
   tessera::cluster::v1::Register registration;
-  // Called once the coordinator accepted the registration (its plan's summary).
-  std::function<void(const tessera::cluster::v1::Registered&)> on_registered;
   // When notified, the leader leaves (its stream is cancelled). Null: never.
   absl::Notification* stop = nullptr;
 };
 
-// Serves until the stream ends. UNAVAILABLE when the coordinator cannot be reached or
-// closes the stream; the coordinator's status when it refuses the registration (e.g.
-// NOT_FOUND for a model it does not serve, INVALID_ARGUMENT for a layout the model cannot
-// take).
+class ClusterLeader {
+ public:
+  // Dials (waiting up to 30 s for the coordinator) and registers. UNAVAILABLE when the
+  // coordinator cannot be reached; its status when it refuses the replica (NOT_FOUND for
+  // a model it does not serve, INVALID_ARGUMENT for a layout the model cannot take,
+  // UNAUTHENTICATED without the right token).
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<ClusterLeader>> Register(
+      const ClusterLeaderOptions& options);
+  // Leaves the coordinator (if Serve did not run) and stops the heartbeats.
+  ~ClusterLeader();
+
+  const tessera::cluster::v1::Registered& registered() const { return registered_; }
+
+  // Serves `replica` until the stream ends; always returns an error saying why
+  // (UNAVAILABLE when the coordinator ended the stream). Call once.
+  [[nodiscard]] absl::Status Serve(Replica* replica);
+
+  ClusterLeader(const ClusterLeader&) = delete;
+  ClusterLeader& operator=(const ClusterLeader&) = delete;
+
+ private:
+  class Outbox;
+  using Stream = grpc::ClientReaderWriter<tessera::cluster::v1::LeaderMessage,
+                                          tessera::cluster::v1::CoordinatorMessage>;
+  explicit ClusterLeader(const ClusterLeaderOptions& options);
+  void StartWriter(absl::Duration heartbeat);
+  // Stops the writer and the stream; the final status.
+  grpc::Status Close();
+
+  ClusterLeaderOptions options_;
+  std::unique_ptr<tessera::cluster::v1::Cluster::Stub> stub_;
+  grpc::ClientContext context_;
+  std::unique_ptr<Stream> stream_;
+  tessera::cluster::v1::Registered registered_;
+  std::shared_ptr<Outbox> outbox_;  // shared with the engine's sinks, which may outlive Serve
+  std::atomic<Replica*> replica_ = nullptr;  // for heartbeats; null until Serve
+  std::thread writer_;
+  bool closed_ = false;
+};
+
+// Register, then Serve: for callers whose engine exists before registering (tests).
 [[nodiscard]] absl::Status RunClusterLeader(const ClusterLeaderOptions& options, Replica* replica);
 
 }  // namespace tessera

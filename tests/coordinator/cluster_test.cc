@@ -53,11 +53,16 @@ class Leader {
     options_.registration = std::move(registration);
     options_.auth_token = std::move(token);
     options_.stop = &stop_;
-    options_.on_registered = [this](const cv1::Registered& r) {
-      replica_id_ = r.replica_id();
+    thread_ = std::thread([this] {
+      absl::StatusOr<std::unique_ptr<ClusterLeader>> leader = ClusterLeader::Register(options_);
+      if (!leader.ok()) {
+        result_ = leader.status();
+        return;
+      }
+      replica_id_ = (*leader)->registered().replica_id();
       registered_.Notify();
-    };
-    thread_ = std::thread([this] { result_ = RunClusterLeader(options_, engine_.get()); });
+      result_ = (*leader)->Serve(engine_.get());
+    });
   }
   ~Leader() { Leave(); }
   // Leaves the coordinator and stops the engine (a replica's job ends with its leader).
@@ -100,6 +105,13 @@ class ClusterTest : public ::testing::Test {
     auto channel = grpc::CreateChannel(target_, grpc::InsecureChannelCredentials());
     stub_ = v1::Inference::NewStub(channel);
     health_ = grpc::health::v1::Health::NewStub(channel);
+  }
+
+  // Registered replicas are ready after their first heartbeat from the engine.
+  void WaitServing() {
+    for (int i = 0; i < 250 && Health() != HealthCheckResponse::SERVING; ++i) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
   }
 
   HealthCheckResponse::ServingStatus Health() {
@@ -159,6 +171,7 @@ TEST_F(ClusterTest, ARegisteredReplicaServesWhatTheEngineGivesAlone) {
 
   Leader leader(target_, model_->StartEngine());
   ASSERT_TRUE(leader.WaitRegistered());
+  WaitServing();
   EXPECT_THAT(leader.replica_id(), HasSubstr("default/"));
   EXPECT_EQ(Health(), HealthCheckResponse::SERVING);
   {
@@ -200,6 +213,7 @@ TEST_F(ClusterTest, AReplicaLostMidStreamEndsItsRequestsAndAnotherKeepsServing) 
   Start();
   auto doomed = std::make_unique<Leader>(target_, model_->StartEngine());
   ASSERT_TRUE(doomed->WaitRegistered());
+  WaitServing();
   grpc::ClientContext context;
   v1::GenerateRequest endless = Chat("Count to a thousand.", 1500);
   endless.mutable_decoding()->set_min_new_tokens(1400);
@@ -209,6 +223,9 @@ TEST_F(ClusterTest, AReplicaLostMidStreamEndsItsRequestsAndAnotherKeepsServing) 
 
   Leader survivor(target_, model_->StartEngine());
   ASSERT_TRUE(survivor.WaitRegistered());
+  for (int i = 0; i < 250 && served_->ReadyReplicas() < 2; ++i) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
   doomed->Leave();
   while (reader->Read(&response)) {
   }

@@ -3,7 +3,8 @@
 # bin dir and the project's Python):
 #  1. tessera-coordinator serves the default model with no replica: health NOT_SERVING and
 #     requests UNAVAILABLE;
-#  2. `mpirun -np 2 tessera-worker --tp 2 --deterministic --coordinator HOST:PORT` registers;
+#  2. `mpirun -np 2 tessera-worker --tp 2 --deterministic --coordinator HOST:PORT` registers
+#     before it loads (the ranks load the coordinator's plan) and turns ready once serving;
 #     a request through the coordinator (Python client CLI) gives exactly the text
 #     `tessera generate --deterministic` gives on one rank;
 #  3. SIGTERM to the coordinator ends the worker job (a replica is fail-stop), with a
@@ -45,6 +46,12 @@ mpirun -np 2 "$bin/tessera-worker" --model default --deterministic --threads 1 -
 pids+=($!)
 worker=$!
 wait_for 120 grep -q "registered with" "$work/worker.log" || fail "the worker did not register"
+# Registered before loading (the coordinator's plan decides the slices); ready once serving.
+ready() { client models | grep -q "ready replicas 1"; }
+wait_for 120 ready || fail "the replica did not become ready"
+registered_at="$(grep -n "registered with" "$work/worker.log" | head -1 | cut -d: -f1)"
+loaded_at="$(grep -n "^KV cache:" "$work/worker.log" | head -1 | cut -d: -f1)"
+((registered_at < loaded_at)) || fail "the replica loaded before the coordinator planned it"
 prompt="The capital of France is"
 client generate "$prompt" --max-new-tokens 12 --no-stream > "$work/remote.txt" \
   || fail "request through the coordinator"
