@@ -52,6 +52,12 @@ grpc::ServerUnaryReactor* AdminService::GetClusterStatus(grpc::CallbackServerCon
       r->set_tp(info.tp);
       r->set_pp(info.pp);
       r->set_remote(info.remote);
+      for (size_t i = 0; i < info.ranks.size(); ++i) {
+        v1::RankStatus* rank = r->add_ranks();
+        rank->set_rank(static_cast<int32_t>(i));
+        rank->set_host(info.ranks[i].host);
+        rank->set_device(info.ranks[i].device);
+      }
       r->set_running_requests(load.running_requests);
       r->set_waiting_requests(load.waiting_requests);
       r->set_outstanding_tokens(load.outstanding_tokens);

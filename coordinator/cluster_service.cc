@@ -191,8 +191,15 @@ class LeaderConnection final : public Replica,
       absl::MutexLock lock(&mu_);
       if (registered_ || lost_) return;
       id_ = absl::StrCat((*model)->name(), "/", service_->next_replica_++);
-      info_ = ReplicaInfo{
-          .id = id_, .tp = r.tp(), .pp = r.pp(), .block_size = in.block_size, .remote = true};
+      info_ = ReplicaInfo{.id = id_,
+                          .tp = r.tp(),
+                          .pp = r.pp(),
+                          .block_size = in.block_size,
+                          .remote = true,
+                          .ranks = {}};
+      for (const cv1::RankInfo& rank : r.ranks()) {
+        info_.ranks.push_back({.host = rank.host(), .device = rank.device()});
+      }
       registered_ = true;
       model_ = *model;
       last_seen_ = absl::Now();

@@ -94,10 +94,13 @@ class GenerateCall final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   }
 
   void Begin(TokenRequest request) {
-    replica_->Submit(std::move(request),
-                     [state = state_, replica = replica_, id = replica_id_](ReplicaEvent event) {
-                       Act(*state, [&](State& s) { s.OnEvent(std::move(event), *replica, id); });
-                     });
+    // The sink holds the replica weakly: it runs on the replica's thread, which must
+    // never drop the replica's last reference (its destructor joins that thread).
+    auto replica_now = replica_.lock();  // alive: the handler's Admitted holds it
+    replica_now->Submit(std::move(request),
+                        [state = state_, replica = replica_, id = replica_id_](ReplicaEvent event) {
+                          Act(*state, [&](State& s) { s.OnEvent(std::move(event), replica, id); });
+                        });
   }
   void OnWriteDone(bool ok) override {
     Act(*state_, [&](State& s) {
@@ -106,7 +109,7 @@ class GenerateCall final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     });
   }
   void OnCancel() override {
-    replica_->Cancel(replica_id_);
+    if (auto replica = replica_.lock()) replica->Cancel(replica_id_);
     Act(*state_, [](State& s) { s.cancelled = true; });
   }
   void OnDone() override {
@@ -117,7 +120,7 @@ class GenerateCall final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  private:
   struct State {
     State(GenerateCall* c, CompletionStream s) : call(c), stream(std::move(s)) {}
-    void OnEvent(ReplicaEvent event, Replica& replica, const std::string& id)
+    void OnEvent(ReplicaEvent event, const std::weak_ptr<Replica>& replica, const std::string& id)
         ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
       if (finished || events_done) return;
       if (!event.status.ok()) {
@@ -129,7 +132,7 @@ class GenerateCall final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       if (!response.ok()) {
         final_status = ToGrpcStatus(response.status());
         events_done = true;
-        replica.Cancel(id);
+        if (auto r = replica.lock()) r->Cancel(id);
         return;
       }
       if (pending.has_value()) {
@@ -185,7 +188,9 @@ class GenerateCall final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   }
 
   std::atomic<int>* in_flight_;  // the service's count of calls not done
-  std::shared_ptr<Replica> replica_;
+  // Weak: a call must never hold a replica alive (the last reference could then drop on
+  // the replica's own thread); the registry and the handler's Admitted hold it.
+  std::weak_ptr<Replica> replica_;
   std::string replica_id_;
   std::shared_ptr<State> state_;
 };
@@ -206,8 +211,9 @@ class CompleteCall final : public grpc::ServerUnaryReactor {
   }
 
   void Begin(TokenRequest request) {
-    replica_->Submit(std::move(request), [state = state_, replica = replica_,
-                                          id = replica_id_](ReplicaEvent event) {
+    auto replica_now = replica_.lock();  // alive: the handler's Admitted holds it
+    replica_now->Submit(std::move(request), [state = state_, replica = replica_,
+                                             id = replica_id_](ReplicaEvent event) {
       std::optional<grpc::Status> done;
       {
         absl::MutexLock lock(&state->mu);
@@ -215,7 +221,7 @@ class CompleteCall final : public grpc::ServerUnaryReactor {
         if (!event.status.ok()) {
           done = ToGrpcStatus(event.status);
         } else if (absl::Status s = state->stream.Next(event).status(); !s.ok()) {
-          replica->Cancel(id);
+          if (auto r = replica.lock()) r->Cancel(id);
           done = ToGrpcStatus(s);
         } else if (event.last()) {
           done = ToGrpcStatus(SerializeMessage(state->stream.Whole(state->model), state->response));
@@ -226,7 +232,7 @@ class CompleteCall final : public grpc::ServerUnaryReactor {
     });
   }
   void OnCancel() override {
-    replica_->Cancel(replica_id_);
+    if (auto replica = replica_.lock()) replica->Cancel(replica_id_);
     {
       absl::MutexLock lock(&state_->mu);
       if (state_->finished) return;
@@ -252,7 +258,9 @@ class CompleteCall final : public grpc::ServerUnaryReactor {
   };
 
   std::atomic<int>* in_flight_;  // the service's count of calls not done
-  std::shared_ptr<Replica> replica_;
+  // Weak: a call must never hold a replica alive (the last reference could then drop on
+  // the replica's own thread); the registry and the handler's Admitted hold it.
+  std::weak_ptr<Replica> replica_;
   std::string replica_id_;
   std::shared_ptr<State> state_;
 };

@@ -66,6 +66,11 @@ struct ReplicaInfo {
   int pp = 1;
   int block_size = 16;  // tokens per KV block
   bool remote = false;  // registered over tessera.cluster.v1
+  struct Rank {
+    std::string host;
+    std::string device;
+  };
+  std::vector<Rank> ranks;  // tp * pp entries, as reported; empty when unknown
 };
 
 class Replica {

@@ -32,10 +32,6 @@ struct ReplicaRegistration {
 std::unique_ptr<ClusterLeader> RegisterReplica(const ReplicaRegistration& registration);
 
 struct ReplicaServeOptions {
-  std::string coordinator;  // host:port
-  std::string auth_token_file;
-  std::string tls_root_file;      // PEM of the CA that signed the coordinator's certificate
-  std::string served_model_name;  // the name the coordinator serves the model under
   std::string model;
   std::string backend;
   int threads = 0;

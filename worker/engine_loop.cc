@@ -65,6 +65,7 @@ ReplicaInfo EngineLoop::Info() const {
   ReplicaInfo info;
   info.id = "embedded";
   info.block_size = runner_->scheduler().config().block_size;  // fixed after Create
+  info.ranks = {{.host = "", .device = "this process"}};
   return info;
 }
 

@@ -39,7 +39,11 @@ cv1::Register Registration(const std::string& model, int tp = 1) {
   r.set_pp(1);
   r.set_kv_blocks(256);
   r.set_block_size(16);
-  for (int i = 0; i < tp; ++i) r.add_ranks()->set_rank(i);
+  for (int i = 0; i < tp; ++i) {
+    cv1::RankInfo* rank = r.add_ranks();
+    rank->set_rank(i);
+    rank->set_device("cpu");
+  }
   return r;
 }
 
@@ -184,6 +188,8 @@ TEST_F(ClusterTest, ARegisteredReplicaServesWhatTheEngineGivesAlone) {
     EXPECT_EQ(status.models(0).replicas(0).id(), leader.replica_id());
     EXPECT_TRUE(status.models(0).replicas(0).remote());
     EXPECT_EQ(status.models(0).replicas(0).kv_blocks_total(), 256);
+    ASSERT_EQ(status.models(0).replicas(0).ranks_size(), 1);
+    EXPECT_EQ(status.models(0).replicas(0).ranks(0).device(), "cpu");
   }
   std::vector<std::string> remote(questions.size());
   std::vector<std::thread> clients;
