@@ -24,7 +24,7 @@ class FakeReplica : public Replica {
   void Submit(TokenRequest request, ReplicaEventSink sink) override;
   void Cancel(std::string_view request_id) override;
   ReplicaLoad Load() const override;
-  ReplicaInfo Info() const override { return {.id = id_, .block_size = 16}; }
+  ReplicaInfo Info() const override { return {.id = id_, .block_size = 16, .ranks = {}}; }
 
   void set_ready(bool ready);
   void set_id(std::string id) { id_ = std::move(id); }  // before it is shared
