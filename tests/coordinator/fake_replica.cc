@@ -6,6 +6,17 @@
 #include "absl/status/status.h"
 
 namespace tessera::testing {
+namespace {
+
+RequestOutput::Completion Completion(std::vector<int32_t> tokens, FinishReason reason) {
+  RequestOutput::Completion c;
+  c.seq_id = 0;
+  c.generated_token_ids = std::move(tokens);
+  c.finish_reason = reason;
+  return c;
+}
+
+}  // namespace
 
 FakeReplica::FakeReplica(std::vector<int32_t> script, bool hold)
     : script_(std::move(script)), hold_(hold), thread_([this] { Run(); }) {}
@@ -115,10 +126,9 @@ void FakeReplica::Run() {
       ReplicaEvent event;
       RequestOutput out;
       out.request_id = job.request.spec.request_id;
-      out.completions.push_back(
-          {.seq_id = 0,
-           .generated_token_ids = {script_.begin(), script_.begin() + job.next},
-           .finish_reason = FinishReason::kCancelled});
+      out.completions.push_back(Completion(
+          {script_.begin(), script_.begin() + static_cast<std::ptrdiff_t>(job.next)},
+          FinishReason::kCancelled));
       event.output = std::move(out);
       job.sink(std::move(event));
       lock.lock();
@@ -139,9 +149,8 @@ void FakeReplica::Run() {
       RequestOutput out;
       out.request_id = job.request.spec.request_id;
       out.completions.push_back(
-          {.seq_id = 0,
-           .generated_token_ids = {script_.begin(), script_.begin() + limit},
-           .finish_reason = limit < script_.size() ? FinishReason::kLength : FinishReason::kStop});
+          Completion({script_.begin(), script_.begin() + static_cast<std::ptrdiff_t>(limit)},
+                     limit < script_.size() ? FinishReason::kLength : FinishReason::kStop));
       event.output = std::move(out);
     }
     job.sink(std::move(event));
