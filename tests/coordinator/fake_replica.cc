@@ -141,7 +141,9 @@ void FakeReplica::Run() {
     ReplicaEvent event;
     const size_t limit = std::min<size_t>(script_.size(), job.request.spec.max_new_tokens);
     if (job.next < limit) {
-      event.deltas.push_back({.index = 0, .token_ids = {script_[job.next]}});
+      ReplicaEvent::Delta delta;
+      delta.token_ids = {script_[job.next]};
+      event.deltas.push_back(std::move(delta));
       ++job.next;
     }
     const bool done = job.next >= limit;
