@@ -61,9 +61,10 @@ absl::StatusOr<std::unique_ptr<ClusterLeader>> ClusterLeader::Register(
     leader->context_.AddMetadata("authorization", absl::StrCat("Bearer ", options.auth_token));
   }
   // The coordinator may still be starting: wait a while for it, then give up.
-  if (!channel->WaitForConnected(absl::ToChronoTime(absl::Now() + absl::Seconds(30)))) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot reach the coordinator at ", options.coordinator, " within 30 s"));
+  if (!channel->WaitForConnected(absl::ToChronoTime(absl::Now() + options.connect_timeout))) {
+    return absl::UnavailableError(absl::StrCat("cannot reach the coordinator at ",
+                                               options.coordinator, " within ",
+                                               absl::FormatDuration(options.connect_timeout)));
   }
   leader->stream_ = leader->stub_->Connect(&leader->context_);
   cv1::LeaderMessage hello;
@@ -108,7 +109,7 @@ void ClusterLeader::StartWriter(absl::Duration heartbeat) {
 grpc::Status ClusterLeader::Close() {
   outbox_->Close();
   if (writer_.joinable()) writer_.join();  // before WritesDone: no write may run beside it
-  if (closed_) return grpc::Status::OK;
+  if (closed_ || stream_ == nullptr) return grpc::Status::OK;  // never connected
   closed_ = true;
   stream_->WritesDone();
   return stream_->Finish();

@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "coordinator/replica.h"
 #include "grpcpp/grpcpp.h"
 #include "tessera/cluster/v1/cluster.grpc.pb.h"
@@ -31,11 +32,14 @@ struct ClusterLeaderOptions {
   tessera::cluster::v1::Register registration;
   // When notified, the leader leaves (its stream is cancelled). Null: never.
   absl::Notification* stop = nullptr;
+  // How long Register waits for the coordinator to answer the connection (it may still be
+  // starting).
+  absl::Duration connect_timeout = absl::Seconds(30);
 };
 
 class ClusterLeader {
  public:
-  // Dials (waiting up to 30 s for the coordinator) and registers. UNAVAILABLE when the
+  // Dials (waiting up to connect_timeout for the coordinator) and registers. UNAVAILABLE when the
   // coordinator cannot be reached; its status when it refuses the replica (NOT_FOUND for
   // a model it does not serve, INVALID_ARGUMENT for a layout the model cannot take,
   // UNAUTHENTICATED without the right token).

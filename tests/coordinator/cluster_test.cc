@@ -3,7 +3,13 @@
 // in-process engine) that dial in. Requests route to them and give what the engine gives
 // alone; a leader that leaves mid-stream ends its requests with UNAVAILABLE while another
 // keeps serving; registration and heartbeats are checked.
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -51,9 +57,12 @@ cv1::Register Registration(const std::string& model, int tp = 1) {
 class Leader {
  public:
   Leader(const std::string& target, std::shared_ptr<EngineLoop> engine,
-         cv1::Register registration = Registration("default"), std::string token = "")
+         cv1::Register registration = Registration("default"), std::string token = "",
+         std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr)
       : engine_(std::move(engine)) {
     options_.coordinator = target;
+    options_.connect_timeout = absl::Seconds(5);
+    options_.credentials = std::move(credentials);
     options_.registration = std::move(registration);
     options_.auth_token = std::move(token);
     options_.stop = &stop_;
@@ -267,6 +276,55 @@ TEST_F(ClusterTest, RegistrationIsCheckedByTheCoordinator) {
         << bad_layout.result();
   }
   EXPECT_EQ(served_->replicas().size(), 0u);
+}
+
+TEST_F(ClusterTest, ALeaderRegistersOverTlsWithAToken) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / absl::StrCat("tessera_cluster_tls_", getpid());
+  std::filesystem::create_directories(dir);
+  const std::string cert = (dir / "cert.pem").string();
+  const std::string key = (dir / "key.pem").string();
+  const std::string command = absl::StrCat(
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
+      "-addext subjectAltName=DNS:localhost -keyout ",
+      key, " -out ", cert, " 2>/dev/null");
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+  CoordinatorServerOptions options;
+  options.tls_cert_file = cert;
+  options.tls_key_file = key;
+  options.auth_token = "cluster-secret";
+  options.host = "127.0.0.1";
+  options.heartbeat_interval = absl::Milliseconds(100);
+  auto server = CoordinatorServer::Start(&registry_, options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  std::ifstream in(cert);
+  std::stringstream pem;
+  pem << in.rdbuf();
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = pem.str();
+  const std::string target = absl::StrCat("localhost:", (*server)->port());
+
+  Leader leader(target, model_->StartEngine(), Registration("default"), "cluster-secret",
+                grpc::SslCredentials(ssl));
+  ASSERT_TRUE(leader.WaitRegistered());
+  for (int i = 0; i < 250 && served_->ReadyReplicas() == 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  auto stub = v1::Inference::NewStub(grpc::CreateChannel(target, grpc::SslCredentials(ssl)));
+  grpc::ClientContext context;
+  context.AddMetadata("authorization", "Bearer cluster-secret");
+  v1::CompleteResponse response;
+  grpc::Status s = stub->Complete(&context, Chat("What is the capital of France?", 8), &response);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_FALSE(response.completions(0).text().empty());
+
+  // Plaintext leaders get nowhere.
+  Leader plaintext(target, model_->StartEngine(), Registration("default"), "cluster-secret");
+  plaintext.Leave();
+  EXPECT_EQ(plaintext.result().code(), absl::StatusCode::kUnavailable) << plaintext.result();
+  leader.Leave();
+  (*server)->Shutdown(absl::Seconds(1));
+  std::filesystem::remove_all(dir);
 }
 
 TEST_F(ClusterTest, ALeaderThatFallsSilentIsLost) {

@@ -99,3 +99,38 @@ def test_reflection_alone_is_enough_to_call_the_api(server):
     response = complete(request)
     assert "Paris" in response.completions[0].text
     assert response.usage.completion_tokens == 8 or response.completions[0].finish_reason != 0
+
+
+def test_tls_and_bearer_token(tmp_path):
+    # A server of its own: TLS from a self-signed pair and a bearer token.
+    import subprocess
+    from conftest import start_server, stop_server
+
+    cert, key, token_file = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "token"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    token_file.write_text("s3cret\n")
+    secure = start_server(["--tls-cert", str(cert), "--tls-key", str(key),
+                           "--auth-token-file", str(token_file)])
+    try:
+        target = f"localhost:{secure.port}"
+        root = cert.read_bytes()
+        with Client(target, token="s3cret", root_certificates=root, timeout=60) as client:
+            [completion] = client.complete("The capital of France is", max_new_tokens=8)
+            assert "Paris" in completion.text
+        with Client(target, token="wrong", root_certificates=root, timeout=60) as client:
+            with pytest.raises(TesseraError) as error:
+                client.complete("Hello", max_new_tokens=2)
+            assert error.value.code == grpc.StatusCode.UNAUTHENTICATED
+        with Client(target, token="s3cret", timeout=10) as plaintext:
+            with pytest.raises(TesseraError) as error:
+                plaintext.complete("Hello", max_new_tokens=2)
+            assert error.value.code == grpc.StatusCode.UNAVAILABLE
+        # The CLI reads the CA file and the token.
+        assert cli_main(["--target", target, "--tls-root", str(cert), "--token", "s3cret",
+                         "generate", "The capital of France is", "--max-new-tokens", "8",
+                         "--no-stream"]) == 0
+    finally:
+        code, log = stop_server(secure)
+        assert code == 0, log
