@@ -25,6 +25,7 @@
 
 #include "absl/status/statusor.h"
 #include "formats/model_config.h"
+#include "formats/weight_store.h"
 
 namespace tessera {
 
@@ -83,10 +84,15 @@ struct PlannerInput {
 };
 
 // INVALID_ARGUMENT naming the field for a layout the model cannot take (tp above the query
-// heads, or above the KV heads and not a multiple of them, pp above the layers, an FFN size that does not split on ffn_alignment, sequence
-// parallelism without tp, a memory list of the wrong length); RESOURCE_EXHAUSTED with the
-// numbers when a rank's weights and reserve do not fit or no KV block is left.
+// heads, or above the KV heads and not a multiple of them, pp above the layers, an FFN size that
+// does not split on ffn_alignment, sequence parallelism without tp, a memory list of the wrong
+// length); RESOURCE_EXHAUSTED with the numbers when a rank's weights and reserve do not fit or no
+// KV block is left.
 [[nodiscard]] absl::StatusOr<ShardPlan> PlanShards(const PlannerInput& input);
+
+// PlannerInput::ffn_alignment for a model's weights: the quantization block of its down
+// projection (1 for plain floats). NOT_FOUND when the store has no blk.0.ffn_down.weight.
+[[nodiscard]] absl::StatusOr<int64_t> FfnAlignmentOf(const WeightStore& store);
 
 // `n` items in `parts` contiguous ranges whose sizes differ by at most one (the larger
 // ones first).

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/dtype.h"
 #include "common/status_macros.h"
 #include "parallel/shard_plan.h"
 
@@ -76,12 +77,12 @@ absl::StatusOr<ShardPlan> PlanShards(const PlannerInput& in) {
   if (in.tp < 1) return Invalid("tp", absl::StrFormat("must be >= 1 (is %d)", in.tp));
   if (in.pp < 1) return Invalid("pp", absl::StrFormat("must be >= 1 (is %d)", in.pp));
   if (in.tp > m.num_heads) {
-    return Invalid("tp", absl::StrFormat("(%d) exceeds the model's %d query heads", in.tp,
-                                         m.num_heads));
+    return Invalid("tp",
+                   absl::StrFormat("(%d) exceeds the model's %d query heads", in.tp, m.num_heads));
   }
   if (in.pp > m.num_layers) {
-    return Invalid("pp", absl::StrFormat("(%d) exceeds the model's %d layers", in.pp,
-                                         m.num_layers));
+    return Invalid("pp",
+                   absl::StrFormat("(%d) exceeds the model's %d layers", in.pp, m.num_layers));
   }
   if (in.sequence_parallel && in.tp < 2) {
     return Invalid("sequence_parallel", "needs tp > 1 (it splits tensor-parallel work)");
@@ -105,9 +106,8 @@ absl::StatusOr<ShardPlan> PlanShards(const PlannerInput& in) {
   }
   const int world = in.tp * in.pp;
   if (static_cast<int>(in.rank_memory_bytes.size()) != world) {
-    return Invalid("rank_memory_bytes",
-                   absl::StrFormat("has %d entries, the layout has %d ranks",
-                                   in.rank_memory_bytes.size(), world));
+    return Invalid("rank_memory_bytes", absl::StrFormat("has %d entries, the layout has %d ranks",
+                                                        in.rank_memory_bytes.size(), world));
   }
 
   ShardPlan plan;
@@ -127,8 +127,7 @@ absl::StatusOr<ShardPlan> PlanShards(const PlannerInput& in) {
 
   // Tensor slices.
   const int64_t group = m.num_heads / m.num_kv_heads;  // query heads per KV head
-  const std::vector<ShardRange> ffn =
-      SplitEvenly(m.intermediate_size / in.ffn_alignment, in.tp);
+  const std::vector<ShardRange> ffn = SplitEvenly(m.intermediate_size / in.ffn_alignment, in.tp);
   const std::vector<ShardRange> vocab = SplitEvenly(m.vocab_size, in.tp);
   if (in.tp <= m.num_kv_heads) {
     for (const ShardRange& kv : SplitEvenly(m.num_kv_heads, in.tp)) {
@@ -150,8 +149,7 @@ absl::StatusOr<ShardPlan> PlanShards(const PlannerInput& in) {
     }
     for (int64_t kv = 0; kv < m.num_kv_heads; ++kv) {
       for (const ShardRange& q : SplitEvenly(group, ranks_per_kv)) {
-        plan.tensor.push_back(
-            {{kv * group + q.begin, kv * group + q.end}, {kv, kv + 1}, {}, {}});
+        plan.tensor.push_back({{kv * group + q.begin, kv * group + q.end}, {kv, kv + 1}, {}, {}});
       }
     }
   }
@@ -167,9 +165,9 @@ absl::StatusOr<ShardPlan> PlanShards(const PlannerInput& in) {
     const StageShard& stage = plan.stages[rank / in.tp];
     const TensorShard& shard = plan.tensor[rank % in.tp];
     const int64_t layers = stage.layers.size();
-    const int64_t per_layer = m.hidden_size * m.head_dim *
-                                  (2 * shard.q_heads.size() + 2 * shard.kv_heads.size()) +
-                              3 * m.hidden_size * shard.ffn.size();
+    const int64_t per_layer =
+        m.hidden_size * m.head_dim * (2 * shard.q_heads.size() + 2 * shard.kv_heads.size()) +
+        3 * m.hidden_size * shard.ffn.size();
     int64_t elements = layers * per_layer;
     const int64_t vocab_rows = shard.vocab.size() * m.hidden_size;
     // A tied LM head on a one-stage rank shares the embedding's memory.
@@ -210,21 +208,25 @@ absl::StatusOr<ShardPlan> PlanShards(const PlannerInput& in) {
 }
 
 std::string ShardPlan::ToString() const {
-  std::string out = absl::StrFormat("tp %d x pp %d%s, %d KV blocks of %d tokens", tp, pp,
-                                    sequence_parallel ? " (sequence parallel)" : "",
-                                    num_kv_blocks, block_size);
+  std::string out =
+      absl::StrFormat("tp %d x pp %d%s, %d KV blocks of %d tokens", tp, pp,
+                      sequence_parallel ? " (sequence parallel)" : "", num_kv_blocks, block_size);
   for (size_t s = 0; s < stages.size(); ++s) {
     absl::StrAppendFormat(&out, "; stage %d: layers [%d, %d)%s%s", s, stages[s].layers.begin,
                           stages[s].layers.end, stages[s].has_embedding ? " + embedding" : "",
                           stages[s].has_lm_head ? " + LM head" : "");
   }
   for (size_t t = 0; t < tensor.size(); ++t) {
-    absl::StrAppendFormat(&out, "; tp %d: q heads [%d, %d), kv heads [%d, %d), ffn [%d, %d)",
-                          t, tensor[t].q_heads.begin, tensor[t].q_heads.end,
-                          tensor[t].kv_heads.begin, tensor[t].kv_heads.end, tensor[t].ffn.begin,
-                          tensor[t].ffn.end);
+    absl::StrAppendFormat(&out, "; tp %d: q heads [%d, %d), kv heads [%d, %d), ffn [%d, %d)", t,
+                          tensor[t].q_heads.begin, tensor[t].q_heads.end, tensor[t].kv_heads.begin,
+                          tensor[t].kv_heads.end, tensor[t].ffn.begin, tensor[t].ffn.end);
   }
   return out;
+}
+
+absl::StatusOr<int64_t> FfnAlignmentOf(const WeightStore& store) {
+  ASSIGN_OR_RETURN(const TensorView down, store.Get("blk.0.ffn_down.weight"));
+  return Traits(down.dtype).block_elems;
 }
 
 }  // namespace tessera

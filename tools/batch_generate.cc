@@ -5,7 +5,6 @@
 #include <fstream>
 #include <memory>
 #include <optional>
-#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -211,10 +210,7 @@ int RunBatchGenerate(const BatchGenerateOptions& o) {
   }
   const int64_t context = session.model->config().max_position_embeddings;
 
-  BatchRunnerOptions ro;
-  ro.scheduler = EngineSchedulerConfig(f, context);
-  ro.kv_cache_bytes = f.kv_cache_mb * (int64_t{1} << 20);
-  ro.default_seed = std::random_device{}();
+  BatchRunnerOptions ro = EngineRunnerOptions(f, context);
   ro.model_group = o.model_group;
   ro.role = o.role;
   auto runner = BatchRunner::Create(session.model.get(), ro);

@@ -1,9 +1,12 @@
 #include "tools/cli_util.h"
 
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 #include "common/status_macros.h"
 #include "formats/model_locator.h"
 
@@ -65,6 +68,23 @@ std::string DefaultServedModelName(const std::string& model) {
     name.resize(name.size() - kSuffix.size());
   }
   return name;
+}
+
+absl::StatusOr<std::string> ReadFlagFile(const std::string& path, std::string_view flag) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrFormat("%s: cannot read %s", flag, path));
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+absl::StatusOr<std::string> ReadAuthTokenFile(const std::string& path) {
+  ASSIGN_OR_RETURN(const std::string text, ReadFlagFile(path, "--auth-token-file"));
+  std::string token(absl::StripAsciiWhitespace(text));
+  if (token.empty()) {
+    return absl::InvalidArgumentError(absl::StrFormat("--auth-token-file: %s is empty", path));
+  }
+  return token;
 }
 
 }  // namespace tessera

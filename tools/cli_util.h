@@ -37,4 +37,10 @@ absl::Status WithCode(const absl::Status& status, absl::StatusCode code);
 // that register with it must agree on it).
 std::string DefaultServedModelName(const std::string& model);
 
+// The contents of the file a flag names; NOT_FOUND "<flag>: cannot read <path>".
+absl::StatusOr<std::string> ReadFlagFile(const std::string& path, std::string_view flag);
+// An --auth-token-file's bearer token, surrounding whitespace removed; INVALID_ARGUMENT when
+// nothing is left.
+absl::StatusOr<std::string> ReadAuthTokenFile(const std::string& path);
+
 }  // namespace tessera

@@ -8,23 +8,20 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
-#include "common/dtype.h"
 #include "common/status_macros.h"
 #include "coordinator/model_registry.h"
 #include "coordinator/server.h"
 #include "formats/model_locator.h"
 #include "formats/weight_store.h"
-#include "tokenizer/chat_prompt.h"
 #include "tools/cli_util.h"
 #include "tools/command.h"
 #include "tools/decoding_flags.h"
+#include "tools/served_model.h"
 #include "tools/stop_signals.h"
 
 namespace tessera {
@@ -57,28 +54,10 @@ absl::StatusOr<ServedModelSpec> LoadModelSpec(const std::string& argument,
   if (name.empty()) name = DefaultServedModelName(model);
   ASSIGN_OR_RETURN(const std::string path, ResolveModelPath(model));
   ASSIGN_OR_RETURN(std::unique_ptr<WeightStore> store, OpenWeightStore(path));
-  if (store->gguf() == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--model ", argument, ": the coordinator needs a GGUF file (its tokenizer)"));
-  }
-  ServedModelSpec spec;
-  spec.name = name;
-  spec.config = store->config();
-  spec.context_length = spec.config.max_position_embeddings;
-  spec.default_max_new_tokens = default_max_new_tokens;
-  ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, Tokenizer::FromGguf(*store->gguf()));
-  spec.tokenizer = std::shared_ptr<const Tokenizer>(std::move(tokenizer));
-  auto chat_template = LoadChatTemplate("", *store->gguf());
-  if (chat_template.ok()) {
-    spec.chat_template = std::make_shared<const ChatTemplate>(*std::move(chat_template));
-  } else {
-    spec.chat_template_error = std::string(chat_template.status().message());
-  }
-  // The planner's FFN split boundary is the weights' quantization block.
-  if (auto down = store->Get("blk.0.ffn_down.weight"); down.ok()) {
-    spec.ffn_alignment = Traits(down->dtype).block_elems;
-  }
-  return spec;
+  return ServedModelSpecFromStore(*store, {.name = name,
+                                           .chat_template_file = "",
+                                           .default_max_new_tokens = default_max_new_tokens,
+                                           .tokenizer = nullptr});
 }
 
 int Run(const CoordinatorOptions& o) {
@@ -90,15 +69,9 @@ int Run(const CoordinatorOptions& o) {
   server_options.tls_key_file = o.tls_key;
   server_options.heartbeat_timeout = absl::Seconds(o.heartbeat_timeout_s);
   if (!o.auth_token_file.empty()) {
-    std::ifstream in(o.auth_token_file);
-    std::stringstream buffer;
-    buffer << in.rdbuf();
-    server_options.auth_token = std::string(absl::StripAsciiWhitespace(buffer.str()));
-    if (!in || server_options.auth_token.empty()) {
-      return Fail(kName,
-                  absl::StrCat("--auth-token-file: cannot read a token from ", o.auth_token_file),
-                  kExitUsage);
-    }
+    auto token = ReadAuthTokenFile(o.auth_token_file);
+    if (!token.ok()) return Fail(kName, std::string(token.status().message()), kExitUsage);
+    server_options.auth_token = *std::move(token);
   }
   ModelRegistry registry;
   for (const std::string& m : o.models) {

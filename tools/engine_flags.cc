@@ -1,6 +1,7 @@
 #include "tools/engine_flags.h"
 
 #include <algorithm>
+#include <random>
 
 namespace tessera {
 
@@ -49,6 +50,14 @@ SchedulerConfig EngineSchedulerConfig(const EngineFlags& f, int64_t context_leng
     s.num_blocks = static_cast<int>((f.kv_cache_tokens + f.block_size - 1) / f.block_size);
   }
   return s;
+}
+
+BatchRunnerOptions EngineRunnerOptions(const EngineFlags& f, int64_t context_length) {
+  BatchRunnerOptions options;
+  options.scheduler = EngineSchedulerConfig(f, context_length);
+  options.kv_cache_bytes = f.kv_cache_mb * (int64_t{1} << 20);
+  options.default_seed = std::random_device{}();
+  return options;
 }
 
 }  // namespace tessera

@@ -6,6 +6,7 @@
 
 #include "CLI/CLI.hpp"
 #include "engine/scheduler.h"
+#include "worker/batch_runner.h"
 
 namespace tessera {
 
@@ -26,5 +27,10 @@ void AddEngineFlags(CLI::App* app, EngineFlags* flags, CLI::Option* needs = null
 
 // The scheduler settings the flags give, for a model of `context_length` tokens.
 SchedulerConfig EngineSchedulerConfig(const EngineFlags& flags, int64_t context_length);
+
+// BatchRunner options for one rank: the scheduler above, --kv-cache-mb, and a random
+// default seed (requests without a seed differ from run to run). The caller adds the
+// model group and rank role under parallelism.
+BatchRunnerOptions EngineRunnerOptions(const EngineFlags& flags, int64_t context_length);
 
 }  // namespace tessera

@@ -14,8 +14,7 @@ int main(int argc, char** argv) {
   std::vector<tessera::Command> commands = {
       tessera::AddGenerateCommand(app),   tessera::AddTokenizeCommand(app),
       tessera::AddDetokenizeCommand(app), tessera::AddInspectCommand(app),
-      tessera::AddServeCommand(app),
-      tessera::AddLaunchCommand(app),
+      tessera::AddServeCommand(app),      tessera::AddLaunchCommand(app),
   };
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;

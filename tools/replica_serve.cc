@@ -3,12 +3,8 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <fstream>
-#include <random>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
 #include "tools/cli_util.h"
 #include "tools/command.h"
 #include "tools/model_session.h"
@@ -20,14 +16,6 @@ namespace tessera {
 namespace {
 
 constexpr std::string_view kName = "worker";
-
-absl::StatusOr<std::string> ReadFile(const std::string& path, const char* flag) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat(flag, ": cannot read ", path));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
 
 std::string HostName() {
   char name[256] = {};
@@ -41,15 +29,15 @@ std::unique_ptr<ClusterLeader> RegisterReplica(const ReplicaRegistration& o) {
   ClusterLeaderOptions leader;
   leader.coordinator = o.coordinator;
   if (!o.auth_token_file.empty()) {
-    auto token = ReadFile(o.auth_token_file, "--auth-token-file");
+    auto token = ReadAuthTokenFile(o.auth_token_file);
     if (!token.ok()) {
       Fail(kName, std::string(token.status().message()), kExitUsage);
       return nullptr;
     }
-    leader.auth_token = std::string(absl::StripAsciiWhitespace(*token));
+    leader.auth_token = *std::move(token);
   }
   if (!o.tls_root_file.empty()) {
-    auto root = ReadFile(o.tls_root_file, "--tls-root");
+    auto root = ReadFlagFile(o.tls_root_file, "--tls-root");
     if (!root.ok()) {
       Fail(kName, std::string(root.status().message()), kExitUsage);
       return nullptr;
@@ -95,10 +83,7 @@ int ServeReplica(const ReplicaServeOptions& o, ClusterLeader* leader) {
     return code;
   }
   const int64_t context = session.model->config().max_position_embeddings;
-  BatchRunnerOptions runner_options;
-  runner_options.scheduler = EngineSchedulerConfig(*o.engine, context);
-  runner_options.kv_cache_bytes = o.engine->kv_cache_mb * (int64_t{1} << 20);
-  runner_options.default_seed = std::random_device{}();
+  BatchRunnerOptions runner_options = EngineRunnerOptions(*o.engine, context);
   runner_options.model_group = o.model_group;
   runner_options.role = o.role;
   auto runner = BatchRunner::Create(session.model.get(), runner_options);

@@ -6,22 +6,18 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
-#include <random>
-#include <sstream>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/strip.h"
-#include "common/dtype.h"
 #include "coordinator/model_registry.h"
 #include "coordinator/server.h"
-#include "tokenizer/chat_prompt.h"
 #include "tools/cli_util.h"
 #include "tools/command.h"
 #include "tools/decoding_flags.h"
 #include "tools/engine_flags.h"
 #include "tools/model_session.h"
+#include "tools/served_model.h"
 #include "tools/stop_signals.h"
 #include "worker/batch_runner.h"
 #include "worker/engine_loop.h"
@@ -54,18 +50,6 @@ std::string ServedName(const ServeOptions& o) {
   return o.served_model_name.empty() ? DefaultServedModelName(o.model) : o.served_model_name;
 }
 
-absl::StatusOr<std::string> ReadToken(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("--auth-token-file: cannot read ", path));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  std::string token(absl::StripAsciiWhitespace(buffer.str()));
-  if (token.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("--auth-token-file: ", path, " is empty"));
-  }
-  return token;
-}
-
 int RunServe(const ServeOptions& o) {
   StopSignals signals;  // before any thread starts
   CoordinatorServerOptions server_options;
@@ -74,7 +58,7 @@ int RunServe(const ServeOptions& o) {
   server_options.tls_cert_file = o.tls_cert;
   server_options.tls_key_file = o.tls_key;
   if (!o.auth_token_file.empty()) {
-    auto token = ReadToken(o.auth_token_file);
+    auto token = ReadAuthTokenFile(o.auth_token_file);
     if (!token.ok()) return Fail(kName, std::string(token.status().message()), kExitUsage);
     server_options.auth_token = *std::move(token);
   }
@@ -91,30 +75,15 @@ int RunServe(const ServeOptions& o) {
   }
   const int64_t context = session.model->config().max_position_embeddings;
 
-  ServedModelSpec spec;
-  spec.name = ServedName(o);
-  spec.config = session.model->config();
-  spec.context_length = context;
-  spec.default_max_new_tokens = o.default_max_new_tokens;
-  auto chat_template = LoadChatTemplate(o.chat_template_file, *session.store->gguf());
-  if (chat_template.ok()) {
-    spec.chat_template = std::make_shared<const ChatTemplate>(*std::move(chat_template));
-  } else if (!o.chat_template_file.empty()) {
-    return FailStatus(kName, chat_template.status());
-  } else {
-    spec.chat_template_error = std::string(chat_template.status().message());
-  }
-  // Leaders of other replicas may register here too: the planner's FFN split boundary.
-  if (auto down = session.store->Get("blk.0.ffn_down.weight"); down.ok()) {
-    spec.ffn_alignment = Traits(down->dtype).block_elems;
-  }
   std::shared_ptr<const Tokenizer> tokenizer(std::move(session.tokenizer));
-  spec.tokenizer = tokenizer;
+  auto spec =
+      ServedModelSpecFromStore(*session.store, {.name = ServedName(o),
+                                                .chat_template_file = o.chat_template_file,
+                                                .default_max_new_tokens = o.default_max_new_tokens,
+                                                .tokenizer = tokenizer});
+  if (!spec.ok()) return FailStatus(kName, spec.status());
 
-  BatchRunnerOptions runner_options;
-  runner_options.scheduler = EngineSchedulerConfig(o.engine, context);
-  runner_options.kv_cache_bytes = o.engine.kv_cache_mb * (int64_t{1} << 20);
-  runner_options.default_seed = std::random_device{}();
+  BatchRunnerOptions runner_options = EngineRunnerOptions(o.engine, context);
   auto runner = BatchRunner::Create(session.model.get(), runner_options);
   if (!runner.ok()) return FailStatus(kName, runner.status());
   std::fprintf(stderr, "%s\n", (*runner)->StartupReport().c_str());
@@ -123,7 +92,7 @@ int RunServe(const ServeOptions& o) {
   std::shared_ptr<EngineLoop> replica(*std::move(engine));
 
   ModelRegistry registry;
-  auto model = registry.Add(std::move(spec));
+  auto model = registry.Add(*std::move(spec));
   if (!model.ok()) return FailStatus(kName, model.status());
   (*model)->AddReplica(replica);
 

@@ -78,8 +78,7 @@ absl::StatusOr<ShardPlan> PlanForModel(const std::string& model, int tp, int pp,
   in.pp = pp;
   in.sequence_parallel = sp;
   // Row-parallel splits of the down projection fall on its quantization blocks.
-  ASSIGN_OR_RETURN(const TensorView down, store->Get("blk.0.ffn_down.weight"));
-  in.ffn_alignment = Traits(down.dtype).block_elems;
+  ASSIGN_OR_RETURN(in.ffn_alignment, FfnAlignmentOf(*store));
   // Only the slices matter here: memory is sized by the engine's --kv-cache-mb.
   const int64_t pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
   in.rank_memory_bytes.assign(static_cast<size_t>(tp * pp), pages * page);
