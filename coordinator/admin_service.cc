@@ -8,17 +8,8 @@
 #include "coordinator/grpc_util.h"
 
 namespace tessera {
-namespace {
 
 namespace v1 = ::tessera::v1;
-
-grpc::ServerUnaryReactor* Respond(grpc::CallbackServerContext* context, grpc::Status status) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(std::move(status));
-  return reactor;
-}
-
-}  // namespace
 
 AdminService::AdminService(ModelRegistry* registry, InferenceService* inference,
                            std::string auth_token, std::function<void()> on_drain)

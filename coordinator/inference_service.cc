@@ -265,12 +265,6 @@ class CompleteCall final : public grpc::ServerUnaryReactor {
   std::shared_ptr<State> state_;
 };
 
-grpc::ServerUnaryReactor* Respond(grpc::CallbackServerContext* context, grpc::Status status) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(status);
-  return reactor;
-}
-
 void FillModelInfo(const ServedModel& model, v1::ModelInfo* info) {
   const ServedModelSpec& s = model.spec();
   info->set_name(s.name);
