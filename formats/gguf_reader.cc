@@ -186,8 +186,10 @@ absl::StatusOr<GgufTensorInfo> ReadTensorInfo(Cursor& c, uint64_t index, uint64_
     return c.Error(field, absl::StrFormat("ne[0] = %d is not a multiple of the %s block size %d",
                                           ne0, t.name, t.block_elems));
   }
+  // As for the element count, the byte size of the non-zero dims must fit too: a zero
+  // dim makes the tensor empty, but TensorView::RowBytes still multiplies ne[0] out.
   const int64_t blocks = elems / t.block_elems;
-  if (blocks > std::numeric_limits<int64_t>::max() / t.block_bytes) {
+  if (nonzero / t.block_elems > std::numeric_limits<int64_t>::max() / t.block_bytes) {
     return c.Error(field, "byte size overflows int64");
   }
   info.num_bytes = blocks * t.block_bytes;

@@ -209,6 +209,10 @@ TEST(GgufReaderErrors, TensorTable) {
                     .Tensor("x", {0, int64_t{1} << 40, int64_t{1} << 40}, 0, 0)
                     .str(),
                 "tensor 'x'", "overflow");
+  // Nor does a zero dim hide a row whose byte size overflows (found by the fuzzer:
+  // 2^62 f32 elements per row, TensorView::RowBytes multiplies by 4).
+  ExpectInvalid(Raw().Header(3, 1, 0).Tensor("x", {int64_t{1} << 62, 0}, 0, 0).str(),
+                "tensor 'x'", "byte size overflows");
   ExpectInvalid(Raw().Header(3, 1, 0).Tensor("x", {4, -1}, 0, 0).str(), "tensor 'x'",
                 "negative");
   ExpectInvalid(Raw().Header(3, 1, 0).Tensor("x", {8}, 16, 0).PadTo(32).Bytes(64).str(),
