@@ -11,10 +11,10 @@ namespace tessera {
 
 namespace v1 = ::tessera::v1;
 
-AdminService::AdminService(ModelRegistry* registry, InferenceService* inference,
-                           std::string auth_token, std::function<void()> on_drain)
+AdminService::AdminService(ModelRegistry* registry, RequestGate* gate, std::string auth_token,
+                           std::function<void()> on_drain)
     : registry_(registry),
-      inference_(inference),
+      gate_(gate),
       auth_token_(std::move(auth_token)),
       on_drain_(std::move(on_drain)) {}
 
@@ -60,8 +60,8 @@ grpc::ServerUnaryReactor* AdminService::GetClusterStatus(grpc::CallbackServerCon
     m->set_ready_replicas(ready);
     m->set_queue_depth(queue);
   }
-  response->set_draining(inference_->draining());
-  response->set_calls_in_flight(inference_->calls_in_flight());
+  response->set_draining(gate_->draining());
+  response->set_calls_in_flight(gate_->calls_in_flight());
   return Respond(context, grpc::Status::OK);
 }
 
@@ -77,8 +77,8 @@ grpc::ServerUnaryReactor* AdminService::Drain(grpc::CallbackServerContext* conte
                                                          "[0, 3600] (is %g)",
                                                          request->wait_seconds())));
   }
-  if (!inference_->draining()) {
-    inference_->StartDraining();
+  if (!gate_->draining()) {
+    gate_->StartDraining();
     if (on_drain_) on_drain_();
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
@@ -87,10 +87,10 @@ grpc::ServerUnaryReactor* AdminService::Drain(grpc::CallbackServerContext* conte
   // destructor waits for it).
   ++waiting_drains_;
   std::thread([this, reactor, response, deadline] {
-    while (inference_->calls_in_flight() > 0 && absl::Now() < deadline && !stopping_) {
+    while (gate_->calls_in_flight() > 0 && absl::Now() < deadline && !stopping_) {
       absl::SleepFor(absl::Milliseconds(10));
     }
-    const int left = inference_->calls_in_flight();
+    const int left = gate_->calls_in_flight();
     response->set_drained(left == 0);
     response->set_calls_in_flight(left);
     reactor->Finish(grpc::Status::OK);

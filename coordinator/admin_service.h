@@ -7,8 +7,8 @@
 #include <functional>
 #include <string>
 
-#include "coordinator/inference_service.h"
 #include "coordinator/model_registry.h"
+#include "coordinator/request_gate.h"
 #include "grpcpp/grpcpp.h"
 #include "tessera/v1/admin.grpc.pb.h"
 
@@ -17,7 +17,7 @@ namespace tessera {
 class AdminService final : public tessera::v1::Admin::CallbackService {
  public:
   // Both must outlive the service. `on_drain` runs when draining starts (health).
-  AdminService(ModelRegistry* registry, InferenceService* inference, std::string auth_token,
+  AdminService(ModelRegistry* registry, RequestGate* gate, std::string auth_token,
                std::function<void()> on_drain);
   // Ends the Drain calls still waiting (they answer with what they see) and waits for them.
   ~AdminService() override;
@@ -36,7 +36,7 @@ class AdminService final : public tessera::v1::Admin::CallbackService {
 
  private:
   ModelRegistry* registry_;
-  InferenceService* inference_;
+  RequestGate* gate_;
   std::string auth_token_;
   std::function<void()> on_drain_;
   std::atomic<bool> stopping_ = false;

@@ -189,6 +189,17 @@ cv1::Load ToLoadProto(const ReplicaLoad& load) {
   l.set_outstanding_tokens(load.outstanding_tokens);
   l.set_kv_blocks_used(load.kv_blocks_used);
   l.set_kv_blocks_total(load.kv_blocks_total);
+  l.set_prefix_queried_blocks(load.prefix_queried_blocks);
+  l.set_prefix_hit_blocks(load.prefix_hit_blocks);
+  for (const ReplicaLoad::RankTimes& r : load.ranks) {
+    cv1::RankTimes* t = l.add_ranks();
+    t->set_rank(r.rank);
+    t->set_steps(r.steps);
+    t->set_step_seconds(r.step_seconds);
+    t->set_compute_seconds(r.compute_seconds);
+    t->set_communication_seconds(r.communication_seconds);
+    t->set_bubble_seconds(r.bubble_seconds);
+  }
   return l;
 }
 
@@ -200,6 +211,16 @@ ReplicaLoad FromLoadProto(const cv1::Load& l) {
   load.outstanding_tokens = l.outstanding_tokens();
   load.kv_blocks_used = l.kv_blocks_used();
   load.kv_blocks_total = l.kv_blocks_total();
+  load.prefix_queried_blocks = l.prefix_queried_blocks();
+  load.prefix_hit_blocks = l.prefix_hit_blocks();
+  for (const cv1::RankTimes& t : l.ranks()) {
+    load.ranks.push_back({.rank = t.rank(),
+                          .steps = t.steps(),
+                          .step_seconds = t.step_seconds(),
+                          .compute_seconds = t.compute_seconds(),
+                          .communication_seconds = t.communication_seconds(),
+                          .bubble_seconds = t.bubble_seconds()});
+  }
   return load;
 }
 

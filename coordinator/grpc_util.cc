@@ -3,6 +3,8 @@
 #include <chrono>
 #include <string>
 
+#include "coordinator/bearer_token.h"
+
 namespace tessera {
 
 grpc::Status CheckBearerToken(const grpc::ServerContextBase& context, std::string_view token) {
@@ -14,13 +16,7 @@ grpc::Status CheckBearerToken(const grpc::ServerContextBase& context, std::strin
                         "missing 'authorization' metadata (expected 'Bearer <token>')");
   }
   const std::string_view given(it->second.data(), it->second.size());
-  const std::string expected = std::string("Bearer ") + std::string(token);
-  // Constant time in the expected length: no early exit on the first differing byte.
-  unsigned char diff = given.size() == expected.size() ? 0 : 1;
-  for (size_t i = 0; i < expected.size(); ++i) {
-    diff |= static_cast<unsigned char>(expected[i] ^ (i < given.size() ? given[i] : 0));
-  }
-  if (diff != 0) {
+  if (!BearerTokenMatches(given, token)) {
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                         "'authorization' metadata does not carry a valid bearer token");
   }

@@ -19,36 +19,14 @@ namespace {
 
 namespace v1 = ::tessera::v1;
 
-constexpr size_t kMaxRequestIdBytes = 256;
-
-// A request validated, tokenized and bound to a replica, ready to submit.
-struct Admitted {
-  ServedModel* model = nullptr;
-  std::shared_ptr<Replica> replica;
-  TokenRequest request;
-  std::string client_id;  // echoed in responses
-};
-
-absl::StatusOr<Admitted> Admit(ModelRegistry& registry, const v1::GenerateRequest& r,
-                               const grpc::CallbackServerContext& context, int64_t serial,
-                               bool draining) {
-  if (draining) {
-    return absl::UnavailableError("the server is draining and admits no new requests");
-  }
-  Admitted a;
-  ASSIGN_OR_RETURN(a.model, registry.Find(r.model()));
-  if (r.request_id().size() > kMaxRequestIdBytes) {
-    return absl::InvalidArgumentError(absl::StrFormat("field 'request_id' has %d bytes; at most %d",
-                                                      r.request_id().size(), kMaxRequestIdBytes));
-  }
-  ASSIGN_OR_RETURN(a.request, BuildTokenRequest(GenerateRequestToJson(r), "request",
-                                                a.model->RequestContext(/*chat=*/false)));
-  // Replica ids are the server's own, so clients' ids never collide there.
-  a.client_id = r.request_id().empty() ? absl::StrCat("req-", serial) : r.request_id();
-  a.request.spec.request_id = absl::StrCat(serial, ":", a.client_id);
-  a.request.spec.deadline = CallDeadline(context);
-  ASSIGN_OR_RETURN(a.replica, a.model->PickReplica(a.request.spec.prompt_token_ids));
-  return a;
+absl::StatusOr<AdmittedRequest> Admit(RequestGate& gate, const v1::GenerateRequest& r,
+                                      const grpc::CallbackServerContext& context) {
+  const nlohmann::json body = GenerateRequestToJson(r);
+  return gate.Admit({.model = r.model(),
+                     .body = &body,
+                     .source = "request",
+                     .client_id = r.request_id(),
+                     .deadline = CallDeadline(context)});
 }
 
 // Appends `next` to `into` (both of one request): each completion's text and tokens grow,
@@ -82,25 +60,28 @@ void Merge(v1::GenerateResponse& into, v1::GenerateResponse next) {
 // the lock, always reach a live reactor.
 class GenerateCall final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
-  GenerateCall(const Admitted& admitted, std::atomic<int>* in_flight)
-      : in_flight_(in_flight),
+  GenerateCall(const AdmittedRequest& admitted, RequestGate* gate, ServingMetrics* metrics)
+      : ticket_(gate),
+        metrics_(metrics),
+        model_(admitted.model->name()),
         replica_(admitted.replica),
         replica_id_(admitted.request.spec.request_id),
         state_(std::make_shared<State>(
             this, CompletionStream(admitted.model->spec().tokenizer.get(), admitted.client_id,
                                    static_cast<int>(admitted.request.spec.prompt_token_ids.size()),
-                                   admitted.request.stop_ids, admitted.request.stop_strings))) {
-    ++*in_flight_;
-  }
+                                   admitted.request.stop_ids, admitted.request.stop_strings))) {}
 
   void Begin(TokenRequest request) {
     // The sink holds the replica weakly: it runs on the replica's thread, which must
     // never drop the replica's last reference (its destructor joins that thread).
     auto replica_now = replica_.lock();  // alive: the handler's Admitted holds it
-    replica_now->Submit(std::move(request),
-                        [state = state_, replica = replica_, id = replica_id_](ReplicaEvent event) {
-                          Act(*state, [&](State& s) { s.OnEvent(std::move(event), replica, id); });
-                        });
+    ReplicaEventSink sink = [state = state_, replica = replica_,
+                             id = replica_id_](ReplicaEvent event) {
+      Act(*state, [&](State& s) { s.OnEvent(std::move(event), replica, id); });
+    };
+    const auto prompt_tokens = static_cast<int64_t>(request.spec.prompt_token_ids.size());
+    if (metrics_ != nullptr) sink = metrics_->Observe(model_, prompt_tokens, std::move(sink));
+    replica_now->Submit(std::move(request), std::move(sink));
   }
   void OnWriteDone(bool ok) override {
     Act(*state_, [&](State& s) {
@@ -112,9 +93,14 @@ class GenerateCall final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     if (auto replica = replica_.lock()) replica->Cancel(replica_id_);
     Act(*state_, [](State& s) { s.cancelled = true; });
   }
-  void OnDone() override {
-    --*in_flight_;
-    delete this;
+  void OnDone() override { delete this; }
+
+  // Counts the outcome and finishes the call (once).
+  void Conclude(grpc::Status status) {
+    if (metrics_ != nullptr) {
+      metrics_->CountRequest("grpc", model_, static_cast<absl::StatusCode>(status.error_code()));
+    }
+    Finish(std::move(status));
   }
 
  private:
@@ -184,10 +170,12 @@ class GenerateCall final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       if (action == kFinish) s.finished = true;
     }
     if (action == kWrite) s.call->StartWrite(&s.current);
-    if (action == kFinish) s.call->Finish(status);
+    if (action == kFinish) s.call->Conclude(std::move(status));
   }
 
-  std::atomic<int>* in_flight_;  // the service's count of calls not done
+  RequestGate::CallTicket ticket_;  // counts the call until OnDone
+  ServingMetrics* metrics_;         // may be null
+  std::string model_;
   // Weak: a call must never hold a replica alive (the last reference could then drop on
   // the replica's own thread); the registry and the handler's Admitted hold it.
   std::weak_ptr<Replica> replica_;
@@ -198,22 +186,24 @@ class GenerateCall final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
 // Complete: the same events, gathered into one response; the same lifetime rules.
 class CompleteCall final : public grpc::ServerUnaryReactor {
  public:
-  CompleteCall(const Admitted& admitted, grpc::ByteBuffer* response, std::atomic<int>* in_flight)
-      : in_flight_(in_flight),
+  CompleteCall(const AdmittedRequest& admitted, grpc::ByteBuffer* response, RequestGate* gate,
+               ServingMetrics* metrics)
+      : ticket_(gate),
+        metrics_(metrics),
+        model_(admitted.model->name()),
         replica_(admitted.replica),
         replica_id_(admitted.request.spec.request_id),
         state_(std::make_shared<State>(
             this, response, admitted.model->name(),
             CompletionStream(admitted.model->spec().tokenizer.get(), admitted.client_id,
                              static_cast<int>(admitted.request.spec.prompt_token_ids.size()),
-                             admitted.request.stop_ids, admitted.request.stop_strings))) {
-    ++*in_flight_;
-  }
+                             admitted.request.stop_ids, admitted.request.stop_strings))) {}
 
   void Begin(TokenRequest request) {
     auto replica_now = replica_.lock();  // alive: the handler's Admitted holds it
-    replica_now->Submit(std::move(request), [state = state_, replica = replica_,
-                                             id = replica_id_](ReplicaEvent event) {
+    const auto prompt_tokens = static_cast<int64_t>(request.spec.prompt_token_ids.size());
+    ReplicaEventSink sink = [state = state_, replica = replica_,
+                             id = replica_id_](ReplicaEvent event) {
       std::optional<grpc::Status> done;
       {
         absl::MutexLock lock(&state->mu);
@@ -228,8 +218,10 @@ class CompleteCall final : public grpc::ServerUnaryReactor {
         }
         if (done.has_value()) state->finished = true;
       }
-      if (done.has_value()) state->call->Finish(*done);
-    });
+      if (done.has_value()) state->call->Conclude(*done);
+    };
+    if (metrics_ != nullptr) sink = metrics_->Observe(model_, prompt_tokens, std::move(sink));
+    replica_now->Submit(std::move(request), std::move(sink));
   }
   void OnCancel() override {
     if (auto replica = replica_.lock()) replica->Cancel(replica_id_);
@@ -238,11 +230,16 @@ class CompleteCall final : public grpc::ServerUnaryReactor {
       if (state_->finished) return;
       state_->finished = true;
     }
-    Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the call"));
+    Conclude(grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the call"));
   }
-  void OnDone() override {
-    --*in_flight_;
-    delete this;
+  void OnDone() override { delete this; }
+
+  // Counts the outcome and finishes the call (once).
+  void Conclude(grpc::Status status) {
+    if (metrics_ != nullptr) {
+      metrics_->CountRequest("grpc", model_, static_cast<absl::StatusCode>(status.error_code()));
+    }
+    Finish(std::move(status));
   }
 
  private:
@@ -257,7 +254,9 @@ class CompleteCall final : public grpc::ServerUnaryReactor {
     bool finished ABSL_GUARDED_BY(mu) = false;
   };
 
-  std::atomic<int>* in_flight_;  // the service's count of calls not done
+  RequestGate::CallTicket ticket_;  // counts the call until OnDone
+  ServingMetrics* metrics_;         // may be null
+  std::string model_;
   // Weak: a call must never hold a replica alive (the last reference could then drop on
   // the replica's own thread); the registry and the handler's Admitted hold it.
   std::weak_ptr<Replica> replica_;
@@ -282,18 +281,26 @@ void FillModelInfo(const ServedModel& model, v1::ModelInfo* info) {
 
 }  // namespace
 
-InferenceService::InferenceService(ModelRegistry* registry, InferenceServiceOptions options)
-    : registry_(registry), options_(std::move(options)) {}
+InferenceService::InferenceService(RequestGate* gate, InferenceServiceOptions options)
+    : gate_(gate), registry_(&gate->registry()), options_(std::move(options)) {}
+
+void InferenceService::Count(const grpc::Status& refusal, const std::string& model) {
+  if (options_.metrics == nullptr) return;
+  absl::StatusOr<ServedModel*> served = registry_->Find(model);
+  options_.metrics->CountRequest("grpc", served.ok() ? (*served)->name() : "",
+                                 static_cast<absl::StatusCode>(refusal.error_code()));
+}
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* InferenceService::Generate(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw) {
-  absl::StatusOr<Admitted> admitted = absl::UnknownError("");
+  std::string model_name;  // as the client sent it
+  absl::StatusOr<AdmittedRequest> admitted = absl::UnknownError("");
   grpc::Status status = CheckBearerToken(*context, options_.auth_token);
   if (status.ok()) {
     v1::GenerateRequest request;
     absl::Status parsed = ParseMessage(*raw, &request);
-    admitted =
-        parsed.ok() ? Admit(*registry_, request, *context, next_request_++, draining_) : parsed;
+    admitted = parsed.ok() ? Admit(*gate_, request, *context) : parsed;
+    model_name = request.model();
     status = ToGrpcStatus(admitted.status());
   }
   if (!status.ok()) {
@@ -303,10 +310,11 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* InferenceService::Generate(
       explicit Refusal(grpc::Status s) { Finish(std::move(s)); }
       void OnDone() override { delete this; }
     };
+    Count(status, model_name);
     return new Refusal(status);
   }
   TokenRequest token_request = admitted->request;
-  auto* call = new GenerateCall(*admitted, &calls_in_flight_);
+  auto* call = new GenerateCall(*admitted, gate_, options_.metrics);
   call->Begin(std::move(token_request));
   return call;
 }
@@ -321,11 +329,13 @@ grpc::ServerUnaryReactor* InferenceService::Complete(grpc::CallbackServerContext
   if (absl::Status s = ParseMessage(*raw, &request); !s.ok()) {
     return Respond(context, ToGrpcStatus(s));
   }
-  absl::StatusOr<Admitted> admitted =
-      Admit(*registry_, request, *context, next_request_++, draining_);
-  if (!admitted.ok()) return Respond(context, ToGrpcStatus(admitted.status()));
+  absl::StatusOr<AdmittedRequest> admitted = Admit(*gate_, request, *context);
+  if (!admitted.ok()) {
+    Count(ToGrpcStatus(admitted.status()), request.model());
+    return Respond(context, ToGrpcStatus(admitted.status()));
+  }
   TokenRequest token_request = admitted->request;
-  auto* call = new CompleteCall(*admitted, response, &calls_in_flight_);
+  auto* call = new CompleteCall(*admitted, response, gate_, options_.metrics);
   call->Begin(std::move(token_request));
   return call;
 }

@@ -13,13 +13,16 @@
 #include <string>
 
 #include "coordinator/model_registry.h"
+#include "coordinator/request_gate.h"
+#include "coordinator/serving_metrics.h"
 #include "grpcpp/grpcpp.h"
 #include "tessera/v1/inference.grpc.pb.h"
 
 namespace tessera {
 
 struct InferenceServiceOptions {
-  std::string auth_token;  // non-empty: every call needs "authorization: Bearer <token>"
+  std::string auth_token;             // non-empty: every call needs "authorization: Bearer <token>"
+  ServingMetrics* metrics = nullptr;  // null: no metrics; else must outlive the service
 };
 
 // Generate, Complete and Tokenize, whose requests carry text, take raw bytes
@@ -31,8 +34,8 @@ using InferenceServiceBase = tessera::v1::Inference::WithRawCallbackMethod_Gener
 
 class InferenceService final : public InferenceServiceBase {
  public:
-  // `registry` must outlive the service.
-  InferenceService(ModelRegistry* registry, InferenceServiceOptions options);
+  // `gate` (admission, drain, calls in flight) must outlive the service.
+  InferenceService(RequestGate* gate, InferenceServiceOptions options);
 
   // GenerateRequest in, GenerateResponse messages out.
   grpc::ServerWriteReactor<grpc::ByteBuffer>* Generate(grpc::CallbackServerContext* context,
@@ -55,18 +58,14 @@ class InferenceService final : public InferenceServiceBase {
                                          const tessera::v1::GetModelInfoRequest* request,
                                          tessera::v1::ModelInfo* response) override;
 
-  // Generate and Complete calls not yet done.
-  int calls_in_flight() const { return calls_in_flight_.load(); }
-  // From now on Generate and Complete are UNAVAILABLE (the admin API's Drain).
-  void StartDraining() { draining_ = true; }
-  bool draining() const { return draining_.load(); }
-
  private:
+  // A Generate or Complete refused before it reached a replica.
+  // `model` as the client sent it (its served name labels the count when it exists).
+  void Count(const grpc::Status& refusal, const std::string& model);
+
+  RequestGate* gate_;
   ModelRegistry* registry_;
   InferenceServiceOptions options_;
-  std::atomic<int64_t> next_request_ = 0;
-  std::atomic<int> calls_in_flight_ = 0;
-  std::atomic<bool> draining_ = false;
 };
 
 }  // namespace tessera

@@ -57,6 +57,22 @@ struct ReplicaLoad {
   int64_t outstanding_tokens = 0;
   int kv_blocks_used = 0;
   int kv_blocks_total = 0;
+  // Prefix cache since the replica started: blocks looked up when requests were admitted,
+  // and blocks found cached.
+  int64_t prefix_queried_blocks = 0;
+  int64_t prefix_hit_blocks = 0;
+  // Where each rank's time went since the replica started, as that rank measured it
+  // (empty when the replica does not report it): step = compute + communication + bubble,
+  // the bubble being the time a pipeline stage waited for its input.
+  struct RankTimes {
+    int rank = 0;
+    int64_t steps = 0;
+    double step_seconds = 0;
+    double compute_seconds = 0;
+    double communication_seconds = 0;
+    double bubble_seconds = 0;
+  };
+  std::vector<RankTimes> ranks;
 };
 
 // What a replica is, for the admin API.

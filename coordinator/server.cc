@@ -51,8 +51,11 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   }
 
   std::unique_ptr<CoordinatorServer> server(new CoordinatorServer(registry, options));
+  server->gate_ = std::make_unique<RequestGate>(registry);
+  server->metrics_ = std::make_unique<ServingMetrics>(registry, server->gate_.get());
   server->inference_ = std::make_unique<InferenceService>(
-      registry, InferenceServiceOptions{.auth_token = options.auth_token});
+      server->gate_.get(),
+      InferenceServiceOptions{.auth_token = options.auth_token, .metrics = server->metrics_.get()});
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -63,9 +66,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
       registry, ClusterServiceOptions{.auth_token = options.auth_token,
                                       .heartbeat_interval = options.heartbeat_interval,
                                       .heartbeat_timeout = options.heartbeat_timeout});
-  server->admin_ =
-      std::make_unique<AdminService>(registry, server->inference_.get(), options.auth_token,
-                                     [raw = server.get()] { raw->UpdateHealth(); });
+  server->admin_ = std::make_unique<AdminService>(registry, server->gate_.get(), options.auth_token,
+                                                  [raw = server.get()] { raw->UpdateHealth(); });
   builder.RegisterService(server->inference_.get());
   builder.RegisterService(server->admin_.get());
   builder.RegisterService(server->cluster_.get());
@@ -79,6 +81,21 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", address));
+  }
+  if (options.http_port != -1) {
+    absl::StatusOr<std::unique_ptr<HttpServer>> http =
+        HttpServer::Start(server->gate_.get(), server->metrics_.get(),
+                          {.host = options.host,
+                           .port = options.http_port,
+                           .auth_token = options.auth_token,
+                           .tls_cert_file = options.tls_cert_file,
+                           .tls_key_file = options.tls_key_file,
+                           .threads = options.http_threads});
+    if (!http.ok()) {
+      server->server_->Shutdown();
+      return http.status();
+    }
+    server->http_ = *std::move(http);
   }
   server->UpdateHealth();
   server->health_thread_ = std::thread([raw = server.get()] {
@@ -95,7 +112,7 @@ void CoordinatorServer::UpdateHealth() {
   grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
   if (health == nullptr) return;
   bool any = false;
-  const bool draining = inference_->draining();
+  const bool draining = gate_->draining();
   for (const ServedModel* model : registry_->models()) {
     const bool ready = !draining && model->ReadyReplicas() > 0;
     health->SetServingStatus(model->name(), ready);
@@ -111,6 +128,7 @@ void CoordinatorServer::Shutdown(absl::Duration grace) {
     if (shut_down_) return;
     shut_down_ = true;
   }
+  gate_->StartDraining();  // HTTP admits nothing more either
   stop_.Notify();
   if (health_thread_.joinable()) health_thread_.join();
   if (admin_ != nullptr) admin_->Stop();
@@ -122,13 +140,16 @@ void CoordinatorServer::Shutdown(absl::Duration grace) {
     // included: those end once the requests they serve are done (or at the deadline).
     const absl::Time deadline = absl::Now() + grace;
     std::thread stopper([&] { server_->Shutdown(absl::ToChronoTime(deadline)); });
-    while (inference_->calls_in_flight() > 0 && absl::Now() < deadline) {
+    while (gate_->calls_in_flight() > 0 && absl::Now() < deadline) {
       absl::SleepFor(absl::Milliseconds(10));
     }
+    if (http_ != nullptr) http_->Shutdown();
     cluster_->CloseAll("the coordinator is shutting down");
     stopper.join();
   }
 }
+
+int CoordinatorServer::http_port() const { return http_ != nullptr ? http_->port() : -1; }
 
 void CoordinatorServer::Wait() {
   if (server_ != nullptr) server_->Wait();

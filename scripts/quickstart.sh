@@ -28,9 +28,12 @@ cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$BUILD" --target tessera tessera-worker tessera-coordinator -j "$(nproc)"
 
 port="${TESSERA_PORT:-50051}"
+http_port="${TESSERA_HTTP_PORT:-8000}"
 port_file="$(mktemp)"
-rm -f "$port_file"
-"$BUILD/bin/tessera" serve --model default --port "$port" --port-file "$port_file" &
+http_port_file="$(mktemp)"
+rm -f "$port_file" "$http_port_file"
+"$BUILD/bin/tessera" serve --model default --port "$port" --port-file "$port_file" \
+  --http-port "$http_port" --http-port-file "$http_port_file" &
 server=$!
 trap 'kill -INT "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
 for _ in $(seq 1 600); do
@@ -40,6 +43,7 @@ for _ in $(seq 1 600); do
 done
 [ -s "$port_file" ] || { echo "quickstart: tessera serve did not start in 60 s" >&2; exit 1; }
 port="$(cat "$port_file")"  # the bound one, also when TESSERA_PORT=0 asks for any
+http_port="$(cat "$http_port_file")"
 
 echo "--- demo: tessera-client chat \"$prompt\""
 PYTHONPATH=clients/python "$CACHE/venv/bin/python" -m tessera_client --target "localhost:$port" \
@@ -49,6 +53,9 @@ cat <<MSG
 --- tessera serve is running on localhost:$port (Ctrl-C stops it). Try:
   PYTHONPATH=clients/python $CACHE/venv/bin/python -m tessera_client --target localhost:$port \\
     generate "Once upon a time" --max-new-tokens 32
+  curl -s localhost:$http_port/v1/chat/completions -H 'Content-Type: application/json' \\
+    -d '{"model": "default", "messages": [{"role": "user", "content": "Hi!"}]}'
+  curl -s localhost:$http_port/metrics
 MSG
 trap - EXIT
 wait "$server"

@@ -22,6 +22,7 @@
 #include "tools/command.h"
 #include "tools/decoding_flags.h"
 #include "tools/served_model.h"
+#include "tools/server_flags.h"
 #include "tools/stop_signals.h"
 
 namespace tessera {
@@ -31,12 +32,7 @@ constexpr std::string_view kName = "coordinator";
 
 struct CoordinatorOptions {
   std::vector<std::string> models = {"default"};
-  std::string host = "0.0.0.0";
-  int port = 50051;
-  std::string port_file;
-  std::string auth_token_file;
-  std::string tls_cert;
-  std::string tls_key;
+  ServerFlags server;
   int64_t default_max_new_tokens = kDefaultMaxNewTokens;
   double drain_timeout_s = 30.0;
   double heartbeat_timeout_s = 10.0;
@@ -62,17 +58,11 @@ absl::StatusOr<ServedModelSpec> LoadModelSpec(const std::string& argument,
 
 int Run(const CoordinatorOptions& o) {
   StopSignals signals;  // before any thread starts
-  CoordinatorServerOptions server_options;
-  server_options.host = o.host;
-  server_options.port = o.port;
-  server_options.tls_cert_file = o.tls_cert;
-  server_options.tls_key_file = o.tls_key;
-  server_options.heartbeat_timeout = absl::Seconds(o.heartbeat_timeout_s);
-  if (!o.auth_token_file.empty()) {
-    auto token = ReadAuthTokenFile(o.auth_token_file);
-    if (!token.ok()) return Fail(kName, std::string(token.status().message()), kExitUsage);
-    server_options.auth_token = *std::move(token);
+  absl::StatusOr<CoordinatorServerOptions> server_options = ServerOptionsFromFlags(o.server);
+  if (!server_options.ok()) {
+    return Fail(kName, std::string(server_options.status().message()), kExitUsage);
   }
+  server_options->heartbeat_timeout = absl::Seconds(o.heartbeat_timeout_s);
   ModelRegistry registry;
   for (const std::string& m : o.models) {
     auto spec = LoadModelSpec(m, o.default_max_new_tokens);
@@ -82,12 +72,9 @@ int Run(const CoordinatorOptions& o) {
     std::fprintf(stderr, "tessera coordinator: serving model '%s' (waiting for replicas)\n",
                  (*added)->name().c_str());
   }
-  auto server = CoordinatorServer::Start(&registry, server_options);
+  auto server = CoordinatorServer::Start(&registry, *server_options);
   if (!server.ok()) return FailStatus(kName, server.status());
-  std::fprintf(stderr, "tessera coordinator: listening on %s:%d%s%s\n", o.host.c_str(),
-               (*server)->port(), o.tls_cert.empty() ? "" : " (TLS)",
-               server_options.auth_token.empty() ? "" : " (bearer token required)");
-  if (!o.port_file.empty()) std::ofstream(o.port_file) << (*server)->port() << "\n";
+  AnnounceServer(kName, o.server, *server_options, **server);
   const int signal = signals.Wait();
   std::fprintf(stderr, "tessera coordinator: %s, stopping\n", StopSignals::Name(signal));
   (*server)->Shutdown(absl::Seconds(o.drain_timeout_s));
@@ -107,17 +94,7 @@ int main(int argc, char** argv) {
                  "[NAME=]PATH of a model to serve (repeatable; 'default' for the default "
                  "model; NAME defaults to the file's stem)")
       ->capture_default_str();
-  app.add_option("--host", o->host, "Address to listen on")->capture_default_str();
-  app.add_option("--port", o->port, "Port to listen on (0: any free port)")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 65535));
-  app.add_option("--port-file", o->port_file, "Write the bound port to this file once serving");
-  app.add_option("--auth-token-file", o->auth_token_file,
-                 "File with a bearer token every call (and every leader) must send");
-  CLI::Option* cert = app.add_option("--tls-cert", o->tls_cert, "PEM certificate chain (TLS)");
-  CLI::Option* key = app.add_option("--tls-key", o->tls_key, "PEM private key (TLS)");
-  cert->needs(key);
-  key->needs(cert);
+  AddServerFlags(app, &o->server);
   app.add_option("--default-max-new-tokens", o->default_max_new_tokens,
                  "max_new_tokens of a request that sets no length")
       ->capture_default_str()

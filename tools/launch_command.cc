@@ -40,6 +40,8 @@ struct LaunchOptions {
   std::string host = "127.0.0.1";
   int port = 50051;
   std::string port_file;
+  int http_port = 8000;  // -1: none
+  std::string http_port_file;
   int threads = 0;
   int64_t kv_cache_mb = 512;
   std::string auth_token_file;
@@ -109,9 +111,20 @@ int RunLaunch(const LaunchOptions& o) {
   const std::string port_file =
       o.port_file.empty() ? absl::StrCat("/tmp/tessera_launch_", getpid(), ".port") : o.port_file;
   std::filesystem::remove(port_file);
-  std::vector<std::string> coordinator_argv = {
-      dir + "/tessera-coordinator", "--model",     o.model,  "--host", o.host, "--port",
-      std::to_string(o.port),       "--port-file", port_file};
+  std::vector<std::string> coordinator_argv = {dir + "/tessera-coordinator",
+                                               "--model",
+                                               o.model,
+                                               "--host",
+                                               o.host,
+                                               "--port",
+                                               std::to_string(o.port),
+                                               "--port-file",
+                                               port_file,
+                                               "--http-port",
+                                               std::to_string(o.http_port)};
+  if (!o.http_port_file.empty()) {
+    coordinator_argv.insert(coordinator_argv.end(), {"--http-port-file", o.http_port_file});
+  }
   if (!o.auth_token_file.empty()) {
     coordinator_argv.insert(coordinator_argv.end(), {"--auth-token-file", o.auth_token_file});
   }
@@ -247,6 +260,13 @@ Command AddLaunchCommand(CLI::App& root) {
       ->capture_default_str()
       ->check(CLI::Range(0, 65535));
   app->add_option("--port-file", o->port_file, "Write the coordinator's port to this file");
+  app->add_option("--http-port", o->http_port,
+                  "Coordinator's OpenAI-compatible HTTP and /metrics port (0: any free port, "
+                  "-1: none)")
+      ->capture_default_str()
+      ->check(CLI::Range(-1, 65535));
+  app->add_option("--http-port-file", o->http_port_file,
+                  "Write the coordinator's HTTP port to this file");
   app->add_option("--threads", o->threads, "CPU threads per rank (0 = all)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);

@@ -18,6 +18,7 @@
 #include "tools/engine_flags.h"
 #include "tools/model_session.h"
 #include "tools/served_model.h"
+#include "tools/server_flags.h"
 #include "tools/stop_signals.h"
 #include "worker/batch_runner.h"
 #include "worker/engine_loop.h"
@@ -34,12 +35,7 @@ struct ServeOptions {
   int threads = 0;
   bool deterministic = false;
   std::string chat_template_file;
-  std::string host = "0.0.0.0";
-  int port = 50051;
-  std::string port_file;
-  std::string auth_token_file;
-  std::string tls_cert;
-  std::string tls_key;
+  ServerFlags server;
   int64_t default_max_new_tokens = kDefaultMaxNewTokens;
   double drain_timeout_s = 30.0;
   EngineFlags engine;
@@ -52,15 +48,9 @@ std::string ServedName(const ServeOptions& o) {
 
 int RunServe(const ServeOptions& o) {
   StopSignals signals;  // before any thread starts
-  CoordinatorServerOptions server_options;
-  server_options.host = o.host;
-  server_options.port = o.port;
-  server_options.tls_cert_file = o.tls_cert;
-  server_options.tls_key_file = o.tls_key;
-  if (!o.auth_token_file.empty()) {
-    auto token = ReadAuthTokenFile(o.auth_token_file);
-    if (!token.ok()) return Fail(kName, std::string(token.status().message()), kExitUsage);
-    server_options.auth_token = *std::move(token);
+  absl::StatusOr<CoordinatorServerOptions> server_options = ServerOptionsFromFlags(o.server);
+  if (!server_options.ok()) {
+    return Fail(kName, std::string(server_options.status().message()), kExitUsage);
   }
 
   ModelSession session;
@@ -96,21 +86,15 @@ int RunServe(const ServeOptions& o) {
   if (!model.ok()) return FailStatus(kName, model.status());
   (*model)->AddReplica(replica);
 
-  auto server = CoordinatorServer::Start(&registry, server_options);
+  auto server = CoordinatorServer::Start(&registry, *server_options);
   if (!server.ok()) {
     const int code = server.status().code() == absl::StatusCode::kUnavailable
                          ? kExitFailure
                          : ExitCodeFor(server.status());
     return Fail(kName, std::string(server.status().message()), code);
   }
-  std::fprintf(stderr, "tessera serve: model '%s' listening on %s:%d%s%s\n",
-               (*model)->name().c_str(), o.host.c_str(), (*server)->port(),
-               o.tls_cert.empty() ? "" : " (TLS)",
-               server_options.auth_token.empty() ? "" : " (bearer token required)");
-  if (!o.port_file.empty()) {
-    std::ofstream out(o.port_file);
-    out << (*server)->port() << "\n";
-  }
+  std::fprintf(stderr, "tessera serve: serving model '%s'\n", (*model)->name().c_str());
+  AnnounceServer(kName, o.server, *server_options, **server);
 
   const int signal = signals.Wait();
   std::fprintf(stderr, "tessera serve: %s, draining\n", StopSignals::Name(signal));
@@ -135,18 +119,7 @@ Command AddServeCommand(CLI::App& root) {
   app->add_option("--model", o->model, "GGUF model file, or 'default'")->capture_default_str();
   app->add_option("--served-model-name", o->served_model_name,
                   "Name clients use in 'model' (default: 'default' or the file's stem)");
-  app->add_option("--host", o->host, "Address to listen on")->capture_default_str();
-  app->add_option("--port", o->port, "Port to listen on (0: any free port)")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 65535));
-  app->add_option("--port-file", o->port_file, "Write the bound port to this file once serving");
-  app->add_option("--auth-token-file", o->auth_token_file,
-                  "File holding a bearer token every call must send as "
-                  "'authorization: Bearer <token>'");
-  CLI::Option* cert = app->add_option("--tls-cert", o->tls_cert, "PEM certificate chain (TLS)");
-  CLI::Option* key = app->add_option("--tls-key", o->tls_key, "PEM private key (TLS)");
-  cert->needs(key);
-  key->needs(cert);
+  AddServerFlags(*app, &o->server);
   app->add_option("--default-max-new-tokens", o->default_max_new_tokens,
                   "max_new_tokens of a request that sets no length")
       ->capture_default_str()

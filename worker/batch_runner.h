@@ -123,6 +123,8 @@ class BatchRunner {
   const KvCapacity& capacity() const { return capacity_; }
   const PagedKvCache& kv_cache() const { return cache_; }
   const BatchRunnerStats& stats() const { return stats_; }
+  // True when other ranks run the model with it (tensor or pipeline parallelism).
+  bool distributed() const { return leader_ != nullptr; }
   // The draws (logprobs) of a live sequence's generated tokens so far, for requests that
   // asked for logprobs; empty otherwise.
   std::span<const SampleResult> DrawnLogprobs(SequenceId seq) const;

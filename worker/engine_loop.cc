@@ -103,7 +103,9 @@ void EngineLoop::Run() {
     // A cancelled request leaves the scheduler at once; its output still comes from Step.
     if (runner_->HasUnfinished() || !active_.empty()) {
       const int64_t steps_before = runner_->stats().steps;
-      absl::StatusOr<std::vector<RequestOutput>> finished = runner_->Step(absl::Now());
+      const absl::Time step_start = absl::Now();
+      absl::StatusOr<std::vector<RequestOutput>> finished = runner_->Step(step_start);
+      step_time_ += absl::Now() - step_start;
       if (!finished.ok()) {
         FailAll(absl::InternalError(
             absl::StrCat("the replica's engine failed: ", finished.status().message())));
@@ -261,6 +263,20 @@ void EngineLoop::PublishLoad() {
                                  std::max(0, group->max_new_tokens() - seq->num_generated());
     }
     running ? ++load.running_requests : ++load.waiting_requests;
+  }
+  const SchedulerStats stats = s.stats();
+  load.prefix_queried_blocks = stats.prefix_queried_blocks;
+  load.prefix_hit_blocks = stats.prefix_hit_blocks;
+  if (!runner_->distributed()) {
+    // One rank: its steps are all compute (no collectives, no pipeline to wait on).
+    // Distributed runs do not report rank times yet.
+    const double seconds = absl::ToDoubleSeconds(step_time_);
+    load.ranks.push_back({.rank = 0,
+                          .steps = runner_->stats().steps,
+                          .step_seconds = seconds,
+                          .compute_seconds = seconds,
+                          .communication_seconds = 0,
+                          .bubble_seconds = 0});
   }
   load.kv_blocks_total = s.block_manager().num_blocks();
   load.kv_blocks_used = load.kv_blocks_total - s.block_manager().num_available_blocks();

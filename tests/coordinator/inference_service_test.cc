@@ -26,6 +26,7 @@
 #include "tessera/v1/admin.grpc.pb.h"
 #include "tessera/v1/inference.grpc.pb.h"
 #include "tests/coordinator/fake_replica.h"
+#include "tests/coordinator/model_text.h"
 #include "tokenizer/chat_prompt.h"
 
 namespace tessera {
@@ -37,37 +38,8 @@ using ::grpc::health::v1::HealthCheckResponse;
 using testing::FakeReplica;
 using ::testing::HasSubstr;
 
-// The default model's tokenizer and chat template, loaded once.
-struct ModelText {
-  std::shared_ptr<const Tokenizer> tokenizer;
-  std::shared_ptr<const ChatTemplate> chat_template;
-  ModelConfig config;
-};
-
-const ModelText& Text() {
-  static const ModelText* text = [] {
-    auto* t = new ModelText;
-    auto path = ResolveModelPath("default");
-    if (!path.ok()) return t;
-    auto file = GgufFile::Open(*path);
-    if (!file.ok()) return t;
-    auto tokenizer = Tokenizer::FromGguf(**file);
-    if (tokenizer.ok()) t->tokenizer = std::shared_ptr<const Tokenizer>(*std::move(tokenizer));
-    auto chat = LoadChatTemplate("", **file);
-    if (chat.ok()) t->chat_template = std::make_shared<const ChatTemplate>(*std::move(chat));
-    auto config = ModelConfigFromGguf(**file);
-    if (config.ok()) t->config = *config;
-    return t;
-  }();
-  return *text;
-}
-
-std::vector<int32_t> Encode(const std::string& text) {
-  EncodeOptions o;
-  o.add_bos = false;
-  o.add_eos = false;
-  return *Text().tokenizer->Encode(text, o);
-}
+const testing::ModelText& Text() { return testing::DefaultModelText(); }
+std::vector<int32_t> Encode(const std::string& text) { return testing::EncodePlain(text); }
 
 constexpr char kAnswer[] = " Hello, world! This is a streamed answer.";
 

@@ -17,9 +17,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "clients"
 
 
 class Server:
-    def __init__(self, process, port, log):
+    def __init__(self, process, port, http_port, log):
         self.process = process
         self.port = port
+        self.http_port = http_port
         self.log = log
 
     @property
@@ -33,9 +34,11 @@ def start_server(extra_args=()):
         pytest.skip("TESSERA_BIN is not set (run through ctest)")
     workdir = tempfile.mkdtemp(prefix="tessera_serve_")
     port_file = os.path.join(workdir, "port")
+    http_port_file = os.path.join(workdir, "http_port")
     log = open(os.path.join(workdir, "serve.log"), "w+")
     process = subprocess.Popen(
         [binary, "serve", "--model", "default", "--host", "127.0.0.1", "--port", "0",
+         "--http-port", "0", "--http-port-file", http_port_file,
          "--port-file", port_file, "--threads", "2", "--kv-cache-mb", "64",
          "--default-max-new-tokens", "16", *extra_args],
         stdout=log, stderr=subprocess.STDOUT)
@@ -45,7 +48,8 @@ def start_server(extra_args=()):
             log.seek(0)
             raise RuntimeError(f"tessera serve exited with {process.returncode}: {log.read()}")
         if os.path.exists(port_file) and open(port_file).read().strip():
-            return Server(process, int(open(port_file).read()), log)
+            return Server(process, int(open(port_file).read()), int(open(http_port_file).read()),
+                          log)
         time.sleep(0.05)
     process.kill()
     raise RuntimeError("tessera serve did not start within 120 s")

@@ -29,7 +29,7 @@ wait_for() {  # wait_for SECONDS COMMAND...: until COMMAND succeeds
   done
 }
 
-"$bin/tessera-coordinator" --model default --host 127.0.0.1 --port 0 \
+"$bin/tessera-coordinator" --model default --host 127.0.0.1 --port 0 --http-port 0 \
   --port-file "$work/port" --heartbeat-timeout 5 > "$work/coordinator.log" 2>&1 &
 pids+=($!)
 coordinator=$!

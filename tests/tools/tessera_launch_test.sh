@@ -17,7 +17,7 @@ fail() { echo "FAIL: $*" >&2; cat "$work/launch.log" >&2 || true; exit 1; }
 client() { "$python" -m tessera_client --target "127.0.0.1:$port" --timeout 60 "$@"; }
 ready_replicas() { client models 2>/dev/null | awk -F'ready replicas ' '{print $2}'; }
 
-setsid "$bin/tessera" launch --model default --tp 2 --replicas 2 --port 0 --port-file "$work/port" \
+setsid "$bin/tessera" launch --model default --tp 2 --replicas 2 --port 0 --http-port 0 --port-file "$work/port" \
   --threads 1 --kv-cache-mb 64 > "$work/launch.log" 2>&1 &
 launch_pid=$!
 for _ in $(seq 1 600); do [ -s "$work/port" ] && break; sleep 0.2; done
