@@ -120,6 +120,9 @@ void CoordinatorServer::UpdateHealth() {
   }
   health->SetServingStatus("", any);
   health->SetServingStatus("tessera.v1.Inference", any);
+  // The coordinator itself, replicas or not: what its pod's probes ask, so that it receives
+  // traffic (leaders registering) before any replica is ready, and leaves it when draining.
+  health->SetServingStatus("tessera.coordinator", !draining);
 }
 
 void CoordinatorServer::Shutdown(absl::Duration grace) {

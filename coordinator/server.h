@@ -1,6 +1,7 @@
 // The coordinator's gRPC server: tessera.v1.Inference, tessera.v1.Admin,
 // tessera.cluster.v1.Cluster (replica leaders dial in), grpc.health.v1 (one service name per
-// model, SERVING while it has a ready replica; "" while any model has one), server
+// model, SERVING while it has a ready replica; "" while any model has one;
+// "tessera.coordinator" while not draining, for its own probes), server
 // reflection, keepalive and message-size limits, optional TLS and bearer token; and
 // optionally the HTTP side (OpenAI-compatible API, Prometheus /metrics) sharing admission,
 // drain and metrics with tessera.v1.

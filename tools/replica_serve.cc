@@ -92,6 +92,7 @@ int ServeReplica(const ReplicaServeOptions& o, ClusterLeader* leader) {
   auto engine = EngineLoop::Start(*std::move(runner), session.tokenizer.get());
   if (!engine.ok()) return FailStatus(kName, engine.status());
   std::fprintf(stderr, "tessera-worker: serving\n");
+  if (o.on_serving) o.on_serving();
   const absl::Status s = leader->Serve(engine->get());
   engine->reset();  // stops the engine before the followers are told to stop
   return Fail(kName, std::string(s.message()), kExitFailure);

@@ -4,6 +4,7 @@
 // tessera.cluster.v1 (worker/cluster_leader.h) until the coordinator goes away.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -41,6 +42,7 @@ struct ReplicaServeOptions {
   const StageShard* stage = nullptr;
   ModelGroupLeader* model_group = nullptr;
   RankRole role = {};
+  std::function<void()> on_serving;  // called once the engine serves (may be empty)
 };
 
 // Loads, starts the engine and serves `leader`'s coordinator. Returns the process exit

@@ -19,6 +19,7 @@
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 
@@ -38,6 +39,7 @@
 #include "tools/model_session.h"
 #include "tools/replica_serve.h"
 #include "worker/model_group.h"
+#include "worker/rank_health.h"
 
 namespace tessera {
 namespace {
@@ -60,7 +62,18 @@ struct WorkerOptions {
   std::string served_model_name;
   std::string auth_token_file;
   std::string tls_root_file;
+  int health_port = -1;  // -1: none
 };
+
+// The first rank on each host serves grpc.health.v1 on --health-port (one endpoint per
+// pod); null for the other ranks and without the flag.
+absl::StatusOr<std::unique_ptr<RankHealthServer>> StartRankHealth(const WorkerOptions& o,
+                                                                  int rank) {
+  if (o.health_port < 0) return nullptr;
+  const char* local_rank = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+  if (local_rank != nullptr ? std::string(local_rank) != "0" : rank != 0) return nullptr;
+  return RankHealthServer::Start("0.0.0.0", o.health_port);
+}
 
 // Prints "tessera-worker [rank R]: message" and returns `code`.
 int Fail(int rank, const std::string& message, int code) {
@@ -123,6 +136,9 @@ int Run(const WorkerOptions& o) {
   if (o.deterministic && o.sp) {
     return Fail(rank, "--deterministic does not combine with --sp", kExitUsage);
   }
+  absl::StatusOr<std::unique_ptr<RankHealthServer>> started = StartRankHealth(o, rank);
+  if (!started.ok()) return Fail(rank, std::string(started.status().message()), kExitFailure);
+  std::unique_ptr<RankHealthServer> health = *std::move(started);
   auto topology = Topology::Create(group.size(), rank, tp, o.pp);
   if (!topology.ok()) return Fail(rank, std::string(topology.status().message()), kExitUsage);
   // Serving a coordinator, the replica registers before it loads and every rank loads the
@@ -180,6 +196,7 @@ int Run(const WorkerOptions& o) {
         code != kExitOk) {
       return code;
     }
+    if (health != nullptr) health->SetServing(true);  // loaded; runs the leader's steps
     const absl::Status s = RunModelGroupFollower(*session.model, group, role);
     return s.ok() ? kExitOk : Fail(rank, std::string(s.message()), kExitFailure);
   }
@@ -196,7 +213,11 @@ int Run(const WorkerOptions& o) {
                                        .tensor_parallel = &shard,
                                        .stage = &stage,
                                        .model_group = &leader,
-                                       .role = role},
+                                       .role = role,
+                                       .on_serving =
+                                           [&health] {
+                                             if (health != nullptr) health->SetServing(true);
+                                           }},
                                       cluster.get())
                        : RunBatchGenerate({.model = o.model,
                                            .backend = o.backend,
@@ -274,6 +295,10 @@ int main(int argc, char** argv) {
   app.add_option("--tls-root", o->tls_root_file,
                  "PEM file of the CA that signed the coordinator's certificate (TLS)")
       ->needs(coordinator);
+  app.add_option("--health-port", o->health_port,
+                 "Serve grpc.health.v1 on this port from the first rank of each host: "
+                 "NOT_SERVING while loading, SERVING once the rank runs (for probes)")
+      ->check(CLI::Range(0, 65535));
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -327,6 +327,8 @@ TEST_F(ServiceTest, HealthFollowsTheReplicas) {
   Start();
   EXPECT_EQ(Health("default"), HealthCheckResponse::NOT_SERVING);
   EXPECT_EQ(Health(""), HealthCheckResponse::NOT_SERVING);
+  // The coordinator's own probe passes without replicas (leaders must reach it).
+  EXPECT_EQ(Health("tessera.coordinator"), HealthCheckResponse::SERVING);
   // No ready replica: requests are UNAVAILABLE, naming the model.
   grpc::ClientContext context;
   v1::CompleteResponse response;
@@ -565,6 +567,7 @@ TEST_F(ServiceTest, AdminReportsTheClusterAndDrains) {
   EXPECT_FALSE(drained.drained());
   EXPECT_EQ(drained.calls_in_flight(), 1);
   EXPECT_EQ(Health("alpha"), HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(Health("tessera.coordinator"), HealthCheckResponse::NOT_SERVING);  // draining
   grpc::ClientContext c4;
   v1::CompleteResponse refused;
   grpc::Status s = stub_->Complete(&c4, request, &refused);
