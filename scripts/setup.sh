@@ -27,6 +27,9 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# --no-python: the Debian packages only (what a container image's build stage needs).
+if [ "${1:-}" = "--no-python" ]; then echo "[setup] done (Debian packages only)"; exit 0; fi
+
 # Python tools for fetching the default model and for test references, in a venv under the
 # cache so that system Python stays untouched.
 CACHE="${TESSERA_CACHE:-$HOME/.cache/tessera}"
