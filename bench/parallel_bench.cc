@@ -29,51 +29,12 @@
 #include "nlohmann/json.hpp"
 #include "parallel/mpi_communicator.h"
 #include "parallel/shard_plan.h"
+#include "parallel/timed_communicator.h"
 #include "parallel/topology.h"
 #include "worker/stage_runner.h"
 
 namespace tessera {
 namespace {
-
-// Forwards every call to `inner` and adds up the wall time spent in them.
-class TimedCommunicator : public Communicator {
- public:
-  explicit TimedCommunicator(Communicator* inner) : inner_(inner) {}
-  int rank() const override { return inner_->rank(); }
-  int size() const override { return inner_->size(); }
-  absl::Status AllReduce(std::span<float> d, ReduceOp op) override {
-    return Time([&] { return inner_->AllReduce(d, op); });
-  }
-  absl::Status ReduceScatter(std::span<const float> in, std::span<float> out) override {
-    return Time([&] { return inner_->ReduceScatter(in, out); });
-  }
-  absl::Status AllGather(std::span<const float> in, std::span<float> out) override {
-    return Time([&] { return inner_->AllGather(in, out); });
-  }
-  absl::Status Broadcast(std::span<std::byte> d, int root) override {
-    return Time([&] { return inner_->Broadcast(d, root); });
-  }
-  absl::Status Send(std::span<const std::byte> d, int dst, int tag) override {
-    return Time([&] { return inner_->Send(d, dst, tag); });
-  }
-  absl::Status Recv(std::span<std::byte> d, int src, int tag) override {
-    return Time([&] { return inner_->Recv(d, src, tag); });
-  }
-  absl::Status Barrier() override { return inner_->Barrier(); }
-  absl::Duration spent() const { return spent_; }
-  void Reset() { spent_ = absl::ZeroDuration(); }
-
- private:
-  template <typename F>
-  absl::Status Time(F f) {
-    const absl::Time start = absl::Now();
-    absl::Status s = f();
-    spent_ += absl::Now() - start;
-    return s;
-  }
-  Communicator* inner_;
-  absl::Duration spent_;
-};
 
 struct Options {
   std::string model = "default";

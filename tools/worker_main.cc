@@ -31,6 +31,7 @@
 #include "formats/weight_store.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/shard_plan.h"
+#include "parallel/timed_communicator.h"
 #include "parallel/topology.h"
 #include "tools/batch_generate.h"
 #include "tools/cli_util.h"
@@ -175,12 +176,15 @@ int Run(const WorkerOptions& o) {
   if (!pipeline_group.ok()) return Fail(rank, std::string(pipeline_group.status().message()), 1);
   // --deterministic: batch-invariant kernels and whole sums on one rank (bit-equal to one
   // rank in any layout; llama_model.h).
-  TensorParallelShard shard{plan->tensor, tensor_group->get(), o.sp, o.deterministic};
+  // Timed, so that each rank can report its communication apart from its compute.
+  TimedCommunicator timed_tensor_group(tensor_group->get());
+  TensorParallelShard shard{plan->tensor, &timed_tensor_group, o.sp, o.deterministic};
   const StageShard& stage = plan->stages[static_cast<size_t>(topology->stage())];
   const RankRole role{.pipeline = pipeline_group->get(),
                       .world = &group,
                       .last_stage_leader = topology->RankAt(o.pp - 1, 0),
-                      .micro_batches = o.micro_batches > 0 ? o.micro_batches : 2 * o.pp};
+                      .micro_batches = o.micro_batches > 0 ? o.micro_batches : 2 * o.pp,
+                      .tensor_timer = &timed_tensor_group};
 
   if (rank != 0) {
     ModelSession session;

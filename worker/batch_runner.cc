@@ -298,6 +298,15 @@ absl::StatusOr<StepResult> BatchRunner::Decode(const StepPlan& plan, const StepB
   return result;
 }
 
+absl::Status BatchRunner::RefreshRankTimes() {
+  if (leader_ == nullptr) {
+    rank_times_ = {stage_runner_.times()};
+    return absl::OkStatus();
+  }
+  ASSIGN_OR_RETURN(rank_times_, leader_->CollectRankTimes(stage_runner_.times()));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<RequestOutput>> BatchRunner::Step(absl::Time now) {
   ASSIGN_OR_RETURN(const StepPlan plan, scheduler_->Schedule(now));
   const StepBatch batch = BuildStepBatch(plan);
@@ -319,6 +328,7 @@ absl::StatusOr<std::vector<RequestOutput>> BatchRunner::Step(absl::Time now) {
     RETURN_IF_ERROR(AdvanceStrategies());
     ++stats_.steps;
     stats_.forward_tokens += static_cast<int64_t>(batch.token_ids.size());
+    if (stats_.steps % kRankTimesEverySteps == 0) RETURN_IF_ERROR(RefreshRankTimes());
   }
   std::vector<RequestOutput> finished = scheduler_->TakeFinished();
   for (RequestOutput& out : finished) {

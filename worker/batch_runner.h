@@ -125,6 +125,13 @@ class BatchRunner {
   const BatchRunnerStats& stats() const { return stats_; }
   // True when other ranks run the model with it (tensor or pipeline parallelism).
   bool distributed() const { return leader_ != nullptr; }
+
+  // Every rank's step times (worker/stage_runner.h), by world rank, as of the last refresh:
+  // Step refreshes them every kRankTimesEverySteps steps (one small message per rank).
+  static constexpr int64_t kRankTimesEverySteps = 32;
+  const std::vector<RankStepTimes>& rank_times() const { return rank_times_; }
+  // Asks the ranks now (between steps). Errors as the model group's.
+  [[nodiscard]] absl::Status RefreshRankTimes();
   // The draws (logprobs) of a live sequence's generated tokens so far, for requests that
   // asked for logprobs; empty otherwise.
   std::span<const SampleResult> DrawnLogprobs(SequenceId seq) const;
@@ -192,6 +199,7 @@ class BatchRunner {
   std::vector<float> logits_;
   std::vector<float> hidden_;
   BatchRunnerStats stats_;
+  std::vector<RankStepTimes> rank_times_;
   ModelGroupLeader* leader_ = nullptr;  // under tensor / pipeline parallelism
   StageRunner stage_runner_;
 };

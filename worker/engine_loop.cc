@@ -103,9 +103,12 @@ void EngineLoop::Run() {
     // A cancelled request leaves the scheduler at once; its output still comes from Step.
     if (runner_->HasUnfinished() || !active_.empty()) {
       const int64_t steps_before = runner_->stats().steps;
-      const absl::Time step_start = absl::Now();
-      absl::StatusOr<std::vector<RequestOutput>> finished = runner_->Step(step_start);
-      step_time_ += absl::Now() - step_start;
+      absl::StatusOr<std::vector<RequestOutput>> finished = runner_->Step(absl::Now());
+      // Once the burst is over, the ranks' step times (between bursts they come every
+      // BatchRunner::kRankTimesEverySteps steps).
+      if (finished.ok() && !runner_->HasUnfinished() && runner_->distributed()) {
+        if (absl::Status s = runner_->RefreshRankTimes(); !s.ok()) finished = s;
+      }
       if (!finished.ok()) {
         FailAll(absl::InternalError(
             absl::StrCat("the replica's engine failed: ", finished.status().message())));
@@ -268,15 +271,17 @@ void EngineLoop::PublishLoad() {
   load.prefix_queried_blocks = stats.prefix_queried_blocks;
   load.prefix_hit_blocks = stats.prefix_hit_blocks;
   if (!runner_->distributed()) {
-    // One rank: its steps are all compute (no collectives, no pipeline to wait on).
-    // Distributed runs do not report rank times yet.
-    const double seconds = absl::ToDoubleSeconds(step_time_);
-    load.ranks.push_back({.rank = 0,
-                          .steps = runner_->stats().steps,
-                          .step_seconds = seconds,
-                          .compute_seconds = seconds,
-                          .communication_seconds = 0,
-                          .bubble_seconds = 0});
+    // One rank: its times are at hand every step (others' arrive every few steps).
+    runner_->RefreshRankTimes().IgnoreError();  // cannot fail without a model group
+  }
+  const std::vector<RankStepTimes>& times = runner_->rank_times();
+  for (size_t r = 0; r < times.size(); ++r) {
+    load.ranks.push_back({.rank = static_cast<int>(r),
+                          .steps = times[r].steps,
+                          .step_seconds = times[r].step_seconds,
+                          .compute_seconds = times[r].compute_seconds(),
+                          .communication_seconds = times[r].communication_seconds,
+                          .bubble_seconds = times[r].bubble_seconds});
   }
   load.kv_blocks_total = s.block_manager().num_blocks();
   load.kv_blocks_used = load.kv_blocks_total - s.block_manager().num_available_blocks();

@@ -86,7 +86,6 @@ class EngineLoop : public Replica {
   ReplicaLoad load_ ABSL_GUARDED_BY(mu_);
 
   absl::flat_hash_map<std::string, Active> active_;  // engine thread only
-  absl::Duration step_time_;                         // engine thread only
   std::thread thread_;
 };
 

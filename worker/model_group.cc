@@ -11,7 +11,12 @@
 namespace tessera {
 namespace {
 
-enum class Kind : int64_t { kSetup = 1, kStep = 2, kShutdown = 3 };
+enum class Kind : int64_t { kSetup = 1, kStep = 2, kShutdown = 3, kReportTimes = 4 };
+
+constexpr int kTimesTag = 203;
+
+// RankStepTimes on the wire: [steps, step, communication, bubble] as doubles.
+using TimesWire = std::array<double, 4>;
 
 // Leader side: the header, then the payload (when there is one).
 absl::Status Send(Communicator& group, Kind kind, std::vector<std::byte> payload) {
@@ -26,7 +31,7 @@ absl::Status Receive(Communicator& group, Kind* kind, std::vector<std::byte>* pa
   std::array<int64_t, 2> header = {0, 0};
   RETURN_IF_ERROR(group.Broadcast(std::as_writable_bytes(std::span(header)), 0));
   if (header[0] < static_cast<int64_t>(Kind::kSetup) ||
-      header[0] > static_cast<int64_t>(Kind::kShutdown) || header[1] < 0 ||
+      header[0] > static_cast<int64_t>(Kind::kReportTimes) || header[1] < 0 ||
       header[1] > (int64_t{1} << 32)) {
     return absl::InvalidArgumentError(
         absl::StrCat("model group: bad message header [", header[0], ", ", header[1], "]"));
@@ -58,6 +63,24 @@ absl::Status ModelGroupLeader::SendStep(const StepWork& work) {
   return Send(*group_, Kind::kStep, EncodeStepWork(work));
 }
 
+absl::StatusOr<std::vector<RankStepTimes>> ModelGroupLeader::CollectRankTimes(
+    const RankStepTimes& own) {
+  if (shut_down_ || !set_up_) {
+    return absl::FailedPreconditionError("model group: step times outside setup .. shutdown");
+  }
+  RETURN_IF_ERROR(Send(*group_, Kind::kReportTimes, {}));
+  std::vector<RankStepTimes> times = {own};
+  for (int r = 1; r < group_->size(); ++r) {
+    TimesWire wire{};
+    RETURN_IF_ERROR(group_->Recv(std::as_writable_bytes(std::span(wire)), r, kTimesTag));
+    times.push_back({.steps = static_cast<int64_t>(wire[0]),
+                     .step_seconds = wire[1],
+                     .communication_seconds = wire[2],
+                     .bubble_seconds = wire[3]});
+  }
+  return times;
+}
+
 absl::Status ModelGroupLeader::SendShutdown() {
   if (shut_down_) return absl::OkStatus();
   shut_down_ = true;
@@ -84,6 +107,13 @@ absl::Status RunModelGroupFollower(LlamaModel& model, Communicator& group, RankR
   while (true) {
     RETURN_IF_ERROR(Receive(group, &kind, &payload));
     if (kind == Kind::kShutdown) return absl::OkStatus();
+    if (kind == Kind::kReportTimes) {
+      const RankStepTimes& t = runner.times();
+      TimesWire wire = {static_cast<double>(t.steps), t.step_seconds, t.communication_seconds,
+                        t.bubble_seconds};
+      RETURN_IF_ERROR(group.Send(std::as_bytes(std::span(wire)), 0, kTimesTag));
+      continue;
+    }
     if (kind != Kind::kStep) return absl::InvalidArgumentError("model group: a second setup");
     ASSIGN_OR_RETURN(const StepWork work, DecodeStepWork(payload));
     RETURN_IF_ERROR(runner.Run(work, cache, host, &logits, &hidden));

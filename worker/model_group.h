@@ -1,13 +1,16 @@
 // The ranks that hold one model under tensor parallelism, driven by the leader (rank 0 of
 // the group, which runs the engine): it sends the cache geometry once, then each step's
-// StepWork, then a shutdown; the followers build the same paged caches and run every
-// StepWork in step with it (their collectives meet inside the forward). Messages are
-// broadcasts over the group: a header [kind, payload bytes] and the payload.
+// StepWork (and, now and then, a request for their step times), then a shutdown; the followers
+// build the same paged caches and run every StepWork in step with it (their collectives meet inside
+// the forward). Messages are broadcasts over the group: a header [kind, payload bytes] and the
+// payload.
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "model/llama_model.h"
 #include "parallel/communicator.h"
 #include "worker/stage_runner.h"
@@ -29,6 +32,10 @@ class ModelGroupLeader {
   // Once, first. FAILED_PRECONDITION when sent twice or after the shutdown.
   [[nodiscard]] absl::Status SendSetup(const ModelGroupSetup& setup);
   [[nodiscard]] absl::Status SendStep(const StepWork& work);
+  // Every rank's step times, by rank (`own` is this rank's): the followers answer between
+  // steps. FAILED_PRECONDITION outside setup .. shutdown.
+  [[nodiscard]] absl::StatusOr<std::vector<RankStepTimes>> CollectRankTimes(
+      const RankStepTimes& own);
   // The followers return from RunModelGroupFollower. Later sends are FAILED_PRECONDITION.
   [[nodiscard]] absl::Status SendShutdown();
   bool shut_down() const { return shut_down_; }

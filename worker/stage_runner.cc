@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/status_macros.h"
 #include "parallel/stage_link.h"
 
@@ -58,9 +59,35 @@ std::vector<std::pair<size_t, size_t>> SplitMicroBatches(const StepWork& work, i
   return out;
 }
 
+template <typename F>
+absl::Status StageRunner::Timed(double* seconds, F call) {
+  const absl::Time start = absl::Now();
+  absl::Status status = call();
+  *seconds += absl::ToDoubleSeconds(absl::Now() - start);
+  return status;
+}
+
 absl::Status StageRunner::Run(const StepWork& work, PagedKvCache& cache,
                               std::optional<PagedKvCache>& host, std::vector<float>* logits,
                               std::vector<float>* hidden) {
+  const absl::Duration collectives_before =
+      role_.tensor_timer != nullptr ? role_.tensor_timer->spent() : absl::ZeroDuration();
+  double seconds = 0;
+  absl::Status status = Timed(&seconds, [&] { return RunStep(work, cache, host, logits, hidden); });
+  if (work.has_forward()) {
+    ++times_.steps;
+    times_.step_seconds += seconds;
+    if (role_.tensor_timer != nullptr) {
+      times_.communication_seconds +=
+          absl::ToDoubleSeconds(role_.tensor_timer->spent() - collectives_before);
+    }
+  }
+  return status;
+}
+
+absl::Status StageRunner::RunStep(const StepWork& work, PagedKvCache& cache,
+                                  std::optional<PagedKvCache>& host, std::vector<float>* logits,
+                                  std::vector<float>* hidden) {
   if (!pipelined()) return RunStepWork(work, *model_, cache, host, logits, hidden);
   RETURN_IF_ERROR(MoveKvBlocks(work, *model_, cache, host));
   if (!work.has_forward()) return absl::OkStatus();
@@ -78,7 +105,10 @@ absl::Status StageRunner::Run(const StepWork& work, PagedKvCache& cache,
     const int64_t rows = static_cast<int64_t>(part.token_ids.size());
     std::optional<Activations> input;
     if (!stage.has_embedding) {
-      ASSIGN_OR_RETURN(input, link.ReceivePrevious());
+      RETURN_IF_ERROR(Timed(&times_.bubble_seconds, [&]() -> absl::Status {
+        ASSIGN_OR_RETURN(input, link.ReceivePrevious());
+        return absl::OkStatus();
+      }));
       if (input->micro_batch != static_cast<int64_t>(k) || input->rows != rows ||
           input->cols != width) {
         return absl::DataLossError(absl::StrCat("pipeline: expected micro-batch ", k, " of ", rows,
@@ -93,19 +123,25 @@ absl::Status StageRunner::Run(const StepWork& work, PagedKvCache& cache,
     io.output = &activations_;
     RETURN_IF_ERROR(model_->ForwardPaged(batch, cache, &part_logits[k], &part_hidden[k], io));
     if (link.has_next()) {
-      RETURN_IF_ERROR(link.SendNext({static_cast<int64_t>(k), rows, width, activations_}));
+      RETURN_IF_ERROR(Timed(&times_.communication_seconds, [&] {
+        return link.SendNext({static_cast<int64_t>(k), rows, width, activations_});
+      }));
     }
   }
 
   // The logits come back to the leader (world rank 0, on the first stage).
   const int64_t vocab = model_->config().vocab_size;
   if (stage.has_lm_head && world_rank == role_.last_stage_leader && world_rank != 0) {
-    for (size_t k = 0; k < parts.size(); ++k) {
-      RETURN_IF_ERROR(role_.world->Send(std::as_bytes(std::span(part_logits[k])), 0, kLogitsTag));
-      if (!slices[k].hidden_rows.empty()) {
-        RETURN_IF_ERROR(role_.world->Send(std::as_bytes(std::span(part_hidden[k])), 0, kHiddenTag));
+    RETURN_IF_ERROR(Timed(&times_.communication_seconds, [&]() -> absl::Status {
+      for (size_t k = 0; k < parts.size(); ++k) {
+        RETURN_IF_ERROR(role_.world->Send(std::as_bytes(std::span(part_logits[k])), 0, kLogitsTag));
+        if (!slices[k].hidden_rows.empty()) {
+          RETURN_IF_ERROR(
+              role_.world->Send(std::as_bytes(std::span(part_hidden[k])), 0, kHiddenTag));
+        }
       }
-    }
+      return absl::OkStatus();
+    }));
   }
   if (world_rank != 0) return absl::OkStatus();
   logits->clear();
@@ -117,12 +153,16 @@ absl::Status StageRunner::Run(const StepWork& work, PagedKvCache& cache,
       l = std::move(part_logits[k]);
       h = std::move(part_hidden[k]);
     } else {
-      RETURN_IF_ERROR(role_.world->Recv(std::as_writable_bytes(std::span(l)),
-                                        role_.last_stage_leader, kLogitsTag));
-      if (!h.empty()) {
-        RETURN_IF_ERROR(role_.world->Recv(std::as_writable_bytes(std::span(h)),
-                                          role_.last_stage_leader, kHiddenTag));
-      }
+      // Waiting for the last stage: the leader's share of the pipeline's bubble.
+      RETURN_IF_ERROR(Timed(&times_.bubble_seconds, [&]() -> absl::Status {
+        RETURN_IF_ERROR(role_.world->Recv(std::as_writable_bytes(std::span(l)),
+                                          role_.last_stage_leader, kLogitsTag));
+        if (!h.empty()) {
+          RETURN_IF_ERROR(role_.world->Recv(std::as_writable_bytes(std::span(h)),
+                                            role_.last_stage_leader, kHiddenTag));
+        }
+        return absl::OkStatus();
+      }));
     }
     logits->insert(logits->end(), l.begin(), l.end());
     hidden->insert(hidden->end(), h.begin(), h.end());

@@ -14,6 +14,7 @@
 #include "model/llama_model.h"
 #include "model/paged_kv_cache.h"
 #include "parallel/communicator.h"
+#include "parallel/timed_communicator.h"
 #include "worker/step_work.h"
 
 namespace tessera {
@@ -27,6 +28,24 @@ struct RankRole {
   Communicator* world = nullptr;
   int last_stage_leader = 0;  // world rank of (last stage, tp rank 0)
   int micro_batches = 1;      // per step, when there are stages
+  // The tensor group's communicator as the model uses it, timed (its collectives count as
+  // communication); null: none, or not measured.
+  const TimedCommunicator* tensor_timer = nullptr;
+};
+
+// Where a rank's step time went since it started: step = compute + communication +
+// bubble. Communication is time in the tensor group's collectives and in sending
+// activations and logits on; the bubble is time a stage waited for its input (and the
+// leader for the last stage's logits).
+struct RankStepTimes {
+  int64_t steps = 0;  // steps with a forward pass
+  double step_seconds = 0;
+  double communication_seconds = 0;
+  double bubble_seconds = 0;
+  double compute_seconds() const {
+    const double c = step_seconds - communication_seconds - bubble_seconds;
+    return c > 0 ? c : 0;
+  }
 };
 
 class StageRunner {
@@ -40,12 +59,21 @@ class StageRunner {
                                  std::optional<PagedKvCache>& host, std::vector<float>* logits,
                                  std::vector<float>* hidden);
 
+  const RankStepTimes& times() const { return times_; }
+
  private:
+  absl::Status RunStep(const StepWork& work, PagedKvCache& cache, std::optional<PagedKvCache>& host,
+                       std::vector<float>* logits, std::vector<float>* hidden);
+  // Runs `call`, adding its wall time to `*seconds`.
+  template <typename F>
+  absl::Status Timed(double* seconds, F call);
+
   bool pipelined() const { return role_.pipeline != nullptr && role_.pipeline->size() > 1; }
 
   LlamaModel* model_;
   RankRole role_;
   std::vector<float> activations_;
+  RankStepTimes times_;
 };
 
 // The sequences [begin, end) of `work` as a StepWork of their own (rows renumbered from 0;

@@ -149,6 +149,13 @@ http "http://127.0.0.1:$http_port/v1/chat/completions" \
   > "$work/chat.out"
 [ "$(head -1 "$work/chat.out")" = 200 ] || fail "chat through the coordinator: $(cat "$work/chat.out")"
 grep -q '"chat.completion"' "$work/chat.out" || fail "not a chat completion: $(cat "$work/chat.out")"
+# Both ranks' step times reach the coordinator's /metrics (with the next heartbeat).
+rank_metrics() {
+  http "http://127.0.0.1:$http_port/metrics" > "$work/metrics.out"
+  grep -q '^tessera_rank_steps_total{model="default",replica="default/0",rank="1"} [1-9]' "$work/metrics.out" &&
+    grep -q '^tessera_rank_communication_seconds_total{model="default",replica="default/0",rank="1"} [0-9.e-]*[1-9]' "$work/metrics.out"
+}
+wait_for 30 rank_metrics || fail "no step times of rank 1 in /metrics: $(grep tessera_rank "$work/metrics.out")"
 kill -TERM "$leader"
 for _ in $(seq 1 150); do kill -0 "$leader" 2> /dev/null || break; sleep 0.2; done
 if kill -0 "$leader" 2> /dev/null; then fail "the leader's job outlived TERM"; fi

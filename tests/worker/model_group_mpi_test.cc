@@ -19,6 +19,7 @@
 #include "model/llama_model.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/shard_plan.h"
+#include "parallel/timed_communicator.h"
 #include "parallel/topology.h"
 #include "tests/model/tiny_llama.h"
 #include "tests/parallel/mpi_test_main.h"
@@ -133,14 +134,16 @@ TEST(ModelGroupTest, LeaderAndFollowersGiveOneRanksTokens) {
     in.rank_memory_bytes.assign(static_cast<size_t>(world.size()), int64_t{1} << 30);
     auto plan = PlanShards(in);
     ASSERT_TRUE(plan.ok()) << plan.status();
-    TensorParallelShard shard{plan->tensor, tensor_group->get()};
+    TimedCommunicator timed_tensor_group(tensor_group->get());
+    TensorParallelShard shard{plan->tensor, &timed_tensor_group};
     const StageShard& stage = plan->stages[static_cast<size_t>(topology->stage())];
     auto model = LlamaModel::Load(**store, backend->get(), nullptr, &shard, &stage);
     ASSERT_TRUE(model.ok()) << model.status();
     const RankRole role{.pipeline = pipeline_group->get(),
                         .world = &world,
                         .last_stage_leader = topology->RankAt(pp - 1, 0),
-                        .micro_batches = 2 * pp};
+                        .micro_batches = 2 * pp,
+                        .tensor_timer = &timed_tensor_group};
     if (world.rank() != 0) {
       EXPECT_TRUE(RunModelGroupFollower(**model, world, role).ok());
       continue;
@@ -152,6 +155,24 @@ TEST(ModelGroupTest, LeaderAndFollowersGiveOneRanksTokens) {
     ASSERT_TRUE(runner.ok()) << runner.status();
     const auto sharded = RunBatch(**runner);
     EXPECT_GT((*runner)->scheduler().stats().preemptions, 0) << "the test wants preemption";
+    // Every rank reports where its step time went.
+    ASSERT_TRUE((*runner)->RefreshRankTimes().ok());
+    const std::vector<RankStepTimes>& times = (*runner)->rank_times();
+    ASSERT_EQ(times.size(), static_cast<size_t>(world.size()));
+    for (int r = 0; r < world.size(); ++r) {
+      SCOPED_TRACE(absl::StrCat("rank ", r));
+      const RankStepTimes& t = times[static_cast<size_t>(r)];
+      EXPECT_EQ(t.steps, times[0].steps);  // every rank ran every step
+      EXPECT_GT(t.step_seconds, 0);
+      EXPECT_LE(t.communication_seconds + t.bubble_seconds, t.step_seconds * (1 + 1e-9));
+      if (tp > 1) {
+        EXPECT_GT(t.communication_seconds, 0);  // the all-reduces
+      }
+      // Later stages wait for their input; the leader waits for the logits.
+      if (pp > 1 && (r == 0 || r >= tp)) {
+        EXPECT_GT(t.bubble_seconds, 0);
+      }
+    }
     ASSERT_TRUE(leader.SendShutdown().ok());
     EXPECT_EQ(leader.SendStep(StepWork{}).code(), absl::StatusCode::kFailedPrecondition);
     EXPECT_EQ(sharded, want);
