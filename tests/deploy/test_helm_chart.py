@@ -137,7 +137,9 @@ def test_shm_gpus_and_grace(case):
         assert any(m["mountPath"] == "/dev/shm" for m in container["volumeMounts"])
         gpus = model.get("gpusPerPod", 0)
         limits = container["resources"].get("limits", {})
+        requests = container["resources"].get("requests", {})
         assert limits.get("nvidia.com/gpu", 0) == gpus
+        assert requests.get("nvidia.com/gpu", 0) == gpus
         assert spec["securityContext"]["runAsNonRoot"] is True
 
 
@@ -206,6 +208,8 @@ def test_bad_values_are_refused_with_a_reason():
             chart.validate_schema({**base, "replica": 2})  # unknown key
         with pytest.raises(helm.HelmError):
             chart.validate_schema({**base, "workers": {"groupKind": "Deployment"}})
+        with pytest.raises(helm.HelmError):  # replicas register with one coordinator
+            chart.validate_schema({**base, "coordinator": {"replicas": 2}})
     uneven = {**base, "models": [{**base["models"][0], "tp": 3, "podsPerGroup": 2}]}
     with pytest.raises(helm.HelmError, match="do not divide over podsPerGroup"):
         render(uneven)

@@ -206,6 +206,9 @@ containers:
       {{- $limits := get $resources "limits" | default dict }}
       {{- $_ := set $limits "nvidia.com/gpu" $m.gpusPerPod }}
       {{- $_ := set $resources "limits" $limits }}
+      {{- $requests := get $resources "requests" | default dict }}
+      {{- $_ := set $requests "nvidia.com/gpu" $m.gpusPerPod }}
+      {{- $_ := set $resources "requests" $requests }}
       {{- end }}
       {{- toYaml $resources | nindent 6 }}
     securityContext:
