@@ -238,10 +238,6 @@ void HttpServer::Routes() {
       });
 }
 
-}  // namespace tessera
-
-namespace tessera {
-
 void HttpServer::Generate(const httplib::Request& req, httplib::Response& res,
                           OpenAiEndpoint endpoint) {
   std::string model_label;

@@ -19,16 +19,6 @@ namespace {
 
 namespace v1 = ::tessera::v1;
 
-absl::StatusOr<AdmittedRequest> Admit(RequestGate& gate, const v1::GenerateRequest& r,
-                                      const grpc::CallbackServerContext& context) {
-  const nlohmann::json body = GenerateRequestToJson(r);
-  return gate.Admit({.model = r.model(),
-                     .body = &body,
-                     .source = "request",
-                     .client_id = r.request_id(),
-                     .deadline = CallDeadline(context)});
-}
-
 // Appends `next` to `into` (both of one request): each completion's text and tokens grow,
 // its verdict fields and the usage take `next`'s values when set.
 void Merge(v1::GenerateResponse& into, v1::GenerateResponse next) {
@@ -284,33 +274,40 @@ void FillModelInfo(const ServedModel& model, v1::ModelInfo* info) {
 InferenceService::InferenceService(RequestGate* gate, InferenceServiceOptions options)
     : gate_(gate), registry_(&gate->registry()), options_(std::move(options)) {}
 
-void InferenceService::Count(const grpc::Status& refusal, const std::string& model) {
-  if (options_.metrics == nullptr) return;
-  absl::StatusOr<ServedModel*> served = registry_->Find(model);
-  options_.metrics->CountRequest("grpc", served.ok() ? (*served)->name() : "",
-                                 static_cast<absl::StatusCode>(refusal.error_code()));
+absl::StatusOr<AdmittedRequest> InferenceService::AdmitCall(
+    const grpc::CallbackServerContext& context, const grpc::ByteBuffer& raw) {
+  v1::GenerateRequest request;
+  absl::StatusOr<AdmittedRequest> admitted = absl::UnknownError("");
+  if (grpc::Status auth = CheckBearerToken(context, options_.auth_token); !auth.ok()) {
+    admitted = absl::Status(static_cast<absl::StatusCode>(auth.error_code()), auth.error_message());
+  } else if (absl::Status parsed = ParseMessage(raw, &request); !parsed.ok()) {
+    admitted = parsed;
+  } else {
+    const nlohmann::json body = GenerateRequestToJson(request);
+    admitted = gate_->Admit({.model = request.model(),
+                             .body = &body,
+                             .source = "request",
+                             .client_id = request.request_id(),
+                             .deadline = CallDeadline(context)});
+  }
+  if (!admitted.ok() && options_.metrics != nullptr) {
+    absl::StatusOr<ServedModel*> served = registry_->Find(request.model());
+    options_.metrics->CountRequest("grpc", served.ok() ? (*served)->name() : "",
+                                   admitted.status().code());
+  }
+  return admitted;
 }
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* InferenceService::Generate(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw) {
-  std::string model_name;  // as the client sent it
-  absl::StatusOr<AdmittedRequest> admitted = absl::UnknownError("");
-  grpc::Status status = CheckBearerToken(*context, options_.auth_token);
-  if (status.ok()) {
-    v1::GenerateRequest request;
-    absl::Status parsed = ParseMessage(*raw, &request);
-    admitted = parsed.ok() ? Admit(*gate_, request, *context) : parsed;
-    model_name = request.model();
-    status = ToGrpcStatus(admitted.status());
-  }
-  if (!status.ok()) {
+  absl::StatusOr<AdmittedRequest> admitted = AdmitCall(*context, *raw);
+  if (const grpc::Status status = ToGrpcStatus(admitted.status()); !status.ok()) {
     // A reactor that only finishes.
     class Refusal final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
      public:
       explicit Refusal(grpc::Status s) { Finish(std::move(s)); }
       void OnDone() override { delete this; }
     };
-    Count(status, model_name);
     return new Refusal(status);
   }
   TokenRequest token_request = admitted->request;
@@ -322,18 +319,8 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* InferenceService::Generate(
 grpc::ServerUnaryReactor* InferenceService::Complete(grpc::CallbackServerContext* context,
                                                      const grpc::ByteBuffer* raw,
                                                      grpc::ByteBuffer* response) {
-  if (grpc::Status s = CheckBearerToken(*context, options_.auth_token); !s.ok()) {
-    return Respond(context, s);
-  }
-  v1::GenerateRequest request;
-  if (absl::Status s = ParseMessage(*raw, &request); !s.ok()) {
-    return Respond(context, ToGrpcStatus(s));
-  }
-  absl::StatusOr<AdmittedRequest> admitted = Admit(*gate_, request, *context);
-  if (!admitted.ok()) {
-    Count(ToGrpcStatus(admitted.status()), request.model());
-    return Respond(context, ToGrpcStatus(admitted.status()));
-  }
+  absl::StatusOr<AdmittedRequest> admitted = AdmitCall(*context, *raw);
+  if (!admitted.ok()) return Respond(context, ToGrpcStatus(admitted.status()));
   TokenRequest token_request = admitted->request;
   auto* call = new CompleteCall(*admitted, response, gate_, options_.metrics);
   call->Begin(std::move(token_request));

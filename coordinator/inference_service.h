@@ -59,9 +59,10 @@ class InferenceService final : public InferenceServiceBase {
                                          tessera::v1::ModelInfo* response) override;
 
  private:
-  // A Generate or Complete refused before it reached a replica.
-  // `model` as the client sent it (its served name labels the count when it exists).
-  void Count(const grpc::Status& refusal, const std::string& model);
+  // Generate's and Complete's way in: the bearer token, the request's bytes, admission.
+  // Every refusal is counted in the metrics, under the served model the request names.
+  absl::StatusOr<AdmittedRequest> AdmitCall(const grpc::CallbackServerContext& context,
+                                            const grpc::ByteBuffer& raw);
 
   RequestGate* gate_;
   ModelRegistry* registry_;

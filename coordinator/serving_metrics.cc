@@ -140,7 +140,8 @@ std::vector<MetricSnapshot> ServingMetrics::CollectReplicas() const {
   for (const ServedModel* model : models_->models()) {
     for (const std::shared_ptr<Replica>& replica : model->replicas()) {
       const ReplicaLoad load = replica->Load();
-      const std::vector<std::string> labels = {model->name(), replica->Info().id};
+      const std::string id = replica->Info().id;
+      const std::vector<std::string> labels = {model->name(), id};
       ready.samples.push_back({labels, load.ready ? 1.0 : 0.0});
       running.samples.push_back({labels, static_cast<double>(load.running_requests)});
       waiting.samples.push_back({labels, static_cast<double>(load.waiting_requests)});
@@ -154,8 +155,7 @@ std::vector<MetricSnapshot> ServingMetrics::CollectReplicas() const {
                                                      static_cast<double>(load.prefix_queried_blocks)
                                                : 0.0});
       for (const ReplicaLoad::RankTimes& r : load.ranks) {
-        const std::vector<std::string> rl = {model->name(), replica->Info().id,
-                                             std::to_string(r.rank)};
+        const std::vector<std::string> rl = {model->name(), id, std::to_string(r.rank)};
         steps.samples.push_back({rl, static_cast<double>(r.steps)});
         step_seconds.samples.push_back({rl, r.step_seconds});
         compute.samples.push_back({rl, r.compute_seconds});

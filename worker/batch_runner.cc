@@ -328,7 +328,6 @@ absl::StatusOr<std::vector<RequestOutput>> BatchRunner::Step(absl::Time now) {
     RETURN_IF_ERROR(AdvanceStrategies());
     ++stats_.steps;
     stats_.forward_tokens += static_cast<int64_t>(batch.token_ids.size());
-    if (stats_.steps % kRankTimesEverySteps == 0) RETURN_IF_ERROR(RefreshRankTimes());
   }
   std::vector<RequestOutput> finished = scheduler_->TakeFinished();
   for (RequestOutput& out : finished) {
@@ -337,6 +336,10 @@ absl::StatusOr<std::vector<RequestOutput>> BatchRunner::Step(absl::Time now) {
     AttachLogprobs(out);
     KeepBest(out);
     ReplaceWithStrategyResults(out);
+  }
+  // The ranks' step times: every kRankTimesEverySteps steps, and when a burst of work ends.
+  if (!plan.empty() && (stats_.steps % kRankTimesEverySteps == 0 || !HasUnfinished())) {
+    RETURN_IF_ERROR(RefreshRankTimes());
   }
   return finished;
 }

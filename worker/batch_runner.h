@@ -123,11 +123,9 @@ class BatchRunner {
   const KvCapacity& capacity() const { return capacity_; }
   const PagedKvCache& kv_cache() const { return cache_; }
   const BatchRunnerStats& stats() const { return stats_; }
-  // True when other ranks run the model with it (tensor or pipeline parallelism).
-  bool distributed() const { return leader_ != nullptr; }
-
   // Every rank's step times (worker/stage_runner.h), by world rank, as of the last refresh:
-  // Step refreshes them every kRankTimesEverySteps steps (one small message per rank).
+  // Step refreshes them every kRankTimesEverySteps steps and when no request is left (one
+  // small message per rank).
   static constexpr int64_t kRankTimesEverySteps = 32;
   const std::vector<RankStepTimes>& rank_times() const { return rank_times_; }
   // Asks the ranks now (between steps). Errors as the model group's.

@@ -104,11 +104,6 @@ void EngineLoop::Run() {
     if (runner_->HasUnfinished() || !active_.empty()) {
       const int64_t steps_before = runner_->stats().steps;
       absl::StatusOr<std::vector<RequestOutput>> finished = runner_->Step(absl::Now());
-      // Once the burst is over, the ranks' step times (between bursts they come every
-      // BatchRunner::kRankTimesEverySteps steps).
-      if (finished.ok() && !runner_->HasUnfinished() && runner_->distributed()) {
-        if (absl::Status s = runner_->RefreshRankTimes(); !s.ok()) finished = s;
-      }
       if (!finished.ok()) {
         FailAll(absl::InternalError(
             absl::StrCat("the replica's engine failed: ", finished.status().message())));
@@ -270,10 +265,6 @@ void EngineLoop::PublishLoad() {
   const SchedulerStats stats = s.stats();
   load.prefix_queried_blocks = stats.prefix_queried_blocks;
   load.prefix_hit_blocks = stats.prefix_hit_blocks;
-  if (!runner_->distributed()) {
-    // One rank: its times are at hand every step (others' arrive every few steps).
-    runner_->RefreshRankTimes().IgnoreError();  // cannot fail without a model group
-  }
   const std::vector<RankStepTimes>& times = runner_->rank_times();
   for (size_t r = 0; r < times.size(); ++r) {
     load.ranks.push_back({.rank = static_cast<int>(r),
