@@ -5,7 +5,14 @@
 //   decode:  `--gen-tokens` (128) single-token Forwards from an empty cache, each feeding the
 //            previous step's argmax.
 // One warm-up run of each, then `--reps` timed runs; prints the median tokens/s (and every
-// sample). With --json, prints one JSON object instead.
+// sample). With --json, prints one JSON object instead. Also reported: the weight bytes one
+// decode token reads and the process's peak resident memory. --bandwidth-only measures this
+// machine's read bandwidth with the given threads instead (best of 5 passes over 512 MiB),
+// for the roofline of bench/compare_llamacpp.sh; it is a separate run so that its buffer
+// stays out of the model run's resident memory. --no-pack keeps the weights in their GGUF
+// layout (BackendOptions::pack_weights), to compare with the packed GEMM.
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -13,6 +20,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "CLI/CLI.hpp"
@@ -37,6 +45,8 @@ struct Options {
   int gen_tokens = 128;
   int reps = 5;
   bool json = false;
+  bool no_pack = false;
+  bool bandwidth_only = false;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -78,10 +88,54 @@ absl::StatusOr<double> TimeDecode(LlamaModel& model, int32_t first_token, int n)
   return n / Seconds(t0, Clock::now());
 }
 
+// GB/s of `threads` threads each summing its share of a 512 MiB buffer (the best of 5
+// passes): the bandwidth a decode step that streams every weight once can reach.
+double ReadBandwidth(int threads) {
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const size_t words = (size_t{512} << 20) / sizeof(uint64_t);
+  std::vector<uint64_t> buf(words);
+  for (size_t i = 0; i < words; ++i) buf[i] = i;
+  std::vector<uint64_t> sums(static_cast<size_t>(threads) * 8);
+  double best = 0;
+  for (int pass = 0; pass < 5; ++pass) {
+    const auto t0 = Clock::now();
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) {
+      pool.emplace_back([&, t] {
+        const size_t b = words * t / threads, e = words * (t + 1) / threads;
+        uint64_t acc[4] = {0, 0, 0, 0};
+        for (size_t i = b; i + 4 <= e; i += 4) {
+          for (int j = 0; j < 4; ++j) acc[j] += buf[i + j];
+        }
+        sums[static_cast<size_t>(t) * 8] = acc[0] + acc[1] + acc[2] + acc[3];
+      });
+    }
+    for (std::thread& th : pool) th.join();
+    best = std::max(best, words * sizeof(uint64_t) / Seconds(t0, Clock::now()) / 1e9);
+  }
+  return best;
+}
+
+double PeakRssMiB() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_maxrss / 1024.0;  // kilobytes on Linux
+}
+
 absl::Status Run(const Options& o) {
+  if (o.bandwidth_only) {
+    const double gbps = ReadBandwidth(o.threads);
+    if (o.json) {
+      absl::PrintF("{\"threads\": %d, \"read_gbps\": %.3f}\n", o.threads, gbps);
+    } else {
+      absl::PrintF("read bandwidth, %d threads: %.1f GB/s\n", o.threads, gbps);
+    }
+    return absl::OkStatus();
+  }
   ASSIGN_OR_RETURN(std::string path, ResolveModelPath(o.model));
   ASSIGN_OR_RETURN(std::unique_ptr<WeightStore> store, OpenWeightStore(path));
-  ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateBackend(o.backend, o.threads));
+  ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
+                   CreateBackend(o.backend, o.threads, {.pack_weights = !o.no_pack}));
   ASSIGN_OR_RETURN(std::unique_ptr<LlamaModel> model, LlamaModel::Load(*store, backend.get()));
   const int64_t vocab = model->config().vocab_size;
 
@@ -99,19 +153,28 @@ absl::Status Run(const Options& o) {
     }
   }
   const auto fmt = [](std::string* out, double v) { absl::StrAppendFormat(out, "%.2f", v); };
+  const double peak_rss = PeakRssMiB();
+  // A decode token reads every matrix once (the tied LM head is the embedding table).
+  const double weight_mb = store->TotalBytes() / 1e6;
   if (o.json) {
     absl::PrintF(
         "{\"model\": \"%s\", \"backend\": \"%s\", \"threads\": %d, \"prompt_tokens\": %d, "
-        "\"gen_tokens\": %d, \"reps\": %d, \"prefill_tps_median\": %.3f, "
-        "\"decode_tps_median\": %.3f, \"prefill_tps\": [%s], \"decode_tps\": [%s]}\n",
-        path, o.backend, o.threads, o.prompt_tokens, o.gen_tokens, o.reps, Median(pp),
-        Median(tg), absl::StrJoin(pp, ", ", fmt), absl::StrJoin(tg, ", ", fmt));
+        "\"gen_tokens\": %d, \"reps\": %d, \"packed\": %s, \"prefill_tps_median\": %.3f, "
+        "\"decode_tps_median\": %.3f, \"prefill_tps\": [%s], \"decode_tps\": [%s], "
+        "\"weight_mb_per_token\": %.3f, \"peak_rss_mib\": %.1f}\n",
+        path, o.backend, o.threads, o.prompt_tokens, o.gen_tokens, o.reps,
+        o.no_pack ? "false" : "true", Median(pp), Median(tg), absl::StrJoin(pp, ", ", fmt),
+        absl::StrJoin(tg, ", ", fmt), weight_mb, peak_rss);
   } else {
     absl::PrintF("model %s, backend %s, threads %d\n", path, o.backend, o.threads);
     absl::PrintF("prefill %4d tokens: %9.2f tokens/s median of %d [%s]\n", o.prompt_tokens,
                  Median(pp), o.reps, absl::StrJoin(pp, ", ", fmt));
-    absl::PrintF("decode  %4d tokens: %9.2f tokens/s median of %d [%s]\n", o.gen_tokens,
-                 Median(tg), o.reps, absl::StrJoin(tg, ", ", fmt));
+    absl::PrintF("decode  %4d tokens: %9.2f tokens/s median of %d [%s]\n", o.gen_tokens, Median(tg),
+                 o.reps, absl::StrJoin(tg, ", ", fmt));
+    absl::PrintF(
+        "weights read per decode token %.1f MB (%.1f GB/s at the median); peak "
+        "resident %.1f MiB\n",
+        weight_mb, Median(tg) * weight_mb / 1e3, peak_rss);
   }
   return absl::OkStatus();
 }
@@ -131,6 +194,9 @@ int main(int argc, char** argv) {
   app.add_option("-n,--gen-tokens", o.gen_tokens, "decode steps")->check(CLI::PositiveNumber);
   app.add_option("-r,--reps", o.reps, "timed repetitions")->check(CLI::PositiveNumber);
   app.add_flag("--json", o.json, "print one JSON object");
+  app.add_flag("--no-pack", o.no_pack, "keep the weights in their GGUF layout (no repacking)");
+  app.add_flag("--bandwidth-only", o.bandwidth_only,
+               "only measure the read bandwidth of --threads threads (no model)");
   CLI11_PARSE(app, argc, argv);
   const absl::Status s = tessera::Run(o);
   if (!s.ok()) {

@@ -13,6 +13,13 @@
 
 namespace tessera {
 
+// A backend's private copy of a weight matrix in the layout its kernels read fastest
+// (Backend::PackWeight). Opaque outside the backend that made it; owned by whoever asked
+// for it (the model), which must keep it alive as long as views point at it.
+struct PackedWeight {
+  virtual ~PackedWeight() = default;
+};
+
 struct TensorView {
   DType dtype = DType::kF32;
   std::vector<int64_t> shape;  // row-major, outermost first; empty = scalar
@@ -20,6 +27,10 @@ struct TensorView {
   // Bytes from one row to the next when the rows are a column slice of a wider matrix (a
   // tensor-parallel shard of a row-parallel weight); 0 = dense (rows back to back).
   int64_t row_stride_bytes = 0;
+  // When set, the backend that packed this matrix reads the packed copy instead of `data`
+  // (which stays valid for every other reader). Views made from this one by slicing must
+  // clear it: a packed copy covers the whole matrix it was made from.
+  const PackedWeight* packed = nullptr;
 
   int64_t rank() const { return static_cast<int64_t>(shape.size()); }
   int64_t dim(int64_t i) const { return shape[static_cast<size_t>(i)]; }

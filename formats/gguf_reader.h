@@ -62,6 +62,10 @@ class GgufFile {
 
   const std::vector<GgufTensorInfo>& tensors() const { return tensors_; }
   const GgufTensorInfo* FindTensor(std::string_view name) const;
+  // MappedFile::ReleasePages for bytes of this file's mapping; nothing for a parsed buffer.
+  void ReleasePages(const void* p, size_t bytes) const {
+    if (mapping_ != nullptr) mapping_->ReleasePages(p, bytes);
+  }
 
  private:
   GgufFile() = default;

@@ -25,6 +25,11 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // Drops this process's copies of the whole pages inside [p, p + bytes), which must lie in
+  // the mapping: they stop counting as resident, and a later read faults them in again from
+  // the file. Partial pages at either end are kept. For data already copied elsewhere (a
+  // backend's packed weights).
+  void ReleasePages(const void* p, size_t bytes) const;
 
  private:
   MappedFile(std::string path, const uint8_t* data, size_t size)

@@ -36,6 +36,12 @@ class GgufWeightStore : public WeightStore {
     return names;
   }
   const GgufFile* gguf() const override { return file_.get(); }
+  void ReleasePages(const TensorView& view) const override {
+    if (view.Rows() == 0) return;
+    const uint8_t* first = view.RowPtr(0);
+    const uint8_t* end = view.RowPtr(view.Rows() - 1) + view.RowBytes();
+    file_->ReleasePages(first, static_cast<size_t>(end - first));
+  }
   int64_t TotalBytes() const override {
     int64_t n = 0;
     for (const GgufTensorInfo& t : file_->tensors()) n += t.num_bytes;

@@ -36,6 +36,10 @@ class WeightStore {
   virtual const GgufFile* gguf() const { return nullptr; }
   // Total bytes of weights, for progress and memory reports.
   virtual int64_t TotalBytes() const = 0;
+  // Says that the bytes under `view` (a tensor of this store, or a slice of one) are not
+  // needed for now: a file-mapped store drops their pages from this process's resident set
+  // (they are read from the file again if anyone reads them); other stores ignore it.
+  virtual void ReleasePages(const TensorView& view) const {}
 };
 
 // Opens a .gguf file, a .safetensors file, or a directory holding config.json with

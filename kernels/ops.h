@@ -7,11 +7,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "common/tensor.h"
 #include "kernels/paged_kv.h"
 
@@ -47,6 +49,17 @@ class Backend {
   // INVALID_ARGUMENT when W's shape or dtype does not fit.
   [[nodiscard]] virtual absl::Status MatMul(const float* x, int64_t n, int64_t k,
                                             const TensorView& w, float* y) = 0;
+
+  // A copy of matrix w in the layout this backend's MatMul reads fastest, or nullptr when it
+  // has none for w (the default). The caller owns the copy, keeps it alive while it is used
+  // and sets w.packed to it on the views it passes to MatMul (and Embedding, for a tied
+  // table); this backend then reads only the copy, so w's own pages may be dropped. MatMul
+  // results equal those on the unpacked view up to float summation order; Embedding's are
+  // the same.
+  [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<PackedWeight>> PackWeight(
+      const TensorView& w) {
+    return std::unique_ptr<PackedWeight>();
+  }
 
   // out[i, :] = table[ids[i], :] dequantized; table is [vocab, dim] in any weight dtype.
   // INVALID_ARGUMENT when an id is outside [0, vocab).

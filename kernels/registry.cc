@@ -16,7 +16,8 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view name, in
   }
   if (name == "cpu") {
     return std::unique_ptr<Backend>(
-        new CpuBackend(num_threads, /*kernels=*/nullptr, options.batch_invariant));
+        new CpuBackend(num_threads, /*kernels=*/nullptr, options.batch_invariant,
+                       options.pack_weights));
   }
   if (name == "cpu-reference") return std::unique_ptr<Backend>(new ReferenceBackend(num_threads));
   if (name == "cuda") {

@@ -203,28 +203,49 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(
   model->paged_params_.head_dim = c.head_dim;
   model->paged_params_.scale = model->attn_params_.scale;
 
-  // Page the weights in, reporting bytes: this stage's only.
-  std::vector<const TensorView*> weights;
-  if (model->stage_.has_embedding) weights.push_back(&model->token_embd_);
-  if (model->stage_.has_lm_head &&
-      (!model->stage_.has_embedding || model->lm_head_.data != model->token_embd_.data)) {
-    weights.push_back(&model->lm_head_);
-  }
-  for (const Layer& layer : model->layers_) {
-    for (const TensorView* w : {&layer.wq, &layer.wk, &layer.wv, &layer.wo, &layer.w_gate,
-                                &layer.w_up, &layer.w_down}) {
-      weights.push_back(w);
+  // Page the weights in, reporting bytes: this stage's only. MatMul weights go to the
+  // backend's packed layout when it has one (the packing reads every page); the rest, and
+  // weights the backend keeps as they are, are touched once.
+  const bool tied = model->lm_head_.data == model->token_embd_.data;
+  std::vector<TensorView*> matrices;
+  if (model->stage_.has_lm_head) matrices.push_back(&model->lm_head_);
+  for (Layer& layer : model->layers_) {
+    for (TensorView* w :
+         {&layer.wq, &layer.wk, &layer.wv, &layer.wo, &layer.w_gate, &layer.w_up, &layer.w_down}) {
+      matrices.push_back(w);
     }
   }
-  int64_t total = 0;
-  for (const TensorView* w : weights) total += w->NumBytes();
+  const bool embedding_separate =
+      model->stage_.has_embedding && !(tied && model->stage_.has_lm_head);
+  int64_t total = embedding_separate ? model->token_embd_.NumBytes() : 0;
+  for (const TensorView* w : matrices) total += w->NumBytes();
   int64_t done = 0;
   volatile uint8_t sink = 0;
   if (progress) progress(0, total);
-  for (const TensorView* w : weights) {
-    sink = sink ^ TouchPages(*w);
+  if (embedding_separate) {
+    sink = sink ^ TouchPages(model->token_embd_);
+    done += model->token_embd_.NumBytes();
+    if (progress) progress(done, total);
+  }
+  for (TensorView* w : matrices) {
+    ASSIGN_OR_RETURN(std::unique_ptr<PackedWeight> packed, backend->PackWeight(*w));
+    if (packed != nullptr) {
+      w->packed = packed.get();
+      model->packed_weights_.push_back(std::move(packed));
+      // The backend reads only its copy now; keeping the file's pages too would double
+      // the resident weights. The embedding's rows (the same bytes when the LM head is
+      // tied) fault back in one by one as tokens are looked up.
+      store.ReleasePages(*w);
+    } else {
+      sink = sink ^ TouchPages(*w);
+    }
     done += w->NumBytes();
     if (progress) progress(done, total);
+  }
+  // A tied embedding reads the LM head's packed copy, whose source pages were dropped.
+  if (tied && model->stage_.has_embedding && model->stage_.has_lm_head &&
+      model->token_embd_.shape == model->lm_head_.shape) {
+    model->token_embd_.packed = model->lm_head_.packed;
   }
   return model;
 }

@@ -4,7 +4,8 @@
 // RMSNorm; LM head (output.weight, or token_embd.weight when tied).
 //
 // Weights stay in their stored dtype and memory (views into the WeightStore, which must
-// outlive the model); only norm vectors are copied to float32. Activations are float32.
+// outlive the model), except that the matrices get the backend's packed copy when it makes
+// one (Backend::PackWeight; the model owns it); only norm vectors are copied to float32. Activations are float32.
 // The model keeps scratch buffers sized for the largest batch seen, so a decode step of one
 // token allocates nothing after the first. A LlamaModel is not thread-safe: one Forward at a
 // time (the Backend has the same rule). Different KvCaches may be used one after another.
@@ -216,6 +217,9 @@ class LlamaModel {
   ModelConfig config_;
   StageShard stage_;
   Backend* backend_ = nullptr;
+  // The backend's packed copies of the MatMul weights (Backend::PackWeight), which the
+  // views' `packed` point to.
+  std::vector<std::unique_ptr<PackedWeight>> packed_weights_;
   TensorView token_embd_;
   TensorView lm_head_;  // output.weight or token_embd.weight
   std::vector<float> output_norm_;

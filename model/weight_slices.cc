@@ -25,6 +25,7 @@ absl::StatusOr<TensorView> SliceRows(const TensorView& w, ShardRange rows, std::
                         std::string(name), rows.begin, rows.end, w.dim(0)));
   }
   TensorView out = w;
+  out.packed = nullptr;  // a packed copy covers the whole matrix
   out.data = w.RowPtr(rows.begin);
   out.shape[0] = rows.size();
   return out;
@@ -46,6 +47,7 @@ absl::StatusOr<TensorView> SliceColumns(const TensorView& w, ShardRange cols,
         std::string(name), cols.begin, cols.end, DTypeName(w.dtype), t.block_elems));
   }
   TensorView out = w;
+  out.packed = nullptr;
   out.row_stride_bytes = w.RowStrideBytes();
   out.data = static_cast<const uint8_t*>(w.data) + cols.begin / t.block_elems * t.block_bytes;
   out.shape[1] = cols.size();

@@ -202,6 +202,7 @@ int RunBatchGenerate(const BatchGenerateOptions& o) {
                                    .backend = o.backend,
                                    .threads = o.threads,
                                    .deterministic = o.deterministic,
+                                   .pack_weights = !o.no_pack_weights,
                                    .tensor_parallel = o.tensor_parallel,
                                    .stage = o.stage},
                                   &session);

@@ -68,6 +68,7 @@ struct BatchGenerateOptions {
   std::string backend;
   int threads = 0;
   bool deterministic = false;
+  bool no_pack_weights = false;  // BackendOptions::pack_weights off
   bool chat = false;
   std::string chat_template_file;
   const DecodingFlags* decoding = nullptr;  // not null

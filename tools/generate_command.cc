@@ -43,6 +43,7 @@ struct GenerateOptions {
   std::string chat_template_file;
   int threads = 0;
   bool deterministic = false;
+  bool no_pack_weights = false;  // BackendOptions::pack_weights off
   std::string backend = "cpu";
   bool no_stream = false;
   bool json = false;
@@ -78,6 +79,7 @@ int RunGenerate(const GenerateOptions& o) {
                              .backend = o.backend,
                              .threads = o.threads,
                              .deterministic = o.deterministic,
+                             .no_pack_weights = o.no_pack_weights,
                              .chat = o.chat,
                              .chat_template_file = o.chat_template_file,
                              .decoding = &o.decoding,
@@ -100,7 +102,8 @@ int RunGenerate(const GenerateOptions& o) {
                                   {.model = o.model,
                                    .backend = o.backend,
                                    .threads = o.threads,
-                                   .deterministic = o.deterministic},
+                                   .deterministic = o.deterministic,
+                                   .pack_weights = !o.no_pack_weights},
                                   &session);
       code != kExitOk) {
     return code;
@@ -210,6 +213,10 @@ Command AddGenerateCommand(CLI::App& root) {
   app->add_option("--chat-template", o->chat_template_file,
                   "File with a chat format name (chatml, llama3, ...) or a Jinja chat "
                   "template (default: the model's own)");
+  app->add_flag("--no-pack-weights", o->no_pack_weights,
+                "Keep the weights in the GGUF file's layout, read straight from the mapping, "
+                "instead of repacking Q4_0/Q4_1/Q8_0 matrices for the CPU's interleaved GEMM "
+                "(faster load, slower prefill and decode)");
   app->add_flag("--deterministic", o->deterministic,
                 "Batch-invariant kernels: a request's tokens do not depend on what it is "
                 "batched with (slower prefill and batched decode; docs/benchmarks.md)");

@@ -17,7 +17,8 @@ int OpenModelSession(std::string_view command, const ModelSessionOptions& option
   auto path = ResolveModelPath(options.model);
   if (!path.ok()) return FailStatus(command, path.status());
   auto backend =
-      CreateBackend(options.backend, options.threads, {.batch_invariant = options.deterministic});
+      CreateBackend(options.backend, options.threads,
+                    {.batch_invariant = options.deterministic, .pack_weights = options.pack_weights});
   if (!backend.ok()) return FailStatus(command, backend.status());
   session->backend = *std::move(backend);
 

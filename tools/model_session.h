@@ -31,6 +31,7 @@ struct ModelSessionOptions {
   std::string backend = "cpu";
   int threads = 0;
   bool deterministic = false;  // BackendOptions::batch_invariant
+  bool pack_weights = true;    // BackendOptions::pack_weights
   // This rank's tensor-parallel shard (LlamaModel::Load); null: the whole model.
   const TensorParallelShard* tensor_parallel = nullptr;
   const StageShard* stage = nullptr;  // this rank's pipeline stage; null: every layer

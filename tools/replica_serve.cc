@@ -76,6 +76,7 @@ int ServeReplica(const ReplicaServeOptions& o, ClusterLeader* leader) {
                                    .backend = o.backend,
                                    .threads = o.threads,
                                    .deterministic = o.deterministic,
+                                   .pack_weights = !o.no_pack_weights,
                                    .tensor_parallel = o.tensor_parallel,
                                    .stage = o.stage},
                                   &session);

@@ -37,6 +37,7 @@ struct ReplicaServeOptions {
   std::string backend;
   int threads = 0;
   bool deterministic = false;
+  bool no_pack_weights = false;  // BackendOptions::pack_weights off
   const EngineFlags* engine = nullptr;  // not null
   const TensorParallelShard* tensor_parallel = nullptr;
   const StageShard* stage = nullptr;

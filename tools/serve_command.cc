@@ -34,6 +34,7 @@ struct ServeOptions {
   std::string backend = "cpu";
   int threads = 0;
   bool deterministic = false;
+  bool no_pack_weights = false;  // BackendOptions::pack_weights off
   std::string chat_template_file;
   ServerFlags server;
   int64_t default_max_new_tokens = kDefaultMaxNewTokens;
@@ -58,7 +59,8 @@ int RunServe(const ServeOptions& o) {
                                   {.model = o.model,
                                    .backend = o.backend,
                                    .threads = o.threads,
-                                   .deterministic = o.deterministic},
+                                   .deterministic = o.deterministic,
+                                   .pack_weights = !o.no_pack_weights},
                                   &session);
       code != kExitOk) {
     return code;
@@ -131,6 +133,10 @@ Command AddServeCommand(CLI::App& root) {
   app->add_option("--chat-template", o->chat_template_file,
                   "File with a chat format name or a Jinja chat template (default: the "
                   "model's own)");
+  app->add_flag("--no-pack-weights", o->no_pack_weights,
+                "Keep the weights in the GGUF file's layout, read straight from the mapping, "
+                "instead of repacking Q4_0/Q4_1/Q8_0 matrices for the CPU's interleaved GEMM "
+                "(faster load, slower prefill and decode)");
   app->add_flag("--deterministic", o->deterministic,
                 "Batch-invariant kernels: a request's tokens do not depend on what it is "
                 "batched with");

@@ -54,6 +54,7 @@ struct WorkerOptions {
   int micro_batches = 0;  // 0: 2 x pp
   bool sp = false;
   bool deterministic = false;
+  bool no_pack_weights = false;  // BackendOptions::pack_weights off
   bool chat = false;
   std::string chat_template_file;
   DecodingFlags decoding;
@@ -193,6 +194,7 @@ int Run(const WorkerOptions& o) {
                                      .backend = o.backend,
                                      .threads = o.threads,
                                      .deterministic = o.deterministic,
+                                     .pack_weights = !o.no_pack_weights,
                                      .tensor_parallel = &shard,
                                      .stage = &stage,
                                      .progress_bar = false},
@@ -213,6 +215,7 @@ int Run(const WorkerOptions& o) {
                                        .backend = o.backend,
                                        .threads = o.threads,
                                        .deterministic = o.deterministic,
+                                       .no_pack_weights = o.no_pack_weights,
                                        .engine = &o.batch,
                                        .tensor_parallel = &shard,
                                        .stage = &stage,
@@ -227,6 +230,7 @@ int Run(const WorkerOptions& o) {
                                            .backend = o.backend,
                                            .threads = o.threads,
                                            .deterministic = o.deterministic,
+                                           .no_pack_weights = o.no_pack_weights,
                                            .chat = o.chat,
                                            .chat_template_file = o.chat_template_file,
                                            .decoding = &o.decoding,
@@ -277,6 +281,10 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--backend", o->backend, "Kernel backend: cpu or cpu-reference")
       ->capture_default_str();
+  app.add_flag("--no-pack-weights", o->no_pack_weights,
+               "Keep the weights in the GGUF file's layout, read straight from the mapping, "
+               "instead of repacking Q4_0/Q4_1/Q8_0 matrices for the CPU's interleaved GEMM "
+               "(faster load, slower prefill and decode)");
   app.add_flag("--deterministic", o->deterministic,
                "Batch-invariant kernels and whole sums on one rank: the tokens of one rank's "
                "--deterministic run, bit for bit, in any layout (not with --sp)");

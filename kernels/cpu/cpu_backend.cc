@@ -5,6 +5,7 @@
 #include <limits>
 #include <vector>
 
+#include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/dequantize.h"
@@ -73,9 +74,11 @@ struct GemmJob {
 
 }  // namespace
 
-CpuBackend::CpuBackend(int num_threads, const CpuKernels* kernels, bool batch_invariant)
+CpuBackend::CpuBackend(int num_threads, const CpuKernels* kernels, bool batch_invariant,
+                       bool pack_weights)
     : kernels_(kernels != nullptr ? *kernels : BestCpuKernels()),
       batch_invariant_(batch_invariant),
+      pack_weights_(pack_weights),
       pool_(num_threads) {}
 
 absl::Status CpuBackend::MatMul(const float* x, int64_t n, int64_t k, const TensorView& w,
@@ -83,6 +86,16 @@ absl::Status CpuBackend::MatMul(const float* x, int64_t n, int64_t k, const Tens
   RETURN_IF_ERROR(CheckMatMulArgs(name(), n, k, w));
   const int64_t m = w.dim(0);
   if (n == 0 || m == 0) return absl::OkStatus();
+  if (w.packed != nullptr && kernels_.packed_gemm != nullptr) {
+    const auto* packed = dynamic_cast<const CpuPackedWeight*>(w.packed);
+    if (packed == nullptr || packed->rows() != m || packed->cols() != k ||
+        packed->source_dtype() != w.dtype) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s MatMul: w.packed was not packed by this backend from a %s %s matrix",
+                          name(), w.ShapeString(), DTypeName(w.dtype)));
+    }
+    return MatMulPacked(x, n, k, *packed, y);
+  }
   const VecDotFn dot = kernels_.vec_dot(w.dtype);
   if (dot == nullptr) return MatMulDequantized(x, n, k, w, y);
 
@@ -90,18 +103,8 @@ absl::Status CpuBackend::MatMul(const float* x, int64_t n, int64_t k, const Tens
   const uint8_t* act = reinterpret_cast<const uint8_t*>(x);
   int64_t act_row_bytes = k * static_cast<int64_t>(sizeof(float));
   if (act_type != DType::kF32) {
-    ASSIGN_OR_RETURN(act_row_bytes, RowBytes(act_type, k));
-    const size_t need = static_cast<size_t>(n * act_row_bytes);
-    if (act_.size() < need) act_.Resize(need);
-    uint8_t* q = act_.as<uint8_t>();
-    pool_.ParallelFor(n, 4, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        if (kernels_.quantize_act(act_type, x + i * k, q + i * act_row_bytes, k)) continue;
-        // Arguments were checked above, so quantizing cannot fail.
-        (void)QuantizeRow(act_type, x + i * k, q + i * act_row_bytes, k);
-      }
-    });
-    act = q;
+    ASSIGN_OR_RETURN(act_row_bytes, QuantizeActivations(x, n, k, act_type));
+    act = act_.as<uint8_t>();
   }
 
   const VecDot4Fn dot4 = n >= 4 && !batch_invariant_ ? kernels_.vec_dot4(w.dtype) : nullptr;
@@ -126,6 +129,63 @@ absl::Status CpuBackend::MatMul(const float* x, int64_t n, int64_t k, const Tens
     const int64_t r0 = std::min(j.m, c * tiles / claims * kTileRows);
     const int64_t r1 = std::min(j.m, (c + 1) * tiles / claims * kTileRows);
     j.Rows(r0, r1);
+  });
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> CpuBackend::QuantizeActivations(const float* x, int64_t n, int64_t k,
+                                                        DType act_type) {
+  ASSIGN_OR_RETURN(const int64_t act_row_bytes, RowBytes(act_type, k));
+  const size_t need = static_cast<size_t>(n * act_row_bytes);
+  if (act_.size() < need) act_.Resize(need);
+  uint8_t* q = act_.as<uint8_t>();
+  pool_.ParallelFor(n, 4, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      if (kernels_.quantize_act(act_type, x + i * k, q + i * act_row_bytes, k)) continue;
+      // RowBytes accepted k, so quantizing cannot fail.
+      (void)QuantizeRow(act_type, x + i * k, q + i * act_row_bytes, k);
+    }
+  });
+  return act_row_bytes;
+}
+
+absl::StatusOr<std::unique_ptr<PackedWeight>> CpuBackend::PackWeight(const TensorView& w) {
+  if (!packs_weights()) return std::unique_ptr<PackedWeight>();
+  std::unique_ptr<WeightPacker> packer = WeightPacker::Create(w);
+  if (packer == nullptr) return std::unique_ptr<PackedWeight>();
+  pool_.ParallelFor(packer->groups(), 8, [&](int64_t b, int64_t e) {
+    for (int64_t g = b; g < e; ++g) packer->PackGroup(g);
+  });
+  return std::unique_ptr<PackedWeight>(packer->Finish());
+}
+
+absl::Status CpuBackend::MatMulPacked(const float* x, int64_t n, int64_t k,
+                                      const CpuPackedWeight& w, float* y) {
+  ASSIGN_OR_RETURN(const int64_t act_row_bytes,
+                   QuantizeActivations(x, n, k, PackedActivationType(w.format())));
+  const int64_t nb = w.blocks_per_row();
+  const size_t info_bytes = static_cast<size_t>(n * nb) * sizeof(ActBlockInfo);
+  if (act_info_.size() < info_bytes) act_info_.Resize(info_bytes);
+  auto* info = act_info_.as<ActBlockInfo>();
+  const uint8_t* act = act_.as<uint8_t>();
+  pool_.ParallelFor(n, 16, [&](int64_t b, int64_t e) {
+    FillActBlockInfo(w.format(), act + b * act_row_bytes, act_row_bytes, e - b, nb, info + b * nb);
+  });
+  const PackedGemmArgs args{.w = &w,
+                            .act = act,
+                            .act_row_bytes = act_row_bytes,
+                            .info = info,
+                            .n = n,
+                            .y = y,
+                            .ldy = w.rows()};
+  const PackedGemmFn gemm = kernels_.packed_gemm;
+  const int64_t groups = w.groups();
+  // As for the GGUF layout: one even share per thread for decode, one group per claim for
+  // batches. Every output is computed the same way whatever the claims (and whatever n).
+  const int64_t claims =
+      n < 4 ? std::min(groups, kDecodeClaimsPerThread * pool_.num_threads()) : groups;
+  pool_.ForEachChunk(claims, [&args, gemm, groups, claims](int64_t c) {
+    gemm(args, c * groups / claims, (c + 1) * groups / claims);
   });
   return absl::OkStatus();
 }
@@ -160,7 +220,26 @@ absl::Status CpuBackend::MatMulDequantized(const float* x, int64_t n, int64_t k,
 
 absl::Status CpuBackend::Embedding(const TensorView& table, std::span<const int32_t> ids,
                                    float* out) {
-  return DequantizeEmbedding(name(), table, ids, out);
+  const auto* packed = dynamic_cast<const CpuPackedWeight*>(table.packed);
+  if (packed == nullptr) return DequantizeEmbedding(name(), table, ids, out);
+  // A tied LM head's packed copy: rows come from it, so that the file's pages, dropped
+  // after packing, are not faulted back in (with the kernel's fault-around, a few hundred
+  // lookups would map the whole table again).
+  RETURN_IF_ERROR(CheckEmbeddingArgs(name(), table, ids));
+  const int64_t dim = table.dim(1);
+  if (packed->rows() != table.dim(0) || packed->cols() != dim ||
+      packed->source_dtype() != table.dtype) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s Embedding: table.packed was not packed from a %s %s matrix", name(),
+                        table.ShapeString(), DTypeName(table.dtype)));
+  }
+  thread_local std::vector<uint8_t> row;
+  row.resize(static_cast<size_t>(table.RowBytes()));
+  for (size_t i = 0; i < ids.size(); ++i) {
+    UnpackRow(*packed, ids[i], row.data());
+    RETURN_IF_ERROR(DequantizeRow(table.dtype, row.data(), out + i * dim, dim));
+  }
+  return absl::OkStatus();
 }
 
 void CpuBackend::RmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float eps,

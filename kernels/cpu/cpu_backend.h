@@ -21,17 +21,24 @@ class CpuBackend : public Backend {
   // num_threads: 0 = hardware threads. kernels: nullptr = the best table for this CPU;
   // tests pass each of SupportedCpuKernels() to cover every ISA. batch_invariant: MatMul
   // computes every row with the one-row kernel, so that a row's result is the same bits in
-  // any batch (the 4-row kernels sum the blocks in another order).
+  // any batch (the 4-row kernels sum the blocks in another order); packed weights are
+  // batch-invariant as they are. pack_weights: PackWeight repacks Q4_0 / Q4_1 / Q8_0
+  // matrices for the table's packed GEMM, when it has one (packed_weights.h); false keeps
+  // the GGUF layout (weights used straight from the mapped file).
   explicit CpuBackend(int num_threads = 0, const CpuKernels* kernels = nullptr,
-                      bool batch_invariant = false);
+                      bool batch_invariant = false, bool pack_weights = true);
   bool batch_invariant() const { return batch_invariant_; }
+  bool packs_weights() const { return pack_weights_ && kernels_.packed_gemm != nullptr; }
 
   std::string_view name() const override { return "cpu"; }
   std::string_view isa() const { return kernels_.isa; }
   int num_threads() const { return pool_.num_threads(); }
 
-  absl::Status MatMul(const float* x, int64_t n, int64_t k, const TensorView& w,
-                      float* y) override;
+  // Reads w.packed instead of w.data when it is set: INVALID_ARGUMENT when it is not this
+  // backend's packing of w.
+  absl::Status MatMul(const float* x, int64_t n, int64_t k, const TensorView& w, float* y) override;
+  absl::StatusOr<std::unique_ptr<PackedWeight>> PackWeight(const TensorView& w) override;
+  // Reads table.packed instead of table.data when it is set (a tied LM head's copy).
   absl::Status Embedding(const TensorView& table, std::span<const int32_t> ids,
                          float* out) override;
   void RmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float eps,
@@ -62,13 +69,19 @@ class CpuBackend : public Backend {
   }
 
  private:
+  // Quantizes n rows of x to act_type into act_; returns the bytes per row.
+  absl::StatusOr<int64_t> QuantizeActivations(const float* x, int64_t n, int64_t k, DType act_type);
+  absl::Status MatMulPacked(const float* x, int64_t n, int64_t k, const CpuPackedWeight& w,
+                            float* y);
   absl::Status MatMulDequantized(const float* x, int64_t n, int64_t k, const TensorView& w,
                                  float* y);
 
   const CpuKernels& kernels_;
   bool batch_invariant_ = false;
+  bool pack_weights_ = true;
   ThreadPool pool_;
-  AlignedBuffer act_;  // quantized activation rows of the current MatMul
+  AlignedBuffer act_;       // quantized activation rows of the current MatMul
+  AlignedBuffer act_info_;  // their ActBlockInfo, for a packed MatMul
 };
 
 }  // namespace tessera

@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "common/dtype.h"
+#include "kernels/cpu/packed_weights.h"
 
 namespace tessera {
 
@@ -41,6 +42,9 @@ struct CpuKernels {
   // The tile form for batches of four or more rows, or nullptr (then vec_dot4 is used).
   VecDotTileFn (*vec_dot_tile)(DType w);
   int tile_rows = 0;  // weight rows per vec_dot_tile call
+  // The GEMM over weights packed by WeightPacker (packed_weights.h), or nullptr when this
+  // ISA has none (the backend then keeps the GGUF layout and the kernels above).
+  PackedGemmFn packed_gemm = nullptr;
   // Quantizes k floats to activation dtype `type` with results identical to QuantizeRow;
   // false when this ISA has no fast path for `type` (the caller then uses QuantizeRow).
   bool (*quantize_act)(DType type, const float* x, void* out, int64_t k);

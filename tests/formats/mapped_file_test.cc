@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
@@ -26,6 +27,36 @@ TEST(MappedFile, MapsContents) {
   EXPECT_EQ(std::memcmp((*f)->data(), contents.data(), 7), 0);
   std::filesystem::remove(path);  // the mapping stays valid after unlink
   EXPECT_EQ((*f)->data()[6], 'f');
+}
+
+// Resident pages of this process (/proc/self/statm's second field).
+long ResidentPages() {
+  std::ifstream statm("/proc/self/statm");
+  long size = 0, resident = 0;
+  statm >> size >> resident;
+  return resident;
+}
+
+TEST(MappedFile, ReleasedPagesLeaveTheResidentSetAndReadBackTheSame) {
+  const std::string path = ::testing::TempDir() + "/mapped_file_release.bin";
+  constexpr size_t kBytes = 4 << 20;
+  std::string contents(kBytes, '\0');
+  for (size_t i = 0; i < kBytes; ++i) contents[i] = static_cast<char>(i * 131 + i / 4096);
+  std::ofstream(path, std::ios::binary) << contents;
+  absl::StatusOr<std::unique_ptr<MappedFile>> f = MappedFile::Open(path);
+  ASSERT_TRUE(f.ok()) << f.status();
+  const MappedFile& file = **f;
+  ASSERT_EQ(std::memcmp(file.data(), contents.data(), kBytes), 0);  // every page resident
+  const long before = ResidentPages();
+  file.ReleasePages(file.data() + 10, kBytes - 20);  // the partial first and last pages stay
+  const long after = ResidentPages();
+  const long pages = static_cast<long>(kBytes / static_cast<size_t>(::sysconf(_SC_PAGESIZE)));
+  EXPECT_GE(before - after, pages * 9 / 10) << before << " -> " << after;
+  EXPECT_EQ(std::memcmp(file.data(), contents.data(), kBytes), 0);  // faulted back from the file
+  // Ranges outside the mapping are ignored.
+  file.ReleasePages(contents.data(), 4096);
+  EXPECT_EQ(contents[5], static_cast<char>(5 * 131));
+  std::filesystem::remove(path);
 }
 
 TEST(MappedFile, EmptyFile) {

@@ -61,13 +61,32 @@ struct Config {
   const CpuKernels* kernels;
   int threads;
 };
-void PrintTo(const Config& c, std::ostream* os) { *os << c.kernels->isa << " x" << c.threads; }
+void PrintTo(const Config& c, std::ostream* os) {
+  *os << c.kernels->isa << (c.kernels->packed_gemm == PackedGemmReference ? "+portable-pack" : "")
+      << " x" << c.threads;
+}
+
+// Every table this CPU supports, plus a copy of each table without a packed GEMM that uses
+// the portable one, so that MatMul on packed weights is checked on every machine.
+const std::vector<CpuKernels>& PortablePackTables() {
+  static const std::vector<CpuKernels> tables = [] {
+    std::vector<CpuKernels> out;
+    for (const CpuKernels* k : SupportedCpuKernels()) {
+      if (k->packed_gemm != nullptr) continue;
+      out.push_back(*k);
+      out.back().packed_gemm = PackedGemmReference;
+    }
+    return out;
+  }();
+  return tables;
+}
 
 std::vector<Config> AllConfigs() {
   std::vector<Config> out;
   for (const CpuKernels* k : SupportedCpuKernels()) {
     for (int t : {1, 2, 3}) out.push_back({k, t});
   }
+  for (const CpuKernels& k : PortablePackTables()) out.push_back({&k, 2});
   return out;
 }
 
@@ -99,6 +118,18 @@ TEST_P(CpuBackendTest, MatMulMatchesReferenceForEveryDtype) {
       const std::vector<float> x = RandomFloats(n * k, rng);
       std::vector<float> y(n * m, NAN);
       ASSERT_TRUE(be_.MatMul(x.data(), n, k, wv, y.data()).ok());
+      // The same product through the backend's packed copy, when it makes one.
+      absl::StatusOr<std::unique_ptr<PackedWeight>> packed = be_.PackWeight(wv);
+      ASSERT_TRUE(packed.ok()) << packed.status();
+      PackedFormat format;
+      EXPECT_EQ(*packed != nullptr, be_.packs_weights() && PackedFormatFor(t, &format));
+      std::vector<float> y_packed;
+      if (*packed != nullptr) {
+        TensorView pv = wv;
+        pv.packed = packed->get();
+        y_packed.assign(n * m, NAN);
+        ASSERT_TRUE(be_.MatMul(x.data(), n, k, pv, y_packed.data()).ok());
+      }
 
       const std::vector<float> xq = RoundTrip(ExpectedActivation(t), x, n, k);
       std::vector<float> want(n * m);
@@ -126,6 +157,10 @@ TEST_P(CpuBackendTest, MatMulMatchesReferenceForEveryDtype) {
           }
           ASSERT_NEAR(y[i * m + r], want[i * m + r], 1e-4 * s + 1.001 * s_dev + 1e-6)
               << "row " << r << " token " << i;
+          if (!y_packed.empty()) {
+            ASSERT_NEAR(y_packed[i * m + r], want[i * m + r], 1e-4 * s + 1.001 * s_dev + 1e-6)
+                << "packed, row " << r << " token " << i;
+          }
         }
       }
     }
@@ -241,7 +276,10 @@ TEST_P(CpuBackendTest, AttentionMatchesReference) {
 
 INSTANTIATE_TEST_SUITE_P(IsasAndThreads, CpuBackendTest, ::testing::ValuesIn(AllConfigs()),
                          [](const ::testing::TestParamInfo<Config>& info) {
-                           return absl::StrFormat("%s_%dthreads", info.param.kernels->isa,
+                           const bool portable =
+                               info.param.kernels->packed_gemm == PackedGemmReference;
+                           return absl::StrFormat("%s%s_%dthreads", info.param.kernels->isa,
+                                                  portable ? "_portable_pack" : "",
                                                   info.param.threads);
                          });
 

