@@ -296,37 +296,43 @@ void CpuBackend::Add(const float* a, const float* b, int64_t count, float* out) 
   });
 }
 
+int64_t CpuBackend::HeadsPerItem(int64_t n_tokens, int64_t num_heads, int64_t num_kv_heads) const {
+  // A whole GQA group per item reads each K/V row once for the group; split the group when
+  // that leaves too few items to keep every thread busy (decode of one sequence).
+  const int64_t group = num_heads / num_kv_heads;
+  for (int64_t per_item = group; per_item > 1; --per_item) {
+    if (group % per_item == 0 && n_tokens * num_heads / per_item >= 2 * pool_.num_threads()) {
+      return per_item;
+    }
+  }
+  return 1;
+}
+
 void CpuBackend::Attention(const float* q, int64_t n_tokens, std::span<const int32_t> positions,
                            const float* k_cache, const float* v_cache, int64_t cache_len,
                            const AttentionParams& p, float* out) {
   const int64_t d = p.head_dim;
   const int64_t group = p.num_heads / p.num_kv_heads;
   const int64_t kv_stride = p.num_kv_heads * d;
-  const int64_t items = n_tokens * p.num_heads;
+  const int64_t per_item = HeadsPerItem(n_tokens, p.num_heads, p.num_kv_heads);
+  const int64_t items_per_token = p.num_heads / per_item;
+  const int64_t items = n_tokens * items_per_token;
+  const AttendRunFn attend = kernels_.attend_run;
   auto run_item = [&](int64_t item) {
-    thread_local std::vector<float> scores;
-    const int64_t t = item / p.num_heads;
-    const int64_t h = item % p.num_heads;
+    thread_local AttentionWorkspace workspace;
+    const int64_t t = item / items_per_token;
+    const int64_t h0 = item % items_per_token * per_item;
+    const int64_t kv_off = h0 / group * d;
     const int64_t len = std::min<int64_t>(positions[t], cache_len - 1) + 1;
-    scores.resize(static_cast<size_t>(len));
-    const float* qh = q + item * d;
-    const float* kh = k_cache + (h / group) * d;
-    const float* vh = v_cache + (h / group) * d;
-    const auto dot = kernels_.dot_f32;
-    const auto axpy = kernels_.axpy_f32;
-    const float scale = p.scale;
-    float max_score = -std::numeric_limits<float>::infinity();
-    for (int64_t j = 0; j < len; ++j) {
-      scores[j] = dot(qh, kh + j * kv_stride, d) * scale;
-      max_score = std::max(max_score, scores[j]);
+    AttentionAccumulator& state = workspace.Reset(static_cast<int>(per_item), d);
+    const float* qh = q + (t * p.num_heads + h0) * d;
+    for (int64_t c0 = 0; c0 < len; c0 += kAttendMaxRun) {
+      attend(qh, d, p.scale, k_cache + c0 * kv_stride + kv_off, v_cache + c0 * kv_stride + kv_off,
+             kv_stride, std::min(kAttendMaxRun, len - c0), state);
     }
-    const float sum = kernels_.exp_sum(scores.data(), max_score, len);
-    float* o = out + item * d;
-    std::fill(o, o + d, 0.0f);
-    const float inv = 1.0f / sum;
-    for (int64_t j = 0; j < len; ++j) axpy(scores[j] * inv, vh + j * kv_stride, o, d);
+    workspace.Finish(out + (t * p.num_heads + h0) * d);
   };
-  // Decode: the heads cost the same, so one claim per thread (claims cost cross-core
+  // Decode: the items cost the same, so one claim per thread (claims cost cross-core
   // traffic). Prefill: later tokens see more positions, so items are claimed one by one.
   const int64_t claims =
       n_tokens < 4 ? std::min<int64_t>(items, kDecodeClaimsPerThread * pool_.num_threads()) : items;

@@ -73,6 +73,9 @@ class CpuBackend : public Backend {
   absl::StatusOr<int64_t> QuantizeActivations(const float* x, int64_t n, int64_t k, DType act_type);
   absl::Status MatMulPacked(const float* x, int64_t n, int64_t k, const CpuPackedWeight& w,
                             float* y);
+  // Query heads per attention work item: the whole GQA group unless that leaves fewer than
+  // two items per thread.
+  int64_t HeadsPerItem(int64_t n_tokens, int64_t num_heads, int64_t num_kv_heads) const;
   absl::Status MatMulDequantized(const float* x, int64_t n, int64_t k, const TensorView& w,
                                  float* y);
 

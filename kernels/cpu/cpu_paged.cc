@@ -1,11 +1,11 @@
 // CpuBackend's paged-KV ops (ops.h, kernels/paged_kv.h).
 //
-// PagedAttention: one work item is (sequence, tile of up to kQueryTile query rows, query
-// head), handed out dynamically. Each query runs a one-pass (online) softmax over chunks of
-// up to kChunk positions: the chunk's scores are dot products with K rows found through the
-// block table, then the running max, sum and output accumulator are rescaled once per chunk
-// and the chunk's exp-weighted V rows are added with the ISA's axpy. Memory per thread:
-// kChunk + head_dim floats, whatever the context length.
+// PagedAttention: one work item is (sequence, tile of up to kQueryTile query rows, the query
+// heads of one GQA group, or a part of it when items would be too few), handed out
+// dynamically. Each query row runs a one-pass (online) softmax over runs of positions that
+// are contiguous in one block (CpuKernels::attend_run), which reads each K and V row once for
+// all the item's heads. Memory per thread: heads x (head_dim + kAttendMaxRun) floats,
+// whatever the context length.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -19,7 +19,6 @@ namespace tessera {
 namespace {
 
 constexpr int64_t kQueryTile = 8;
-constexpr int64_t kChunk = 128;
 
 struct Tile {
   int64_t seq;
@@ -67,52 +66,32 @@ absl::Status CpuBackend::PagedAttention(const float* q, int64_t n_tokens,
   const int64_t row_elems = layout.token_elems();
   const auto* kp = static_cast<const float*>(pool.k);
   const auto* vp = static_cast<const float*>(pool.v);
-  const int64_t items = static_cast<int64_t>(tiles.size()) * p.num_heads;
+  const int64_t per_item = HeadsPerItem(n_tokens, p.num_heads, p.num_kv_heads);
+  const int64_t items_per_tile = p.num_heads / per_item;
+  const int64_t items = static_cast<int64_t>(tiles.size()) * items_per_tile;
   // `tiles` names each thread's own copy; workers must read the caller's.
   const Tile* const tile_list = tiles.data();
+  const AttendRunFn attend = kernels_.attend_run;
 
   auto run = [&](int64_t item) {
-    thread_local std::vector<float> scores;
-    thread_local std::vector<float> acc;
-    scores.resize(kChunk);
-    acc.resize(static_cast<size_t>(d));
-    const Tile& tile = tile_list[item / p.num_heads];
-    const int64_t h = item % p.num_heads;
-    const int64_t head_off = (h / group) * d;
+    thread_local AttentionWorkspace workspace;
+    const Tile& tile = tile_list[item / items_per_tile];
+    const int64_t h0 = item % items_per_tile * per_item;
+    const int64_t head_off = h0 / group * d;
     const std::span<const int32_t> table = sequences[tile.seq].block_table;
-    auto row_offset = [&](int64_t pos) {
-      return (table[pos / bs] * bs + pos % bs) * row_elems + head_off;
-    };
     for (int64_t t = tile.row_begin; t < tile.row_end; ++t) {
-      const float* qh = q + (t * p.num_heads + h) * d;
+      AttentionAccumulator& state = workspace.Reset(static_cast<int>(per_item), d);
+      const float* qh = q + (t * p.num_heads + h0) * d;
       const int64_t hi = positions[t];
-      float running_max = -std::numeric_limits<float>::infinity();
-      float running_sum = 0.0f;
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      for (int64_t c0 = WindowStart(hi, p.sliding_window); c0 <= hi; c0 += kChunk) {
-        const int64_t n = std::min(hi + 1 - c0, kChunk);
-        float chunk_max = -std::numeric_limits<float>::infinity();
-        for (int64_t j = 0; j < n; ++j) {
-          scores[j] = kernels_.dot_f32(qh, kp + row_offset(c0 + j), d) * p.scale;
-          chunk_max = std::max(chunk_max, scores[j]);
-        }
-        if (chunk_max > running_max) {
-          // exp(-inf) = 0 on the first chunk: acc and the sum are still zero anyway.
-          const float factor = std::exp(running_max - chunk_max);
-          if (running_sum != 0.0f) {
-            for (float& a : acc) a *= factor;
-            running_sum *= factor;
-          }
-          running_max = chunk_max;
-        }
-        running_sum += kernels_.exp_sum(scores.data(), running_max, n);
-        for (int64_t j = 0; j < n; ++j) {
-          kernels_.axpy_f32(scores[j], vp + row_offset(c0 + j), acc.data(), d);
-        }
+      // Runs of positions that are contiguous in one block.
+      for (int64_t pos = WindowStart(hi, p.sliding_window); pos <= hi;) {
+        const int64_t in_block = pos % bs;
+        const int64_t n = std::min({bs - in_block, hi + 1 - pos, kAttendMaxRun});
+        const int64_t row = (table[pos / bs] * bs + in_block) * row_elems + head_off;
+        attend(qh, d, p.scale, kp + row, vp + row, row_elems, n, state);
+        pos += n;
       }
-      float* o = out + (t * p.num_heads + h) * d;
-      const float inv = 1.0f / running_sum;
-      for (int64_t e = 0; e < d; ++e) o[e] = acc[e] * inv;
+      workspace.Finish(out + (t * p.num_heads + h0) * d);
     }
   };
 

@@ -9,8 +9,11 @@
 // All functions are pure and thread-safe.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <string_view>
+#include <vector>
 
 #include "common/dtype.h"
 #include "kernels/cpu/packed_weights.h"
@@ -31,6 +34,56 @@ using VecDot4Fn = void (*)(int64_t k, const void* w_row, const void* act, int64_
 // loaded once for the weight rows. Same arithmetic per dot as VecDotFn up to summation order.
 using VecDotTileFn = void (*)(int64_t k, const void* w, int64_t w_stride, const void* act,
                               int64_t act_stride, float* out);
+
+// Positions per CpuKernels::attend_run call.
+inline constexpr int64_t kAttendMaxRun = 128;
+
+// The running state of an online softmax of `nq` query vectors of `d` floats (one GQA group,
+// or one head): per query the running max (start at -inf), the running sum of exp(score -
+// max) and the unnormalized output acc (start at 0); `scores` is scratch of nq *
+// kAttendMaxRun floats. The attention output of query i is acc[i] / sum[i].
+struct AttentionAccumulator {
+  int nq = 0;
+  int64_t d = 0;
+  float* max = nullptr;     // [nq]
+  float* sum = nullptr;     // [nq]
+  float* acc = nullptr;     // [nq * d]
+  float* scores = nullptr;  // [nq * kAttendMaxRun]
+};
+
+// Owns an AttentionAccumulator's arrays; Reset starts a new softmax (reusing the memory, so
+// a thread that keeps one allocates only when nq or d grows).
+class AttentionWorkspace {
+ public:
+  AttentionAccumulator& Reset(int nq, int64_t d) {
+    const size_t need = static_cast<size_t>(nq) * (2 + d + kAttendMaxRun);
+    if (buf_.size() < need) buf_.resize(need);
+    float* p = buf_.data();
+    state_ = {.nq = nq, .d = d, .max = p, .sum = p + nq, .acc = p + 2 * nq,
+              .scores = p + 2 * nq + nq * d};
+    std::fill(p, p + nq, -std::numeric_limits<float>::infinity());
+    std::fill(p + nq, p + 2 * nq + nq * d, 0.0f);
+    return state_;
+  }
+  // out row i (i < nq, at out + i * d) = acc[i] / sum[i].
+  void Finish(float* out) const {
+    for (int i = 0; i < state_.nq; ++i) {
+      const float inv = 1.0f / state_.sum[i];
+      for (int64_t e = 0; e < state_.d; ++e) out[i * state_.d + e] = state_.acc[i * state_.d + e] * inv;
+    }
+  }
+
+ private:
+  std::vector<float> buf_;
+  AttentionAccumulator state_;
+};
+
+// Advances `state` over n <= kAttendMaxRun key/value rows, row j at k + j * stride and
+// v + j * stride: query i (at q + i * q_stride) scores scale · q_i · k_j. Each K and V row is
+// read once for all the queries.
+using AttendRunFn = void (*)(const float* q, int64_t q_stride, float scale, const float* k,
+                             const float* v, int64_t stride, int64_t n,
+                             AttentionAccumulator& state);
 
 struct CpuKernels {
   std::string_view isa;  // "generic", "avx2", "avx512vnni"
@@ -56,6 +109,8 @@ struct CpuKernels {
   void (*silu_mul)(const float* gate, const float* up, float* out, int64_t n);
   // x[i] = exp(x[i] - max) in place; returns the sum of the new x[i].
   float (*exp_sum)(float* x, float max, int64_t n);
+  // One run of online-softmax attention (attend_run.inc).
+  AttendRunFn attend_run = nullptr;
 };
 
 // The activation format that vec_dot expects for weight dtype `w`: kQ8_0, kQ8_1, kQ8_K, or

@@ -201,6 +201,26 @@ float GenericExpSum(float* x, float max, int64_t n) {
 }
 
 }  // namespace
+}  // namespace tessera
+
+namespace tessera::generic_attend {
+namespace {
+inline void AttnScores(const float* q, const float* k, int64_t stride, int64_t n, int64_t d,
+                       float scale, float* out) {
+  for (int64_t j = 0; j < n; ++j) out[j] = GenericDotF32(q, k + j * stride, d) * scale;
+}
+inline void AttnAccumulateV(const float* p, const float* v, int64_t stride, int64_t n, int64_t d,
+                            float* acc) {
+  for (int64_t j = 0; j < n; ++j) GenericAxpy(p[j], v + j * stride, acc, d);
+}
+inline float AttnExpSum(float* x, float max, int64_t n) { return GenericExpSum(x, max, n); }
+}  // namespace
+}  // namespace tessera::generic_attend
+#define TESSERA_ATTEND_NS generic_attend
+#include "kernels/cpu/attend_run.inc"
+#undef TESSERA_ATTEND_NS
+
+namespace tessera {
 
 DType ActivationType(DType w) {
   switch (w) {
@@ -228,7 +248,8 @@ const CpuKernels& GenericKernels() {
                             .dot_f32 = GenericDotF32,
                             .axpy_f32 = GenericAxpy,
                             .silu_mul = GenericSiluMul,
-                            .exp_sum = GenericExpSum};
+                            .exp_sum = GenericExpSum,
+                            .attend_run = generic_attend::AttendRun};
   return k;
 }
 

@@ -258,9 +258,11 @@ TEST_P(CpuBackendTest, SoftmaxMatchesReference) {
 
 TEST_P(CpuBackendTest, AttentionMatchesReference) {
   std::mt19937 rng(16);
-  for (int64_t kv_heads : {3, 1, 9}) {
-    const AttentionParams p{9, kv_heads, 64, 0.125f};
-    for (const auto& [n_tokens, cache_len] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {1, 300}, {7, 20}}) {
+  // Head sizes with a register-resident kernel (32, 64, 96, 128) and one without (40).
+  for (const auto& [kv_heads, head_dim] :
+       std::vector<std::pair<int64_t, int64_t>>{{3, 64}, {1, 64}, {9, 64}, {3, 128}, {3, 96}, {1, 32}, {3, 40}}) {
+    const AttentionParams p{9, kv_heads, head_dim, 0.125f};
+    for (const auto& [n_tokens, cache_len] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {1, 300}, {7, 20}, {13, 13}}) {
       std::vector<int32_t> pos(n_tokens);
       for (int64_t t = 0; t < n_tokens; ++t) pos[t] = static_cast<int32_t>(cache_len - n_tokens + t);
       const auto q = RandomFloats(n_tokens * p.num_heads * p.head_dim, rng);
