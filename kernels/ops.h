@@ -56,8 +56,15 @@ class Backend {
   // table); this backend then reads only the copy, so w's own pages may be dropped. MatMul
   // results equal those on the unpacked view up to float summation order; Embedding's are
   // the same.
-  [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<PackedWeight>> PackWeight(
-      const TensorView& w) {
+  [[nodiscard]] absl::StatusOr<std::unique_ptr<PackedWeight>> PackWeight(const TensorView& w) {
+    return PackWeights({&w, 1});
+  }
+  // The same for the rows of `parts` stacked in order, when they share a dtype and a width:
+  // one MatMul over the copy (a view of shape [Σ rows, k] with `packed` set and no data)
+  // computes all the parts at once, e.g. the Q, K and V projections of one input. nullptr
+  // when the backend does not pack them together (the caller then packs them one by one).
+  [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<PackedWeight>> PackWeights(
+      std::span<const TensorView> parts) {
     return std::unique_ptr<PackedWeight>();
   }
 

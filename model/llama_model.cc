@@ -84,6 +84,10 @@ absl::StatusOr<std::vector<float>> GetVector(const WeightStore& store, const std
   return out;
 }
 
+// A stacked MatMul runs over at most this many rows at a time, so that its output buffer
+// stays small (a 512-token prefill would otherwise need 512 rows of gate|up).
+constexpr int64_t kStackedRows = 64;
+
 // Reads one byte per page so that the mapping is resident before the first forward (row by
 // row for a column slice, whose rows have gaps that belong to other ranks).
 uint8_t TouchPages(const TensorView& view) {
@@ -203,51 +207,78 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(
   model->paged_params_.head_dim = c.head_dim;
   model->paged_params_.scale = model->attn_params_.scale;
 
-  // Page the weights in, reporting bytes: this stage's only. MatMul weights go to the
-  // backend's packed layout when it has one (the packing reads every page); the rest, and
-  // weights the backend keeps as they are, are touched once.
-  const bool tied = model->lm_head_.data == model->token_embd_.data;
-  std::vector<TensorView*> matrices;
-  if (model->stage_.has_lm_head) matrices.push_back(&model->lm_head_);
-  for (Layer& layer : model->layers_) {
-    for (TensorView* w :
-         {&layer.wq, &layer.wk, &layer.wv, &layer.wo, &layer.w_gate, &layer.w_up, &layer.w_down}) {
-      matrices.push_back(w);
-    }
+  RETURN_IF_ERROR(model->PackOrTouchWeights(store, progress));
+  return model;
+}
+
+absl::Status LlamaModel::PackOrTouchWeights(const WeightStore& store,
+                                            const LoadProgressCallback& progress) {
+  // Groups packed together when the backend can (Q/K/V and gate/up read the same input).
+  const bool tied = lm_head_.data == token_embd_.data;
+  struct Group {
+    std::vector<TensorView*> parts;
+    TensorView* stacked = nullptr;  // where the stacked view goes, for several parts
+  };
+  std::vector<Group> groups;
+  if (stage_.has_lm_head) groups.push_back({{&lm_head_}});
+  for (Layer& layer : layers_) {
+    groups.push_back({{&layer.wq, &layer.wk, &layer.wv}, &layer.wqkv});
+    groups.push_back({{&layer.wo}});
+    groups.push_back({{&layer.w_gate, &layer.w_up}, &layer.w_gate_up});
+    groups.push_back({{&layer.w_down}});
   }
-  const bool embedding_separate =
-      model->stage_.has_embedding && !(tied && model->stage_.has_lm_head);
-  int64_t total = embedding_separate ? model->token_embd_.NumBytes() : 0;
-  for (const TensorView* w : matrices) total += w->NumBytes();
+  const bool embedding_separate = stage_.has_embedding && !(tied && stage_.has_lm_head);
+  int64_t total = embedding_separate ? token_embd_.NumBytes() : 0;
+  for (const Group& group : groups) {
+    for (const TensorView* w : group.parts) total += w->NumBytes();
+  }
   int64_t done = 0;
   volatile uint8_t sink = 0;
   if (progress) progress(0, total);
   if (embedding_separate) {
-    sink = sink ^ TouchPages(model->token_embd_);
-    done += model->token_embd_.NumBytes();
+    sink = sink ^ TouchPages(token_embd_);
+    done += token_embd_.NumBytes();
     if (progress) progress(done, total);
   }
-  for (TensorView* w : matrices) {
-    ASSIGN_OR_RETURN(std::unique_ptr<PackedWeight> packed, backend->PackWeight(*w));
-    if (packed != nullptr) {
-      w->packed = packed.get();
-      model->packed_weights_.push_back(std::move(packed));
-      // The backend reads only its copy now; keeping the file's pages too would double
-      // the resident weights. The embedding's rows (the same bytes when the LM head is
-      // tied) fault back in one by one as tokens are looked up.
-      store.ReleasePages(*w);
-    } else {
-      sink = sink ^ TouchPages(*w);
+  // Packed copies replace the file's pages, which are dropped: keeping both would double
+  // the resident weights. A tied embedding's rows come from the LM head's copy.
+  const auto keep = [&](std::unique_ptr<PackedWeight> packed,
+                        std::span<TensorView* const> parts) -> const PackedWeight* {
+    const PackedWeight* p = packed.get();
+    packed_weights_.push_back(std::move(packed));
+    for (TensorView* w : parts) store.ReleasePages(*w);
+    return p;
+  };
+  for (const Group& group : groups) {
+    std::vector<TensorView> views;
+    for (const TensorView* w : group.parts) views.push_back(*w);
+    std::unique_ptr<PackedWeight> stacked;
+    if (group.stacked != nullptr) {
+      ASSIGN_OR_RETURN(stacked, backend_->PackWeights(views));
     }
-    done += w->NumBytes();
+    if (stacked != nullptr) {
+      int64_t rows = 0;
+      for (const TensorView* w : group.parts) rows += w->dim(0);
+      *group.stacked = TensorView{group.parts[0]->dtype, {rows, group.parts[0]->dim(1)}, nullptr};
+      group.stacked->packed = keep(std::move(stacked), group.parts);
+      stacked_width_ = std::max(stacked_width_, rows);
+    } else {
+      for (TensorView* w : group.parts) {
+        ASSIGN_OR_RETURN(std::unique_ptr<PackedWeight> packed, backend_->PackWeight(*w));
+        if (packed != nullptr) {
+          w->packed = keep(std::move(packed), {&w, 1});
+        } else {
+          sink = sink ^ TouchPages(*w);
+        }
+      }
+    }
+    for (const TensorView* w : group.parts) done += w->NumBytes();
     if (progress) progress(done, total);
   }
-  // A tied embedding reads the LM head's packed copy, whose source pages were dropped.
-  if (tied && model->stage_.has_embedding && model->stage_.has_lm_head &&
-      model->token_embd_.shape == model->lm_head_.shape) {
-    model->token_embd_.packed = model->lm_head_.packed;
+  if (tied && stage_.has_embedding && stage_.has_lm_head && token_embd_.shape == lm_head_.shape) {
+    token_embd_.packed = lm_head_.packed;
   }
-  return model;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<KvCache> LlamaModel::NewKvCache(int64_t max_tokens) const {
@@ -278,6 +309,9 @@ void LlamaModel::EnsureScratch(int64_t n) {
   positions_.Resize(static_cast<size_t>(n) * sizeof(int32_t));
   k_.Resize(floats(local_kv_heads_ * c.head_dim));
   v_.Resize(floats(local_kv_heads_ * c.head_dim));
+  if (stacked_width_ > 0 && stacked_.size() == 0) {
+    stacked_.Resize(static_cast<size_t>(kStackedRows * stacked_width_) * sizeof(float));
+  }
   scratch_tokens_ = n;
 }
 
@@ -285,7 +319,6 @@ absl::Status LlamaModel::RunLayer(int64_t layer_index, int64_t n, int64_t start_
                                   KvCache& cache) {
   const ModelConfig& c = config_;
   const Layer& layer = layers_[static_cast<size_t>(layer_index)];
-  const int64_t hidden = c.hidden_size;
   const int64_t kv_dim = local_kv_heads_ * c.head_dim;
   float* xn = xn_.as<float>();
   float* q = q_.as<float>();
@@ -297,9 +330,7 @@ absl::Status LlamaModel::RunLayer(int64_t layer_index, int64_t n, int64_t start_
   RETURN_IF_ERROR(NormAllRows(layer.attn_norm, n, xn));
   float* k_rows = cache.keys(layer_index) + start_pos * kv_dim;
   float* v_rows = cache.values(layer_index) + start_pos * kv_dim;
-  RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.wq, q));
-  RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.wk, k_rows));
-  RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.wv, v_rows));
+  RETURN_IF_ERROR(ProjectQkv(layer, xn, n, q, k_rows, v_rows));
   b.Rope(q, n, local_heads_, positions, rope_params_);
   b.Rope(k_rows, n, local_kv_heads_, positions, rope_params_);
   b.Attention(q, n, positions, cache.keys(layer_index), cache.values(layer_index),
@@ -308,23 +339,64 @@ absl::Status LlamaModel::RunLayer(int64_t layer_index, int64_t n, int64_t start_
 }
 
 absl::Status LlamaModel::OutputProjectionAndMlp(const Layer& layer, int64_t n) {
-  const ModelConfig& c = config_;
-  const int64_t hidden = c.hidden_size;
-  const int64_t ffn = local_ffn_;
   float* xn = xn_.as<float>();
   float* gate = gate_.as<float>();
-  float* up = up_.as<float>();
-  Backend& b = *backend_;
 
   // Row-parallel O and down (llama_model_tp.cc).
   RETURN_IF_ERROR(RowParallel(attn_.as<float>(), n, layer.wo, q_ranges_));
 
   // SwiGLU MLP.
   RETURN_IF_ERROR(NormAllRows(layer.ffn_norm, n, xn));
-  RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.w_gate, gate));
-  RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.w_up, up));
-  b.SiluMul(gate, up, n * ffn, gate);
+  RETURN_IF_ERROR(GateUp(layer, xn, n, gate));
   RETURN_IF_ERROR(RowParallel(gate, n, layer.w_down, ffn_ranges_));
+  return absl::OkStatus();
+}
+
+absl::Status LlamaModel::ProjectQkv(const Layer& layer, const float* xn, int64_t n, float* q,
+                                    float* k, float* v) {
+  const int64_t hidden = config_.hidden_size;
+  Backend& b = *backend_;
+  if (layer.wqkv.packed == nullptr) {
+    RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.wq, q));
+    RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.wk, k));
+    return b.MatMul(xn, n, hidden, layer.wv, v);
+  }
+  const int64_t qd = layer.wq.dim(0), kd = layer.wk.dim(0), vd = layer.wv.dim(0);
+  const int64_t width = qd + kd + vd;
+  float* rows = stacked_.as<float>();
+  for (int64_t i0 = 0; i0 < n; i0 += kStackedRows) {
+    const int64_t count = std::min(kStackedRows, n - i0);
+    RETURN_IF_ERROR(b.MatMul(xn + i0 * hidden, count, hidden, layer.wqkv, rows));
+    for (int64_t i = i0; i < i0 + count; ++i) {
+      const float* row = rows + (i - i0) * width;
+      std::memcpy(q + i * qd, row, static_cast<size_t>(qd) * sizeof(float));
+      std::memcpy(k + i * kd, row + qd, static_cast<size_t>(kd) * sizeof(float));
+      std::memcpy(v + i * vd, row + qd + kd, static_cast<size_t>(vd) * sizeof(float));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LlamaModel::GateUp(const Layer& layer, const float* xn, int64_t n, float* act) {
+  const int64_t hidden = config_.hidden_size;
+  const int64_t ffn = local_ffn_;
+  Backend& b = *backend_;
+  if (layer.w_gate_up.packed == nullptr) {
+    float* up = up_.as<float>();
+    RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.w_gate, act));
+    RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.w_up, up));
+    b.SiluMul(act, up, n * ffn, act);
+    return absl::OkStatus();
+  }
+  // Row i of the stacked output is [gate_i | up_i].
+  float* rows = stacked_.as<float>();
+  for (int64_t i0 = 0; i0 < n; i0 += kStackedRows) {
+    const int64_t count = std::min(kStackedRows, n - i0);
+    RETURN_IF_ERROR(b.MatMul(xn + i0 * hidden, count, hidden, layer.w_gate_up, rows));
+    for (int64_t i = 0; i < count; ++i) {
+      b.SiluMul(rows + 2 * i * ffn, rows + (2 * i + 1) * ffn, ffn, act + (i0 + i) * ffn);
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -116,6 +116,8 @@ class LlamaModel {
            stage_.layers.end == config_.num_layers;
   }
   Backend* backend() const { return backend_; }
+  // How many packed copies the backend made (Q/K/V and gate/up count once when stacked).
+  int64_t packed_weight_count() const { return static_cast<int64_t>(packed_weights_.size()); }
   const RopeFrequencies& rope() const { return rope_; }
 
   // A cache for up to `max_tokens` positions (0 = the model's context length).
@@ -165,12 +167,24 @@ class LlamaModel {
     TensorView wq, wk, wv, wo;     // [q_dim, hidden], [kv_dim, hidden] x2, [hidden, q_dim]
     std::vector<float> ffn_norm;   // [hidden]
     TensorView w_gate, w_up, w_down;  // [ffn, hidden] x2, [hidden, ffn]
+    // When the backend packs them together: Q, K and V stacked, and gate and up stacked
+    // (views with `packed` set and no data); one MatMul then covers each pair of inputs.
+    TensorView wqkv, w_gate_up;
   };
 
   LlamaModel() = default;
   void EnsureScratch(int64_t n_tokens);
   [[nodiscard]] absl::Status RunLayer(int64_t layer_index, int64_t n, int64_t start_pos,
                                       KvCache& cache);
+  // q, k, v = xn · Wq, Wk, Wv for n rows: one MatMul over the stacked copy when there is one.
+  [[nodiscard]] absl::Status ProjectQkv(const Layer& layer, const float* xn, int64_t n, float* q,
+                                        float* k, float* v);
+  // act = silu(xn · Wgate) * (xn · Wup), [n, local FFN features].
+  [[nodiscard]] absl::Status GateUp(const Layer& layer, const float* xn, int64_t n, float* act);
+  // Packs this stage's matrices with the backend (Q/K/V and gate/up stacked where it can),
+  // touches the pages of the rest, reporting progress in bytes.
+  [[nodiscard]] absl::Status PackOrTouchWeights(const WeightStore& store,
+                                                const LoadProgressCallback& progress);
   // The second half of a layer, shared by both KV layouts: attn_ · Wo + residual, then the
   // SwiGLU MLP + residual, over the n rows of the scratch buffers.
   [[nodiscard]] absl::Status OutputProjectionAndMlp(const Layer& layer, int64_t n);
@@ -249,6 +263,8 @@ class LlamaModel {
   int64_t scratch_tokens_ = 0;
   AlignedBuffer x_, xn_, q_, attn_, gate_, up_, positions_;
   AlignedBuffer k_, v_;          // ForwardPaged's new K/V rows before WriteKv
+  AlignedBuffer stacked_;        // a stacked MatMul's output rows (Q|K|V or gate|up)
+  int64_t stacked_width_ = 0;    // its widest row, 0 when no layer is stacked
   std::vector<int32_t> slots_;   // ForwardPaged's slot mapping
 };
 

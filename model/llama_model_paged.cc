@@ -72,10 +72,8 @@ absl::Status LlamaModel::CheckPagedBatch(const PagedBatch& batch,
 
 absl::Status LlamaModel::RunPagedLayer(int64_t layer_index, const PagedBatch& batch,
                                        PagedKvCache& cache) {
-  const ModelConfig& c = config_;
   const Layer& layer = layers_[static_cast<size_t>(layer_index)];
   const int64_t n = static_cast<int64_t>(batch.token_ids.size());
-  const int64_t hidden = c.hidden_size;
   float* xn = xn_.as<float>();
   float* q = q_.as<float>();
   float* k = k_.as<float>();
@@ -85,9 +83,7 @@ absl::Status LlamaModel::RunPagedLayer(int64_t layer_index, const PagedBatch& ba
   Backend& b = *backend_;
 
   RETURN_IF_ERROR(NormAllRows(layer.attn_norm, n, xn));
-  RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.wq, q));
-  RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.wk, k));
-  RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.wv, v));
+  RETURN_IF_ERROR(ProjectQkv(layer, xn, n, q, k, v));
   b.Rope(q, n, local_heads_, batch.positions, rope_params_);
   b.Rope(k, n, local_kv_heads_, batch.positions, rope_params_);
   RETURN_IF_ERROR(b.WriteKv(k, v, slots_, cache.layout(), pool));

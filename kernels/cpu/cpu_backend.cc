@@ -149,9 +149,10 @@ absl::StatusOr<int64_t> CpuBackend::QuantizeActivations(const float* x, int64_t 
   return act_row_bytes;
 }
 
-absl::StatusOr<std::unique_ptr<PackedWeight>> CpuBackend::PackWeight(const TensorView& w) {
+absl::StatusOr<std::unique_ptr<PackedWeight>> CpuBackend::PackWeights(
+    std::span<const TensorView> parts) {
   if (!packs_weights()) return std::unique_ptr<PackedWeight>();
-  std::unique_ptr<WeightPacker> packer = WeightPacker::Create(w);
+  std::unique_ptr<WeightPacker> packer = WeightPacker::Create(parts);
   if (packer == nullptr) return std::unique_ptr<PackedWeight>();
   pool_.ParallelFor(packer->groups(), 8, [&](int64_t b, int64_t e) {
     for (int64_t g = b; g < e; ++g) packer->PackGroup(g);

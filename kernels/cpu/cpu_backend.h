@@ -37,7 +37,8 @@ class CpuBackend : public Backend {
   // Reads w.packed instead of w.data when it is set: INVALID_ARGUMENT when it is not this
   // backend's packing of w.
   absl::Status MatMul(const float* x, int64_t n, int64_t k, const TensorView& w, float* y) override;
-  absl::StatusOr<std::unique_ptr<PackedWeight>> PackWeight(const TensorView& w) override;
+  absl::StatusOr<std::unique_ptr<PackedWeight>> PackWeights(
+      std::span<const TensorView> parts) override;
   // Reads table.packed instead of table.data when it is set (a tied LM head's copy).
   absl::Status Embedding(const TensorView& table, std::span<const int32_t> ids,
                          float* out) override;

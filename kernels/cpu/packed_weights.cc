@@ -76,22 +76,35 @@ DType PackedActivationType(PackedFormat format) {
   return HasMin(format) ? DType::kQ8_1 : DType::kQ8_0;
 }
 
-std::unique_ptr<WeightPacker> WeightPacker::Create(const TensorView& w) {
+std::unique_ptr<WeightPacker> WeightPacker::Create(std::span<const TensorView> parts) {
   PackedFormat format;
-  if (w.rank() != 2 || !PackedFormatFor(w.dtype, &format) || w.dim(0) <= 0 || w.dim(1) <= 0 ||
-      w.dim(1) % kBlock != 0) {
-    return nullptr;
+  if (parts.empty() || !PackedFormatFor(parts[0].dtype, &format)) return nullptr;
+  int64_t rows = 0;
+  for (const TensorView& w : parts) {
+    if (w.rank() != 2 || w.dtype != parts[0].dtype || w.dim(0) <= 0 ||
+        w.dim(1) != parts[0].dim(1) || w.dim(1) % kBlock != 0 || w.data == nullptr) {
+      return nullptr;
+    }
+    rows += w.dim(0);
   }
   auto packer = std::unique_ptr<WeightPacker>(new WeightPacker());
-  packer->source_ = w;
+  packer->parts_.assign(parts.begin(), parts.end());
   packer->packed_ = std::unique_ptr<CpuPackedWeight>(new CpuPackedWeight());
   CpuPackedWeight& p = *packer->packed_;
   p.format_ = format;
-  p.source_ = w.dtype;
-  p.rows_ = w.dim(0);
-  p.cols_ = w.dim(1);
+  p.source_ = parts[0].dtype;
+  p.rows_ = rows;
+  p.cols_ = parts[0].dim(1);
   p.data_.Resize(static_cast<size_t>(p.groups() * p.group_bytes()));  // zeroed: padding rows
   return packer;
+}
+
+const uint8_t* WeightPacker::SourceRow(int64_t r) const {
+  for (const TensorView& w : parts_) {
+    if (r < w.dim(0)) return w.RowPtr(r);
+    r -= w.dim(0);
+  }
+  return nullptr;  // r < rows: not reached
 }
 
 void WeightPacker::PackGroup(int64_t g) {
@@ -105,7 +118,7 @@ void WeightPacker::PackGroup(int64_t g) {
     auto* m = reinterpret_cast<uint16_t*>(out + 32);
     uint8_t* quants = out + QuantOffset(f);
     for (int i = 0; i < lanes; ++i) {
-      const SourceBlock src = ReadSourceBlock(f, source_.RowPtr(g * kPackRows + i), b);
+      const SourceBlock src = ReadSourceBlock(f, SourceRow(g * kPackRows + i), b);
       d[i] = src.d;
       if (HasMin(f)) m[i] = src.m;
       if (IsQ4(f)) {

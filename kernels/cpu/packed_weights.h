@@ -31,6 +31,8 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/aligned_buffer.h"
@@ -70,14 +72,16 @@ class CpuPackedWeight : public PackedWeight {
 };
 
 // Packs a matrix group by group, so that callers may spread the groups over threads:
-//   WeightPacker packer(w);  // w: [rows, cols] in a dtype with a packed format
-//   for each g in [0, packer.groups()): packer.PackGroup(g);
-//   std::unique_ptr<CpuPackedWeight> p = packer.Finish();
+//   auto packer = WeightPacker::Create(parts);  // matrices [rows_i, cols], stacked
+//   for each g in [0, packer->groups()): packer->PackGroup(g);
+//   std::unique_ptr<CpuPackedWeight> p = packer->Finish();
 class WeightPacker {
  public:
-  // nullptr from Create when w's dtype has no packed format or it is not a matrix (the
-  // caller then keeps the GGUF layout); never an error for a valid view.
-  static std::unique_ptr<WeightPacker> Create(const TensorView& w);
+  // nullptr from Create when the parts' dtype has no packed format, they are not matrices,
+  // or they differ in dtype or width (the caller then keeps the GGUF layout); never an error
+  // for valid views. The packed matrix holds the parts' rows in order.
+  static std::unique_ptr<WeightPacker> Create(std::span<const TensorView> parts);
+  static std::unique_ptr<WeightPacker> Create(const TensorView& w) { return Create({&w, 1}); }
   int64_t groups() const { return packed_->groups(); }
   // Thread-safe for distinct g.
   void PackGroup(int64_t g);
@@ -85,7 +89,9 @@ class WeightPacker {
 
  private:
   WeightPacker() = default;
-  TensorView source_;
+  // Row r of the stacked parts.
+  const uint8_t* SourceRow(int64_t r) const;
+  std::vector<TensorView> parts_;
   std::unique_ptr<CpuPackedWeight> packed_;
 };
 

@@ -86,6 +86,38 @@ TEST(PackedLayoutTest, ColumnSliceOfAWiderMatrixPacksItsOwnColumns) {
   }
 }
 
+TEST(PackedLayoutTest, StackedPartsPackTheirRowsInOrder) {
+  std::mt19937 rng(11);
+  for (DType t : kPackedTypes) {
+    // Q, K and V of a GQA layer: 9 rows, then 3 and 3 (groups straddle the parts).
+    const std::vector<uint8_t> a = RandomWeights(t, 9, 64, rng), b = RandomWeights(t, 3, 64, rng),
+                               c = RandomWeights(t, 3, 64, rng);
+    const std::vector<TensorView> parts = {{t, {9, 64}, a.data()}, {t, {3, 64}, b.data()},
+                                           {t, {3, 64}, c.data()}};
+    std::unique_ptr<WeightPacker> packer = WeightPacker::Create(parts);
+    ASSERT_NE(packer, nullptr) << DTypeName(t);
+    for (int64_t g = 0; g < packer->groups(); ++g) packer->PackGroup(g);
+    const std::unique_ptr<CpuPackedWeight> p = packer->Finish();
+    ASSERT_EQ(p->rows(), 15);
+    std::vector<uint8_t> row(static_cast<size_t>(parts[0].RowBytes()));
+    int64_t r = 0;
+    for (const TensorView& part : parts) {
+      for (int64_t i = 0; i < part.dim(0); ++i, ++r) {
+        UnpackRow(*p, r, row.data());
+        ASSERT_EQ(std::memcmp(row.data(), part.RowPtr(i), row.size()), 0) << DTypeName(t) << " " << r;
+      }
+    }
+  }
+  // Parts that differ in dtype or width are not stacked.
+  std::vector<uint8_t> bytes(1 << 14);
+  const TensorView q41{DType::kQ4_1, {4, 64}, bytes.data()};
+  EXPECT_EQ(WeightPacker::Create(std::vector<TensorView>{q41, {DType::kQ8_0, {4, 64}, bytes.data()}}),
+            nullptr);
+  EXPECT_EQ(WeightPacker::Create(std::vector<TensorView>{q41, {DType::kQ4_1, {4, 96}, bytes.data()}}),
+            nullptr);
+  EXPECT_EQ(WeightPacker::Create(std::span<const TensorView>()), nullptr);
+}
+
 TEST(PackedLayoutTest, OtherDtypesAndShapesAreLeftAsTheyAre) {
   std::vector<uint8_t> bytes(1 << 16);
   for (DType t :
@@ -287,6 +319,39 @@ TEST(CpuBackendPackedTest, RowsAreTheSameBitsInAnyBatchAndThreadCount) {
         ASSERT_TRUE(three.MatMul(x.data() + i * k, 1, k, view, single.data()).ok());
         ASSERT_EQ(std::memcmp(single.data(), batch.data() + i * m, m * sizeof(float)), 0)
             << "row " << i;
+      }
+    }
+  }
+}
+
+TEST(CpuBackendPackedTest, AStackedMatMulGivesEachPartsBits) {
+  std::mt19937 rng(12);
+  for (const CpuKernels& table : PackingTables()) {
+    for (DType t : kPackedTypes) {
+      SCOPED_TRACE(absl::StrFormat("%s %s", table.isa, DTypeName(t)));
+      CpuBackend be(2, &table);
+      const int64_t k = 96, n = 11;
+      const std::vector<uint8_t> a = RandomWeights(t, 40, k, rng), b = RandomWeights(t, 7, k, rng);
+      std::vector<TensorView> parts = {{t, {40, k}, a.data()}, {t, {7, k}, b.data()}};
+      absl::StatusOr<std::unique_ptr<PackedWeight>> stacked = be.PackWeights(parts);
+      ASSERT_TRUE(stacked.ok() && *stacked != nullptr);
+      TensorView view{t, {47, k}, nullptr};
+      view.packed = stacked->get();
+      const std::vector<float> x = RandomFloats(n * k, rng);
+      std::vector<float> y(n * 47);
+      ASSERT_TRUE(be.MatMul(x.data(), n, k, view, y.data()).ok());
+      int64_t col = 0;
+      for (TensorView& part : parts) {
+        absl::StatusOr<std::unique_ptr<PackedWeight>> own = be.PackWeight(part);
+        ASSERT_TRUE(own.ok() && *own != nullptr);
+        part.packed = own->get();
+        std::vector<float> want(n * part.dim(0));
+        ASSERT_TRUE(be.MatMul(x.data(), n, k, part, want.data()).ok());
+        for (int64_t i = 0; i < n; ++i) {
+          ASSERT_EQ(std::memcmp(y.data() + i * 47 + col, want.data() + i * part.dim(0),
+                                part.dim(0) * sizeof(float)), 0) << "row " << i;
+        }
+        col += part.dim(0);
       }
     }
   }

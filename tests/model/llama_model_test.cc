@@ -9,6 +9,7 @@
 // accumulation; observed <= 6e-7) and, on "cpu", 1e-4 for f32/f16/bf16 weights (observed
 // <= 6e-7) and 5e-2 for block-quantized weights: its integer dot products quantize the
 // activations to 8 bits as llama.cpp does (observed about 2e-2 after 2 layers).
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <ostream>
@@ -20,6 +21,8 @@
 #include "formats/weight_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/registry.h"
 #include "model/llama_model.h"
 #include "tests/model/reference_llama.h"
@@ -239,6 +242,64 @@ INSTANTIATE_TEST_SUITE_P(AllVariants, LlamaModelTest, ::testing::ValuesIn(AllPar
                            }
                            return name;
                          });
+
+// Packed weights (kernels/cpu/packed_weights.h, with Q/K/V and gate/up stacked) against the
+// same backend reading the GGUF layout, for every packed dtype, on any CPU: the table's
+// packed GEMM is the portable one where this CPU has no SIMD one. Both quantize the
+// activations the same way, so only float summation order differs (observed ~1e-6
+// relative); greedy tokens must agree.
+TEST(LlamaModelPackedTest, PackedAndStackedWeightsGiveTheGgufLayoutsLogits) {
+  for (DType dtype : {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0}) {
+    SCOPED_TRACE(DTypeName(dtype));
+    TinySpec spec;
+    spec.dtype = dtype;
+    spec.hidden = 64;
+    spec.ffn = 96;
+    spec.vocab = 80;
+    spec.layers = 2;
+    spec.heads = 4;
+    spec.kv_heads = 2;
+    const std::string path = testing::TempGgufPath("packed");
+    ASSERT_TRUE(testing::WriteTinyModel(spec, path).ok());
+    auto store = OpenWeightStore(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+    CpuKernels table = BestCpuKernels();
+    if (table.packed_gemm == nullptr) table.packed_gemm = PackedGemmReference;
+    CpuBackend packed_backend(2, &table), plain_backend(2, &table, false, /*pack_weights=*/false);
+    auto packed = LlamaModel::Load(**store, &packed_backend);
+    auto plain = LlamaModel::Load(**store, &plain_backend);
+    ASSERT_TRUE(packed.ok() && plain.ok());
+    // The LM head, then per layer Q|K|V, O, gate|up and down.
+    EXPECT_EQ((*packed)->packed_weight_count(), 1 + 4 * spec.layers);
+    EXPECT_EQ((*plain)->packed_weight_count(), 0);
+    std::vector<int32_t> tokens = {1, 79, 7, 3, 7, 20};
+    auto packed_cache = (*packed)->NewKvCache(32);
+    auto plain_cache = (*plain)->NewKvCache(32);
+    ASSERT_TRUE(packed_cache.ok() && plain_cache.ok());
+    std::vector<float> a, b;
+    int64_t pos = 0;
+    for (int step = 0; step < 8; ++step) {
+      const std::span<const int32_t> in =
+          step == 0 ? std::span<const int32_t>(tokens) : std::span<const int32_t>(tokens).last(1);
+      ASSERT_TRUE((*packed)->Forward(in, pos, *packed_cache, /*all_logits=*/true, &a).ok());
+      ASSERT_TRUE((*plain)->Forward(in, pos, *plain_cache, /*all_logits=*/true, &b).ok());
+      ASSERT_EQ(a.size(), b.size());
+      double max_ref = 1, max_err = 0;
+      for (size_t i = 0; i < a.size(); ++i) {
+        max_ref = std::max(max_ref, std::abs(double(b[i])));
+        max_err = std::max(max_err, std::abs(double(a[i]) - b[i]));
+      }
+      EXPECT_LE(max_err / max_ref, 1e-4) << "step " << step;
+      const auto last_a = a.end() - spec.vocab, last_b = b.end() - spec.vocab;
+      const int32_t next_a = static_cast<int32_t>(std::max_element(last_a, a.end()) - last_a);
+      const int32_t next_b = static_cast<int32_t>(std::max_element(last_b, b.end()) - last_b);
+      EXPECT_EQ(next_a, next_b) << "step " << step;
+      pos += static_cast<int64_t>(in.size());
+      tokens.push_back(next_b);
+    }
+    std::remove(path.c_str());
+  }
+}
 
 }  // namespace
 }  // namespace tessera
