@@ -86,7 +86,7 @@ absl::Status CpuBackend::MatMul(const float* x, int64_t n, int64_t k, const Tens
   RETURN_IF_ERROR(CheckMatMulArgs(name(), n, k, w));
   const int64_t m = w.dim(0);
   if (n == 0 || m == 0) return absl::OkStatus();
-  if (w.packed != nullptr && kernels_.packed_gemm != nullptr) {
+  if (w.packed != nullptr) {
     const auto* packed = dynamic_cast<const CpuPackedWeight*>(w.packed);
     if (packed == nullptr || packed->rows() != m || packed->cols() != k ||
         packed->source_dtype() != w.dtype) {
@@ -94,7 +94,13 @@ absl::Status CpuBackend::MatMul(const float* x, int64_t n, int64_t k, const Tens
           absl::StrFormat("%s MatMul: w.packed was not packed by this backend from a %s %s matrix",
                           name(), w.ShapeString(), DTypeName(w.dtype)));
     }
-    return MatMulPacked(x, n, k, *packed, y);
+    if (kernels_.packed_gemm != nullptr) return MatMulPacked(x, n, k, *packed, y);
+    // Packed by a backend whose CPU table has the kernel; this one reads the file's layout.
+    if (w.data == nullptr) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "%s MatMul: w is a stacked packed matrix and this CPU table (%s) has no packed GEMM",
+          name(), kernels_.isa));
+    }
   }
   const VecDotFn dot = kernels_.vec_dot(w.dtype);
   if (dot == nullptr) return MatMulDequantized(x, n, k, w, y);

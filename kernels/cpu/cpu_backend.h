@@ -34,8 +34,8 @@ class CpuBackend : public Backend {
   std::string_view isa() const { return kernels_.isa; }
   int num_threads() const { return pool_.num_threads(); }
 
-  // Reads w.packed instead of w.data when it is set: INVALID_ARGUMENT when it is not this
-  // backend's packing of w.
+  // Reads w.packed instead of w.data when it is set: INVALID_ARGUMENT when it is not a "cpu"
+  // packing of w, or when this table has no packed GEMM and w has no data of its own.
   absl::Status MatMul(const float* x, int64_t n, int64_t k, const TensorView& w, float* y) override;
   absl::StatusOr<std::unique_ptr<PackedWeight>> PackWeights(
       std::span<const TensorView> parts) override;

@@ -414,6 +414,22 @@ TEST(CpuBackendPackedTest, RefusesAPackedCopyOfAnotherMatrix) {
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("w.packed"), std::string::npos) << s;
 
+  // A table without a packed GEMM reads the file's layout of a matrix another "cpu" backend
+  // packed, and refuses a stacked one, which has no such layout.
+  CpuKernels plain_table = table;
+  plain_table.packed_gemm = nullptr;
+  CpuBackend plain(1, &plain_table);
+  TensorView small_packed = small;
+  small_packed.packed = packed->get();
+  std::vector<float> got(16), want(16);
+  ASSERT_TRUE(plain.MatMul(x.data(), 1, 64, small_packed, got.data()).ok());
+  ASSERT_TRUE(plain.MatMul(x.data(), 1, 64, small, want.data()).ok());
+  EXPECT_EQ(got, want);
+  TensorView stacked_view{DType::kQ4_1, {16, 64}, nullptr};
+  stacked_view.packed = packed->get();
+  s = plain.MatMul(x.data(), 1, 64, stacked_view, got.data());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+
   struct Foreign : PackedWeight {
   } foreign;
   big.packed = &foreign;
