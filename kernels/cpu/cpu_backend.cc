@@ -157,7 +157,11 @@ absl::StatusOr<int64_t> CpuBackend::QuantizeActivations(const float* x, int64_t 
 
 absl::StatusOr<std::unique_ptr<PackedWeight>> CpuBackend::PackWeights(
     std::span<const TensorView> parts) {
-  if (!packs_weights()) return std::unique_ptr<PackedWeight>();
+  PackedFormat format;
+  if (!packs_weights() || parts.empty() || !PackedFormatFor(parts[0].dtype, &format) ||
+      (kernels_.packs_format != nullptr && !kernels_.packs_format(format))) {
+    return std::unique_ptr<PackedWeight>();
+  }
   std::unique_ptr<WeightPacker> packer = WeightPacker::Create(parts);
   if (packer == nullptr) return std::unique_ptr<PackedWeight>();
   pool_.ParallelFor(packer->groups(), 8, [&](int64_t b, int64_t e) {

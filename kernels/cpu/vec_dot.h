@@ -98,6 +98,8 @@ struct CpuKernels {
   // The GEMM over weights packed by WeightPacker (packed_weights.h), or nullptr when this
   // ISA has none (the backend then keeps the GGUF layout and the kernels above).
   PackedGemmFn packed_gemm = nullptr;
+  // The packed formats packed_gemm runs exactly; nullptr = all of them.
+  bool (*packs_format)(PackedFormat format) = nullptr;
   // Quantizes k floats to activation dtype `type` with results identical to QuantizeRow;
   // false when this ISA has no fast path for `type` (the caller then uses QuantizeRow).
   bool (*quantize_act)(DType type, const float* x, void* out, int64_t k);

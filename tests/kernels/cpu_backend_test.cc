@@ -122,7 +122,10 @@ TEST_P(CpuBackendTest, MatMulMatchesReferenceForEveryDtype) {
       absl::StatusOr<std::unique_ptr<PackedWeight>> packed = be_.PackWeight(wv);
       ASSERT_TRUE(packed.ok()) << packed.status();
       PackedFormat format;
-      EXPECT_EQ(*packed != nullptr, be_.packs_weights() && PackedFormatFor(t, &format));
+      const CpuKernels& table = *GetParam().kernels;
+      EXPECT_EQ(*packed != nullptr,
+                be_.packs_weights() && PackedFormatFor(t, &format) &&
+                    (table.packs_format == nullptr || table.packs_format(format)));
       std::vector<float> y_packed;
       if (*packed != nullptr) {
         TensorView pv = wv;
