@@ -74,6 +74,10 @@ struct GemmJob {
 
 }  // namespace
 
+int64_t CpuBackend::Claims(int64_t rows, int64_t units) const {
+  return rows < 4 ? std::min(units, kDecodeClaimsPerThread * pool_.num_threads()) : units;
+}
+
 CpuBackend::CpuBackend(int num_threads, const CpuKernels* kernels, bool batch_invariant,
                        bool pack_weights)
     : kernels_(kernels != nullptr ? *kernels : BestCpuKernels()),
@@ -128,8 +132,7 @@ absl::Status CpuBackend::MatMul(const float* x, int64_t n, int64_t k, const Tens
                     y};
   const int64_t tiles = (m + kTileRows - 1) / kTileRows;
   // Claims cover whole 16-row tiles, so two threads never write the same 64-byte line of y.
-  const int64_t claims =
-      n < 4 ? std::min(tiles, kDecodeClaimsPerThread * pool_.num_threads()) : tiles;
+  const int64_t claims = Claims(n, tiles);
   pool_.ForEachChunk(claims, [&job, tiles, claims](int64_t c) {
     const GemmJob j = job;
     const int64_t r0 = std::min(j.m, c * tiles / claims * kTileRows);
@@ -193,8 +196,7 @@ absl::Status CpuBackend::MatMulPacked(const float* x, int64_t n, int64_t k,
   const int64_t groups = w.groups();
   // As for the GGUF layout: one even share per thread for decode, one group per claim for
   // batches. Every output is computed the same way whatever the claims (and whatever n).
-  const int64_t claims =
-      n < 4 ? std::min(groups, kDecodeClaimsPerThread * pool_.num_threads()) : groups;
+  const int64_t claims = Claims(n, groups);
   pool_.ForEachChunk(claims, [&args, gemm, groups, claims](int64_t c) {
     gemm(args, c * groups / claims, (c + 1) * groups / claims);
   });
@@ -207,8 +209,7 @@ absl::Status CpuBackend::MatMulDequantized(const float* x, int64_t n, int64_t k,
   const int64_t tiles = (m + kTileRows - 1) / kTileRows;
   const auto dot = kernels_.dot_f32;
   // Same claims as MatMul: one share per thread for decode, one tile per claim otherwise.
-  const int64_t claims =
-      n < 4 ? std::min(tiles, kDecodeClaimsPerThread * pool_.num_threads()) : tiles;
+  const int64_t claims = Claims(n, tiles);
   pool_.ForEachChunk(claims, [&](int64_t c) {
     thread_local std::vector<float> rows;
     rows.resize(static_cast<size_t>(kTileRows * k));
@@ -345,8 +346,7 @@ void CpuBackend::Attention(const float* q, int64_t n_tokens, std::span<const int
   };
   // Decode: the items cost the same, so one claim per thread (claims cost cross-core
   // traffic). Prefill: later tokens see more positions, so items are claimed one by one.
-  const int64_t claims =
-      n_tokens < 4 ? std::min<int64_t>(items, kDecodeClaimsPerThread * pool_.num_threads()) : items;
+  const int64_t claims = Claims(n_tokens, items);
   pool_.ForEachChunk(claims, [&](int64_t c) {
     const int64_t end = (c + 1) * items / claims;
     for (int64_t item = c * items / claims; item < end; ++item) run_item(item);

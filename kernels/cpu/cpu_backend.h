@@ -75,6 +75,10 @@ class CpuBackend : public Backend {
   absl::StatusOr<int64_t> QuantizeActivations(const float* x, int64_t n, int64_t k, DType act_type);
   absl::Status MatMulPacked(const float* x, int64_t n, int64_t k, const CpuPackedWeight& w,
                             float* y);
+  // How many claims `units` equal work units (weight tiles, row groups, attention items) are
+  // split into for a call over `rows` activation rows: one even share per thread for decode
+  // (rows < 4; see kDecodeClaimsPerThread), one unit per claim for batches.
+  int64_t Claims(int64_t rows, int64_t units) const;
   // Query heads per attention work item: the whole GQA group unless that leaves fewer than
   // two items per thread.
   int64_t HeadsPerItem(int64_t n_tokens, int64_t num_heads, int64_t num_kv_heads) const;
