@@ -107,7 +107,7 @@ class Backend {
   // test doubles) need not override them.
 
   // Scatters the rows of k, v [slots.size(), num_kv_heads, head_dim] (float32) into one
-  // layer's pools: row i goes to flat slot slots[i] = block * block_size + offset (see
+  // layer's pools, converted to the layout's dtype (ties to even for kF16): row i goes to flat slot slots[i] = block * block_size + offset (see
   // ComputeSlotMapping); rows whose slot is kPaddingSlot (-1) are skipped. Two rows with the
   // same slot: the later row wins.
   [[nodiscard]] virtual absl::Status WriteKv(const float* k, const float* v,

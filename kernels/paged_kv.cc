@@ -1,5 +1,6 @@
 #include "kernels/paged_kv.h"
 
+#include <cstddef>
 #include <cstring>
 
 #include "absl/strings/str_format.h"
@@ -79,9 +80,9 @@ absl::Status CheckPagedKvLayout(std::string_view backend, std::string_view op,
                    absl::StrFormat("layout num_blocks=%d x block_size=%d exceeds int32 slots",
                                    layout.num_blocks, layout.block_size));
   }
-  if (layout.dtype != DType::kF32) {
+  if (layout.elem_bytes() == 0) {
     return absl::UnimplementedError(absl::StrFormat(
-        "%s %s: layout.dtype %s is not supported (only F32)", backend, op,
+        "%s %s: layout.dtype %s is not supported (F32 or F16)", backend, op,
         DTypeName(layout.dtype)));
   }
   if (pool.k == nullptr || pool.v == nullptr) {
@@ -159,11 +160,13 @@ absl::Status CheckSwapBlocksArgs(std::string_view backend, std::span<const KvPoo
       from_layout.head_dim != to_layout.head_dim || from_layout.dtype != to_layout.dtype) {
     return Invalid(backend, "SwapBlocks",
                    absl::StrFormat("the two sides differ in geometry (%d vs %d layers, block "
-                                   "size %d vs %d, kv heads %d vs %d, head_dim %d vs %d)",
+                                   "size %d vs %d, kv heads %d vs %d, head_dim %d vs %d, "
+                                   "dtype %s vs %s)",
                                    from.size(), to.size(), from_layout.block_size,
                                    to_layout.block_size, from_layout.num_kv_heads,
                                    to_layout.num_kv_heads, from_layout.head_dim,
-                                   to_layout.head_dim));
+                                   to_layout.head_dim, DTypeName(from_layout.dtype),
+                                   DTypeName(to_layout.dtype)));
   }
   for (size_t l = 0; l < from.size(); ++l) {
     RETURN_IF_ERROR(CheckPagedKvLayout(backend, "SwapBlocks", from_layout, from[l]));
@@ -187,14 +190,13 @@ absl::Status SwapHostBlocks(std::string_view backend, std::span<const KvPool> fr
                             const PagedKvLayout& from_layout, std::span<const KvPool> to,
                             const PagedKvLayout& to_layout, std::span<const KvBlockCopy> copies) {
   RETURN_IF_ERROR(CheckSwapBlocksArgs(backend, from, from_layout, to, to_layout, copies));
-  const int64_t n = from_layout.block_elems();
-  const size_t bytes = static_cast<size_t>(n) * sizeof(float);
+  const int64_t n = from_layout.block_bytes();
   for (size_t l = 0; l < from.size(); ++l) {
     for (const KvBlockCopy& c : copies) {
-      std::memcpy(static_cast<float*>(to[l].k) + c.dst * n,
-                  static_cast<const float*>(from[l].k) + c.src * n, bytes);
-      std::memcpy(static_cast<float*>(to[l].v) + c.dst * n,
-                  static_cast<const float*>(from[l].v) + c.src * n, bytes);
+      std::memcpy(static_cast<std::byte*>(to[l].k) + c.dst * n,
+                  static_cast<const std::byte*>(from[l].k) + c.src * n, static_cast<size_t>(n));
+      std::memcpy(static_cast<std::byte*>(to[l].v) + c.dst * n,
+                  static_cast<const std::byte*>(from[l].v) + c.src * n, static_cast<size_t>(n));
     }
   }
   return absl::OkStatus();

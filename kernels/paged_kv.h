@@ -9,7 +9,9 @@
 // layout that Backend::Attention reads. Position p of a sequence with block table T lives
 // in block T[p / block_size], slot p % block_size; its flat slot index is
 // T[p / block_size] * block_size + p % block_size (vLLM's slot mapping). Elements are
-// `dtype`; only kF32 is implemented now (kF16 is reserved: ops answer UNIMPLEMENTED).
+// `dtype`: kF32, or kF16 (IEEE half, written with round-to-nearest-even; half the bytes per
+// token, and attention reads half as much, at ~3 significant digits per element). Other
+// dtypes are UNIMPLEMENTED.
 //
 // The checks here cost O(tokens + table entries read); they turn a bad slot, block id or
 // position from the scheduler into INVALID_ARGUMENT instead of a wild memory access.
@@ -25,6 +27,16 @@
 
 namespace tessera {
 
+// Bytes per element of a KV pool of `dtype`: 4 (kF32), 2 (kF16), or 0 when a paged cache
+// cannot hold that dtype.
+inline int64_t KvElementBytes(DType dtype) {
+  switch (dtype) {
+    case DType::kF32: return 4;
+    case DType::kF16: return 2;
+    default: return 0;
+  }
+}
+
 struct PagedKvLayout {
   int64_t num_blocks = 0;
   int64_t block_size = 0;    // tokens per block
@@ -36,6 +48,9 @@ struct PagedKvLayout {
   int64_t block_elems() const { return block_size * token_elems(); }
   int64_t pool_elems() const { return num_blocks * block_elems(); }
   int64_t num_slots() const { return num_blocks * block_size; }
+  // Bytes of one element (4 for kF32, 2 for kF16; 0 for a dtype the pools cannot hold).
+  int64_t elem_bytes() const { return KvElementBytes(dtype); }
+  int64_t block_bytes() const { return block_elems() * elem_bytes(); }
 };
 
 // One layer's pools, each layout.pool_elems() elements of layout.dtype, in the backend's

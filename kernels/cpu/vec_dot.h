@@ -66,11 +66,21 @@ class AttentionWorkspace {
     return state_;
   }
   // out row i (i < nq, at out + i * d) = acc[i] / sum[i].
-  void Finish(float* out) const {
-    for (int i = 0; i < state_.nq; ++i) {
-      const float inv = 1.0f / state_.sum[i];
-      for (int64_t e = 0; e < state_.d; ++e) out[i * state_.d + e] = state_.acc[i * state_.d + e] * inv;
+  void Finish(float* out) const { Finish(out, 0, state_.nq); }
+  // The same for queries [first, first + count): out row i is query first + i's.
+  void Finish(float* out, int first, int count) const {
+    const int64_t d = state_.d;
+    for (int i = 0; i < count; ++i) {
+      const float inv = 1.0f / state_.sum[first + i];
+      const float* acc = state_.acc + (first + i) * d;
+      for (int64_t e = 0; e < d; ++e) out[i * d + e] = acc[e] * inv;
     }
+  }
+  // Queries [first, first + count) as a state of their own, sharing this one's memory (the
+  // query rows of a tile each advance their own softmax over the same K/V).
+  AttentionAccumulator Queries(int first, int count) const {
+    return {.nq = count, .d = state_.d, .max = state_.max + first, .sum = state_.sum + first,
+            .acc = state_.acc + first * state_.d, .scores = state_.scores + first * kAttendMaxRun};
   }
 
  private:
@@ -113,6 +123,10 @@ struct CpuKernels {
   float (*exp_sum)(float* x, float max, int64_t n);
   // One run of online-softmax attention (attend_run.inc).
   AttendRunFn attend_run = nullptr;
+  // IEEE half <-> float, bit-equal to common/half.h's FloatToFp16 (ties to even; finite x)
+  // and Fp16ToFloat: how a kF16 paged KV cache is written and read.
+  void (*f32_to_f16)(const float* x, uint16_t* out, int64_t n) = nullptr;
+  void (*f16_to_f32)(const uint16_t* x, float* out, int64_t n) = nullptr;
 };
 
 // The activation format that vec_dot expects for weight dtype `w`: kQ8_0, kQ8_1, kQ8_K, or

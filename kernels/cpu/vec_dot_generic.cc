@@ -200,6 +200,14 @@ float GenericExpSum(float* x, float max, int64_t n) {
   return sum;
 }
 
+void GenericF32ToF16(const float* x, uint16_t* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = FloatToFp16(x[i]);
+}
+
+void GenericF16ToF32(const uint16_t* x, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = Fp16ToFloat(x[i]);
+}
+
 }  // namespace
 }  // namespace tessera
 
@@ -249,7 +257,9 @@ const CpuKernels& GenericKernels() {
                             .axpy_f32 = GenericAxpy,
                             .silu_mul = GenericSiluMul,
                             .exp_sum = GenericExpSum,
-                            .attend_run = generic_attend::AttendRun};
+                            .attend_run = generic_attend::AttendRun,
+                            .f32_to_f16 = GenericF32ToF16,
+                            .f16_to_f32 = GenericF16ToF32};
   return k;
 }
 

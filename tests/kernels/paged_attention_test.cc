@@ -7,6 +7,10 @@
 // and a context of 1, context lengths that are not multiples of the block size, and a
 // sliding window.
 //
+// A half (kF16) cache runs the same scenarios: WriteKv rounds K and V to IEEE half, so the
+// reference must equal float64 attention over the rounded K/V (same tolerance), and the cpu
+// backend must match the reference as for float.
+//
 // Tolerances:
 //   * reference vs a float64 implementation here: 1e-5·(1 + |want|) (float outputs of
 //     double computations, as in reference_backend_test.cc).
@@ -28,6 +32,7 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "common/half.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/cpu_features.h"
@@ -54,28 +59,39 @@ struct Scenario {
   std::vector<int32_t> positions;  // query rows
   std::vector<float> q;            // [rows, H, d]
   std::vector<std::vector<float>> k, v;  // per sequence [ctx, KVH, d]
-  std::vector<float> k_pool, v_pool;
-  KvPool pool() { return {k_pool.data(), v_pool.data()}; }
+  std::vector<float> k_pool, v_pool;         // a kF32 cache
+  std::vector<uint16_t> k_half, v_half;      // a kF16 cache
+  KvPool pool() {
+    if (layout.dtype == DType::kF16) return {k_half.data(), v_half.data()};
+    return {k_pool.data(), v_pool.data()};
+  }
   int64_t rows() const { return static_cast<int64_t>(positions.size()); }
 };
 
 Scenario MakeScenario(int64_t block_size, int64_t heads, int64_t kv_heads, int64_t head_dim,
                       const std::vector<SeqSpec>& specs, uint32_t seed, Backend& writer,
-                      float q_stddev = 1.0f, int64_t window = 0) {
+                      float q_stddev = 1.0f, int64_t window = 0,
+                      DType kv_dtype = DType::kF32) {
   std::mt19937 rng(seed);
   Scenario s;
   int64_t needed = 0;
   for (const SeqSpec& sp : specs) needed += (sp.context_len + block_size - 1) / block_size;
   s.layout = {.num_blocks = needed + 5, .block_size = block_size, .num_kv_heads = kv_heads,
-              .head_dim = head_dim};
+              .head_dim = head_dim, .dtype = kv_dtype};
   s.params = {.num_heads = heads, .num_kv_heads = kv_heads, .head_dim = head_dim,
               .scale = 1.0f / std::sqrt(static_cast<float>(head_dim)),
               .sliding_window = window};
   std::vector<int32_t> free(static_cast<size_t>(s.layout.num_blocks));
   std::iota(free.begin(), free.end(), 0);
   std::shuffle(free.begin(), free.end(), rng);
-  s.k_pool.assign(static_cast<size_t>(s.layout.pool_elems()), NAN);  // unwritten slots: NaN
-  s.v_pool.assign(static_cast<size_t>(s.layout.pool_elems()), NAN);
+  // Unwritten slots hold NaN.
+  if (kv_dtype == DType::kF16) {
+    s.k_half.assign(static_cast<size_t>(s.layout.pool_elems()), 0x7e00);
+    s.v_half.assign(static_cast<size_t>(s.layout.pool_elems()), 0x7e00);
+  } else {
+    s.k_pool.assign(static_cast<size_t>(s.layout.pool_elems()), NAN);
+    s.v_pool.assign(static_cast<size_t>(s.layout.pool_elems()), NAN);
+  }
   size_t next_free = 0;
   for (const SeqSpec& sp : specs) {
     // One spare table entry past the context: never read.
@@ -101,6 +117,14 @@ Scenario MakeScenario(int64_t block_size, int64_t heads, int64_t kv_heads, int64
     }
   }
   s.q = RandomFloats(s.rows() * heads * head_dim, rng, q_stddev);
+  if (kv_dtype == DType::kF16) {
+    // What the cache holds: the float64 attention below reads these.
+    for (auto* rows : {&s.k, &s.v}) {
+      for (std::vector<float>& seq : *rows) {
+        for (float& x : seq) x = Fp16ToFloat(FloatToFp16(x));
+      }
+    }
+  }
   return s;
 }
 
@@ -164,10 +188,11 @@ const std::vector<SeqSpec> kMixedBatch = {{37, 37}, {50, 13}, {300, 1}, {1, 1}, 
 
 class PagedAttentionShapeTest : public ::testing::TestWithParam<Shape> {
  protected:
-  Scenario Make(uint32_t seed, int64_t window = 0, float q_stddev = 1.0f) {
+  Scenario Make(uint32_t seed, int64_t window = 0, float q_stddev = 1.0f,
+                DType kv_dtype = DType::kF32) {
     const Shape& sh = GetParam();
     return MakeScenario(sh.block_size, sh.heads, sh.kv_heads, sh.head_dim, kMixedBatch, seed,
-                        ref_, q_stddev, window);
+                        ref_, q_stddev, window, kv_dtype);
   }
   std::vector<float> RunPaged(Backend& be, Scenario& s) {
     std::vector<float> out(s.q.size(), NAN);
@@ -222,6 +247,33 @@ TEST_P(PagedAttentionShapeTest, CpuMatchesReferenceOnEveryIsaAndThreadCount) {
           SCOPED_TRACE(absl::StrFormat("%s x%d window %d q_stddev %g", kernels->isa, threads,
                                        window, q_stddev));
           Scenario s = Make(3, window, q_stddev);
+          ExpectClose(RunPaged(cpu, s), ToDouble(RunPaged(ref_, s)), 5e-5);
+        }
+      }
+    }
+  }
+}
+
+TEST_P(PagedAttentionShapeTest, HalfCacheMatchesFloat64OverTheRoundedKv) {
+  for (int64_t window : {0, 7}) {
+    SCOPED_TRACE(absl::StrFormat("window %d", window));
+    Scenario s = Make(5, window, 1.0f, DType::kF16);
+    ExpectClose(RunPaged(ref_, s), Attention64(s), 1e-5);
+  }
+}
+
+TEST_P(PagedAttentionShapeTest, CpuHalfCacheMatchesReferenceOnEveryIsaAndThreadCount) {
+  for (const CpuKernels* kernels : SupportedCpuKernels()) {
+    for (int threads : {1, 3}) {
+      CpuBackend cpu(threads, kernels);
+      for (int64_t window : {0, 7}) {
+        for (float q_stddev : {1.0f, 4.0f}) {
+          SCOPED_TRACE(absl::StrFormat("%s x%d window %d q_stddev %g", kernels->isa, threads,
+                                       window, q_stddev));
+          // Written by the cpu backend itself: its WriteKv rounds as the reference's does.
+          Scenario s = MakeScenario(GetParam().block_size, GetParam().heads,
+                                    GetParam().kv_heads, GetParam().head_dim, kMixedBatch, 6,
+                                    cpu, q_stddev, window, DType::kF16);
           ExpectClose(RunPaged(cpu, s), ToDouble(RunPaged(ref_, s)), 5e-5);
         }
       }
@@ -286,6 +338,115 @@ TEST(PagedKvOpsTest, WriteKvScattersRowsToSlotsAndSkipsPadding) {
     }
     EXPECT_EQ(kp, want_k);
     EXPECT_EQ(vp, want_v);
+  }
+}
+
+// A half cache: every backend stores FloatToFp16 of each element (ties to even, subnormals,
+// overflow to infinity), so their caches are the same bits.
+TEST(PagedKvOpsTest, WriteKvToAHalfCacheRoundsLikeFloatToFp16) {
+  const PagedKvLayout layout{.num_blocks = 4, .block_size = 3, .num_kv_heads = 3, .head_dim = 5,
+                             .dtype = DType::kF16};
+  const int64_t row = layout.token_elems();  // 15: the SIMD conversion's tail runs too
+  std::mt19937 rng(15);
+  std::vector<float> k = RandomFloats(4 * row, rng, 100.0f), v = RandomFloats(4 * row, rng);
+  // Edge values: ties (1 + 2^-11 rounds to 1, 1 + 3*2^-11 up), a subnormal half, the largest
+  // half, a value that overflows, zero of both signs.
+  const float edges[] = {1.0f + 0x1p-11f, 1.0f + 3 * 0x1p-11f, 3e-6f, 65504.0f, 1e6f,
+                         -0.0f, 0.0f, -2.5e-7f, 65519.0f, 65520.0f};
+  std::copy(std::begin(edges), std::end(edges), k.begin());
+  const std::vector<int32_t> slots = {11, kPaddingSlot, 0, 5};
+  for (auto& be : AllBackends()) {
+    SCOPED_TRACE(std::string(be->name()));
+    std::vector<uint16_t> kp(layout.pool_elems(), 0xABCD), vp(layout.pool_elems(), 0xABCD);
+    ASSERT_TRUE(be->WriteKv(k.data(), v.data(), slots, layout, {kp.data(), vp.data()}).ok());
+    std::vector<uint16_t> want_k(layout.pool_elems(), 0xABCD), want_v = want_k;
+    for (size_t i = 0; i < slots.size(); ++i) {
+      if (slots[i] < 0) continue;
+      for (int64_t e = 0; e < row; ++e) {
+        want_k[slots[i] * row + e] = FloatToFp16(k[i * row + e]);
+        want_v[slots[i] * row + e] = FloatToFp16(v[i * row + e]);
+      }
+    }
+    EXPECT_EQ(kp, want_k);
+    EXPECT_EQ(vp, want_v);
+  }
+  EXPECT_EQ(FloatToFp16(1.0f + 0x1p-11f), 0x3C00);  // the tie went to even
+  EXPECT_EQ(FloatToFp16(1e6f), 0x7C00);
+}
+
+TEST(PagedKvOpsTest, HalfConversionKernelsAreBitEqualToCommonHalf) {
+  std::vector<uint16_t> every;  // every half but the NaNs
+  for (uint32_t h = 0; h < 0x10000; ++h) {
+    if ((h & 0x7C00) != 0x7C00 || (h & 0x3FF) == 0) every.push_back(static_cast<uint16_t>(h));
+  }
+  std::mt19937 rng(16);
+  std::vector<float> floats = RandomFloats(999, rng, 1000.0f);
+  for (uint16_t h : every) {  // each half, and the midpoint above it (a tie)
+    floats.push_back(Fp16ToFloat(h));
+    const float up = Fp16ToFloat(static_cast<uint16_t>(h + 1));
+    if (std::isfinite(up) && std::isfinite(floats.back())) {
+      floats.push_back(floats.back() + (up - floats.back()) / 2);
+    }
+  }
+  for (const CpuKernels* kernels : SupportedCpuKernels()) {
+    SCOPED_TRACE(std::string(kernels->isa));
+    std::vector<float> widened(every.size());
+    kernels->f16_to_f32(every.data(), widened.data(), static_cast<int64_t>(every.size()));
+    for (size_t i = 0; i < every.size(); ++i) {
+      const float want = Fp16ToFloat(every[i]);
+      ASSERT_EQ(std::memcmp(&widened[i], &want, sizeof(float)), 0) << "half " << every[i];
+    }
+    std::vector<uint16_t> narrowed(floats.size());
+    kernels->f32_to_f16(floats.data(), narrowed.data(), static_cast<int64_t>(floats.size()));
+    for (size_t i = 0; i < floats.size(); ++i) {
+      ASSERT_EQ(narrowed[i], FloatToFp16(floats[i])) << "float " << floats[i];
+    }
+  }
+}
+
+TEST(PagedKvOpsTest, CopyAndSwapMoveWholeHalfBlocks) {
+  const PagedKvLayout layout{.num_blocks = 5, .block_size = 2, .num_kv_heads = 2, .head_dim = 3,
+                             .dtype = DType::kF16};
+  PagedKvLayout host = layout;
+  host.num_blocks = 3;
+  const int64_t n = layout.block_elems();
+  std::mt19937 rng(17);
+  auto random_halves = [&](int64_t count) {
+    std::vector<uint16_t> x(static_cast<size_t>(count));
+    for (uint16_t& h : x) h = static_cast<uint16_t>(rng() & 0x3FFF);
+    return x;
+  };
+  for (auto& be : AllBackends()) {
+    SCOPED_TRACE(std::string(be->name()));
+    std::vector<std::vector<uint16_t>> pools, hosts;
+    for (int i = 0; i < 4; ++i) pools.push_back(random_halves(layout.pool_elems()));
+    for (int i = 0; i < 4; ++i) hosts.push_back(random_halves(host.pool_elems()));
+    const auto before = pools;
+    const auto hosts_before = hosts;
+    std::vector<KvPool> layers, host_layers;
+    for (int l = 0; l < 2; ++l) {
+      layers.push_back({pools[2 * l].data(), pools[2 * l + 1].data()});
+      host_layers.push_back({hosts[2 * l].data(), hosts[2 * l + 1].data()});
+    }
+    ASSERT_TRUE(be->CopyBlocks(layers, layout, std::vector<KvBlockCopy>{{4, 0}}).ok());
+    ASSERT_TRUE(be->SwapBlocks(layers, layout, host_layers, host,
+                               std::vector<KvBlockCopy>{{3, 2}})
+                    .ok());
+    for (int i = 0; i < 4; ++i) {
+      std::vector<uint16_t> want = before[i];
+      std::copy_n(before[i].begin() + 4 * n, n, want.begin());
+      EXPECT_EQ(pools[i], want) << "pool " << i;
+      std::vector<uint16_t> want_host = hosts_before[i];
+      std::copy_n(before[i].begin() + 3 * n, n, want_host.begin() + 2 * n);
+      EXPECT_EQ(hosts[i], want_host) << "host pool " << i;
+    }
+    // Sides of different dtypes are refused.
+    PagedKvLayout f32_host = host;
+    f32_host.dtype = DType::kF32;
+    const absl::Status st = be->SwapBlocks(layers, layout, host_layers, f32_host,
+                                           std::vector<KvBlockCopy>{{3, 2}});
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+    EXPECT_NE(st.message().find("dtype f16 vs f32"), std::string::npos) << st;
   }
 }
 
@@ -358,9 +519,9 @@ TEST(PagedKvOpsTest, RejectsBadInputsNamingTheField) {
     p = s.params;
     p.sliding_window = -1;
     expect(attend(s.seqs, p, s.layout), kInvalid, "params.sliding_window");
-    PagedKvLayout f16 = s.layout;
-    f16.dtype = DType::kF16;
-    expect(attend(s.seqs, s.params, f16), absl::StatusCode::kUnimplemented, "layout.dtype");
+    PagedKvLayout bf16 = s.layout;
+    bf16.dtype = DType::kBF16;
+    expect(attend(s.seqs, s.params, bf16), absl::StatusCode::kUnimplemented, "layout.dtype");
     EXPECT_TRUE(std::all_of(out.begin(), out.end(), [](float x) { return x == 3.0f; }));
 
     const std::vector<float> kv(3 * s.layout.token_elems(), 1.0f);

@@ -79,9 +79,13 @@ TEST(PagedKvTest, LayoutChecks) {
   EXPECT_NE(st.message().find("pool.v"), std::string::npos) << st;
   l = Layout(4, 16);
   l.dtype = DType::kF16;
+  EXPECT_TRUE(CheckPagedKvLayout("b", "Op", l, pool).ok());
+  EXPECT_EQ(l.elem_bytes(), 2);
+  EXPECT_EQ(l.block_bytes(), l.block_elems() * 2);
+  l.dtype = DType::kBF16;
   st = CheckPagedKvLayout("b", "Op", l, pool);
   EXPECT_EQ(st.code(), absl::StatusCode::kUnimplemented);
-  EXPECT_NE(st.message().find("layout.dtype"), std::string::npos) << st;
+  EXPECT_NE(st.message().find("layout.dtype bf16"), std::string::npos) << st;
 }
 
 }  // namespace
