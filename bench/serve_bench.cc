@@ -54,6 +54,7 @@ struct Options {
   int pp = 128;
   int tg = 128;
   bool deterministic = false;
+  std::string kv_cache_dtype = "f32";
   bool json = false;
 };
 
@@ -76,6 +77,7 @@ absl::StatusOr<RunStats> Serve(LlamaModel& model, const std::vector<WorkerReques
   ro.scheduler.max_model_len = 1024;
   ro.scheduler.max_waiting_requests = static_cast<int>(requests.size()) + 1;
   ro.kv_cache_bytes = int64_t{1} << 30;
+  ro.kv_cache_dtype = o.kv_cache_dtype == "f16" ? DType::kF16 : DType::kF32;
   ASSIGN_OR_RETURN(std::unique_ptr<BatchRunner> runner, BatchRunner::Create(&model, ro));
   RunStats st;
   const absl::Time start = absl::Now();
@@ -150,6 +152,7 @@ absl::Status Run(const Options& o) {
   json result = {{"model", path},
                  {"threads", o.threads},
                  {"deterministic", o.deterministic},
+                 {"kv_cache_dtype", o.kv_cache_dtype},
                  {"max_num_seqs", o.max_num_seqs},
                  {"max_batched_tokens", o.max_batched_tokens}};
   if (!o.json) std::fprintf(stderr, "serving %d requests...\n", o.requests);
@@ -238,6 +241,9 @@ int main(int argc, char** argv) {
   app.add_option("--tg", o.tg, "sweep: generated tokens")->capture_default_str()
       ->check(CLI::Range(2, 100000));
   app.add_flag("--deterministic", o.deterministic, "batch-invariant kernels");
+  app.add_option("--kv-cache-dtype", o.kv_cache_dtype, "KV cache element type (f32 or f16)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f32", "f16"}));
   app.add_flag("--json", o.json, "print one JSON object");
   CLI11_PARSE(app, argc, argv);
   if (o.npl.empty() || o.max_batched_tokens < o.max_num_seqs) {

@@ -136,9 +136,10 @@ class LlamaModel {
                                      KvCache& cache, bool all_logits,
                                      std::vector<float>* logits);
 
-  // A cache of `num_blocks` blocks of `block_size` tokens with this model's geometry.
-  [[nodiscard]] absl::StatusOr<PagedKvCache> NewPagedKvCache(int64_t num_blocks,
-                                                             int64_t block_size) const;
+  // A cache of `num_blocks` blocks of `block_size` tokens with this model's geometry, whose
+  // elements are `dtype` (kF32 or kF16; PagedKvCache::Create).
+  [[nodiscard]] absl::StatusOr<PagedKvCache> NewPagedKvCache(
+      int64_t num_blocks, int64_t block_size, DType dtype = DType::kF32) const;
 
   // Runs every row of `batch` at once (one MatMul per weight over all rows), writing each
   // row's K/V into its slot of `cache` (through its sequence's block table) and attending

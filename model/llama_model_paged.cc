@@ -14,9 +14,10 @@
 namespace tessera {
 
 absl::StatusOr<PagedKvCache> LlamaModel::NewPagedKvCache(int64_t num_blocks,
-                                                         int64_t block_size) const {
+                                                         int64_t block_size,
+                                                         DType dtype) const {
   return PagedKvCache::Create(static_cast<int64_t>(layers_.size()), num_blocks, block_size,
-                              local_kv_heads_, config_.head_dim);
+                              local_kv_heads_, config_.head_dim, dtype);
 }
 
 absl::Status LlamaModel::CheckPagedBatch(const PagedBatch& batch,

@@ -1,6 +1,7 @@
 #include "model/paged_kv_cache.h"
 
 #include <new>
+#include <string>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -11,7 +12,7 @@ namespace tessera {
 
 absl::StatusOr<PagedKvCache> PagedKvCache::Create(int64_t num_layers, int64_t num_blocks,
                                                   int64_t block_size, int64_t num_kv_heads,
-                                                  int64_t head_dim) {
+                                                  int64_t head_dim, DType dtype) {
   const std::pair<const char*, int64_t> fields[] = {{"num_layers", num_layers},
                                                     {"num_blocks", num_blocks},
                                                     {"block_size", block_size},
@@ -23,13 +24,17 @@ absl::StatusOr<PagedKvCache> PagedKvCache::Create(int64_t num_layers, int64_t nu
           absl::StrCat("paged KV cache ", name, " must be positive, got ", value));
     }
   }
+  if (KvElementBytes(dtype) == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("paged KV cache dtype must be f32 or f16, got ",
+                                                   std::string(DTypeName(dtype))));
+  }
   PagedKvCache cache;
   cache.layout_.num_blocks = num_blocks;
   cache.layout_.block_size = block_size;
   cache.layout_.num_kv_heads = num_kv_heads;
   cache.layout_.head_dim = head_dim;
-  cache.layout_.dtype = DType::kF32;
-  const int64_t pool_bytes = cache.layout_.pool_elems() * static_cast<int64_t>(sizeof(float));
+  cache.layout_.dtype = dtype;
+  const int64_t pool_bytes = cache.layout_.num_blocks * cache.layout_.block_bytes();
   try {
     cache.buffers_.resize(static_cast<size_t>(2 * num_layers));
     for (AlignedBuffer& buffer : cache.buffers_) buffer.Resize(static_cast<size_t>(pool_bytes));
@@ -52,7 +57,7 @@ const KvPool& PagedKvCache::pool(int64_t layer) const {
 }
 
 int64_t PagedKvCache::bytes_per_block() const {
-  return 2 * num_layers() * layout_.block_elems() * static_cast<int64_t>(sizeof(float));
+  return 2 * num_layers() * layout_.block_bytes();
 }
 
 }  // namespace tessera

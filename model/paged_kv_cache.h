@@ -1,9 +1,10 @@
 // The paged KV cache of one rank: for each layer, a K pool and a V pool of `num_blocks`
-// blocks of `block_size` token rows, in kernels/paged_kv.h's layout (float32 elements).
-// Which block holds which sequence's positions is the engine's business (its BlockManager
-// hands out block tables); this class only owns the memory. Sizes are plain numbers because
-// the model layer may not include engine/ headers: the caller takes num_blocks from
-// engine/kv_capacity.h's ComputeKvCapacity with bytes_per_elem 4.
+// blocks of `block_size` token rows, in kernels/paged_kv.h's layout (float32 or IEEE half
+// elements). Which block holds which sequence's positions is the engine's business (its
+// BlockManager hands out block tables); this class only owns the memory. Sizes are plain
+// numbers because the model layer may not include engine/ headers: the caller takes
+// num_blocks from engine/kv_capacity.h's ComputeKvCapacity with bytes_per_elem
+// KvElementBytes(dtype).
 //
 // Host memory: usable with the CPU backends only (a device backend needs device pools).
 // Movable, not copyable; not thread-safe (one forward at a time).
@@ -21,13 +22,14 @@ namespace tessera {
 
 class PagedKvCache {
  public:
-  // INVALID_ARGUMENT naming the field when a size is not positive; RESOURCE_EXHAUSTED when
-  // the allocation fails.
+  // INVALID_ARGUMENT naming the field when a size is not positive or `dtype` is neither
+  // kF32 nor kF16; RESOURCE_EXHAUSTED when the allocation fails.
   [[nodiscard]] static absl::StatusOr<PagedKvCache> Create(int64_t num_layers,
                                                            int64_t num_blocks,
                                                            int64_t block_size,
                                                            int64_t num_kv_heads,
-                                                           int64_t head_dim);
+                                                           int64_t head_dim,
+                                                           DType dtype = DType::kF32);
 
   PagedKvCache(PagedKvCache&&) = default;
   PagedKvCache& operator=(PagedKvCache&&) = default;
@@ -41,7 +43,7 @@ class PagedKvCache {
   std::span<const KvPool> pools() const { return pools_; }
 
   // Bytes of one block across all layers, K and V (what engine/kv_capacity.h calls
-  // bytes_per_block for a float32 cache), and bytes held in all.
+  // bytes_per_block), and bytes held in all.
   int64_t bytes_per_block() const;
   int64_t NumBytes() const { return bytes_per_block() * layout_.num_blocks; }
 

@@ -26,6 +26,11 @@ void AddEngineFlags(CLI::App* app, EngineFlags* f, CLI::Option* needs) {
   need(app->add_option("--block-size", f->block_size, "tokens per KV block")
            ->capture_default_str()
            ->check(CLI::PositiveNumber));
+  need(app->add_option("--kv-cache-dtype", f->kv_cache_dtype,
+                       "element type of the KV cache: f32, or f16 (half the memory per "
+                       "token and faster attention; keys and values rounded to IEEE half)")
+           ->capture_default_str()
+           ->check(CLI::IsMember({"f32", "f16"})));
   need(app->add_option("--swap-blocks", f->swap_blocks,
                        "host-memory KV blocks that preempted sequences swap to instead "
                        "of being recomputed (0: recompute)")
@@ -56,6 +61,7 @@ BatchRunnerOptions EngineRunnerOptions(const EngineFlags& f, int64_t context_len
   BatchRunnerOptions options;
   options.scheduler = EngineSchedulerConfig(f, context_length);
   options.kv_cache_bytes = f.kv_cache_mb * (int64_t{1} << 20);
+  options.kv_cache_dtype = f.kv_cache_dtype == "f16" ? DType::kF16 : DType::kF32;
   options.default_seed = std::random_device{}();
   return options;
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "CLI/CLI.hpp"
 #include "engine/scheduler.h"
@@ -16,6 +17,7 @@ struct EngineFlags {
   int64_t kv_cache_mb = 512;  // ignored when kv_cache_tokens is given
   int64_t kv_cache_tokens = 0;
   int block_size = 16;
+  std::string kv_cache_dtype = "f32";  // "f32" or "f16"; BatchRunnerOptions::kv_cache_dtype
   int swap_blocks = 0;  // host blocks for swapping preempted sequences (0: recompute)
   bool no_prefix_cache = false;
   bool priority_scheduling = false;

@@ -48,7 +48,12 @@ absl::StatusOr<std::unique_ptr<BatchRunner>> BatchRunner::Create(LlamaModel* mod
   shape.n_kv_heads = static_cast<int>(model->local_kv_heads());     // this rank's share
   shape.head_dim = static_cast<int>(c.head_dim);
   shape.block_size = sc.block_size;
-  shape.bytes_per_elem = sizeof(float);  // PagedKvCache holds float32
+  shape.bytes_per_elem = static_cast<int>(KvElementBytes(options.kv_cache_dtype));
+  if (shape.bytes_per_elem == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("BatchRunnerOptions.kv_cache_dtype must be f32 or f16, got ",
+                     std::string(DTypeName(options.kv_cache_dtype))));
+  }
   int64_t budget = options.kv_cache_bytes;
   if (sc.num_blocks > 0) {
     ASSIGN_OR_RETURN(const int64_t per_token, KvBytesPerToken(shape));
@@ -68,7 +73,8 @@ absl::StatusOr<std::unique_ptr<BatchRunner>> BatchRunner::Create(LlamaModel* mod
   sc.num_blocks = static_cast<int>(capacity.num_blocks);
   RETURN_IF_ERROR(ValidateSchedulerConfig(sc));
 
-  ASSIGN_OR_RETURN(PagedKvCache cache, model->NewPagedKvCache(capacity.num_blocks, sc.block_size));
+  ASSIGN_OR_RETURN(PagedKvCache cache, model->NewPagedKvCache(capacity.num_blocks, sc.block_size,
+                                                               options.kv_cache_dtype));
   // The pool must be what the capacity formula promised: the scheduler hands out exactly
   // num_blocks ids and the memory budget was computed from bytes_per_block.
   if (cache.layout().num_blocks != capacity.num_blocks ||
@@ -83,7 +89,8 @@ absl::StatusOr<std::unique_ptr<BatchRunner>> BatchRunner::Create(LlamaModel* mod
   ASSIGN_OR_RETURN(std::unique_ptr<Scheduler> scheduler, Scheduler::Create(sc));
   std::optional<PagedKvCache> host_cache;
   if (sc.num_host_blocks > 0) {
-    ASSIGN_OR_RETURN(host_cache, model->NewPagedKvCache(sc.num_host_blocks, sc.block_size));
+    ASSIGN_OR_RETURN(host_cache, model->NewPagedKvCache(sc.num_host_blocks, sc.block_size,
+                                                        options.kv_cache_dtype));
   }
   auto runner = std::unique_ptr<BatchRunner>(
       new BatchRunner(model, std::move(scheduler), std::move(cache), std::move(host_cache),
@@ -92,7 +99,8 @@ absl::StatusOr<std::unique_ptr<BatchRunner>> BatchRunner::Create(LlamaModel* mod
     runner->leader_ = options.model_group;
     RETURN_IF_ERROR(runner->leader_->SendSetup({.num_blocks = sc.num_blocks,
                                                 .block_size = sc.block_size,
-                                                .num_host_blocks = sc.num_host_blocks}));
+                                                .num_host_blocks = sc.num_host_blocks,
+                                                .kv_dtype = options.kv_cache_dtype}));
   }
   return runner;
 }
@@ -110,8 +118,9 @@ BatchRunner::BatchRunner(LlamaModel* model, std::unique_ptr<Scheduler> scheduler
 
 std::string BatchRunner::StartupReport() const {
   std::string report =
-      absl::StrFormat("%s; allocated %d bytes (%d blocks x %d bytes) on %s", capacity_.ToString(),
-                      cache_.NumBytes(), cache_.layout().num_blocks, cache_.bytes_per_block(),
+      absl::StrFormat("%s; allocated %d bytes (%d blocks x %d bytes, %s elements) on %s",
+                      capacity_.ToString(), cache_.NumBytes(), cache_.layout().num_blocks,
+                      cache_.bytes_per_block(), DTypeName(cache_.layout().dtype),
                       model_->backend()->name());
   if (host_cache_.has_value()) {
     absl::StrAppendFormat(&report, "; swap space %d host blocks (%d bytes)",

@@ -54,6 +54,9 @@ struct BatchRunnerOptions {
   // num_host_blocks > 0 allocates that swap space in host memory (preemption by swapping).
   SchedulerConfig scheduler;
   int64_t kv_cache_bytes = 0;
+  // Element type of the paged KV cache: kF32, or kF16 (half the bytes per token, so twice
+  // the tokens in the same kv_cache_bytes, and half the memory traffic in attention).
+  DType kv_cache_dtype = DType::kF32;
   // Seed of requests whose GenerationConfig has none (mixed with the request id).
   uint64_t default_seed = 0;
   // Under tensor parallelism: the leader side of the model's tensor group (this runner is

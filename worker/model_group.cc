@@ -97,10 +97,12 @@ absl::Status RunModelGroupFollower(LlamaModel& model, Communicator& group, RankR
   }
   ModelGroupSetup setup;
   std::memcpy(&setup, payload.data(), sizeof(setup));
-  ASSIGN_OR_RETURN(PagedKvCache cache, model.NewPagedKvCache(setup.num_blocks, setup.block_size));
+  ASSIGN_OR_RETURN(PagedKvCache cache,
+                   model.NewPagedKvCache(setup.num_blocks, setup.block_size, setup.kv_dtype));
   std::optional<PagedKvCache> host;
   if (setup.num_host_blocks > 0) {
-    ASSIGN_OR_RETURN(host, model.NewPagedKvCache(setup.num_host_blocks, setup.block_size));
+    ASSIGN_OR_RETURN(host, model.NewPagedKvCache(setup.num_host_blocks, setup.block_size,
+                                                 setup.kv_dtype));
   }
   std::vector<float> logits, hidden;
   StageRunner runner(&model, role);

@@ -23,6 +23,7 @@ struct ModelGroupSetup {
   int64_t num_blocks = 0;
   int64_t block_size = 0;
   int64_t num_host_blocks = 0;
+  DType kv_dtype = DType::kF32;  // BatchRunnerOptions::kv_cache_dtype
 };
 
 class ModelGroupLeader {

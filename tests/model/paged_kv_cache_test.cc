@@ -46,6 +46,24 @@ TEST(PagedKvCacheTest, LayoutPoolsAndBytes) {
   EXPECT_EQ(moved.pool(0).k, first);
 }
 
+TEST(PagedKvCacheTest, HalfCacheTakesHalfTheBytes) {
+  auto cache = PagedKvCache::Create(3, 5, 4, 2, 8, DType::kF16);
+  ASSERT_TRUE(cache.ok()) << cache.status();
+  EXPECT_EQ(cache->layout().dtype, DType::kF16);
+  EXPECT_EQ(cache->bytes_per_block(), 2 * 3 * 4 * 2 * 8 * 2);
+  EXPECT_EQ(cache->NumBytes(), 5 * cache->bytes_per_block());
+  auto* v = static_cast<uint16_t*>(cache->pool(2).v);  // writable to the last element
+  EXPECT_EQ(v[cache->layout().pool_elems() - 1], 0);
+  v[cache->layout().pool_elems() - 1] = 1;
+
+  for (DType other : {DType::kBF16, DType::kQ8_0}) {
+    auto bad = PagedKvCache::Create(3, 5, 4, 2, 8, other);
+    ASSERT_FALSE(bad.ok());
+    EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(bad.status().message(), HasSubstr("dtype must be f32 or f16"));
+  }
+}
+
 TEST(PagedKvCacheTest, NonPositiveSizesAreInvalidArgumentsNamingTheField) {
   const struct {
     int64_t layers, blocks, block_size, heads, dim;

@@ -280,6 +280,11 @@ TEST(TesseraBatchGenerateTest, UsageErrorsExitTwo) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.err, HasSubstr("--input"));
 
+  r = testing::RunProcess(
+      {TESSERA_BINARY, "generate", "--input", input, "--kv-cache-dtype", "bf16"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--kv-cache-dtype"));
+
   r = testing::RunProcess({TESSERA_BINARY, "generate", "--input", input, "--output",
                            "/nonexistent-dir/out.jsonl"});
   EXPECT_EQ(r.exit_code, 2);
@@ -300,6 +305,18 @@ TEST(TesseraBatchGenerateTest, WritesOutputFile) {
   EXPECT_EQ(lines[0].at("id"), "x");
   EXPECT_EQ(Ids(lines[0]["completions"][0]).size(), 2u);
   EXPECT_THAT(run.process.err, HasSubstr("32 blocks x 8 tokens"));
+}
+
+TEST(TesseraBatchGenerateTest, HalfKvCacheFitsTwiceTheTokens) {
+  const BatchRun run = RunBatch(R"({"id": "x", "prompt": "Hi", "max_new_tokens": 3})" "\n",
+                                {"--kv-cache-mb", "1", "--kv-cache-dtype", "f16"});
+  ASSERT_EQ(run.process.exit_code, 0) << run.process.err;
+  ASSERT_EQ(run.lines.size(), 1u);
+  EXPECT_EQ(Ids(run.lines[0]["completions"][0]).size(), 3u);
+  // SmolLM2: 2 x 30 layers x 3 KV heads x 64 x 2 bytes = 23040 bytes per token, so 1 MiB
+  // holds 2 blocks of 16 tokens (a float cache: 1).
+  EXPECT_THAT(run.process.err, HasSubstr("2 blocks x 16 tokens"));
+  EXPECT_THAT(run.process.err, HasSubstr("f16 elements"));
 }
 
 }  // namespace

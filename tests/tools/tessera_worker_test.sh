@@ -6,6 +6,7 @@
 #     summation order) for greedy, chat, beam search and seeded sampling with n = 2;
 #  2. with --deterministic on the fast backend, tp 2, tp 3 and tp 2 x 2 stages give one
 #     rank's --deterministic output exactly (tokens, text, beam scores alike);
+#     the same with --kv-cache-dtype f16 (tp 2 x 2 stages against one rank);
 #  3. a --tp that is not the number of ranks is a usage error naming --tp;
 #  4. killing rank 1 mid-run ends the whole job within seconds, with a message naming it.
 set -euo pipefail
@@ -55,6 +56,17 @@ for layout in 2 3 "4 --pp 2"; do
          <(python3 -c 'import json,sys; [print(json.loads(l)["completions"]) for l in open(sys.argv[1])]' "$work/det.jsonl") \
     || fail "--deterministic output differs: $layout"
 done
+# The same with a half KV cache: every rank of every stage must build its cache in f16 (a
+# follower on a float cache would change the logprobs), and a usage error names the flag.
+"$bin/tessera" generate "${fast[@]}" --kv-cache-dtype f16 --output "$work/one_f16.jsonl" \
+  2> "$work/one.err" || { cat "$work/one.err" >&2; fail "tessera generate --kv-cache-dtype f16"; }
+mpirun -np 4 "$bin/tessera-worker" "${fast[@]}" --pp 2 --kv-cache-dtype f16 \
+  --output "$work/det_f16.jsonl" 2> "$work/det.err" \
+  || { cat "$work/det.err" >&2; fail "tessera-worker --kv-cache-dtype f16"; }
+cmp -s <(python3 -c 'import json,sys; [print(json.loads(l)["completions"]) for l in open(sys.argv[1])]' "$work/one_f16.jsonl") \
+       <(python3 -c 'import json,sys; [print(json.loads(l)["completions"]) for l in open(sys.argv[1])]' "$work/det_f16.jsonl") \
+  || fail "--kv-cache-dtype f16 output differs on 4 ranks"
+cmp -s "$work/one_f16.jsonl" "$work/one_det.jsonl" && fail "--kv-cache-dtype f16 changed nothing"
 
 # --tp x --pp must be the number of ranks.
 set +e

@@ -59,6 +59,15 @@ TEST_F(BatchRunnerErrorsTest, BudgetSizesThePoolAndTheReportSaysSo) {
   EXPECT_THAT(report, HasSubstr("10 blocks"));
   EXPECT_THAT(report, HasSubstr(std::to_string(BytesPerBlock(8))));
   EXPECT_THAT(report, HasSubstr("80 tokens"));
+  EXPECT_THAT(report, HasSubstr("f32 elements"));
+
+  // A half cache: the same budget, twice the blocks (BytesPerBlock counts float32).
+  options.kv_cache_dtype = DType::kF16;
+  auto half = BatchRunner::Create(tiny_.model.get(), options);
+  ASSERT_TRUE(half.ok()) << half.status();
+  EXPECT_EQ((*half)->capacity().num_blocks, 20);
+  EXPECT_EQ((*half)->kv_cache().NumBytes(), 10 * BytesPerBlock(8));
+  EXPECT_THAT((*half)->StartupReport(), HasSubstr("f16 elements"));
 }
 
 TEST_F(BatchRunnerErrorsTest, CreateRefusesNoModelNoRoomAndBadConfig) {

@@ -47,8 +47,10 @@ class BatchRunnerTest : public ::testing::TestWithParam<Param> {
   void TearDown() override { std::remove(path_.c_str()); }
 
   std::unique_ptr<BatchRunner> MakeRunner(int num_blocks, int token_budget, int max_seqs,
-                                          int num_host_blocks = 0) {
+                                          int num_host_blocks = 0,
+                                          DType kv_dtype = DType::kF32) {
     BatchRunnerOptions options;
+    options.kv_cache_dtype = kv_dtype;
     options.scheduler.num_host_blocks = num_host_blocks;
     options.scheduler.block_size = 4;
     options.scheduler.num_blocks = num_blocks;
@@ -281,6 +283,57 @@ TEST_P(BatchRunnerTest, SwapPreemptionKeepsEveryOutput) {
       const testing::SoloResult solo = testing::SoloGenerate(
           *tiny_.model, r.spec.prompt_token_ids, r.spec.max_new_tokens, {});
       EXPECT_EQ(by_id.at(r.spec.request_id).completions.at(0).generated_token_ids, solo.tokens)
+          << r.spec.request_id;
+    }
+  }
+}
+
+// A half KV cache: the same byte budget holds twice the blocks, and with preemption by
+// recompute and by swapping, every request still gives exactly what it gives alone on a half
+// cache (the rounding is per element, so it does not depend on the batch).
+TEST_P(BatchRunnerTest, HalfCacheHoldsTwiceTheTokensAndKeepsOutputsBatchIndependent) {
+  BatchRunnerOptions options;
+  options.scheduler.block_size = 4;
+  options.scheduler.max_model_len = static_cast<int>(spec_.context);
+  options.kv_cache_bytes = 1 << 20;
+  auto f32 = BatchRunner::Create(tiny_.model.get(), options);
+  options.kv_cache_dtype = DType::kF16;
+  auto f16 = BatchRunner::Create(tiny_.model.get(), options);
+  ASSERT_TRUE(f32.ok() && f16.ok()) << f32.status() << f16.status();
+  EXPECT_EQ((*f16)->capacity().bytes_per_block * 2, (*f32)->capacity().bytes_per_block);
+  EXPECT_EQ((*f16)->capacity().num_blocks, 2 * (*f32)->capacity().num_blocks);
+  EXPECT_EQ((*f16)->kv_cache().layout().dtype, DType::kF16);
+  options.kv_cache_dtype = DType::kBF16;
+  auto bad = BatchRunner::Create(tiny_.model.get(), options);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(), HasSubstr("kv_cache_dtype"));
+
+  std::mt19937 rng(9);
+  std::vector<WorkerRequest> requests;
+  std::uniform_int_distribution<int> prompt_len(4, 30), max_new(4, 14);
+  for (int i = 0; i < 16; ++i) {
+    requests.push_back(Greedy(absl::StrCat("r", i), RandomTokens(rng, prompt_len(rng)),
+                              max_new(rng)));
+  }
+  for (const int host_blocks : {0, 64}) {
+    SCOPED_TRACE(absl::StrCat(host_blocks, " host blocks"));
+    auto runner = MakeRunner(/*num_blocks=*/20, /*token_budget=*/16, /*max_seqs=*/8, host_blocks,
+                             DType::kF16);
+    ASSERT_NE(runner, nullptr);
+    for (const WorkerRequest& r : requests) ASSERT_TRUE(runner->AddRequest(r, absl::UnixEpoch()).ok());
+    auto outputs = runner->RunUntilIdle(absl::UnixEpoch());
+    ASSERT_TRUE(outputs.ok()) << outputs.status();
+    const auto by_id = ById(std::move(*outputs));
+    EXPECT_GT(runner->scheduler().stats().preemptions, 0);
+    for (const WorkerRequest& r : requests) {
+      auto alone = MakeRunner(/*num_blocks=*/20, /*token_budget=*/16, /*max_seqs=*/8, 0,
+                              DType::kF16);
+      ASSERT_TRUE(alone->AddRequest(r, absl::UnixEpoch()).ok());
+      auto solo = alone->RunUntilIdle(absl::UnixEpoch());
+      ASSERT_TRUE(solo.ok() && solo->size() == 1u) << solo.status();
+      EXPECT_EQ(by_id.at(r.spec.request_id).completions.at(0).generated_token_ids,
+                solo->at(0).completions.at(0).generated_token_ids)
           << r.spec.request_id;
     }
   }
