@@ -37,7 +37,9 @@ absl::StatusOr<PagedKvCache> PagedKvCache::Create(int64_t num_layers, int64_t nu
   const int64_t pool_bytes = cache.layout_.num_blocks * cache.layout_.block_bytes();
   try {
     cache.buffers_.resize(static_cast<size_t>(2 * num_layers));
-    for (AlignedBuffer& buffer : cache.buffers_) buffer.Resize(static_cast<size_t>(pool_bytes));
+    for (AlignedBuffer& buffer : cache.buffers_) {
+      buffer.Resize(static_cast<size_t>(pool_bytes), /*huge_pages=*/true);
+    }
   } catch (const std::bad_alloc&) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "paged KV cache: cannot allocate ", 2 * num_layers * pool_bytes, " bytes for ",

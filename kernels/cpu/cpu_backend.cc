@@ -308,14 +308,18 @@ void CpuBackend::Add(const float* a, const float* b, int64_t count, float* out) 
   });
 }
 
-int64_t CpuBackend::HeadsPerItem(int64_t n_tokens, int64_t num_heads, int64_t num_kv_heads) const {
-  // A whole GQA group per item reads each K/V row once for the group; split the group when
-  // that leaves too few items to keep every thread busy (decode of one sequence).
+int64_t CpuBackend::HeadsPerItem(int64_t work_rows, int64_t num_heads, int64_t num_kv_heads,
+                                  int64_t max_kv_heads) const {
+  // A whole GQA group per item reads each K/V row once for the group, and several KV heads
+  // per item read a longer stretch of each cached row; split when that leaves too few
+  // items to keep every thread busy (decode of one sequence).
   const int64_t group = num_heads / num_kv_heads;
+  const int64_t enough = 2 * pool_.num_threads();
+  for (int64_t kv = std::min(max_kv_heads, num_kv_heads); kv > 1; --kv) {
+    if (num_kv_heads % kv == 0 && work_rows * (num_kv_heads / kv) >= enough) return kv * group;
+  }
   for (int64_t per_item = group; per_item > 1; --per_item) {
-    if (group % per_item == 0 && n_tokens * num_heads / per_item >= 2 * pool_.num_threads()) {
-      return per_item;
-    }
+    if (group % per_item == 0 && work_rows * num_heads / per_item >= enough) return per_item;
   }
   return 1;
 }

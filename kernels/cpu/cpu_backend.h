@@ -79,9 +79,12 @@ class CpuBackend : public Backend {
   // split into for a call over `rows` activation rows: one even share per thread for decode
   // (rows < 4; see kDecodeClaimsPerThread), one unit per claim for batches.
   int64_t Claims(int64_t rows, int64_t units) const;
-  // Query heads per attention work item: the whole GQA group unless that leaves fewer than
-  // two items per thread.
-  int64_t HeadsPerItem(int64_t n_tokens, int64_t num_heads, int64_t num_kv_heads) const;
+  // Query heads per attention work item over `work_rows` rows (tokens, or tiles of them):
+  // the query heads of up to `max_kv_heads` whole KV heads (consecutive ones), else one
+  // whole GQA group, else a part of one, whichever is largest while leaving at least two
+  // items per thread.
+  int64_t HeadsPerItem(int64_t work_rows, int64_t num_heads, int64_t num_kv_heads,
+                       int64_t max_kv_heads = 1) const;
   absl::Status MatMulDequantized(const float* x, int64_t n, int64_t k, const TensorView& w,
                                  float* y);
 

@@ -1,15 +1,18 @@
 // CpuBackend's paged-KV ops (ops.h, kernels/paged_kv.h).
 //
-// PagedAttention: one work item is (sequence, tile of up to kQueryTile query rows, the query
-// heads of one GQA group, or a part of it when items would be too few), handed out
-// dynamically. The item walks the positions its rows see in chunks of kAttendMaxRun: each
-// chunk's K and V rows of the item's KV head are gathered from their blocks into contiguous
-// float rows once (widened from half for a kF16 cache), then every query row of the tile
-// advances its one-pass (online) softmax over the chunk (CpuKernels::attend_run) for all the
-// item's heads. So a prefill tile reads the cache once, not once per row; a run is not cut
-// at block boundaries; and a half row is widened once for the whole GQA group. Memory per
-// thread: 2 x kAttendMaxRun x head_dim floats, and per query head head_dim + kAttendMaxRun,
-// whatever the context length.
+// PagedAttention: one work item is (sequence, tile of up to kQueryTile query rows, a set of
+// query heads), handed out dynamically. The heads are those of several consecutive KV heads
+// while their slices of a cached row fit kMaxGatherWidth floats and the batch still makes
+// two items per thread (decode of many sequences: every head of a sequence), else of one GQA
+// group, else of a part of one (decode of one sequence). The item walks the positions its
+// rows see in chunks of kAttendMaxRun: each chunk's K and V slices are gathered from their
+// blocks into contiguous float rows once (widened from half for a kF16 cache), then every
+// query row of the tile advances its one-pass (online) softmax over the chunk
+// (CpuKernels::attend_run). So a prefill tile reads the cache once, not once per row; a run
+// is not cut at block boundaries; a half row is widened once for all the heads reading it;
+// and decode reads whole stretches of each cached row, which keeps the memory system
+// streaming. Memory per thread: 2 x kAttendMaxRun x kMaxGatherWidth floats, and per query
+// head head_dim + kAttendMaxRun, whatever the context length.
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -24,12 +27,64 @@ namespace tessera {
 namespace {
 
 constexpr int64_t kQueryTile = 8;
+constexpr int64_t kPrefetchRows = 4;  // rows of the next block the gather asks for ahead
 
 struct Tile {
   int64_t seq;
   int64_t row_begin;
   int64_t row_end;
 };
+
+// Floats per gathered row at most: an item takes several KV heads only while their slices
+// of a cached row fit (a chunk's K and V then stay within 2 x 128 KiB).
+constexpr int64_t kMaxGatherWidth = 256;
+
+// Positions [c0, c1) of one sequence, `width` floats of each cached row from element
+// `offset` on (the item's KV heads), as float rows: K row j at k + j * width, V likewise.
+struct GatheredChunk {
+  float* k;
+  float* v;
+  int64_t width;
+};
+
+void GatherChunk(const CpuKernels& kernels, const PagedKvLayout& layout, const KvPool& pool,
+                 std::span<const int32_t> table, int64_t offset, int64_t c0, int64_t c1,
+                 const GatheredChunk& out) {
+  const int64_t bs = layout.block_size;
+  const int64_t row_elems = layout.token_elems();
+  const int64_t elem_bytes = layout.elem_bytes();
+  const bool half = layout.dtype == DType::kF16;
+  const int64_t w = out.width;
+  // Block by block: rows of one block are evenly spaced, which the hardware prefetcher
+  // follows; the blocks are scattered, so the next block's first rows are asked for ahead.
+  for (int64_t pos = c0; pos < c1;) {
+    const int64_t in_block = pos % bs;
+    const int64_t m = std::min(bs - in_block, c1 - pos);
+    const int64_t src = (table[pos / bs] * bs + in_block) * row_elems + offset;
+    if (pos + m < c1) {
+      const int64_t next = table[(pos + m) / bs] * bs * row_elems + offset;
+      for (int64_t r = 0; r < std::min(kPrefetchRows, c1 - pos - m); ++r) {
+        for (const void* base : {pool.k, pool.v}) {
+          const char* row = static_cast<const char*>(base) + (next + r * row_elems) * elem_bytes;
+          for (int64_t off = 0; off < w * elem_bytes; off += 64) __builtin_prefetch(row + off);
+        }
+      }
+    }
+    float* k_dst = out.k + (pos - c0) * w;
+    float* v_dst = out.v + (pos - c0) * w;
+    for (int64_t r = 0; r < m; ++r) {
+      const int64_t at = src + r * row_elems;
+      if (half) {
+        kernels.f16_to_f32(static_cast<const uint16_t*>(pool.k) + at, k_dst + r * w, w);
+        kernels.f16_to_f32(static_cast<const uint16_t*>(pool.v) + at, v_dst + r * w, w);
+      } else {
+        std::memcpy(k_dst + r * w, static_cast<const float*>(pool.k) + at, w * sizeof(float));
+        std::memcpy(v_dst + r * w, static_cast<const float*>(pool.v) + at, w * sizeof(float));
+      }
+    }
+    pos += m;
+  }
+}
 
 }  // namespace
 
@@ -77,29 +132,27 @@ absl::Status CpuBackend::PagedAttention(const float* q, int64_t n_tokens,
   }
   const int64_t d = p.head_dim;
   const int64_t group = p.num_heads / p.num_kv_heads;
-  const int64_t bs = layout.block_size;
-  const int64_t row_elems = layout.token_elems();
-  const bool half = layout.dtype == DType::kF16;
-  const int64_t per_item = HeadsPerItem(n_tokens, p.num_heads, p.num_kv_heads);
+  const int64_t per_item = HeadsPerItem(static_cast<int64_t>(tiles.size()), p.num_heads,
+                                        p.num_kv_heads, std::max<int64_t>(1, kMaxGatherWidth / d));
   const int64_t items_per_tile = p.num_heads / per_item;
   const int64_t items = static_cast<int64_t>(tiles.size()) * items_per_tile;
+  // An item's query heads read `kv_heads` consecutive KV heads, `heads_per_kv` of them each.
+  const int64_t kv_heads = std::max<int64_t>(1, per_item / group);
+  const int64_t heads_per_kv = std::min(per_item, group);
+  const int64_t width = kv_heads * d;  // floats of a gathered row
   // `tiles` names each thread's own copy; workers must read the caller's.
   const Tile* const tile_list = tiles.data();
-  const CpuKernels& kernels = kernels_;
 
   auto run = [&](int64_t item) {
     thread_local AttentionWorkspace workspace;
     thread_local std::vector<float> kv;  // one chunk's K rows, then its V rows, as float
     const Tile& tile = tile_list[item / items_per_tile];
     const int64_t h0 = item % items_per_tile * per_item;
-    const int64_t head_off = h0 / group * d;
-    const std::span<const int32_t> table = sequences[tile.seq].block_table;
     const int rows = static_cast<int>(tile.row_end - tile.row_begin);
-    const int nq = static_cast<int>(per_item);
-    workspace.Reset(rows * nq, d);
-    if (kv.size() < static_cast<size_t>(2 * kAttendMaxRun * d)) kv.resize(2 * kAttendMaxRun * d);
-    float* const k_chunk = kv.data();
-    float* const v_chunk = kv.data() + kAttendMaxRun * d;
+    workspace.Reset(rows * static_cast<int>(per_item), d);
+    const size_t chunk_floats = static_cast<size_t>(kAttendMaxRun * width);
+    if (kv.size() < 2 * chunk_floats) kv.resize(2 * chunk_floats);
+    const GatheredChunk chunk{.k = kv.data(), .v = kv.data() + chunk_floats, .width = width};
     int64_t lo = positions[tile.row_begin], hi = lo;
     for (int64_t t = tile.row_begin; t < tile.row_end; ++t) {
       lo = std::min(lo, WindowStart(positions[t], p.sliding_window));
@@ -109,30 +162,25 @@ absl::Status CpuBackend::PagedAttention(const float* q, int64_t n_tokens,
     // item's heads; each row then runs its softmax over the chunk's positions it sees.
     for (int64_t c0 = lo; c0 <= hi; c0 += kAttendMaxRun) {
       const int64_t c1 = std::min(hi + 1, c0 + kAttendMaxRun);
-      for (int64_t pos = c0; pos < c1; ++pos) {
-        const int64_t src = (table[pos / bs] * bs + pos % bs) * row_elems + head_off;
-        float* k_dst = k_chunk + (pos - c0) * d;
-        float* v_dst = v_chunk + (pos - c0) * d;
-        if (half) {
-          kernels.f16_to_f32(static_cast<const uint16_t*>(pool.k) + src, k_dst, d);
-          kernels.f16_to_f32(static_cast<const uint16_t*>(pool.v) + src, v_dst, d);
-        } else {
-          std::memcpy(k_dst, static_cast<const float*>(pool.k) + src, d * sizeof(float));
-          std::memcpy(v_dst, static_cast<const float*>(pool.v) + src, d * sizeof(float));
-        }
-      }
+      GatherChunk(kernels_, layout, pool, sequences[tile.seq].block_table, h0 / group * d, c0, c1,
+                  chunk);
       for (int r = 0; r < rows; ++r) {
         const int64_t t = tile.row_begin + r;
         const int64_t a = std::max(c0, WindowStart(positions[t], p.sliding_window));
         const int64_t b = std::min<int64_t>(c1, positions[t] + 1);
         if (a >= b) continue;
-        AttentionAccumulator state = workspace.Queries(r * nq, nq);
-        kernels.attend_run(q + (t * p.num_heads + h0) * d, d, p.scale, k_chunk + (a - c0) * d,
-                           v_chunk + (a - c0) * d, d, b - a, state);
+        for (int64_t g = 0; g < kv_heads; ++g) {
+          AttentionAccumulator state = workspace.Queries(
+              static_cast<int>(r * per_item + g * heads_per_kv), static_cast<int>(heads_per_kv));
+          const int64_t at = (a - c0) * width + g * d;
+          kernels_.attend_run(q + (t * p.num_heads + h0 + g * heads_per_kv) * d, d, p.scale,
+                              chunk.k + at, chunk.v + at, width, b - a, state);
+        }
       }
     }
     for (int r = 0; r < rows; ++r) {
-      workspace.Finish(out + ((tile.row_begin + r) * p.num_heads + h0) * d, r * nq, nq);
+      workspace.Finish(out + ((tile.row_begin + r) * p.num_heads + h0) * d,
+                       r * static_cast<int>(per_item), static_cast<int>(per_item));
     }
   };
 

@@ -5,7 +5,7 @@
 // (SmolLM2-135M), a prefill from position 0, a prefill chunk starting mid-sequence, decodes
 // (n_q = 1) including a context of 300 (several of the cpu backend's 128-position chunks)
 // and a context of 1, context lengths that are not multiples of the block size, and a
-// sliding window.
+// sliding window; float and half caches.
 //
 // A half (kF16) cache runs the same scenarios: WriteKv rounds K and V to IEEE half, so the
 // reference must equal float64 attention over the rounded K/V (same tolerance), and the cpu
@@ -274,6 +274,28 @@ TEST_P(PagedAttentionShapeTest, CpuHalfCacheMatchesReferenceOnEveryIsaAndThreadC
           Scenario s = MakeScenario(GetParam().block_size, GetParam().heads,
                                     GetParam().kv_heads, GetParam().head_dim, kMixedBatch, 6,
                                     cpu, q_stddev, window, DType::kF16);
+          ExpectClose(RunPaged(cpu, s), ToDouble(RunPaged(ref_, s)), 5e-5);
+        }
+      }
+    }
+  }
+}
+
+// The cpu backend gives each work item several KV heads, one GQA group or a part of one,
+// depending on how many items the batch has per thread: one long decode, one prefill and the
+// mixed batch on 1 to 8 threads take every one of those ways.
+TEST_P(PagedAttentionShapeTest, CpuMatchesReferenceHoweverItSplitsTheHeads) {
+  const Shape& sh = GetParam();
+  const std::vector<std::vector<SeqSpec>> batches = {{{300, 1}}, {{37, 37}}, kMixedBatch};
+  for (const CpuKernels* kernels : SupportedCpuKernels()) {
+    for (int threads : {1, 2, 4, 8}) {
+      CpuBackend cpu(threads, kernels);
+      for (size_t b = 0; b < batches.size(); ++b) {
+        for (DType kv : {DType::kF32, DType::kF16}) {
+          SCOPED_TRACE(absl::StrFormat("%s x%d batch %d %s", kernels->isa, threads, b,
+                                       DTypeName(kv)));
+          Scenario s = MakeScenario(sh.block_size, sh.heads, sh.kv_heads, sh.head_dim,
+                                    batches[b], 8, ref_, 2.0f, 0, kv);
           ExpectClose(RunPaged(cpu, s), ToDouble(RunPaged(ref_, s)), 5e-5);
         }
       }
