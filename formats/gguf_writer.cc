@@ -1,7 +1,9 @@
 #include "formats/gguf_writer.h"
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <future>
 #include <limits>
 
 #include "absl/strings/str_format.h"
@@ -87,6 +89,9 @@ void PutValue(std::string& out, const GgufValue& v) {
 
 uint64_t AlignUp(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 
+// The most bytes of a deferred tensor produced per filler call.
+constexpr int64_t kDeferredPieceBytes = int64_t{32} << 20;
+
 }  // namespace
 
 absl::Status GgufWriter::AddValue(std::string key, GgufValue value) {
@@ -98,8 +103,8 @@ absl::Status GgufWriter::AddValue(std::string key, GgufValue value) {
   return absl::OkStatus();
 }
 
-absl::Status GgufWriter::AddTensor(std::string name, DType dtype, std::vector<int64_t> ne,
-                                   const void* bytes, size_t num_bytes) {
+absl::StatusOr<int64_t> GgufWriter::CheckTensor(const std::string& name, DType dtype,
+                                                const std::vector<int64_t>& ne) const {
   for (const Tensor& t : tensors_) {
     if (t.name == name) {
       return absl::InvalidArgumentError(absl::StrFormat("GGUF tensor '%s' added twice", name));
@@ -129,14 +134,37 @@ absl::Status GgufWriter::AddTensor(std::string name, DType dtype, std::vector<in
     return absl::InvalidArgumentError(
         absl::StrFormat("GGUF tensor '%s': byte size overflows int64", name));
   }
-  const int64_t expected = blocks * t.block_bytes;
+  return blocks * t.block_bytes;
+}
+
+absl::Status GgufWriter::AddTensor(std::string name, DType dtype, std::vector<int64_t> ne,
+                                   const void* bytes, size_t num_bytes) {
+  ASSIGN_OR_RETURN(const int64_t expected, CheckTensor(name, dtype, ne));
   if (static_cast<int64_t>(num_bytes) != expected) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "GGUF tensor '%s': %d bytes given, %d expected", name, num_bytes, expected));
   }
-  tensors_.push_back(Tensor{std::move(name), dtype, std::move(ne),
-                            std::string(static_cast<const char*>(bytes), num_bytes)});
+  tensors_.push_back(Tensor{std::move(name), dtype, std::move(ne), expected,
+                            std::string(static_cast<const char*>(bytes), num_bytes), nullptr});
   return absl::OkStatus();
+}
+
+absl::Status GgufWriter::AddDeferredTensor(std::string name, DType dtype,
+                                           std::vector<int64_t> ne, RowFiller fill) {
+  ASSIGN_OR_RETURN(const int64_t num_bytes, CheckTensor(name, dtype, ne));
+  if (fill == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("GGUF tensor '%s': deferred without a filler", name));
+  }
+  tensors_.push_back(Tensor{std::move(name), dtype, std::move(ne), num_bytes, "", std::move(fill)});
+  return absl::OkStatus();
+}
+
+absl::Status GgufWriter::AddDeferredTensorRowMajor(std::string name, DType dtype,
+                                                   const std::vector<int64_t>& shape,
+                                                   RowFiller fill) {
+  return AddDeferredTensor(std::move(name), dtype,
+                           std::vector<int64_t>(shape.rbegin(), shape.rend()), std::move(fill));
 }
 
 absl::Status GgufWriter::AddTensorRowMajor(std::string name, DType dtype,
@@ -146,7 +174,7 @@ absl::Status GgufWriter::AddTensorRowMajor(std::string name, DType dtype,
                    bytes, num_bytes);
 }
 
-absl::StatusOr<std::string> GgufWriter::Serialize() const {
+absl::StatusOr<std::string> GgufWriter::SerializeHeader(std::vector<uint64_t>* offsets) const {
   if (alignment_ == 0 || (alignment_ & (alignment_ - 1)) != 0) {
     return absl::InvalidArgumentError(
         absl::StrFormat("GGUF alignment %d is not a nonzero power of two", alignment_));
@@ -182,33 +210,102 @@ absl::StatusOr<std::string> GgufWriter::Serialize() const {
     PutValue(out, v);
   }
   uint64_t offset = 0;
-  std::vector<uint64_t> offsets;
+  offsets->clear();
   for (const Tensor& t : tensors_) {
     PutString(out, t.name);
     Put<uint32_t>(out, static_cast<uint32_t>(t.ne.size()));
     for (int64_t d : t.ne) Put<int64_t>(out, d);
     Put<uint32_t>(out, static_cast<uint32_t>(t.dtype));
     Put<uint64_t>(out, offset);
-    offsets.push_back(offset);
-    offset = AlignUp(offset + t.bytes.size(), alignment_);
+    offsets->push_back(offset);
+    offset = AlignUp(offset + static_cast<uint64_t>(t.num_bytes), alignment_);
   }
-  if (!tensors_.empty()) {
-    out.resize(AlignUp(out.size(), alignment_), '\0');
-    const size_t data_start = out.size();
-    for (size_t i = 0; i < tensors_.size(); ++i) {
-      out.resize(data_start + offsets[i], '\0');
-      out += tensors_[i].bytes;
+  if (!tensors_.empty()) out.resize(AlignUp(out.size(), alignment_), '\0');
+  return out;
+}
+
+absl::StatusOr<std::string> GgufWriter::Serialize() const {
+  for (const Tensor& t : tensors_) {
+    if (t.fill != nullptr) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "GGUF tensor '%s' is deferred: only WriteFile can produce its bytes", t.name));
     }
+  }
+  std::vector<uint64_t> offsets;
+  ASSIGN_OR_RETURN(std::string out, SerializeHeader(&offsets));
+  const size_t data_start = out.size();
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    out.resize(data_start + offsets[i], '\0');
+    out += tensors_[i].bytes;
   }
   return out;
 }
 
-absl::Status GgufWriter::WriteFile(const std::string& path) const {
-  ASSIGN_OR_RETURN(const std::string image, Serialize());
+absl::Status GgufWriter::WriteFile(const std::string& path, const WriteProgress& progress) const {
+  std::vector<uint64_t> offsets;
+  ASSIGN_OR_RETURN(const std::string header, SerializeHeader(&offsets));
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f.write(image.data(), static_cast<std::streamsize>(image.size()));
+  const auto io_error = [&path] {
+    return absl::InternalError(absl::StrFormat("cannot write GGUF file %s", path));
+  };
+  if (!f) return io_error();
+  f.write(header.data(), static_cast<std::streamsize>(header.size()));
+  int64_t total = 0;
+  for (const Tensor& t : tensors_) total += t.num_bytes;
+  int64_t done = 0;
+  uint64_t position = 0;  // within the data section
+  // Deferred tensors are filled into one buffer while the other is written by a helper
+  // thread, so generation and disk I/O overlap.
+  std::string buffers[2];
+  int next_buffer = 0;
+  std::future<bool> pending;
+  const auto finish_pending = [&]() -> bool {
+    if (!pending.valid()) return true;
+    return pending.get();
+  };
+  const auto write_async = [&](const char* data, size_t n) {
+    pending = std::async(std::launch::async, [&f, data, n] {
+      f.write(data, static_cast<std::streamsize>(n));
+      return static_cast<bool>(f);
+    });
+  };
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    const Tensor& t = tensors_[i];
+    if (position < offsets[i]) {  // alignment padding
+      if (!finish_pending()) return io_error();
+      const std::string pad(offsets[i] - position, '\0');
+      f.write(pad.data(), static_cast<std::streamsize>(pad.size()));
+      position = offsets[i];
+    }
+    if (t.fill == nullptr) {
+      if (!finish_pending()) return io_error();
+      f.write(t.bytes.data(), static_cast<std::streamsize>(t.bytes.size()));
+      done += t.num_bytes;
+      if (progress != nullptr) progress(done, total);
+    } else {
+      int64_t rows = 1;  // elements / ne[0]
+      for (size_t d = 1; d < t.ne.size(); ++d) rows *= t.ne[d];
+      if (t.num_bytes == 0) rows = 0;
+      const int64_t row_bytes = rows == 0 ? 0 : t.num_bytes / rows;
+      const int64_t rows_per_piece =
+          row_bytes == 0 ? 1 : std::max<int64_t>(1, kDeferredPieceBytes / row_bytes);
+      for (int64_t r = 0; r < rows; r += rows_per_piece) {
+        const int64_t n = std::min(rows_per_piece, rows - r);
+        std::string& buf = buffers[next_buffer];
+        next_buffer ^= 1;
+        buf.resize(static_cast<size_t>(n * row_bytes));
+        RETURN_IF_ERROR(t.fill(r, n, buf.data()));
+        if (!finish_pending()) return io_error();
+        write_async(buf.data(), buf.size());
+        done += n * row_bytes;
+        if (progress != nullptr) progress(done, total);
+      }
+    }
+    position += static_cast<uint64_t>(t.num_bytes);
+  }
+  if (!finish_pending()) return io_error();
   f.close();
-  if (!f) return absl::InternalError(absl::StrFormat("cannot write GGUF file %s", path));
+  if (!f) return io_error();
   return absl::OkStatus();
 }
 

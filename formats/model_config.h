@@ -23,6 +23,7 @@
 namespace tessera {
 
 class GgufFile;
+class GgufWriter;
 
 enum class RopeScalingType { kNone, kLinear, kLlama3, kYarn };
 
@@ -77,6 +78,13 @@ bool HyperParametersEqual(const ModelConfig& a, const ModelConfig& b);
 // Reads `general.architecture` and the `{arch}.*` keys as llama.cpp writes them, and
 // validates the result. INVALID_ARGUMENT naming the file and key.
 absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file);
+
+// The inverse: general.architecture, general.name (when not empty) and the `{arch}.*` keys
+// (vocab_size always; rope scaling keys for linear / YaRN) that ModelConfigFromGguf reads
+// back as `config`. The caller adds the tensors (no output.weight means tied embeddings).
+// Does not validate. INVALID_ARGUMENT for kLlama3 scaling (GGUF holds it as the
+// rope_freqs.weight tensor, see above) or a key the writer already has.
+[[nodiscard]] absl::Status AddModelConfigToGguf(const ModelConfig& config, GgufWriter& writer);
 
 // Llama-3 per-frequency divisors exactly as llama.cpp's convert_hf_to_gguf.py computes them
 // (float32 arithmetic for the base frequencies): rope_dim / 2 values.

@@ -25,5 +25,6 @@ Command AddDetokenizeCommand(CLI::App& root);
 Command AddInspectCommand(CLI::App& root);
 Command AddServeCommand(CLI::App& root);
 Command AddLaunchCommand(CLI::App& root);
+Command AddSynthesizeCommand(CLI::App& root);
 
 }  // namespace tessera

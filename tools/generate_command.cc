@@ -207,7 +207,10 @@ Command AddGenerateCommand(CLI::App& root) {
       "generate",
       "Generate text from a prompt: greedy by default, sampling with --do-sample "
       "(transformers GenerationConfig semantics: top_k 50 applies when sampling)");
-  app->add_option("--model", o->model, "GGUF model file, or 'default'")->capture_default_str();
+  app->add_option("--model", o->model,
+                  "GGUF model file, 'default', or random:SHAPE[:DTYPE[:LAYERS]] (random weights, "
+                  "see tessera synthesize --list)")
+      ->capture_default_str();
   CLI::Option* prompt = app->add_option("--prompt", o->prompt, "Prompt text");
   app->add_flag("--chat", o->chat, "Wrap the prompt as a user message in the chat template");
   app->add_option("--chat-template", o->chat_template_file,

@@ -9,12 +9,24 @@
 #include "formats/model_locator.h"
 #include "tools/cli_util.h"
 #include "tools/command.h"
+#include "tools/random_model.h"
 
 namespace tessera {
 
 int OpenModelSession(std::string_view command, const ModelSessionOptions& options,
                      ModelSession* session) {
-  auto path = ResolveModelPath(options.model);
+  // A random:SHAPE model is synthesized into a temporary file, removed as soon as the store
+  // maps it (the mapping keeps the bytes), or on return.
+  std::unique_ptr<TempModelFile> random_model;
+  absl::StatusOr<std::string> path;
+  if (IsRandomModel(options.model)) {
+    auto synthesized = SynthesizeTempModel(options.model, options.progress_bar);
+    if (!synthesized.ok()) return FailStatus(command, synthesized.status());
+    random_model = *std::move(synthesized);
+    path = random_model->path();
+  } else {
+    path = ResolveModelPath(options.model);
+  }
   if (!path.ok()) return FailStatus(command, path.status());
   auto backend =
       CreateBackend(options.backend, options.threads,
@@ -26,6 +38,7 @@ int OpenModelSession(std::string_view command, const ModelSessionOptions& option
   auto store = OpenWeightStore(*path);
   if (!store.ok()) return Fail(command, std::string(store.status().message()), kExitFailure);
   session->store = *std::move(store);
+  random_model.reset();
   if (session->store->gguf() == nullptr) {
     return Fail(command,
                 absl::StrFormat("%s: %s needs a GGUF file (for its tokenizer)", *path, command),

@@ -27,7 +27,9 @@ struct ModelSession {
 };
 
 struct ModelSessionOptions {
-  std::string model = "default";  // a path or "default" (formats/model_locator.h)
+  // A path, "default" (formats/model_locator.h) or random:SHAPE[:DTYPE[:LAYERS]]
+  // (tools/random_model.h).
+  std::string model = "default";
   std::string backend = "cpu";
   int threads = 0;
   bool deterministic = false;  // BackendOptions::batch_invariant

@@ -118,7 +118,10 @@ Command AddServeCommand(CLI::App& root) {
       "serve",
       "Serve a model over gRPC (tessera.v1.Inference, health, reflection): the coordinator "
       "and a one-rank worker in this process");
-  app->add_option("--model", o->model, "GGUF model file, or 'default'")->capture_default_str();
+  app->add_option("--model", o->model,
+                  "GGUF model file, 'default', or random:SHAPE[:DTYPE[:LAYERS]] (random weights, "
+                  "see tessera synthesize --list)")
+      ->capture_default_str();
   app->add_option("--served-model-name", o->served_model_name,
                   "Name clients use in 'model' (default: 'default' or the file's stem)");
   AddServerFlags(*app, &o->server);

@@ -7,6 +7,9 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <vector>
 
 #include "formats/gguf_reader.h"
 
@@ -199,6 +202,91 @@ TEST(GgufWriter, RejectsDimsWhoseProductOverflows) {
   s = w.AddTensor("wide", DType::kF32, {int64_t{1} << 62}, nullptr, 0);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.message(), HasSubstr("'wide'"));
+}
+
+// Deferred tensors: WriteFile streams what the fillers produce, at the same offsets as the
+// in-memory image of the same contents.
+TEST(GgufWriter, DeferredTensorsStreamTheSameFileAsCopiedOnes) {
+  const int64_t rows = 3000, cols = 4096;  // 48 MiB of f32: several filler calls
+  const auto value = [](int64_t r, int64_t c) { return static_cast<float>(r * 7 + c % 13); };
+  std::vector<float> big(static_cast<size_t>(rows * cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) big[r * cols + c] = value(r, c);
+  }
+  const float small[3] = {1, 2, 3};
+  const uint8_t q[34] = {1, 2, 3};
+  GgufWriter copied, deferred;
+  for (GgufWriter* w : {&copied, &deferred}) ASSERT_TRUE(w->AddString("k", "v").ok());
+  ASSERT_TRUE(copied.AddTensorRowMajor("small", DType::kF32, {3}, small, sizeof(small)).ok());
+  ASSERT_TRUE(deferred.AddTensorRowMajor("small", DType::kF32, {3}, small, sizeof(small)).ok());
+  ASSERT_TRUE(copied.AddTensorRowMajor("big", DType::kF32, {rows, cols}, big.data(),
+                                       big.size() * sizeof(float)).ok());
+  int calls = 0;
+  int64_t next_row = 0;
+  ASSERT_TRUE(deferred.AddDeferredTensorRowMajor(
+      "big", DType::kF32, {rows, cols},
+      [&](int64_t first, int64_t n, void* dst) {
+        EXPECT_EQ(first, next_row);
+        next_row = first + n;
+        ++calls;
+        auto* out = static_cast<float*>(dst);
+        for (int64_t r = 0; r < n; ++r) {
+          for (int64_t c = 0; c < cols; ++c) out[r * cols + c] = value(first + r, c);
+        }
+        return absl::OkStatus();
+      }).ok());
+  ASSERT_TRUE(copied.AddTensorRowMajor("q", DType::kQ8_0, {32}, q, sizeof(q)).ok());
+  ASSERT_TRUE(deferred.AddDeferredTensorRowMajor("q", DType::kQ8_0, {32},
+                                                 [&](int64_t first, int64_t n, void* dst) {
+                                                   EXPECT_EQ(first, 0);
+                                                   EXPECT_EQ(n, 1);
+                                                   std::memcpy(dst, q, sizeof(q));
+                                                   return absl::OkStatus();
+                                                 }).ok());
+
+  absl::StatusOr<std::string> image = copied.Serialize();
+  ASSERT_TRUE(image.ok()) << image.status();
+  EXPECT_EQ(deferred.Serialize().status().code(), absl::StatusCode::kInvalidArgument);
+  const std::string path = ::testing::TempDir() + "deferred.gguf";
+  int64_t last_done = 0, last_total = 0;
+  ASSERT_TRUE(deferred.WriteFile(path, [&](int64_t done, int64_t total) {
+    EXPECT_GE(done, last_done);
+    last_done = done;
+    last_total = total;
+  }).ok());
+  EXPECT_EQ(next_row, rows);
+  EXPECT_GT(calls, 1);
+  EXPECT_EQ(last_done, last_total);
+  EXPECT_EQ(last_total, static_cast<int64_t>(sizeof(small) + big.size() * 4 + sizeof(q)));
+  std::ifstream in(path, std::ios::binary);
+  const std::string written((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_TRUE(written == *image) << written.size() << " vs " << image->size();
+  std::remove(path.c_str());
+}
+
+TEST(GgufWriter, DeferredTensorErrors) {
+  GgufWriter w;
+  EXPECT_EQ(w.AddDeferredTensor("x", DType::kF32, {4}, nullptr).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(w.AddDeferredTensor("q", DType::kQ8_0, {31},
+                                [](int64_t, int64_t, void*) { return absl::OkStatus(); })
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(w.AddDeferredTensor("x", DType::kF32, {4}, [](int64_t, int64_t, void*) {
+                 return absl::DataLossError("filler failed");
+               }).ok());
+  EXPECT_EQ(w.AddDeferredTensor("x", DType::kF32, {4},
+                                [](int64_t, int64_t, void*) { return absl::OkStatus(); })
+                .code(),
+            absl::StatusCode::kInvalidArgument);  // added twice
+  const std::string path = ::testing::TempDir() + "deferred_error.gguf";
+  absl::Status s = w.WriteFile(path);
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(s.message(), HasSubstr("filler failed"));
+  std::remove(path.c_str());
+  s = w.WriteFile("/nonexistent-dir/x.gguf");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(s.message(), HasSubstr("/nonexistent-dir/x.gguf"));
 }
 
 }  // namespace

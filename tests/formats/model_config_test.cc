@@ -226,6 +226,47 @@ TEST(ModelConfig, GgufDefaultsAndScalingKeys) {
   EXPECT_EQ(c->rope_scaling.factor, 2.0);
 }
 
+TEST(ModelConfig, AddModelConfigToGgufRoundTrips) {
+  ModelConfig base;
+  base.name = "round-trip";
+  base.vocab_size = 300;
+  base.hidden_size = 128;
+  base.intermediate_size = 320;
+  base.num_layers = 3;
+  base.num_heads = 4;
+  base.num_kv_heads = 2;
+  base.head_dim = 64;
+  base.rope_dim = 32;
+  base.max_position_embeddings = 4096;
+  base.rms_norm_eps = static_cast<float>(1e-6);
+  base.rope_theta = 500000.0;
+  base.tie_word_embeddings = true;
+  ModelConfig linear = base;
+  linear.rope_scaling.type = RopeScalingType::kLinear;
+  linear.rope_scaling.factor = 2.0;
+  ModelConfig yarn = base;
+  yarn.rope_scaling.type = RopeScalingType::kYarn;
+  yarn.rope_scaling.factor = 4.0;
+  yarn.rope_scaling.original_max_position_embeddings = 1024;
+  yarn.rope_scaling.beta_fast = 16.0;
+  yarn.rope_scaling.beta_slow = 2.0;
+  yarn.rope_scaling.attn_factor = 0.5;
+  for (const ModelConfig& want : {base, linear, yarn}) {
+    GgufWriter w;
+    ASSERT_TRUE(AddModelConfigToGguf(want, w).ok());
+    std::string image;
+    absl::StatusOr<ModelConfig> got = FromWriter(w, &image);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(*got, want);
+  }
+  ModelConfig llama3 = base;
+  llama3.rope_scaling.type = RopeScalingType::kLlama3;
+  GgufWriter w;
+  absl::Status s = AddModelConfigToGguf(llama3, w);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("rope_freqs"));
+}
+
 TEST(ModelConfig, GgufErrorsNameFileAndKey) {
   std::string image;
   GgufWriter no_arch;

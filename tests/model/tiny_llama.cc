@@ -14,6 +14,7 @@
 #include "common/half.h"
 #include "common/status_macros.h"
 #include "formats/gguf_writer.h"
+#include "formats/model_config.h"
 #include "kernels/cpu/dequantize.h"
 #include "kernels/cpu/quant_blocks.h"
 #include "kernels/cpu/quantize.h"
@@ -135,40 +136,30 @@ std::string TempGgufPath(const std::string& stem) {
 
 absl::StatusOr<TinyWeights> WriteTinyModel(const TinySpec& spec, const std::string& path) {
   GgufWriter writer;
-  RETURN_IF_ERROR(writer.AddString("general.architecture", "llama"));
-  RETURN_IF_ERROR(writer.AddString("general.name", "tiny-test"));
-  RETURN_IF_ERROR(writer.AddUint32("llama.context_length", static_cast<uint32_t>(spec.context)));
-  RETURN_IF_ERROR(writer.AddUint32("llama.embedding_length", static_cast<uint32_t>(spec.hidden)));
-  RETURN_IF_ERROR(writer.AddUint32("llama.block_count", static_cast<uint32_t>(spec.layers)));
-  RETURN_IF_ERROR(writer.AddUint32("llama.feed_forward_length", static_cast<uint32_t>(spec.ffn)));
-  RETURN_IF_ERROR(
-      writer.AddUint32("llama.attention.head_count", static_cast<uint32_t>(spec.heads)));
-  RETURN_IF_ERROR(
-      writer.AddUint32("llama.attention.head_count_kv", static_cast<uint32_t>(spec.kv_heads)));
-  RETURN_IF_ERROR(
-      writer.AddUint32("llama.attention.key_length", static_cast<uint32_t>(spec.head_dim)));
-  RETURN_IF_ERROR(
-      writer.AddUint32("llama.attention.value_length", static_cast<uint32_t>(spec.head_dim)));
-  RETURN_IF_ERROR(
-      writer.AddUint32("llama.rope.dimension_count", static_cast<uint32_t>(spec.rope_dim)));
-  RETURN_IF_ERROR(writer.AddFloat32("llama.rope.freq_base", static_cast<float>(spec.theta)));
-  RETURN_IF_ERROR(writer.AddFloat32("llama.attention.layer_norm_rms_epsilon",
-                                    static_cast<float>(spec.eps)));
-  RETURN_IF_ERROR(writer.AddUint32("llama.vocab_size", static_cast<uint32_t>(spec.vocab)));
+  ModelConfig config;
+  config.name = "tiny-test";
+  config.max_position_embeddings = spec.context;
+  config.hidden_size = spec.hidden;
+  config.num_layers = spec.layers;
+  config.intermediate_size = spec.ffn;
+  config.num_heads = spec.heads;
+  config.num_kv_heads = spec.kv_heads;
+  config.head_dim = spec.head_dim;
+  config.rope_dim = spec.rope_dim;
+  config.rope_theta = spec.theta;
+  config.rms_norm_eps = spec.eps;
+  config.vocab_size = spec.vocab;
   if (spec.rope == TinyRope::kLinear || spec.rope == TinyRope::kYarn) {
-    RETURN_IF_ERROR(writer.AddString("llama.rope.scaling.type",
-                                     spec.rope == TinyRope::kLinear ? "linear" : "yarn"));
-    RETURN_IF_ERROR(
-        writer.AddFloat32("llama.rope.scaling.factor", static_cast<float>(spec.rope_factor)));
+    config.rope_scaling.type =
+        spec.rope == TinyRope::kLinear ? RopeScalingType::kLinear : RopeScalingType::kYarn;
+    config.rope_scaling.factor = spec.rope_factor;
   }
   if (spec.rope == TinyRope::kYarn) {
-    RETURN_IF_ERROR(writer.AddUint32("llama.rope.scaling.original_context_length",
-                                     static_cast<uint32_t>(spec.original_context)));
-    RETURN_IF_ERROR(writer.AddFloat32("llama.rope.scaling.yarn_beta_fast",
-                                      static_cast<float>(spec.beta_fast)));
-    RETURN_IF_ERROR(writer.AddFloat32("llama.rope.scaling.yarn_beta_slow",
-                                      static_cast<float>(spec.beta_slow)));
+    config.rope_scaling.original_max_position_embeddings = spec.original_context;
+    config.rope_scaling.beta_fast = spec.beta_fast;
+    config.rope_scaling.beta_slow = spec.beta_slow;
   }
+  RETURN_IF_ERROR(AddModelConfigToGguf(config, writer));
   std::vector<std::string> tokens;
   for (int64_t i = 0; i < spec.vocab; ++i) tokens.push_back(absl::StrCat("t", i));
   RETURN_IF_ERROR(writer.AddString("tokenizer.ggml.model", "gpt2"));
