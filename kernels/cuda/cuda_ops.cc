@@ -1,0 +1,93 @@
+#include "kernels/cuda/cuda_ops.h"
+
+#include "absl/strings/str_format.h"
+#include "kernels/cuda/cuda_runtime_shim.h"
+#include "kernels/cuda/elementwise_shim.h"
+
+namespace tessera {
+namespace {
+
+absl::Status FromCode(int code, const cuda_shim::Error& error, const char* what) {
+  if (code == 0) return absl::OkStatus();
+  if (!cuda_shim::CompiledIn()) return absl::UnavailableError(error.text);
+  return absl::InternalError(absl::StrFormat("CUDA %s: %s", what, error.text));
+}
+
+}  // namespace
+
+absl::StatusOr<DeviceBuffer> DeviceBuffer::Allocate(size_t bytes) {
+  DeviceBuffer buffer;
+  cuda_shim::Error error;
+  const int code = cuda_shim::Malloc(&buffer.ptr_, bytes, &error);
+  if (code != 0) {
+    buffer.ptr_ = nullptr;
+    return FromCode(code, error, absl::StrFormat("allocating %d bytes", bytes).c_str());
+  }
+  buffer.bytes_ = bytes;
+  return buffer;
+}
+
+DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
+  if (this != &other) {
+    cuda_shim::Free(ptr_);
+    ptr_ = std::exchange(other.ptr_, nullptr);
+    bytes_ = std::exchange(other.bytes_, 0);
+  }
+  return *this;
+}
+
+DeviceBuffer::~DeviceBuffer() { cuda_shim::Free(ptr_); }
+
+absl::Status DeviceBuffer::CopyFromHost(const void* host, size_t bytes) {
+  if (bytes > bytes_) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("DeviceBuffer: copying %d bytes into %d", bytes, bytes_));
+  }
+  cuda_shim::Error error;
+  return FromCode(cuda_shim::CopyToDevice(ptr_, host, bytes, &error), error, "copy to device");
+}
+
+absl::Status DeviceBuffer::CopyToHost(void* host, size_t bytes) const {
+  if (bytes > bytes_) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("DeviceBuffer: copying %d bytes out of %d", bytes, bytes_));
+  }
+  cuda_shim::Error error;
+  return FromCode(cuda_shim::CopyToHost(host, ptr_, bytes, &error), error, "copy to host");
+}
+
+absl::Status CudaRmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float eps,
+                         float* out) {
+  cuda_shim::Error error;
+  return FromCode(cuda_shim::RmsNorm(x, weight, n, dim, eps, out, &error), error, "RmsNorm");
+}
+
+absl::Status CudaSiluMul(const float* gate, const float* up, int64_t count, float* out) {
+  cuda_shim::Error error;
+  return FromCode(cuda_shim::SiluMul(gate, up, count, out, &error), error, "SiluMul");
+}
+
+absl::Status CudaAdd(const float* a, const float* b, int64_t count, float* out) {
+  cuda_shim::Error error;
+  return FromCode(cuda_shim::Add(a, b, count, out, &error), error, "Add");
+}
+
+absl::Status CudaSoftmax(float* x, int64_t n, int64_t dim) {
+  cuda_shim::Error error;
+  return FromCode(cuda_shim::Softmax(x, n, dim, &error), error, "Softmax");
+}
+
+absl::Status CudaRope(float* x, int64_t n_tokens, int64_t num_heads, const int32_t* positions,
+                      const RopeParams& p) {
+  if (p.rope_dim < 0 || p.rope_dim > p.head_dim || p.rope_dim % 2 != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "CudaRope: params.rope_dim=%d must be even and within head_dim=%d", p.rope_dim,
+        p.head_dim));
+  }
+  cuda_shim::Error error;
+  return FromCode(cuda_shim::Rope(x, n_tokens, num_heads, positions, p.head_dim, p.rope_dim,
+                                  p.inv_freq, p.mscale, p.style == RopeStyle::kHalves, &error),
+                  error, "Rope");
+}
+
+}  // namespace tessera

@@ -1,0 +1,54 @@
+// The CUDA element-wise ops of kernels/ops.h (RMSNorm, RoPE, SiLU·mul, residual add,
+// softmax) on device memory, and the device buffers they run on: the first pieces of the
+// CUDA backend (docs/architecture.md). Same results as ReferenceBackend up to float
+// rounding (tests/kernels/cuda_ops_test.cc checks them on a GPU). Each call waits for its
+// kernel. Errors: UNAVAILABLE when the binary has no CUDA code, INTERNAL with the runtime's
+// message when an allocation, copy or launch fails.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "kernels/ops.h"
+
+namespace tessera {
+
+// An owned allocation of device memory on the current device. Move-only.
+class DeviceBuffer {
+ public:
+  static absl::StatusOr<DeviceBuffer> Allocate(size_t bytes);
+  DeviceBuffer() = default;
+  DeviceBuffer(DeviceBuffer&& other) noexcept
+      : ptr_(std::exchange(other.ptr_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
+  DeviceBuffer& operator=(DeviceBuffer&& other) noexcept;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  ~DeviceBuffer();
+
+  size_t size() const { return bytes_; }
+  template <typename T>
+  T* as() const { return static_cast<T*>(ptr_); }
+  // Host <-> device copies of the first `bytes` bytes (INVALID_ARGUMENT past the end).
+  [[nodiscard]] absl::Status CopyFromHost(const void* host, size_t bytes);
+  [[nodiscard]] absl::Status CopyToHost(void* host, size_t bytes) const;
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// As the Backend methods of the same names; every pointer is a device pointer, and Rope's
+// params.inv_freq and `positions` ([n_tokens]) are device arrays.
+[[nodiscard]] absl::Status CudaRmsNorm(const float* x, const float* weight, int64_t n,
+                                       int64_t dim, float eps, float* out);
+[[nodiscard]] absl::Status CudaSiluMul(const float* gate, const float* up, int64_t count,
+                                       float* out);
+[[nodiscard]] absl::Status CudaAdd(const float* a, const float* b, int64_t count, float* out);
+[[nodiscard]] absl::Status CudaSoftmax(float* x, int64_t n, int64_t dim);
+[[nodiscard]] absl::Status CudaRope(float* x, int64_t n_tokens, int64_t num_heads,
+                                    const int32_t* positions, const RopeParams& params);
+
+}  // namespace tessera

@@ -1,0 +1,175 @@
+// The CUDA element-wise kernels behind elementwise_shim.h. Row reductions (RMSNorm,
+// softmax) run one block per row with warp-shuffle sums; RoPE computes its angles in double,
+// as the reference does, since position x frequency reaches thousands of radians where a
+// float angle is off by ~1e-3.
+#include <cuda_runtime.h>
+
+#include <cstdio>
+
+#include "kernels/cuda/elementwise_shim.h"
+
+namespace tessera::cuda_shim {
+namespace {
+
+constexpr int kBlock = 256;
+
+int Fail(cudaError_t err, Error* error) {
+  std::snprintf(error->text, sizeof(error->text), "%s: %s", cudaGetErrorName(err),
+                cudaGetErrorString(err));
+  return static_cast<int>(err);
+}
+
+// The launch's error, else the kernel's (after waiting for it).
+int Finish(Error* error) {
+  cudaError_t err = cudaGetLastError();
+  if (err == cudaSuccess) err = cudaDeviceSynchronize();
+  return err == cudaSuccess ? 0 : Fail(err, error);
+}
+
+int Blocks(int64_t count) {
+  const int64_t blocks = (count + kBlock - 1) / kBlock;
+  return static_cast<int>(blocks < 65535 * 16 ? (blocks > 0 ? blocks : 1) : 65535 * 16);
+}
+
+__device__ float WarpSum(float v) {
+  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+__device__ float WarpMax(float v) {
+  for (int offset = 16; offset > 0; offset /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  return v;
+}
+
+// Sum (or max) of v over the block, returned to every thread. `scratch` holds 32 floats.
+template <bool kMax>
+__device__ float BlockReduce(float v, float* scratch) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  v = kMax ? WarpMax(v) : WarpSum(v);
+  __syncthreads();  // scratch may still be read from a previous reduction
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  const int warps = (blockDim.x + 31) / 32;
+  v = lane < warps ? scratch[lane] : (kMax ? -INFINITY : 0.0f);
+  return kMax ? WarpMax(v) : WarpSum(v);
+}
+
+__global__ void RmsNormKernel(const float* x, const float* weight, int64_t dim, float eps,
+                              float* out) {
+  __shared__ float scratch[32];
+  const float* row = x + blockIdx.x * dim;
+  float* dst = out + blockIdx.x * dim;
+  float ss = 0.0f;
+  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) ss += row[j] * row[j];
+  ss = BlockReduce<false>(ss, scratch);
+  const float inv = rsqrtf(ss / static_cast<float>(dim) + eps);
+  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) dst[j] = row[j] * inv * weight[j];
+}
+
+__global__ void SiluMulKernel(const float* gate, const float* up, int64_t count, float* out) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const float g = gate[i];
+    out[i] = g / (1.0f + expf(-g)) * up[i];
+  }
+}
+
+__global__ void AddKernel(const float* a, const float* b, int64_t count, float* out) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    out[i] = a[i] + b[i];
+  }
+}
+
+__global__ void SoftmaxKernel(float* x, int64_t dim) {
+  __shared__ float scratch[32];
+  float* row = x + blockIdx.x * dim;
+  float mx = -INFINITY;
+  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) mx = fmaxf(mx, row[j]);
+  mx = BlockReduce<true>(mx, scratch);
+  float sum = 0.0f;
+  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) sum += expf(row[j] - mx);
+  sum = BlockReduce<false>(sum, scratch);
+  const float inv = 1.0f / sum;
+  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) row[j] = expf(row[j] - mx) * inv;
+}
+
+// One thread per (token, head, rotated pair).
+__global__ void RopeKernel(float* x, int64_t n_tokens, int64_t num_heads,
+                           const int32_t* positions, int64_t head_dim, int64_t half,
+                           const float* inv_freq, float mscale, bool halves) {
+  const int64_t total = n_tokens * num_heads * half;
+  for (int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; k < total;
+       k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t i = k % half;
+    const int64_t head = k / half;  // token * num_heads + h
+    const int64_t t = head / num_heads;
+    float* v = x + head * head_dim;
+    double s, c;
+    sincos(static_cast<double>(positions[t]) * inv_freq[i], &s, &c);
+    c *= mscale;
+    s *= mscale;
+    const int64_t a = halves ? i : 2 * i;
+    const int64_t b = halves ? i + half : 2 * i + 1;
+    const double x0 = v[a], x1 = v[b];
+    v[a] = static_cast<float>(x0 * c - x1 * s);
+    v[b] = static_cast<float>(x0 * s + x1 * c);
+  }
+}
+
+}  // namespace
+
+int Malloc(void** ptr, size_t bytes, Error* error) {
+  const cudaError_t err = cudaMalloc(ptr, bytes);
+  return err == cudaSuccess ? 0 : Fail(err, error);
+}
+
+void Free(void* ptr) { cudaFree(ptr); }
+
+int CopyToDevice(void* dst, const void* src, size_t bytes, Error* error) {
+  const cudaError_t err = cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice);
+  return err == cudaSuccess ? 0 : Fail(err, error);
+}
+
+int CopyToHost(void* dst, const void* src, size_t bytes, Error* error) {
+  const cudaError_t err = cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost);
+  return err == cudaSuccess ? 0 : Fail(err, error);
+}
+
+int RmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float eps, float* out,
+            Error* error) {
+  if (n <= 0) return 0;
+  RmsNormKernel<<<static_cast<unsigned>(n), kBlock>>>(x, weight, dim, eps, out);
+  return Finish(error);
+}
+
+int SiluMul(const float* gate, const float* up, int64_t count, float* out, Error* error) {
+  if (count <= 0) return 0;
+  SiluMulKernel<<<Blocks(count), kBlock>>>(gate, up, count, out);
+  return Finish(error);
+}
+
+int Add(const float* a, const float* b, int64_t count, float* out, Error* error) {
+  if (count <= 0) return 0;
+  AddKernel<<<Blocks(count), kBlock>>>(a, b, count, out);
+  return Finish(error);
+}
+
+int Softmax(float* x, int64_t n, int64_t dim, Error* error) {
+  if (n <= 0 || dim <= 0) return 0;
+  SoftmaxKernel<<<static_cast<unsigned>(n), kBlock>>>(x, dim);
+  return Finish(error);
+}
+
+int Rope(float* x, int64_t n_tokens, int64_t num_heads, const int32_t* positions,
+         int64_t head_dim, int64_t rope_dim, const float* inv_freq, float mscale, bool halves,
+         Error* error) {
+  const int64_t half = rope_dim / 2;
+  const int64_t total = n_tokens * num_heads * half;
+  if (total <= 0) return 0;
+  RopeKernel<<<Blocks(total), kBlock>>>(x, n_tokens, num_heads, positions, head_dim, half,
+                                        inv_freq, mscale, halves);
+  return Finish(error);
+}
+
+}  // namespace tessera::cuda_shim

@@ -1,0 +1,33 @@
+// Plain-C++ boundary of the CUDA element-wise kernels (elementwise.cu, or
+// elementwise_stub.cc without CUDA), so that no abseil header passes through nvcc; the
+// abseil-facing API is cuda_ops.h. Pointers are device pointers. Each call launches on the
+// default stream and waits for it, returning a cudaError_t code (0 = success) with the
+// runtime's message in `error`. Internal to kernels/.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace tessera::cuda_shim {
+
+struct Error {
+  char text[256] = {};
+};
+
+int Malloc(void** ptr, size_t bytes, Error* error);
+void Free(void* ptr);
+int CopyToDevice(void* dst, const void* src, size_t bytes, Error* error);
+int CopyToHost(void* dst, const void* src, size_t bytes, Error* error);
+
+// As Backend::RmsNorm, SiluMul, Add, Softmax and Rope (kernels/ops.h); positions and
+// inv_freq are device arrays; `halves` selects RopeStyle::kHalves.
+int RmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float eps, float* out,
+            Error* error);
+int SiluMul(const float* gate, const float* up, int64_t count, float* out, Error* error);
+int Add(const float* a, const float* b, int64_t count, float* out, Error* error);
+int Softmax(float* x, int64_t n, int64_t dim, Error* error);
+int Rope(float* x, int64_t n_tokens, int64_t num_heads, const int32_t* positions,
+         int64_t head_dim, int64_t rope_dim, const float* inv_freq, float mscale, bool halves,
+         Error* error);
+
+}  // namespace tessera::cuda_shim

@@ -1,0 +1,34 @@
+// elementwise_shim.h for builds without CUDA: every call reports that no CUDA code is present.
+#include <cstdio>
+
+#include "kernels/cuda/elementwise_shim.h"
+
+namespace tessera::cuda_shim {
+namespace {
+constexpr int kNotBuilt = -1;
+int NotBuilt(Error* error) {
+  std::snprintf(error->text, sizeof(error->text),
+                "built without CUDA (configure with -DTESSERA_CUDA=ON)");
+  return kNotBuilt;
+}
+}  // namespace
+
+int Malloc(void** ptr, size_t, Error* error) {
+  *ptr = nullptr;
+  return NotBuilt(error);
+}
+void Free(void*) {}
+int CopyToDevice(void*, const void*, size_t, Error* error) { return NotBuilt(error); }
+int CopyToHost(void*, const void*, size_t, Error* error) { return NotBuilt(error); }
+int RmsNorm(const float*, const float*, int64_t, int64_t, float, float*, Error* error) {
+  return NotBuilt(error);
+}
+int SiluMul(const float*, const float*, int64_t, float*, Error* error) { return NotBuilt(error); }
+int Add(const float*, const float*, int64_t, float*, Error* error) { return NotBuilt(error); }
+int Softmax(float*, int64_t, int64_t, Error* error) { return NotBuilt(error); }
+int Rope(float*, int64_t, int64_t, const int32_t*, int64_t, int64_t, const float*, float, bool,
+         Error* error) {
+  return NotBuilt(error);
+}
+
+}  // namespace tessera::cuda_shim
