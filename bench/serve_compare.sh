@@ -6,13 +6,15 @@
 # the "serve-compare" markers, replaced on each run).
 #
 # Usage: bench/serve_compare.sh [-t THREADS] [-m MODEL] [-b TESSERA_BUILD_DIR]
-#                               [-l LLAMA_CPP_DIR] [-n REQUESTS] [-g TG]
+#                               [-l LLAMA_CPP_DIR] [-n REQUESTS] [-g TG] [-k KV_DTYPE]
 #   THREADS            default: nproc
 #   MODEL              default: ~/.cache/tessera/models/SmolLM2-135M-Instruct.Q4_1.gguf
 #   TESSERA_BUILD_DIR  a build with -DTESSERA_BUILD_BENCH=ON (default: build)
 #   LLAMA_CPP_DIR      a llama.cpp tree with build/bin/llama-batched-bench (default:
 #                      /work/peers/llama.cpp; see compare_llamacpp.sh for the build)
 #   REQUESTS           workload size (default 256); TG: sweep generated tokens (default 128)
+#   KV_DTYPE           Tessera's KV cache element type (default f16, as llama.cpp's default
+#                      cache); the other type's 1- and 32-sequence sweep is reported as well
 # The issue's target: total decode tokens/s at 32 parallel sequences >= 3x one sequence's.
 # The script prints whether it holds and exits 0 either way (it measures; it does not gate).
 set -euo pipefail
@@ -25,7 +27,8 @@ build="$repo/build"
 llama_dir="$bench_default_llama_dir"
 requests=256
 tg=128
-while getopts "t:m:b:l:n:g:" opt; do
+kv=f16
+while getopts "t:m:b:l:n:g:k:" opt; do
   case "$opt" in
     t) threads="$OPTARG" ;;
     m) model="$OPTARG" ;;
@@ -33,7 +36,8 @@ while getopts "t:m:b:l:n:g:" opt; do
     l) llama_dir="$OPTARG" ;;
     n) requests="$OPTARG" ;;
     g) tg="$OPTARG" ;;
-    *) sed -n '2,17p' "$0" >&2; exit 2 ;;
+    k) kv="$OPTARG" ;;
+    *) sed -n '2,19p' "$0" >&2; exit 2 ;;
   esac
 done
 
@@ -45,10 +49,13 @@ bench_require_exe "$theirs" "build llama.cpp's llama-batched-bench"
 commit="$(bench_llama_commit "$llama_dir")"
 
 npl="1,4,16,32"
+other_kv=$([[ "$kv" == f16 ]] && echo f32 || echo f16)
 ours_cmd=("$ours" -m "$model" -t "$threads" --requests "$requests" --npl "$npl" --pp 128
-          --tg "$tg" --json)
+          --tg "$tg" --kv-cache-dtype "$kv" --json)
 ours_det_cmd=("$ours" -m "$model" -t "$threads" --requests 32 --sequential 0 --npl 1,32
-              --pp 128 --tg "$tg" --json)
+              --pp 128 --tg "$tg" --kv-cache-dtype "$kv" --json)
+ours_other_cmd=("$ours" -m "$model" -t "$threads" --requests 32 --sequential 0 --npl 1,32
+                --pp 128 --tg "$tg" --kv-cache-dtype "$other_kv" --json)
 theirs_cmd=("$theirs" -m "$model" -c 16384 -b 2048 -ub 512 -npp 128 -ntg "$tg" -npl "$npl"
             -t "$threads" --output-format jsonl)
 
@@ -60,6 +67,8 @@ echo "${ours_cmd[*]}" >&2
 echo "${ours_det_cmd[*]} (plain, then --deterministic)" >&2
 "${ours_det_cmd[@]}" > "$work/ours_plain.json"
 "${ours_det_cmd[@]}" --deterministic > "$work/ours_det.json"
+echo "${ours_other_cmd[*]}" >&2
+"${ours_other_cmd[@]}" > "$work/ours_other.json"
 for fa in off on; do
   echo "${theirs_cmd[*]} -fa $fa" >&2
   "${theirs_cmd[@]}" -fa "$fa" 2> "$work/theirs.err" | grep '^{' > "$work/theirs_$fa.jsonl" \
@@ -71,13 +80,14 @@ date_utc="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 
 python3 - "$work" "$repo/docs/benchmarks.md" "$commit" "$cpu" "$(nproc)" "$date_utc" \
   "$threads" "${ours_cmd[*]}" "${ours_det_cmd[*]}" "${theirs_cmd[*]}" "$load_before" \
-  "$load_after" <<'PY'
+  "$load_after" "$kv" "$other_kv" "${ours_other_cmd[*]}" <<'PY'
 import json, os, re, sys
 (work, doc, commit, cpu, cores, date, threads, ours_cmd, det_cmd, theirs_cmd, load_before,
- load_after) = sys.argv[1:]
+ load_after, kv, other_kv, other_cmd) = sys.argv[1:]
 ours = json.load(open(f"{work}/ours.json"))
 plain = json.load(open(f"{work}/ours_plain.json"))
 det = json.load(open(f"{work}/ours_det.json"))
+other = {s["npl"]: s for s in json.load(open(f"{work}/ours_other.json"))["sweep"]}
 theirs = {}
 for fa in ("off", "on"):
     for line in open(f"{work}/theirs_{fa}.jsonl"):
@@ -104,7 +114,8 @@ section = f"""<!-- serve-compare:begin (written by bench/serve_compare.sh; do no
 
 Workload: {w['requests']} requests (fixed seed), prompts of 32-512 random tokens, 16-256 new
 tokens each (greedy, no EOS), all arriving at once; engine limits {ours['max_num_seqs']}
-sequences and {ours['max_batched_tokens']} tokens per step (chunked prefill).
+sequences and {ours['max_batched_tokens']} tokens per step (chunked prefill); KV cache of
+{kv} elements (llama.cpp's default cache is f16).
 
 | | output tokens/s | TTFT p50 / p99 (ms) | TPOT p50 / p99 (ms) |
 |---|---:|---:|---:|
@@ -122,6 +133,10 @@ generated tokens/s; llama.cpp: the better of `-fa off` / `-fa on` per row):
 
 Target (total decode at 32 sequences >= 3x one sequence): **{"met" if ratio32 >= 3 else "NOT met"}** ({ratio32:.2f}x).
 
+With a KV cache of {other_kv} elements instead: S_TG {other[1]['s_tg']:.1f} at 1 sequence,
+{other[32]['s_tg']:.1f} at 32 (**{other[32]['s_tg'] / other[1]['s_tg']:.2f}x**); S_PP at 32
+{other[32]['s_pp']:.1f}.
+
 Deterministic mode (`--deterministic`, batch-invariant kernels) against the default on the
 same sweep: S_PP x{cost('s_pp', 32):.2f}, S_TG x{cost('s_tg', 32):.2f} at 32 sequences; S_TG
 x{cost('s_tg', 1):.2f} at 1. With packed weights (CPUs with AVX-512 VNNI) every row goes
@@ -133,6 +148,7 @@ differ from 1 by load noise only; elsewhere deterministic mode gives up the 4-ro
 - Commands (`bench/serve_compare.sh -t {threads}`):
   - `{show(ours_cmd)}`
   - `{show(det_cmd)}` (and again with `--deterministic`)
+  - `{show(other_cmd)}`
   - `{show(theirs_cmd)} -fa off|on`
 <!-- serve-compare:end -->
 """
