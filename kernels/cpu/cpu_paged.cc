@@ -159,8 +159,10 @@ absl::Status CpuBackend::PagedAttention(const float* q, int64_t n_tokens,
       hi = std::max<int64_t>(hi, positions[t]);
     }
     // Chunks of positions gathered from their blocks once for all the tile's rows and the
-    // item's heads; each row then runs its softmax over the chunk's positions it sees.
-    for (int64_t c0 = lo; c0 <= hi; c0 += kAttendMaxRun) {
+    // item's heads; each row then runs its softmax over the chunk's positions it sees. The
+    // chunks start at multiples of kAttendMaxRun, so the runs a row's softmax goes through
+    // (and its rounding) do not depend on which other rows share its tile.
+    for (int64_t c0 = lo - lo % kAttendMaxRun; c0 <= hi; c0 += kAttendMaxRun) {
       const int64_t c1 = std::min(hi + 1, c0 + kAttendMaxRun);
       GatherChunk(kernels_, layout, pool, sequences[tile.seq].block_table, h0 / group * d, c0, c1,
                   chunk);

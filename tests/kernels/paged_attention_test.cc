@@ -303,6 +303,33 @@ TEST_P(PagedAttentionShapeTest, CpuMatchesReferenceHoweverItSplitsTheHeads) {
   }
 }
 
+// Batch invariance: a query row's output does not depend on the rows sharing its tile, with
+// or without a sliding window (the cpu backend's chunks start at fixed positions), so each
+// row of a prefill equals the same row computed alone, bit for bit.
+TEST_P(PagedAttentionShapeTest, CpuRowsEqualThemselvesAloneBitForBit) {
+  const Shape& sh = GetParam();
+  for (const CpuKernels* kernels : SupportedCpuKernels()) {
+    CpuBackend cpu(2, kernels);
+    for (int64_t window : {0, 7, 200}) {
+      SCOPED_TRACE(absl::StrFormat("%s window %d", kernels->isa, window));
+      Scenario s = MakeScenario(sh.block_size, sh.heads, sh.kv_heads, sh.head_dim, {{300, 37}}, 9,
+                                ref_, 2.0f, window, DType::kF16);
+      const std::vector<float> all = RunPaged(cpu, s);
+      const int64_t row = sh.heads * sh.head_dim;
+      for (int64_t t : {0, 5, 36}) {
+        const PagedSequence one{0, 1, s.seqs[0].context_len, s.seqs[0].block_table};
+        const std::vector<int32_t> position = {s.positions[t]};
+        std::vector<float> alone(static_cast<size_t>(row), NAN);
+        ASSERT_TRUE(cpu.PagedAttention(s.q.data() + t * row, 1, position, {&one, 1}, s.layout,
+                                       s.pool(), s.params, alone.data())
+                        .ok());
+        EXPECT_EQ(std::memcmp(alone.data(), all.data() + t * row, row * sizeof(float)), 0)
+            << "row " << t;
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Shapes, PagedAttentionShapeTest,
                          ::testing::Values(Shape{1, 4, 4, 16}, Shape{16, 4, 4, 16},
                                            Shape{32, 4, 4, 16}, Shape{1, 6, 2, 32},
