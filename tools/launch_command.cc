@@ -44,6 +44,9 @@ struct LaunchOptions {
   std::string http_port_file;
   int threads = 0;
   int64_t kv_cache_mb = 512;
+  std::string kv_cache_dtype = "f32";
+  bool deterministic = false;
+  bool no_pack_weights = false;
   std::string auth_token_file;
   std::string mpirun = "mpirun";
   double stop_timeout_s = 60.0;
@@ -171,8 +174,12 @@ int RunLaunch(const LaunchOptions& o) {
                                      std::to_string(o.threads),
                                      "--kv-cache-mb",
                                      std::to_string(o.kv_cache_mb),
+                                     "--kv-cache-dtype",
+                                     o.kv_cache_dtype,
                                      "--coordinator",
                                      target};
+    if (o.deterministic) argv.push_back("--deterministic");
+    if (o.no_pack_weights) argv.push_back("--no-pack-weights");
     if (!o.auth_token_file.empty()) {
       argv.insert(argv.end(), {"--auth-token-file", o.auth_token_file});
     }
@@ -273,6 +280,14 @@ Command AddLaunchCommand(CLI::App& root) {
   app->add_option("--kv-cache-mb", o->kv_cache_mb, "KV cache MiB per replica")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app->add_option("--kv-cache-dtype", o->kv_cache_dtype,
+                  "KV cache element type of every replica: f32, or f16 (half the memory)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f32", "f16"}));
+  app->add_flag("--deterministic", o->deterministic,
+                "replicas use batch-invariant kernels (tessera-worker --deterministic)");
+  app->add_flag("--no-pack-weights", o->no_pack_weights,
+                "replicas keep the file's weight layout (tessera-worker --no-pack-weights)");
   app->add_option("--auth-token-file", o->auth_token_file,
                   "Bearer token file for the coordinator (and its replicas)");
   app->add_option("--mpirun", o->mpirun, "The mpirun to use")->capture_default_str();

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `tessera launch` on one machine (run by ctest with the build's bin dir and the project's
-# Python): two replicas of tp 2 register with the coordinator it starts, a request goes
-# through, a replica job killed mid-run is reported while the other keeps serving, and
-# SIGTERM stops everything (no process left) with exit status 0.
+# Python): two replicas of tp 2 (with an f16 KV cache, forwarded to them) register with the
+# coordinator it starts, a request goes through, a replica job killed mid-run is reported
+# while the other keeps serving, and SIGTERM stops everything (no process left) with exit
+# status 0.
 set -euo pipefail
 bin="$1"
 python="$2"
@@ -18,7 +19,7 @@ client() { "$python" -m tessera_client --target "127.0.0.1:$port" --timeout 60 "
 ready_replicas() { client models 2>/dev/null | awk -F'ready replicas ' '{print $2}'; }
 
 setsid "$bin/tessera" launch --model default --tp 2 --replicas 2 --port 0 --http-port 0 --port-file "$work/port" \
-  --threads 1 --kv-cache-mb 64 > "$work/launch.log" 2>&1 &
+  --threads 1 --kv-cache-mb 64 --kv-cache-dtype f16 > "$work/launch.log" 2>&1 &
 launch_pid=$!
 for _ in $(seq 1 600); do [ -s "$work/port" ] && break; sleep 0.2; done
 [ -s "$work/port" ] || fail "no coordinator port"
@@ -28,6 +29,8 @@ for _ in $(seq 1 600); do [ "$(ready_replicas)" = "2" ] && break; sleep 0.2; don
 client generate "The capital of France is" --max-new-tokens 8 --no-stream > "$work/answer1" \
   || fail "no answer through launch"
 grep -q Paris "$work/answer1" || fail "unexpected answer: $(cat "$work/answer1")"
+# The replicas got the launcher's engine settings (their startup reports name the cache).
+[ "$(grep -c "f16 elements" "$work/launch.log")" = "2" ] || fail "replicas without --kv-cache-dtype f16"
 
 # Kill one replica's mpirun job: launch reports it, the other replica serves on.
 victim="$(pgrep -f "^mpirun .*--coordinator 127.0.0.1:$port" | head -1)"
