@@ -11,6 +11,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
 extern char** environ;
 
 namespace tessera::testing {
@@ -60,6 +63,18 @@ ProcessResult RunProcess(const std::vector<std::string>& argv, const std::string
   std::remove(out_path.c_str());
   std::remove(err_path.c_str());
   return result;
+}
+
+int CountLines(const std::string& s) {
+  int n = 0;
+  for (char c : s) n += c == '\n';
+  return n;
+}
+
+void ExpectUsageError(const ProcessResult& r, const std::string& needle) {
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(CountLines(r.err), 1) << r.err;
+  EXPECT_THAT(r.err, ::testing::HasSubstr(needle));
 }
 
 }  // namespace tessera::testing

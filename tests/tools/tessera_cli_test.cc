@@ -24,6 +24,8 @@ using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using testing::ProcessResult;
+using testing::CountLines;
+using testing::ExpectUsageError;
 using testing::RunProcess;
 
 ProcessResult Tessera(std::vector<std::string> args, const std::string& stdin_text = "") {
@@ -31,18 +33,7 @@ ProcessResult Tessera(std::vector<std::string> args, const std::string& stdin_te
   return RunProcess(args, stdin_text);
 }
 
-int CountLines(const std::string& s) {
-  int n = 0;
-  for (char c : s) n += c == '\n';
-  return n;
-}
 
-// Exit 2 with exactly one line on stderr.
-void ExpectUsageError(const ProcessResult& r, const std::string& needle) {
-  EXPECT_EQ(r.exit_code, 2) << r.err;
-  EXPECT_EQ(CountLines(r.err), 1) << r.err;
-  EXPECT_THAT(r.err, HasSubstr(needle));
-}
 
 std::string DefaultModel() {
   auto path = ResolveModelPath("default");

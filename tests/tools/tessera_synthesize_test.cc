@@ -15,6 +15,8 @@ namespace {
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 using testing::ProcessResult;
+using testing::CountLines;
+using testing::ExpectUsageError;
 using testing::RunProcess;
 
 ProcessResult Tessera(std::vector<std::string> args) {
@@ -22,17 +24,7 @@ ProcessResult Tessera(std::vector<std::string> args) {
   return RunProcess(args);
 }
 
-int CountLines(const std::string& s) {
-  int n = 0;
-  for (char c : s) n += c == '\n';
-  return n;
-}
 
-void ExpectUsageError(const ProcessResult& r, const std::string& needle) {
-  EXPECT_EQ(r.exit_code, 2) << r.err;
-  EXPECT_EQ(CountLines(r.err), 1) << r.err;
-  EXPECT_THAT(r.err, HasSubstr(needle));
-}
 
 TEST(TesseraSynthesizeTest, HelpAndList) {
   ProcessResult r = Tessera({"--help"});
