@@ -251,7 +251,7 @@ TEST(PackedGemmSimdTest, GivesTheReferenceBits) {
   std::mt19937 rng(6);
   for (const CpuKernels* table : tables) {
     for (DType t : kPackedTypes) {
-      if (!TablePacks(*table, t)) continue;  // e.g. Q8_0 on AVX2
+      if (!TablePacks(*table, t)) continue;
       // Every remainder of the 8-row activation chunks, full and partial last groups.
       for (int64_t n : {1, 2, 3, 4, 5, 6, 7, 8, 9, 17}) {
         for (const auto& [k, m] : {std::pair<int64_t, int64_t>{32, 16}, {96, 45}, {576, 33}}) {
@@ -263,6 +263,40 @@ TEST(PackedGemmSimdTest, GivesTheReferenceBits) {
         }
       }
     }
+  }
+}
+
+// Q8_0 at its extremes: weight quants of -128 against activation quants of +-127, the
+// largest pair sums of the AVX2 kernel's |w| x sign(w)·a products (2·128·127 < 2^15).
+TEST(PackedGemmSimdTest, Q8ExtremesGiveTheReferenceBits) {
+  const std::vector<const CpuKernels*> tables = TablesWithPackedGemm();
+  if (tables.empty()) GTEST_SKIP() << "this CPU has no SIMD packed GEMM";
+  std::mt19937 rng(8);
+  Problem p(DType::kQ8_0, /*n=*/2, /*k=*/64, /*m=*/16, rng);
+  for (int64_t b = 0; b < p.m * p.k / 32; ++b) {
+    auto& blk = reinterpret_cast<BlockQ8_0*>(p.w.data())[b];
+    blk.d = FloatToFp16(0.01f);
+    for (int8_t& q : blk.qs) q = -128;
+  }
+  p.packed = Pack(TensorView{p.type, {p.m, p.k}, p.w.data()});
+  std::vector<float> x(static_cast<size_t>(2 * p.k));
+  for (int64_t i = 0; i < p.k; ++i) {
+    x[i] = 1.0f;                               // every quant 127
+    x[p.k + i] = i % 2 == 0 ? 1.0f : -1.0f;   // +-127
+  }
+  for (int64_t j = 0; j < 2; ++j) {
+    ASSERT_TRUE(QuantizeRow(DType::kQ8_0, x.data() + j * p.k, p.act.data() + j * p.act_row_bytes,
+                            p.k)
+                    .ok());
+  }
+  FillActBlockInfo(p.packed->format(), p.act.data(), p.act_row_bytes, 2, p.k / 32, p.info.data());
+  const std::vector<float> want = p.Run(PackedGemmReference);
+  for (float y : std::span(want).first(16)) EXPECT_LT(y, 0.0f);  // -128 x 127 summed: negative
+  for (const CpuKernels* table : tables) {
+    if (!TablePacks(*table, DType::kQ8_0)) continue;
+    SCOPED_TRACE(std::string(table->isa));
+    const std::vector<float> got = p.Run(table->packed_gemm);
+    ASSERT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0);
   }
 }
 
