@@ -282,11 +282,14 @@ TEST_P(PagedAttentionShapeTest, CpuHalfCacheMatchesReferenceOnEveryIsaAndThreadC
 }
 
 // The cpu backend gives each work item several KV heads, one GQA group or a part of one,
-// depending on how many items the batch has per thread: one long decode, one prefill and the
-// mixed batch on 1 to 8 threads take every one of those ways.
-TEST_P(PagedAttentionShapeTest, CpuMatchesReferenceHoweverItSplitsTheHeads) {
+// depending on how many items the batch has per thread, and splits the positions of a decode
+// of few sequences into chunks merged afterwards (split-K): one long decode, three decodes
+// of different lengths (with and without split-K by thread count), one prefill and the mixed
+// batch on 1 to 8 threads take every one of those ways.
+TEST_P(PagedAttentionShapeTest, CpuMatchesReferenceHoweverItSplitsTheWork) {
   const Shape& sh = GetParam();
-  const std::vector<std::vector<SeqSpec>> batches = {{{300, 1}}, {{37, 37}}, kMixedBatch};
+  const std::vector<std::vector<SeqSpec>> batches = {
+      {{300, 1}}, {{300, 1}, {129, 1}, {5, 1}}, {{37, 37}}, kMixedBatch};
   for (const CpuKernels* kernels : SupportedCpuKernels()) {
     for (int threads : {1, 2, 4, 8}) {
       CpuBackend cpu(threads, kernels);
@@ -303,13 +306,14 @@ TEST_P(PagedAttentionShapeTest, CpuMatchesReferenceHoweverItSplitsTheHeads) {
   }
 }
 
-// Batch invariance: a query row's output does not depend on the rows sharing its tile, with
-// or without a sliding window (the cpu backend's chunks start at fixed positions), so each
-// row of a prefill equals the same row computed alone, bit for bit.
+// Batch invariance (batch-invariant mode): a query row's output does not depend on the rows
+// sharing its tile, with or without a sliding window (the chunks start at fixed positions),
+// nor on being decoded alone (no split-K then), so each row of a prefill equals the same row
+// computed alone, bit for bit.
 TEST_P(PagedAttentionShapeTest, CpuRowsEqualThemselvesAloneBitForBit) {
   const Shape& sh = GetParam();
   for (const CpuKernels* kernels : SupportedCpuKernels()) {
-    CpuBackend cpu(2, kernels);
+    CpuBackend cpu(2, kernels, /*batch_invariant=*/true);
     for (int64_t window : {0, 7, 200}) {
       SCOPED_TRACE(absl::StrFormat("%s window %d", kernels->isa, window));
       Scenario s = MakeScenario(sh.block_size, sh.heads, sh.kv_heads, sh.head_dim, {{300, 37}}, 9,
