@@ -90,4 +90,49 @@ absl::Status CudaRope(float* x, int64_t n_tokens, int64_t num_heads, const int32
                   error, "Rope");
 }
 
+namespace {
+
+// The shim's weight type for `view`, or INVALID_ARGUMENT naming `op`'s field.
+absl::StatusOr<int> WeightTypeOf(const char* op, const char* field, const TensorView& view) {
+  if (view.rank() != 2 || !view.dense()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: %s must be a dense matrix, got shape %s", op, field, view.ShapeString()));
+  }
+  switch (view.dtype) {
+    case DType::kF32: return cuda_shim::kWF32;
+    case DType::kF16: return cuda_shim::kWF16;
+    case DType::kBF16: return cuda_shim::kWBF16;
+    case DType::kQ8_0: return cuda_shim::kWQ8_0;
+    case DType::kQ4_0: return cuda_shim::kWQ4_0;
+    case DType::kQ4_1: return cuda_shim::kWQ4_1;
+    default:
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "%s: %s dtype %s is not supported on CUDA yet", op, field, DTypeName(view.dtype)));
+  }
+}
+
+}  // namespace
+
+absl::Status CudaEmbedding(const TensorView& table, const int32_t* ids, int64_t n, float* out) {
+  absl::StatusOr<int> type = WeightTypeOf("CudaEmbedding", "table", table);
+  if (!type.ok()) return type.status();
+  cuda_shim::Error error;
+  return FromCode(cuda_shim::Embedding(table.data, *type, table.dim(1), ids, n, out, &error),
+                  error, "Embedding");
+}
+
+absl::Status CudaGemv(const float* x, int64_t n, int64_t k, const TensorView& w, float* y) {
+  absl::StatusOr<int> type = WeightTypeOf("CudaGemv", "w", w);
+  if (!type.ok()) return type.status();
+  if (w.dim(1) != k) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("CudaGemv: w has %d columns, x has k=%d", w.dim(1), k));
+  }
+  if (n < 1 || n > 8) {
+    return absl::InvalidArgumentError(absl::StrFormat("CudaGemv: n=%d must lie in [1, 8]", n));
+  }
+  cuda_shim::Error error;
+  return FromCode(cuda_shim::Gemv(w.data, *type, w.dim(0), k, x, n, y, &error), error, "Gemv");
+}
+
 }  // namespace tessera

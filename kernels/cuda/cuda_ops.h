@@ -1,5 +1,6 @@
 // The CUDA element-wise ops of kernels/ops.h (RMSNorm, RoPE, SiLU·mul, residual add,
-// softmax) on device memory, and the device buffers they run on: the first pieces of the
+// softmax), the embedding lookup and the decode GEMV over weights in their file dtype, on
+// device memory, and the device buffers they run on: the first pieces of the
 // CUDA backend (docs/architecture.md). Same results as ReferenceBackend up to float
 // rounding (tests/kernels/cuda_ops_test.cc checks them on a GPU). Each call waits for its
 // kernel. Errors: UNAVAILABLE when the binary has no CUDA code, INTERNAL with the runtime's
@@ -50,5 +51,19 @@ class DeviceBuffer {
 [[nodiscard]] absl::Status CudaSoftmax(float* x, int64_t n, int64_t dim);
 [[nodiscard]] absl::Status CudaRope(float* x, int64_t n_tokens, int64_t num_heads,
                                     const int32_t* positions, const RopeParams& params);
+
+// As Backend::Embedding for a table in device memory (TensorView::data is a device pointer;
+// F32, F16, BF16, Q8_0, Q4_0 or Q4_1; dense rows): out[i, :] = row ids[i] dequantized. `ids`
+// is a device array of n ids the caller has checked against the table's rows (on the host,
+// where the ids come from).
+[[nodiscard]] absl::Status CudaEmbedding(const TensorView& table, const int32_t* ids, int64_t n,
+                                         float* out);
+
+// The decode GEMV: y[j, r] = x[j, :] · W[r, :] for W [m, k] in device memory (the dtypes of
+// CudaEmbedding, dense rows) and float activations x [n, k], 1 <= n <= 8, dequantizing the
+// weights as they are read (float accumulation). INVALID_ARGUMENT naming the field for
+// another dtype, shape or n.
+[[nodiscard]] absl::Status CudaGemv(const float* x, int64_t n, int64_t k, const TensorView& w,
+                                    float* y);
 
 }  // namespace tessera

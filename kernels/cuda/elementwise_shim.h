@@ -1,5 +1,5 @@
-// Plain-C++ boundary of the CUDA element-wise kernels (elementwise.cu, or
-// elementwise_stub.cc without CUDA), so that no abseil header passes through nvcc; the
+// Plain-C++ boundary of the CUDA element-wise and quantized kernels (elementwise.cu and
+// quantized.cu, or elementwise_stub.cc without CUDA), so that no abseil header passes through nvcc; the
 // abseil-facing API is cuda_ops.h. Pointers are device pointers. Each call launches on the
 // default stream and waits for it, returning a cudaError_t code (0 = success) with the
 // runtime's message in `error`. Internal to kernels/.
@@ -28,6 +28,18 @@ int Add(const float* a, const float* b, int64_t count, float* out, Error* error)
 int Softmax(float* x, int64_t n, int64_t dim, Error* error);
 int Rope(float* x, int64_t n_tokens, int64_t num_heads, const int32_t* positions,
          int64_t head_dim, int64_t rope_dim, const float* inv_freq, float mscale, bool halves,
+         Error* error);
+
+// Weight element types the quantized kernels (quantized.cu) read, by GGML id (common/dtype.h).
+enum WeightType : int { kWF32 = 0, kWF16 = 1, kWQ4_0 = 2, kWQ4_1 = 3, kWQ8_0 = 8, kWBF16 = 30 };
+
+// As Backend::Embedding: out[i, :] = row ids[i] of table [rows, cols] (device) dequantized;
+// ids are device ints already checked to lie in [0, rows).
+int Embedding(const void* table, int type, int64_t cols, const int32_t* ids, int64_t n,
+              float* out, Error* error);
+// y[j, r] = x[j, :] · W[r, :] for W [m, k] of `type` and float activations x [n, k]
+// (decode-sized n <= 8; one warp per weight row, dequantizing as it reads).
+int Gemv(const void* w, int type, int64_t m, int64_t k, const float* x, int64_t n, float* y,
          Error* error);
 
 }  // namespace tessera::cuda_shim

@@ -31,4 +31,11 @@ int Rope(float*, int64_t, int64_t, const int32_t*, int64_t, int64_t, const float
   return NotBuilt(error);
 }
 
+int Embedding(const void*, int, int64_t, const int32_t*, int64_t, float*, Error* error) {
+  return NotBuilt(error);
+}
+int Gemv(const void*, int, int64_t, int64_t, const float*, int64_t, float*, Error* error) {
+  return NotBuilt(error);
+}
+
 }  // namespace tessera::cuda_shim

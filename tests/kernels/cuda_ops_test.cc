@@ -1,7 +1,8 @@
-// The CUDA element-wise ops (kernels/cuda/cuda_ops.h) against ReferenceBackend on random
-// inputs of odd sizes (label `gpu`; skipped, reported as skipped, without a CUDA device).
-// Outputs are poisoned with NaN before each run, so an element left unwritten fails.
-// Tolerance 2e-5·(1 + |want|): float kernels against the reference's double accumulation
+// The CUDA ops (kernels/cuda/cuda_ops.h): element-wise ops, embedding and the decode GEMV
+// against ReferenceBackend on random inputs of odd sizes (label `gpu`; skipped, reported as
+// skipped, without a CUDA device; the argument checks run everywhere). Outputs are poisoned
+// with NaN before each run, so an element left unwritten fails. Tolerance 2e-5·(1 + |want|)
+// unless a test says otherwise: float kernels against the reference's double accumulation
 // (RMSNorm and softmax sum up to 4099 terms in float: relative error ~ 1e-6 typical).
 #include "kernels/cuda/cuda_ops.h"
 
@@ -14,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "kernels/cpu/reference_backend.h"
 #include "kernels/cuda/device_probe.h"
+#include "tests/kernels/kernel_test_util.h"
 
 namespace tessera {
 namespace {
@@ -58,6 +60,23 @@ class CudaOpsTest : public ::testing::Test {
   std::mt19937 rng_{2026};
   ReferenceBackend ref_;
 };
+
+// Argument checks run before anything reaches the device, with or without one.
+TEST(CudaOpsArgumentsTest, GemvAndEmbeddingRefuseBadShapesAndTypesNamingTheField) {
+  const TensorView q8{DType::kQ8_0, {4, 64}, nullptr};
+  absl::Status st = CudaGemv(nullptr, 9, 64, q8, nullptr);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("n=9"), std::string::npos) << st;
+  st = CudaGemv(nullptr, 1, 32, q8, nullptr);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("k=32"), std::string::npos) << st;
+  st = CudaGemv(nullptr, 1, 64, TensorView{DType::kQ5_0, {4, 64}, nullptr}, nullptr);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("w dtype q5_0"), std::string::npos) << st;
+  st = CudaEmbedding(TensorView{DType::kF32, {4, 8, 2}, nullptr}, nullptr, 1, nullptr);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("table must be a dense matrix"), std::string::npos) << st;
+}
 
 TEST(CudaOpsWithoutDeviceTest, AnswersUnavailableWhenNotCompiledIn) {
   if (CudaCompiledIn()) GTEST_SKIP() << "CUDA is compiled in";
@@ -128,6 +147,62 @@ TEST_F(CudaOpsTest, RopeMatchesReferenceForBothStylesAndPartialRotation) {
   }
   RopeParams odd{.head_dim = 8, .rope_dim = 5};
   EXPECT_EQ(CudaRope(nullptr, 1, 1, nullptr, odd).code(), absl::StatusCode::kInvalidArgument);
+}
+
+constexpr DType kWeightTypes[] = {DType::kF32,  DType::kF16,  DType::kBF16,
+                                  DType::kQ8_0, DType::kQ4_0, DType::kQ4_1};
+
+TEST_F(CudaOpsTest, EmbeddingMatchesReferenceForEveryWeightType) {
+  const int64_t rows = 37, cols = 96;
+  const std::vector<int32_t> ids = {0, 36, 5, 5, 17};
+  for (DType t : kWeightTypes) {
+    SCOPED_TRACE(std::string(DTypeName(t)));
+    const std::vector<uint8_t> table = testing::RandomWeights(t, rows, cols, rng_);
+    std::vector<float> want(ids.size() * cols);
+    ASSERT_TRUE(ref_.Embedding(TensorView{t, {rows, cols}, table.data()}, ids, want.data()).ok());
+    DeviceBuffer dtable = Upload(table), dids = Upload(ids);
+    DeviceBuffer dout = Upload(std::vector<float>(want.size(), NAN));
+    ASSERT_TRUE(CudaEmbedding(TensorView{t, {rows, cols}, dtable.as<void>()}, dids.as<int32_t>(),
+                              static_cast<int64_t>(ids.size()), dout.as<float>())
+                    .ok());
+    ExpectClose(Download(dout, want.size()), want);
+  }
+}
+
+// Float accumulation over k terms against the reference's double: bounded by
+// k·2^-24·Σ|w·x| per output, checked as 1e-5 of that sum (k <= 576 here).
+TEST_F(CudaOpsTest, GemvMatchesReferenceForEveryWeightType) {
+  for (DType t : kWeightTypes) {
+    for (const auto& [m, k] : {std::pair<int64_t, int64_t>{45, 96}, {7, 576}}) {
+      for (int64_t n : {1, 3, 8}) {
+        SCOPED_TRACE(absl::StrFormat("%s m %d k %d n %d", DTypeName(t), m, k, n));
+        const std::vector<uint8_t> w = testing::RandomWeights(t, m, k, rng_);
+        const TensorView host{t, {m, k}, w.data()};
+        const std::vector<float> x = Random(n * k, rng_);
+        std::vector<float> want(static_cast<size_t>(n * m));
+        ASSERT_TRUE(ref_.MatMul(x.data(), n, k, host, want.data()).ok());
+        // |w| row by row (dequantized through the reference's embedding).
+        std::vector<int32_t> all(static_cast<size_t>(m));
+        for (int32_t r = 0; r < m; ++r) all[r] = r;
+        std::vector<float> dense(static_cast<size_t>(m * k));
+        ASSERT_TRUE(ref_.Embedding(host, all, dense.data()).ok());
+        DeviceBuffer dw = Upload(w), dx = Upload(x);
+        DeviceBuffer dy = Upload(std::vector<float>(want.size(), NAN));
+        ASSERT_TRUE(
+            CudaGemv(dx.as<float>(), n, k, TensorView{t, {m, k}, dw.as<void>()}, dy.as<float>())
+                .ok());
+        const std::vector<float> got = Download(dy, want.size());
+        for (int64_t j = 0; j < n; ++j) {
+          for (int64_t r = 0; r < m; ++r) {
+            double magnitude = 0.0;
+            for (int64_t c = 0; c < k; ++c) magnitude += std::fabs(dense[r * k + c] * x[j * k + c]);
+            ASSERT_NEAR(got[j * m + r], want[j * m + r], 1e-5 * magnitude + 1e-30)
+                << "row " << r << " act " << j;
+          }
+        }
+      }
+    }
+  }
 }
 
 TEST_F(CudaOpsTest, DeviceBufferRefusesCopiesPastItsEnd) {
