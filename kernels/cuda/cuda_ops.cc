@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_format.h"
 #include "kernels/cuda/cuda_runtime_shim.h"
+#include "kernels/cuda/attention_shim.h"
 #include "kernels/cuda/elementwise_shim.h"
 
 namespace tessera {
@@ -133,6 +134,48 @@ absl::Status CudaGemv(const float* x, int64_t n, int64_t k, const TensorView& w,
   }
   cuda_shim::Error error;
   return FromCode(cuda_shim::Gemv(w.data, *type, w.dim(0), k, x, n, y, &error), error, "Gemv");
+}
+
+absl::Status CudaPagedAttentionDecode(const float* q, int64_t num_seqs, const int32_t* tables,
+                                      int64_t max_blocks, const int32_t* context_lens,
+                                      const PagedKvLayout& layout, const KvPool& pool,
+                                      const PagedAttentionParams& p, float* out) {
+  constexpr const char* kOp = "CudaPagedAttentionDecode";
+  if (layout.elem_bytes() == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s: layout.dtype %s is not f32 or f16", kOp, DTypeName(layout.dtype)));
+  }
+  if (p.num_kv_heads <= 0 || p.num_heads % p.num_kv_heads != 0 ||
+      p.num_kv_heads != layout.num_kv_heads || p.head_dim != layout.head_dim) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: params.num_heads=%d, params.num_kv_heads=%d, params.head_dim=%d do not fit the "
+        "layout (num_kv_heads=%d, head_dim=%d)",
+        kOp, p.num_heads, p.num_kv_heads, p.head_dim, layout.num_kv_heads, layout.head_dim));
+  }
+  if (p.head_dim > 128 || num_seqs < 0 || max_blocks <= 0 || p.sliding_window < 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: params.head_dim=%d (at most 128), num_seqs=%d, max_blocks=%d, "
+        "params.sliding_window=%d out of range",
+        kOp, p.head_dim, num_seqs, max_blocks, p.sliding_window));
+  }
+  cuda_shim::PagedDecodeArgs args;
+  args.q = q;
+  args.tables = tables;
+  args.context_lens = context_lens;
+  args.k_pool = pool.k;
+  args.v_pool = pool.v;
+  args.out = out;
+  args.num_seqs = num_seqs;
+  args.max_blocks = max_blocks;
+  args.num_heads = p.num_heads;
+  args.num_kv_heads = p.num_kv_heads;
+  args.head_dim = p.head_dim;
+  args.block_size = layout.block_size;
+  args.sliding_window = p.sliding_window;
+  args.scale = p.scale;
+  args.half = layout.dtype == DType::kF16;
+  cuda_shim::Error error;
+  return FromCode(cuda_shim::PagedAttentionDecode(args, &error), error, "PagedAttentionDecode");
 }
 
 }  // namespace tessera

@@ -1,6 +1,6 @@
 // The CUDA element-wise ops of kernels/ops.h (RMSNorm, RoPE, SiLU·mul, residual add,
-// softmax), the embedding lookup and the decode GEMV over weights in their file dtype, on
-// device memory, and the device buffers they run on: the first pieces of the
+// softmax), the embedding lookup and the decode GEMV over weights in their file dtype, and
+// decode attention over the paged KV cache, on device memory, and the device buffers they run on: the first pieces of the
 // CUDA backend (docs/architecture.md). Same results as ReferenceBackend up to float
 // rounding (tests/kernels/cuda_ops_test.cc checks them on a GPU). Each call waits for its
 // kernel. Errors: UNAVAILABLE when the binary has no CUDA code, INTERNAL with the runtime's
@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "kernels/ops.h"
+#include "kernels/paged_kv.h"
 
 namespace tessera {
 
@@ -65,5 +66,20 @@ class DeviceBuffer {
 // another dtype, shape or n.
 [[nodiscard]] absl::Status CudaGemv(const float* x, int64_t n, int64_t k, const TensorView& w,
                                     float* y);
+
+// Decode attention over a paged KV cache in device memory: as Backend::PagedAttention for
+// a batch of `num_seqs` sequences with one query row each, at position context_lens[s] - 1
+// (the rows of q and out are the sequences, in order). `tables` is a device array
+// [num_seqs, max_blocks] of block ids and `context_lens` a device array [num_seqs]; the
+// caller has checked both on the host (CheckPagedAttentionArgs). The pools are `layout`'s
+// (f32 or f16). INVALID_ARGUMENT naming the field for parameters that do not fit the layout
+// or a head_dim over 128.
+[[nodiscard]] absl::Status CudaPagedAttentionDecode(const float* q, int64_t num_seqs,
+                                                    const int32_t* tables, int64_t max_blocks,
+                                                    const int32_t* context_lens,
+                                                    const PagedKvLayout& layout,
+                                                    const KvPool& pool,
+                                                    const PagedAttentionParams& params,
+                                                    float* out);
 
 }  // namespace tessera

@@ -1,6 +1,8 @@
-// elementwise_shim.h for builds without CUDA: every call reports that no CUDA code is present.
+// elementwise_shim.h and attention_shim.h for builds without CUDA: every call reports that
+// no CUDA code is present.
 #include <cstdio>
 
+#include "kernels/cuda/attention_shim.h"
 #include "kernels/cuda/elementwise_shim.h"
 
 namespace tessera::cuda_shim {
@@ -37,5 +39,7 @@ int Embedding(const void*, int, int64_t, const int32_t*, int64_t, float*, Error*
 int Gemv(const void*, int, int64_t, int64_t, const float*, int64_t, float*, Error* error) {
   return NotBuilt(error);
 }
+
+int PagedAttentionDecode(const PagedDecodeArgs&, Error* error) { return NotBuilt(error); }
 
 }  // namespace tessera::cuda_shim

@@ -6,12 +6,15 @@
 // (RMSNorm and softmax sum up to 4099 terms in float: relative error ~ 1e-6 typical).
 #include "kernels/cuda/cuda_ops.h"
 
+#include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "common/half.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/reference_backend.h"
 #include "kernels/cuda/device_probe.h"
@@ -76,6 +79,27 @@ TEST(CudaOpsArgumentsTest, GemvAndEmbeddingRefuseBadShapesAndTypesNamingTheField
   st = CudaEmbedding(TensorView{DType::kF32, {4, 8, 2}, nullptr}, nullptr, 1, nullptr);
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(st.message().find("table must be a dense matrix"), std::string::npos) << st;
+}
+
+TEST(CudaOpsArgumentsTest, PagedAttentionDecodeRefusesParametersThatDoNotFit) {
+  PagedKvLayout layout{.num_blocks = 4, .block_size = 16, .num_kv_heads = 2, .head_dim = 256};
+  PagedAttentionParams p{.num_heads = 4, .num_kv_heads = 2, .head_dim = 256, .scale = 1.0f};
+  auto decode = [&] {
+    return CudaPagedAttentionDecode(nullptr, 1, nullptr, 1, nullptr, layout, {}, p, nullptr);
+  };
+  absl::Status st = decode();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("params.head_dim=256"), std::string::npos) << st;
+  layout.head_dim = p.head_dim = 64;
+  p.num_kv_heads = 3;
+  st = decode();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("params.num_kv_heads=3"), std::string::npos) << st;
+  p.num_kv_heads = 2;
+  layout.dtype = DType::kBF16;
+  st = decode();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("layout.dtype bf16"), std::string::npos) << st;
 }
 
 TEST(CudaOpsWithoutDeviceTest, AnswersUnavailableWhenNotCompiledIn) {
@@ -199,6 +223,76 @@ TEST_F(CudaOpsTest, GemvMatchesReferenceForEveryWeightType) {
             ASSERT_NEAR(got[j * m + r], want[j * m + r], 1e-5 * magnitude + 1e-30)
                 << "row " << r << " act " << j;
           }
+        }
+      }
+    }
+  }
+}
+
+// Decode rows of three sequences (contexts 300, 1 and 129: several tiles, one position, a
+// tile plus one) through shuffled block tables, float and half caches, GQA 9:3 at d 64 and
+// 8:2 at d 128, with and without a sliding window, against ReferenceBackend::PagedAttention
+// on the same pools. Tolerance 5e-5·(1 + |want|), as the cpu backend's (float scores).
+TEST_F(CudaOpsTest, PagedAttentionDecodeMatchesReference) {
+  const std::vector<int64_t> contexts = {300, 1, 129};
+  const int64_t block_size = 16, max_blocks = 19;
+  for (const auto& [heads, kv_heads, d] :
+       {std::tuple<int64_t, int64_t, int64_t>{9, 3, 64}, {8, 2, 128}}) {
+    for (DType kv : {DType::kF32, DType::kF16}) {
+      for (int64_t window : {0, 7}) {
+        SCOPED_TRACE(absl::StrFormat("H %d KVH %d d %d %s window %d", heads, kv_heads, d,
+                                     DTypeName(kv), window));
+        const PagedKvLayout layout{.num_blocks = 64, .block_size = block_size,
+                                   .num_kv_heads = kv_heads, .head_dim = d, .dtype = kv};
+        const PagedAttentionParams params{.num_heads = heads, .num_kv_heads = kv_heads,
+                                          .head_dim = d,
+                                          .scale = 1.0f / std::sqrt(static_cast<float>(d)),
+                                          .sliding_window = window};
+        const size_t pool_bytes = static_cast<size_t>(layout.num_blocks * layout.block_bytes());
+        std::vector<uint8_t> k_pool(pool_bytes), v_pool(pool_bytes);
+        const KvPool host_pool{k_pool.data(), v_pool.data()};
+        std::vector<int32_t> ids(static_cast<size_t>(layout.num_blocks));
+        std::iota(ids.begin(), ids.end(), 0);
+        std::shuffle(ids.begin(), ids.end(), rng_);
+        std::vector<int32_t> tables(contexts.size() * max_blocks, 0);
+        std::vector<PagedSequence> seqs;
+        std::vector<int32_t> positions, context_lens;
+        size_t next = 0;
+        for (size_t s = 0; s < contexts.size(); ++s) {
+          const int64_t ctx = contexts[s];
+          for (int64_t b = 0; b < (ctx + block_size - 1) / block_size; ++b) {
+            tables[s * max_blocks + b] = ids[next++];
+          }
+          const std::span<const int32_t> table(tables.data() + s * max_blocks, max_blocks);
+          // The whole context's K and V, written through the reference.
+          std::vector<int32_t> pos(static_cast<size_t>(ctx)), slots;
+          std::iota(pos.begin(), pos.end(), 0);
+          const PagedSequence all{0, ctx, ctx, table};
+          ASSERT_TRUE(ComputeSlotMapping({&all, 1}, pos, layout, &slots).ok());
+          const std::vector<float> k = Random(ctx * kv_heads * d, rng_);
+          const std::vector<float> v = Random(ctx * kv_heads * d, rng_);
+          ASSERT_TRUE(ref_.WriteKv(k.data(), v.data(), slots, layout, host_pool).ok());
+          seqs.push_back({static_cast<int64_t>(s), 1, ctx, table});
+          positions.push_back(static_cast<int32_t>(ctx - 1));
+          context_lens.push_back(static_cast<int32_t>(ctx));
+        }
+        const int64_t n = static_cast<int64_t>(contexts.size());
+        const std::vector<float> q = Random(n * heads * d, rng_, 2.0f);
+        std::vector<float> want(q.size(), NAN);
+        ASSERT_TRUE(ref_.PagedAttention(q.data(), n, positions, seqs, layout, host_pool, params,
+                                        want.data())
+                        .ok());
+        DeviceBuffer dk = Upload(k_pool), dv = Upload(v_pool), dq = Upload(q);
+        DeviceBuffer dtables = Upload(tables), dlens = Upload(context_lens);
+        DeviceBuffer dout = Upload(std::vector<float>(q.size(), NAN));
+        ASSERT_TRUE(CudaPagedAttentionDecode(dq.as<float>(), n, dtables.as<int32_t>(), max_blocks,
+                                             dlens.as<int32_t>(), layout,
+                                             KvPool{dk.as<void>(), dv.as<void>()}, params,
+                                             dout.as<float>())
+                        .ok());
+        const std::vector<float> got = Download(dout, q.size());
+        for (size_t i = 0; i < got.size(); ++i) {
+          ASSERT_NEAR(got[i], want[i], 5e-5 * (1.0 + std::fabs(want[i]))) << "element " << i;
         }
       }
     }
