@@ -7,24 +7,12 @@
 #include <cstdio>
 
 #include "kernels/cuda/elementwise_shim.h"
+#include "kernels/cuda/launch_status.cuh"
 
 namespace tessera::cuda_shim {
 namespace {
 
 constexpr int kBlock = 256;
-
-int Fail(cudaError_t err, Error* error) {
-  std::snprintf(error->text, sizeof(error->text), "%s: %s", cudaGetErrorName(err),
-                cudaGetErrorString(err));
-  return static_cast<int>(err);
-}
-
-// The launch's error, else the kernel's (after waiting for it).
-int Finish(Error* error) {
-  cudaError_t err = cudaGetLastError();
-  if (err == cudaSuccess) err = cudaDeviceSynchronize();
-  return err == cudaSuccess ? 0 : Fail(err, error);
-}
 
 int Blocks(int64_t count) {
   const int64_t blocks = (count + kBlock - 1) / kBlock;
@@ -140,25 +128,25 @@ int RmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float e
             Error* error) {
   if (n <= 0) return 0;
   RmsNormKernel<<<static_cast<unsigned>(n), kBlock>>>(x, weight, dim, eps, out);
-  return Finish(error);
+  return FinishLaunch(error);
 }
 
 int SiluMul(const float* gate, const float* up, int64_t count, float* out, Error* error) {
   if (count <= 0) return 0;
   SiluMulKernel<<<Blocks(count), kBlock>>>(gate, up, count, out);
-  return Finish(error);
+  return FinishLaunch(error);
 }
 
 int Add(const float* a, const float* b, int64_t count, float* out, Error* error) {
   if (count <= 0) return 0;
   AddKernel<<<Blocks(count), kBlock>>>(a, b, count, out);
-  return Finish(error);
+  return FinishLaunch(error);
 }
 
 int Softmax(float* x, int64_t n, int64_t dim, Error* error) {
   if (n <= 0 || dim <= 0) return 0;
   SoftmaxKernel<<<static_cast<unsigned>(n), kBlock>>>(x, dim);
-  return Finish(error);
+  return FinishLaunch(error);
 }
 
 int Rope(float* x, int64_t n_tokens, int64_t num_heads, const int32_t* positions,
@@ -169,7 +157,7 @@ int Rope(float* x, int64_t n_tokens, int64_t num_heads, const int32_t* positions
   if (total <= 0) return 0;
   RopeKernel<<<Blocks(total), kBlock>>>(x, n_tokens, num_heads, positions, head_dim, half,
                                         inv_freq, mscale, halves);
-  return Finish(error);
+  return FinishLaunch(error);
 }
 
 }  // namespace tessera::cuda_shim

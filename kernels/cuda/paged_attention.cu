@@ -9,18 +9,13 @@
 #include <cstdio>
 
 #include "kernels/cuda/attention_shim.h"
+#include "kernels/cuda/launch_status.cuh"
 
 namespace tessera::cuda_shim {
 namespace {
 
 constexpr int kThreads = 128;   // positions per tile; head_dim <= kThreads
 constexpr int kMaxHeadDim = kThreads;
-
-int Fail(cudaError_t err, Error* error) {
-  std::snprintf(error->text, sizeof(error->text), "%s: %s", cudaGetErrorName(err),
-                cudaGetErrorString(err));
-  return static_cast<int>(err);
-}
 
 __device__ float Load(const void* pool, int64_t i, bool half) {
   return half ? __half2float(static_cast<const __half*>(pool)[i]) : static_cast<const float*>(pool)[i];
@@ -117,9 +112,7 @@ int PagedAttentionDecode(const PagedDecodeArgs& args, Error* error) {
   }
   if (args.num_seqs <= 0) return 0;
   PagedDecodeKernel<<<static_cast<unsigned>(args.num_seqs * args.num_heads), kThreads>>>(args);
-  cudaError_t err = cudaGetLastError();
-  if (err == cudaSuccess) err = cudaDeviceSynchronize();
-  return err == cudaSuccess ? 0 : Fail(err, error);
+  return FinishLaunch(error);
 }
 
 }  // namespace tessera::cuda_shim

@@ -8,24 +8,13 @@
 
 #include "kernels/cpu/quant_blocks.h"
 #include "kernels/cuda/elementwise_shim.h"
+#include "kernels/cuda/launch_status.cuh"
 
 namespace tessera::cuda_shim {
 namespace {
 
 constexpr int kWarp = 32;
 constexpr int kMaxGemvRows = 8;  // activation rows per GEMV call
-
-int Fail(cudaError_t err, Error* error) {
-  std::snprintf(error->text, sizeof(error->text), "%s: %s", cudaGetErrorName(err),
-                cudaGetErrorString(err));
-  return static_cast<int>(err);
-}
-
-int Finish(Error* error) {
-  cudaError_t err = cudaGetLastError();
-  if (err == cudaSuccess) err = cudaDeviceSynchronize();
-  return err == cudaSuccess ? 0 : Fail(err, error);
-}
 
 int Invalid(Error* error, const char* what) {
   std::snprintf(error->text, sizeof(error->text), "%s", what);
@@ -113,7 +102,7 @@ int Embedding(const void* table, int type, int64_t cols, const int32_t* ids, int
   if (n <= 0) return 0;
   EmbeddingKernel<<<static_cast<unsigned>(n), 256>>>(static_cast<const uint8_t*>(table), type,
                                                      cols, row_bytes, ids, out);
-  return Finish(error);
+  return FinishLaunch(error);
 }
 
 int Gemv(const void* w, int type, int64_t m, int64_t k, const float* x, int64_t n, float* y,
@@ -128,7 +117,7 @@ int Gemv(const void* w, int type, int64_t m, int64_t k, const float* x, int64_t 
   const int64_t blocks = (m + kThreads / kWarp - 1) / (kThreads / kWarp);
   GemvKernel<<<static_cast<unsigned>(blocks), kThreads>>>(static_cast<const uint8_t*>(w), type, m,
                                                           k, row_bytes, x, static_cast<int>(n), y);
-  return Finish(error);
+  return FinishLaunch(error);
 }
 
 }  // namespace tessera::cuda_shim
