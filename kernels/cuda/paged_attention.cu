@@ -18,32 +18,22 @@ constexpr int kThreads = 128;   // positions per tile; head_dim <= kThreads
 constexpr int kMaxHeadDim = kThreads;
 
 __device__ float Load(const void* pool, int64_t i, bool half) {
-  return half ? __half2float(static_cast<const __half*>(pool)[i]) : static_cast<const float*>(pool)[i];
+  return half ? __half2float(static_cast<const __half*>(pool)[i])
+              : static_cast<const float*>(pool)[i];
 }
 
-__device__ float BlockMax(float v, float* scratch) {
-  for (int o = 16; o > 0; o /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  __syncthreads();
+// Max (or sum) of v over the block, returned to every thread; `scratch` holds a float per
+// warp. Every thread of the block must call it.
+template <bool kMax>
+__device__ float BlockReduce(float v, float* scratch) {
+  const auto combine = [](float a, float b) { return kMax ? fmaxf(a, b) : a + b; };
+  for (int o = 16; o > 0; o /= 2) v = combine(v, __shfl_xor_sync(0xffffffffu, v, o));
+  __syncthreads();  // scratch may still be read from the previous reduction
   if (threadIdx.x % 32 == 0) scratch[threadIdx.x / 32] = v;
   __syncthreads();
-  v = threadIdx.x < kThreads / 32 ? scratch[threadIdx.x] : -INFINITY;
+  v = threadIdx.x < kThreads / 32 ? scratch[threadIdx.x] : (kMax ? -INFINITY : 0.0f);
   if (threadIdx.x < 32) {
-    for (int o = 16; o > 0; o /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  }
-  __syncthreads();
-  if (threadIdx.x == 0) scratch[0] = v;
-  __syncthreads();
-  return scratch[0];
-}
-
-__device__ float BlockSum(float v, float* scratch) {
-  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
-  __syncthreads();
-  if (threadIdx.x % 32 == 0) scratch[threadIdx.x / 32] = v;
-  __syncthreads();
-  v = threadIdx.x < kThreads / 32 ? scratch[threadIdx.x] : 0.0f;
-  if (threadIdx.x < 32) {
-    for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+    for (int o = 16; o > 0; o /= 2) v = combine(v, __shfl_xor_sync(0xffffffffu, v, o));
   }
   __syncthreads();
   if (threadIdx.x == 0) scratch[0] = v;
@@ -79,11 +69,11 @@ __global__ void PagedDecodeKernel(PagedDecodeArgs a) {
       for (int64_t e = 0; e < d; ++e) dot += q_s[e] * Load(a.k_pool, base + e, a.half);
       score = dot * a.scale;
     }
-    const float tile_max = BlockMax(score, scratch);
+    const float tile_max = BlockReduce<true>(score, scratch);
     const float new_max = fmaxf(running_max, tile_max);
     const float p = pos <= hi ? expf(score - new_max) : 0.0f;
     p_s[threadIdx.x] = p;
-    const float tile_sum = BlockSum(p, scratch);  // also orders p_s before the reads below
+    const float tile_sum = BlockReduce<false>(p, scratch);  // also orders p_s for the reads below
     const float rescale = running_max == -INFINITY ? 0.0f : expf(running_max - new_max);
     running_sum = running_sum * rescale + tile_sum;
     running_max = new_max;
