@@ -29,6 +29,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "bench/percentile.h"
+#include "common/dtype.h"
 #include "common/status_macros.h"
 #include "formats/model_locator.h"
 #include "formats/weight_store.h"
@@ -77,7 +78,7 @@ absl::StatusOr<RunStats> Serve(LlamaModel& model, const std::vector<WorkerReques
   ro.scheduler.max_model_len = 1024;
   ro.scheduler.max_waiting_requests = static_cast<int>(requests.size()) + 1;
   ro.kv_cache_bytes = int64_t{1} << 30;
-  ro.kv_cache_dtype = o.kv_cache_dtype == "f16" ? DType::kF16 : DType::kF32;
+  ro.kv_cache_dtype = DTypeFromName(o.kv_cache_dtype).value();  // checked by the flag
   ASSIGN_OR_RETURN(std::unique_ptr<BatchRunner> runner, BatchRunner::Create(&model, ro));
   RunStats st;
   const absl::Time start = absl::Now();

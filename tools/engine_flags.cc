@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <random>
 
+#include "common/dtype.h"
+
 namespace tessera {
 
 void AddEngineFlags(CLI::App* app, EngineFlags* f, CLI::Option* needs) {
@@ -61,7 +63,8 @@ BatchRunnerOptions EngineRunnerOptions(const EngineFlags& f, int64_t context_len
   BatchRunnerOptions options;
   options.scheduler = EngineSchedulerConfig(f, context_length);
   options.kv_cache_bytes = f.kv_cache_mb * (int64_t{1} << 20);
-  options.kv_cache_dtype = f.kv_cache_dtype == "f16" ? DType::kF16 : DType::kF32;
+  // --kv-cache-dtype accepts only names DTypeFromName knows (f32, f16).
+  options.kv_cache_dtype = DTypeFromName(f.kv_cache_dtype).value();
   options.default_seed = std::random_device{}();
   return options;
 }
