@@ -99,6 +99,11 @@ absl::StatusOr<int> WeightTypeOf(const char* op, const char* field, const Tensor
     return absl::InvalidArgumentError(absl::StrFormat(
         "%s: %s must be a dense matrix, got shape %s", op, field, view.ShapeString()));
   }
+  if (view.Cols() % Traits(view.dtype).block_elems != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: %s has %d columns, not whole %s blocks", op, field, view.Cols(),
+        DTypeName(view.dtype)));
+  }
   switch (view.dtype) {
     case DType::kF32: return cuda_shim::kWF32;
     case DType::kF16: return cuda_shim::kWF16;

@@ -76,6 +76,10 @@ TEST(CudaOpsArgumentsTest, GemvAndEmbeddingRefuseBadShapesAndTypesNamingTheField
   st = CudaGemv(nullptr, 1, 64, TensorView{DType::kQ5_0, {4, 64}, nullptr}, nullptr);
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(st.message().find("w dtype q5_0"), std::string::npos) << st;
+  st = CudaGemv(nullptr, 1, 40, TensorView{DType::kQ8_0, {4, 40}, nullptr}, nullptr);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("w has 40 columns, not whole q8_0 blocks"), std::string::npos)
+      << st;
   st = CudaEmbedding(TensorView{DType::kF32, {4, 8, 2}, nullptr}, nullptr, 1, nullptr);
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(st.message().find("table must be a dense matrix"), std::string::npos) << st;
