@@ -1,18 +1,12 @@
 #include "common/aligned_buffer.h"
 
-#if defined(__linux__)
 #include <sys/mman.h>
-#endif
 
 namespace tessera {
 
 void AlignedBuffer::AdviseHugePages(void* p, size_t bytes) {
-#if defined(MADV_HUGEPAGE)
-  (void)madvise(p, bytes, MADV_HUGEPAGE);
-#else
-  (void)p;
-  (void)bytes;
-#endif
+  // A hint: kernels without transparent huge pages refuse it, and the buffer works the same.
+  (void)::madvise(p, bytes, MADV_HUGEPAGE);
 }
 
 }  // namespace tessera

@@ -57,7 +57,7 @@ class AlignedBuffer {
   const T* as() const { return reinterpret_cast<const T*>(data_); }
 
  private:
-  // madvise(MADV_HUGEPAGE) where the platform has it; a hint, so failure is ignored.
+  // madvise(MADV_HUGEPAGE): a hint, so failure is ignored.
   static void AdviseHugePages(void* p, size_t bytes);
 
   std::byte* data_ = nullptr;
