@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <memory>
 #include <span>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -19,6 +20,18 @@
 namespace tessera {
 
 enum class ReduceOp { kSum, kMax };
+
+// A send under way (Communicator::StartSend); it owns the bytes it sends. Destroying one that
+// has not completed abandons it: the transport may still read the bytes, so they are leaked
+// rather than freed (only error paths do this; waiting there could hang on a stuck peer).
+class PendingSend {
+ public:
+  virtual ~PendingSend() = default;
+  // True once the receiver has the bytes or the transport holds its own copy; never blocks.
+  [[nodiscard]] virtual absl::StatusOr<bool> Done() = 0;
+  // Blocks until the send has completed.
+  [[nodiscard]] virtual absl::Status Wait() = 0;
+};
 
 class Communicator {
  public:
@@ -41,6 +54,12 @@ class Communicator {
   [[nodiscard]] virtual absl::Status Send(std::span<const std::byte> data, int dst, int tag) = 0;
   [[nodiscard]] virtual absl::Status Recv(std::span<std::byte> data, int src, int tag) = 0;
   [[nodiscard]] virtual absl::Status Barrier() = 0;
+  // Send without waiting for the receiver, where the transport can (MPI_Isend): how a
+  // pipeline stage hands on its output and goes on with the next batch while the receiver
+  // is still busy. Messages to one peer with one tag still arrive in order. This default
+  // sends at once (blocking) and returns a completed send.
+  [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<PendingSend>> StartSend(
+      std::vector<std::byte> data, int dst, int tag);
 };
 
 // A group of one: collectives copy or do nothing; Send/Recv have no peer (INVALID_ARGUMENT).

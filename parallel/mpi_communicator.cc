@@ -4,6 +4,8 @@
 
 #include <climits>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
@@ -137,6 +139,56 @@ absl::Status MpiCommunicator::Recv(std::span<std::byte> data, int src, int tag) 
                                                received, src, data.size()));
   }
   return absl::OkStatus();
+}
+
+namespace {
+
+class MpiPendingSend : public PendingSend {
+ public:
+  explicit MpiPendingSend(std::vector<std::byte> data) : data_(std::move(data)) {}
+  ~MpiPendingSend() override {
+    if (request_ == MPI_REQUEST_NULL) return;
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (finalized) return;
+    int done = 0;
+    MPI_Test(&request_, &done, MPI_STATUS_IGNORE);
+    if (done) return;
+    // Abandoned (an error path): MPI may still read the bytes, so they must outlive us.
+    MPI_Request_free(&request_);
+    new std::vector<std::byte>(std::move(data_));  // deliberately leaked
+  }
+
+  absl::Status Start(int dst, int tag, MPI_Comm comm) {
+    return FromMpi(MPI_Isend(data_.data(), static_cast<int>(data_.size()), MPI_BYTE, dst, tag,
+                             comm, &request_),
+                   "MPI_Isend");
+  }
+  absl::StatusOr<bool> Done() override {
+    if (request_ == MPI_REQUEST_NULL) return true;
+    int done = 0;
+    RETURN_IF_ERROR(FromMpi(MPI_Test(&request_, &done, MPI_STATUS_IGNORE), "MPI_Test"));
+    return done != 0;
+  }
+  absl::Status Wait() override {
+    if (request_ == MPI_REQUEST_NULL) return absl::OkStatus();
+    return FromMpi(MPI_Wait(&request_, MPI_STATUS_IGNORE), "MPI_Wait");
+  }
+
+ private:
+  std::vector<std::byte> data_;
+  MPI_Request request_ = MPI_REQUEST_NULL;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<PendingSend>> MpiCommunicator::StartSend(
+    std::vector<std::byte> data, int dst, int tag) {
+  RETURN_IF_ERROR(CheckPeer(*this, dst, "StartSend"));
+  RETURN_IF_ERROR(CheckCount(data.size(), "StartSend"));
+  auto send = std::make_unique<MpiPendingSend>(std::move(data));
+  RETURN_IF_ERROR(send->Start(dst, tag, handle_->comm));
+  return send;
 }
 
 absl::Status MpiCommunicator::Barrier() {

@@ -52,6 +52,9 @@ class MpiCommunicator : public Communicator {
   absl::Status Send(std::span<const std::byte> data, int dst, int tag) override;
   absl::Status Recv(std::span<std::byte> data, int src, int tag) override;
   absl::Status Barrier() override;
+  // MPI_Isend; Done is MPI_Test and Wait MPI_Wait.
+  absl::StatusOr<std::unique_ptr<PendingSend>> StartSend(std::vector<std::byte> data, int dst,
+                                                         int tag) override;
 
  private:
   struct Handle;  // the MPI_Comm, kept out of this header

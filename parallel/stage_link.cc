@@ -2,6 +2,8 @@
 
 #include <array>
 #include <cstddef>
+#include <memory>
+#include <utility>
 
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
@@ -14,6 +16,12 @@ constexpr int64_t kMaxElements = int64_t{1} << 31;  // 8 GiB of floats: a corrup
 }  // namespace
 
 absl::Status StageLink::SendNext(const Activations& a) {
+  SendQueue sending;
+  RETURN_IF_ERROR(StartSendNext(a, &sending));
+  return sending.WaitAll();
+}
+
+absl::Status StageLink::StartSendNext(const Activations& a, SendQueue* sending) {
   if (!has_next()) return absl::FailedPreconditionError("StageLink: the last stage has no next");
   if (a.rows < 0 || a.cols < 0 || static_cast<int64_t>(a.data.size()) != a.rows * a.cols) {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -21,8 +29,14 @@ absl::Status StageLink::SendNext(const Activations& a) {
   }
   const std::array<int64_t, 3> header = {a.micro_batch, a.rows, a.cols};
   const int next = pipeline_->rank() + 1;
-  RETURN_IF_ERROR(pipeline_->Send(std::as_bytes(std::span(header)), next, kHeaderTag));
-  return pipeline_->Send(std::as_bytes(std::span(a.data)), next, kDataTag);
+  using Message = std::pair<std::span<const std::byte>, int>;
+  for (auto [bytes, tag] : {Message{std::as_bytes(std::span(header)), kHeaderTag},
+                            Message{std::as_bytes(std::span(a.data)), kDataTag}}) {
+    ASSIGN_OR_RETURN(std::unique_ptr<PendingSend> send,
+                     pipeline_->StartSend({bytes.begin(), bytes.end()}, next, tag));
+    sending->Add(std::move(send));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Activations> StageLink::ReceivePrevious() {

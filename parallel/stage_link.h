@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "parallel/communicator.h"
+#include "parallel/send_queue.h"
 
 namespace tessera {
 
@@ -29,7 +30,9 @@ class StageLink {
   bool has_previous() const { return pipeline_->rank() > 0; }
 
   // To the next stage; FAILED_PRECONDITION on the last stage, INVALID_ARGUMENT when data
-  // does not hold rows x cols floats.
+  // does not hold rows x cols floats. StartSendNext returns once the sends are started
+  // (they join `sending`); SendNext waits for them.
+  [[nodiscard]] absl::Status StartSendNext(const Activations& a, SendQueue* sending);
   [[nodiscard]] absl::Status SendNext(const Activations& a);
   // From the previous stage; FAILED_PRECONDITION on the first stage, DATA_LOSS for a header
   // that cannot describe a message.

@@ -1,5 +1,7 @@
 #include "parallel/timed_communicator.h"
 
+#include <utility>
+
 #include "absl/time/clock.h"
 
 namespace tessera {
@@ -32,6 +34,13 @@ absl::Status TimedCommunicator::Recv(std::span<std::byte> data, int src, int tag
 }
 absl::Status TimedCommunicator::Barrier() {
   return Timed([&] { return inner_->Barrier(); });
+}
+absl::StatusOr<std::unique_ptr<PendingSend>> TimedCommunicator::StartSend(
+    std::vector<std::byte> data, int dst, int tag) {
+  const absl::Time start = absl::Now();
+  absl::StatusOr<std::unique_ptr<PendingSend>> send = inner_->StartSend(std::move(data), dst, tag);
+  spent_ += absl::Now() - start;
+  return send;
 }
 
 }  // namespace tessera

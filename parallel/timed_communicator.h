@@ -25,6 +25,9 @@ class TimedCommunicator : public Communicator {
   absl::Status Send(std::span<const std::byte> data, int dst, int tag) override;
   absl::Status Recv(std::span<std::byte> data, int src, int tag) override;
   absl::Status Barrier() override;
+  // Times the start only: the transfer itself overlaps the caller's work.
+  absl::StatusOr<std::unique_ptr<PendingSend>> StartSend(std::vector<std::byte> data, int dst,
+                                                         int tag) override;
 
   // Time inside the calls since construction or the last Reset.
   absl::Duration spent() const { return spent_; }

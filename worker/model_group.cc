@@ -2,6 +2,8 @@
 
 #include <array>
 #include <cstring>
+#include <memory>
+#include <utility>
 #include <optional>
 #include <vector>
 
@@ -14,22 +16,35 @@ namespace {
 enum class Kind : int64_t { kSetup = 1, kStep = 2, kShutdown = 3, kReportTimes = 4 };
 
 constexpr int kTimesTag = 203;
+constexpr int kHeaderTag = 204;
+constexpr int kPayloadTag = 205;
 
 // RankStepTimes on the wire: [steps, step, communication, bubble] as doubles.
 using TimesWire = std::array<double, 4>;
 
-// Leader side: the header, then the payload (when there is one).
-absl::Status Send(Communicator& group, Kind kind, std::vector<std::byte> payload) {
-  std::array<int64_t, 2> header = {static_cast<int64_t>(kind),
-                                   static_cast<int64_t>(payload.size())};
-  RETURN_IF_ERROR(group.Broadcast(std::as_writable_bytes(std::span(header)), 0));
-  if (payload.empty()) return absl::OkStatus();
-  return group.Broadcast(payload, 0);
+// Leader side: to every other rank, the header [kind, payload bytes], then the payload (when
+// there is one). Started, not awaited: a rank of a later pipeline stage may still be busy
+// with earlier steps, and the leader goes on with its own stage meanwhile.
+absl::Status Post(Communicator& group, SendQueue& sending, Kind kind,
+                  const std::vector<std::byte>& payload) {
+  RETURN_IF_ERROR(sending.Reap());
+  const std::array<int64_t, 2> header = {static_cast<int64_t>(kind),
+                                         static_cast<int64_t>(payload.size())};
+  const auto header_bytes = std::as_bytes(std::span(header));
+  for (int rank = 1; rank < group.size(); ++rank) {
+    ASSIGN_OR_RETURN(std::unique_ptr<PendingSend> send,
+                     group.StartSend({header_bytes.begin(), header_bytes.end()}, rank, kHeaderTag));
+    sending.Add(std::move(send));
+    if (payload.empty()) continue;
+    ASSIGN_OR_RETURN(send, group.StartSend(payload, rank, kPayloadTag));
+    sending.Add(std::move(send));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Receive(Communicator& group, Kind* kind, std::vector<std::byte>* payload) {
   std::array<int64_t, 2> header = {0, 0};
-  RETURN_IF_ERROR(group.Broadcast(std::as_writable_bytes(std::span(header)), 0));
+  RETURN_IF_ERROR(group.Recv(std::as_writable_bytes(std::span(header)), 0, kHeaderTag));
   if (header[0] < static_cast<int64_t>(Kind::kSetup) ||
       header[0] > static_cast<int64_t>(Kind::kReportTimes) || header[1] < 0 ||
       header[1] > (int64_t{1} << 32)) {
@@ -39,7 +54,7 @@ absl::Status Receive(Communicator& group, Kind* kind, std::vector<std::byte>* pa
   *kind = static_cast<Kind>(header[0]);
   payload->assign(static_cast<size_t>(header[1]), std::byte{0});
   if (payload->empty()) return absl::OkStatus();
-  return group.Broadcast(*payload, 0);
+  return group.Recv(*payload, 0, kPayloadTag);
 }
 
 }  // namespace
@@ -53,14 +68,14 @@ absl::Status ModelGroupLeader::SendSetup(const ModelGroupSetup& setup) {
   set_up_ = true;
   std::vector<std::byte> payload(sizeof(setup));
   std::memcpy(payload.data(), &setup, sizeof(setup));
-  return Send(*group_, Kind::kSetup, std::move(payload));
+  return Post(*group_, sending_, Kind::kSetup, payload);
 }
 
 absl::Status ModelGroupLeader::SendStep(const StepWork& work) {
   if (shut_down_ || !set_up_) {
     return absl::FailedPreconditionError("model group: a step outside setup .. shutdown");
   }
-  return Send(*group_, Kind::kStep, EncodeStepWork(work));
+  return Post(*group_, sending_, Kind::kStep, EncodeStepWork(work));
 }
 
 absl::StatusOr<std::vector<RankStepTimes>> ModelGroupLeader::CollectRankTimes(
@@ -68,7 +83,7 @@ absl::StatusOr<std::vector<RankStepTimes>> ModelGroupLeader::CollectRankTimes(
   if (shut_down_ || !set_up_) {
     return absl::FailedPreconditionError("model group: step times outside setup .. shutdown");
   }
-  RETURN_IF_ERROR(Send(*group_, Kind::kReportTimes, {}));
+  RETURN_IF_ERROR(Post(*group_, sending_, Kind::kReportTimes, {}));
   std::vector<RankStepTimes> times = {own};
   for (int r = 1; r < group_->size(); ++r) {
     TimesWire wire{};
@@ -84,7 +99,8 @@ absl::StatusOr<std::vector<RankStepTimes>> ModelGroupLeader::CollectRankTimes(
 absl::Status ModelGroupLeader::SendShutdown() {
   if (shut_down_) return absl::OkStatus();
   shut_down_ = true;
-  return Send(*group_, Kind::kShutdown, {});
+  RETURN_IF_ERROR(Post(*group_, sending_, Kind::kShutdown, {}));
+  return sending_.WaitAll();
 }
 
 absl::Status RunModelGroupFollower(LlamaModel& model, Communicator& group, RankRole role) {

@@ -2,8 +2,9 @@
 // the group, which runs the engine): it sends the cache geometry once, then each step's
 // StepWork (and, now and then, a request for their step times), then a shutdown; the followers
 // build the same paged caches and run every StepWork in step with it (their collectives meet inside
-// the forward). Messages are broadcasts over the group: a header [kind, payload bytes] and the
-// payload.
+// the forward). Messages go from the leader to each rank: a header [kind, payload bytes] and
+// the payload, sent without waiting (a rank of a later pipeline stage may still be working
+// on earlier steps: up to pp batches are in flight) and received in order.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "model/llama_model.h"
 #include "parallel/communicator.h"
+#include "parallel/send_queue.h"
 #include "worker/stage_runner.h"
 #include "worker/step_work.h"
 
@@ -43,6 +45,7 @@ class ModelGroupLeader {
 
  private:
   Communicator* group_;
+  SendQueue sending_;
   bool set_up_ = false;
   bool shut_down_ = false;
 };

@@ -1,7 +1,9 @@
 #include "worker/stage_runner.h"
 
 #include <algorithm>
+#include <memory>
 #include <span>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -67,41 +69,59 @@ absl::Status StageRunner::Timed(double* seconds, F call) {
   return status;
 }
 
-absl::Status StageRunner::Run(const StepWork& work, PagedKvCache& cache,
-                              std::optional<PagedKvCache>& host, std::vector<float>* logits,
-                              std::vector<float>* hidden) {
+template <typename F>
+absl::Status StageRunner::TimedStep(F call) {
   const absl::Duration collectives_before =
       role_.tensor_timer != nullptr ? role_.tensor_timer->spent() : absl::ZeroDuration();
-  double seconds = 0;
-  absl::Status status = Timed(&seconds, [&] { return RunStep(work, cache, host, logits, hidden); });
-  if (work.has_forward()) {
-    ++times_.steps;
-    times_.step_seconds += seconds;
-    if (role_.tensor_timer != nullptr) {
-      times_.communication_seconds +=
-          absl::ToDoubleSeconds(role_.tensor_timer->spent() - collectives_before);
-    }
+  absl::Status status = Timed(&times_.step_seconds, call);
+  if (role_.tensor_timer != nullptr) {
+    times_.communication_seconds +=
+        absl::ToDoubleSeconds(role_.tensor_timer->spent() - collectives_before);
   }
   return status;
 }
 
-absl::Status StageRunner::RunStep(const StepWork& work, PagedKvCache& cache,
-                                  std::optional<PagedKvCache>& host, std::vector<float>* logits,
-                                  std::vector<float>* hidden) {
-  if (!pipelined()) return RunStepWork(work, *model_, cache, host, logits, hidden);
+absl::Status StageRunner::Run(const StepWork& work, PagedKvCache& cache,
+                              std::optional<PagedKvCache>& host, std::vector<float>* logits,
+                              std::vector<float>* hidden) {
+  RETURN_IF_ERROR(Launch(work, cache, host));
+  return Finish(logits, hidden);
+}
+
+absl::Status StageRunner::Launch(const StepWork& work, PagedKvCache& cache,
+                                 std::optional<PagedKvCache>& host) {
+  if (work.has_forward()) ++times_.steps;
+  Launched launched;
+  RETURN_IF_ERROR(TimedStep([&] { return LaunchStep(work, cache, host, launched); }));
+  in_flight_.push_back(std::move(launched));
+  return absl::OkStatus();
+}
+
+absl::Status StageRunner::Finish(std::vector<float>* logits, std::vector<float>* hidden) {
+  if (in_flight_.empty()) return absl::FailedPreconditionError("StageRunner: no step in flight");
+  Launched launched = std::move(in_flight_.front());
+  in_flight_.pop_front();
+  return TimedStep([&] { return FinishStep(launched, logits, hidden); });
+}
+
+absl::Status StageRunner::LaunchStep(const StepWork& work, PagedKvCache& cache,
+                                     std::optional<PagedKvCache>& host, Launched& launched) {
+  if (!pipelined()) {
+    return RunStepWork(work, *model_, cache, host, &launched.logits, &launched.hidden);
+  }
+  RETURN_IF_ERROR(sending_.Reap());
   RETURN_IF_ERROR(MoveKvBlocks(work, *model_, cache, host));
   if (!work.has_forward()) return absl::OkStatus();
 
   const StageShard& stage = model_->stage();
   const int64_t width = model_->config().hidden_size;
   const int world_rank = role_.world->rank();
+  const bool returns_logits = stage.has_lm_head && world_rank == role_.last_stage_leader;
   StageLink link(role_.pipeline);
   const std::vector<std::pair<size_t, size_t>> parts = SplitMicroBatches(work, role_.micro_batches);
-  std::vector<std::vector<float>> part_logits(parts.size()), part_hidden(parts.size());
-  std::vector<StepWork> slices;
   for (size_t k = 0; k < parts.size(); ++k) {
-    slices.push_back(SliceSequences(work, parts[k].first, parts[k].second));
-    const StepWork& part = slices.back();
+    const StepWork part = SliceSequences(work, parts[k].first, parts[k].second);
+    launched.returned_rows.emplace_back(part.logits_rows.size(), part.hidden_rows.size());
     const int64_t rows = static_cast<int64_t>(part.token_ids.size());
     std::optional<Activations> input;
     if (!stage.has_embedding) {
@@ -121,53 +141,62 @@ absl::Status StageRunner::RunStep(const StepWork& work, PagedKvCache& cache,
     StageIo io;
     if (input.has_value()) io.input = input->data;
     io.output = &activations_;
-    RETURN_IF_ERROR(model_->ForwardPaged(batch, cache, &part_logits[k], &part_hidden[k], io));
-    if (link.has_next()) {
-      RETURN_IF_ERROR(Timed(&times_.communication_seconds, [&] {
-        return link.SendNext({static_cast<int64_t>(k), rows, width, activations_});
-      }));
-    }
-  }
-
-  // The logits come back to the leader (world rank 0, on the first stage).
-  const int64_t vocab = model_->config().vocab_size;
-  if (stage.has_lm_head && world_rank == role_.last_stage_leader && world_rank != 0) {
+    std::vector<float> part_logits, part_hidden;
+    RETURN_IF_ERROR(model_->ForwardPaged(batch, cache, &part_logits, &part_hidden, io));
     RETURN_IF_ERROR(Timed(&times_.communication_seconds, [&]() -> absl::Status {
-      for (size_t k = 0; k < parts.size(); ++k) {
-        RETURN_IF_ERROR(role_.world->Send(std::as_bytes(std::span(part_logits[k])), 0, kLogitsTag));
-        if (!slices[k].hidden_rows.empty()) {
-          RETURN_IF_ERROR(
-              role_.world->Send(std::as_bytes(std::span(part_hidden[k])), 0, kHiddenTag));
-        }
+      if (link.has_next()) {
+        Activations out{static_cast<int64_t>(k), rows, width, std::move(activations_)};
+        const absl::Status sent = link.StartSendNext(out, &sending_);
+        activations_ = std::move(out.data);
+        return sent;
+      }
+      if (!returns_logits || world_rank == 0) return absl::OkStatus();
+      // The last stage hands each micro-batch's rows to the leader (world rank 0).
+      for (auto [rows_out, tag] : {std::pair{&part_logits, kLogitsTag}, std::pair{&part_hidden, kHiddenTag}}) {
+        if (rows_out->empty()) continue;
+        const auto bytes = std::as_bytes(std::span(*rows_out));
+        ASSIGN_OR_RETURN(std::unique_ptr<PendingSend> send,
+                         role_.world->StartSend({bytes.begin(), bytes.end()}, 0, tag));
+        sending_.Add(std::move(send));
       }
       return absl::OkStatus();
     }));
-  }
-  if (world_rank != 0) return absl::OkStatus();
-  logits->clear();
-  hidden->clear();
-  for (size_t k = 0; k < parts.size(); ++k) {
-    std::vector<float> l(slices[k].logits_rows.size() * static_cast<size_t>(vocab));
-    std::vector<float> h(slices[k].hidden_rows.size() * static_cast<size_t>(width));
-    if (stage.has_lm_head) {  // one stage alone (not reached with a pipeline) or this rank
-      l = std::move(part_logits[k]);
-      h = std::move(part_hidden[k]);
-    } else {
-      // Waiting for the last stage: the leader's share of the pipeline's bubble.
-      RETURN_IF_ERROR(Timed(&times_.bubble_seconds, [&]() -> absl::Status {
-        RETURN_IF_ERROR(role_.world->Recv(std::as_writable_bytes(std::span(l)),
-                                          role_.last_stage_leader, kLogitsTag));
-        if (!h.empty()) {
-          RETURN_IF_ERROR(role_.world->Recv(std::as_writable_bytes(std::span(h)),
-                                            role_.last_stage_leader, kHiddenTag));
-        }
-        return absl::OkStatus();
-      }));
+    if (returns_logits && world_rank == 0) {  // one stage alone: not reached with a pipeline
+      launched.logits.insert(launched.logits.end(), part_logits.begin(), part_logits.end());
+      launched.hidden.insert(launched.hidden.end(), part_hidden.begin(), part_hidden.end());
     }
-    logits->insert(logits->end(), l.begin(), l.end());
-    hidden->insert(hidden->end(), h.begin(), h.end());
   }
   return absl::OkStatus();
+}
+
+absl::Status StageRunner::FinishStep(Launched& launched, std::vector<float>* logits,
+                                     std::vector<float>* hidden) {
+  if (role_.world != nullptr && role_.world->rank() != 0) return sending_.Reap();
+  if (!pipelined() || model_->stage().has_lm_head) {
+    *logits = std::move(launched.logits);
+    *hidden = std::move(launched.hidden);
+    return absl::OkStatus();
+  }
+  // The logits come back from the last stage: waiting for them is the leader's share of
+  // the pipeline's bubble.
+  const size_t vocab = static_cast<size_t>(model_->config().vocab_size);
+  const size_t width = static_cast<size_t>(model_->config().hidden_size);
+  logits->clear();
+  hidden->clear();
+  return Timed(&times_.bubble_seconds, [&]() -> absl::Status {
+    for (const auto& [logits_rows, hidden_rows] : launched.returned_rows) {
+      for (auto [out, count, tag] : {std::tuple{logits, logits_rows * vocab, kLogitsTag},
+                                     std::tuple{hidden, hidden_rows * width, kHiddenTag}}) {
+        if (count == 0) continue;
+        const size_t at = out->size();
+        out->resize(at + count);
+        RETURN_IF_ERROR(role_.world->Recv(
+            std::as_writable_bytes(std::span(out->data() + at, count)), role_.last_stage_leader,
+            tag));
+      }
+    }
+    return absl::OkStatus();
+  });
 }
 
 }  // namespace tessera

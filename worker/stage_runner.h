@@ -1,19 +1,27 @@
 // Runs a StepWork on one rank of a tp x pp layout (DESIGN.md §4). With pipeline stages the
 // step's sequences are split into micro-batches (contiguous, balanced by rows) that flow
 // through the stages: a stage receives a micro-batch's activations from the previous
-// stage (StageLink), runs its layers and sends them on, so that stage s works on
-// micro-batch k while stage s + 1 works on k - 1. The last stage's tp rank 0 sends every
-// micro-batch's logits (and hidden states) to the leader once all are done; sending them
-// before would block it against the leader, which is still feeding stage 1.
+// stage (StageLink), runs its layers and hands them on, so that stage s works on
+// micro-batch k while stage s + 1 works on k - 1. The last stage's tp rank 0 hands every
+// micro-batch's logits (and hidden states) back to the leader.
+//
+// Hand-offs are started, not awaited (Communicator::StartSend): a stage never waits for a
+// busy receiver, so the leader can Launch a step, Launch the next disjoint batch on its own
+// stage while later stages still work on the first, and Finish the first when its logits
+// are back (up to pp batches in flight; every rank runs them in launch order, which is what
+// makes KV written by one batch visible to the next).
 #pragma once
 
+#include <deque>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "model/llama_model.h"
 #include "model/paged_kv_cache.h"
 #include "parallel/communicator.h"
+#include "parallel/send_queue.h"
 #include "parallel/timed_communicator.h"
 #include "worker/step_work.h"
 
@@ -52,27 +60,52 @@ class StageRunner {
  public:
   StageRunner(LlamaModel* model, RankRole role) : model_(model), role_(role) {}
 
-  // The block moves, then the forward (split into micro-batches across the stages). On the
-  // leader (world rank 0) `logits` and `hidden` receive the whole step's rows as
-  // LlamaModel::ForwardPaged returns them; on other ranks they are left unspecified.
+  // Starts a step: the block moves, then this rank's layers over every micro-batch (waiting
+  // for each input from the previous stage), handing the outputs on without waiting. On the
+  // leader (first stage) nothing else needs the step's inputs, so it may Launch the next
+  // step before this one is finished.
+  [[nodiscard]] absl::Status Launch(const StepWork& work, PagedKvCache& cache,
+                                    std::optional<PagedKvCache>& host);
+  // Completes the oldest launched step. On the leader (world rank 0) `logits` and `hidden`
+  // receive its rows as LlamaModel::ForwardPaged returns them (waiting for the last stage
+  // when there are stages); on other ranks they are left unspecified. FAILED_PRECONDITION
+  // when no step is in flight.
+  [[nodiscard]] absl::Status Finish(std::vector<float>* logits, std::vector<float>* hidden);
+  // Launch, then Finish.
   [[nodiscard]] absl::Status Run(const StepWork& work, PagedKvCache& cache,
                                  std::optional<PagedKvCache>& host, std::vector<float>* logits,
                                  std::vector<float>* hidden);
 
+  size_t in_flight() const { return in_flight_.size(); }
   const RankStepTimes& times() const { return times_; }
 
  private:
-  absl::Status RunStep(const StepWork& work, PagedKvCache& cache, std::optional<PagedKvCache>& host,
-                       std::vector<float>* logits, std::vector<float>* hidden);
+  // A launched step, until Finish.
+  struct Launched {
+    // On a rank with the LM head that is also the leader (no stages): the step's rows.
+    std::vector<float> logits, hidden;
+    // Per micro-batch, the logits and hidden rows the leader receives from the last stage.
+    std::vector<std::pair<size_t, size_t>> returned_rows;
+  };
+
+  absl::Status LaunchStep(const StepWork& work, PagedKvCache& cache,
+                          std::optional<PagedKvCache>& host, Launched& launched);
+  absl::Status FinishStep(Launched& launched, std::vector<float>* logits,
+                          std::vector<float>* hidden);
   // Runs `call`, adding its wall time to `*seconds`.
   template <typename F>
   absl::Status Timed(double* seconds, F call);
+  // Runs `call` as step time, its tensor-group collectives as communication.
+  template <typename F>
+  absl::Status TimedStep(F call);
 
   bool pipelined() const { return role_.pipeline != nullptr && role_.pipeline->size() > 1; }
 
   LlamaModel* model_;
   RankRole role_;
   std::vector<float> activations_;
+  std::deque<Launched> in_flight_;
+  SendQueue sending_;  // activations and logits handed on and not yet received
   RankStepTimes times_;
 };
 

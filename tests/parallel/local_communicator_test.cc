@@ -26,6 +26,7 @@ TEST(LocalCommunicatorTest, AGroupOfOne) {
   EXPECT_EQ(c.Broadcast(bytes, 1).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(c.Send(bytes, 1, 0).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(c.Recv(bytes, 0, 0).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.StartSend(bytes, 1, 0).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(c.Barrier().ok());
 }
 

@@ -3,6 +3,7 @@
 // them (Topology: tp 2 x pp 2), must give the collectives' exact results.
 #include <cstddef>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <numeric>
 #include <vector>
@@ -78,6 +79,43 @@ TEST(MpiCommunicatorTest, SendRecvRing) {
   EXPECT_EQ(world->Send(out, r, 0).code(), absl::StatusCode::kInvalidArgument) << "to itself";
   std::vector<float> wrong(3);
   EXPECT_EQ(world->AllGather(wrong, wrong).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(MpiCommunicatorTest, StartedSendsDoNotWaitForTheReceiver) {
+  auto world = World();
+  const int n = world->size();
+  const int r = world->rank();
+  // Every rank starts large sends (past any eager limit) to every other rank, in two
+  // messages per peer with one tag, before anyone receives: with blocking sends this would
+  // deadlock. Then each receives in order and checks both messages arrived in order.
+  constexpr size_t kBytes = 1 << 20;
+  std::vector<std::unique_ptr<PendingSend>> sends;
+  for (int peer = 0; peer < n; ++peer) {
+    if (peer == r) continue;
+    for (int k = 0; k < 2; ++k) {
+      auto send = world->StartSend(
+          std::vector<std::byte>(kBytes, static_cast<std::byte>(16 * r + k)), peer, 9);
+      ASSERT_TRUE(send.ok()) << send.status();
+      sends.push_back(std::move(send).value());
+    }
+  }
+  std::vector<std::byte> in(kBytes);
+  for (int peer = 0; peer < n; ++peer) {
+    if (peer == r) continue;
+    for (int k = 0; k < 2; ++k) {
+      ASSERT_TRUE(world->Recv(in, peer, 9).ok());
+      EXPECT_EQ(in.front(), static_cast<std::byte>(16 * peer + k));
+      EXPECT_EQ(in.back(), static_cast<std::byte>(16 * peer + k));
+    }
+  }
+  for (auto& send : sends) {
+    ASSERT_TRUE(send->Wait().ok());
+    auto done = send->Done();
+    ASSERT_TRUE(done.ok() && *done);
+  }
+  EXPECT_EQ(world->StartSend({}, r, 9).status().code(), absl::StatusCode::kInvalidArgument)
+      << "to itself";
+  ASSERT_TRUE(world->Barrier().ok());
 }
 
 TEST(MpiCommunicatorTest, TensorAndPipelineGroupsFollowTheTopology) {
