@@ -2,9 +2,11 @@
 #include "engine/scheduler.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
 
@@ -42,17 +44,20 @@ size_t Scheduler::PreemptForWaiting(StepPlan& plan) {
   if (config_.policy != SchedulingPolicy::kPriority || waiting_.empty()) return 0;
   Sequence* urgent = waiting_.front();
   const SequenceGroup* group = GroupOf(urgent->id());
-  if (group->strategy_driven()) return 0;  // its width is reserved at admission anyway
+  // A strategy-driven group's width is reserved at admission anyway; a group in flight is
+  // scheduled once its step lands.
+  if (group->strategy_driven() || InFlight(group)) return 0;
   const int need = blocks_.BlocksForTokens(std::min(
       urgent->num_tokens(), urgent->num_computed_tokens() + config_.max_num_batched_tokens));
   const int slots = group->ReservedSlots(RunningMembers(group) + 1) -
                     group->ReservedSlots(RunningMembers(group));
   while (need > blocks_.num_available_blocks() || SlotsInUse() + slots > config_.max_num_seqs) {
     // The lowest-ranked running sequence below `urgent`, skipping strategy-driven groups
-    // (preempted whole or not at all, and only when the cache runs out).
+    // (preempted whole or not at all, and only when the cache runs out) and those in flight.
     Sequence* victim = nullptr;
     for (auto it = running_.rbegin(); it != running_.rend() && RankLess(urgent, *it); ++it) {
-      if (!GroupOf((*it)->id())->strategy_driven()) {
+      const SequenceGroup* g = GroupOf((*it)->id());
+      if (!g->strategy_driven() && !InFlight(g)) {
         victim = *it;
         break;
       }
@@ -98,6 +103,20 @@ int Scheduler::RunningMembers(const SequenceGroup* group) const {
   return members;
 }
 
+Sequence* Scheduler::PreemptionVictim(const Sequence* keep) const {
+  for (auto it = running_.rbegin(); it != running_.rend(); ++it) {
+    if (*it == keep) return nullptr;
+    if (!InFlight(GroupOf((*it)->id()))) return *it;
+  }
+  return nullptr;
+}
+
+int Scheduler::SequencesPerPlan() const {
+  const int live = static_cast<int>(running_.size() + waiting_.size());
+  const int share = config_.max_steps_in_flight;
+  return std::max(1, (live + share - 1) / share);
+}
+
 void Scheduler::ScheduleEntry(Sequence* seq, int num_computed, int num_new, StepPlan& plan) {
   const SequenceGroup* group = GroupOf(seq->id());
   ScheduledSequence entry;
@@ -116,13 +135,18 @@ void Scheduler::ScheduleEntry(Sequence* seq, int num_computed, int num_new, Step
 }
 
 absl::StatusOr<StepPlan> Scheduler::Schedule(absl::Time now) {
-  if (in_flight_.has_value()) {
-    return absl::FailedPreconditionError("Schedule called before Update of the previous step");
+  if (static_cast<int>(in_flight_.size()) >= config_.max_steps_in_flight) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("Schedule called with ", in_flight_.size(),
+                     " steps awaiting Update (max_steps_in_flight ", config_.max_steps_in_flight,
+                     ")"));
   }
-  // Cancellations and deadlines, in arrival order.
+  // Cancellations and deadlines, in arrival order (a request in flight ends once it lands).
   std::vector<SequenceGroup*> ending;
   for (const auto& [id, group] : groups_) {
-    if (group->cancel_requested() || group->deadline() <= now) ending.push_back(group.get());
+    if ((group->cancel_requested() || group->deadline() <= now) && !InFlight(group.get())) {
+      ending.push_back(group.get());
+    }
   }
   std::sort(ending.begin(), ending.end(), [](const SequenceGroup* a, const SequenceGroup* b) {
     return a->arrival_index() < b->arrival_index();
@@ -139,13 +163,28 @@ absl::StatusOr<StepPlan> Scheduler::Schedule(absl::Time now) {
   // room: they are preempted (their outputs unchanged) until it fits.
   const size_t preempted_for_priority = PreemptForWaiting(plan);
   int budget = config_.max_num_batched_tokens;
+  // With several plans in flight each takes a share of the sequences; a group once in this
+  // plan stays whole.
+  const size_t per_plan = static_cast<size_t>(SequencesPerPlan());
+  absl::flat_hash_set<const SequenceGroup*> in_plan;
+  auto plan_full = [&](const SequenceGroup* group) {
+    return plan.sequences.size() >= per_plan && !in_plan.contains(group);
+  };
   // Decodes not yet scheduled: prefill chunks leave room for them.
   int pending_decodes = 0;
-  for (const Sequence* seq : running_) pending_decodes += seq->num_uncomputed_tokens() == 1;
+  for (const Sequence* seq : running_) {
+    pending_decodes += seq->num_uncomputed_tokens() == 1 && !InFlight(GroupOf(seq->id()));
+  }
 
   // Running sequences in rank order; victims come from the back (not yet visited).
   for (size_t i = 0; i < running_.size();) {
     Sequence* seq = running_[i];
+    const SequenceGroup* group = GroupOf(seq->id());
+    if (InFlight(group) || plan_full(group)) {
+      pending_decodes -= seq->num_uncomputed_tokens() == 1 && !InFlight(group);
+      ++i;
+      continue;
+    }
     const int remaining = seq->num_uncomputed_tokens();
     if (remaining == 0) {  // held: its strategy has not decided its next token yet
       TESSERA_CHECK(GroupOf(seq->id())->strategy_driven());
@@ -161,8 +200,8 @@ absl::StatusOr<StepPlan> Scheduler::Schedule(absl::Time now) {
     }
     bool allocated = false;
     while (!(allocated = blocks_.AllocateSlots(seq->id(), seq->num_computed_tokens(), num_new))) {
-      Sequence* victim = running_.back();
-      if (victim == seq) break;
+      Sequence* victim = PreemptionVictim(seq);
+      if (victim == nullptr) break;
       if (victim->num_uncomputed_tokens() == 1) --pending_decodes;
       Preempt(victim, plan);
     }
@@ -171,6 +210,7 @@ absl::StatusOr<StepPlan> Scheduler::Schedule(absl::Time now) {
       continue;
     }
     ScheduleEntry(seq, seq->num_computed_tokens(), num_new, plan);
+    in_plan.insert(group);
     budget -= num_new;
     ++i;
   }
@@ -178,9 +218,15 @@ absl::StatusOr<StepPlan> Scheduler::Schedule(absl::Time now) {
   // Waiting sequences in rank order, unless running ones had to be preempted for room this
   // step (there is none to spare).
   int slots_in_use = SlotsInUse();
-  while (plan.preempted.size() == preempted_for_priority && !waiting_.empty() && budget > 0) {
-    Sequence* seq = waiting_.front();
+  size_t w = 0;  // waiting_[w] is next; those before it are in flight
+  while (plan.preempted.size() == preempted_for_priority && w < waiting_.size() && budget > 0) {
+    Sequence* seq = waiting_[w];
     const SequenceGroup* group = GroupOf(seq->id());
+    if (InFlight(group)) {
+      ++w;
+      continue;
+    }
+    if (plan_full(group)) break;
     const int members = RunningMembers(group);
     const int slots = group->ReservedSlots(members + 1) - group->ReservedSlots(members);
     if (slots_in_use + slots > config_.max_num_seqs) break;
@@ -189,10 +235,11 @@ absl::StatusOr<StepPlan> Scheduler::Schedule(absl::Time now) {
       const int num_new = std::min(remaining, budget);
       if (num_new < remaining && !config_.enable_chunked_prefill) break;
       if (!SwapIn(seq, num_new, plan)) break;
-      waiting_.erase(waiting_.begin());
+      waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(w));
       seq->set_status(SequenceStatus::kRunning);
       InsertSorted(running_, seq);
       ScheduleEntry(seq, seq->num_computed_tokens(), num_new, plan);
+      in_plan.insert(group);
       budget -= num_new;
       slots_in_use += slots;
       continue;
@@ -207,11 +254,12 @@ absl::StatusOr<StepPlan> Scheduler::Schedule(absl::Time now) {
     const int num_new = std::min(remaining, budget);
     if (num_new < remaining && !config_.enable_chunked_prefill) break;
     if (!blocks_.AllocateSlots(seq->id(), computed, num_new, &match)) break;
-    waiting_.erase(waiting_.begin());
+    waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(w));
     seq->set_num_computed_tokens(computed);
     seq->set_status(SequenceStatus::kRunning);
     InsertSorted(running_, seq);
     ScheduleEntry(seq, computed, num_new, plan);
+    in_plan.insert(group);
     budget -= num_new;
     slots_in_use += slots;
   }
@@ -222,18 +270,22 @@ absl::StatusOr<StepPlan> Scheduler::Schedule(absl::Time now) {
   ++stats_.steps;
   stats_.scheduled_tokens += plan.num_batched_tokens;
   ++next_step_;
-  if (!plan.empty()) in_flight_ = plan;
+  if (!plan.empty()) {
+    for (const SequenceGroup* group : in_plan) groups_in_flight_.insert(group);
+    in_flight_.push_back(plan);
+  }
   return plan;
 }
 
 absl::Status Scheduler::Update(const StepResult& result, std::vector<SampleFork>* forks) {
-  if (!in_flight_.has_value()) {
+  if (in_flight_.empty()) {
     return absl::FailedPreconditionError("Update called with no step in flight");
   }
-  const StepPlan& plan = *in_flight_;
+  const StepPlan& plan = in_flight_.front();
   if (result.step_index != plan.step_index) {
-    return absl::InvalidArgumentError(absl::StrCat("StepResult.step_index is ", result.step_index,
-                                                   ", the step in flight is ", plan.step_index));
+    return absl::InvalidArgumentError(
+        absl::StrCat("StepResult.step_index is ", result.step_index,
+                     ", the oldest step in flight is ", plan.step_index));
   }
   absl::flat_hash_map<SequenceId, const ScheduledSequence*> entries;
   for (const ScheduledSequence& e : plan.sequences) entries[e.seq_id] = &e;
@@ -264,11 +316,17 @@ absl::Status Scheduler::Update(const StepResult& result, std::vector<SampleFork>
           absl::StrCat("StepResult.outputs lacks sequence ", e.seq_id, " which needed logits"));
     }
   }
+  // The plan's groups land first: applying outputs may retire (destroy) them.
+  for (const ScheduledSequence& e : plan.sequences) {
+    if (const SequenceGroup* group = GroupOf(e.seq_id); group != nullptr) {
+      groups_in_flight_.erase(group);
+    }
+  }
   for (const ScheduledSequence& e : plan.sequences) {
     auto it = outputs.find(e.seq_id);
     ApplyOutput(e, it == outputs.end() ? nullptr : it->second, forks);
   }
-  in_flight_.reset();
+  in_flight_.pop_front();
   return absl::OkStatus();
 }
 

@@ -12,20 +12,28 @@
 //
 // Protocol, on one thread (the engine loop; the Scheduler is not thread-safe):
 //   AddRequest / Cancel        (any time)
-//   ForkSequence / FinishSequence (between Update and the next Schedule)
+//   ForkSequence / FinishSequence / AppendToken (on sequences not in a step in flight)
 //   plan = Schedule(now)   -> run plan.block_copies, then the model on plan.sequences
 //   Update(result)         -> appends tokens, advances KV progress, frees finished sequences
 //   TakeFinished()         -> finished requests (cancelled, expired, stopped, length)
-// A non-empty plan must be answered by Update before the next Schedule.
+// Up to max_steps_in_flight non-empty plans may await their Update, which comes in plan
+// order (a pipeline keeps one batch per stage in flight, DESIGN.md §4). Their batches are
+// disjoint: a request is in at most one plan in flight, and a plan never preempts, ends or
+// forks a request that is in flight (a cancellation waits for its step to land). Each plan
+// then takes at most 1 / max_steps_in_flight of the live sequences, so that every batch in
+// flight has work. Every rank runs the plans in order, so KV one plan writes is there for
+// the next.
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -50,6 +58,8 @@ struct SchedulerConfig {
   // room (and swapped back in when it resumes) instead of being recomputed.
   int num_host_blocks = 0;
   SchedulingPolicy policy = SchedulingPolicy::kFcfs;
+  // Plans that may await their Update at once (disjoint batches): pp with pipeline stages.
+  int max_steps_in_flight = 1;
 };
 
 // INVALID_ARGUMENT naming the field for a non-positive size or a token budget below
@@ -93,10 +103,11 @@ class Scheduler {
   // freed now, or by the next Schedule when a step is in flight. NOT_FOUND if unknown.
   [[nodiscard]] absl::Status Cancel(std::string_view request_id);
 
-  // The next step. Expired deadlines and pending cancellations are handled first. Empty
-  // when nothing can run. FAILED_PRECONDITION while a step is in flight.
+  // The next step. Expired deadlines and pending cancellations are handled first (of
+  // requests not in flight). Empty when nothing can run. FAILED_PRECONDITION while
+  // max_steps_in_flight steps are in flight.
   [[nodiscard]] absl::StatusOr<StepPlan> Schedule(absl::Time now);
-  // Results of the in-flight step: one output per sequence that needed logits. Validated
+  // Results of the oldest step in flight: one output per sequence that needed logits. Validated
   // whole before anything changes (INVALID_ARGUMENT naming the field). `forks`, when given,
   // receives the sample forks made, also those of a request that finished in this step
   // (whose sequences are already retired when Update returns).
@@ -115,7 +126,8 @@ class Scheduler {
 
   std::vector<RequestOutput> TakeFinished();
 
-  bool step_in_flight() const { return in_flight_.has_value(); }
+  bool step_in_flight() const { return !in_flight_.empty(); }
+  int steps_in_flight() const { return static_cast<int>(in_flight_.size()); }
   bool HasUnfinished() const { return !groups_.empty(); }
   int num_waiting() const { return static_cast<int>(waiting_.size()); }
   int num_running() const { return static_cast<int>(running_.size()); }
@@ -130,6 +142,15 @@ class Scheduler {
 
   // Rank order: true if `a` comes before `b` (is more urgent).
   bool RankLess(const Sequence* a, const Sequence* b) const;
+  // True while a plan with one of the group's sequences awaits its Update.
+  bool InFlight(const SequenceGroup* group) const { return groups_in_flight_.contains(group); }
+  // FAILED_PRECONDITION naming `what` when `seq`'s group is in flight.
+  absl::Status CheckNotInFlight(SequenceId seq, const char* what) const;
+  // The lowest-ranked running sequence that may be preempted (not in flight); null when that
+  // would be `keep` or there is none.
+  Sequence* PreemptionVictim(const Sequence* keep) const;
+  // The most sequences one plan takes: all of them, or a 1 / max_steps_in_flight share.
+  int SequencesPerPlan() const;
   void InsertSorted(std::vector<Sequence*>& queue, Sequence* seq);
   SequenceGroup* GroupOf(SequenceId seq) const;
   // Running sequences, counting n for a group whose samples are not forked yet.
@@ -162,7 +183,8 @@ class Scheduler {
   absl::flat_hash_map<SequenceId, std::vector<BlockId>> host_tables_;
   std::vector<Sequence*> waiting_;  // rank order
   std::vector<Sequence*> running_;  // rank order; the back is the first preemption victim
-  std::optional<StepPlan> in_flight_;
+  std::deque<StepPlan> in_flight_;  // oldest first
+  absl::flat_hash_set<const SequenceGroup*> groups_in_flight_;
   std::vector<RequestOutput> finished_;
   SequenceId next_seq_id_ = 0;
   int64_t next_arrival_index_ = 0;

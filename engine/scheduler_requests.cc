@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/check.h"
+#include "common/status_macros.h"
 #include "engine/scheduler.h"
 
 namespace tessera {
@@ -20,7 +21,8 @@ absl::Status ValidateSchedulerConfig(const SchedulerConfig& c) {
                           {"max_model_len", c.max_model_len},
                           {"max_num_seqs", c.max_num_seqs},
                           {"max_num_batched_tokens", c.max_num_batched_tokens},
-                          {"max_waiting_requests", c.max_waiting_requests}}) {
+                          {"max_waiting_requests", c.max_waiting_requests},
+                          {"max_steps_in_flight", c.max_steps_in_flight}}) {
     if (absl::Status s = positive(field, v); !s.ok()) return s;
   }
   if (c.num_host_blocks < 0) {
@@ -47,7 +49,7 @@ Scheduler::Scheduler(SchedulerConfig config)
 }
 
 Scheduler::~Scheduler() {
-  if (groups_.empty() && !in_flight_.has_value()) {
+  if (groups_.empty() && in_flight_.empty()) {
     TESSERA_CHECK_MSG(blocks_.Usage().used == 0,
                       "KV blocks leaked: referenced after every request finished");
     TESSERA_CHECK_MSG(static_cast<int>(host_free_.size()) == config_.num_host_blocks,
@@ -133,15 +135,13 @@ absl::Status Scheduler::Cancel(std::string_view request_id) {
   }
   SequenceGroup* group = it->second.get();
   group->RequestCancel();
-  // With a step in flight its blocks may be being written: Schedule frees them.
-  if (!in_flight_.has_value()) FinishGroup(group, FinishReason::kCancelled);
+  // With its step in flight its blocks may be being written: a later Schedule frees them.
+  if (!InFlight(group)) FinishGroup(group, FinishReason::kCancelled);
   return absl::OkStatus();
 }
 
 absl::StatusOr<SequenceId> Scheduler::ForkSequence(SequenceId parent) {
-  if (in_flight_.has_value()) {
-    return absl::FailedPreconditionError("ForkSequence while a step is in flight");
-  }
+  RETURN_IF_ERROR(CheckNotInFlight(parent, "ForkSequence"));
   SequenceGroup* group = GroupOf(parent);
   Sequence* seq = group == nullptr ? nullptr : group->FindSequence(parent);
   if (seq == nullptr || seq->is_finished()) {
@@ -173,9 +173,7 @@ absl::StatusOr<SequenceId> Scheduler::ForkSequence(SequenceId parent) {
 }
 
 absl::Status Scheduler::FinishSequence(SequenceId seq_id, FinishReason reason) {
-  if (in_flight_.has_value()) {
-    return absl::FailedPreconditionError("FinishSequence while a step is in flight");
-  }
+  RETURN_IF_ERROR(CheckNotInFlight(seq_id, "FinishSequence"));
   SequenceGroup* group = GroupOf(seq_id);
   Sequence* seq = group == nullptr ? nullptr : group->FindSequence(seq_id);
   if (seq == nullptr || seq->is_finished()) {
@@ -187,9 +185,7 @@ absl::Status Scheduler::FinishSequence(SequenceId seq_id, FinishReason reason) {
 }
 
 absl::Status Scheduler::AppendToken(SequenceId seq_id, int32_t token) {
-  if (in_flight_.has_value()) {
-    return absl::FailedPreconditionError("AppendToken while a step is in flight");
-  }
+  RETURN_IF_ERROR(CheckNotInFlight(seq_id, "AppendToken"));
   SequenceGroup* group = GroupOf(seq_id);
   Sequence* seq = group == nullptr ? nullptr : group->FindSequence(seq_id);
   if (seq == nullptr || seq->is_finished()) {
@@ -229,6 +225,13 @@ const SequenceGroup* Scheduler::FindRequest(std::string_view request_id) const {
 const Sequence* Scheduler::FindSequence(SequenceId seq) const {
   SequenceGroup* group = GroupOf(seq);
   return group == nullptr ? nullptr : group->FindSequence(seq);
+}
+
+absl::Status Scheduler::CheckNotInFlight(SequenceId seq, const char* what) const {
+  const SequenceGroup* group = GroupOf(seq);
+  if (group == nullptr || !InFlight(group)) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      what, ": request ", group->request_id(), " (sequence ", seq, ") has a step in flight"));
 }
 
 SequenceGroup* Scheduler::GroupOf(SequenceId seq) const {

@@ -8,10 +8,10 @@
 // from MPI, computes the same ShardPlan (a pure function of the model's shapes and the
 // layout) and maps only its slices of the weights: its stage's layers, its tensor slices.
 // Rank 0, the leader, runs the engine over the JSONL batch exactly as `tessera generate
-// --input` does (tools/batch_generate.h: same line format, same output) and broadcasts each
-// step's work to the others (worker/model_group.h); with stages the step is split into
-// micro-batches that flow through them (worker/stage_runner.h). Until the coordinator
-// exists the batch file is the worker's only input.
+// --input` does (tools/batch_generate.h: same line format, same output) and sends each
+// step's work to the others (worker/model_group.h); with stages it keeps up to pp disjoint
+// batches in flight, each split into micro-batches that flow through them
+// (worker/stage_runner.h). With --coordinator it serves the coordinator's requests instead.
 //
 // A rank that fails or dies ends the job: it exits non-zero, and mpirun then stops the
 // others and names the rank ("... process rank 1 ... exited on signal 9").
@@ -52,6 +52,7 @@ struct WorkerOptions {
   int tp = 0;  // 0: the number of ranks / pp
   int pp = 1;
   int micro_batches = 0;  // 0: 2 x pp
+  int batches_in_flight = 0;  // 0: pp
   bool sp = false;
   bool deterministic = false;
   bool no_pack_weights = false;  // BackendOptions::pack_weights off
@@ -185,6 +186,7 @@ int Run(const WorkerOptions& o) {
                       .world = &group,
                       .last_stage_leader = topology->RankAt(o.pp - 1, 0),
                       .micro_batches = o.micro_batches > 0 ? o.micro_batches : 2 * o.pp,
+                      .batches_in_flight = o.batches_in_flight > 0 ? o.batches_in_flight : o.pp,
                       .tensor_timer = &timed_tensor_group};
 
   if (rank != 0) {
@@ -271,6 +273,11 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--micro-batches", o->micro_batches,
                  "Micro-batches per step with pipeline stages (0 = 2 x pp)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--batches-in-flight", o->batches_in_flight,
+                 "Disjoint batches the leader keeps going through the stages at once, each "
+                 "sequence in at most one (0 = pp)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--sp", o->sp,

@@ -42,6 +42,16 @@ absl::StatusOr<std::unique_ptr<BatchRunner>> BatchRunner::Create(LlamaModel* mod
   }
   sc.max_model_len =
       static_cast<int>(std::min<int64_t>(sc.max_model_len, c.max_position_embeddings));
+  if (options.role.batches_in_flight < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "RankRole.batches_in_flight must be >= 0 (0: one per pipeline stage), got ",
+        options.role.batches_in_flight));
+  }
+  if (options.role.batches_in_flight > 0) {
+    sc.max_steps_in_flight = options.role.batches_in_flight;
+  } else if (options.role.pipeline != nullptr) {
+    sc.max_steps_in_flight = std::max(sc.max_steps_in_flight, options.role.pipeline->size());
+  }
 
   KvCacheShape shape;
   shape.n_layers = static_cast<int>(model->stage().layers.size());  // this stage's
@@ -316,28 +326,53 @@ absl::Status BatchRunner::RefreshRankTimes() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<RequestOutput>> BatchRunner::Step(absl::Time now) {
-  ASSIGN_OR_RETURN(const StepPlan plan, scheduler_->Schedule(now));
-  const StepBatch batch = BuildStepBatch(plan);
-  if (!plan.empty() || !plan.swap_out.empty()) {
-    const StepWork work = BuildStepWork(plan, batch);
-    // Every rank of the model group runs the same work; their collectives meet inside.
-    if (leader_ != nullptr) RETURN_IF_ERROR(leader_->SendStep(work));
-    RETURN_IF_ERROR(stage_runner_.Run(work, cache_, host_cache_, &logits_, &hidden_));
-    stats_.blocks_swapped += static_cast<int64_t>(work.swap_out.size() + work.swap_in.size());
-    stats_.block_copies += static_cast<int64_t>(work.copies.size());
-  }
+absl::Status BatchRunner::Launch(StepPlan plan) {
+  InFlightStep& step = in_flight_.emplace_back();
+  step.plan = std::move(plan);
+  step.batch = BuildStepBatch(step.plan);  // views step.plan, which stays put in the deque
+  const StepWork work = BuildStepWork(step.plan, step.batch);
+  // Every rank of the model group runs the same work; their collectives meet inside.
+  if (leader_ != nullptr) RETURN_IF_ERROR(leader_->SendStep(work));
+  RETURN_IF_ERROR(stage_runner_.Launch(work, cache_, host_cache_));
+  stats_.blocks_swapped += static_cast<int64_t>(work.swap_out.size() + work.swap_in.size());
+  stats_.block_copies += static_cast<int64_t>(work.copies.size());
+  stats_.max_batches_in_flight =
+      std::max(stats_.max_batches_in_flight, static_cast<int64_t>(in_flight_.size()));
+  return absl::OkStatus();
+}
+
+absl::Status BatchRunner::Land() {
+  RETURN_IF_ERROR(stage_runner_.Finish(&logits_, &hidden_));
+  const InFlightStep& step = in_flight_.front();
+  const StepPlan& plan = step.plan;
   if (!plan.empty()) {
     std::vector<std::vector<SampleResult>> drawn;
-    ASSIGN_OR_RETURN(const StepResult result, Decode(plan, batch, &drawn));
+    ASSIGN_OR_RETURN(const StepResult result, Decode(plan, step.batch, &drawn));
     std::vector<SampleFork> forks;
     RETURN_IF_ERROR(scheduler_->Update(result, &forks));
     RecordLogprobs(plan, drawn, forks);
     RETURN_IF_ERROR(CheckStopTexts(plan));
     RETURN_IF_ERROR(AdvanceStrategies());
     ++stats_.steps;
-    stats_.forward_tokens += static_cast<int64_t>(batch.token_ids.size());
+    stats_.forward_tokens += static_cast<int64_t>(step.batch.token_ids.size());
   }
+  in_flight_.pop_front();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<RequestOutput>> BatchRunner::Step(absl::Time now) {
+  // Launch plans until max_steps_in_flight are out (one, without pipeline stages) or
+  // nothing more can run, then land the oldest.
+  const size_t max_in_flight = static_cast<size_t>(scheduler_->config().max_steps_in_flight);
+  while (in_flight_.size() < max_in_flight) {
+    ASSIGN_OR_RETURN(StepPlan plan, scheduler_->Schedule(now));
+    const bool runs = !plan.empty();
+    // A plan that only preempted still swaps blocks out on every rank.
+    if (runs || !plan.swap_out.empty()) RETURN_IF_ERROR(Launch(std::move(plan)));
+    if (!runs) break;
+  }
+  const bool landed = !in_flight_.empty() && !in_flight_.front().plan.empty();
+  if (!in_flight_.empty()) RETURN_IF_ERROR(Land());
   std::vector<RequestOutput> finished = scheduler_->TakeFinished();
   for (RequestOutput& out : finished) {
     samplers_.erase(out.request_id);
@@ -347,7 +382,7 @@ absl::StatusOr<std::vector<RequestOutput>> BatchRunner::Step(absl::Time now) {
     ReplaceWithStrategyResults(out);
   }
   // The ranks' step times: every kRankTimesEverySteps steps, and when a burst of work ends.
-  if (!plan.empty() && (stats_.steps % kRankTimesEverySteps == 0 || !HasUnfinished())) {
+  if (landed && (stats_.steps % kRankTimesEverySteps == 0 || !HasUnfinished())) {
     RETURN_IF_ERROR(RefreshRankTimes());
   }
   return finished;

@@ -3,9 +3,10 @@
 // request's decoding state: a Sampler built from its GenerationConfig, or a DecodingStrategy
 // for beam / diverse beam / contrastive search, keyed by request id; it borrows the model.
 // Each Step():
-//   plan = Scheduler::Schedule(now)
+//   plan = Scheduler::Schedule(now)                  (up to max_steps_in_flight plans out)
 //   swaps out / in, then Backend::CopyBlocks(plan.block_copies)  (before the forward)
 //   LlamaModel::ForwardPaged(all scheduled tokens)    (logits for rows with needs_logits)
+//   then, for the oldest plan launched:
 //   per row: the request's processors + sampler       (RNG keyed by the sequence's length),
 //            or the row is kept for its strategy (the sequence is held)
 //   Scheduler::Update(result)                         (stop ids / max_new_tokens end a sequence)
@@ -22,6 +23,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -92,6 +94,7 @@ struct BatchRunnerStats {
   int64_t forward_tokens = 0;  // tokens through ForwardPaged
   int64_t block_copies = 0;
   int64_t blocks_swapped = 0;  // out and in
+  int64_t max_batches_in_flight = 0;  // the most steps launched and not yet landed at once
 };
 
 class BatchRunner {
@@ -114,7 +117,10 @@ class BatchRunner {
   [[nodiscard]] absl::Status Cancel(std::string_view request_id);
 
   // Runs one step and returns the requests that finished during it (or were cancelled or
-  // expired since the last one). An error from the model leaves the runner unusable.
+  // expired since the last one): launches plans until the scheduler's max_steps_in_flight
+  // are out or nothing more can run, then lands the oldest (its logits, decoding and
+  // Scheduler::Update). With pipeline stages the others are still going through the later
+  // stages meanwhile. An error from the model leaves the runner unusable.
   [[nodiscard]] absl::StatusOr<std::vector<RequestOutput>> Step(absl::Time now);
   // Steps (at least once) until no request is left, all at time `now`; the outputs in
   // finishing order, cancelled requests' included.
@@ -147,6 +153,10 @@ class BatchRunner {
               RankRole role);
   // The plan's swaps and copy-on-write copies, in the order StepPlan prescribes.
   static StepWork BuildStepWork(const StepPlan& plan, const StepBatch& batch);
+  // Sends the plan's work to the ranks and starts this rank's part of it.
+  [[nodiscard]] absl::Status Launch(StepPlan plan);
+  // Finishes the oldest launched step: its logits, decoding and the scheduler's Update.
+  [[nodiscard]] absl::Status Land();
 
   // Decoding for the sequences that needed logits; `logits` holds one row per entry. Rows of
   // strategy-driven requests are kept for AdvanceStrategies (their sequences are held).
@@ -197,6 +207,12 @@ class BatchRunner {
   absl::flat_hash_map<std::string, int> keep_best_;  // request id -> completions kept
   absl::flat_hash_map<std::string, std::function<bool(std::span<const int32_t>)>> stop_checks_;
   absl::flat_hash_map<std::string, StrategyState> strategies_;
+  // A launched step until it lands; `batch` views `plan` (a deque keeps both in place).
+  struct InFlightStep {
+    StepPlan plan;
+    StepBatch batch;
+  };
+  std::deque<InFlightStep> in_flight_;
   std::vector<float> logits_;
   std::vector<float> hidden_;
   BatchRunnerStats stats_;

@@ -36,6 +36,9 @@ struct RankRole {
   Communicator* world = nullptr;
   int last_stage_leader = 0;  // world rank of (last stage, tp rank 0)
   int micro_batches = 1;      // per step, when there are stages
+  // Disjoint batches the leader keeps in flight (it sets SchedulerConfig::max_steps_in_flight);
+  // 0: the scheduler config's, at least one per pipeline stage.
+  int batches_in_flight = 0;
   // The tensor group's communicator as the model uses it, timed (its collectives count as
   // communication); null: none, or not measured.
   const TimedCommunicator* tensor_timer = nullptr;

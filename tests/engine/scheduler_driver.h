@@ -1,11 +1,17 @@
 // Test driver: feeds requests into a Scheduler at given steps and runs every plan through
-// the FakePagedModel until all requests finish, checking invariants after each step.
+// the FakePagedModel until all requests finish, checking invariants after each step. With
+// SchedulerConfig::max_steps_in_flight > 1 it acts as a pipeline does: each step schedules
+// plans until that many are in flight, the model runs each at once (every rank runs plans
+// in launch order), and only the oldest's result goes back to Update; it checks that the
+// plans in flight never share a request.
 #pragma once
 
 #include <algorithm>
+#include <deque>
 #include <functional>
 #include <random>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -39,6 +45,12 @@ inline RunLog RunToCompletion(Scheduler& scheduler, std::vector<Arrival> arrival
   std::stable_sort(arrivals.begin(), arrivals.end(),
                    [](const Arrival& a, const Arrival& b) { return a.step < b.step; });
   size_t next = 0;
+  const size_t max_in_flight = static_cast<size_t>(scheduler.config().max_steps_in_flight);
+  struct Landing {
+    StepResult result;
+    std::set<std::string> requests;
+  };
+  std::deque<Landing> in_flight;  // oldest first
   for (int step = 0; step < max_steps; ++step) {
     while (next < arrivals.size() && arrivals[next].step <= step) {
       const absl::Status s = scheduler.AddRequest(arrivals[next].spec, StepTime(step));
@@ -46,13 +58,30 @@ inline RunLog RunToCompletion(Scheduler& scheduler, std::vector<Arrival> arrival
       ++next;
     }
     if (next == arrivals.size() && !scheduler.HasUnfinished()) break;
-    absl::StatusOr<StepPlan> plan = scheduler.Schedule(StepTime(step));
-    EXPECT_TRUE(plan.ok()) << plan.status();
-    if (!plan.ok()) break;
-    if (on_plan) on_plan(*plan);
-    if (!plan->empty()) {
-      const absl::Status s = scheduler.Update(model.Run(*plan));
+    while (in_flight.size() < max_in_flight) {
+      absl::StatusOr<StepPlan> plan = scheduler.Schedule(StepTime(step));
+      EXPECT_TRUE(plan.ok()) << plan.status();
+      if (!plan.ok()) return log;
+      if (on_plan) on_plan(*plan);
+      const bool empty = plan->empty();
+      if (!empty) {
+        Landing landing{model.Run(*plan), {}};
+        for (const ScheduledSequence& e : plan->sequences) {
+          for (const Landing& other : in_flight) {
+            EXPECT_FALSE(other.requests.contains(e.request_id))
+                << "request " << e.request_id << " in two plans in flight";
+          }
+          landing.requests.insert(e.request_id);
+        }
+        in_flight.push_back(std::move(landing));
+      }
+      log.plans.push_back(std::move(*plan));
+      if (empty) break;
+    }
+    if (!in_flight.empty()) {
+      const absl::Status s = scheduler.Update(in_flight.front().result);
       EXPECT_TRUE(s.ok()) << s;
+      in_flight.pop_front();
     }
     for (RequestOutput& out : scheduler.TakeFinished()) {
       log.finish_order.push_back(out.request_id);
@@ -60,7 +89,6 @@ inline RunLog RunToCompletion(Scheduler& scheduler, std::vector<Arrival> arrival
     }
     const absl::Status inv = scheduler.block_manager().CheckInvariants();
     EXPECT_TRUE(inv.ok()) << inv;
-    log.plans.push_back(std::move(*plan));
     log.steps = step + 1;
   }
   for (RequestOutput& out : scheduler.TakeFinished()) {

@@ -42,6 +42,7 @@ struct Case {
   bool prefix_caching;
   SchedulingPolicy policy;
   bool expect_preemption;
+  int steps_in_flight = 1;  // > 1: plans land later, as in a pipeline (scheduler_driver.h)
   friend void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 };
 
@@ -58,7 +59,8 @@ TEST_P(SixtyFourRequestsTest, EachGetsExactlyTheTokensItGetsAlone) {
                                .max_model_len = 256,
                                .max_num_seqs = 16,
                                .max_num_batched_tokens = 128,
-                               .policy = c.policy};
+                               .policy = c.policy,
+                               .max_steps_in_flight = c.steps_in_flight};
   const std::vector<Arrival> arrivals = SixtyFourRandomRequests();
   std::map<std::string, std::vector<int32_t>> full;  // prompt + reference output
   for (const Arrival& a : arrivals) {
@@ -79,7 +81,8 @@ TEST_P(SixtyFourRequestsTest, EachGetsExactlyTheTokensItGetsAlone) {
   std::map<SequenceId, std::string> request_of;
   int max_running = 0;
   const RunLog log = RunToCompletion(**scheduler, arrivals, [&](const StepPlan& plan) {
-    max_running = std::max<int>(max_running, static_cast<int>(plan.sequences.size()));
+    // Running sequences: this plan's and those of the plans still in flight.
+    max_running = std::max<int>(max_running, (*scheduler)->num_running());
     // Victims are the lowest-ranked: everything that still runs outranks them.
     for (SequenceId victim : plan.preempted) {
       for (const ScheduledSequence& e : plan.sequences) {
@@ -133,7 +136,11 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(Case{"ample", 1024, true, SchedulingPolicy::kFcfs, false},
                       Case{"tiny_fcfs", 24, true, SchedulingPolicy::kFcfs, true},
                       Case{"tiny_priority", 24, true, SchedulingPolicy::kPriority, true},
-                      Case{"tiny_no_prefix_cache", 20, false, SchedulingPolicy::kFcfs, true}),
+                      Case{"tiny_no_prefix_cache", 20, false, SchedulingPolicy::kFcfs, true},
+                      Case{"ample_3_in_flight", 1024, true, SchedulingPolicy::kFcfs, false, 3},
+                      Case{"tiny_fcfs_2_in_flight", 24, true, SchedulingPolicy::kFcfs, true, 2},
+                      Case{"tiny_priority_3_in_flight", 24, true, SchedulingPolicy::kPriority,
+                           true, 3}),
     [](const ::testing::TestParamInfo<Case>& info) { return std::string(info.param.name); });
 
 TEST(PrefixCacheTest, SharedSystemPromptHitsTheCacheWithIdenticalOutputs) {

@@ -48,8 +48,10 @@ class BatchRunnerTest : public ::testing::TestWithParam<Param> {
 
   std::unique_ptr<BatchRunner> MakeRunner(int num_blocks, int token_budget, int max_seqs,
                                           int num_host_blocks = 0,
-                                          DType kv_dtype = DType::kF32) {
+                                          DType kv_dtype = DType::kF32,
+                                          int steps_in_flight = 1) {
     BatchRunnerOptions options;
+    options.scheduler.max_steps_in_flight = steps_in_flight;
     options.kv_cache_dtype = kv_dtype;
     options.scheduler.num_host_blocks = num_host_blocks;
     options.scheduler.block_size = 4;
@@ -112,37 +114,45 @@ TEST_P(BatchRunnerTest, ManyArrivingRequestsMatchSoloGreedy) {
     requests.push_back(Greedy(absl::StrCat("r", i), prompt, new_tokens, stops));
     arrivals.emplace(arrival(rng), static_cast<size_t>(i));
   }
-  // 24 blocks of 4 = 96 token slots for up to 8 sequences of up to 52 tokens: preemption.
-  auto runner = MakeRunner(/*num_blocks=*/24, /*token_budget=*/16, /*max_seqs=*/8);
-  ASSERT_NE(runner, nullptr);
-  std::vector<RequestOutput> outputs;
-  const absl::Time now = absl::UnixEpoch();
-  for (int step = 0; step < 10000 && (runner->HasUnfinished() || !arrivals.empty()); ++step) {
-    while (!arrivals.empty() && arrivals.begin()->first <= step) {
-      ASSERT_TRUE(runner->AddRequest(requests[arrivals.begin()->second], now).ok());
-      arrivals.erase(arrivals.begin());
+  // One step at a time, and three disjoint batches in flight as a pipeline of 3 stages keeps
+  // them (each lands while the next two are out; with one rank they run at launch).
+  for (const int in_flight : {1, 3}) {
+    SCOPED_TRACE(absl::StrCat(in_flight, " batches in flight"));
+    // 24 blocks of 4 = 96 token slots for up to 8 sequences of up to 52 tokens: preemption.
+    auto runner = MakeRunner(/*num_blocks=*/24, /*token_budget=*/16, /*max_seqs=*/8,
+                             /*num_host_blocks=*/0, DType::kF32, in_flight);
+    ASSERT_NE(runner, nullptr);
+    auto pending = arrivals;
+    std::vector<RequestOutput> outputs;
+    const absl::Time now = absl::UnixEpoch();
+    for (int step = 0; step < 10000 && (runner->HasUnfinished() || !pending.empty()); ++step) {
+      while (!pending.empty() && pending.begin()->first <= step) {
+        ASSERT_TRUE(runner->AddRequest(requests[pending.begin()->second], now).ok());
+        pending.erase(pending.begin());
+      }
+      auto done = runner->Step(now);
+      ASSERT_TRUE(done.ok()) << done.status();
+      for (RequestOutput& out : *done) outputs.push_back(std::move(out));
     }
-    auto done = runner->Step(now);
-    ASSERT_TRUE(done.ok()) << done.status();
-    for (RequestOutput& out : *done) outputs.push_back(std::move(out));
+    const auto by_id = ById(std::move(outputs));
+    ASSERT_EQ(by_id.size(), static_cast<size_t>(kRequests));
+    const SchedulerStats stats = runner->scheduler().stats();
+    EXPECT_GT(stats.preemptions, 0) << "the pool was meant to force preemption";
+    int stopped = 0;
+    for (const WorkerRequest& r : requests) {
+      const testing::SoloResult solo =
+          testing::SoloGenerate(*tiny_.model, r.spec.prompt_token_ids, r.spec.max_new_tokens,
+                                r.generation.eos_token_ids);
+      const RequestOutput& out = by_id.at(r.spec.request_id);
+      ASSERT_EQ(out.completions.size(), 1u);
+      EXPECT_EQ(out.completions[0].generated_token_ids, solo.tokens) << r.spec.request_id;
+      EXPECT_EQ(out.completions[0].finish_reason, solo.finish) << r.spec.request_id;
+      stopped += solo.finish == FinishReason::kStop;
+    }
+    EXPECT_GT(stopped, 0);
+    EXPECT_FALSE(runner->HasUnfinished());
+    EXPECT_EQ(runner->stats().max_batches_in_flight, in_flight);
   }
-  const auto by_id = ById(std::move(outputs));
-  ASSERT_EQ(by_id.size(), static_cast<size_t>(kRequests));
-  const SchedulerStats stats = runner->scheduler().stats();
-  EXPECT_GT(stats.preemptions, 0) << "the pool was meant to force preemption";
-  int stopped = 0;
-  for (const WorkerRequest& r : requests) {
-    const testing::SoloResult solo =
-        testing::SoloGenerate(*tiny_.model, r.spec.prompt_token_ids, r.spec.max_new_tokens,
-                              r.generation.eos_token_ids);
-    const RequestOutput& out = by_id.at(r.spec.request_id);
-    ASSERT_EQ(out.completions.size(), 1u);
-    EXPECT_EQ(out.completions[0].generated_token_ids, solo.tokens) << r.spec.request_id;
-    EXPECT_EQ(out.completions[0].finish_reason, solo.finish) << r.spec.request_id;
-    stopped += solo.finish == FinishReason::kStop;
-  }
-  EXPECT_GT(stopped, 0);
-  EXPECT_FALSE(runner->HasUnfinished());
 }
 
 TEST_P(BatchRunnerTest, SharedSystemPromptHitsThePrefixCache) {
@@ -263,9 +273,10 @@ TEST_P(BatchRunnerTest, SwapPreemptionKeepsEveryOutput) {
     requests.push_back(Greedy(absl::StrCat("r", i), RandomTokens(rng, prompt_len(rng)),
                               max_new(rng)));
   }
-  for (const int host_blocks : {64, 3}) {
-    SCOPED_TRACE(absl::StrCat(host_blocks, " host blocks"));
-    auto runner = MakeRunner(/*num_blocks=*/20, /*token_budget=*/16, /*max_seqs=*/8, host_blocks);
+  for (const auto [host_blocks, in_flight] : {std::pair{64, 1}, {3, 1}, {64, 2}}) {
+    SCOPED_TRACE(absl::StrCat(host_blocks, " host blocks, ", in_flight, " batches in flight"));
+    auto runner = MakeRunner(/*num_blocks=*/20, /*token_budget=*/16, /*max_seqs=*/8, host_blocks,
+                             DType::kF32, in_flight);
     ASSERT_NE(runner, nullptr);
     EXPECT_THAT(runner->StartupReport(), HasSubstr("swap space"));
     for (const WorkerRequest& r : requests) ASSERT_TRUE(runner->AddRequest(r, absl::UnixEpoch()).ok());
@@ -276,6 +287,7 @@ TEST_P(BatchRunnerTest, SwapPreemptionKeepsEveryOutput) {
     EXPECT_GT(stats.swaps_out, 0);
     EXPECT_EQ(stats.swaps_in, stats.swaps_out);
     EXPECT_GT(runner->stats().blocks_swapped, 0);
+    EXPECT_EQ(runner->stats().max_batches_in_flight, in_flight);
     if (host_blocks == 3) {
       EXPECT_GT(stats.preemptions, stats.swaps_out) << "some recomputed";
     }

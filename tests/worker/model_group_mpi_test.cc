@@ -1,8 +1,8 @@
 // The engine over a sharded model under real `mpirun --oversubscribe -np N` (N = 2, 3, 4,
 // 6), in every tp x pp layout of the N ranks that the tiny model takes: rank 0 runs a
 // BatchRunner whose steps go to the other ranks (worker/model_group.h), which run them on
-// their shards; with pipeline stages each step is split into 2 x pp micro-batches that
-// flow through the stages. A mixed batch (greedy, seeded sampling with n = 2, beam search,
+// their shards; with pipeline stages the leader keeps pp disjoint batches in flight, each
+// split into 2 x pp micro-batches that flow through the stages. A mixed batch (greedy, seeded sampling with n = 2, beam search,
 // contrastive search, more requests than the cache holds at once, so that sequences are
 // preempted) must give the same tokens as one rank with the whole model. On "cpu-reference"
 // a shard's logits differ from the whole model's by float summation order only (~1e-6 on
@@ -155,6 +155,9 @@ TEST(ModelGroupTest, LeaderAndFollowersGiveOneRanksTokens) {
     ASSERT_TRUE(runner.ok()) << runner.status();
     const auto sharded = RunBatch(**runner);
     EXPECT_GT((*runner)->scheduler().stats().preemptions, 0) << "the test wants preemption";
+    // Up to one batch per stage at once (how many the small, cache-bound workload fills).
+    EXPECT_LE((*runner)->stats().max_batches_in_flight, pp);
+    if (pp > 1) EXPECT_GE((*runner)->stats().max_batches_in_flight, 2);
     // Every rank reports where its step time went.
     ASSERT_TRUE((*runner)->RefreshRankTimes().ok());
     const std::vector<RankStepTimes>& times = (*runner)->rank_times();
