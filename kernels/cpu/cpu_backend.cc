@@ -143,16 +143,28 @@ absl::Status CpuBackend::MatMul(const float* x, int64_t n, int64_t k, const Tens
 }
 
 absl::StatusOr<int64_t> CpuBackend::QuantizeActivations(const float* x, int64_t n, int64_t k,
-                                                        DType act_type) {
+                                                        DType act_type,
+                                                        const CpuPackedWeight* packed) {
   ASSIGN_OR_RETURN(const int64_t act_row_bytes, RowBytes(act_type, k));
   const size_t need = static_cast<size_t>(n * act_row_bytes);
   if (act_.size() < need) act_.Resize(need);
   uint8_t* q = act_.as<uint8_t>();
+  const int64_t nb = packed != nullptr ? packed->blocks_per_row() : 0;
+  const size_t info_bytes = static_cast<size_t>(n * nb) * sizeof(ActBlockInfo);
+  if (act_info_.size() < info_bytes) act_info_.Resize(info_bytes);
+  auto* info = act_info_.as<ActBlockInfo>();
+  // One parallel region for both passes: a row's block sums are taken while it is in cache,
+  // and a batch pays one barrier per MatMul for them instead of two.
   pool_.ParallelFor(n, 4, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
-      if (kernels_.quantize_act(act_type, x + i * k, q + i * act_row_bytes, k)) continue;
-      // RowBytes accepted k, so quantizing cannot fail.
-      (void)QuantizeRow(act_type, x + i * k, q + i * act_row_bytes, k);
+      if (!kernels_.quantize_act(act_type, x + i * k, q + i * act_row_bytes, k)) {
+        // RowBytes accepted k, so quantizing cannot fail.
+        (void)QuantizeRow(act_type, x + i * k, q + i * act_row_bytes, k);
+      }
+      if (packed != nullptr) {
+        FillActBlockInfo(packed->format(), q + i * act_row_bytes, act_row_bytes, 1, nb,
+                         info + i * nb);
+      }
     }
   });
   return act_row_bytes;
@@ -176,19 +188,11 @@ absl::StatusOr<std::unique_ptr<PackedWeight>> CpuBackend::PackWeights(
 absl::Status CpuBackend::MatMulPacked(const float* x, int64_t n, int64_t k,
                                       const CpuPackedWeight& w, float* y) {
   ASSIGN_OR_RETURN(const int64_t act_row_bytes,
-                   QuantizeActivations(x, n, k, PackedActivationType(w.format())));
-  const int64_t nb = w.blocks_per_row();
-  const size_t info_bytes = static_cast<size_t>(n * nb) * sizeof(ActBlockInfo);
-  if (act_info_.size() < info_bytes) act_info_.Resize(info_bytes);
-  auto* info = act_info_.as<ActBlockInfo>();
-  const uint8_t* act = act_.as<uint8_t>();
-  pool_.ParallelFor(n, 16, [&](int64_t b, int64_t e) {
-    FillActBlockInfo(w.format(), act + b * act_row_bytes, act_row_bytes, e - b, nb, info + b * nb);
-  });
+                   QuantizeActivations(x, n, k, PackedActivationType(w.format()), &w));
   const PackedGemmArgs args{.w = &w,
-                            .act = act,
+                            .act = act_.as<uint8_t>(),
                             .act_row_bytes = act_row_bytes,
-                            .info = info,
+                            .info = act_info_.as<ActBlockInfo>(),
                             .n = n,
                             .y = y,
                             .ldy = w.rows()};

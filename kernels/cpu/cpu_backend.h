@@ -71,8 +71,10 @@ class CpuBackend : public Backend {
   }
 
  private:
-  // Quantizes n rows of x to act_type into act_; returns the bytes per row.
-  absl::StatusOr<int64_t> QuantizeActivations(const float* x, int64_t n, int64_t k, DType act_type);
+  // Quantizes n rows of x to act_type into act_; returns the bytes per row. For a packed
+  // MatMul (`packed` set) also fills act_info_ with the rows' ActBlockInfo.
+  absl::StatusOr<int64_t> QuantizeActivations(const float* x, int64_t n, int64_t k, DType act_type,
+                                              const CpuPackedWeight* packed = nullptr);
   absl::Status MatMulPacked(const float* x, int64_t n, int64_t k, const CpuPackedWeight& w,
                             float* y);
   // How many claims `units` equal work units (weight tiles, row groups, attention items) are
