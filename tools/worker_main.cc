@@ -35,6 +35,7 @@
 #include "parallel/topology.h"
 #include "tools/batch_generate.h"
 #include "tools/cli_util.h"
+#include "tools/random_model.h"
 #include "tools/command.h"
 #include "tools/decoding_flags.h"
 #include "tools/model_session.h"
@@ -144,6 +145,19 @@ int Run(const WorkerOptions& o) {
   std::unique_ptr<RankHealthServer> health = *std::move(started);
   auto topology = Topology::Create(group.size(), rank, tp, o.pp);
   if (!topology.ok()) return Fail(rank, std::string(topology.status().message()), kExitUsage);
+  // --model random:...: every rank synthesizes the same weights (a pure function of shape,
+  // dtype and seed) into a temporary file of its own, removed when the rank exits.
+  std::unique_ptr<TempModelFile> random_model;
+  std::string model = o.model;
+  if (IsRandomModel(o.model)) {
+    auto synthesized = SynthesizeTempModel(o.model, /*progress_bar=*/rank == 0);
+    if (!synthesized.ok()) {
+      return Fail(rank, std::string(synthesized.status().message()),
+                  absl::IsInvalidArgument(synthesized.status()) ? kExitUsage : kExitFailure);
+    }
+    random_model = *std::move(synthesized);
+    model = random_model->path();
+  }
   // Serving a coordinator, the replica registers before it loads and every rank loads the
   // coordinator's plan; a batch job plans for itself.
   std::unique_ptr<ClusterLeader> cluster;
@@ -168,7 +182,7 @@ int Run(const WorkerOptions& o) {
       return Fail(rank, "the coordinator's plan is for another layout", kExitFailure);
     }
   } else {
-    plan = PlanForModel(o.model, tp, o.pp, o.sp);
+    plan = PlanForModel(model, tp, o.pp, o.sp);
     if (!plan.ok()) return Fail(rank, std::string(plan.status().message()), kExitUsage);
   }
   // The ranks of this stage (tensor group), and this tp rank in every stage (pipeline).
@@ -192,7 +206,7 @@ int Run(const WorkerOptions& o) {
   if (rank != 0) {
     ModelSession session;
     if (int code = OpenModelSession(absl::StrCat("worker rank ", rank),
-                                    {.model = o.model,
+                                    {.model = model,
                                      .backend = o.backend,
                                      .threads = o.threads,
                                      .deterministic = o.deterministic,
@@ -213,7 +227,7 @@ int Run(const WorkerOptions& o) {
                plan->ToString().c_str());
   ModelGroupLeader leader(&group);
   const int code = cluster != nullptr
-                       ? ServeReplica({.model = o.model,
+                       ? ServeReplica({.model = model,
                                        .backend = o.backend,
                                        .threads = o.threads,
                                        .deterministic = o.deterministic,
@@ -228,7 +242,7 @@ int Run(const WorkerOptions& o) {
                                              if (health != nullptr) health->SetServing(true);
                                            }},
                                       cluster.get())
-                       : RunBatchGenerate({.model = o.model,
+                       : RunBatchGenerate({.model = model,
                                            .backend = o.backend,
                                            .threads = o.threads,
                                            .deterministic = o.deterministic,
@@ -264,7 +278,10 @@ int main(int argc, char** argv) {
       "--input`) or for a coordinator it registers with (tessera serve or "
       "tessera-coordinator); every rank holds its slice of the weights.",
       "tessera-worker"};
-  app.add_option("--model", o->model, "GGUF model file, or 'default'")->capture_default_str();
+  app.add_option("--model", o->model,
+                 "GGUF model file, 'default', or random:SHAPE[:DTYPE[:LAYERS]] (random weights "
+                 "in a named shape, synthesized by every rank; see tessera synthesize --list)")
+      ->capture_default_str();
   app.add_option("--tp", o->tp, "Tensor-parallel ranks per stage (0 = ranks / pp)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);

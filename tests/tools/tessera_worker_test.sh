@@ -7,7 +7,9 @@
 #  2. with --deterministic on the fast backend, tp 2, tp 3 and tp 2 x 2 stages give one
 #     rank's --deterministic output exactly (tokens, text, beam scores alike);
 #     the same with --kv-cache-dtype f16 (tp 2 x 2 stages against one rank);
-#  3. a --tp that is not the number of ranks is a usage error naming --tp;
+#  3. --model random:SHAPE (every rank synthesizes the same weights): 2 pipeline stages with
+#     2 batches in flight give one rank's tokens; an unknown shape is a usage error;
+#     a --tp that is not the number of ranks is a usage error naming --tp;
 #  4. killing rank 1 mid-run ends the whole job within seconds, with a message naming it.
 set -euo pipefail
 bin="$1"
@@ -67,6 +69,27 @@ cmp -s <(python3 -c 'import json,sys; [print(json.loads(l)["completions"]) for l
        <(python3 -c 'import json,sys; [print(json.loads(l)["completions"]) for l in open(sys.argv[1])]' "$work/det_f16.jsonl") \
   || fail "--kv-cache-dtype f16 output differs on 4 ranks"
 cmp -s "$work/one_f16.jsonl" "$work/one_det.jsonl" && fail "--kv-cache-dtype f16 changed nothing"
+
+# Random weights in a named shape, synthesized by every rank: 6 requests through 2 stages
+# with 2 disjoint batches in flight give what one rank gives on the same random model.
+for i in 1 2 3 4 5 6; do
+  echo "{\"id\": \"r$i\", \"prompt\": \"request $i of six\", \"max_new_tokens\": 8}"
+done > "$work/random.jsonl"
+random=(--model random:tiny:q8_0 --threads 1 --kv-cache-mb 16 --input "$work/random.jsonl")
+"$bin/tessera" generate "${random[@]}" --output "$work/random_one.jsonl" 2> "$work/one.err" \
+  || { cat "$work/one.err" >&2; fail "tessera generate --model random:tiny:q8_0"; }
+mpirun -np 2 "$bin/tessera-worker" "${random[@]}" --pp 2 --batches-in-flight 2 \
+  --output "$work/random_pp.jsonl" 2> "$work/random.err" \
+  || { cat "$work/random.err" >&2; fail "tessera-worker --model random:tiny:q8_0 --pp 2"; }
+cmp -s "$work/random_one.jsonl" "$work/random_pp.jsonl" \
+  || fail "random:tiny:q8_0 on 2 stages differs from one rank"
+set +e
+mpirun -np 2 "$bin/tessera-worker" --model random:no-such-shape --pp 2 \
+  --input "$work/random.jsonl" > /dev/null 2> "$work/bad.err"
+code=$?
+set -e
+[[ $code -ne 0 ]] || fail "an unknown random: shape succeeded"
+grep -q "no-such-shape" "$work/bad.err" || { cat "$work/bad.err" >&2; fail "no message naming the shape"; }
 
 # --tp x --pp must be the number of ranks.
 set +e
