@@ -107,10 +107,13 @@ TEST_P(CpuBackendTest, MatMulMatchesReferenceForEveryDtype) {
   for (DType t : kAllWeightTypes) {
     EXPECT_EQ(ActivationType(t), ExpectedActivation(t)) << DTypeName(t);
     const bool k_quant = Traits(t).block_elems == 256;
-    // (n, k, m): decode, prefill with m not a multiple of the 16-row tile, a long row.
-    const std::vector<std::tuple<int64_t, int64_t, int64_t>> shapes =
+    // (n, k, m): decode, prefill with m not a multiple of the 16-row tile, a long row; for
+    // float weights also a row that is not a multiple of the 8-lane vectors (their batched
+    // kernels' scalar tail).
+    std::vector<std::tuple<int64_t, int64_t, int64_t>> shapes =
         k_quant ? std::vector<std::tuple<int64_t, int64_t, int64_t>>{{1, 256, 37}, {7, 512, 45}, {2, 1536, 17}}
                 : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{1, 32, 37}, {7, 96, 45}, {1, 1536, 33}};
+    if (Traits(t).block_elems == 1) shapes.emplace_back(9, 101, 35);
     for (const auto& [n, k, m] : shapes) {
       SCOPED_TRACE(absl::StrFormat("%s n=%d k=%d m=%d", DTypeName(t), n, k, m));
       const std::vector<uint8_t> w = RandomWeights(t, m, k, rng);
