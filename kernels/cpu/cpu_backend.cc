@@ -109,7 +109,7 @@ absl::Status CpuBackend::MatMul(const float* x, int64_t n, int64_t k, const Tens
   const VecDotFn dot = kernels_.vec_dot(w.dtype);
   if (dot == nullptr) return MatMulDequantized(x, n, k, w, y);
 
-  const DType act_type = ActivationType(w.dtype);
+  const DType act_type = kernels_.activation_type(w.dtype);
   const uint8_t* act = reinterpret_cast<const uint8_t*>(x);
   int64_t act_row_bytes = k * static_cast<int64_t>(sizeof(float));
   if (act_type != DType::kF32) {

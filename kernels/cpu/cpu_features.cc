@@ -15,6 +15,7 @@ std::vector<const CpuKernels*> SupportedCpuKernels() {
   if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni")) {
     out.push_back(&Avx512VnniKernels());
+    if (__builtin_cpu_supports("avx512bf16")) out.push_back(&Avx512Bf16Kernels());
   }
 #endif
   return out;

@@ -11,7 +11,7 @@ namespace tessera {
 
 // Every kernel table this CPU can run, best last ("generic" always first).
 std::vector<const CpuKernels*> SupportedCpuKernels();
-// The best of SupportedCpuKernels(); TESSERA_CPU_ISA=generic|avx2|avx512vnni in the
+// The best of SupportedCpuKernels(); TESSERA_CPU_ISA=generic|avx2|avx512vnni|avx512bf16 in the
 // environment caps the choice (a name that is not supported here is ignored).
 const CpuKernels& BestCpuKernels();
 

@@ -145,6 +145,7 @@ bool CanQuantize(DType type) {
     case DType::kQ8_0:
     case DType::kQ8_1:
     case DType::kQ8_K:
+    case DType::kBF16:
       return true;
     default:
       return false;
@@ -171,6 +172,9 @@ absl::Status QuantizeRow(DType type, const float* src, void* dst, int64_t n) {
     case DType::kQ8_0: QuantQ8_0(src, static_cast<BlockQ8_0*>(dst), nb); break;
     case DType::kQ8_1: QuantQ8_1(src, static_cast<BlockQ8_1*>(dst), nb); break;
     case DType::kQ8_K: QuantQ8_K(src, static_cast<BlockQ8_K*>(dst), nb); break;
+    case DType::kBF16:
+      for (int64_t i = 0; i < n; ++i) static_cast<uint16_t*>(dst)[i] = FloatToBf16(src[i]);
+      break;
     default: break;
   }
   return absl::OkStatus();

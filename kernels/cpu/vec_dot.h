@@ -4,8 +4,9 @@
 // a binary built here runs on any x86-64 (or non-x86) CPU.
 //
 // Activations: for integer-dot weight types, x is first quantized once per row with
-// QuantizeRow(ActivationType(w), ...) (Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1, Q8_K for
-// K-quants); for F32/F16/BF16 weights the activation row stays float32.
+// QuantizeRow(CpuKernels::activation_type(w), ...) (Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for
+// Q4_1/Q5_1, Q8_K for K-quants); for F32/F16/BF16 weights the activation row stays float32,
+// except BF16 weights on the avx512bf16 table, whose activations are rounded to BF16.
 // All functions are pure and thread-safe.
 #pragma once
 
@@ -95,8 +96,13 @@ using AttendRunFn = void (*)(const float* q, int64_t q_stride, float scale, cons
                              const float* v, int64_t stride, int64_t n,
                              AttentionAccumulator& state);
 
+// The activation format that vec_dot expects for weight dtype `w` on every table but
+// avx512bf16: kQ8_0, kQ8_1, kQ8_K, or kF32 (float activations; also for dtypes handled by
+// dequantize + dot_f32).
+DType ActivationType(DType w);
+
 struct CpuKernels {
-  std::string_view isa;  // "generic", "avx2", "avx512vnni"
+  std::string_view isa;  // "generic", "avx2", "avx512vnni", "avx512bf16"
   // The direct dot for weight dtype `w`, or nullptr when this ISA has none (the backend
   // then dequantizes the row and uses dot_f32).
   VecDotFn (*vec_dot)(DType w);
@@ -113,6 +119,9 @@ struct CpuKernels {
   // Quantizes k floats to activation dtype `type` with results identical to QuantizeRow;
   // false when this ISA has no fast path for `type` (the caller then uses QuantizeRow).
   bool (*quantize_act)(DType type, const float* x, void* out, int64_t k);
+  // The activation dtype this table's vec_dot, vec_dot4 and vec_dot_tile read for weight
+  // dtype `w` (the rows MatMul hands them are QuantizeRow(activation_type(w), x)).
+  DType (*activation_type)(DType w) = ActivationType;
   // sum(a[i] * b[i]) over n floats.
   float (*dot_f32)(const float* a, const float* b, int64_t n);
   // y[i] += a * x[i].
@@ -129,14 +138,11 @@ struct CpuKernels {
   void (*f16_to_f32)(const uint16_t* x, float* out, int64_t n) = nullptr;
 };
 
-// The activation format that vec_dot expects for weight dtype `w`: kQ8_0, kQ8_1, kQ8_K, or
-// kF32 (float activations; also for dtypes handled by dequantize + dot_f32).
-DType ActivationType(DType w);
-
 // Tables per ISA; the x86 ones exist only in x86-64 builds and must only be used when
 // cpu_features.h says the CPU supports them.
 const CpuKernels& GenericKernels();
 const CpuKernels& Avx2Kernels();
 const CpuKernels& Avx512VnniKernels();
+const CpuKernels& Avx512Bf16Kernels();
 
 }  // namespace tessera

@@ -15,6 +15,8 @@
 #include "kernels/cpu/cpu_backend.h"
 
 #include <cmath>
+#include <iterator>
+#include <limits>
 #include <cstring>
 #include <random>
 #include <string>
@@ -36,8 +38,9 @@ namespace {
 using testing::RandomFloats;
 using testing::RandomWeights;
 
-// The activation format the backend promises for each weight dtype (vec_dot.h).
-DType ExpectedActivation(DType w) {
+// The activation format the backend promises for each weight dtype (vec_dot.h) on `table`.
+DType ExpectedActivation(DType w, const CpuKernels& table) {
+  if (w == DType::kBF16 && table.isa == "avx512bf16") return DType::kBF16;
   switch (w) {
     case DType::kQ4_0: case DType::kQ5_0: case DType::kQ8_0: return DType::kQ8_0;
     case DType::kQ4_1: case DType::kQ5_1: return DType::kQ8_1;
@@ -105,7 +108,8 @@ TEST_P(CpuBackendTest, MatMulMatchesReferenceForEveryDtype) {
   EXPECT_EQ(be_.isa(), GetParam().kernels->isa);
   std::mt19937 rng(11);
   for (DType t : kAllWeightTypes) {
-    EXPECT_EQ(ActivationType(t), ExpectedActivation(t)) << DTypeName(t);
+    const DType act = ExpectedActivation(t, *GetParam().kernels);
+    EXPECT_EQ(GetParam().kernels->activation_type(t), act) << DTypeName(t);
     const bool k_quant = Traits(t).block_elems == 256;
     // (n, k, m): decode, prefill with m not a multiple of the 16-row tile, a long row; for
     // float weights also a row that is not a multiple of the 8-lane vectors (their batched
@@ -137,10 +141,10 @@ TEST_P(CpuBackendTest, MatMulMatchesReferenceForEveryDtype) {
         ASSERT_TRUE(be_.MatMul(x.data(), n, k, pv, y_packed.data()).ok());
       }
 
-      const std::vector<float> xq = RoundTrip(ExpectedActivation(t), x, n, k);
+      const std::vector<float> xq = RoundTrip(act, x, n, k);
       std::vector<float> want(n * m);
       ASSERT_TRUE(ref_.MatMul(xq.data(), n, k, wv, want.data()).ok());
-      const bool min_term = ExpectedActivation(t) == DType::kQ8_1;
+      const bool min_term = act == DType::kQ8_1;
       std::vector<BlockQ8_1> xa(min_term ? n * k / 32 : 0);
       for (int64_t i = 0; min_term && i < n; ++i) {
         ASSERT_TRUE(QuantizeRow(DType::kQ8_1, x.data() + i * k, xa.data() + i * k / 32, k).ok());
@@ -375,6 +379,35 @@ TEST(CpuFeaturesTest, FastActivationQuantizersEqualQuantizeRow) {
       EXPECT_EQ(got, want) << kernels->isa << " " << DTypeName(t);
     }
   }
+}
+
+// BF16 activations (the avx512bf16 table's, for BF16 weights) round exactly as QuantizeRow:
+// ties to even, subnormals kept (vcvtneps2bf16 would flush them), NaN quiet, overflow to
+// infinity, and a length off the 16-lane vectors.
+TEST(CpuFeaturesTest, FastBf16ActivationsEqualQuantizeRow) {
+  std::mt19937 rng(23);
+  std::vector<float> x = RandomFloats(1543, rng, 3.0f);
+  const float specials[] = {1.0f + std::ldexp(1.0f, -8),  // tie, rounds down to even
+                            1.0f + 3 * std::ldexp(1.0f, -8),  // tie, rounds up to even
+                            1e-40f, -3e-39f, std::numeric_limits<float>::denorm_min(),
+                            std::numeric_limits<float>::quiet_NaN(),
+                            -std::numeric_limits<float>::infinity(),
+                            std::numeric_limits<float>::max(), -0.0f, 0.0f};
+  for (size_t i = 0; i < std::size(specials); ++i) {
+    x[3 * i] = specials[i];
+    x[x.size() - 1 - i] = specials[i];  // in the scalar tail too
+  }
+  const int64_t k = static_cast<int64_t>(x.size());
+  std::vector<uint16_t> want(x.size()), got(x.size(), 0xABCD);
+  ASSERT_TRUE(QuantizeRow(DType::kBF16, x.data(), want.data(), k).ok());
+  bool any = false;
+  for (const CpuKernels* kernels : SupportedCpuKernels()) {
+    if (kernels->activation_type(DType::kBF16) != DType::kBF16) continue;
+    any = true;
+    ASSERT_TRUE(kernels->quantize_act(DType::kBF16, x.data(), got.data(), k)) << kernels->isa;
+    EXPECT_EQ(got, want) << kernels->isa;
+  }
+  if (!any) GTEST_SKIP() << "no kernel table here reads BF16 activations (needs AVX512_BF16)";
 }
 
 TEST(CpuFeaturesTest, GenericIsAlwaysSupportedAndBestIsSupported) {
