@@ -117,6 +117,8 @@ def verdict(ratio, floor, goal, higher):
     return "goal met" if ok(ratio, goal) else "floor met" if ok(ratio, floor) else "NOT met"
 verdicts = "; ".join(f"{name} {ratio:.2f}x (floor {floor}, goal {goal}): **{verdict(ratio, floor, goal, hi)}**"
                      for name, ratio, floor, goal, hi in targets)
+if quant not in ("Q4_1", "Q8_0"):
+    verdicts += f" (the fast-CPU issue sets these for Q8_0 and Q4_1; shown for {quant} for reference)"
 section = f"""<!-- llamacpp-compare:begin t={threads} {quant} (written by bench/compare_llamacpp.sh; do not edit by hand) -->
 ## Tessera vs llama.cpp, one rank, CPU, {threads} thread(s), {quant}
 
