@@ -1,7 +1,7 @@
 // What every model rank does in one engine step, as plain data: the KV block moves of the
 // plan (swap out, swap in, copy-on-write copies, in that order) and one ForwardPaged over the
 // step's rows. The leader builds it from its StepPlan and, under tensor parallelism,
-// broadcasts it so that every rank of the model group runs the same work (DESIGN.md §3).
+// sends it to every rank so that the whole model group runs the same work (DESIGN.md §3).
 // Encoded as a flat little-endian byte string (length-prefixed arrays of fixed-width
 // integers); the receiver checks every length against the bytes it got.
 #pragma once

@@ -24,6 +24,15 @@ namespace tessera::testing {
 
 inline absl::Time StepTime(int step) { return absl::UnixEpoch() + absl::Milliseconds(step); }
 
+// A greedy request of `max_new` tokens after `prompt`.
+inline RequestSpec Req(std::string id, std::vector<int32_t> prompt, int max_new) {
+  RequestSpec spec;
+  spec.request_id = std::move(id);
+  spec.prompt_token_ids = std::move(prompt);
+  spec.max_new_tokens = max_new;
+  return spec;
+}
+
 struct Arrival {
   int step = 0;
   RequestSpec spec;

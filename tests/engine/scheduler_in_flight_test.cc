@@ -19,17 +19,10 @@ namespace {
 
 using ::tessera::testing::FakePagedModel;
 using ::tessera::testing::RandomTokens;
+using ::tessera::testing::Req;
 using ::tessera::testing::ReferenceGenerate;
 using ::tessera::testing::StepTime;
 using ::testing::HasSubstr;
-
-RequestSpec Req(std::string id, std::vector<int32_t> prompt, int max_new) {
-  RequestSpec spec;
-  spec.request_id = std::move(id);
-  spec.prompt_token_ids = std::move(prompt);
-  spec.max_new_tokens = max_new;
-  return spec;
-}
 
 std::set<std::string> Requests(const StepPlan& plan) {
   std::set<std::string> ids;
@@ -72,6 +65,16 @@ class SchedulerInFlightTest : public ::testing::Test {
               .ok());
     }
   }
+  // The finished requests are `count` of those added, each with the reference's tokens.
+  void ExpectReferenceOutputs(size_t count, int max_new) {
+    std::vector<RequestOutput> done = scheduler_->TakeFinished();
+    ASSERT_EQ(done.size(), count);
+    for (const RequestOutput& out : done) {
+      const int i = std::stoi(out.request_id.substr(1));
+      EXPECT_EQ(out.completions[0].generated_token_ids, ReferenceGenerate(prompts_[i], max_new))
+          << out.request_id;
+    }
+  }
   StepPlan Schedule(int step) {
     absl::StatusOr<StepPlan> plan = scheduler_->Schedule(StepTime(step));
     EXPECT_TRUE(plan.ok()) << plan.status();
@@ -108,12 +111,7 @@ TEST_F(SchedulerInFlightTest, PlansAreDisjointShareTheSequencesAndLandInOrder) {
   for (const ScheduledSequence& e : c.sequences) EXPECT_EQ(e.token_ids.size(), 1u);
   in_flight.push_back(model_->Run(c));
   Drain(*scheduler_, *model_, in_flight);
-  std::vector<RequestOutput> done = scheduler_->TakeFinished();
-  ASSERT_EQ(done.size(), 8u);
-  for (const RequestOutput& out : done) {
-    const int i = std::stoi(out.request_id.substr(1));
-    EXPECT_EQ(out.completions[0].generated_token_ids, ReferenceGenerate(prompts_[i], 3));
-  }
+  ExpectReferenceOutputs(8, 3);
   EXPECT_EQ(scheduler_->block_manager().Usage().used, 0);
 }
 
@@ -173,12 +171,7 @@ TEST_F(SchedulerInFlightTest, PreemptionNeverTakesBlocksFromAPlanInFlight) {
   EXPECT_TRUE(c.empty());
   EXPECT_EQ(c.preempted, std::vector<SequenceId>{a.sequences[0].seq_id});
   Drain(*scheduler_, *model_, in_flight);
-  std::vector<RequestOutput> done = scheduler_->TakeFinished();
-  ASSERT_EQ(done.size(), 2u);
-  for (const RequestOutput& out : done) {
-    const int i = std::stoi(out.request_id.substr(1));
-    EXPECT_EQ(out.completions[0].generated_token_ids, ReferenceGenerate(prompts_[i], 8));
-  }
+  ExpectReferenceOutputs(2, 8);
 }
 
 TEST(SchedulerConfigInFlightTest, MaxStepsInFlightMustBePositive) {

@@ -17,6 +17,7 @@ namespace {
 using ::tessera::testing::Arrival;
 using ::tessera::testing::FakePagedModel;
 using ::tessera::testing::RandomTokens;
+using ::tessera::testing::Req;
 using ::tessera::testing::ReferenceGenerate;
 using ::tessera::testing::RunToCompletion;
 using ::tessera::testing::StepTime;
@@ -35,14 +36,6 @@ std::unique_ptr<Scheduler> Make(const SchedulerConfig& config) {
   auto s = Scheduler::Create(config);
   EXPECT_TRUE(s.ok()) << s.status();
   return std::move(s).value();
-}
-
-RequestSpec Req(std::string id, std::vector<int32_t> prompt, int max_new) {
-  RequestSpec spec;
-  spec.request_id = std::move(id);
-  spec.prompt_token_ids = std::move(prompt);
-  spec.max_new_tokens = max_new;
-  return spec;
 }
 
 std::vector<int32_t> Tokens(int n, int32_t seed = 1) {
