@@ -276,16 +276,10 @@ void CpuBackend::Rope(float* x, int64_t n_tokens, int64_t num_heads,
                       std::span<const int32_t> positions, const RopeParams& p) {
   const int64_t half = p.rope_dim / 2;
   const bool adjacent = p.style == RopeStyle::kAdjacentPairs;
+  const float* table = rope_table_.Get(positions.first(static_cast<size_t>(n_tokens)), p, pool_);
   pool_.ParallelFor(n_tokens, 8, [&](int64_t b, int64_t e) {
-    thread_local std::vector<float> cs;
-    cs.resize(static_cast<size_t>(2 * half));
     for (int64_t t = b; t < e; ++t) {
-      // Angles in double: position * frequency loses digits in float for long contexts.
-      for (int64_t i = 0; i < half; ++i) {
-        const double angle = static_cast<double>(positions[t]) * p.inv_freq[i];
-        cs[2 * i] = static_cast<float>(std::cos(angle) * p.mscale);
-        cs[2 * i + 1] = static_cast<float>(std::sin(angle) * p.mscale);
-      }
+      const float* cs = table + t * 2 * half;
       for (int64_t h = 0; h < num_heads; ++h) {
         float* v = x + (t * num_heads + h) * p.head_dim;
         for (int64_t i = 0; i < half; ++i) {

@@ -11,6 +11,7 @@
 
 #include "common/aligned_buffer.h"
 #include "common/thread_pool.h"
+#include "kernels/cpu/rope_table.h"
 #include "kernels/cpu/vec_dot.h"
 #include "kernels/ops.h"
 
@@ -96,6 +97,7 @@ class CpuBackend : public Backend {
   ThreadPool pool_;
   AlignedBuffer act_;       // quantized activation rows of the current MatMul
   AlignedBuffer act_info_;  // their ActBlockInfo, for a packed MatMul
+  RopeTable rope_table_;    // the last Rope call's cos / sin, for the next with the same positions
 };
 
 }  // namespace tessera

@@ -249,6 +249,22 @@ TEST_P(CpuBackendTest, RopeMatchesReference) {
       ExpectNear(got, want, 1e-5);
     }
   }
+  // The backend keeps the last call's cos / sin for calls with the same positions and
+  // parameters: a change of scale, of the frequencies (in place, same pointer) or of a
+  // position must not reuse them.
+  std::vector<int32_t> pos = {5, 6, 7};
+  for (int round = 0; round < 4; ++round) {
+    SCOPED_TRACE(round);
+    if (round == 2) freq[3] *= 1.5f;
+    if (round == 3) pos[1] = 60;
+    const RopeParams p{head_dim, 64, freq.data(), round == 1 ? 0.7f : 1.0f,
+                       RopeStyle::kHalves};
+    const auto x = RandomFloats(3 * heads * head_dim, rng);
+    std::vector<float> got = x, want = x;
+    be_.Rope(got.data(), 3, heads, pos, p);
+    ref_.Rope(want.data(), 3, heads, pos, p);
+    ExpectNear(got, want, 1e-5);
+  }
 }
 
 TEST_P(CpuBackendTest, SoftmaxMatchesReference) {
