@@ -77,6 +77,18 @@ class Backend {
   virtual void RmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float eps,
                        float* out) = 0;
 
+  // xn = RmsNorm(x, norm_weight) over n rows of k, then y = MatMul(xn, w): a layer's norm and
+  // the first projection that reads it, with the same results as those two calls. A backend
+  // may do the norm in the MatMul's own pass over its input (the CPU backend normalizes,
+  // quantizes and sums each activation row in one parallel region). xn is written either way
+  // (later projections of the same input read it); x and xn may alias.
+  [[nodiscard]] virtual absl::Status RmsNormMatMul(const float* x, const float* norm_weight,
+                                                   int64_t n, int64_t k, float eps,
+                                                   const TensorView& w, float* xn, float* y) {
+    RmsNorm(x, norm_weight, n, k, eps, xn);
+    return MatMul(xn, n, k, w, y);
+  }
+
   // Rotates, in place, each of `num_heads` heads of x[n_tokens, num_heads, head_dim] by
   // its token's position.
   virtual void Rope(float* x, int64_t n_tokens, int64_t num_heads,

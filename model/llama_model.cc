@@ -320,17 +320,15 @@ absl::Status LlamaModel::RunLayer(int64_t layer_index, int64_t n, int64_t start_
   const ModelConfig& c = config_;
   const Layer& layer = layers_[static_cast<size_t>(layer_index)];
   const int64_t kv_dim = local_kv_heads_ * c.head_dim;
-  float* xn = xn_.as<float>();
   float* q = q_.as<float>();
   float* attn = attn_.as<float>();
   const std::span<const int32_t> positions(positions_.as<int32_t>(), static_cast<size_t>(n));
   Backend& b = *backend_;
 
   // Attention block; K and V go straight into the cache rows of these positions.
-  RETURN_IF_ERROR(NormAllRows(layer.attn_norm, n, xn));
   float* k_rows = cache.keys(layer_index) + start_pos * kv_dim;
   float* v_rows = cache.values(layer_index) + start_pos * kv_dim;
-  RETURN_IF_ERROR(ProjectQkv(layer, xn, n, q, k_rows, v_rows));
+  RETURN_IF_ERROR(ProjectQkv(layer, n, q, k_rows, v_rows));
   b.Rope(q, n, local_heads_, positions, rope_params_);
   b.Rope(k_rows, n, local_kv_heads_, positions, rope_params_);
   b.Attention(q, n, positions, cache.keys(layer_index), cache.values(layer_index),
@@ -339,25 +337,36 @@ absl::Status LlamaModel::RunLayer(int64_t layer_index, int64_t n, int64_t start_
 }
 
 absl::Status LlamaModel::OutputProjectionAndMlp(const Layer& layer, int64_t n) {
-  float* xn = xn_.as<float>();
   float* gate = gate_.as<float>();
 
   // Row-parallel O and down (llama_model_tp.cc).
   RETURN_IF_ERROR(RowParallel(attn_.as<float>(), n, layer.wo, q_ranges_));
 
   // SwiGLU MLP.
-  RETURN_IF_ERROR(NormAllRows(layer.ffn_norm, n, xn));
-  RETURN_IF_ERROR(GateUp(layer, xn, n, gate));
+  RETURN_IF_ERROR(GateUp(layer, n, gate));
   RETURN_IF_ERROR(RowParallel(gate, n, layer.w_down, ffn_ranges_));
   return absl::OkStatus();
 }
 
-absl::Status LlamaModel::ProjectQkv(const Layer& layer, const float* xn, int64_t n, float* q,
-                                    float* k, float* v) {
+absl::Status LlamaModel::NormMatMul(const std::vector<float>& norm_weight, int64_t i0,
+                                    int64_t count, const TensorView& w, float* y) {
   const int64_t hidden = config_.hidden_size;
+  return backend_->RmsNormMatMul(x_.as<float>() + i0 * hidden, norm_weight.data(), count, hidden,
+                                 static_cast<float>(config_.rms_norm_eps), w,
+                                 xn_.as<float>() + i0 * hidden, y);
+}
+
+absl::Status LlamaModel::ProjectQkv(const Layer& layer, int64_t n, float* q, float* k, float* v) {
+  const int64_t hidden = config_.hidden_size;
+  float* xn = xn_.as<float>();
   Backend& b = *backend_;
+  // Under sequence parallelism the normed rows are gathered from every rank first; else the
+  // norm goes with the first projection of each block of rows (Backend::RmsNormMatMul).
+  const bool fuse_norm = !sequence_parallel_;
+  if (!fuse_norm) RETURN_IF_ERROR(NormAllRows(layer.attn_norm, n, xn));
   if (layer.wqkv.packed == nullptr) {
-    RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.wq, q));
+    RETURN_IF_ERROR(fuse_norm ? NormMatMul(layer.attn_norm, 0, n, layer.wq, q)
+                              : b.MatMul(xn, n, hidden, layer.wq, q));
     RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.wk, k));
     return b.MatMul(xn, n, hidden, layer.wv, v);
   }
@@ -366,7 +375,8 @@ absl::Status LlamaModel::ProjectQkv(const Layer& layer, const float* xn, int64_t
   float* rows = stacked_.as<float>();
   for (int64_t i0 = 0; i0 < n; i0 += kStackedRows) {
     const int64_t count = std::min(kStackedRows, n - i0);
-    RETURN_IF_ERROR(b.MatMul(xn + i0 * hidden, count, hidden, layer.wqkv, rows));
+    RETURN_IF_ERROR(fuse_norm ? NormMatMul(layer.attn_norm, i0, count, layer.wqkv, rows)
+                              : b.MatMul(xn + i0 * hidden, count, hidden, layer.wqkv, rows));
     for (int64_t i = i0; i < i0 + count; ++i) {
       const float* row = rows + (i - i0) * width;
       std::memcpy(q + i * qd, row, static_cast<size_t>(qd) * sizeof(float));
@@ -377,13 +387,17 @@ absl::Status LlamaModel::ProjectQkv(const Layer& layer, const float* xn, int64_t
   return absl::OkStatus();
 }
 
-absl::Status LlamaModel::GateUp(const Layer& layer, const float* xn, int64_t n, float* act) {
+absl::Status LlamaModel::GateUp(const Layer& layer, int64_t n, float* act) {
   const int64_t hidden = config_.hidden_size;
   const int64_t ffn = local_ffn_;
+  float* xn = xn_.as<float>();
   Backend& b = *backend_;
+  const bool fuse_norm = !sequence_parallel_;  // as in ProjectQkv
+  if (!fuse_norm) RETURN_IF_ERROR(NormAllRows(layer.ffn_norm, n, xn));
   if (layer.w_gate_up.packed == nullptr) {
     float* up = up_.as<float>();
-    RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.w_gate, act));
+    RETURN_IF_ERROR(fuse_norm ? NormMatMul(layer.ffn_norm, 0, n, layer.w_gate, act)
+                              : b.MatMul(xn, n, hidden, layer.w_gate, act));
     RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.w_up, up));
     b.SiluMul(act, up, n * ffn, act);
     return absl::OkStatus();
@@ -392,7 +406,8 @@ absl::Status LlamaModel::GateUp(const Layer& layer, const float* xn, int64_t n, 
   float* rows = stacked_.as<float>();
   for (int64_t i0 = 0; i0 < n; i0 += kStackedRows) {
     const int64_t count = std::min(kStackedRows, n - i0);
-    RETURN_IF_ERROR(b.MatMul(xn + i0 * hidden, count, hidden, layer.w_gate_up, rows));
+    RETURN_IF_ERROR(fuse_norm ? NormMatMul(layer.ffn_norm, i0, count, layer.w_gate_up, rows)
+                              : b.MatMul(xn + i0 * hidden, count, hidden, layer.w_gate_up, rows));
     for (int64_t i = 0; i < count; ++i) {
       b.SiluMul(rows + 2 * i * ffn, rows + (2 * i + 1) * ffn, ffn, act + (i0 + i) * ffn);
     }

@@ -177,11 +177,17 @@ class LlamaModel {
   void EnsureScratch(int64_t n_tokens);
   [[nodiscard]] absl::Status RunLayer(int64_t layer_index, int64_t n, int64_t start_pos,
                                       KvCache& cache);
-  // q, k, v = xn · Wq, Wk, Wv for n rows: one MatMul over the stacked copy when there is one.
-  [[nodiscard]] absl::Status ProjectQkv(const Layer& layer, const float* xn, int64_t n, float* q,
-                                        float* k, float* v);
-  // act = silu(xn · Wgate) * (xn · Wup), [n, local FFN features].
-  [[nodiscard]] absl::Status GateUp(const Layer& layer, const float* xn, int64_t n, float* act);
+  // xn = RMSNorm(residual) with the attention norm, then q, k, v = xn · Wq, Wk, Wv for n rows:
+  // one MatMul over the stacked copy when there is one.
+  [[nodiscard]] absl::Status ProjectQkv(const Layer& layer, int64_t n, float* q, float* k,
+                                        float* v);
+  // xn = RMSNorm(residual) with the FFN norm, then act = silu(xn · Wgate) * (xn · Wup),
+  // [n, local FFN features].
+  [[nodiscard]] absl::Status GateUp(const Layer& layer, int64_t n, float* act);
+  // Rows [i0, i0 + count) of xn = RMSNorm(residual) with `norm_weight`, and y = those rows
+  // · Wᵀ, in one Backend::RmsNormMatMul (no sequence parallelism: every rank has all rows).
+  [[nodiscard]] absl::Status NormMatMul(const std::vector<float>& norm_weight, int64_t i0,
+                                        int64_t count, const TensorView& w, float* y);
   // Packs this stage's matrices with the backend (Q/K/V and gate/up stacked where it can),
   // touches the pages of the rest, reporting progress in bytes.
   [[nodiscard]] absl::Status PackOrTouchWeights(const WeightStore& store,

@@ -75,7 +75,6 @@ absl::Status LlamaModel::RunPagedLayer(int64_t layer_index, const PagedBatch& ba
                                        PagedKvCache& cache) {
   const Layer& layer = layers_[static_cast<size_t>(layer_index)];
   const int64_t n = static_cast<int64_t>(batch.token_ids.size());
-  float* xn = xn_.as<float>();
   float* q = q_.as<float>();
   float* k = k_.as<float>();
   float* v = v_.as<float>();
@@ -83,8 +82,7 @@ absl::Status LlamaModel::RunPagedLayer(int64_t layer_index, const PagedBatch& ba
   const KvPool& pool = cache.pool(layer_index);
   Backend& b = *backend_;
 
-  RETURN_IF_ERROR(NormAllRows(layer.attn_norm, n, xn));
-  RETURN_IF_ERROR(ProjectQkv(layer, xn, n, q, k, v));
+  RETURN_IF_ERROR(ProjectQkv(layer, n, q, k, v));
   b.Rope(q, n, local_heads_, batch.positions, rope_params_);
   b.Rope(k, n, local_kv_heads_, batch.positions, rope_params_);
   RETURN_IF_ERROR(b.WriteKv(k, v, slots_, cache.layout(), pool));

@@ -32,6 +32,15 @@ constexpr int64_t kDecodeClaimsPerThread = 1;
 // Everything one MatMul task needs, copied by value into the task so that the inner loops
 // keep it in registers instead of re-reading the owner's stack frame (which another core
 // may be writing) after every call through a kernel pointer.
+// One row of RmsNorm (out may alias x): shared by RmsNorm and the norm RmsNormMatMul folds
+// into its quantization pass, so that both give the same bits.
+void NormRow(const CpuKernels& kernels, const float* x, const float* weight, int64_t dim,
+             float eps, float* out) {
+  const float ss = kernels.dot_f32(x, x, dim);
+  const float inv = 1.0f / std::sqrt(ss / static_cast<float>(dim) + eps);
+  for (int64_t j = 0; j < dim; ++j) out[j] = x[j] * inv * weight[j];
+}
+
 struct GemmJob {
   VecDotFn dot;
   VecDot4Fn dot4;
@@ -87,6 +96,18 @@ CpuBackend::CpuBackend(int num_threads, const CpuKernels* kernels, bool batch_in
 
 absl::Status CpuBackend::MatMul(const float* x, int64_t n, int64_t k, const TensorView& w,
                                 float* y) {
+  return MatMulImpl(x, n, k, w, y, nullptr);
+}
+
+absl::Status CpuBackend::RmsNormMatMul(const float* x, const float* norm_weight, int64_t n,
+                                       int64_t k, float eps, const TensorView& w, float* xn,
+                                       float* y) {
+  const RowNorm norm{norm_weight, eps, xn};
+  return MatMulImpl(x, n, k, w, y, &norm);
+}
+
+absl::Status CpuBackend::MatMulImpl(const float* x, int64_t n, int64_t k, const TensorView& w,
+                                    float* y, const RowNorm* norm) {
   RETURN_IF_ERROR(CheckMatMulArgs(name(), n, k, w));
   const int64_t m = w.dim(0);
   if (n == 0 || m == 0) return absl::OkStatus();
@@ -98,7 +119,7 @@ absl::Status CpuBackend::MatMul(const float* x, int64_t n, int64_t k, const Tens
           absl::StrFormat("%s MatMul: w.packed was not packed by this backend from a %s %s matrix",
                           name(), w.ShapeString(), DTypeName(w.dtype)));
     }
-    if (kernels_.packed_gemm != nullptr) return MatMulPacked(x, n, k, *packed, y);
+    if (kernels_.packed_gemm != nullptr) return MatMulPacked(x, n, k, *packed, y, norm);
     // Packed by a backend whose CPU table has the kernel; this one reads the file's layout.
     if (w.data == nullptr) {
       return absl::InvalidArgumentError(absl::StrFormat(
@@ -107,13 +128,19 @@ absl::Status CpuBackend::MatMul(const float* x, int64_t n, int64_t k, const Tens
     }
   }
   const VecDotFn dot = kernels_.vec_dot(w.dtype);
+  const DType act_type = kernels_.activation_type(w.dtype);
+  if (norm != nullptr && (dot == nullptr || act_type == DType::kF32)) {
+    // No pass over the input to fold the norm into: normalize first.
+    RmsNorm(x, norm->weight, n, k, norm->eps, norm->out);
+    x = norm->out;
+    norm = nullptr;
+  }
   if (dot == nullptr) return MatMulDequantized(x, n, k, w, y);
 
-  const DType act_type = kernels_.activation_type(w.dtype);
   const uint8_t* act = reinterpret_cast<const uint8_t*>(x);
   int64_t act_row_bytes = k * static_cast<int64_t>(sizeof(float));
   if (act_type != DType::kF32) {
-    ASSIGN_OR_RETURN(act_row_bytes, QuantizeActivations(x, n, k, act_type));
+    ASSIGN_OR_RETURN(act_row_bytes, QuantizeActivations(x, n, k, act_type, nullptr, norm));
     act = act_.as<uint8_t>();
   }
 
@@ -144,7 +171,8 @@ absl::Status CpuBackend::MatMul(const float* x, int64_t n, int64_t k, const Tens
 
 absl::StatusOr<int64_t> CpuBackend::QuantizeActivations(const float* x, int64_t n, int64_t k,
                                                         DType act_type,
-                                                        const CpuPackedWeight* packed) {
+                                                        const CpuPackedWeight* packed,
+                                                        const RowNorm* norm) {
   ASSIGN_OR_RETURN(const int64_t act_row_bytes, RowBytes(act_type, k));
   const size_t need = static_cast<size_t>(n * act_row_bytes);
   if (act_.size() < need) act_.Resize(need);
@@ -153,13 +181,18 @@ absl::StatusOr<int64_t> CpuBackend::QuantizeActivations(const float* x, int64_t 
   const size_t info_bytes = static_cast<size_t>(n * nb) * sizeof(ActBlockInfo);
   if (act_info_.size() < info_bytes) act_info_.Resize(info_bytes);
   auto* info = act_info_.as<ActBlockInfo>();
-  // One parallel region for both passes: a row's block sums are taken while it is in cache,
-  // and a batch pays one barrier per MatMul for them instead of two.
+  // One parallel region for every pass over a row (norm, quantization, block sums): each
+  // works on the row while it is in cache, and a batch pays one barrier for them.
   pool_.ParallelFor(n, 4, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
-      if (!kernels_.quantize_act(act_type, x + i * k, q + i * act_row_bytes, k)) {
+      const float* row = x + i * k;
+      if (norm != nullptr) {
+        NormRow(kernels_, row, norm->weight, k, norm->eps, norm->out + i * k);
+        row = norm->out + i * k;
+      }
+      if (!kernels_.quantize_act(act_type, row, q + i * act_row_bytes, k)) {
         // RowBytes accepted k, so quantizing cannot fail.
-        (void)QuantizeRow(act_type, x + i * k, q + i * act_row_bytes, k);
+        (void)QuantizeRow(act_type, row, q + i * act_row_bytes, k);
       }
       if (packed != nullptr) {
         FillActBlockInfo(packed->format(), q + i * act_row_bytes, act_row_bytes, 1, nb,
@@ -186,9 +219,9 @@ absl::StatusOr<std::unique_ptr<PackedWeight>> CpuBackend::PackWeights(
 }
 
 absl::Status CpuBackend::MatMulPacked(const float* x, int64_t n, int64_t k,
-                                      const CpuPackedWeight& w, float* y) {
+                                      const CpuPackedWeight& w, float* y, const RowNorm* norm) {
   ASSIGN_OR_RETURN(const int64_t act_row_bytes,
-                   QuantizeActivations(x, n, k, PackedActivationType(w.format()), &w));
+                   QuantizeActivations(x, n, k, PackedActivationType(w.format()), &w, norm));
   const PackedGemmArgs args{.w = &w,
                             .act = act_.as<uint8_t>(),
                             .act_row_bytes = act_row_bytes,
@@ -262,13 +295,7 @@ void CpuBackend::RmsNorm(const float* x, const float* weight, int64_t n, int64_t
                          float* out) {
   const int64_t grain = std::max<int64_t>(1, kParallelElems / std::max<int64_t>(1, dim));
   pool_.ParallelFor(n, grain, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      const float* xi = x + i * dim;
-      float* oi = out + i * dim;
-      const float ss = kernels_.dot_f32(xi, xi, dim);
-      const float inv = 1.0f / std::sqrt(ss / static_cast<float>(dim) + eps);
-      for (int64_t j = 0; j < dim; ++j) oi[j] = xi[j] * inv * weight[j];
-    }
+    for (int64_t i = b; i < e; ++i) NormRow(kernels_, x + i * dim, weight, dim, eps, out + i * dim);
   });
 }
 

@@ -46,6 +46,8 @@ class CpuBackend : public Backend {
                          float* out) override;
   void RmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float eps,
                float* out) override;
+  absl::Status RmsNormMatMul(const float* x, const float* norm_weight, int64_t n, int64_t k,
+                             float eps, const TensorView& w, float* xn, float* y) override;
   void Rope(float* x, int64_t n_tokens, int64_t num_heads, std::span<const int32_t> positions,
             const RopeParams& params) override;
   void SiluMul(const float* gate, const float* up, int64_t count, float* out) override;
@@ -72,12 +74,23 @@ class CpuBackend : public Backend {
   }
 
  private:
+  // RmsNormMatMul's norm, done row by row where MatMul first passes over its input.
+  struct RowNorm {
+    const float* weight;
+    float eps;
+    float* out;  // the normalized rows (xn)
+  };
+  // MatMul, with the rows of x first normalized by `norm` when it is set.
+  absl::Status MatMulImpl(const float* x, int64_t n, int64_t k, const TensorView& w, float* y,
+                          const RowNorm* norm);
   // Quantizes n rows of x to act_type into act_; returns the bytes per row. For a packed
-  // MatMul (`packed` set) also fills act_info_ with the rows' ActBlockInfo.
+  // MatMul (`packed` set) also fills act_info_ with the rows' ActBlockInfo. With `norm`, each
+  // row is normalized into norm->out first and that is quantized.
   absl::StatusOr<int64_t> QuantizeActivations(const float* x, int64_t n, int64_t k, DType act_type,
-                                              const CpuPackedWeight* packed = nullptr);
+                                              const CpuPackedWeight* packed = nullptr,
+                                              const RowNorm* norm = nullptr);
   absl::Status MatMulPacked(const float* x, int64_t n, int64_t k, const CpuPackedWeight& w,
-                            float* y);
+                            float* y, const RowNorm* norm);
   // How many claims `units` equal work units (weight tiles, row groups, attention items) are
   // split into for a call over `rows` activation rows: one even share per thread for decode
   // (rows < 4; see kDecodeClaimsPerThread), one unit per claim for batches.

@@ -177,6 +177,49 @@ TEST_P(CpuBackendTest, MatMulMatchesReferenceForEveryDtype) {
   }
 }
 
+// The fused norm + projection gives exactly RmsNorm then MatMul on this backend (the norm
+// goes into the quantization pass for integer dots, packed or not; float weights normalize
+// first), writes the normalized rows, and may normalize in place.
+TEST_P(CpuBackendTest, RmsNormMatMulEqualsRmsNormThenMatMul) {
+  std::mt19937 rng(19);
+  const int64_t k = 96, m = 37;
+  const std::vector<float> norm_weight = RandomFloats(k, rng);
+  for (DType t : {DType::kQ4_1, DType::kQ8_0, DType::kQ4_0, DType::kQ6_K, DType::kBF16,
+                  DType::kF32}) {
+    const int64_t kk = Traits(t).block_elems == 256 ? 256 : k;
+    const std::vector<float> nw = Traits(t).block_elems == 256 ? RandomFloats(kk, rng) : norm_weight;
+    const std::vector<uint8_t> w = RandomWeights(t, m, kk, rng);
+    TensorView wv{t, {m, kk}, w.data()};
+    absl::StatusOr<std::unique_ptr<PackedWeight>> packed = be_.PackWeight(wv);
+    ASSERT_TRUE(packed.ok()) << packed.status();
+    for (const bool use_packed : {false, true}) {
+      if (use_packed && *packed == nullptr) continue;
+      wv.packed = use_packed ? packed->get() : nullptr;
+      for (const int64_t n : {1, 7}) {
+        SCOPED_TRACE(absl::StrFormat("%s n=%d%s", DTypeName(t), n, use_packed ? " packed" : ""));
+        const std::vector<float> x = RandomFloats(n * kk, rng);
+        std::vector<float> xn_want(n * kk), y_want(n * m), xn(n * kk, NAN), y(n * m, NAN);
+        be_.RmsNorm(x.data(), nw.data(), n, kk, 1e-5f, xn_want.data());
+        ASSERT_TRUE(be_.MatMul(xn_want.data(), n, kk, wv, y_want.data()).ok());
+        ASSERT_TRUE(be_.RmsNormMatMul(x.data(), nw.data(), n, kk, 1e-5f, wv, xn.data(), y.data()).ok());
+        EXPECT_EQ(xn, xn_want);
+        EXPECT_EQ(y, y_want);
+        std::vector<float> in_place = x;
+        std::fill(y.begin(), y.end(), NAN);
+        ASSERT_TRUE(be_.RmsNormMatMul(in_place.data(), nw.data(), n, kk, 1e-5f, wv,
+                                      in_place.data(), y.data()).ok());
+        EXPECT_EQ(in_place, xn_want);
+        EXPECT_EQ(y, y_want);
+      }
+    }
+  }
+  std::vector<float> x(32), y(4);
+  const absl::Status s = be_.RmsNormMatMul(x.data(), x.data(), 1, 32, 1e-5f,
+                                           TensorView{DType::kF32, {2, 16}, x.data()}, x.data(),
+                                           y.data());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST_P(CpuBackendTest, MatMulRejectsWhatReferenceRejects) {
   std::vector<float> w(64), x(64), y(4);
   const absl::Status s = be_.MatMul(x.data(), 1, 32, TensorView{DType::kF32, {2, 16}, w.data()}, y.data());

@@ -273,7 +273,7 @@ TEST_P(BatchRunnerTest, SwapPreemptionKeepsEveryOutput) {
     requests.push_back(Greedy(absl::StrCat("r", i), RandomTokens(rng, prompt_len(rng)),
                               max_new(rng)));
   }
-  for (const auto [host_blocks, in_flight] : {std::pair{64, 1}, {3, 1}, {64, 2}}) {
+  for (const auto& [host_blocks, in_flight] : {std::pair{64, 1}, {3, 1}, {64, 2}}) {
     SCOPED_TRACE(absl::StrCat(host_blocks, " host blocks, ", in_flight, " batches in flight"));
     auto runner = MakeRunner(/*num_blocks=*/20, /*token_budget=*/16, /*max_seqs=*/8, host_blocks,
                              DType::kF32, in_flight);
