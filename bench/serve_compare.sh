@@ -92,14 +92,13 @@ date_utc="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 python3 - "$work" "$repo/docs/benchmarks.md" "$commit" "$cpu" "$(nproc)" "$date_utc" \
   "$threads" "${ours_cmd[*]}" "${ours_det_cmd[*]}" "${theirs_cmd[*]}" "$load_before" \
   "$load_after" "$kv" "$other_kv" "${ours_other_cmd[*]}" <<'PY'
-import json, os, re, sys
+import glob, json, os, re, statistics, sys
 (work, doc, commit, cpu, cores, date, threads, ours_cmd, det_cmd, theirs_cmd, load_before,
  load_after, kv, other_kv, other_cmd) = sys.argv[1:]
 ours = json.load(open(f"{work}/ours.json"))
 plain = json.load(open(f"{work}/ours_plain.json"))
 det = json.load(open(f"{work}/ours_det.json"))
 other = {s["npl"]: s for s in json.load(open(f"{work}/ours_other.json"))["sweep"]}
-import glob, statistics
 round_ratios = []
 for f in sorted(glob.glob(f"{work}/round_*.json")):
     r = {s["npl"]: s for s in json.load(open(f))["sweep"]}

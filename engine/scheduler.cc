@@ -187,7 +187,7 @@ absl::StatusOr<StepPlan> Scheduler::Schedule(absl::Time now) {
     }
     const int remaining = seq->num_uncomputed_tokens();
     if (remaining == 0) {  // held: its strategy has not decided its next token yet
-      TESSERA_CHECK(GroupOf(seq->id())->strategy_driven());
+      TESSERA_CHECK(group->strategy_driven());
       ++i;
       continue;
     }

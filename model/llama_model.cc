@@ -351,9 +351,10 @@ absl::Status LlamaModel::OutputProjectionAndMlp(const Layer& layer, int64_t n) {
 absl::Status LlamaModel::NormMatMul(const std::vector<float>& norm_weight, int64_t i0,
                                     int64_t count, const TensorView& w, float* y) {
   const int64_t hidden = config_.hidden_size;
+  float* xn = xn_.as<float>() + i0 * hidden;
+  if (sequence_parallel_) return backend_->MatMul(xn, count, hidden, w, y);  // gathered normed
   return backend_->RmsNormMatMul(x_.as<float>() + i0 * hidden, norm_weight.data(), count, hidden,
-                                 static_cast<float>(config_.rms_norm_eps), w,
-                                 xn_.as<float>() + i0 * hidden, y);
+                                 static_cast<float>(config_.rms_norm_eps), w, xn, y);
 }
 
 absl::Status LlamaModel::ProjectQkv(const Layer& layer, int64_t n, float* q, float* k, float* v) {
@@ -361,12 +362,10 @@ absl::Status LlamaModel::ProjectQkv(const Layer& layer, int64_t n, float* q, flo
   float* xn = xn_.as<float>();
   Backend& b = *backend_;
   // Under sequence parallelism the normed rows are gathered from every rank first; else the
-  // norm goes with the first projection of each block of rows (Backend::RmsNormMatMul).
-  const bool fuse_norm = !sequence_parallel_;
-  if (!fuse_norm) RETURN_IF_ERROR(NormAllRows(layer.attn_norm, n, xn));
+  // norm goes with the first projection of each block of rows (NormMatMul).
+  if (sequence_parallel_) RETURN_IF_ERROR(NormAllRows(layer.attn_norm, n, xn));
   if (layer.wqkv.packed == nullptr) {
-    RETURN_IF_ERROR(fuse_norm ? NormMatMul(layer.attn_norm, 0, n, layer.wq, q)
-                              : b.MatMul(xn, n, hidden, layer.wq, q));
+    RETURN_IF_ERROR(NormMatMul(layer.attn_norm, 0, n, layer.wq, q));
     RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.wk, k));
     return b.MatMul(xn, n, hidden, layer.wv, v);
   }
@@ -375,8 +374,7 @@ absl::Status LlamaModel::ProjectQkv(const Layer& layer, int64_t n, float* q, flo
   float* rows = stacked_.as<float>();
   for (int64_t i0 = 0; i0 < n; i0 += kStackedRows) {
     const int64_t count = std::min(kStackedRows, n - i0);
-    RETURN_IF_ERROR(fuse_norm ? NormMatMul(layer.attn_norm, i0, count, layer.wqkv, rows)
-                              : b.MatMul(xn + i0 * hidden, count, hidden, layer.wqkv, rows));
+    RETURN_IF_ERROR(NormMatMul(layer.attn_norm, i0, count, layer.wqkv, rows));
     for (int64_t i = i0; i < i0 + count; ++i) {
       const float* row = rows + (i - i0) * width;
       std::memcpy(q + i * qd, row, static_cast<size_t>(qd) * sizeof(float));
@@ -392,12 +390,10 @@ absl::Status LlamaModel::GateUp(const Layer& layer, int64_t n, float* act) {
   const int64_t ffn = local_ffn_;
   float* xn = xn_.as<float>();
   Backend& b = *backend_;
-  const bool fuse_norm = !sequence_parallel_;  // as in ProjectQkv
-  if (!fuse_norm) RETURN_IF_ERROR(NormAllRows(layer.ffn_norm, n, xn));
+  if (sequence_parallel_) RETURN_IF_ERROR(NormAllRows(layer.ffn_norm, n, xn));  // as in ProjectQkv
   if (layer.w_gate_up.packed == nullptr) {
     float* up = up_.as<float>();
-    RETURN_IF_ERROR(fuse_norm ? NormMatMul(layer.ffn_norm, 0, n, layer.w_gate, act)
-                              : b.MatMul(xn, n, hidden, layer.w_gate, act));
+    RETURN_IF_ERROR(NormMatMul(layer.ffn_norm, 0, n, layer.w_gate, act));
     RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.w_up, up));
     b.SiluMul(act, up, n * ffn, act);
     return absl::OkStatus();
@@ -406,8 +402,7 @@ absl::Status LlamaModel::GateUp(const Layer& layer, int64_t n, float* act) {
   float* rows = stacked_.as<float>();
   for (int64_t i0 = 0; i0 < n; i0 += kStackedRows) {
     const int64_t count = std::min(kStackedRows, n - i0);
-    RETURN_IF_ERROR(fuse_norm ? NormMatMul(layer.ffn_norm, i0, count, layer.w_gate_up, rows)
-                              : b.MatMul(xn + i0 * hidden, count, hidden, layer.w_gate_up, rows));
+    RETURN_IF_ERROR(NormMatMul(layer.ffn_norm, i0, count, layer.w_gate_up, rows));
     for (int64_t i = 0; i < count; ++i) {
       b.SiluMul(rows + 2 * i * ffn, rows + (2 * i + 1) * ffn, ffn, act + (i0 + i) * ffn);
     }

@@ -184,8 +184,9 @@ class LlamaModel {
   // xn = RMSNorm(residual) with the FFN norm, then act = silu(xn · Wgate) * (xn · Wup),
   // [n, local FFN features].
   [[nodiscard]] absl::Status GateUp(const Layer& layer, int64_t n, float* act);
-  // Rows [i0, i0 + count) of xn = RMSNorm(residual) with `norm_weight`, and y = those rows
-  // · Wᵀ, in one Backend::RmsNormMatMul (no sequence parallelism: every rank has all rows).
+  // y = rows [i0, i0 + count) of xn · Wᵀ, xn = RMSNorm(residual) with `norm_weight`: normed
+  // here with the projection (Backend::RmsNormMatMul), or, under sequence parallelism, as
+  // NormAllRows gathered them (the caller runs it first).
   [[nodiscard]] absl::Status NormMatMul(const std::vector<float>& norm_weight, int64_t i0,
                                         int64_t count, const TensorView& w, float* y);
   // Packs this stage's matrices with the backend (Q/K/V and gate/up stacked where it can),

@@ -3,8 +3,8 @@
 #include <array>
 #include <cstring>
 #include <memory>
-#include <utility>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
