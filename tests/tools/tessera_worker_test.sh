@@ -91,6 +91,15 @@ set -e
 [[ $code -ne 0 ]] || fail "an unknown random: shape succeeded"
 grep -q "no-such-shape" "$work/bad.err" || { cat "$work/bad.err" >&2; fail "no message naming the shape"; }
 
+# A negative --batches-in-flight is a usage error naming the flag.
+set +e
+mpirun -np 1 "$bin/tessera-worker" "${random[@]}" --batches-in-flight -1 > /dev/null \
+  2> "$work/bad.err"
+code=$?
+set -e
+[[ $code -eq 2 ]] || { cat "$work/bad.err" >&2; fail "--batches-in-flight -1 exited $code, not 2"; }
+grep -q -- "--batches-in-flight" "$work/bad.err" || { cat "$work/bad.err" >&2; fail "no message naming --batches-in-flight"; }
+
 # --tp x --pp must be the number of ranks.
 set +e
 mpirun -np 2 "$bin/tessera-worker" "${common[@]}" --tp 3 > /dev/null 2> "$work/bad.err"

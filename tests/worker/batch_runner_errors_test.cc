@@ -84,6 +84,12 @@ TEST_F(BatchRunnerErrorsTest, CreateRefusesNoModelNoRoomAndBadConfig) {
   auto bad = BatchRunner::Create(tiny_.model.get(), options);
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(bad.status().message()), HasSubstr("max_num_batched_tokens"));
+  options.scheduler.max_num_batched_tokens = 2048;
+  options.role.batches_in_flight = -1;
+  auto negative = BatchRunner::Create(tiny_.model.get(), options);
+  EXPECT_EQ(negative.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(negative.status().message()),
+              HasSubstr("RankRole.batches_in_flight must be >= 0 (0: one per pipeline stage), got -1"));
 }
 
 TEST_F(BatchRunnerErrorsTest, ImpossibleAndMalformedRequestsAreRefused) {
