@@ -19,7 +19,7 @@ struct BackendOptions {
   // with. "cpu-reference" always is; "cpu" then gives up its 4-row MatMul kernels (see
   // docs/benchmarks.md for the cost).
   bool batch_invariant = false;
-  // Whether "cpu" repacks Q4_0 / Q4_1 / Q8_0 weights at load into its interleaved layout
+  // Whether "cpu" repacks Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 weights at load into its interleaved layout
   // (kernels/cpu/packed_weights.h) where this CPU has the kernel for it. false: the weights
   // are read straight from the mapped file (less load time, slower GEMMs).
   bool pack_weights = true;

@@ -23,8 +23,8 @@ class CpuBackend : public Backend {
   // tests pass each of SupportedCpuKernels() to cover every ISA. batch_invariant: MatMul
   // computes every row with the one-row kernel, so that a row's result is the same bits in
   // any batch (the 4-row kernels sum the blocks in another order); packed weights are
-  // batch-invariant as they are. pack_weights: PackWeight(s) repacks Q4_0 / Q4_1 / Q8_0
-  // matrices for the table's packed GEMM, when it has one and runs that format
+  // batch-invariant as they are. pack_weights: PackWeight(s) repacks Q4_0 / Q4_1 / Q5_0 /
+  // Q5_1 / Q8_0 matrices for the table's packed GEMM, when it has one and runs that format
   // (CpuKernels::packs_format; packed_weights.h); false keeps the GGUF layout (weights used
   // straight from the mapped file).
   explicit CpuBackend(int num_threads = 0, const CpuKernels* kernels = nullptr,

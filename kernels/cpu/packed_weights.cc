@@ -12,16 +12,12 @@ namespace {
 
 constexpr int kBlock = 32;  // inputs per block in every packed format
 
-bool IsQ4(PackedFormat f) { return f != PackedFormat::kQ8_0x16; }
-bool HasMin(PackedFormat f) { return f == PackedFormat::kQ4_1x16; }
-// Offset of the quants in a packed block: after d[16] (and m[16]).
-int64_t QuantOffset(PackedFormat f) { return HasMin(f) ? 64 : 32; }
-
-// The source block's scale, minimum (Q4_1) and quant bytes (nibble pairs for Q4, int8 for
-// Q8_0), by format.
+// The source block's scale, minimum (Q4_1, Q5_1), quant bytes (nibble pairs for Q4 and Q5,
+// int8 for Q8_0) and fifth bits (Q5: bit t of qh is input t's), by format.
 struct SourceBlock {
   uint16_t d = 0, m = 0;
   const uint8_t* qs = nullptr;
+  uint32_t qh = 0;
 };
 
 SourceBlock ReadSourceBlock(PackedFormat f, const uint8_t* row, int64_t b) {
@@ -34,6 +30,18 @@ SourceBlock ReadSourceBlock(PackedFormat f, const uint8_t* row, int64_t b) {
       const auto* blk = reinterpret_cast<const BlockQ4_1*>(row) + b;
       return {blk->d, blk->m, blk->qs};
     }
+    case PackedFormat::kQ5_0x16: {
+      const auto* blk = reinterpret_cast<const BlockQ5_0*>(row) + b;
+      uint32_t qh;
+      std::memcpy(&qh, blk->qh, 4);
+      return {blk->d, 0, blk->qs, qh};
+    }
+    case PackedFormat::kQ5_1x16: {
+      const auto* blk = reinterpret_cast<const BlockQ5_1*>(row) + b;
+      uint32_t qh;
+      std::memcpy(&qh, blk->qh, 4);
+      return {blk->d, blk->m, blk->qs, qh};
+    }
     case PackedFormat::kQ8_0x16: {
       const auto* blk = reinterpret_cast<const BlockQ8_0*>(row) + b;
       return {blk->d, 0, reinterpret_cast<const uint8_t*>(blk->qs)};
@@ -42,12 +50,40 @@ SourceBlock ReadSourceBlock(PackedFormat f, const uint8_t* row, int64_t b) {
   return {};
 }
 
+// The fifth-bit plane byte 4i+u of a Q5 source block's bits qh (layout in the header).
+uint8_t HighBitsByte(uint32_t qh, int u) {
+  uint8_t byte = 0;
+  for (int p = 0; p < 4; ++p) {
+    byte |= static_cast<uint8_t>(((qh >> (4 * p + u)) & 1) << p);
+    byte |= static_cast<uint8_t>(((qh >> (16 + 4 * p + u)) & 1) << (4 + p));
+  }
+  return byte;
+}
+
+// Input t's fifth bit (0 or 1) in a fifth-bit plane byte.
+int HighBit(uint8_t byte, int t) {
+  const int p = (t % 16) / 4;
+  return (byte >> (t < 16 ? p : 4 + p)) & 1;
+}
+
 // Quant t (0..31) of lane i in a packed block, as the u8 that vpdpbusd multiplies.
-int PackedQuant(PackedFormat f, const uint8_t* quants, int i, int t) {
-  if (!IsQ4(f)) return quants[(t / 4) * 64 + 4 * i + t % 4];
+int PackedQuant(PackedFormat f, const uint8_t* block, int i, int t) {
+  const uint8_t* quants = block + PackedQuantOffset(f);
+  if (!PackedHasNibbles(f)) return quants[(t / 4) * 64 + 4 * i + t % 4];
   const int p = (t % 16) / 4;
   const uint8_t byte = quants[p * 64 + 4 * i + t % 4];
-  return t < 16 ? (byte & 0x0F) : (byte >> 4);
+  const int low4 = t < 16 ? (byte & 0x0F) : (byte >> 4);
+  if (!PackedHasHighBits(f)) return low4;
+  return low4 | HighBit(block[PackedHighBitsOffset(f) + 4 * i + t % 4], t) << 4;
+}
+
+// The GGUF fifth bits qh of lane i of a packed Q5 block.
+uint32_t UnpackHighBits(const uint8_t* block, PackedFormat f, int i) {
+  uint32_t qh = 0;
+  for (int t = 0; t < kBlock; ++t) {
+    qh |= static_cast<uint32_t>(HighBit(block[PackedHighBitsOffset(f) + 4 * i + t % 4], t)) << t;
+  }
+  return qh;
 }
 
 }  // namespace
@@ -60,6 +96,12 @@ bool PackedFormatFor(DType w, PackedFormat* format) {
     case DType::kQ4_1:
       *format = PackedFormat::kQ4_1x16;
       return true;
+    case DType::kQ5_0:
+      *format = PackedFormat::kQ5_0x16;
+      return true;
+    case DType::kQ5_1:
+      *format = PackedFormat::kQ5_1x16;
+      return true;
     case DType::kQ8_0:
       *format = PackedFormat::kQ8_0x16;
       return true;
@@ -68,12 +110,8 @@ bool PackedFormatFor(DType w, PackedFormat* format) {
   }
 }
 
-int64_t PackedBlockBytes(PackedFormat format) {
-  return QuantOffset(format) + (IsQ4(format) ? 4 * 64 : 8 * 64);
-}
-
 DType PackedActivationType(PackedFormat format) {
-  return HasMin(format) ? DType::kQ8_1 : DType::kQ8_0;
+  return PackedHasMin(format) ? DType::kQ8_1 : DType::kQ8_0;
 }
 
 std::unique_ptr<WeightPacker> WeightPacker::Create(std::span<const TensorView> parts) {
@@ -116,15 +154,18 @@ void WeightPacker::PackGroup(int64_t g) {
   for (int64_t b = 0; b < nb; ++b, out += p.block_bytes()) {
     auto* d = reinterpret_cast<uint16_t*>(out);
     auto* m = reinterpret_cast<uint16_t*>(out + 32);
-    uint8_t* quants = out + QuantOffset(f);
+    uint8_t* quants = out + PackedQuantOffset(f);
     for (int i = 0; i < lanes; ++i) {
       const SourceBlock src = ReadSourceBlock(f, SourceRow(g * kPackRows + i), b);
       d[i] = src.d;
-      if (HasMin(f)) m[i] = src.m;
-      if (IsQ4(f)) {
+      if (PackedHasMin(f)) m[i] = src.m;
+      if (PackedHasNibbles(f)) {
         // The GGUF byte qs[4p + t] holds inputs 4p + t (low) and 16 + 4p + t (high): the
         // packed nibble pair exactly.
         for (int p4 = 0; p4 < 4; ++p4) std::memcpy(quants + p4 * 64 + 4 * i, src.qs + 4 * p4, 4);
+        if (PackedHasHighBits(f)) {
+          for (int u = 0; u < 4; ++u) out[PackedHighBitsOffset(f) + 4 * i + u] = HighBitsByte(src.qh, u);
+        }
       } else {
         for (int q = 0; q < 8; ++q) {
           for (int t = 0; t < 4; ++t) quants[q * 64 + 4 * i + t] = src.qs[4 * q + t] ^ 0x80;
@@ -143,7 +184,7 @@ void UnpackRow(const CpuPackedWeight& p, int64_t r, uint8_t* out) {
     uint16_t d, m;
     std::memcpy(&d, blk + 2 * i, 2);
     std::memcpy(&m, blk + 32 + 2 * i, 2);
-    const uint8_t* quants = blk + QuantOffset(f);
+    const uint8_t* quants = blk + PackedQuantOffset(f);
     switch (f) {
       case PackedFormat::kQ4_0x16: {
         auto* dst = reinterpret_cast<BlockQ4_0*>(out) + b;
@@ -158,11 +199,28 @@ void UnpackRow(const CpuPackedWeight& p, int64_t r, uint8_t* out) {
         for (int p4 = 0; p4 < 4; ++p4) std::memcpy(dst->qs + 4 * p4, quants + p4 * 64 + 4 * i, 4);
         break;
       }
+      case PackedFormat::kQ5_0x16: {
+        auto* dst = reinterpret_cast<BlockQ5_0*>(out) + b;
+        dst->d = d;
+        const uint32_t qh = UnpackHighBits(blk, f, i);
+        std::memcpy(dst->qh, &qh, 4);
+        for (int p4 = 0; p4 < 4; ++p4) std::memcpy(dst->qs + 4 * p4, quants + p4 * 64 + 4 * i, 4);
+        break;
+      }
+      case PackedFormat::kQ5_1x16: {
+        auto* dst = reinterpret_cast<BlockQ5_1*>(out) + b;
+        dst->d = d;
+        dst->m = m;
+        const uint32_t qh = UnpackHighBits(blk, f, i);
+        std::memcpy(dst->qh, &qh, 4);
+        for (int p4 = 0; p4 < 4; ++p4) std::memcpy(dst->qs + 4 * p4, quants + p4 * 64 + 4 * i, 4);
+        break;
+      }
       case PackedFormat::kQ8_0x16: {
         auto* dst = reinterpret_cast<BlockQ8_0*>(out) + b;
         dst->d = d;
         for (int t = 0; t < kBlock; ++t) {
-          dst->qs[t] = static_cast<int8_t>(PackedQuant(f, quants, i, t) ^ 0x80);
+          dst->qs[t] = static_cast<int8_t>(PackedQuant(f, blk, i, t) ^ 0x80);
         }
         break;
       }
@@ -176,7 +234,7 @@ void FillActBlockInfo(PackedFormat format, const uint8_t* act, int64_t act_row_b
     const uint8_t* row = act + j * act_row_bytes;
     for (int64_t b = 0; b < nb; ++b) {
       ActBlockInfo& in = info[j * nb + b];
-      if (HasMin(format)) {
+      if (PackedHasMin(format)) {
         const auto* blk = reinterpret_cast<const BlockQ8_1*>(row) + b;
         in = {Fp16ToFloat(blk->d), Fp16ToFloat(blk->s), 0};
         continue;
@@ -184,8 +242,11 @@ void FillActBlockInfo(PackedFormat format, const uint8_t* act, int64_t act_row_b
       const auto* blk = reinterpret_cast<const BlockQ8_0*>(row) + b;
       int32_t sum = 0;
       for (int t = 0; t < kBlock; ++t) sum += blk->qs[t];
-      // Q4_0 quants are stored as q (0..15) for weights q - 8; Q8_0 as w + 128.
-      const int32_t offset = format == PackedFormat::kQ4_0x16 ? 8 : 128;
+      // Q4_0 quants are stored as q (0..15) for weights q - 8; Q5_0 as q (0..31) for q - 16;
+      // Q8_0 as w + 128.
+      const int32_t offset = format == PackedFormat::kQ4_0x16   ? 8
+                             : format == PackedFormat::kQ5_0x16 ? 16
+                                                                : 128;
       in = {Fp16ToFloat(blk->d), 0.0f, -offset * sum};
     }
   }
@@ -195,8 +256,8 @@ void PackedGemmReference(const PackedGemmArgs& a, int64_t g0, int64_t g1) {
   const CpuPackedWeight& w = *a.w;
   const PackedFormat f = w.format();
   const int64_t nb = w.blocks_per_row();
-  const int64_t act_block = HasMin(f) ? sizeof(BlockQ8_1) : sizeof(BlockQ8_0);
-  const int64_t act_qs = HasMin(f) ? offsetof(BlockQ8_1, qs) : offsetof(BlockQ8_0, qs);
+  const int64_t act_block = PackedHasMin(f) ? sizeof(BlockQ8_1) : sizeof(BlockQ8_0);
+  const int64_t act_qs = PackedHasMin(f) ? offsetof(BlockQ8_1, qs) : offsetof(BlockQ8_0, qs);
   for (int64_t g = g0; g < g1; ++g) {
     const int lanes = static_cast<int>(std::min<int64_t>(kPackRows, w.rows() - g * kPackRows));
     for (int i = 0; i < lanes; ++i) {
@@ -209,11 +270,11 @@ void PackedGemmReference(const PackedGemmArgs& a, int64_t g0, int64_t g1) {
               reinterpret_cast<const int8_t*>(a.act + j * a.act_row_bytes + b * act_block + act_qs);
           int32_t isum = in.c;
           for (int t = 0; t < kBlock; ++t)
-            isum += PackedQuant(f, blk + QuantOffset(f), i, t) * aq[t];
+            isum += PackedQuant(f, blk, i, t) * aq[t];
           uint16_t d;
           std::memcpy(&d, blk + 2 * i, 2);
           acc = std::fma(Fp16ToFloat(d) * in.d, static_cast<float>(isum), acc);
-          if (HasMin(f)) {
+          if (PackedHasMin(f)) {
             uint16_t m;
             std::memcpy(&m, blk + 32 + 2 * i, 2);
             acc = std::fma(Fp16ToFloat(m), in.s, acc);

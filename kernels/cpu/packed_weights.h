@@ -11,22 +11,27 @@
 // Layout of one 16-row group (rows 16g .. 16g+15; a last group of fewer rows is padded with
 // zero rows), block after block, each block:
 //   d[16]   fp16 weight scales                        (all formats)
-//   m[16]   fp16 weight minimums                      (Q4_1x16 only)
-//   quants  Q4: 4 chunks of 64 bytes; chunk p, byte 4i+t: row i's input 4p+t in the low
-//           nibble and input 16+4p+t in the high nibble (both 0..15 as GGUF stores them).
+//   m[16]   fp16 weight minimums                      (Q4_1x16 and Q5_1x16)
+//   quants  Q4, Q5: 4 chunks of 64 bytes; chunk p, byte 4i+t: row i's input 4p+t in the
+//           low nibble and input 16+4p+t in the high nibble (both 0..15 as GGUF stores
+//           them; for Q5, the low four bits).
 //           Q8_0: 8 chunks of 64 bytes; chunk q, byte 4i+t: row i's input 4q+t plus 128
 //           (as u8, since vpdpbusd multiplies u8 by s8).
-// Bytes per block and group: Q4_0x16 288, Q4_1x16 320, Q8_0x16 544 — exactly 16 GGUF blocks,
-// so a packed matrix takes no more memory than its source.
+//   high    Q5 only, 64 bytes: byte 4i+t holds the fifth bits of row i's inputs 4p+t in bit
+//           p and 16+4p+t in bit 4+p (p = 0..3), so that one shift and mask per chunk puts
+//           them at bit 4 of the chunk's bytes.
+// Bytes per block and group: Q4_0x16 288, Q4_1x16 320, Q5_0x16 352, Q5_1x16 384, Q8_0x16
+// 544 — exactly 16 GGUF blocks, so a packed matrix takes no more memory than its source.
 //
 // Arithmetic per output (row r, activation row j), identical in every kernel and in
 // PackedGemmReference, so results are bit-equal across ISAs, batch sizes and thread counts:
 //   acc = 0; for each block b:
 //     isum = c[j][b] + Σ_t u8 quant(r, t) · s8 act(j, t)      (exact int32)
 //     acc  = fma(d_w[r] · d_a[j][b], float(isum), acc)
-//     Q4_1: acc = fma(m_w[r], s_a[j][b], acc)
-// where c = -8·Σ act quants (Q4_0: weights are q - 8), -128·Σ act quants (Q8_0: the +128
-// offset), 0 for Q4_1; and d_a, s_a come from the Q8_0 / Q8_1 activation block (fp16).
+//     Q4_1, Q5_1: acc = fma(m_w[r], s_a[j][b], acc)
+// where quant is 0..15 (Q4), 0..31 (Q5) or w + 128 (Q8_0); c = -8·Σ act quants (Q4_0:
+// weights are q - 8), -16·Σ act quants (Q5_0: q - 16), -128·Σ act quants (Q8_0), 0 with a
+// minimum; and d_a, s_a come from the Q8_0 / Q8_1 activation block (fp16).
 #pragma once
 
 #include <cstdint>
@@ -43,12 +48,28 @@ namespace tessera {
 
 inline constexpr int kPackRows = 16;
 
-enum class PackedFormat { kQ4_0x16, kQ4_1x16, kQ8_0x16 };
+enum class PackedFormat { kQ4_0x16, kQ4_1x16, kQ5_0x16, kQ5_1x16, kQ8_0x16 };
+
+// What a packed format's block holds (the layout above).
+inline constexpr bool PackedHasMin(PackedFormat f) {
+  return f == PackedFormat::kQ4_1x16 || f == PackedFormat::kQ5_1x16;
+}
+inline constexpr bool PackedHasNibbles(PackedFormat f) { return f != PackedFormat::kQ8_0x16; }
+inline constexpr bool PackedHasHighBits(PackedFormat f) {
+  return f == PackedFormat::kQ5_0x16 || f == PackedFormat::kQ5_1x16;
+}
+// Offsets in a packed block of the quants and (Q5) the fifth-bit plane, and its size.
+inline constexpr int64_t PackedQuantOffset(PackedFormat f) { return PackedHasMin(f) ? 64 : 32; }
+inline constexpr int64_t PackedHighBitsOffset(PackedFormat f) {
+  return PackedQuantOffset(f) + 4 * 64;
+}
+inline constexpr int64_t PackedBlockBytes(PackedFormat f) {
+  return PackedQuantOffset(f) + (PackedHasNibbles(f) ? 4 * 64 : 8 * 64) +
+         (PackedHasHighBits(f) ? 64 : 0);
+}
 
 // The packed format for weight dtype `w`, if it has one.
 bool PackedFormatFor(DType w, PackedFormat* format);
-// Bytes of one packed block (32 inputs of 16 rows).
-int64_t PackedBlockBytes(PackedFormat format);
 
 class CpuPackedWeight : public PackedWeight {
  public:
@@ -108,8 +129,8 @@ struct ActBlockInfo {
 };
 
 // One packed GEMM: y[j, r] for activation rows j < n and the rows of groups [g0, g1).
-// `act` holds n activation rows (Q8_1 blocks for Q4_1x16, Q8_0 blocks otherwise), row j at
-// act + j * act_row_bytes; `info` holds n * blocks_per_row entries (FillActBlockInfo).
+// `act` holds n activation rows (Q8_1 blocks for formats with a minimum, Q8_0 blocks
+// otherwise), row j at act + j * act_row_bytes; `info` holds n * blocks_per_row entries (FillActBlockInfo).
 // y is [n, ldy]; group g writes columns [16g, min(16g + 16, rows)).
 struct PackedGemmArgs {
   const CpuPackedWeight* w = nullptr;

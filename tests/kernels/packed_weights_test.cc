@@ -30,7 +30,8 @@ namespace {
 using testing::RandomFloats;
 using testing::RandomWeights;
 
-constexpr DType kPackedTypes[] = {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0};
+constexpr DType kPackedTypes[] = {DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1,
+                                   DType::kQ8_0};
 
 std::unique_ptr<CpuPackedWeight> Pack(const TensorView& w) {
   std::unique_ptr<WeightPacker> packer = WeightPacker::Create(w);
@@ -121,7 +122,7 @@ TEST(PackedLayoutTest, StackedPartsPackTheirRowsInOrder) {
 TEST(PackedLayoutTest, OtherDtypesAndShapesAreLeftAsTheyAre) {
   std::vector<uint8_t> bytes(1 << 16);
   for (DType t :
-       {DType::kF32, DType::kF16, DType::kBF16, DType::kQ5_0, DType::kQ4_K, DType::kQ6_K}) {
+       {DType::kF32, DType::kF16, DType::kBF16, DType::kQ5_K, DType::kQ4_K, DType::kQ6_K}) {
     const int64_t k = Traits(t).block_elems == 256 ? 256 : 32;
     EXPECT_EQ(WeightPacker::Create(TensorView{t, {4, k}, bytes.data()}), nullptr) << DTypeName(t);
   }
@@ -169,6 +170,12 @@ struct Problem {
   }
 };
 
+// Quant t (0..31) of a Q5_0 / Q5_1 block: its nibble and bit t of qh.
+int FifthBitQuant(const uint8_t* qs, const uint8_t* qh, int t) {
+  const int low4 = t < 16 ? qs[t] & 15 : qs[t - 16] >> 4;
+  return low4 | ((qh[t / 8] >> (t % 8)) & 1) << 4;
+}
+
 // Element t of weight row r and activation row j, dequantized from the GGUF blocks.
 double Weight(const Problem& p, int64_t r, int64_t b, int t, double* d, double* min) {
   const uint8_t* row = p.w.data() + r * (p.k / 32) * Traits(p.type).block_bytes;
@@ -184,6 +191,18 @@ double Weight(const Problem& p, int64_t r, int64_t b, int t, double* d, double* 
       *d = Fp16ToFloat(blk.d);
       *min = Fp16ToFloat(blk.m);
       return t < 16 ? blk.qs[t] & 15 : blk.qs[t - 16] >> 4;
+    }
+    case DType::kQ5_0: {
+      const auto& blk = reinterpret_cast<const BlockQ5_0*>(row)[b];
+      *d = Fp16ToFloat(blk.d);
+      *min = 0;
+      return FifthBitQuant(blk.qs, blk.qh, t) - 16;
+    }
+    case DType::kQ5_1: {
+      const auto& blk = reinterpret_cast<const BlockQ5_1*>(row)[b];
+      *d = Fp16ToFloat(blk.d);
+      *min = Fp16ToFloat(blk.m);
+      return FifthBitQuant(blk.qs, blk.qh, t);
     }
     default: {
       const auto& blk = reinterpret_cast<const BlockQ8_0*>(row)[b];
@@ -202,7 +221,7 @@ TEST(PackedGemmReferenceTest, AgreesWithFloat64OnTheGgufBlocks) {
       SCOPED_TRACE(absl::StrFormat("%s n=%d k=%d m=%d", DTypeName(t), n, k, m));
       const Problem p(t, n, k, m, rng);
       const std::vector<float> y = p.Run(PackedGemmReference);
-      const bool q8_1 = t == DType::kQ4_1;
+      const bool q8_1 = t == DType::kQ4_1 || t == DType::kQ5_1;
       for (int64_t j = 0; j < n; ++j) {
         const uint8_t* arow = p.act.data() + j * p.act_row_bytes;
         for (int64_t r = 0; r < m; ++r) {
