@@ -157,7 +157,9 @@ TEST(ModelGroupTest, LeaderAndFollowersGiveOneRanksTokens) {
     EXPECT_GT((*runner)->scheduler().stats().preemptions, 0) << "the test wants preemption";
     // Up to one batch per stage at once (how many the small, cache-bound workload fills).
     EXPECT_LE((*runner)->stats().max_batches_in_flight, pp);
-    if (pp > 1) EXPECT_GE((*runner)->stats().max_batches_in_flight, 2);
+    if (pp > 1) {
+      EXPECT_GE((*runner)->stats().max_batches_in_flight, 2);
+    }
     // Every rank reports where its step time went.
     ASSERT_TRUE((*runner)->RefreshRankTimes().ok());
     const std::vector<RankStepTimes>& times = (*runner)->rank_times();
