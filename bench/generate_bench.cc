@@ -29,10 +29,10 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
-#include "formats/model_locator.h"
 #include "formats/weight_store.h"
 #include "kernels/registry.h"
 #include "model/llama_model.h"
+#include "tools/random_model.h"
 
 namespace tessera {
 namespace {
@@ -132,8 +132,11 @@ absl::Status Run(const Options& o) {
     }
     return absl::OkStatus();
   }
-  ASSIGN_OR_RETURN(std::string path, ResolveModelPath(o.model));
+  std::unique_ptr<TempModelFile> random_model;  // random:...: removed once mapped
+  ASSIGN_OR_RETURN(const std::string path, ModelFilePath(o.model, !o.json, &random_model));
   ASSIGN_OR_RETURN(std::unique_ptr<WeightStore> store, OpenWeightStore(path));
+  random_model.reset();
+  const std::string shown = IsRandomModel(o.model) ? o.model : path;  // not a removed temp file
   ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
                    CreateBackend(o.backend, o.threads, {.pack_weights = !o.no_pack}));
   ASSIGN_OR_RETURN(std::unique_ptr<LlamaModel> model, LlamaModel::Load(*store, backend.get()));
@@ -162,11 +165,11 @@ absl::Status Run(const Options& o) {
         "\"gen_tokens\": %d, \"reps\": %d, \"packed\": %s, \"prefill_tps_median\": %.3f, "
         "\"decode_tps_median\": %.3f, \"prefill_tps\": [%s], \"decode_tps\": [%s], "
         "\"weight_mb_per_token\": %.3f, \"peak_rss_mib\": %.1f}\n",
-        path, o.backend, o.threads, o.prompt_tokens, o.gen_tokens, o.reps,
+        shown, o.backend, o.threads, o.prompt_tokens, o.gen_tokens, o.reps,
         o.no_pack ? "false" : "true", Median(pp), Median(tg), absl::StrJoin(pp, ", ", fmt),
         absl::StrJoin(tg, ", ", fmt), weight_mb, peak_rss);
   } else {
-    absl::PrintF("model %s, backend %s, threads %d\n", path, o.backend, o.threads);
+    absl::PrintF("model %s, backend %s, threads %d\n", shown, o.backend, o.threads);
     absl::PrintF("prefill %4d tokens: %9.2f tokens/s median of %d [%s]\n", o.prompt_tokens,
                  Median(pp), o.reps, absl::StrJoin(pp, ", ", fmt));
     absl::PrintF("decode  %4d tokens: %9.2f tokens/s median of %d [%s]\n", o.gen_tokens, Median(tg),
@@ -185,7 +188,9 @@ absl::Status Run(const Options& o) {
 int main(int argc, char** argv) {
   tessera::Options o;
   CLI::App app{"Tessera prefill/decode throughput (llama-bench pp/tg counterpart)"};
-  app.add_option("-m,--model", o.model, "model path or 'default'");
+  app.add_option("-m,--model", o.model,
+                 "model path, 'default', or random:SHAPE[:DTYPE[:LAYERS]] (random weights in "
+                 "a named shape, synthesized to a temporary file first)");
   app.add_option("-b,--backend", o.backend, "backend name (cpu, cpu-reference, cuda)");
   app.add_option("-t,--threads", o.threads, "threads (0 = all hardware threads)")
       ->check(CLI::NonNegativeNumber);

@@ -31,11 +31,11 @@
 #include "bench/percentile.h"
 #include "common/dtype.h"
 #include "common/status_macros.h"
-#include "formats/model_locator.h"
 #include "formats/weight_store.h"
 #include "kernels/registry.h"
 #include "model/llama_model.h"
 #include "nlohmann/json.hpp"
+#include "tools/random_model.h"
 #include "worker/batch_runner.h"
 
 namespace tessera {
@@ -135,8 +135,10 @@ json StatsJson(const RunStats& s) {
 }
 
 absl::Status Run(const Options& o) {
-  ASSIGN_OR_RETURN(const std::string path, ResolveModelPath(o.model));
+  std::unique_ptr<TempModelFile> random_model;  // random:...: removed once mapped
+  ASSIGN_OR_RETURN(const std::string path, ModelFilePath(o.model, !o.json, &random_model));
   ASSIGN_OR_RETURN(std::unique_ptr<WeightStore> store, OpenWeightStore(path));
+  random_model.reset();
   ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
                    CreateBackend("cpu", o.threads, {.batch_invariant = o.deterministic}));
   ASSIGN_OR_RETURN(std::unique_ptr<LlamaModel> model, LlamaModel::Load(*store, backend.get()));
@@ -224,7 +226,10 @@ absl::Status Run(const Options& o) {
 int main(int argc, char** argv) {
   tessera::Options o;
   CLI::App app("tessera_bench_serve: the engine on a synthetic serving workload (see source)");
-  app.add_option("-m,--model", o.model, "GGUF file or 'default'")->capture_default_str();
+  app.add_option("-m,--model", o.model,
+                 "GGUF file, 'default', or random:SHAPE[:DTYPE[:LAYERS]] (random weights in a "
+                 "named shape, synthesized to a temporary file first)")
+      ->capture_default_str();
   app.add_option("-t,--threads", o.threads, "threads (0 = all)")->capture_default_str();
   app.add_option("--requests", o.requests, "workload size")->capture_default_str()
       ->check(CLI::PositiveNumber);

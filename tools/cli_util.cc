@@ -44,20 +44,6 @@ absl::Status WithCode(const absl::Status& status, absl::StatusCode code) {
   return absl::Status(code, status.message());
 }
 
-absl::StatusOr<TokenizerHandle> LoadTokenizer(std::string_view model) {
-  ASSIGN_OR_RETURN(std::string path, ResolveModelPath(model));
-  TokenizerHandle h;
-  auto file = GgufFile::Open(path);
-  // The path exists (ResolveModelPath checked): a file that does not parse is a runtime
-  // failure of the model, not a usage error.
-  if (!file.ok()) return WithCode(file.status(), absl::StatusCode::kFailedPrecondition);
-  h.file = std::move(*file);
-  auto tokenizer = Tokenizer::FromGguf(*h.file);
-  if (!tokenizer.ok()) return WithCode(tokenizer.status(), absl::StatusCode::kFailedPrecondition);
-  h.tokenizer = std::move(*tokenizer);
-  return h;
-}
-
 std::string DefaultServedModelName(const std::string& model) {
   std::string name = model;
   if (size_t slash = name.find_last_of('/'); slash != std::string::npos) {

@@ -1,5 +1,5 @@
-// Helpers shared by the `tessera` subcommands: error printing with exit codes, loading a
-// tokenizer from a model argument, JSON-lines plumbing.
+// Helpers shared by the `tessera` subcommands and tessera-coordinator: error printing with
+// exit codes, served model names, flag files.
 #pragma once
 
 #include <memory>
@@ -8,8 +8,6 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "formats/gguf_reader.h"
-#include "tokenizer/tokenizer.h"
 
 namespace tessera {
 
@@ -20,13 +18,6 @@ int Fail(std::string_view command, const std::string& message, int exit_code);
 int FailStatus(std::string_view command, const absl::Status& status);
 // Exit code FailStatus would use.
 int ExitCodeFor(const absl::Status& status);
-
-// A GGUF file and the tokenizer it describes; `model` is a path or "default".
-struct TokenizerHandle {
-  std::unique_ptr<GgufFile> file;
-  std::unique_ptr<Tokenizer> tokenizer;
-};
-absl::StatusOr<TokenizerHandle> LoadTokenizer(std::string_view model);
 
 // The same status with a different code (kept message). Used to mark a bad model file as a
 // runtime failure (exit 1) rather than bad arguments.

@@ -21,6 +21,7 @@
 #include "tools/cli_util.h"
 #include "tools/command.h"
 #include "tools/decoding_flags.h"
+#include "tools/random_model_spec.h"
 #include "tools/served_model.h"
 #include "tools/server_flags.h"
 #include "tools/stop_signals.h"
@@ -48,6 +49,12 @@ absl::StatusOr<ServedModelSpec> LoadModelSpec(const std::string& argument,
     model = argument.substr(eq + 1);
   }
   if (name.empty()) name = DefaultServedModelName(model);
+  if (IsRandomModel(model)) {
+    return ServedModelSpecForRandomModel(model, {.name = name,
+                                                 .chat_template_file = "",
+                                                 .default_max_new_tokens = default_max_new_tokens,
+                                                 .tokenizer = nullptr});
+  }
   ASSIGN_OR_RETURN(const std::string path, ResolveModelPath(model));
   ASSIGN_OR_RETURN(std::unique_ptr<WeightStore> store, OpenWeightStore(path));
   return ServedModelSpecFromStore(*store, {.name = name,
@@ -92,7 +99,8 @@ int main(int argc, char** argv) {
       "tessera-coordinator"};
   app.add_option("--model", o->models,
                  "[NAME=]PATH of a model to serve (repeatable; 'default' for the default "
-                 "model; NAME defaults to the file's stem)")
+                 "model; random:SHAPE[:DTYPE[:LAYERS]] for the random-weight model workers "
+                 "started with that --model synthesize; NAME defaults to the file's stem)")
       ->capture_default_str();
   AddServerFlags(app, &o->server);
   app.add_option("--default-max-new-tokens", o->default_max_new_tokens,

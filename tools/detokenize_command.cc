@@ -11,6 +11,7 @@
 #include "nlohmann/json.hpp"
 #include "tools/cli_util.h"
 #include "tools/command.h"
+#include "tools/model_session.h"
 
 namespace tessera {
 namespace {
@@ -95,7 +96,10 @@ int RunDetokenize(const DetokenizeOptions& o, CLI::App* app) {
 Command AddDetokenizeCommand(CLI::App& root) {
   auto o = std::make_shared<DetokenizeOptions>();
   CLI::App* app = root.add_subcommand("detokenize", "Print the text of token ids");
-  app->add_option("--model", o->model, "GGUF model file, or 'default'")->required();
+  app->add_option("--model", o->model,
+                  "GGUF model file, 'default', or random:SHAPE[:DTYPE[:LAYERS]] (the synthetic "
+                  "vocabulary of that shape; nothing is written)")
+      ->required();
   app->add_option("--ids", o->ids, "Token ids, separated by spaces or commas");
   app->add_flag("--jsonl", o->jsonl,
                 "Read {\"ids\": [...]} lines on stdin, write {\"text\": ...} lines");

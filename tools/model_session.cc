@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/progress_bar.h"
+#include "common/status_macros.h"
 #include "formats/model_locator.h"
 #include "tools/cli_util.h"
 #include "tools/command.h"
@@ -13,20 +14,31 @@
 
 namespace tessera {
 
+absl::StatusOr<TokenizerHandle> LoadTokenizer(std::string_view model) {
+  TokenizerHandle h;
+  if (IsRandomModel(model)) {
+    ASSIGN_OR_RETURN(h.tokenizer, RandomModelTokenizer(model));
+    return h;
+  }
+  ASSIGN_OR_RETURN(std::string path, ResolveModelPath(model));
+  auto file = GgufFile::Open(path);
+  // The path exists (ResolveModelPath checked): a file that does not parse is a runtime
+  // failure of the model, not a usage error.
+  if (!file.ok()) return WithCode(file.status(), absl::StatusCode::kFailedPrecondition);
+  h.file = std::move(*file);
+  auto tokenizer = Tokenizer::FromGguf(*h.file);
+  if (!tokenizer.ok()) return WithCode(tokenizer.status(), absl::StatusCode::kFailedPrecondition);
+  h.tokenizer = std::move(*tokenizer);
+  return h;
+}
+
 int OpenModelSession(std::string_view command, const ModelSessionOptions& options,
                      ModelSession* session) {
   // A random:SHAPE model is synthesized into a temporary file, removed as soon as the store
   // maps it (the mapping keeps the bytes), or on return.
   std::unique_ptr<TempModelFile> random_model;
-  absl::StatusOr<std::string> path;
-  if (IsRandomModel(options.model)) {
-    auto synthesized = SynthesizeTempModel(options.model, options.progress_bar);
-    if (!synthesized.ok()) return FailStatus(command, synthesized.status());
-    random_model = *std::move(synthesized);
-    path = random_model->path();
-  } else {
-    path = ResolveModelPath(options.model);
-  }
+  const absl::StatusOr<std::string> path =
+      ModelFilePath(options.model, options.progress_bar, &random_model);
   if (!path.ok()) return FailStatus(command, path.status());
   auto backend =
       CreateBackend(options.backend, options.threads,

@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "formats/gguf_reader.h"
 #include "formats/weight_store.h"
 #include "kernels/registry.h"
 #include "model/llama_model.h"
@@ -39,6 +40,17 @@ struct ModelSessionOptions {
   const StageShard* stage = nullptr;  // this rank's pipeline stage; null: every layer
   bool progress_bar = true;           // off on the follower ranks of a model group
 };
+
+// A model's tokenizer alone, for tokenize and detokenize: `model` is a path or "default"
+// (the GGUF file, kept open, and the tokenizer it describes), or random:SHAPE[:DTYPE[:LAYERS]]
+// (the synthetic vocabulary that model would have, with no file written; `file` is null).
+// A file that does not parse or holds no tokenizer is FAILED_PRECONDITION (the model's
+// fault, exit 1); a bad argument INVALID_ARGUMENT or NOT_FOUND.
+struct TokenizerHandle {
+  std::unique_ptr<GgufFile> file;
+  std::unique_ptr<Tokenizer> tokenizer;
+};
+absl::StatusOr<TokenizerHandle> LoadTokenizer(std::string_view model);
 
 // Fills *session and returns kExitOk, or prints the failure for `command` and returns its
 // exit code (*session is then unspecified).

@@ -5,52 +5,13 @@
 #include <atomic>
 #include <filesystem>
 #include <system_error>
-#include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_split.h"
 #include "common/progress_bar.h"
 #include "common/status_macros.h"
-#include "formats/model_shapes.h"
+#include "formats/model_locator.h"
 
 namespace tessera {
-
-bool IsRandomModel(std::string_view model) { return model.starts_with(kRandomModelPrefix); }
-
-absl::StatusOr<SynthesisOptions> ParseRandomModel(std::string_view model) {
-  const auto bad = [model](const std::string& what) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "--model %s: %s (expected random:SHAPE[:DTYPE[:LAYERS]])", model, what));
-  };
-  if (!IsRandomModel(model)) return bad("not a random: model");
-  const std::vector<std::string> parts =
-      absl::StrSplit(std::string(model.substr(kRandomModelPrefix.size())), ':');
-  if (parts.empty() || parts.size() > 3) return bad("wrong number of fields");
-  SynthesisOptions o;
-  auto shape = FindModelShape(parts[0]);
-  if (!shape.ok()) return bad(std::string(shape.status().message()));
-  o.shape = *std::move(shape);
-  if (parts.size() >= 2) {
-    auto dtype = DTypeFromName(parts[1]);
-    if (!dtype.ok() || !CanSynthesize(*dtype)) {
-      return bad(absl::StrFormat("cannot synthesize '%s' weights (supported: %s)", parts[1],
-                                 SynthesisDTypeNames()));
-    }
-    o.dtype = *dtype;
-  }
-  if (parts.size() == 3) {
-    int64_t layers = 0;
-    if (!absl::SimpleAtoi(parts[2], &layers) || layers <= 0) {
-      return bad(absl::StrFormat("layer count '%s' is not a positive integer", parts[2]));
-    }
-    o.layers = layers;
-  }
-  if (absl::StatusOr<ModelConfig> c = SynthesizedConfig(o); !c.ok()) {
-    return bad(std::string(c.status().message()));
-  }
-  return o;
-}
 
 absl::Status CheckFreeSpace(const std::string& path, int64_t bytes) {
   std::error_code ec;
@@ -91,6 +52,13 @@ absl::StatusOr<std::unique_ptr<TempModelFile>> SynthesizeTempModel(std::string_v
   }));
   bar.Done();
   return file;
+}
+
+absl::StatusOr<std::string> ModelFilePath(std::string_view model, bool progress_bar,
+                                          std::unique_ptr<TempModelFile>* temp) {
+  if (!IsRandomModel(model)) return ResolveModelPath(model);
+  ASSIGN_OR_RETURN(*temp, SynthesizeTempModel(model, progress_bar));
+  return (*temp)->path();
 }
 
 }  // namespace tessera

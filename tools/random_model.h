@@ -1,6 +1,6 @@
-// `--model random:SHAPE[:DTYPE[:LAYERS]]` (e.g. random:llama-3-8b:bf16, random:tiny:q4_0:1):
-// the commands that open a model through OpenModelSession (generate, serve, the batch and
-// replica paths) synthesize a random-weight model of that shape (model/synthetic_model.h,
+// `--model random:SHAPE[:DTYPE[:LAYERS]]` (tools/random_model_spec.h): the commands that open
+// a model's weights (generate, serve, the batch and replica paths, tessera-worker, the
+// benchmarks) synthesize a random-weight model of that shape (model/synthetic_model.h,
 // seed 0, dtype bf16 unless given) into a temporary file under $TMPDIR, open it, and remove
 // the file as soon as the model is loaded (the mapping keeps the bytes alive). Called from
 // one thread at a time.
@@ -12,17 +12,9 @@
 
 #include "absl/status/statusor.h"
 #include "model/synthetic_model.h"
+#include "tools/random_model_spec.h"
 
 namespace tessera {
-
-inline constexpr std::string_view kRandomModelPrefix = "random:";
-
-// True when `model` starts with "random:".
-bool IsRandomModel(std::string_view model);
-
-// The synthesis a random:... argument asks for; INVALID_ARGUMENT naming --model and listing
-// the known shapes or dtypes otherwise.
-absl::StatusOr<SynthesisOptions> ParseRandomModel(std::string_view model);
 
 // A file that is removed when this object goes away.
 class TempModelFile {
@@ -46,5 +38,11 @@ absl::Status CheckFreeSpace(const std::string& path, int64_t bytes);
 // I/O failure or RESOURCE_EXHAUSTED when $TMPDIR lacks the space (nothing is left behind).
 absl::StatusOr<std::unique_ptr<TempModelFile>> SynthesizeTempModel(std::string_view model,
                                                                    bool progress_bar);
+
+// The file a model argument names: formats/model_locator.h's ResolveModelPath for a path or
+// "default"; for random:..., a temporary file synthesized now (SynthesizeTempModel) that
+// *temp owns (reset it once the file is mapped). Errors as those two.
+absl::StatusOr<std::string> ModelFilePath(std::string_view model, bool progress_bar,
+                                          std::unique_ptr<TempModelFile>* temp);
 
 }  // namespace tessera

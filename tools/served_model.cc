@@ -5,6 +5,7 @@
 #include "common/status_macros.h"
 #include "parallel/shard_plan.h"
 #include "tokenizer/chat_prompt.h"
+#include "tools/random_model_spec.h"
 
 namespace tessera {
 
@@ -36,6 +37,30 @@ absl::StatusOr<ServedModelSpec> ServedModelSpecFromStore(const WeightStore& stor
   if (absl::StatusOr<int64_t> alignment = FfnAlignmentOf(store); alignment.ok()) {
     spec.ffn_alignment = *alignment;
   }
+  return spec;
+}
+
+absl::StatusOr<ServedModelSpec> ServedModelSpecForRandomModel(std::string_view model,
+                                                              ServedModelOptions options) {
+  ASSIGN_OR_RETURN(const SynthesisOptions synthesis, ParseRandomModel(model));
+  ASSIGN_OR_RETURN(Vocabulary vocab, RandomModelVocabulary(model));
+  ServedModelSpec spec;
+  spec.name = std::move(options.name);
+  ASSIGN_OR_RETURN(spec.config, SynthesizedConfig(synthesis));
+  spec.context_length = spec.config.max_position_embeddings;
+  spec.default_max_new_tokens = options.default_max_new_tokens;
+  const std::string template_text = vocab.chat_template;
+  spec.tokenizer = std::move(options.tokenizer);
+  if (spec.tokenizer == nullptr) {
+    ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, Tokenizer::FromVocabulary(std::move(vocab)));
+    spec.tokenizer = std::move(tokenizer);
+  }
+  ASSIGN_OR_RETURN(ChatTemplate chat_template,
+                   options.chat_template_file.empty()
+                       ? ChatTemplate::Detect(template_text)
+                       : ChatTemplate::FromFile(options.chat_template_file));
+  spec.chat_template = std::make_shared<const ChatTemplate>(std::move(chat_template));
+  spec.ffn_alignment = Traits(synthesis.dtype).block_elems;
   return spec;
 }
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 #include "coordinator/model_registry.h"
@@ -28,5 +29,11 @@ struct ServedModelOptions {
 // errors of building its tokenizer or reading --chat-template.
 [[nodiscard]] absl::StatusOr<ServedModelSpec> ServedModelSpecFromStore(const WeightStore& store,
                                                                        ServedModelOptions options);
+
+// The same for `--model random:SHAPE[:DTYPE[:LAYERS]]` without writing the model: its
+// synthesized config, synthetic tokenizer and ChatML template (or options.chat_template_file),
+// FFN split on the dtype's blocks. INVALID_ARGUMENT naming --model for a bad argument.
+[[nodiscard]] absl::StatusOr<ServedModelSpec> ServedModelSpecForRandomModel(
+    std::string_view model, ServedModelOptions options);
 
 }  // namespace tessera

@@ -9,6 +9,7 @@
 #include "nlohmann/json.hpp"
 #include "tools/cli_util.h"
 #include "tools/command.h"
+#include "tools/model_session.h"
 
 namespace tessera {
 namespace {
@@ -64,7 +65,10 @@ int RunTokenize(const TokenizeOptions& o, CLI::App* app) {
 Command AddTokenizeCommand(CLI::App& root) {
   auto o = std::make_shared<TokenizeOptions>();
   CLI::App* app = root.add_subcommand("tokenize", "Print the token ids of a text");
-  app->add_option("--model", o->model, "GGUF model file, or 'default'")->required();
+  app->add_option("--model", o->model,
+                  "GGUF model file, 'default', or random:SHAPE[:DTYPE[:LAYERS]] (the synthetic "
+                  "vocabulary of that shape; nothing is written)")
+      ->required();
   app->add_option("--text", o->text, "Text to tokenize");
   app->add_flag("--jsonl", o->jsonl,
                 "Read {\"text\": ...} lines on stdin, write {\"ids\": [...]} lines");

@@ -17,6 +17,7 @@
 #include "kernels/registry.h"
 #include "model/llama_model.h"
 #include "tests/model/tiny_llama.h"
+#include "tokenizer/synthetic_vocab.h"
 #include "tokenizer/tokenizer.h"
 
 namespace tessera {
@@ -245,6 +246,22 @@ TEST(SyntheticModel, ErrorsNameTheField) {
   s = SynthesizeModel(o, "/nonexistent-dir/model.gguf");
   EXPECT_EQ(s.code(), absl::StatusCode::kInternal);
   EXPECT_THAT(s.message(), HasSubstr("/nonexistent-dir/model.gguf"));
+}
+
+// The config checks live beside the shapes (formats/synthesis_spec.h); the vocabulary's size
+// is the synthetic tokenizer's to check, when the file is written.
+TEST(SyntheticModel, EveryKnownShapeHasAConfigAndAVocabulary) {
+  for (const ModelShape& shape : KnownModelShapes()) {
+    SCOPED_TRACE(shape.name);
+    const absl::StatusOr<ModelConfig> c = SynthesizedConfig({.shape = shape, .dtype = DType::kBF16});
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_TRUE(SyntheticVocabulary(c->vocab_size).ok());
+  }
+  SynthesisOptions o = Options("tiny", DType::kBF16);
+  o.shape.config.vocab_size = kMinSyntheticVocabSize - 1;
+  const absl::Status s = SynthesizeModel(o, "/tmp/unused.gguf");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("vocab_size"));
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "gtest/gtest.h"
 #include "tokenizer/chat_prompt.h"
 #include "tools/cli_util.h"
+#include "tools/model_session.h"
 
 namespace tessera {
 namespace {

@@ -14,6 +14,7 @@ namespace {
 
 using ::testing::AllOf;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using testing::ProcessResult;
 using testing::CountLines;
 using testing::ExpectUsageError;
@@ -99,6 +100,32 @@ TEST(TesseraSynthesizeTest, GenerateOnRandomWeightsDirectly) {
                    "q4_K");
   ExpectUsageError(Tessera({"generate", "--model", "random:tiny:bf16:0", "--prompt", "hi"}),
                    "layer count");
+}
+
+// tokenize / detokenize on random:SHAPE build the shape's synthetic tokenizer without writing
+// the model, and it is the one the synthesized file holds.
+TEST(TesseraSynthesizeTest, TokenizerOfARandomModelIsTheSynthesizedFilesOne) {
+  const std::string path = ::testing::TempDir() + "tessera_synth_tokenizer.gguf";
+  ProcessResult r = Tessera({"synthesize", "--shape", "tiny", "--dtype", "q4_0", "-o", path});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string text = "hello world, the cat sat";
+  const ProcessResult from_file = Tessera({"tokenize", "--model", path, "--text", text});
+  const ProcessResult from_random =
+      Tessera({"tokenize", "--model", "random:tiny:q4_0", "--text", text});
+  ASSERT_EQ(from_file.exit_code, 0) << from_file.err;
+  ASSERT_EQ(from_random.exit_code, 0) << from_random.err;
+  EXPECT_EQ(from_random.out, from_file.out);
+  EXPECT_THAT(from_random.err, Not(HasSubstr("synthesizing")));  // nothing written
+  std::string ids = from_file.out;
+  while (!ids.empty() && ids.back() == '\n') ids.pop_back();
+  const ProcessResult back_file = Tessera({"detokenize", "--model", path, "--ids", ids});
+  const ProcessResult back_random = Tessera({"detokenize", "--model", "random:tiny", "--ids", ids});
+  ASSERT_EQ(back_random.exit_code, 0) << back_random.err;
+  EXPECT_EQ(back_random.out, back_file.out);
+  EXPECT_THAT(back_random.out, HasSubstr(text));
+  ExpectUsageError(Tessera({"tokenize", "--model", "random:llama-9-1t", "--text", "hi"}),
+                   "--model random:llama-9-1t");
+  std::filesystem::remove(path);
 }
 
 }  // namespace
