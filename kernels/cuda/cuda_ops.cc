@@ -4,6 +4,7 @@
 #include "kernels/cuda/cuda_runtime_shim.h"
 #include "kernels/cuda/attention_shim.h"
 #include "kernels/cuda/elementwise_shim.h"
+#include "kernels/cuda/gemm_shim.h"
 
 namespace tessera {
 namespace {
@@ -139,6 +140,23 @@ absl::Status CudaGemv(const float* x, int64_t n, int64_t k, const TensorView& w,
   }
   cuda_shim::Error error;
   return FromCode(cuda_shim::Gemv(w.data, *type, w.dim(0), k, x, n, y, &error), error, "Gemv");
+}
+
+absl::Status CudaGemm(const float* x, int64_t n, int64_t k, const TensorView& w, float* y) {
+  absl::StatusOr<int> type = WeightTypeOf("CudaGemm", "w", w);
+  if (!type.ok()) return type.status();
+  if (*type != cuda_shim::kWF16 && *type != cuda_shim::kWBF16) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "CudaGemm: w dtype %s is not f16 or bf16 (quantized weights go through CudaGemv)",
+        DTypeName(w.dtype)));
+  }
+  if (w.dim(1) != k) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("CudaGemm: w has %d columns, x has k=%d", w.dim(1), k));
+  }
+  if (n < 1) return absl::InvalidArgumentError(absl::StrFormat("CudaGemm: n=%d must be >= 1", n));
+  cuda_shim::Error error;
+  return FromCode(cuda_shim::Gemm16(x, n, k, w.data, *type, w.dim(0), y, &error), error, "Gemm");
 }
 
 absl::Status CudaPagedAttentionDecode(const float* q, int64_t num_seqs, const int32_t* tables,

@@ -1,6 +1,6 @@
 // The CUDA element-wise ops of kernels/ops.h (RMSNorm, RoPE, SiLU·mul, residual add,
-// softmax), the embedding lookup and the decode GEMV over weights in their file dtype, and
-// decode attention over the paged KV cache, on device memory, and the device buffers they run on: the first pieces of the
+// softmax), the embedding lookup and the decode GEMV over weights in their file dtype, the
+// cuBLASLt GEMM for F16/BF16 weights, and decode attention over the paged KV cache, on device memory, and the device buffers they run on: the first pieces of the
 // CUDA backend (docs/architecture.md). Same results as ReferenceBackend up to float
 // rounding (tests/kernels/cuda_ops_test.cc checks them on a GPU). Each call waits for its
 // kernel. Errors: UNAVAILABLE when the binary has no CUDA code, INTERNAL with the runtime's
@@ -65,6 +65,15 @@ class DeviceBuffer {
 // weights as they are read (float accumulation). INVALID_ARGUMENT naming the field for
 // another dtype, shape or n.
 [[nodiscard]] absl::Status CudaGemv(const float* x, int64_t n, int64_t k, const TensorView& w,
+                                    float* y);
+
+// The prefill GEMM: y[j, r] = x[j, :] · W[r, :] for W [m, k] F16 or BF16 in device memory
+// (dense rows) and float activations x [n, k], any n >= 1, through cuBLASLt with FP32
+// accumulation. x is rounded to W's 16-bit type on the device first (as the avx512bf16 CPU
+// table rounds activations for BF16 weights), so y equals the reference's MatMul of the
+// rounded x up to FP32 summation order. INVALID_ARGUMENT naming the field for another dtype
+// or shape; INTERNAL with cuBLASLt's status name when it fails.
+[[nodiscard]] absl::Status CudaGemm(const float* x, int64_t n, int64_t k, const TensorView& w,
                                     float* y);
 
 // Decode attention over a paged KV cache in device memory: as Backend::PagedAttention for

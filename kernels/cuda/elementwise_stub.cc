@@ -1,9 +1,10 @@
-// elementwise_shim.h and attention_shim.h for builds without CUDA: every call reports that
+// elementwise_shim.h, attention_shim.h and gemm_shim.h for builds without CUDA: every call reports that
 // no CUDA code is present.
 #include <cstdio>
 
 #include "kernels/cuda/attention_shim.h"
 #include "kernels/cuda/elementwise_shim.h"
+#include "kernels/cuda/gemm_shim.h"
 
 namespace tessera::cuda_shim {
 namespace {
@@ -41,5 +42,9 @@ int Gemv(const void*, int, int64_t, int64_t, const float*, int64_t, float*, Erro
 }
 
 int PagedAttentionDecode(const PagedDecodeArgs&, Error* error) { return NotBuilt(error); }
+
+int Gemm16(const float*, int64_t, int64_t, const void*, int, int64_t, float*, Error* error) {
+  return NotBuilt(error);
+}
 
 }  // namespace tessera::cuda_shim

@@ -85,6 +85,19 @@ TEST(CudaOpsArgumentsTest, GemvAndEmbeddingRefuseBadShapesAndTypesNamingTheField
   EXPECT_NE(st.message().find("table must be a dense matrix"), std::string::npos) << st;
 }
 
+TEST(CudaOpsArgumentsTest, GemmRefusesQuantizedWeightsAndBadShapesNamingTheField) {
+  absl::Status st = CudaGemm(nullptr, 4, 64, TensorView{DType::kQ8_0, {4, 64}, nullptr}, nullptr);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("w dtype q8_0 is not f16 or bf16"), std::string::npos) << st;
+  const TensorView bf16{DType::kBF16, {4, 64}, nullptr};
+  st = CudaGemm(nullptr, 4, 32, bf16, nullptr);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("k=32"), std::string::npos) << st;
+  st = CudaGemm(nullptr, 0, 64, bf16, nullptr);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("n=0"), std::string::npos) << st;
+}
+
 TEST(CudaOpsArgumentsTest, PagedAttentionDecodeRefusesParametersThatDoNotFit) {
   PagedKvLayout layout{.num_blocks = 4, .block_size = 16, .num_kv_heads = 2, .head_dim = 256};
   PagedAttentionParams p{.num_heads = 4, .num_kv_heads = 2, .head_dim = 256, .scale = 1.0f};
@@ -227,6 +240,48 @@ TEST_F(CudaOpsTest, GemvMatchesReferenceForEveryWeightType) {
             ASSERT_NEAR(got[j * m + r], want[j * m + r], 1e-5 * magnitude + 1e-30)
                 << "row " << r << " act " << j;
           }
+        }
+      }
+    }
+  }
+}
+
+// Prefill-sized products (n up to 130, m not a multiple of any tile) for F16 and BF16
+// weights against the reference's MatMul of x rounded to the weight's type: FP32
+// accumulation on both sides, so 1e-5 of Σ|w·x| covers the summation order.
+TEST_F(CudaOpsTest, GemmMatchesReferenceOnRoundedActivations) {
+  for (DType t : {DType::kF16, DType::kBF16}) {
+    for (const auto& [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{45, 96, 1},
+                                  {7, 576, 33}, {301, 256, 130}}) {
+      SCOPED_TRACE(absl::StrFormat("%s m %d k %d n %d", DTypeName(t), m, k, n));
+      const std::vector<uint8_t> w = testing::RandomWeights(t, m, k, rng_);
+      const TensorView host{t, {m, k}, w.data()};
+      const std::vector<float> x = Random(n * k, rng_);
+      std::vector<float> rounded(x.size());
+      for (size_t i = 0; i < x.size(); ++i) {
+        rounded[i] = t == DType::kBF16 ? Bf16ToFloat(FloatToBf16(x[i]))
+                                       : Fp16ToFloat(FloatToFp16(x[i]));
+      }
+      std::vector<float> want(static_cast<size_t>(n * m));
+      ASSERT_TRUE(ref_.MatMul(rounded.data(), n, k, host, want.data()).ok());
+      std::vector<int32_t> all(static_cast<size_t>(m));
+      for (int32_t r = 0; r < m; ++r) all[r] = r;
+      std::vector<float> dense(static_cast<size_t>(m * k));
+      ASSERT_TRUE(ref_.Embedding(host, all, dense.data()).ok());
+      DeviceBuffer dw = Upload(w), dx = Upload(x);
+      DeviceBuffer dy = Upload(std::vector<float>(want.size(), NAN));
+      ASSERT_TRUE(
+          CudaGemm(dx.as<float>(), n, k, TensorView{t, {m, k}, dw.as<void>()}, dy.as<float>())
+              .ok());
+      const std::vector<float> got = Download(dy, want.size());
+      for (int64_t j = 0; j < n; ++j) {
+        for (int64_t r = 0; r < m; ++r) {
+          double magnitude = 0.0;
+          for (int64_t c = 0; c < k; ++c) {
+            magnitude += std::fabs(dense[r * k + c] * rounded[j * k + c]);
+          }
+          ASSERT_NEAR(got[j * m + r], want[j * m + r], 1e-5 * magnitude + 1e-30)
+              << "row " << r << " act " << j;
         }
       }
     }

@@ -1,0 +1,19 @@
+// Plain-C++ boundary of the cuBLASLt GEMM (gemm.cu, or elementwise_stub.cc without CUDA);
+// the abseil-facing API is cuda_ops.h's CudaGemm. Device pointers; same conventions and
+// error codes as elementwise_shim.h. Internal to kernels/.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/cuda/elementwise_shim.h"
+
+namespace tessera::cuda_shim {
+
+// y[n, m] = x[n, k] · W[m, k]ᵀ for W of `type` (kWF16 or kWBF16, dense rows), float x and
+// y: x is rounded to W's type on the device (ties to even), then one cuBLASLt matmul with
+// FP32 accumulation writes y in float. The handle, a 32 MiB workspace and the rounded-x
+// buffer are kept between calls (one caller at a time).
+int Gemm16(const float* x, int64_t n, int64_t k, const void* w, int type, int64_t m, float* y,
+           Error* error);
+
+}  // namespace tessera::cuda_shim
