@@ -26,9 +26,11 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view name, in
       return absl::UnavailableError(
           absl::StrFormat("kernels/registry: backend 'cuda': %s", count.status().message()));
     }
-    // The device is there; the CUDA backend's ops come with their own issue.
+    // The device is there and CudaBackend implements the ops over device memory, but the
+    // model still keeps its activations and caches in host memory (docs/architecture.md).
     return absl::UnimplementedError(
-        "kernels/registry: backend 'cuda': the CUDA ops are not implemented yet");
+        "kernels/registry: backend 'cuda': the model cannot run on it yet (its activations "
+        "and KV cache live in host memory; kernels/cuda/cuda_backend.h)");
   }
   return absl::InvalidArgumentError(
       absl::StrFormat("kernels/registry: unknown backend name '%s' (available: %s)", name,
@@ -36,7 +38,8 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view name, in
 }
 
 std::vector<std::string> AvailableBackends() {
-  // Only backends that CreateBackend can return here; "cuda" joins once it has ops.
+  // Only backends that CreateBackend can return here; "cuda" joins once the model can run
+  // on it.
   return {"cpu", "cpu-reference"};
 }
 

@@ -28,4 +28,10 @@ struct PagedDecodeArgs {
 
 int PagedAttentionDecode(const PagedDecodeArgs& args, Error* error);
 
+// Scatters rows i < n of k and v [n, row_elems] (float) into slot slots[i] of the pools
+// (float, or IEEE half with ties to even when `half`); rows whose slot is negative are
+// skipped. Rows go in parallel: the caller makes the slots distinct (LastWriterSlots).
+int WriteKv(const float* k, const float* v, const int32_t* slots, int64_t n, int64_t row_elems,
+            void* k_pool, void* v_pool, bool half, Error* error);
+
 }  // namespace tessera::cuda_shim

@@ -124,6 +124,11 @@ int CopyToHost(void* dst, const void* src, size_t bytes, Error* error) {
   return err == cudaSuccess ? 0 : Fail(err, error);
 }
 
+int Copy(void* dst, const void* src, size_t bytes, Error* error) {
+  const cudaError_t err = cudaMemcpy(dst, src, bytes, cudaMemcpyDefault);
+  return err == cudaSuccess ? 0 : Fail(err, error);
+}
+
 int RmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float eps, float* out,
             Error* error) {
   if (n <= 0) return 0;

@@ -18,6 +18,8 @@ int Malloc(void** ptr, size_t bytes, Error* error);
 void Free(void* ptr);
 int CopyToDevice(void* dst, const void* src, size_t bytes, Error* error);
 int CopyToHost(void* dst, const void* src, size_t bytes, Error* error);
+// Any direction (cudaMemcpyDefault: host or device pointers on either side).
+int Copy(void* dst, const void* src, size_t bytes, Error* error);
 
 // As Backend::RmsNorm, SiluMul, Add, Softmax and Rope (kernels/ops.h); positions and
 // inv_freq are device arrays; `halves` selects RopeStyle::kHalves.

@@ -23,6 +23,7 @@ int Malloc(void** ptr, size_t, Error* error) {
 void Free(void*) {}
 int CopyToDevice(void*, const void*, size_t, Error* error) { return NotBuilt(error); }
 int CopyToHost(void*, const void*, size_t, Error* error) { return NotBuilt(error); }
+int Copy(void*, const void*, size_t, Error* error) { return NotBuilt(error); }
 int RmsNorm(const float*, const float*, int64_t, int64_t, float, float*, Error* error) {
   return NotBuilt(error);
 }
@@ -42,6 +43,10 @@ int Gemv(const void*, int, int64_t, int64_t, const float*, int64_t, float*, Erro
 }
 
 int PagedAttentionDecode(const PagedDecodeArgs&, Error* error) { return NotBuilt(error); }
+int WriteKv(const float*, const float*, const int32_t*, int64_t, int64_t, void*, void*, bool,
+            Error* error) {
+  return NotBuilt(error);
+}
 
 int Gemm16(const float*, int64_t, int64_t, const void*, int, int64_t, float*, Error* error) {
   return NotBuilt(error);

@@ -1,5 +1,5 @@
-// Decode attention over the paged KV cache (attention_shim.h). One thread block per
-// (sequence, query head); the positions go by in tiles of the block's size: each thread
+// Decode attention over the paged KV cache, and the KV write (attention_shim.h). One thread
+// block per (sequence, query head); the positions go by in tiles of the block's size: each thread
 // scores one position (its K row read through the block table), the tile's max and sum
 // update an online softmax kept in shared memory, and thread e accumulates output element e
 // over the tile's V rows. Correct first: no split-K over long contexts yet.
@@ -92,6 +92,24 @@ __global__ void PagedDecodeKernel(PagedDecodeArgs a) {
   if (threadIdx.x < d) a.out[(s * a.num_heads + h) * d + threadIdx.x] = acc / running_sum;
 }
 
+__global__ void WriteKvKernel(const float* k, const float* v, const int32_t* slots,
+                              int64_t row_elems, void* k_pool, void* v_pool, bool half) {
+  const int32_t slot = slots[blockIdx.x];
+  if (slot < 0) return;
+  const float* k_row = k + blockIdx.x * row_elems;
+  const float* v_row = v + blockIdx.x * row_elems;
+  const int64_t base = static_cast<int64_t>(slot) * row_elems;
+  for (int64_t e = threadIdx.x; e < row_elems; e += blockDim.x) {
+    if (half) {
+      static_cast<__half*>(k_pool)[base + e] = __float2half_rn(k_row[e]);
+      static_cast<__half*>(v_pool)[base + e] = __float2half_rn(v_row[e]);
+    } else {
+      static_cast<float*>(k_pool)[base + e] = k_row[e];
+      static_cast<float*>(v_pool)[base + e] = v_row[e];
+    }
+  }
+}
+
 }  // namespace
 
 int PagedAttentionDecode(const PagedDecodeArgs& args, Error* error) {
@@ -102,6 +120,13 @@ int PagedAttentionDecode(const PagedDecodeArgs& args, Error* error) {
   }
   if (args.num_seqs <= 0) return 0;
   PagedDecodeKernel<<<static_cast<unsigned>(args.num_seqs * args.num_heads), kThreads>>>(args);
+  return FinishLaunch(error);
+}
+
+int WriteKv(const float* k, const float* v, const int32_t* slots, int64_t n, int64_t row_elems,
+            void* k_pool, void* v_pool, bool half, Error* error) {
+  if (n <= 0) return 0;
+  WriteKvKernel<<<static_cast<unsigned>(n), 128>>>(k, v, slots, row_elems, k_pool, v_pool, half);
   return FinishLaunch(error);
 }
 

@@ -1,0 +1,277 @@
+#include "kernels/cuda/cuda_backend.h"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "common/status_macros.h"
+#include "kernels/cuda/attention_rows.h"
+#include "kernels/cuda/attention_shim.h"
+#include "kernels/cuda/device_probe.h"
+#include "kernels/cuda/elementwise_shim.h"
+#include "kernels/paged_kv.h"
+
+namespace tessera {
+namespace {
+
+constexpr int64_t kGemvRows = 8;  // CudaGemv's activation rows per call
+
+absl::Status CopyStatus(int code, const cuda_shim::Error& error, const char* what) {
+  if (code == 0) return absl::OkStatus();
+  return absl::InternalError(absl::StrFormat("cuda backend %s: %s", what, error.text));
+}
+
+// Device copy of n bytes within or between memory spaces (cudaMemcpyDefault).
+absl::Status Copy(void* dst, const void* src, size_t bytes, const char* what) {
+  cuda_shim::Error error;
+  return CopyStatus(cuda_shim::Copy(dst, src, bytes, &error), error, what);
+}
+
+// The matrix a MatMul or Embedding reads: the backend's device copy when the view has one.
+absl::StatusOr<TensorView> DeviceView(const TensorView& w, const char* op, const char* field) {
+  if (w.packed == nullptr) return w;
+  const auto* packed = dynamic_cast<const CudaPackedWeight*>(w.packed);
+  if (packed == nullptr) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "cuda backend %s: %s.packed was made by another backend", op, field));
+  }
+  return packed->view();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create() {
+  ASSIGN_OR_RETURN(const int devices, CudaDeviceCount());
+  if (devices <= 0) return absl::UnavailableError("cuda backend: no CUDA device is visible");
+  return std::unique_ptr<CudaBackend>(new CudaBackend());
+}
+
+absl::Status CudaBackend::TakeStickyError() { return std::exchange(sticky_, absl::OkStatus()); }
+
+void CudaBackend::Keep(absl::Status status) {
+  if (sticky_.ok()) sticky_ = std::move(status);
+}
+
+absl::StatusOr<const int32_t*> CudaBackend::Upload(std::span<const int32_t> values,
+                                                   DeviceBuffer* slot) {
+  const size_t bytes = std::max<size_t>(values.size_bytes(), sizeof(int32_t));
+  if (slot->size() < bytes) {
+    ASSIGN_OR_RETURN(*slot, DeviceBuffer::Allocate(std::max(bytes, 2 * slot->size())));
+  }
+  if (!values.empty()) RETURN_IF_ERROR(slot->CopyFromHost(values.data(), values.size_bytes()));
+  return slot->as<const int32_t>();
+}
+
+absl::StatusOr<const float*> CudaBackend::Upload(std::span<const float> values,
+                                                 DeviceBuffer* slot) {
+  const size_t bytes = std::max<size_t>(values.size_bytes(), sizeof(float));
+  if (slot->size() < bytes) {
+    ASSIGN_OR_RETURN(*slot, DeviceBuffer::Allocate(std::max(bytes, 2 * slot->size())));
+  }
+  if (!values.empty()) RETURN_IF_ERROR(slot->CopyFromHost(values.data(), values.size_bytes()));
+  return slot->as<const float>();
+}
+
+absl::Status CudaBackend::MatMul(const float* x, int64_t n, int64_t k, const TensorView& w,
+                                 float* y) {
+  RETURN_IF_ERROR(TakeStickyError());
+  ASSIGN_OR_RETURN(const TensorView view, DeviceView(w, "MatMul", "w"));
+  if (view.rank() != 2 || view.dim(1) != k || n < 1) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "cuda backend MatMul: w.shape %s does not take x [n=%d, k=%d]", view.ShapeString(), n,
+        k));
+  }
+  if (view.dtype == DType::kF16 || view.dtype == DType::kBF16) return CudaGemm(x, n, k, view, y);
+  const int64_t m = view.dim(0);
+  for (int64_t j = 0; j < n; j += kGemvRows) {
+    RETURN_IF_ERROR(CudaGemv(x + j * k, std::min(kGemvRows, n - j), k, view, y + j * m));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<PackedWeight>> CudaBackend::PackWeights(
+    std::span<const TensorView> parts) {
+  if (parts.empty()) return std::unique_ptr<PackedWeight>();
+  const DType dtype = parts[0].dtype;
+  const int64_t cols = parts[0].dim(1);
+  int64_t rows = 0;
+  for (const TensorView& p : parts) {
+    if (p.rank() != 2 || p.dtype != dtype || p.dim(1) != cols) return std::unique_ptr<PackedWeight>();
+    rows += p.dim(0);
+  }
+  // The kernels' dtypes only: a matrix the backend cannot read must not load.
+  switch (dtype) {
+    case DType::kF32: case DType::kF16: case DType::kBF16:
+    case DType::kQ8_0: case DType::kQ4_0: case DType::kQ4_1: break;
+    default:
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "cuda backend: %s weights are not supported on CUDA yet", DTypeName(dtype)));
+  }
+  const int64_t row_bytes = parts[0].RowBytes();
+  // Stage the rows (a view may be a column slice with a row stride) and copy once.
+  std::vector<uint8_t> staged(static_cast<size_t>(rows * row_bytes));
+  int64_t r = 0;
+  for (const TensorView& p : parts) {
+    for (int64_t i = 0; i < p.dim(0); ++i, ++r) {
+      std::memcpy(staged.data() + r * row_bytes, p.RowPtr(i), static_cast<size_t>(row_bytes));
+    }
+  }
+  ASSIGN_OR_RETURN(DeviceBuffer buffer, DeviceBuffer::Allocate(staged.size()));
+  RETURN_IF_ERROR(buffer.CopyFromHost(staged.data(), staged.size()));
+  return std::unique_ptr<PackedWeight>(
+      std::make_unique<CudaPackedWeight>(std::move(buffer), dtype, rows, cols));
+}
+
+absl::Status CudaBackend::Embedding(const TensorView& table, std::span<const int32_t> ids,
+                                    float* out) {
+  RETURN_IF_ERROR(TakeStickyError());
+  ASSIGN_OR_RETURN(const TensorView view, DeviceView(table, "Embedding", "table"));
+  const int64_t vocab = view.rank() == 2 ? view.dim(0) : 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] < 0 || ids[i] >= vocab) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "cuda backend Embedding: ids[%d]=%d is outside [0, %d)", i, ids[i], vocab));
+    }
+  }
+  ASSIGN_OR_RETURN(const int32_t* device_ids, Upload(ids, &ids_));
+  return CudaEmbedding(view, device_ids, static_cast<int64_t>(ids.size()), out);
+}
+
+void CudaBackend::RmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float eps,
+                          float* out) {
+  if (sticky_.ok()) Keep(CudaRmsNorm(x, weight, n, dim, eps, out));
+}
+
+void CudaBackend::Rope(float* x, int64_t n_tokens, int64_t num_heads,
+                       std::span<const int32_t> positions, const RopeParams& params) {
+  if (!sticky_.ok()) return;
+  absl::StatusOr<const int32_t*> device_positions = Upload(positions, &positions_);
+  if (!device_positions.ok()) return Keep(device_positions.status());
+  absl::StatusOr<const float*> inv_freq = Upload(
+      std::span<const float>(params.inv_freq, static_cast<size_t>(params.rope_dim / 2)),
+      &inv_freq_);
+  if (!inv_freq.ok()) return Keep(inv_freq.status());
+  RopeParams device_params = params;
+  device_params.inv_freq = *inv_freq;
+  Keep(CudaRope(x, n_tokens, num_heads, *device_positions, device_params));
+}
+
+void CudaBackend::SiluMul(const float* gate, const float* up, int64_t count, float* out) {
+  if (sticky_.ok()) Keep(CudaSiluMul(gate, up, count, out));
+}
+
+void CudaBackend::Add(const float* a, const float* b, int64_t count, float* out) {
+  if (sticky_.ok()) Keep(CudaAdd(a, b, count, out));
+}
+
+void CudaBackend::Softmax(float* x, int64_t n, int64_t dim) {
+  if (sticky_.ok()) Keep(CudaSoftmax(x, n, dim));
+}
+
+absl::Status CudaBackend::AttendRows(const float* q, const AttentionRows& rows,
+                                     const PagedKvLayout& layout, const KvPool& pool,
+                                     const PagedAttentionParams& params, float* out) {
+  ASSIGN_OR_RETURN(const int32_t* tables, Upload(rows.tables, &tables_));
+  ASSIGN_OR_RETURN(const int32_t* context_lens, Upload(rows.context_lens, &context_lens_));
+  const int64_t row_floats = params.num_heads * params.head_dim;
+  for (const AttentionRows::Run& run : rows.runs) {
+    RETURN_IF_ERROR(CudaPagedAttentionDecode(
+        q + run.first_row * row_floats, run.count, tables + run.first_entry * rows.max_blocks,
+        rows.max_blocks, context_lens + run.first_entry, layout, pool, params,
+        out + run.first_row * row_floats));
+  }
+  return absl::OkStatus();
+}
+
+void CudaBackend::Attention(const float* q, int64_t n_tokens, std::span<const int32_t> positions,
+                            const float* k_cache, const float* v_cache, int64_t cache_len,
+                            const AttentionParams& params, float* out) {
+  if (!sticky_.ok()) return;
+  if (static_cast<int64_t>(positions.size()) != n_tokens || cache_len <= 0) {
+    return Keep(absl::InvalidArgumentError(absl::StrFormat(
+        "cuda backend Attention: %d positions for n_tokens=%d, cache_len=%d", positions.size(),
+        n_tokens, cache_len)));
+  }
+  for (size_t i = 0; i < positions.size(); ++i) {
+    if (positions[i] < 0 || positions[i] >= cache_len) {
+      return Keep(absl::InvalidArgumentError(absl::StrFormat(
+          "cuda backend Attention: positions[%d]=%d is outside [0, cache_len=%d)", i,
+          positions[i], cache_len)));
+    }
+  }
+  // The contiguous cache as one block of cache_len positions.
+  const PagedKvLayout layout{.num_blocks = 1, .block_size = cache_len,
+                             .num_kv_heads = params.num_kv_heads, .head_dim = params.head_dim,
+                             .dtype = DType::kF32};
+  const PagedAttentionParams paged{.num_heads = params.num_heads,
+                                   .num_kv_heads = params.num_kv_heads,
+                                   .head_dim = params.head_dim, .scale = params.scale};
+  const KvPool pool{const_cast<float*>(k_cache), const_cast<float*>(v_cache)};
+  Keep(AttendRows(q, ContiguousAttentionRows(positions), layout, pool, paged, out));
+}
+
+absl::Status CudaBackend::WriteKv(const float* k, const float* v, std::span<const int32_t> slots,
+                                  const PagedKvLayout& layout, const KvPool& pool) {
+  RETURN_IF_ERROR(TakeStickyError());
+  RETURN_IF_ERROR(CheckWriteKvArgs(name(), slots, layout, pool));
+  const std::vector<int32_t> distinct = LastWriterSlots(slots);
+  ASSIGN_OR_RETURN(const int32_t* device_slots, Upload(distinct, &slots_));
+  cuda_shim::Error error;
+  const int code = cuda_shim::WriteKv(k, v, device_slots, static_cast<int64_t>(slots.size()),
+                                      layout.token_elems(), pool.k, pool.v,
+                                      layout.dtype == DType::kF16, &error);
+  return CopyStatus(code, error, "WriteKv");
+}
+
+absl::Status CudaBackend::PagedAttention(const float* q, int64_t n_tokens,
+                                         std::span<const int32_t> positions,
+                                         std::span<const PagedSequence> sequences,
+                                         const PagedKvLayout& layout, const KvPool& pool,
+                                         const PagedAttentionParams& params, float* out) {
+  RETURN_IF_ERROR(TakeStickyError());
+  RETURN_IF_ERROR(
+      CheckPagedAttentionArgs(name(), n_tokens, positions, sequences, layout, pool, params));
+  return AttendRows(q, PagedAttentionRows(positions, sequences, layout.block_size), layout, pool,
+                    params, out);
+}
+
+absl::Status CudaBackend::CopyBlocks(std::span<const KvPool> layers, const PagedKvLayout& layout,
+                                     std::span<const KvBlockCopy> copies) {
+  RETURN_IF_ERROR(TakeStickyError());
+  RETURN_IF_ERROR(CheckCopyBlocksArgs(name(), layers, layout, copies));
+  const int64_t bytes = layout.block_bytes();
+  for (const KvPool& pool : layers) {
+    for (const KvBlockCopy& c : copies) {
+      if (c.src == c.dst) continue;
+      for (void* base : {pool.k, pool.v}) {
+        auto* p = static_cast<uint8_t*>(base);
+        RETURN_IF_ERROR(Copy(p + c.dst * bytes, p + c.src * bytes, bytes, "CopyBlocks"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::SwapBlocks(std::span<const KvPool> from,
+                                     const PagedKvLayout& from_layout, std::span<const KvPool> to,
+                                     const PagedKvLayout& to_layout,
+                                     std::span<const KvBlockCopy> copies) {
+  RETURN_IF_ERROR(TakeStickyError());
+  RETURN_IF_ERROR(CheckSwapBlocksArgs(name(), from, from_layout, to, to_layout, copies));
+  const int64_t bytes = from_layout.block_bytes();
+  for (size_t l = 0; l < from.size(); ++l) {
+    for (const KvBlockCopy& c : copies) {
+      const void* src_k = static_cast<const uint8_t*>(from[l].k) + c.src * bytes;
+      const void* src_v = static_cast<const uint8_t*>(from[l].v) + c.src * bytes;
+      RETURN_IF_ERROR(
+          Copy(static_cast<uint8_t*>(to[l].k) + c.dst * bytes, src_k, bytes, "SwapBlocks"));
+      RETURN_IF_ERROR(
+          Copy(static_cast<uint8_t*>(to[l].v) + c.dst * bytes, src_v, bytes, "SwapBlocks"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace tessera

@@ -1,0 +1,98 @@
+// The "cuda" Backend (kernels/ops.h) over device memory: every activation, output and KV
+// pool pointer it is handed is a device pointer on the current device; matrices are read
+// from the device copy PackWeights makes (or from a view whose data is a device pointer);
+// index spans (token ids, positions, block tables, slots) and RopeParams::inv_freq are host
+// memory, uploaded per call. Each call waits for its kernels.
+//
+// MatMul: F16/BF16 weights through cuBLASLt (CudaGemm) at any n; quantized weights through
+// the GEMV kernel, 8 activation rows at a time. Attention and PagedAttention run the paged
+// decode kernel once per query row (attention_rows.h). The element-wise ops return nothing
+// in the Backend interface, so a failure there is kept and returned by the next call that
+// returns a status (sticky, as CUDA's own errors are).
+//
+// Not in the registry yet: the model keeps its activations and caches in host memory, so
+// until it allocates them through the backend, this class is used directly (tests). Checked
+// against ReferenceBackend on a GPU by tests/kernels/cuda_backend_test.cc.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "kernels/cuda/cuda_ops.h"
+#include "kernels/ops.h"
+
+namespace tessera {
+
+struct AttentionRows;  // attention_rows.h
+
+// A matrix (or the stacked rows of several) copied to device memory in its file dtype.
+class CudaPackedWeight : public PackedWeight {
+ public:
+  CudaPackedWeight(DeviceBuffer data, DType dtype, int64_t rows, int64_t cols)
+      : data_(std::move(data)), dtype_(dtype), rows_(rows), cols_(cols) {}
+  TensorView view() const { return TensorView{dtype_, {rows_, cols_}, data_.as<void>()}; }
+
+ private:
+  DeviceBuffer data_;
+  DType dtype_;
+  int64_t rows_, cols_;
+};
+
+class CudaBackend : public Backend {
+ public:
+  // UNAVAILABLE when CUDA is not compiled in or no device is visible.
+  static absl::StatusOr<std::unique_ptr<CudaBackend>> Create();
+
+  std::string_view name() const override { return "cuda"; }
+  absl::Status MatMul(const float* x, int64_t n, int64_t k, const TensorView& w,
+                      float* y) override;
+  absl::StatusOr<std::unique_ptr<PackedWeight>> PackWeights(
+      std::span<const TensorView> parts) override;
+  absl::Status Embedding(const TensorView& table, std::span<const int32_t> ids,
+                         float* out) override;
+  void RmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float eps,
+               float* out) override;
+  void Rope(float* x, int64_t n_tokens, int64_t num_heads, std::span<const int32_t> positions,
+            const RopeParams& params) override;
+  void SiluMul(const float* gate, const float* up, int64_t count, float* out) override;
+  void Add(const float* a, const float* b, int64_t count, float* out) override;
+  void Attention(const float* q, int64_t n_tokens, std::span<const int32_t> positions,
+                 const float* k_cache, const float* v_cache, int64_t cache_len,
+                 const AttentionParams& params, float* out) override;
+  void Softmax(float* x, int64_t n, int64_t dim) override;
+  absl::Status WriteKv(const float* k, const float* v, std::span<const int32_t> slots,
+                       const PagedKvLayout& layout, const KvPool& pool) override;
+  absl::Status PagedAttention(const float* q, int64_t n_tokens,
+                              std::span<const int32_t> positions,
+                              std::span<const PagedSequence> sequences,
+                              const PagedKvLayout& layout, const KvPool& pool,
+                              const PagedAttentionParams& params, float* out) override;
+  absl::Status CopyBlocks(std::span<const KvPool> layers, const PagedKvLayout& layout,
+                          std::span<const KvBlockCopy> copies) override;
+  absl::Status SwapBlocks(std::span<const KvPool> from, const PagedKvLayout& from_layout,
+                          std::span<const KvPool> to, const PagedKvLayout& to_layout,
+                          std::span<const KvBlockCopy> copies) override;
+
+ private:
+  CudaBackend() = default;
+  // The first failure of a void op since the last status was returned (then cleared).
+  absl::Status TakeStickyError();
+  void Keep(absl::Status status);
+  // `values` in device buffer *slot (grown as needed); its device address.
+  absl::StatusOr<const int32_t*> Upload(std::span<const int32_t> values, DeviceBuffer* slot);
+  absl::StatusOr<const float*> Upload(std::span<const float> values, DeviceBuffer* slot);
+  // Runs the paged decode kernel for every run of `rows` (attention_rows.h).
+  absl::Status AttendRows(const float* q, const AttentionRows& rows,
+                          const PagedKvLayout& layout, const KvPool& pool,
+                          const PagedAttentionParams& params, float* out);
+
+  absl::Status sticky_;
+  DeviceBuffer ids_, positions_, tables_, context_lens_, inv_freq_, slots_;
+};
+
+}  // namespace tessera

@@ -1,0 +1,290 @@
+// The "cuda" Backend (kernels/cuda/cuda_backend.h) against ReferenceBackend on the same
+// inputs: device buffers on its side, host copies on the reference's (label `gpu`; skipped,
+// reported as skipped, without a CUDA device). Tolerances: float kernels 2e-5·(1 + |want|);
+// products 1e-5 of Σ|w·x| (F16/BF16 weights against the reference on x rounded to the
+// weight's type, as the backend rounds it); attention 5e-5·(1 + |want|), as the cpu
+// backend's.
+#include "kernels/cuda/cuda_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "common/half.h"
+#include "gtest/gtest.h"
+#include "kernels/cpu/reference_backend.h"
+#include "kernels/cuda/device_probe.h"
+#include "tests/kernels/kernel_test_util.h"
+
+namespace tessera {
+namespace {
+
+std::vector<float> Random(int64_t n, std::mt19937& rng) {
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+template <typename T>
+DeviceBuffer Upload(const std::vector<T>& host) {
+  auto buffer = DeviceBuffer::Allocate(std::max<size_t>(host.size() * sizeof(T), 1));
+  EXPECT_TRUE(buffer.ok()) << buffer.status();
+  if (!host.empty()) {
+    EXPECT_TRUE(buffer->CopyFromHost(host.data(), host.size() * sizeof(T)).ok());
+  }
+  return *std::move(buffer);
+}
+
+template <typename T = float>
+std::vector<T> Download(const DeviceBuffer& buffer, size_t count) {
+  std::vector<T> host(count);
+  EXPECT_TRUE(buffer.CopyToHost(host.data(), count * sizeof(T)).ok());
+  return host;
+}
+
+void ExpectClose(const std::vector<float>& got, const std::vector<float>& want, double rel) {
+  ASSERT_EQ(got.size(), want.size());
+  int failures = 0;
+  for (size_t i = 0; i < got.size() && failures < 10; ++i) {
+    if (!(std::fabs(got[i] - want[i]) <= rel * (1.0 + std::fabs(want[i])))) {
+      ADD_FAILURE() << "index " << i << ": got " << got[i] << ", want " << want[i];
+      ++failures;
+    }
+  }
+}
+
+TEST(CudaBackendWithoutDeviceTest, CreateIsUnavailable) {
+  if (CudaDeviceCount().ok()) GTEST_SKIP() << "a CUDA device is present";
+  const absl::StatusOr<std::unique_ptr<CudaBackend>> backend = CudaBackend::Create();
+  EXPECT_EQ(backend.status().code(), absl::StatusCode::kUnavailable) << backend.status();
+}
+
+class CudaBackendTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!CudaDeviceCount().ok()) GTEST_SKIP() << "no CUDA device: " << CudaDeviceCount().status();
+    absl::StatusOr<std::unique_ptr<CudaBackend>> backend = CudaBackend::Create();
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    cuda_ = *std::move(backend);
+  }
+  std::mt19937 rng_{7};
+  ReferenceBackend ref_;
+  std::unique_ptr<CudaBackend> cuda_;
+};
+
+// Two stacked parts (Q over K, as the model stacks them), packed to the device, against the
+// reference on the parts' rows; the first part alone as an embedding table.
+TEST_F(CudaBackendTest, PackedMatMulAndEmbeddingMatchReference) {
+  for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0,
+                  DType::kQ4_1}) {
+    const int64_t k = 96, m0 = 37, m1 = 12, m = m0 + m1;
+    const std::vector<uint8_t> w0 = testing::RandomWeights(t, m0, k, rng_);
+    const std::vector<uint8_t> w1 = testing::RandomWeights(t, m1, k, rng_);
+    const std::vector<TensorView> parts = {{t, {m0, k}, const_cast<uint8_t*>(w0.data())},
+                                           {t, {m1, k}, const_cast<uint8_t*>(w1.data())}};
+    absl::StatusOr<std::unique_ptr<PackedWeight>> packed = cuda_->PackWeights(parts);
+    ASSERT_TRUE(packed.ok() && *packed != nullptr) << packed.status();
+    TensorView stacked{t, {m, k}, nullptr};
+    stacked.packed = packed->get();
+    for (int64_t n : {1, 13}) {
+      SCOPED_TRACE(absl::StrFormat("%s n %d", DTypeName(t), n));
+      const std::vector<float> x = Random(n * k, rng_);
+      std::vector<float> rounded = x;
+      for (float& v : rounded) {
+        if (t == DType::kBF16) v = Bf16ToFloat(FloatToBf16(v));
+        if (t == DType::kF16) v = Fp16ToFloat(FloatToFp16(v));
+      }
+      std::vector<float> want(static_cast<size_t>(n * m)), part_out;
+      for (int p = 0; p < 2; ++p) {
+        const int64_t rows = parts[p].dim(0);
+        part_out.assign(static_cast<size_t>(n * rows), 0.0f);
+        ASSERT_TRUE(ref_.MatMul(rounded.data(), n, k, parts[p], part_out.data()).ok());
+        for (int64_t j = 0; j < n; ++j) {
+          for (int64_t r = 0; r < rows; ++r) want[j * m + (p == 0 ? 0 : m0) + r] = part_out[j * rows + r];
+        }
+      }
+      DeviceBuffer dx = Upload(x), dy = Upload(std::vector<float>(want.size(), NAN));
+      ASSERT_TRUE(cuda_->MatMul(dx.as<float>(), n, k, stacked, dy.as<float>()).ok());
+      // Σ|w·x| is at most |x|₁ · max|w| per output; 1e-5 of it bounds FP32 reordering.
+      double max_w = 0.0;
+      for (const TensorView& part : parts) {
+        std::vector<float> dense(static_cast<size_t>(part.dim(0) * k));
+        std::vector<int32_t> all(static_cast<size_t>(part.dim(0)));
+        for (int32_t r = 0; r < part.dim(0); ++r) all[r] = r;
+        ASSERT_TRUE(ref_.Embedding(part, all, dense.data()).ok());
+        for (float v : dense) max_w = std::max(max_w, std::fabs(double(v)));
+      }
+      const std::vector<float> got = Download(dy, want.size());
+      for (int64_t j = 0; j < n; ++j) {
+        double l1 = 0.0;
+        for (int64_t c = 0; c < k; ++c) l1 += std::fabs(rounded[j * k + c]);
+        for (int64_t r = 0; r < m; ++r) {
+          ASSERT_NEAR(got[j * m + r], want[j * m + r], 1e-5 * max_w * l1 + 1e-30)
+              << "row " << r << " act " << j;
+        }
+      }
+    }
+    // The first part alone as an embedding table, ids checked on the host.
+    absl::StatusOr<std::unique_ptr<PackedWeight>> table = cuda_->PackWeights({&parts[0], 1});
+    ASSERT_TRUE(table.ok()) << table.status();
+    TensorView tv = parts[0];
+    tv.packed = table->get();
+    const std::vector<int32_t> ids = {0, 36, 5, 5};
+    std::vector<float> want(ids.size() * k);
+    ASSERT_TRUE(ref_.Embedding(parts[0], ids, want.data()).ok());
+    DeviceBuffer out = Upload(std::vector<float>(want.size(), NAN));
+    ASSERT_TRUE(cuda_->Embedding(tv, ids, out.as<float>()).ok());
+    ExpectClose(Download(out, want.size()), want, 2e-5);  // an fma may round d·q + m once
+    const std::vector<int32_t> bad = {37};
+    const absl::Status st = cuda_->Embedding(tv, bad, out.as<float>());
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(st.message().find("ids[0]=37"), std::string::npos) << st;
+  }
+}
+
+TEST_F(CudaBackendTest, ElementwiseOpsMatchReference) {
+  const int64_t n = 5, dim = 576, heads = 9, head_dim = 64;
+  const std::vector<float> x = Random(n * dim, rng_), w = Random(dim, rng_), y = Random(n * dim, rng_);
+  DeviceBuffer dx = Upload(x), dw = Upload(w), dy = Upload(y), dout = Upload(x);
+  std::vector<float> want(x.size());
+  ref_.RmsNorm(x.data(), w.data(), n, dim, 1e-5f, want.data());
+  cuda_->RmsNorm(dx.as<float>(), dw.as<float>(), n, dim, 1e-5f, dout.as<float>());
+  ExpectClose(Download(dout, want.size()), want, 2e-5);
+  ref_.SiluMul(x.data(), y.data(), n * dim, want.data());
+  cuda_->SiluMul(dx.as<float>(), dy.as<float>(), n * dim, dout.as<float>());
+  ExpectClose(Download(dout, want.size()), want, 2e-5);
+  ref_.Add(x.data(), y.data(), n * dim, want.data());
+  cuda_->Add(dx.as<float>(), dy.as<float>(), n * dim, dout.as<float>());
+  ExpectClose(Download(dout, want.size()), want, 2e-5);
+  want = x;
+  ref_.Softmax(want.data(), n, dim);
+  DeviceBuffer dsoft = Upload(x);
+  cuda_->Softmax(dsoft.as<float>(), n, dim);
+  ExpectClose(Download(dsoft, want.size()), want, 2e-5);
+  // RoPE: host positions and frequencies, uploaded by the backend.
+  std::vector<float> inv_freq(head_dim / 2);
+  for (size_t i = 0; i < inv_freq.size(); ++i) inv_freq[i] = std::pow(10000.0f, -2.0f * i / head_dim);
+  const RopeParams rope{.head_dim = head_dim, .rope_dim = head_dim, .inv_freq = inv_freq.data()};
+  const std::vector<int32_t> positions = {0, 1, 7, 300, 4095};
+  const std::vector<float> q = Random(n * heads * head_dim, rng_);
+  want = q;
+  ref_.Rope(want.data(), n, heads, positions, rope);
+  DeviceBuffer dq = Upload(q);
+  cuda_->Rope(dq.as<float>(), n, heads, positions, rope);
+  ExpectClose(Download(dq, want.size()), want, 2e-5);
+  // None of the void ops kept a failure for the next call that returns a status.
+  DeviceBuffer a = Upload(std::vector<float>(4, 1.0f)), b = Upload(std::vector<float>(16, 1.0f));
+  DeviceBuffer c = Upload(std::vector<float>(4, 0.0f));
+  EXPECT_TRUE(
+      cuda_->MatMul(a.as<float>(), 1, 4, TensorView{DType::kF32, {4, 4}, b.as<void>()}, c.as<float>())
+          .ok());
+  EXPECT_EQ(Download(c, 4), std::vector<float>(4, 4.0f));
+}
+
+TEST_F(CudaBackendTest, AttentionOverAContiguousCacheMatchesReference) {
+  const AttentionParams p{.num_heads = 4, .num_kv_heads = 2, .head_dim = 64, .scale = 0.125f};
+  const int64_t cache_len = 9, n = 5;
+  const std::vector<int32_t> positions = {4, 5, 6, 7, 8};
+  const std::vector<float> q = Random(n * p.num_heads * p.head_dim, rng_);
+  const std::vector<float> kc = Random(cache_len * p.num_kv_heads * p.head_dim, rng_);
+  const std::vector<float> vc = Random(cache_len * p.num_kv_heads * p.head_dim, rng_);
+  std::vector<float> want(q.size());
+  ref_.Attention(q.data(), n, positions, kc.data(), vc.data(), cache_len, p, want.data());
+  DeviceBuffer dq = Upload(q), dk = Upload(kc), dv = Upload(vc);
+  DeviceBuffer dout = Upload(std::vector<float>(q.size(), NAN));
+  cuda_->Attention(dq.as<float>(), n, positions, dk.as<float>(), dv.as<float>(), cache_len, p,
+                   dout.as<float>());
+  DeviceBuffer sx = Upload(std::vector<float>(4, 0.0f)), sw = Upload(std::vector<float>(16, 0.0f));
+  DeviceBuffer sy = Upload(std::vector<float>(4, 0.0f));
+  const TensorView w{DType::kF32, {4, 4}, sw.as<void>()};
+  ASSERT_TRUE(cuda_->MatMul(sx.as<float>(), 1, 4, w, sy.as<float>()).ok());
+  ExpectClose(Download(dout, want.size()), want, 5e-5);
+  // A position past the cache: kept, and returned by the next call.
+  const std::vector<int32_t> past = {9};
+  cuda_->Attention(dq.as<float>(), 1, past, dk.as<float>(), dv.as<float>(), cache_len, p,
+                   dout.as<float>());
+  const absl::Status st = cuda_->MatMul(sx.as<float>(), 1, 4, w, sy.as<float>());
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("positions[0]=9"), std::string::npos) << st;
+  EXPECT_TRUE(cuda_->MatMul(sx.as<float>(), 1, 4, w, sy.as<float>()).ok());
+}
+
+// WriteKv (a repeated slot: the later row wins), then PagedAttention over a prefill chunk, a
+// row of no sequence (left unchanged) and a decode row, for float and half caches; then
+// CopyBlocks and a swap out to host memory, compared block by block with the reference's.
+TEST_F(CudaBackendTest, PagedKvOpsMatchReference) {
+  for (DType kv : {DType::kF32, DType::kF16}) {
+    SCOPED_TRACE(DTypeName(kv));
+    const PagedKvLayout layout{.num_blocks = 8, .block_size = 4, .num_kv_heads = 3,
+                               .head_dim = 64, .dtype = kv};
+    const PagedAttentionParams p{.num_heads = 9, .num_kv_heads = 3, .head_dim = 64,
+                                 .scale = 0.125f};
+    const int64_t row = layout.token_elems(), pool_bytes = layout.num_blocks * layout.block_bytes();
+    // Fill every slot first (positions 0..15 of sequence 0 and 0..4 of sequence 1).
+    std::vector<uint8_t> host_k(pool_bytes, 0), host_v(pool_bytes, 0);
+    const KvPool host_pool{host_k.data(), host_v.data()};
+    DeviceBuffer dk = Upload(host_k), dv = Upload(host_v);
+    const KvPool pool{dk.as<void>(), dv.as<void>()};
+    std::vector<int32_t> slots(32);
+    for (int32_t s = 0; s < 32; ++s) slots[s] = s;
+    slots[31] = 3;  // written twice: row 31 wins
+    const std::vector<float> k = Random(32 * row, rng_), v = Random(32 * row, rng_);
+    ASSERT_TRUE(ref_.WriteKv(k.data(), v.data(), slots, layout, host_pool).ok());
+    DeviceBuffer dkr = Upload(k), dvr = Upload(v);
+    ASSERT_TRUE(cuda_->WriteKv(dkr.as<float>(), dvr.as<float>(), slots, layout, pool).ok());
+    EXPECT_EQ(Download<uint8_t>(dk, pool_bytes), host_k);
+    EXPECT_EQ(Download<uint8_t>(dv, pool_bytes), host_v);
+
+    const std::vector<int32_t> table0 = {6, 1, 4, 0}, table1 = {2, 5};
+    const std::vector<PagedSequence> seqs = {
+        {.query_start = 0, .num_queries = 3, .context_len = 14, .block_table = table0},
+        {.query_start = 4, .num_queries = 1, .context_len = 6, .block_table = table1}};
+    const std::vector<int32_t> positions = {11, 12, 13, 0, 5};
+    const int64_t n = 5, qrow = p.num_heads * p.head_dim;
+    const std::vector<float> q = Random(n * qrow, rng_);
+    std::vector<float> want(q.size(), -7.0f);
+    ASSERT_TRUE(ref_.PagedAttention(q.data(), n, positions, seqs, layout, host_pool, p,
+                                    want.data()).ok());
+    DeviceBuffer dq = Upload(q), dout = Upload(std::vector<float>(q.size(), -7.0f));
+    ASSERT_TRUE(cuda_->PagedAttention(dq.as<float>(), n, positions, seqs, layout, pool, p,
+                                      dout.as<float>()).ok());
+    const std::vector<float> got = Download(dout, q.size());
+    ExpectClose(got, want, 5e-5);
+    for (int64_t e = 3 * qrow; e < 4 * qrow; ++e) ASSERT_EQ(got[e], -7.0f) << "row 3 was written";
+
+    const std::vector<KvBlockCopy> copies = {{6, 7}, {2, 3}};
+    ASSERT_TRUE(ref_.CopyBlocks({&host_pool, 1}, layout, copies).ok());
+    ASSERT_TRUE(cuda_->CopyBlocks({&pool, 1}, layout, copies).ok());
+    EXPECT_EQ(Download<uint8_t>(dk, pool_bytes), host_k);
+    EXPECT_EQ(Download<uint8_t>(dv, pool_bytes), host_v);
+    PagedKvLayout swap_layout = layout;
+    swap_layout.num_blocks = 2;
+    std::vector<uint8_t> swap_k(swap_layout.num_blocks * layout.block_bytes(), 0);
+    std::vector<uint8_t> swap_v(swap_k.size(), 0);
+    const KvPool swap_pool{swap_k.data(), swap_v.data()};
+    ASSERT_TRUE(cuda_->SwapBlocks({&pool, 1}, layout, {&swap_pool, 1}, swap_layout,
+                                  std::vector<KvBlockCopy>{{4, 1}})
+                    .ok());
+    const int64_t bb = layout.block_bytes();
+    EXPECT_TRUE(std::equal(swap_k.begin() + bb, swap_k.end(), host_k.begin() + 4 * bb));
+    EXPECT_TRUE(std::equal(swap_v.begin() + bb, swap_v.end(), host_v.begin() + 4 * bb));
+    // And back in, to block 0.
+    ASSERT_TRUE(cuda_->SwapBlocks({&swap_pool, 1}, swap_layout, {&pool, 1}, layout,
+                                  std::vector<KvBlockCopy>{{1, 0}})
+                    .ok());
+    const std::vector<uint8_t> back = Download<uint8_t>(dk, pool_bytes);
+    EXPECT_TRUE(std::equal(back.begin(), back.begin() + bb, host_k.begin() + 4 * bb));
+    // Bad slots are the scheduler's bug: refused before anything is written.
+    const std::vector<int32_t> bad = {32};
+    const absl::Status st = cuda_->WriteKv(dkr.as<float>(), dvr.as<float>(), bad, layout, pool);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(st.message().find("slots[0]=32"), std::string::npos) << st;
+  }
+}
+
+}  // namespace
+}  // namespace tessera
