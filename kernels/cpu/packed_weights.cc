@@ -175,6 +175,24 @@ void WeightPacker::PackGroup(int64_t g) {
   }
 }
 
+namespace {
+
+// Lane i of a packed Q4/Q5 block back into its GGUF block (d, and m / qh where it has them).
+template <typename Block>
+void UnpackNibbleBlock(Block* dst, const uint8_t* blk, PackedFormat f, int i, uint16_t d,
+                       uint16_t m) {
+  dst->d = d;
+  if constexpr (requires { dst->m; }) dst->m = m;
+  if constexpr (requires { dst->qh; }) {
+    const uint32_t qh = UnpackHighBits(blk, f, i);
+    std::memcpy(dst->qh, &qh, 4);
+  }
+  const uint8_t* quants = blk + PackedQuantOffset(f);
+  for (int p4 = 0; p4 < 4; ++p4) std::memcpy(dst->qs + 4 * p4, quants + p4 * 64 + 4 * i, 4);
+}
+
+}  // namespace
+
 void UnpackRow(const CpuPackedWeight& p, int64_t r, uint8_t* out) {
   const PackedFormat f = p.format();
   const int64_t g = r / kPackRows;
@@ -184,38 +202,19 @@ void UnpackRow(const CpuPackedWeight& p, int64_t r, uint8_t* out) {
     uint16_t d, m;
     std::memcpy(&d, blk + 2 * i, 2);
     std::memcpy(&m, blk + 32 + 2 * i, 2);
-    const uint8_t* quants = blk + PackedQuantOffset(f);
     switch (f) {
-      case PackedFormat::kQ4_0x16: {
-        auto* dst = reinterpret_cast<BlockQ4_0*>(out) + b;
-        dst->d = d;
-        for (int p4 = 0; p4 < 4; ++p4) std::memcpy(dst->qs + 4 * p4, quants + p4 * 64 + 4 * i, 4);
+      case PackedFormat::kQ4_0x16:
+        UnpackNibbleBlock(reinterpret_cast<BlockQ4_0*>(out) + b, blk, f, i, d, m);
         break;
-      }
-      case PackedFormat::kQ4_1x16: {
-        auto* dst = reinterpret_cast<BlockQ4_1*>(out) + b;
-        dst->d = d;
-        dst->m = m;
-        for (int p4 = 0; p4 < 4; ++p4) std::memcpy(dst->qs + 4 * p4, quants + p4 * 64 + 4 * i, 4);
+      case PackedFormat::kQ4_1x16:
+        UnpackNibbleBlock(reinterpret_cast<BlockQ4_1*>(out) + b, blk, f, i, d, m);
         break;
-      }
-      case PackedFormat::kQ5_0x16: {
-        auto* dst = reinterpret_cast<BlockQ5_0*>(out) + b;
-        dst->d = d;
-        const uint32_t qh = UnpackHighBits(blk, f, i);
-        std::memcpy(dst->qh, &qh, 4);
-        for (int p4 = 0; p4 < 4; ++p4) std::memcpy(dst->qs + 4 * p4, quants + p4 * 64 + 4 * i, 4);
+      case PackedFormat::kQ5_0x16:
+        UnpackNibbleBlock(reinterpret_cast<BlockQ5_0*>(out) + b, blk, f, i, d, m);
         break;
-      }
-      case PackedFormat::kQ5_1x16: {
-        auto* dst = reinterpret_cast<BlockQ5_1*>(out) + b;
-        dst->d = d;
-        dst->m = m;
-        const uint32_t qh = UnpackHighBits(blk, f, i);
-        std::memcpy(dst->qh, &qh, 4);
-        for (int p4 = 0; p4 < 4; ++p4) std::memcpy(dst->qs + 4 * p4, quants + p4 * 64 + 4 * i, 4);
+      case PackedFormat::kQ5_1x16:
+        UnpackNibbleBlock(reinterpret_cast<BlockQ5_1*>(out) + b, blk, f, i, d, m);
         break;
-      }
       case PackedFormat::kQ8_0x16: {
         auto* dst = reinterpret_cast<BlockQ8_0*>(out) + b;
         dst->d = d;

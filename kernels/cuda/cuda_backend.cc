@@ -54,24 +54,14 @@ void CudaBackend::Keep(absl::Status status) {
   if (sticky_.ok()) sticky_ = std::move(status);
 }
 
-absl::StatusOr<const int32_t*> CudaBackend::Upload(std::span<const int32_t> values,
-                                                   DeviceBuffer* slot) {
-  const size_t bytes = std::max<size_t>(values.size_bytes(), sizeof(int32_t));
+template <typename T>
+absl::StatusOr<const T*> CudaBackend::Upload(std::span<const T> values, DeviceBuffer* slot) {
+  const size_t bytes = std::max<size_t>(values.size_bytes(), sizeof(T));
   if (slot->size() < bytes) {
     ASSIGN_OR_RETURN(*slot, DeviceBuffer::Allocate(std::max(bytes, 2 * slot->size())));
   }
   if (!values.empty()) RETURN_IF_ERROR(slot->CopyFromHost(values.data(), values.size_bytes()));
-  return slot->as<const int32_t>();
-}
-
-absl::StatusOr<const float*> CudaBackend::Upload(std::span<const float> values,
-                                                 DeviceBuffer* slot) {
-  const size_t bytes = std::max<size_t>(values.size_bytes(), sizeof(float));
-  if (slot->size() < bytes) {
-    ASSIGN_OR_RETURN(*slot, DeviceBuffer::Allocate(std::max(bytes, 2 * slot->size())));
-  }
-  if (!values.empty()) RETURN_IF_ERROR(slot->CopyFromHost(values.data(), values.size_bytes()));
-  return slot->as<const float>();
+  return slot->as<const T>();
 }
 
 absl::Status CudaBackend::MatMul(const float* x, int64_t n, int64_t k, const TensorView& w,
@@ -149,7 +139,7 @@ void CudaBackend::Rope(float* x, int64_t n_tokens, int64_t num_heads,
   if (!sticky_.ok()) return;
   absl::StatusOr<const int32_t*> device_positions = Upload(positions, &positions_);
   if (!device_positions.ok()) return Keep(device_positions.status());
-  absl::StatusOr<const float*> inv_freq = Upload(
+  absl::StatusOr<const float*> inv_freq = Upload<float>(
       std::span<const float>(params.inv_freq, static_cast<size_t>(params.rope_dim / 2)),
       &inv_freq_);
   if (!inv_freq.ok()) return Keep(inv_freq.status());
@@ -173,8 +163,9 @@ void CudaBackend::Softmax(float* x, int64_t n, int64_t dim) {
 absl::Status CudaBackend::AttendRows(const float* q, const AttentionRows& rows,
                                      const PagedKvLayout& layout, const KvPool& pool,
                                      const PagedAttentionParams& params, float* out) {
-  ASSIGN_OR_RETURN(const int32_t* tables, Upload(rows.tables, &tables_));
-  ASSIGN_OR_RETURN(const int32_t* context_lens, Upload(rows.context_lens, &context_lens_));
+  ASSIGN_OR_RETURN(const int32_t* tables, Upload<int32_t>(rows.tables, &tables_));
+  ASSIGN_OR_RETURN(const int32_t* context_lens,
+                   Upload<int32_t>(rows.context_lens, &context_lens_));
   const int64_t row_floats = params.num_heads * params.head_dim;
   for (const AttentionRows::Run& run : rows.runs) {
     RETURN_IF_ERROR(CudaPagedAttentionDecode(
@@ -217,7 +208,7 @@ absl::Status CudaBackend::WriteKv(const float* k, const float* v, std::span<cons
   RETURN_IF_ERROR(TakeStickyError());
   RETURN_IF_ERROR(CheckWriteKvArgs(name(), slots, layout, pool));
   const std::vector<int32_t> distinct = LastWriterSlots(slots);
-  ASSIGN_OR_RETURN(const int32_t* device_slots, Upload(distinct, &slots_));
+  ASSIGN_OR_RETURN(const int32_t* device_slots, Upload<int32_t>(distinct, &slots_));
   cuda_shim::Error error;
   const int code = cuda_shim::WriteKv(k, v, device_slots, static_cast<int64_t>(slots.size()),
                                       layout.token_elems(), pool.k, pool.v,

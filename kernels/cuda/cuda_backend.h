@@ -84,8 +84,8 @@ class CudaBackend : public Backend {
   absl::Status TakeStickyError();
   void Keep(absl::Status status);
   // `values` in device buffer *slot (grown as needed); its device address.
-  absl::StatusOr<const int32_t*> Upload(std::span<const int32_t> values, DeviceBuffer* slot);
-  absl::StatusOr<const float*> Upload(std::span<const float> values, DeviceBuffer* slot);
+  template <typename T>
+  absl::StatusOr<const T*> Upload(std::span<const T> values, DeviceBuffer* slot);
   // Runs the paged decode kernel for every run of `rows` (attention_rows.h).
   absl::Status AttendRows(const float* q, const AttentionRows& rows,
                           const PagedKvLayout& layout, const KvPool& pool,

@@ -46,17 +46,6 @@ std::vector<T> Download(const DeviceBuffer& buffer, size_t count) {
   return host;
 }
 
-void ExpectClose(const std::vector<float>& got, const std::vector<float>& want, double rel) {
-  ASSERT_EQ(got.size(), want.size());
-  int failures = 0;
-  for (size_t i = 0; i < got.size() && failures < 10; ++i) {
-    if (!(std::fabs(got[i] - want[i]) <= rel * (1.0 + std::fabs(want[i])))) {
-      ADD_FAILURE() << "index " << i << ": got " << got[i] << ", want " << want[i];
-      ++failures;
-    }
-  }
-}
-
 TEST(CudaBackendWithoutDeviceTest, CreateIsUnavailable) {
   if (CudaDeviceCount().ok()) GTEST_SKIP() << "a CUDA device is present";
   const absl::StatusOr<std::unique_ptr<CudaBackend>> backend = CudaBackend::Create();
@@ -138,7 +127,7 @@ TEST_F(CudaBackendTest, PackedMatMulAndEmbeddingMatchReference) {
     ASSERT_TRUE(ref_.Embedding(parts[0], ids, want.data()).ok());
     DeviceBuffer out = Upload(std::vector<float>(want.size(), NAN));
     ASSERT_TRUE(cuda_->Embedding(tv, ids, out.as<float>()).ok());
-    ExpectClose(Download(out, want.size()), want, 2e-5);  // an fma may round d·q + m once
+    testing::ExpectAllClose(Download(out, want.size()), want, 2e-5);  // an fma may round d·q + m once
     const std::vector<int32_t> bad = {37};
     const absl::Status st = cuda_->Embedding(tv, bad, out.as<float>());
     EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
@@ -153,18 +142,18 @@ TEST_F(CudaBackendTest, ElementwiseOpsMatchReference) {
   std::vector<float> want(x.size());
   ref_.RmsNorm(x.data(), w.data(), n, dim, 1e-5f, want.data());
   cuda_->RmsNorm(dx.as<float>(), dw.as<float>(), n, dim, 1e-5f, dout.as<float>());
-  ExpectClose(Download(dout, want.size()), want, 2e-5);
+  testing::ExpectAllClose(Download(dout, want.size()), want, 2e-5);
   ref_.SiluMul(x.data(), y.data(), n * dim, want.data());
   cuda_->SiluMul(dx.as<float>(), dy.as<float>(), n * dim, dout.as<float>());
-  ExpectClose(Download(dout, want.size()), want, 2e-5);
+  testing::ExpectAllClose(Download(dout, want.size()), want, 2e-5);
   ref_.Add(x.data(), y.data(), n * dim, want.data());
   cuda_->Add(dx.as<float>(), dy.as<float>(), n * dim, dout.as<float>());
-  ExpectClose(Download(dout, want.size()), want, 2e-5);
+  testing::ExpectAllClose(Download(dout, want.size()), want, 2e-5);
   want = x;
   ref_.Softmax(want.data(), n, dim);
   DeviceBuffer dsoft = Upload(x);
   cuda_->Softmax(dsoft.as<float>(), n, dim);
-  ExpectClose(Download(dsoft, want.size()), want, 2e-5);
+  testing::ExpectAllClose(Download(dsoft, want.size()), want, 2e-5);
   // RoPE: host positions and frequencies, uploaded by the backend.
   std::vector<float> inv_freq(head_dim / 2);
   for (size_t i = 0; i < inv_freq.size(); ++i) inv_freq[i] = std::pow(10000.0f, -2.0f * i / head_dim);
@@ -175,7 +164,7 @@ TEST_F(CudaBackendTest, ElementwiseOpsMatchReference) {
   ref_.Rope(want.data(), n, heads, positions, rope);
   DeviceBuffer dq = Upload(q);
   cuda_->Rope(dq.as<float>(), n, heads, positions, rope);
-  ExpectClose(Download(dq, want.size()), want, 2e-5);
+  testing::ExpectAllClose(Download(dq, want.size()), want, 2e-5);
   // None of the void ops kept a failure for the next call that returns a status.
   DeviceBuffer a = Upload(std::vector<float>(4, 1.0f)), b = Upload(std::vector<float>(16, 1.0f));
   DeviceBuffer c = Upload(std::vector<float>(4, 0.0f));
@@ -202,7 +191,7 @@ TEST_F(CudaBackendTest, AttentionOverAContiguousCacheMatchesReference) {
   DeviceBuffer sy = Upload(std::vector<float>(4, 0.0f));
   const TensorView w{DType::kF32, {4, 4}, sw.as<void>()};
   ASSERT_TRUE(cuda_->MatMul(sx.as<float>(), 1, 4, w, sy.as<float>()).ok());
-  ExpectClose(Download(dout, want.size()), want, 5e-5);
+  testing::ExpectAllClose(Download(dout, want.size()), want, 5e-5);
   // A position past the cache: kept, and returned by the next call.
   const std::vector<int32_t> past = {9};
   cuda_->Attention(dq.as<float>(), 1, past, dk.as<float>(), dv.as<float>(), cache_len, p,
@@ -253,7 +242,7 @@ TEST_F(CudaBackendTest, PagedKvOpsMatchReference) {
     ASSERT_TRUE(cuda_->PagedAttention(dq.as<float>(), n, positions, seqs, layout, pool, p,
                                       dout.as<float>()).ok());
     const std::vector<float> got = Download(dout, q.size());
-    ExpectClose(got, want, 5e-5);
+    testing::ExpectAllClose(got, want, 5e-5);
     for (int64_t e = 3 * qrow; e < 4 * qrow; ++e) ASSERT_EQ(got[e], -7.0f) << "row 3 was written";
 
     const std::vector<KvBlockCopy> copies = {{6, 7}, {2, 3}};

@@ -45,12 +45,20 @@ std::vector<float> Download(const DeviceBuffer& buffer, size_t count) {
 }
 
 void ExpectClose(const std::vector<float>& got, const std::vector<float>& want) {
-  ASSERT_EQ(got.size(), want.size());
-  int failures = 0;
-  for (size_t i = 0; i < got.size() && failures < 10; ++i) {
-    if (!(std::fabs(got[i] - want[i]) <= 2e-5 * (1.0 + std::fabs(want[i])))) {
-      ADD_FAILURE() << "index " << i << ": got " << got[i] << ", want " << want[i];
-      ++failures;
+  testing::ExpectAllClose(got, want, 2e-5);
+}
+
+// got[j, r] within 1e-5 of Σ_c |w[r, c] · x[j, c]| of want[j, r]: the float accumulation of
+// k terms in any order, w [m, k] dense (dequantized) and x [n, k].
+void ExpectProductsClose(const std::vector<float>& got, const std::vector<float>& want,
+                         const std::vector<float>& w, const std::vector<float>& x, int64_t n,
+                         int64_t m, int64_t k) {
+  for (int64_t j = 0; j < n; ++j) {
+    for (int64_t r = 0; r < m; ++r) {
+      double magnitude = 0.0;
+      for (int64_t c = 0; c < k; ++c) magnitude += std::fabs(w[r * k + c] * x[j * k + c]);
+      ASSERT_NEAR(got[j * m + r], want[j * m + r], 1e-5 * magnitude + 1e-30)
+          << "row " << r << " act " << j;
     }
   }
 }
@@ -232,15 +240,7 @@ TEST_F(CudaOpsTest, GemvMatchesReferenceForEveryWeightType) {
         ASSERT_TRUE(
             CudaGemv(dx.as<float>(), n, k, TensorView{t, {m, k}, dw.as<void>()}, dy.as<float>())
                 .ok());
-        const std::vector<float> got = Download(dy, want.size());
-        for (int64_t j = 0; j < n; ++j) {
-          for (int64_t r = 0; r < m; ++r) {
-            double magnitude = 0.0;
-            for (int64_t c = 0; c < k; ++c) magnitude += std::fabs(dense[r * k + c] * x[j * k + c]);
-            ASSERT_NEAR(got[j * m + r], want[j * m + r], 1e-5 * magnitude + 1e-30)
-                << "row " << r << " act " << j;
-          }
-        }
+        ExpectProductsClose(Download(dy, want.size()), want, dense, x, n, m, k);
       }
     }
   }
@@ -273,17 +273,7 @@ TEST_F(CudaOpsTest, GemmMatchesReferenceOnRoundedActivations) {
       ASSERT_TRUE(
           CudaGemm(dx.as<float>(), n, k, TensorView{t, {m, k}, dw.as<void>()}, dy.as<float>())
               .ok());
-      const std::vector<float> got = Download(dy, want.size());
-      for (int64_t j = 0; j < n; ++j) {
-        for (int64_t r = 0; r < m; ++r) {
-          double magnitude = 0.0;
-          for (int64_t c = 0; c < k; ++c) {
-            magnitude += std::fabs(dense[r * k + c] * rounded[j * k + c]);
-          }
-          ASSERT_NEAR(got[j * m + r], want[j * m + r], 1e-5 * magnitude + 1e-30)
-              << "row " << r << " act " << j;
-        }
-      }
+      ExpectProductsClose(Download(dy, want.size()), want, dense, rounded, n, m, k);
     }
   }
 }

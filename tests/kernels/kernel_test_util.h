@@ -1,6 +1,7 @@
 // Helpers shared by the kernels tests: fixture loading and random valid weight rows.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
@@ -91,6 +92,19 @@ inline std::vector<float> RandomFloats(int64_t n, std::mt19937& rng, float stdde
   std::vector<float> v(static_cast<size_t>(n));
   for (float& x : v) x = normal(rng);
   return v;
+}
+
+// |got[i] - want[i]| <= rel · (1 + |want[i]|) for every i (the first 10 misses reported).
+template <typename Want>
+void ExpectAllClose(const std::vector<float>& got, const std::vector<Want>& want, double rel) {
+  ASSERT_EQ(got.size(), want.size());
+  int failures = 0;
+  for (size_t i = 0; i < got.size() && failures < 10; ++i) {
+    if (!(std::fabs(got[i] - want[i]) <= rel * (1.0 + std::fabs(double(want[i]))))) {
+      ADD_FAILURE() << "index " << i << ": got " << got[i] << ", want " << want[i];
+      ++failures;
+    }
+  }
 }
 
 }  // namespace tessera::testing

@@ -164,14 +164,7 @@ std::vector<double> Attention64(const Scenario& s) {
 }
 
 void ExpectClose(const std::vector<float>& got, const std::vector<double>& want, double tol) {
-  ASSERT_EQ(got.size(), want.size());
-  int failures = 0;
-  for (size_t i = 0; i < got.size() && failures < 10; ++i) {
-    if (!(std::fabs(got[i] - want[i]) <= tol * (1.0 + std::fabs(want[i])))) {
-      ADD_FAILURE() << "index " << i << ": got " << got[i] << ", want " << want[i];
-      ++failures;
-    }
-  }
+  testing::ExpectAllClose(got, want, tol);
 }
 
 std::vector<double> ToDouble(const std::vector<float>& x) { return {x.begin(), x.end()}; }

@@ -5,18 +5,7 @@
 # while the other keeps serving, and SIGTERM stops everything (no process left) with exit
 # status 0.
 set -euo pipefail
-bin="$1"
-python="$2"
-root="$(cd "$(dirname "$0")/../.." && pwd)"
-work="$(mktemp -d)"
-launch_pid=""
-# launch runs in a session of its own, so that a failed test can stop it and its children.
-cleanup() { [ -n "$launch_pid" ] && kill -9 -- "-$launch_pid" 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-export PYTHONPATH="$root/clients/python"
-fail() { echo "FAIL: $*" >&2; cat "$work/launch.log" >&2 || true; exit 1; }
-client() { "$python" -m tessera_client --target "127.0.0.1:$port" --timeout 60 "$@"; }
-ready_replicas() { client models 2>/dev/null | awk -F'ready replicas ' '{print $2}'; }
+source "$(dirname "$0")/launch_test_lib.sh"
 
 setsid "$bin/tessera" launch --model default --tp 2 --replicas 2 --port 0 --http-port 0 --port-file "$work/port" \
   --threads 1 --kv-cache-mb 64 --kv-cache-dtype f16 > "$work/launch.log" 2>&1 &
