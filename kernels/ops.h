@@ -6,7 +6,9 @@
 // against it.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <span>
 #include <string>
@@ -40,10 +42,57 @@ struct AttentionParams {
   float scale = 0.0f;        // usually 1/sqrt(head_dim)
 };
 
+// Memory in a backend's space (see Backend::Allocate). Move-only through its owner pointer.
+class BackendBuffer {
+ public:
+  virtual ~BackendBuffer() = default;
+  virtual void* data() const = 0;
+  virtual size_t size() const = 0;
+  template <typename T>
+  T* as() const { return static_cast<T*>(data()); }
+};
+
+// `bytes` of zeroed host memory, 64-byte aligned (huge pages asked for when `huge_pages`):
+// what the CPU backends' Allocate returns. RESOURCE_EXHAUSTED when it cannot be had.
+absl::StatusOr<std::unique_ptr<BackendBuffer>> AllocateHostBuffer(size_t bytes,
+                                                                  bool huge_pages = false);
+
 class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string_view name() const = 0;
+
+  // Memory. A model keeps its activations, norm weights and KV pools in this backend's
+  // space; it reads and writes them from the host directly only when host_addressable(),
+  // and otherwise only through the copies below. The CPU backends' space is host memory.
+  virtual bool host_addressable() const { return true; }
+  // `bytes` of zeroed memory in this backend's space; RESOURCE_EXHAUSTED when it cannot be
+  // had. `huge_pages`: a large, long-lived buffer (KV pools) that may use huge pages.
+  [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<BackendBuffer>> Allocate(
+      size_t bytes, bool huge_pages = false) {
+    return AllocateHostBuffer(bytes, huge_pages);
+  }
+  // Host memory -> this backend's space, and back.
+  [[nodiscard]] virtual absl::Status CopyToBackend(void* dst, const void* src, size_t bytes) {
+    if (bytes > 0) std::memcpy(dst, src, bytes);
+    return absl::OkStatus();
+  }
+  [[nodiscard]] virtual absl::Status CopyFromBackend(void* dst, const void* src, size_t bytes) {
+    if (bytes > 0) std::memcpy(dst, src, bytes);
+    return absl::OkStatus();
+  }
+  // Within this backend's space: `rows` rows of `row_bytes`, row r from src + r * src_stride
+  // to dst + r * dst_stride (strides in bytes); the regions must not overlap.
+  [[nodiscard]] virtual absl::Status CopyRows(void* dst, int64_t dst_stride, const void* src,
+                                              int64_t src_stride, int64_t row_bytes,
+                                              int64_t rows) {
+    for (int64_t r = 0; r < rows; ++r) {
+      std::memcpy(static_cast<std::byte*>(dst) + r * dst_stride,
+                  static_cast<const std::byte*>(src) + r * src_stride,
+                  static_cast<size_t>(row_bytes));
+    }
+    return absl::OkStatus();
+  }
 
   // y[n, m] = x[n, k] · Wᵀ where W is [m, k] in any supported weight dtype.
   // INVALID_ARGUMENT when W's shape or dtype does not fit.

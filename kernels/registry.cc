@@ -26,11 +26,12 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view name, in
       return absl::UnavailableError(
           absl::StrFormat("kernels/registry: backend 'cuda': %s", count.status().message()));
     }
-    // The device is there and CudaBackend implements the ops over device memory, but the
-    // model still keeps its activations and caches in host memory (docs/architecture.md).
+    // CudaBackend (kernels/cuda/cuda_backend.h) and the model's device-memory path exist,
+    // but neither has run on a GPU yet: it is handed out once tests/model/cuda_model_test.cc
+    // and the kernel tests pass on one (docs/architecture.md).
     return absl::UnimplementedError(
-        "kernels/registry: backend 'cuda': the model cannot run on it yet (its activations "
-        "and KV cache live in host memory; kernels/cuda/cuda_backend.h)");
+        "kernels/registry: backend 'cuda': not enabled until its GPU tests have passed on a "
+        "GPU (kernels/cuda/cuda_backend.h)");
   }
   return absl::InvalidArgumentError(
       absl::StrFormat("kernels/registry: unknown backend name '%s' (available: %s)", name,

@@ -1,6 +1,5 @@
 #include "model/kv_cache.h"
 
-#include <new>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -9,7 +8,8 @@
 namespace tessera {
 
 absl::StatusOr<KvCache> KvCache::Create(int64_t num_layers, int64_t max_tokens,
-                                        int64_t num_kv_heads, int64_t head_dim) {
+                                        int64_t num_kv_heads, int64_t head_dim,
+                                        Backend* backend) {
   const std::pair<const char*, int64_t> fields[] = {{"num_layers", num_layers},
                                                     {"max_tokens", max_tokens},
                                                     {"num_kv_heads", num_kv_heads},
@@ -26,17 +26,16 @@ absl::StatusOr<KvCache> KvCache::Create(int64_t num_layers, int64_t max_tokens,
   cache.num_kv_heads_ = num_kv_heads;
   cache.head_dim_ = head_dim;
   const int64_t bytes = max_tokens * num_kv_heads * head_dim * static_cast<int64_t>(sizeof(float));
-  try {
-    cache.keys_.resize(static_cast<size_t>(num_layers));
-    cache.values_.resize(static_cast<size_t>(num_layers));
-    for (int64_t l = 0; l < num_layers; ++l) {
-      cache.keys_[static_cast<size_t>(l)].Resize(static_cast<size_t>(bytes));
-      cache.values_[static_cast<size_t>(l)].Resize(static_cast<size_t>(bytes));
+  for (int64_t l = 0; l < 2 * num_layers; ++l) {
+    absl::StatusOr<std::unique_ptr<BackendBuffer>> buffer =
+        backend != nullptr ? backend->Allocate(static_cast<size_t>(bytes))
+                           : AllocateHostBuffer(static_cast<size_t>(bytes));
+    if (!buffer.ok()) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "KV cache: cannot allocate ", 2 * num_layers * bytes, " bytes for ", max_tokens,
+          " tokens: ", buffer.status().message()));
     }
-  } catch (const std::bad_alloc&) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "KV cache: cannot allocate ", 2 * num_layers * bytes, " bytes for ", max_tokens,
-        " tokens"));
+    (l % 2 == 0 ? cache.keys_ : cache.values_).push_back(*std::move(buffer));
   }
   return cache;
 }
@@ -48,19 +47,19 @@ void KvCache::set_num_tokens(int64_t n) {
 
 float* KvCache::keys(int64_t layer) {
   TESSERA_CHECK(layer >= 0 && layer < num_layers_);
-  return keys_[static_cast<size_t>(layer)].as<float>();
+  return keys_[static_cast<size_t>(layer)]->as<float>();
 }
 float* KvCache::values(int64_t layer) {
   TESSERA_CHECK(layer >= 0 && layer < num_layers_);
-  return values_[static_cast<size_t>(layer)].as<float>();
+  return values_[static_cast<size_t>(layer)]->as<float>();
 }
 const float* KvCache::keys(int64_t layer) const {
   TESSERA_CHECK(layer >= 0 && layer < num_layers_);
-  return keys_[static_cast<size_t>(layer)].as<float>();
+  return keys_[static_cast<size_t>(layer)]->as<float>();
 }
 const float* KvCache::values(int64_t layer) const {
   TESSERA_CHECK(layer >= 0 && layer < num_layers_);
-  return values_[static_cast<size_t>(layer)].as<float>();
+  return values_[static_cast<size_t>(layer)]->as<float>();
 }
 
 int64_t KvCache::NumBytes() const {

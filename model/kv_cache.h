@@ -2,14 +2,16 @@
 // arrays [max_tokens, num_kv_heads, head_dim] (keys after RoPE, values). Rows
 // [0, num_tokens()) hold the sequence seen so far; LlamaModel::Forward appends to it and may
 // rewind it (a forward at start_pos < num_tokens() overwrites from there on).
-// Movable, not copyable; owns its memory. Not thread-safe: one forward at a time.
+// The arrays live in the memory space of the backend given to Create (host memory without
+// one). Movable, not copyable; owns its memory. Not thread-safe: one forward at a time.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/aligned_buffer.h"
+#include "kernels/ops.h"
 
 namespace tessera {
 
@@ -18,7 +20,8 @@ class KvCache {
   // INVALID_ARGUMENT naming the field when a size is not positive; RESOURCE_EXHAUSTED when
   // the allocation fails.
   [[nodiscard]] static absl::StatusOr<KvCache> Create(int64_t num_layers, int64_t max_tokens,
-                                                      int64_t num_kv_heads, int64_t head_dim);
+                                                      int64_t num_kv_heads, int64_t head_dim,
+                                                      Backend* backend = nullptr);
 
   KvCache(KvCache&&) = default;
   KvCache& operator=(KvCache&&) = default;
@@ -54,8 +57,8 @@ class KvCache {
   int64_t num_kv_heads_ = 0;
   int64_t head_dim_ = 0;
   int64_t num_tokens_ = 0;
-  std::vector<AlignedBuffer> keys_;
-  std::vector<AlignedBuffer> values_;
+  std::vector<std::unique_ptr<BackendBuffer>> keys_;
+  std::vector<std::unique_ptr<BackendBuffer>> values_;
 };
 
 }  // namespace tessera

@@ -144,7 +144,10 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(
   const int64_t ffn = c.intermediate_size;
 
   ASSIGN_OR_RETURN(model->token_embd_, GetMatrix(store, "token_embd.weight", c.vocab_size, hidden));
-  ASSIGN_OR_RETURN(model->output_norm_, GetVector(store, "output_norm.weight", hidden));
+  // The norm vectors as float32 on the host: [output, attn 0, ffn 0, attn 1, ...], copied
+  // to the backend's memory once the stage's layers are known.
+  std::vector<std::vector<float>> norms(1 + 2 * static_cast<size_t>(c.num_layers));
+  ASSIGN_OR_RETURN(norms[0], GetVector(store, "output_norm.weight", hidden));
   // llama.cpp's rule: a separate head when the file has one, else the tied embedding.
   if (store.Has("output.weight")) {
     ASSIGN_OR_RETURN(model->lm_head_, GetMatrix(store, "output.weight", c.vocab_size, hidden));
@@ -155,18 +158,24 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(
   for (int64_t l = 0; l < c.num_layers; ++l) {
     Layer& layer = model->layers_[static_cast<size_t>(l)];
     const std::string p = absl::StrCat("blk.", l, ".");
-    ASSIGN_OR_RETURN(layer.attn_norm, GetVector(store, p + "attn_norm.weight", hidden));
+    ASSIGN_OR_RETURN(norms[1 + 2 * l], GetVector(store, p + "attn_norm.weight", hidden));
     ASSIGN_OR_RETURN(layer.wq, GetMatrix(store, p + "attn_q.weight", q_dim, hidden));
     ASSIGN_OR_RETURN(layer.wk, GetMatrix(store, p + "attn_k.weight", kv_dim, hidden));
     ASSIGN_OR_RETURN(layer.wv, GetMatrix(store, p + "attn_v.weight", kv_dim, hidden));
     ASSIGN_OR_RETURN(layer.wo, GetMatrix(store, p + "attn_output.weight", hidden, q_dim));
-    ASSIGN_OR_RETURN(layer.ffn_norm, GetVector(store, p + "ffn_norm.weight", hidden));
+    ASSIGN_OR_RETURN(norms[2 + 2 * l], GetVector(store, p + "ffn_norm.weight", hidden));
     ASSIGN_OR_RETURN(layer.w_gate, GetMatrix(store, p + "ffn_gate.weight", ffn, hidden));
     ASSIGN_OR_RETURN(layer.w_up, GetMatrix(store, p + "ffn_up.weight", ffn, hidden));
     ASSIGN_OR_RETURN(layer.w_down, GetMatrix(store, p + "ffn_down.weight", hidden, ffn));
   }
 
   model->stage_ = {.layers = {0, c.num_layers}, .has_embedding = true, .has_lm_head = true};
+  if (!backend->host_addressable() && tensor_parallel != nullptr) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "backend %s: tensor parallelism runs its collectives on host buffers; run it on a "
+        "CPU backend",
+        backend->name()));
+  }
   if (stage != nullptr) {
     if (stage->layers.begin < 0 || stage->layers.end > c.num_layers ||
         stage->layers.begin >= stage->layers.end) {
@@ -179,6 +188,12 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(
                             model->layers_.begin() + stage->layers.end);
     model->layers_ = std::move(mine);
   }
+  std::vector<const std::vector<float>*> kept = {&norms[0]};
+  for (int64_t l = model->stage_.layers.begin; l < model->stage_.layers.end; ++l) {
+    kept.push_back(&norms[1 + 2 * l]);
+    kept.push_back(&norms[2 + 2 * l]);
+  }
+  RETURN_IF_ERROR(model->UploadNorms(kept));
   model->local_heads_ = c.num_heads;
   model->local_kv_heads_ = c.num_kv_heads;
   model->local_ffn_ = ffn;
@@ -236,7 +251,20 @@ absl::Status LlamaModel::PackOrTouchWeights(const WeightStore& store,
   volatile uint8_t sink = 0;
   if (progress) progress(0, total);
   if (embedding_separate) {
-    sink = sink ^ TouchPages(token_embd_);
+    if (!backend_->host_addressable()) {
+      // The backend reads the table from its own memory: its copy, like the matrices'.
+      ASSIGN_OR_RETURN(std::unique_ptr<PackedWeight> table, backend_->PackWeight(token_embd_));
+      if (table == nullptr) {
+        return absl::FailedPreconditionError(absl::StrFormat(
+            "backend %s made no copy of token_embd.weight (%s)", backend_->name(),
+            DTypeName(token_embd_.dtype)));
+      }
+      token_embd_.packed = table.get();
+      packed_weights_.push_back(std::move(table));
+      store.ReleasePages(token_embd_);
+    } else {
+      sink = sink ^ TouchPages(token_embd_);
+    }
     done += token_embd_.NumBytes();
     if (progress) progress(done, total);
   }
@@ -267,6 +295,9 @@ absl::Status LlamaModel::PackOrTouchWeights(const WeightStore& store,
         ASSIGN_OR_RETURN(std::unique_ptr<PackedWeight> packed, backend_->PackWeight(*w));
         if (packed != nullptr) {
           w->packed = keep(std::move(packed), {&w, 1});
+        } else if (!backend_->host_addressable()) {
+          return absl::FailedPreconditionError(absl::StrFormat(
+              "backend %s made no copy of a %s matrix", backend_->name(), DTypeName(w->dtype)));
         } else {
           sink = sink ^ TouchPages(*w);
         }
@@ -284,11 +315,31 @@ absl::Status LlamaModel::PackOrTouchWeights(const WeightStore& store,
 absl::StatusOr<KvCache> LlamaModel::NewKvCache(int64_t max_tokens) const {
   if (max_tokens == 0) max_tokens = config_.max_position_embeddings;
   return KvCache::Create(static_cast<int64_t>(layers_.size()), max_tokens, local_kv_heads_,
-                         config_.head_dim);
+                         config_.head_dim, backend_);
 }
 
-void LlamaModel::EnsureScratch(int64_t n) {
-  if (n <= scratch_tokens_) return;
+absl::Status LlamaModel::UploadNorms(const std::vector<const std::vector<float>*>& norms) {
+  const int64_t hidden = config_.hidden_size;
+  std::vector<float> all;
+  for (const std::vector<float>* v : norms) all.insert(all.end(), v->begin(), v->end());
+  ASSIGN_OR_RETURN(norms_, backend_->Allocate(all.size() * sizeof(float)));
+  RETURN_IF_ERROR(backend_->CopyToBackend(norms_->data(), all.data(), all.size() * sizeof(float)));
+  const float* base = norms_->as<float>();
+  output_norm_ = base;
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    layers_[l].attn_norm = base + (1 + 2 * l) * hidden;
+    layers_[l].ffn_norm = base + (2 + 2 * l) * hidden;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LlamaModel::RowsToHost(const float* src, int64_t rows, float* dst) {
+  return backend_->CopyFromBackend(dst, src,
+                                   static_cast<size_t>(rows * config_.hidden_size) * sizeof(float));
+}
+
+absl::Status LlamaModel::EnsureScratch(int64_t n) {
+  if (n <= scratch_tokens_) return absl::OkStatus();
   const ModelConfig& c = config_;
   const auto floats = [n](int64_t per_token) {
     return static_cast<size_t>(n * per_token) * sizeof(float);
@@ -296,23 +347,26 @@ void LlamaModel::EnsureScratch(int64_t n) {
   // Under sequence parallelism the row buffers hold n padded to whole chunks.
   const int64_t padded = RowChunk(n) * (sequence_parallel_ ? tensor_group_->size() : 1);
   const size_t row_bytes = static_cast<size_t>(padded * c.hidden_size) * sizeof(float);
-  x_.Resize(row_bytes);
-  xn_.Resize(row_bytes);
+  Backend& b = *backend_;
+  ASSIGN_OR_RETURN(x_, b.Allocate(row_bytes));
+  ASSIGN_OR_RETURN(xn_, b.Allocate(row_bytes));
   if (sequence_parallel_) {
     chunk_.Resize(static_cast<size_t>(RowChunk(n) * c.hidden_size) * sizeof(float));
     full_x_.Resize(row_bytes);
   }
-  q_.Resize(floats(local_heads_ * c.head_dim));
-  attn_.Resize(floats(local_heads_ * c.head_dim));
-  gate_.Resize(floats(local_ffn_));
-  up_.Resize(floats(local_ffn_));
-  positions_.Resize(static_cast<size_t>(n) * sizeof(int32_t));
-  k_.Resize(floats(local_kv_heads_ * c.head_dim));
-  v_.Resize(floats(local_kv_heads_ * c.head_dim));
-  if (stacked_width_ > 0 && stacked_.size() == 0) {
-    stacked_.Resize(static_cast<size_t>(kStackedRows * stacked_width_) * sizeof(float));
+  ASSIGN_OR_RETURN(q_, b.Allocate(floats(local_heads_ * c.head_dim)));
+  ASSIGN_OR_RETURN(attn_, b.Allocate(floats(local_heads_ * c.head_dim)));
+  ASSIGN_OR_RETURN(gate_, b.Allocate(floats(local_ffn_)));
+  ASSIGN_OR_RETURN(up_, b.Allocate(floats(local_ffn_)));
+  positions_.resize(static_cast<size_t>(n));
+  ASSIGN_OR_RETURN(k_, b.Allocate(floats(local_kv_heads_ * c.head_dim)));
+  ASSIGN_OR_RETURN(v_, b.Allocate(floats(local_kv_heads_ * c.head_dim)));
+  if (stacked_width_ > 0 && stacked_ == nullptr) {
+    ASSIGN_OR_RETURN(stacked_, b.Allocate(static_cast<size_t>(kStackedRows * stacked_width_) *
+                                          sizeof(float)));
   }
   scratch_tokens_ = n;
+  return absl::OkStatus();
 }
 
 absl::Status LlamaModel::RunLayer(int64_t layer_index, int64_t n, int64_t start_pos,
@@ -320,9 +374,9 @@ absl::Status LlamaModel::RunLayer(int64_t layer_index, int64_t n, int64_t start_
   const ModelConfig& c = config_;
   const Layer& layer = layers_[static_cast<size_t>(layer_index)];
   const int64_t kv_dim = local_kv_heads_ * c.head_dim;
-  float* q = q_.as<float>();
-  float* attn = attn_.as<float>();
-  const std::span<const int32_t> positions(positions_.as<int32_t>(), static_cast<size_t>(n));
+  float* q = q_->as<float>();
+  float* attn = attn_->as<float>();
+  const std::span<const int32_t> positions(positions_.data(), static_cast<size_t>(n));
   Backend& b = *backend_;
 
   // Attention block; K and V go straight into the cache rows of these positions.
@@ -337,10 +391,10 @@ absl::Status LlamaModel::RunLayer(int64_t layer_index, int64_t n, int64_t start_
 }
 
 absl::Status LlamaModel::OutputProjectionAndMlp(const Layer& layer, int64_t n) {
-  float* gate = gate_.as<float>();
+  float* gate = gate_->as<float>();
 
   // Row-parallel O and down (llama_model_tp.cc).
-  RETURN_IF_ERROR(RowParallel(attn_.as<float>(), n, layer.wo, q_ranges_));
+  RETURN_IF_ERROR(RowParallel(attn_->as<float>(), n, layer.wo, q_ranges_));
 
   // SwiGLU MLP.
   RETURN_IF_ERROR(GateUp(layer, n, gate));
@@ -348,18 +402,18 @@ absl::Status LlamaModel::OutputProjectionAndMlp(const Layer& layer, int64_t n) {
   return absl::OkStatus();
 }
 
-absl::Status LlamaModel::NormMatMul(const std::vector<float>& norm_weight, int64_t i0,
+absl::Status LlamaModel::NormMatMul(const float* norm_weight, int64_t i0,
                                     int64_t count, const TensorView& w, float* y) {
   const int64_t hidden = config_.hidden_size;
-  float* xn = xn_.as<float>() + i0 * hidden;
+  float* xn = xn_->as<float>() + i0 * hidden;
   if (sequence_parallel_) return backend_->MatMul(xn, count, hidden, w, y);  // gathered normed
-  return backend_->RmsNormMatMul(x_.as<float>() + i0 * hidden, norm_weight.data(), count, hidden,
+  return backend_->RmsNormMatMul(x_->as<float>() + i0 * hidden, norm_weight, count, hidden,
                                  static_cast<float>(config_.rms_norm_eps), w, xn, y);
 }
 
 absl::Status LlamaModel::ProjectQkv(const Layer& layer, int64_t n, float* q, float* k, float* v) {
   const int64_t hidden = config_.hidden_size;
-  float* xn = xn_.as<float>();
+  float* xn = xn_->as<float>();
   Backend& b = *backend_;
   // Under sequence parallelism the normed rows are gathered from every rank first; else the
   // norm goes with the first projection of each block of rows (NormMatMul).
@@ -371,16 +425,15 @@ absl::Status LlamaModel::ProjectQkv(const Layer& layer, int64_t n, float* q, flo
   }
   const int64_t qd = layer.wq.dim(0), kd = layer.wk.dim(0), vd = layer.wv.dim(0);
   const int64_t width = qd + kd + vd;
-  float* rows = stacked_.as<float>();
+  float* rows = stacked_->as<float>();
   for (int64_t i0 = 0; i0 < n; i0 += kStackedRows) {
     const int64_t count = std::min(kStackedRows, n - i0);
     RETURN_IF_ERROR(NormMatMul(layer.attn_norm, i0, count, layer.wqkv, rows));
-    for (int64_t i = i0; i < i0 + count; ++i) {
-      const float* row = rows + (i - i0) * width;
-      std::memcpy(q + i * qd, row, static_cast<size_t>(qd) * sizeof(float));
-      std::memcpy(k + i * kd, row + qd, static_cast<size_t>(kd) * sizeof(float));
-      std::memcpy(v + i * vd, row + qd + kd, static_cast<size_t>(vd) * sizeof(float));
-    }
+    // Each part's columns of the stacked rows to its own rows.
+    const int64_t f = sizeof(float);
+    RETURN_IF_ERROR(b.CopyRows(q + i0 * qd, qd * f, rows, width * f, qd * f, count));
+    RETURN_IF_ERROR(b.CopyRows(k + i0 * kd, kd * f, rows + qd, width * f, kd * f, count));
+    RETURN_IF_ERROR(b.CopyRows(v + i0 * vd, vd * f, rows + qd + kd, width * f, vd * f, count));
   }
   return absl::OkStatus();
 }
@@ -388,18 +441,18 @@ absl::Status LlamaModel::ProjectQkv(const Layer& layer, int64_t n, float* q, flo
 absl::Status LlamaModel::GateUp(const Layer& layer, int64_t n, float* act) {
   const int64_t hidden = config_.hidden_size;
   const int64_t ffn = local_ffn_;
-  float* xn = xn_.as<float>();
+  float* xn = xn_->as<float>();
   Backend& b = *backend_;
   if (sequence_parallel_) RETURN_IF_ERROR(NormAllRows(layer.ffn_norm, n, xn));  // as in ProjectQkv
   if (layer.w_gate_up.packed == nullptr) {
-    float* up = up_.as<float>();
+    float* up = up_->as<float>();
     RETURN_IF_ERROR(NormMatMul(layer.ffn_norm, 0, n, layer.w_gate, act));
     RETURN_IF_ERROR(b.MatMul(xn, n, hidden, layer.w_up, up));
     b.SiluMul(act, up, n * ffn, act);
     return absl::OkStatus();
   }
   // Row i of the stacked output is [gate_i | up_i].
-  float* rows = stacked_.as<float>();
+  float* rows = stacked_->as<float>();
   for (int64_t i0 = 0; i0 < n; i0 += kStackedRows) {
     const int64_t count = std::min(kStackedRows, n - i0);
     RETURN_IF_ERROR(NormMatMul(layer.ffn_norm, i0, count, layer.w_gate_up, rows));
@@ -446,12 +499,12 @@ absl::Status LlamaModel::Forward(std::span<const int32_t> tokens, int64_t start_
         " new) exceed the KV cache capacity of ", cache.max_tokens(), " tokens"));
   }
 
-  EnsureScratch(n);
-  int32_t* positions = positions_.as<int32_t>();
+  RETURN_IF_ERROR(EnsureScratch(n));
+  int32_t* positions = positions_.data();
   for (int64_t i = 0; i < n; ++i) positions[i] = static_cast<int32_t>(start_pos + i);
 
-  float* x = x_.as<float>();
-  float* xn = xn_.as<float>();
+  float* x = x_->as<float>();
+  float* xn = xn_->as<float>();
   RETURN_IF_ERROR(Embed(tokens, x));
   for (int64_t l = 0; l < c.num_layers; ++l) RETURN_IF_ERROR(RunLayer(l, n, start_pos, cache));
   cache.set_num_tokens(start_pos + n);
@@ -460,10 +513,20 @@ absl::Status LlamaModel::Forward(std::span<const int32_t> tokens, int64_t start_
   const int64_t rows = all_logits ? n : 1;
   ASSIGN_OR_RETURN(const float* all_rows, FullResidual(n));
   const float* first = all_logits ? all_rows : all_rows + (n - 1) * hidden;
-  backend_->RmsNorm(first, output_norm_.data(), rows, hidden, static_cast<float>(c.rms_norm_eps),
+  backend_->RmsNorm(first, output_norm_, rows, hidden, static_cast<float>(c.rms_norm_eps),
                     xn);
   logits->resize(static_cast<size_t>(rows * c.vocab_size));
-  return LmHead(xn, rows, logits->data());
+  return LmHeadToHost(xn, rows, logits->data());
+}
+
+absl::Status LlamaModel::LmHeadToHost(const float* normed, int64_t rows, float* logits) {
+  if (backend_->host_addressable()) return LmHead(normed, rows, logits);
+  const size_t bytes = static_cast<size_t>(rows * config_.vocab_size) * sizeof(float);
+  if (outputs_ == nullptr || outputs_->size() < bytes) {
+    ASSIGN_OR_RETURN(outputs_, backend_->Allocate(bytes));
+  }
+  RETURN_IF_ERROR(LmHead(normed, rows, outputs_->as<float>()));
+  return backend_->CopyFromBackend(logits, outputs_->data(), bytes);
 }
 
 }  // namespace tessera

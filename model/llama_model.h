@@ -164,9 +164,9 @@ class LlamaModel {
 
  private:
   struct Layer {
-    std::vector<float> attn_norm;  // [hidden]
+    const float* attn_norm = nullptr;  // [hidden], in norms_
     TensorView wq, wk, wv, wo;     // [q_dim, hidden], [kv_dim, hidden] x2, [hidden, q_dim]
-    std::vector<float> ffn_norm;   // [hidden]
+    const float* ffn_norm = nullptr;   // [hidden], in norms_
     TensorView w_gate, w_up, w_down;  // [ffn, hidden] x2, [hidden, ffn]
     // When the backend packs them together: Q, K and V stacked, and gate and up stacked
     // (views with `packed` set and no data); one MatMul then covers each pair of inputs.
@@ -174,7 +174,12 @@ class LlamaModel {
   };
 
   LlamaModel() = default;
-  void EnsureScratch(int64_t n_tokens);
+  // Grows the scratch buffers (in the backend's memory) to n_tokens rows.
+  [[nodiscard]] absl::Status EnsureScratch(int64_t n_tokens);
+  // Copies the norm vectors into one buffer in the backend's memory (Load).
+  [[nodiscard]] absl::Status UploadNorms(const std::vector<const std::vector<float>*>& norms);
+  // `rows` rows of `hidden` floats at `src` (backend memory) into `dst` (host memory).
+  [[nodiscard]] absl::Status RowsToHost(const float* src, int64_t rows, float* dst);
   [[nodiscard]] absl::Status RunLayer(int64_t layer_index, int64_t n, int64_t start_pos,
                                       KvCache& cache);
   // xn = RMSNorm(residual) with the attention norm, then q, k, v = xn · Wq, Wk, Wv for n rows:
@@ -187,7 +192,7 @@ class LlamaModel {
   // y = rows [i0, i0 + count) of xn · Wᵀ, xn = RMSNorm(residual) with `norm_weight`: normed
   // here with the projection (Backend::RmsNormMatMul), or, under sequence parallelism, as
   // NormAllRows gathered them (the caller runs it first).
-  [[nodiscard]] absl::Status NormMatMul(const std::vector<float>& norm_weight, int64_t i0,
+  [[nodiscard]] absl::Status NormMatMul(const float* norm_weight, int64_t i0,
                                         int64_t count, const TensorView& w, float* y);
   // Packs this stage's matrices with the backend (Q/K/V and gate/up stacked where it can),
   // touches the pages of the rest, reporting progress in bytes.
@@ -213,7 +218,7 @@ class LlamaModel {
   int64_t RowChunk(int64_t n) const;
   // xn = RMSNorm(residual) with `weight` for all n rows: the input of a column-parallel
   // layer (gathered from every rank's chunk under sequence parallelism).
-  [[nodiscard]] absl::Status NormAllRows(const std::vector<float>& weight, int64_t n, float* xn);
+  [[nodiscard]] absl::Status NormAllRows(const float* weight, int64_t n, float* xn);
   // residual += `partial` (n rows of a row-parallel layer's partial sums) summed over the
   // group: all-reduced, or reduce-scattered to this rank's chunk. Overwrites `partial`.
   [[nodiscard]] absl::Status AddRowParallel(float* partial, int64_t n);
@@ -230,6 +235,8 @@ class LlamaModel {
   // logits [rows, vocab_size] of `rows` final-norm rows: this rank's vocabulary rows, then
   // gathered from the group.
   [[nodiscard]] absl::Status LmHead(const float* normed, int64_t rows, float* logits);
+  // The same into host memory (through a backend buffer when the host cannot read it).
+  [[nodiscard]] absl::Status LmHeadToHost(const float* normed, int64_t rows, float* logits);
 
   // x_ = the batch's input rows: embedded tokens on the first stage, else `input` (this
   // rank's chunk of it under sequence parallelism).
@@ -244,7 +251,8 @@ class LlamaModel {
   std::vector<std::unique_ptr<PackedWeight>> packed_weights_;
   TensorView token_embd_;
   TensorView lm_head_;  // output.weight or token_embd.weight
-  std::vector<float> output_norm_;
+  const float* output_norm_ = nullptr;   // [hidden], in norms_
+  std::unique_ptr<BackendBuffer> norms_;  // every norm vector, in the backend's memory
   std::vector<Layer> layers_;
   RopeFrequencies rope_;
   RopeParams rope_params_;
@@ -269,9 +277,13 @@ class LlamaModel {
 
   // Scratch, sized for scratch_tokens_ rows.
   int64_t scratch_tokens_ = 0;
-  AlignedBuffer x_, xn_, q_, attn_, gate_, up_, positions_;
-  AlignedBuffer k_, v_;          // ForwardPaged's new K/V rows before WriteKv
-  AlignedBuffer stacked_;        // a stacked MatMul's output rows (Q|K|V or gate|up)
+  // In the backend's memory:
+  std::unique_ptr<BackendBuffer> x_, xn_, q_, attn_, gate_, up_;
+  std::unique_ptr<BackendBuffer> k_, v_;     // ForwardPaged's new K/V rows before WriteKv
+  std::unique_ptr<BackendBuffer> stacked_;   // a stacked MatMul's output rows (Q|K|V or gate|up)
+  std::unique_ptr<BackendBuffer> outputs_;   // logits / hidden rows when the host cannot read
+                                             // the backend's memory
+  std::vector<int32_t> positions_;           // host: ops take index spans from the host
   int64_t stacked_width_ = 0;    // its widest row, 0 when no layer is stacked
   std::vector<int32_t> slots_;   // ForwardPaged's slot mapping
 };

@@ -17,7 +17,7 @@ absl::StatusOr<PagedKvCache> LlamaModel::NewPagedKvCache(int64_t num_blocks,
                                                          int64_t block_size,
                                                          DType dtype) const {
   return PagedKvCache::Create(static_cast<int64_t>(layers_.size()), num_blocks, block_size,
-                              local_kv_heads_, config_.head_dim, dtype);
+                              local_kv_heads_, config_.head_dim, dtype, backend_);
 }
 
 absl::Status LlamaModel::CheckPagedBatch(const PagedBatch& batch,
@@ -75,10 +75,10 @@ absl::Status LlamaModel::RunPagedLayer(int64_t layer_index, const PagedBatch& ba
                                        PagedKvCache& cache) {
   const Layer& layer = layers_[static_cast<size_t>(layer_index)];
   const int64_t n = static_cast<int64_t>(batch.token_ids.size());
-  float* q = q_.as<float>();
-  float* k = k_.as<float>();
-  float* v = v_.as<float>();
-  float* attn = attn_.as<float>();
+  float* q = q_->as<float>();
+  float* k = k_->as<float>();
+  float* v = v_->as<float>();
+  float* attn = attn_->as<float>();
   const KvPool& pool = cache.pool(layer_index);
   Backend& b = *backend_;
 
@@ -112,9 +112,9 @@ absl::Status LlamaModel::ForwardPaged(const PagedBatch& batch, PagedKvCache& cac
   RETURN_IF_ERROR(ComputeSlotMapping(batch.sequences, batch.positions, cache.layout(), &slots_));
   const ModelConfig& c = config_;
   const int64_t n = static_cast<int64_t>(batch.token_ids.size());
-  EnsureScratch(n);
+  RETURN_IF_ERROR(EnsureScratch(n));
 
-  float* xn = xn_.as<float>();
+  float* xn = xn_->as<float>();
   RETURN_IF_ERROR(StageInput(batch.token_ids, io.input));
   for (size_t l = 0; l < layers_.size(); ++l) {
     RETURN_IF_ERROR(RunPagedLayer(static_cast<int64_t>(l), batch, cache));
@@ -125,15 +125,19 @@ absl::Status LlamaModel::ForwardPaged(const PagedBatch& batch, PagedKvCache& cac
   if (!stage_.has_lm_head) {  // the next stage goes on from these rows
     logits->clear();
     if (hidden_states != nullptr) hidden_states->clear();
-    io.output->assign(all_rows, all_rows + n * hidden);
-    return absl::OkStatus();
+    io.output->resize(static_cast<size_t>(n * hidden));
+    return RowsToHost(all_rows, n, io.output->data());
   }
   if (hidden_states != nullptr) {
-    hidden_states->resize(batch.hidden_rows.size() * static_cast<size_t>(hidden));
-    for (size_t i = 0; i < batch.hidden_rows.size(); ++i) {
-      backend_->RmsNorm(all_rows + batch.hidden_rows[i] * hidden, output_norm_.data(), 1, hidden,
-                        static_cast<float>(c.rms_norm_eps), hidden_states->data() + i * hidden);
+    // Normed into xn's first rows, then to the host (xn is free until the logits rows).
+    const int64_t h_rows = static_cast<int64_t>(batch.hidden_rows.size());
+    hidden_states->resize(static_cast<size_t>(h_rows * hidden));
+    for (int64_t i = 0; i < h_rows; ++i) {
+      backend_->RmsNorm(all_rows + batch.hidden_rows[static_cast<size_t>(i)] * hidden,
+                        output_norm_, 1, hidden, static_cast<float>(c.rms_norm_eps),
+                        xn + i * hidden);
     }
+    RETURN_IF_ERROR(RowsToHost(xn, h_rows, hidden_states->data()));
   }
   // Final norm of the wanted rows only, gathered into xn (row by row: no host copies).
   const int64_t rows = static_cast<int64_t>(batch.logits_rows.size());
@@ -141,10 +145,10 @@ absl::Status LlamaModel::ForwardPaged(const PagedBatch& batch, PagedKvCache& cac
   if (rows == 0) return absl::OkStatus();
   for (int64_t i = 0; i < rows; ++i) {
     backend_->RmsNorm(all_rows + batch.logits_rows[static_cast<size_t>(i)] * hidden,
-                      output_norm_.data(), 1, hidden, static_cast<float>(c.rms_norm_eps),
+                      output_norm_, 1, hidden, static_cast<float>(c.rms_norm_eps),
                       xn + i * hidden);
   }
-  return LmHead(xn, rows, logits->data());
+  return LmHeadToHost(xn, rows, logits->data());
 }
 
 }  // namespace tessera

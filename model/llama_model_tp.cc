@@ -131,11 +131,11 @@ absl::Status LlamaModel::Embed(std::span<const int32_t> tokens, float* x) {
   // Under sequence parallelism all rows are built in xn_ (free until the first layer) and
   // each rank keeps its chunk of the sum; otherwise they are built in x and all-reduced.
   const int64_t padded = RowChunk(n) * (sequence_parallel_ ? tensor_group_->size() : 1);
-  float* rows = sequence_parallel_ ? xn_.as<float>() : x;
+  float* rows = sequence_parallel_ ? xn_->as<float>() : x;
   std::memset(rows, 0, static_cast<size_t>(padded * hidden) * sizeof(float));
   if (!local_ids_.empty()) {
     // Looked up into full_x_ / xn_ first, then placed at their rows.
-    float* found = sequence_parallel_ ? full_x_.as<float>() : xn_.as<float>();
+    float* found = sequence_parallel_ ? full_x_.as<float>() : xn_->as<float>();
     RETURN_IF_ERROR(backend_->Embedding(token_embd_, local_ids_, found));
     for (size_t j = 0; j < local_rows_.size(); ++j) {
       std::memcpy(rows + local_rows_[j] * hidden, found + static_cast<int64_t>(j) * hidden,
@@ -151,13 +151,13 @@ absl::Status LlamaModel::Embed(std::span<const int32_t> tokens, float* x) {
 
 absl::Status LlamaModel::StageInput(std::span<const int32_t> tokens,
                                     std::span<const float> input) {
-  if (stage_.has_embedding) return Embed(tokens, x_.as<float>());
+  if (stage_.has_embedding) return Embed(tokens, x_->as<float>());
   const int64_t hidden = config_.hidden_size;
   const int64_t n = static_cast<int64_t>(tokens.size());
-  float* x = x_.as<float>();
+  float* x = x_->as<float>();
   if (!sequence_parallel_) {
-    std::memcpy(x, input.data(), static_cast<size_t>(n * hidden) * sizeof(float));
-    return absl::OkStatus();
+    return backend_->CopyToBackend(x, input.data(),
+                                   static_cast<size_t>(n * hidden) * sizeof(float));
   }
   // This rank's chunk of the rows, zero past the last one.
   const int64_t chunk = RowChunk(n);
@@ -174,17 +174,17 @@ int64_t LlamaModel::RowChunk(int64_t n) const {
   return (n + tp - 1) / tp;
 }
 
-absl::Status LlamaModel::NormAllRows(const std::vector<float>& weight, int64_t n, float* xn) {
+absl::Status LlamaModel::NormAllRows(const float* weight, int64_t n, float* xn) {
   const int64_t hidden = config_.hidden_size;
   const float eps = static_cast<float>(config_.rms_norm_eps);
   if (!sequence_parallel_) {
-    backend_->RmsNorm(x_.as<float>(), weight.data(), n, hidden, eps, xn);
+    backend_->RmsNorm(x_->as<float>(), weight, n, hidden, eps, xn);
     return absl::OkStatus();
   }
   // Padding rows are zeros and stay zeros (RMSNorm of 0 is 0).
   const int64_t chunk = RowChunk(n);
   float* local = chunk_.as<float>();
-  backend_->RmsNorm(x_.as<float>(), weight.data(), chunk, hidden, eps, local);
+  backend_->RmsNorm(x_->as<float>(), weight, chunk, hidden, eps, local);
   return tensor_group_->AllGather(
       std::span<const float>(local, static_cast<size_t>(chunk * hidden)),
       std::span<float>(xn, static_cast<size_t>(chunk * hidden * tensor_group_->size())));
@@ -192,7 +192,7 @@ absl::Status LlamaModel::NormAllRows(const std::vector<float>& weight, int64_t n
 
 absl::Status LlamaModel::AddRowParallel(float* partial, int64_t n) {
   const int64_t hidden = config_.hidden_size;
-  float* x = x_.as<float>();
+  float* x = x_->as<float>();
   if (!sequence_parallel_) {
     RETURN_IF_ERROR(ReduceOverTensorGroup(partial, n * hidden));
     backend_->Add(x, partial, n * hidden, x);
@@ -210,12 +210,12 @@ absl::Status LlamaModel::AddRowParallel(float* partial, int64_t n) {
 }
 
 absl::StatusOr<const float*> LlamaModel::FullResidual(int64_t n) {
-  if (!sequence_parallel_) return x_.as<float>();
+  if (!sequence_parallel_) return x_->as<float>();
   const int64_t hidden = config_.hidden_size;
   const int64_t chunk = RowChunk(n);
   float* all = full_x_.as<float>();
   RETURN_IF_ERROR(tensor_group_->AllGather(
-      std::span<const float>(x_.as<float>(), static_cast<size_t>(chunk * hidden)),
+      std::span<const float>(x_->as<float>(), static_cast<size_t>(chunk * hidden)),
       std::span<float>(all, static_cast<size_t>(chunk * hidden * tensor_group_->size()))));
   return all;
 }
@@ -252,7 +252,7 @@ absl::Status LlamaModel::GatherColumns(const float* local, int64_t n,
 absl::Status LlamaModel::RowParallel(const float* input, int64_t n, const TensorView& w,
                                      const std::vector<ShardRange>& in_ranges) {
   Backend& b = *backend_;
-  float* xn = xn_.as<float>();
+  float* xn = xn_->as<float>();
   if (!deterministic_) {
     // Each rank's partial sums over its input columns add up over the group.
     const int64_t k = in_ranges[tensor_group_ == nullptr ? 0 : tensor_group_->rank()].size();
@@ -268,7 +268,7 @@ absl::Status LlamaModel::RowParallel(const float* input, int64_t n, const Tensor
   RETURN_IF_ERROR(b.MatMul(full_input_.data(), n, k, w, output_part_.data()));
   RETURN_IF_ERROR(GatherColumns(output_part_.data(), n, hidden_ranges_, xn));
   const int64_t count = n * config_.hidden_size;
-  b.Add(x_.as<float>(), xn, count, x_.as<float>());
+  b.Add(x_->as<float>(), xn, count, x_->as<float>());
   return absl::OkStatus();
 }
 

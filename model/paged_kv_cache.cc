@@ -12,7 +12,8 @@ namespace tessera {
 
 absl::StatusOr<PagedKvCache> PagedKvCache::Create(int64_t num_layers, int64_t num_blocks,
                                                   int64_t block_size, int64_t num_kv_heads,
-                                                  int64_t head_dim, DType dtype) {
+                                                  int64_t head_dim, DType dtype,
+                                                  Backend* backend) {
   const std::pair<const char*, int64_t> fields[] = {{"num_layers", num_layers},
                                                     {"num_blocks", num_blocks},
                                                     {"block_size", block_size},
@@ -35,20 +36,21 @@ absl::StatusOr<PagedKvCache> PagedKvCache::Create(int64_t num_layers, int64_t nu
   cache.layout_.head_dim = head_dim;
   cache.layout_.dtype = dtype;
   const int64_t pool_bytes = cache.layout_.num_blocks * cache.layout_.block_bytes();
-  try {
-    cache.buffers_.resize(static_cast<size_t>(2 * num_layers));
-    for (AlignedBuffer& buffer : cache.buffers_) {
-      buffer.Resize(static_cast<size_t>(pool_bytes), /*huge_pages=*/true);
+  for (int64_t i = 0; i < 2 * num_layers; ++i) {
+    absl::StatusOr<std::unique_ptr<BackendBuffer>> buffer =
+        backend != nullptr ? backend->Allocate(static_cast<size_t>(pool_bytes), /*huge_pages=*/true)
+                           : AllocateHostBuffer(static_cast<size_t>(pool_bytes), /*huge_pages=*/true);
+    if (!buffer.ok()) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "paged KV cache: cannot allocate ", 2 * num_layers * pool_bytes, " bytes for ",
+          num_blocks, " blocks of ", block_size, " tokens: ", buffer.status().message()));
     }
-  } catch (const std::bad_alloc&) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "paged KV cache: cannot allocate ", 2 * num_layers * pool_bytes, " bytes for ",
-        num_blocks, " blocks of ", block_size, " tokens"));
+    cache.buffers_.push_back(*std::move(buffer));
   }
   cache.pools_.resize(static_cast<size_t>(num_layers));
   for (int64_t l = 0; l < num_layers; ++l) {
-    cache.pools_[static_cast<size_t>(l)] = {cache.buffers_[static_cast<size_t>(2 * l)].data(),
-                                            cache.buffers_[static_cast<size_t>(2 * l + 1)].data()};
+    cache.pools_[static_cast<size_t>(l)] = {cache.buffers_[static_cast<size_t>(2 * l)]->data(),
+                                            cache.buffers_[static_cast<size_t>(2 * l + 1)]->data()};
   }
   return cache;
 }

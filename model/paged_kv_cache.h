@@ -6,16 +6,17 @@
 // num_blocks from engine/kv_capacity.h's ComputeKvCapacity with bytes_per_elem
 // KvElementBytes(dtype).
 //
-// Host memory: usable with the CPU backends only (a device backend needs device pools).
-// Movable, not copyable; not thread-safe (one forward at a time).
+// The pools live in the memory space of the backend given to Create (host memory without
+// one). Movable, not copyable; not thread-safe (one forward at a time).
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/aligned_buffer.h"
+#include "kernels/ops.h"
 #include "kernels/paged_kv.h"
 
 namespace tessera {
@@ -29,7 +30,8 @@ class PagedKvCache {
                                                            int64_t block_size,
                                                            int64_t num_kv_heads,
                                                            int64_t head_dim,
-                                                           DType dtype = DType::kF32);
+                                                           DType dtype = DType::kF32,
+                                                           Backend* backend = nullptr);
 
   PagedKvCache(PagedKvCache&&) = default;
   PagedKvCache& operator=(PagedKvCache&&) = default;
@@ -51,7 +53,7 @@ class PagedKvCache {
   PagedKvCache() = default;
 
   PagedKvLayout layout_;
-  std::vector<AlignedBuffer> buffers_;  // K then V for each layer
+  std::vector<std::unique_ptr<BackendBuffer>> buffers_;  // K then V for each layer
   std::vector<KvPool> pools_;
 };
 

@@ -48,6 +48,53 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create() {
   return std::unique_ptr<CudaBackend>(new CudaBackend());
 }
 
+namespace {
+
+class DeviceBackendBuffer : public BackendBuffer {
+ public:
+  explicit DeviceBackendBuffer(DeviceBuffer buffer) : buffer_(std::move(buffer)) {}
+  void* data() const override { return buffer_.as<void>(); }
+  size_t size() const override { return buffer_.size(); }
+
+ private:
+  DeviceBuffer buffer_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<BackendBuffer>> CudaBackend::Allocate(size_t bytes,
+                                                                     bool /*huge_pages*/) {
+  absl::StatusOr<DeviceBuffer> buffer = DeviceBuffer::Allocate(std::max<size_t>(bytes, 1));
+  if (!buffer.ok()) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "cuda backend: cannot allocate %d bytes of device memory: %s", bytes,
+        buffer.status().message()));
+  }
+  cuda_shim::Error error;
+  RETURN_IF_ERROR(CopyStatus(cuda_shim::Zero(buffer->as<void>(), buffer->size(), &error), error,
+                             "Allocate"));
+  return std::unique_ptr<BackendBuffer>(std::make_unique<DeviceBackendBuffer>(*std::move(buffer)));
+}
+
+absl::Status CudaBackend::CopyToBackend(void* dst, const void* src, size_t bytes) {
+  return bytes == 0 ? absl::OkStatus() : Copy(dst, src, bytes, "CopyToBackend");
+}
+
+absl::Status CudaBackend::CopyFromBackend(void* dst, const void* src, size_t bytes) {
+  return bytes == 0 ? absl::OkStatus() : Copy(dst, src, bytes, "CopyFromBackend");
+}
+
+absl::Status CudaBackend::CopyRows(void* dst, int64_t dst_stride, const void* src,
+                                   int64_t src_stride, int64_t row_bytes, int64_t rows) {
+  if (rows <= 0 || row_bytes <= 0) return absl::OkStatus();
+  cuda_shim::Error error;
+  return CopyStatus(cuda_shim::Copy2D(dst, static_cast<size_t>(dst_stride), src,
+                                      static_cast<size_t>(src_stride),
+                                      static_cast<size_t>(row_bytes), static_cast<size_t>(rows),
+                                      &error),
+                    error, "CopyRows");
+}
+
 absl::Status CudaBackend::TakeStickyError() { return std::exchange(sticky_, absl::OkStatus()); }
 
 void CudaBackend::Keep(absl::Status status) {

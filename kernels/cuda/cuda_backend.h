@@ -1,5 +1,6 @@
 // The "cuda" Backend (kernels/ops.h) over device memory: every activation, output and KV
-// pool pointer it is handed is a device pointer on the current device; matrices are read
+// pool pointer it is handed is a device pointer on the current device (Allocate gives
+// them; the Copy* methods move bytes in and out); matrices are read
 // from the device copy PackWeights makes (or from a view whose data is a device pointer);
 // index spans (token ids, positions, block tables, slots) and RopeParams::inv_freq are host
 // memory, uploaded per call. Each call waits for its kernels.
@@ -10,9 +11,11 @@
 // in the Backend interface, so a failure there is kept and returned by the next call that
 // returns a status (sticky, as CUDA's own errors are).
 //
-// Not in the registry yet: the model keeps its activations and caches in host memory, so
-// until it allocates them through the backend, this class is used directly (tests). Checked
-// against ReferenceBackend on a GPU by tests/kernels/cuda_backend_test.cc.
+// The model allocates its activations, norm vectors and caches here (Backend::Allocate) and
+// moves bytes with the Copy* methods, so it runs on this backend as on the CPU ones. Not in
+// the registry until its GPU tests have passed on a GPU: tests/kernels/cuda_backend_test.cc
+// (every op against ReferenceBackend) and tests/model/cuda_model_test.cc (a tiny model's
+// logits and greedy tokens against the CPU reference).
 #pragma once
 
 #include <cstdint>
@@ -49,6 +52,13 @@ class CudaBackend : public Backend {
   static absl::StatusOr<std::unique_ptr<CudaBackend>> Create();
 
   std::string_view name() const override { return "cuda"; }
+  bool host_addressable() const override { return false; }
+  absl::StatusOr<std::unique_ptr<BackendBuffer>> Allocate(size_t bytes,
+                                                          bool huge_pages) override;
+  absl::Status CopyToBackend(void* dst, const void* src, size_t bytes) override;
+  absl::Status CopyFromBackend(void* dst, const void* src, size_t bytes) override;
+  absl::Status CopyRows(void* dst, int64_t dst_stride, const void* src, int64_t src_stride,
+                        int64_t row_bytes, int64_t rows) override;
   absl::Status MatMul(const float* x, int64_t n, int64_t k, const TensorView& w,
                       float* y) override;
   absl::StatusOr<std::unique_ptr<PackedWeight>> PackWeights(

@@ -129,6 +129,17 @@ int Copy(void* dst, const void* src, size_t bytes, Error* error) {
   return err == cudaSuccess ? 0 : Fail(err, error);
 }
 
+int Copy2D(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t height,
+           Error* error) {
+  const cudaError_t err = cudaMemcpy2D(dst, dpitch, src, spitch, width, height, cudaMemcpyDefault);
+  return err == cudaSuccess ? 0 : Fail(err, error);
+}
+
+int Zero(void* ptr, size_t bytes, Error* error) {
+  const cudaError_t err = cudaMemset(ptr, 0, bytes);
+  return err == cudaSuccess ? 0 : Fail(err, error);
+}
+
 int RmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float eps, float* out,
             Error* error) {
   if (n <= 0) return 0;

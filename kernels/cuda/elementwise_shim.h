@@ -20,6 +20,11 @@ int CopyToDevice(void* dst, const void* src, size_t bytes, Error* error);
 int CopyToHost(void* dst, const void* src, size_t bytes, Error* error);
 // Any direction (cudaMemcpyDefault: host or device pointers on either side).
 int Copy(void* dst, const void* src, size_t bytes, Error* error);
+// `height` rows of `width` bytes at pitches dpitch / spitch (cudaMemcpy2D, any direction).
+int Copy2D(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t height,
+           Error* error);
+// Zeroes `bytes` of device memory.
+int Zero(void* ptr, size_t bytes, Error* error);
 
 // As Backend::RmsNorm, SiluMul, Add, Softmax and Rope (kernels/ops.h); positions and
 // inv_freq are device arrays; `halves` selects RopeStyle::kHalves.

@@ -24,6 +24,10 @@ void Free(void*) {}
 int CopyToDevice(void*, const void*, size_t, Error* error) { return NotBuilt(error); }
 int CopyToHost(void*, const void*, size_t, Error* error) { return NotBuilt(error); }
 int Copy(void*, const void*, size_t, Error* error) { return NotBuilt(error); }
+int Copy2D(void*, size_t, const void*, size_t, size_t, size_t, Error* error) {
+  return NotBuilt(error);
+}
+int Zero(void*, size_t, Error* error) { return NotBuilt(error); }
 int RmsNorm(const float*, const float*, int64_t, int64_t, float, float*, Error* error) {
   return NotBuilt(error);
 }
