@@ -55,6 +55,7 @@ struct Options {
   int pp = 128;
   int tg = 128;
   bool deterministic = false;
+  std::string backend = "cpu";
   std::string kv_cache_dtype = "f32";
   bool json = false;
 };
@@ -140,7 +141,7 @@ absl::Status Run(const Options& o) {
   ASSIGN_OR_RETURN(std::unique_ptr<WeightStore> store, OpenWeightStore(path));
   random_model.reset();
   ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
-                   CreateBackend("cpu", o.threads, {.batch_invariant = o.deterministic}));
+                   CreateBackend(o.backend, o.threads, {.batch_invariant = o.deterministic}));
   ASSIGN_OR_RETURN(std::unique_ptr<LlamaModel> model, LlamaModel::Load(*store, backend.get()));
   const int32_t vocab = static_cast<int32_t>(model->config().vocab_size);
 
@@ -152,7 +153,8 @@ absl::Status Run(const Options& o) {
     const int n = new_tokens(rng);
     workload.push_back(MakeRequest(absl::StrCat("w", i), rng, p, n, vocab));
   }
-  json result = {{"model", path},
+  json result = {{"model", IsRandomModel(o.model) ? o.model : path},
+                 {"backend", o.backend},
                  {"threads", o.threads},
                  {"deterministic", o.deterministic},
                  {"kv_cache_dtype", o.kv_cache_dtype},
@@ -247,6 +249,8 @@ int main(int argc, char** argv) {
   app.add_option("--tg", o.tg, "sweep: generated tokens")->capture_default_str()
       ->check(CLI::Range(2, 100000));
   app.add_flag("--deterministic", o.deterministic, "batch-invariant kernels");
+  app.add_option("-b,--backend", o.backend, "backend name (cpu, cpu-reference, cuda)")
+      ->capture_default_str();
   app.add_option("--kv-cache-dtype", o.kv_cache_dtype, "KV cache element type (f32 or f16)")
       ->capture_default_str()
       ->check(CLI::IsMember({"f32", "f16"}));
