@@ -49,14 +49,10 @@ absl::StatusOr<SynthesisOptions> ParseRandomModel(std::string_view model) {
   return o;
 }
 
-absl::StatusOr<Vocabulary> RandomModelVocabulary(std::string_view model) {
+absl::StatusOr<std::unique_ptr<Tokenizer>> RandomModelTokenizer(std::string_view model) {
   ASSIGN_OR_RETURN(const SynthesisOptions o, ParseRandomModel(model));
   ASSIGN_OR_RETURN(const ModelConfig config, SynthesizedConfig(o));
-  return SyntheticVocabulary(config.vocab_size);
-}
-
-absl::StatusOr<std::unique_ptr<Tokenizer>> RandomModelTokenizer(std::string_view model) {
-  ASSIGN_OR_RETURN(Vocabulary vocab, RandomModelVocabulary(model));
+  ASSIGN_OR_RETURN(Vocabulary vocab, SyntheticVocabulary(config.vocab_size));
   return Tokenizer::FromVocabulary(std::move(vocab));
 }
 

@@ -9,7 +9,6 @@
 #include "absl/status/statusor.h"
 #include "formats/synthesis_spec.h"
 #include "tokenizer/tokenizer.h"
-#include "tokenizer/vocabulary.h"
 
 namespace tessera {
 
@@ -21,9 +20,6 @@ bool IsRandomModel(std::string_view model);
 // The synthesis a random:... argument asks for (seed 0, dtype bf16 unless given);
 // INVALID_ARGUMENT naming --model and listing the known shapes or dtypes otherwise.
 absl::StatusOr<SynthesisOptions> ParseRandomModel(std::string_view model);
-
-// The vocabulary a random:... model's file holds (tokenizer/synthetic_vocab.h).
-absl::StatusOr<Vocabulary> RandomModelVocabulary(std::string_view model);
 
 // The tokenizer a random:... model has (its shape's synthetic vocabulary), without writing
 // the model: the same token ids as Tokenizer::FromGguf on the synthesized file.

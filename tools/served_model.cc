@@ -5,6 +5,7 @@
 #include "common/status_macros.h"
 #include "parallel/shard_plan.h"
 #include "tokenizer/chat_prompt.h"
+#include "tokenizer/synthetic_vocab.h"
 #include "tools/random_model_spec.h"
 
 namespace tessera {
@@ -43,10 +44,10 @@ absl::StatusOr<ServedModelSpec> ServedModelSpecFromStore(const WeightStore& stor
 absl::StatusOr<ServedModelSpec> ServedModelSpecForRandomModel(std::string_view model,
                                                               ServedModelOptions options) {
   ASSIGN_OR_RETURN(const SynthesisOptions synthesis, ParseRandomModel(model));
-  ASSIGN_OR_RETURN(Vocabulary vocab, RandomModelVocabulary(model));
   ServedModelSpec spec;
   spec.name = std::move(options.name);
   ASSIGN_OR_RETURN(spec.config, SynthesizedConfig(synthesis));
+  ASSIGN_OR_RETURN(Vocabulary vocab, SyntheticVocabulary(spec.config.vocab_size));
   spec.context_length = spec.config.max_position_embeddings;
   spec.default_max_new_tokens = options.default_max_new_tokens;
   const std::string template_text = vocab.chat_template;

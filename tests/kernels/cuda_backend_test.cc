@@ -17,34 +17,18 @@
 #include "gtest/gtest.h"
 #include "kernels/cpu/reference_backend.h"
 #include "kernels/cuda/device_probe.h"
+#include "tests/kernels/cuda_test_util.h"
 #include "tests/kernels/kernel_test_util.h"
 
 namespace tessera {
 namespace {
 
-std::vector<float> Random(int64_t n, std::mt19937& rng) {
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = dist(rng);
-  return v;
-}
+using testing::DenseRows;
+using testing::Download;
+using testing::RoundedTo;
+using testing::Upload;
 
-template <typename T>
-DeviceBuffer Upload(const std::vector<T>& host) {
-  auto buffer = DeviceBuffer::Allocate(std::max<size_t>(host.size() * sizeof(T), 1));
-  EXPECT_TRUE(buffer.ok()) << buffer.status();
-  if (!host.empty()) {
-    EXPECT_TRUE(buffer->CopyFromHost(host.data(), host.size() * sizeof(T)).ok());
-  }
-  return *std::move(buffer);
-}
-
-template <typename T = float>
-std::vector<T> Download(const DeviceBuffer& buffer, size_t count) {
-  std::vector<T> host(count);
-  EXPECT_TRUE(buffer.CopyToHost(host.data(), count * sizeof(T)).ok());
-  return host;
-}
+std::vector<float> Random(int64_t n, std::mt19937& rng) { return testing::RandomFloats(n, rng); }
 
 TEST(CudaBackendWithoutDeviceTest, CreateIsUnavailable) {
   if (CudaDeviceCount().ok()) GTEST_SKIP() << "a CUDA device is present";
@@ -82,11 +66,7 @@ TEST_F(CudaBackendTest, PackedMatMulAndEmbeddingMatchReference) {
     for (int64_t n : {1, 13}) {
       SCOPED_TRACE(absl::StrFormat("%s n %d", DTypeName(t), n));
       const std::vector<float> x = Random(n * k, rng_);
-      std::vector<float> rounded = x;
-      for (float& v : rounded) {
-        if (t == DType::kBF16) v = Bf16ToFloat(FloatToBf16(v));
-        if (t == DType::kF16) v = Fp16ToFloat(FloatToFp16(v));
-      }
+      const std::vector<float> rounded = RoundedTo(t, x);
       std::vector<float> want(static_cast<size_t>(n * m)), part_out;
       for (int p = 0; p < 2; ++p) {
         const int64_t rows = parts[p].dim(0);
@@ -101,11 +81,7 @@ TEST_F(CudaBackendTest, PackedMatMulAndEmbeddingMatchReference) {
       // Σ|w·x| is at most |x|₁ · max|w| per output; 1e-5 of it bounds FP32 reordering.
       double max_w = 0.0;
       for (const TensorView& part : parts) {
-        std::vector<float> dense(static_cast<size_t>(part.dim(0) * k));
-        std::vector<int32_t> all(static_cast<size_t>(part.dim(0)));
-        for (int32_t r = 0; r < part.dim(0); ++r) all[r] = r;
-        ASSERT_TRUE(ref_.Embedding(part, all, dense.data()).ok());
-        for (float v : dense) max_w = std::max(max_w, std::fabs(double(v)));
+        for (float v : DenseRows(part)) max_w = std::max(max_w, std::fabs(double(v)));
       }
       const std::vector<float> got = Download(dy, want.size());
       for (int64_t j = 0; j < n; ++j) {

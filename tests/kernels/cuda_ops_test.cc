@@ -18,30 +18,19 @@
 #include "gtest/gtest.h"
 #include "kernels/cpu/reference_backend.h"
 #include "kernels/cuda/device_probe.h"
+#include "tests/kernels/cuda_test_util.h"
 #include "tests/kernels/kernel_test_util.h"
 
 namespace tessera {
 namespace {
 
-std::vector<float> Random(int64_t n, std::mt19937& rng, float scale = 1.0f) {
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = dist(rng);
-  return v;
-}
+using testing::DenseRows;
+using testing::Download;
+using testing::RoundedTo;
+using testing::Upload;
 
-template <typename T>
-DeviceBuffer Upload(const std::vector<T>& host) {
-  auto buffer = DeviceBuffer::Allocate(host.size() * sizeof(T));
-  EXPECT_TRUE(buffer.ok()) << buffer.status();
-  EXPECT_TRUE(buffer->CopyFromHost(host.data(), host.size() * sizeof(T)).ok());
-  return *std::move(buffer);
-}
-
-std::vector<float> Download(const DeviceBuffer& buffer, size_t count) {
-  std::vector<float> host(count, NAN);
-  EXPECT_TRUE(buffer.CopyToHost(host.data(), count * sizeof(float)).ok());
-  return host;
+std::vector<float> Random(int64_t n, std::mt19937& rng, float stddev = 1.0f) {
+  return testing::RandomFloats(n, rng, stddev);
 }
 
 void ExpectClose(const std::vector<float>& got, const std::vector<float>& want) {
@@ -230,17 +219,12 @@ TEST_F(CudaOpsTest, GemvMatchesReferenceForEveryWeightType) {
         const std::vector<float> x = Random(n * k, rng_);
         std::vector<float> want(static_cast<size_t>(n * m));
         ASSERT_TRUE(ref_.MatMul(x.data(), n, k, host, want.data()).ok());
-        // |w| row by row (dequantized through the reference's embedding).
-        std::vector<int32_t> all(static_cast<size_t>(m));
-        for (int32_t r = 0; r < m; ++r) all[r] = r;
-        std::vector<float> dense(static_cast<size_t>(m * k));
-        ASSERT_TRUE(ref_.Embedding(host, all, dense.data()).ok());
         DeviceBuffer dw = Upload(w), dx = Upload(x);
         DeviceBuffer dy = Upload(std::vector<float>(want.size(), NAN));
         ASSERT_TRUE(
             CudaGemv(dx.as<float>(), n, k, TensorView{t, {m, k}, dw.as<void>()}, dy.as<float>())
                 .ok());
-        ExpectProductsClose(Download(dy, want.size()), want, dense, x, n, m, k);
+        ExpectProductsClose(Download(dy, want.size()), want, DenseRows(host), x, n, m, k);
       }
     }
   }
@@ -257,23 +241,15 @@ TEST_F(CudaOpsTest, GemmMatchesReferenceOnRoundedActivations) {
       const std::vector<uint8_t> w = testing::RandomWeights(t, m, k, rng_);
       const TensorView host{t, {m, k}, w.data()};
       const std::vector<float> x = Random(n * k, rng_);
-      std::vector<float> rounded(x.size());
-      for (size_t i = 0; i < x.size(); ++i) {
-        rounded[i] = t == DType::kBF16 ? Bf16ToFloat(FloatToBf16(x[i]))
-                                       : Fp16ToFloat(FloatToFp16(x[i]));
-      }
+      const std::vector<float> rounded = RoundedTo(t, x);
       std::vector<float> want(static_cast<size_t>(n * m));
       ASSERT_TRUE(ref_.MatMul(rounded.data(), n, k, host, want.data()).ok());
-      std::vector<int32_t> all(static_cast<size_t>(m));
-      for (int32_t r = 0; r < m; ++r) all[r] = r;
-      std::vector<float> dense(static_cast<size_t>(m * k));
-      ASSERT_TRUE(ref_.Embedding(host, all, dense.data()).ok());
       DeviceBuffer dw = Upload(w), dx = Upload(x);
       DeviceBuffer dy = Upload(std::vector<float>(want.size(), NAN));
       ASSERT_TRUE(
           CudaGemm(dx.as<float>(), n, k, TensorView{t, {m, k}, dw.as<void>()}, dy.as<float>())
               .ok());
-      ExpectProductsClose(Download(dy, want.size()), want, dense, rounded, n, m, k);
+      ExpectProductsClose(Download(dy, want.size()), want, DenseRows(host), rounded, n, m, k);
     }
   }
 }
