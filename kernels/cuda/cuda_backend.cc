@@ -139,12 +139,9 @@ absl::StatusOr<std::unique_ptr<PackedWeight>> CudaBackend::PackWeights(
     rows += p.dim(0);
   }
   // The kernels' dtypes only: a matrix the backend cannot read must not load.
-  switch (dtype) {
-    case DType::kF32: case DType::kF16: case DType::kBF16:
-    case DType::kQ8_0: case DType::kQ4_0: case DType::kQ4_1: break;
-    default:
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "cuda backend: %s weights are not supported on CUDA yet", DTypeName(dtype)));
+  if (!CudaReadsWeightType(dtype)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "cuda backend: %s weights are not supported on CUDA", DTypeName(dtype)));
   }
   const int64_t row_bytes = parts[0].RowBytes();
   // Stage the rows (a view may be a column slice with a row stride) and copy once.

@@ -105,20 +105,18 @@ absl::StatusOr<int> WeightTypeOf(const char* op, const char* field, const Tensor
         "%s: %s has %d columns, not whole %s blocks", op, field, view.Cols(),
         DTypeName(view.dtype)));
   }
-  switch (view.dtype) {
-    case DType::kF32: return cuda_shim::kWF32;
-    case DType::kF16: return cuda_shim::kWF16;
-    case DType::kBF16: return cuda_shim::kWBF16;
-    case DType::kQ8_0: return cuda_shim::kWQ8_0;
-    case DType::kQ4_0: return cuda_shim::kWQ4_0;
-    case DType::kQ4_1: return cuda_shim::kWQ4_1;
-    default:
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "%s: %s dtype %s is not supported on CUDA yet", op, field, DTypeName(view.dtype)));
+  if (!CudaReadsWeightType(view.dtype)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: %s dtype %s is not supported on CUDA", op, field, DTypeName(view.dtype)));
   }
+  return static_cast<int>(view.dtype);
 }
 
 }  // namespace
+
+bool CudaReadsWeightType(DType type) {
+  return cuda_shim::WeightBlockElems(static_cast<int>(type)) > 0;
+}
 
 absl::Status CudaEmbedding(const TensorView& table, const int32_t* ids, int64_t n, float* out) {
   absl::StatusOr<int> type = WeightTypeOf("CudaEmbedding", "table", table);

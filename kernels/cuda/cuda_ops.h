@@ -53,8 +53,12 @@ class DeviceBuffer {
 [[nodiscard]] absl::Status CudaRope(float* x, int64_t n_tokens, int64_t num_heads,
                                     const int32_t* positions, const RopeParams& params);
 
+// True for the weight dtypes the embedding and GEMV kernels read: F32, F16, BF16 and every
+// GGML block format (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K .. Q6_K; kernels/cuda/weight_element.h).
+bool CudaReadsWeightType(DType type);
+
 // As Backend::Embedding for a table in device memory (TensorView::data is a device pointer;
-// F32, F16, BF16, Q8_0, Q4_0 or Q4_1; dense rows): out[i, :] = row ids[i] dequantized. `ids`
+// a CudaReadsWeightType dtype; dense rows): out[i, :] = row ids[i] dequantized. `ids`
 // is a device array of n ids the caller has checked against the table's rows (on the host,
 // where the ids come from).
 [[nodiscard]] absl::Status CudaEmbedding(const TensorView& table, const int32_t* ids, int64_t n,

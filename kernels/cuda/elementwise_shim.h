@@ -8,6 +8,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/cuda/weight_element.h"  // WeightType
+
 namespace tessera::cuda_shim {
 
 struct Error {
@@ -36,9 +38,6 @@ int Softmax(float* x, int64_t n, int64_t dim, Error* error);
 int Rope(float* x, int64_t n_tokens, int64_t num_heads, const int32_t* positions,
          int64_t head_dim, int64_t rope_dim, const float* inv_freq, float mscale, bool halves,
          Error* error);
-
-// Weight element types the quantized kernels (quantized.cu) read, by GGML id (common/dtype.h).
-enum WeightType : int { kWF32 = 0, kWF16 = 1, kWQ4_0 = 2, kWQ4_1 = 3, kWQ8_0 = 8, kWBF16 = 30 };
 
 // As Backend::Embedding: out[i, :] = row ids[i] of table [rows, cols] (device) dequantized;
 // ids are device ints already checked to lie in [0, rows).

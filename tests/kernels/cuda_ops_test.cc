@@ -70,9 +70,9 @@ TEST(CudaOpsArgumentsTest, GemvAndEmbeddingRefuseBadShapesAndTypesNamingTheField
   st = CudaGemv(nullptr, 1, 32, q8, nullptr);
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(st.message().find("k=32"), std::string::npos) << st;
-  st = CudaGemv(nullptr, 1, 64, TensorView{DType::kQ5_0, {4, 64}, nullptr}, nullptr);
+  st = CudaGemv(nullptr, 1, 256, TensorView{DType::kQ8_K, {4, 256}, nullptr}, nullptr);
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(st.message().find("w dtype q5_0"), std::string::npos) << st;
+  EXPECT_NE(st.message().find("w dtype q8_K"), std::string::npos) << st;
   st = CudaGemv(nullptr, 1, 40, TensorView{DType::kQ8_0, {4, 40}, nullptr}, nullptr);
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(st.message().find("w has 40 columns, not whole q8_0 blocks"), std::string::npos)
@@ -187,14 +187,23 @@ TEST_F(CudaOpsTest, RopeMatchesReferenceForBothStylesAndPartialRotation) {
   EXPECT_EQ(CudaRope(nullptr, 1, 1, nullptr, odd).code(), absl::StatusCode::kInvalidArgument);
 }
 
-constexpr DType kWeightTypes[] = {DType::kF32,  DType::kF16,  DType::kBF16,
-                                  DType::kQ8_0, DType::kQ4_0, DType::kQ4_1};
+constexpr DType kWeightTypes[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ8_0,
+                                  DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1,
+                                  DType::kQ2_K, DType::kQ3_K, DType::kQ4_K, DType::kQ5_K,
+                                  DType::kQ6_K};
+
+// `cols` rounded up to whole blocks of `t` (256-element super-blocks for the K-quants).
+int64_t WholeBlocks(DType t, int64_t cols) {
+  const int64_t b = Traits(t).block_elems;
+  return (cols + b - 1) / b * b;
+}
 
 TEST_F(CudaOpsTest, EmbeddingMatchesReferenceForEveryWeightType) {
-  const int64_t rows = 37, cols = 96;
+  const int64_t rows = 37;
   const std::vector<int32_t> ids = {0, 36, 5, 5, 17};
   for (DType t : kWeightTypes) {
     SCOPED_TRACE(std::string(DTypeName(t)));
+    const int64_t cols = WholeBlocks(t, 96);
     const std::vector<uint8_t> table = testing::RandomWeights(t, rows, cols, rng_);
     std::vector<float> want(ids.size() * cols);
     ASSERT_TRUE(ref_.Embedding(TensorView{t, {rows, cols}, table.data()}, ids, want.data()).ok());
@@ -208,10 +217,11 @@ TEST_F(CudaOpsTest, EmbeddingMatchesReferenceForEveryWeightType) {
 }
 
 // Float accumulation over k terms against the reference's double: bounded by
-// k·2^-24·Σ|w·x| per output, checked as 1e-5 of that sum (k <= 576 here).
+// k·2^-24·Σ|w·x| per output, checked as 1e-5 of that sum (k <= 768 here).
 TEST_F(CudaOpsTest, GemvMatchesReferenceForEveryWeightType) {
   for (DType t : kWeightTypes) {
-    for (const auto& [m, k] : {std::pair<int64_t, int64_t>{45, 96}, {7, 576}}) {
+    for (const auto& [m, cols] : {std::pair<int64_t, int64_t>{45, 96}, {7, 576}}) {
+      const int64_t k = WholeBlocks(t, cols);
       for (int64_t n : {1, 3, 8}) {
         SCOPED_TRACE(absl::StrFormat("%s m %d k %d n %d", DTypeName(t), m, k, n));
         const std::vector<uint8_t> w = testing::RandomWeights(t, m, k, rng_);
