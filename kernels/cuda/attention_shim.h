@@ -9,24 +9,44 @@
 
 namespace tessera::cuda_shim {
 
-// Decode attention over a paged cache (kernels/paged_kv.h's layout): query row s (q[s, H, d])
-// attends to positions [window start, context_lens[s] - 1] of sequence s through its block
-// table (tables[s * max_blocks ..]). `half` selects an IEEE-half cache, else float.
-struct PagedDecodeArgs {
+// Attention of query "entries" over a paged cache (kernels/paged_kv.h's layout;
+// attention_rows.h): entry e reads q row rows[e] (q[row, H, d]) and attends to positions
+// [window start, context_lens[e] - 1] through its block table (tables[e * max_blocks ..]),
+// writing out row rows[e]. `half` selects an IEEE-half cache, else float.
+struct PagedAttentionArgs {
   const float* q = nullptr;
+  const int32_t* rows = nullptr;
   const int32_t* tables = nullptr;
   const int32_t* context_lens = nullptr;
   const void* k_pool = nullptr;
   const void* v_pool = nullptr;
   float* out = nullptr;
-  int64_t num_seqs = 0, max_blocks = 0;
+  int64_t num_entries = 0, max_blocks = 0;
   int64_t num_heads = 0, num_kv_heads = 0, head_dim = 0, block_size = 0;
   int64_t sliding_window = 0;
   float scale = 0.0f;
   bool half = false;
+  // Decode: each window cut in num_splits pieces of split_len positions, the pieces' partial
+  // results in `partials` ([entries, heads, splits, head_dim + 2] floats) and merged by a
+  // second kernel. num_splits == 1 needs no workspace.
+  int64_t num_splits = 1, split_len = 0;
+  float* partials = nullptr;
+  // Prefill: [num_tiles, 2] (first entry, count <= kAttentionTileRows) of entries sharing a
+  // block table.
+  const int32_t* tiles = nullptr;
+  int64_t num_tiles = 0;
 };
 
-int PagedAttentionDecode(const PagedDecodeArgs& args, Error* error);
+// The prefill kernel's query rows per tile (attention_rows.h's kAttentionTileRows) and the
+// decode kernel's positions per pass (PlanAttentionSplits' grain).
+inline constexpr int kPrefillTileRows = 16;
+inline constexpr int kDecodePass = 128;
+
+// One thread block per (entry, head, piece): for decode rows.
+int PagedAttentionDecode(const PagedAttentionArgs& args, Error* error);
+// One thread block per (tile, head), K/V positions staged in shared memory once per tile:
+// for prefill rows (any entries, but a tile of one row wastes most of its threads).
+int PagedAttentionPrefill(const PagedAttentionArgs& args, Error* error);
 
 // Scatters rows i < n of k and v [n, row_elems] (float) into slot slots[i] of the pools
 // (float, or IEEE half with ties to even when `half`); rows whose slot is negative are

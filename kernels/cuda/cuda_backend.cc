@@ -45,7 +45,11 @@ absl::StatusOr<TensorView> DeviceView(const TensorView& w, const char* op, const
 absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create() {
   ASSIGN_OR_RETURN(const int devices, CudaDeviceCount());
   if (devices <= 0) return absl::UnavailableError("cuda backend: no CUDA device is visible");
-  return std::unique_ptr<CudaBackend>(new CudaBackend());
+  ASSIGN_OR_RETURN(const CudaDeviceInfo info, ProbeCudaDevice(0));
+  auto backend = std::unique_ptr<CudaBackend>(new CudaBackend());
+  // Split-K attention aims at four decode thread blocks per multiprocessor.
+  backend->target_blocks_ = 4 * std::max(info.multiprocessors, 1);
+  return backend;
 }
 
 namespace {
@@ -207,17 +211,32 @@ void CudaBackend::Softmax(float* x, int64_t n, int64_t dim) {
 absl::Status CudaBackend::AttendRows(const float* q, const AttentionRows& rows,
                                      const PagedKvLayout& layout, const KvPool& pool,
                                      const PagedAttentionParams& params, float* out) {
-  ASSIGN_OR_RETURN(const int32_t* tables, Upload<int32_t>(rows.tables, &tables_));
-  ASSIGN_OR_RETURN(const int32_t* context_lens,
-                   Upload<int32_t>(rows.context_lens, &context_lens_));
-  const int64_t row_floats = params.num_heads * params.head_dim;
-  for (const AttentionRows::Run& run : rows.runs) {
-    RETURN_IF_ERROR(CudaPagedAttentionDecode(
-        q + run.first_row * row_floats, run.count, tables + run.first_entry * rows.max_blocks,
-        rows.max_blocks, context_lens + run.first_entry, layout, pool, params,
-        out + run.first_row * row_floats));
+  if (rows.entries() == 0) return absl::OkStatus();
+  CudaAttentionEntries entries;
+  ASSIGN_OR_RETURN(entries.rows, Upload<int32_t>(rows.rows, &entry_rows_));
+  ASSIGN_OR_RETURN(entries.tables, Upload<int32_t>(rows.tables, &tables_));
+  ASSIGN_OR_RETURN(entries.context_lens, Upload<int32_t>(rows.context_lens, &context_lens_));
+  entries.num_entries = rows.entries();
+  entries.max_blocks = rows.max_blocks;
+  if (rows.multi_row_tiles) {
+    ASSIGN_OR_RETURN(entries.tiles, Upload<int32_t>(rows.tiles, &tiles_));
+    entries.num_tiles = rows.num_tiles();
+    return CudaPagedAttention(q, entries, CudaAttentionKernel::kPrefill, {}, nullptr, layout,
+                              pool, params, out);
   }
-  return absl::OkStatus();
+  const int64_t window = params.sliding_window > 0
+                             ? std::min(rows.longest_context, params.sliding_window)
+                             : rows.longest_context;
+  const AttentionSplits splits =
+      PlanAttentionSplits(entries.num_entries, params.num_heads, window, target_blocks_);
+  const int64_t floats = AttentionSplitWorkspaceFloats(entries.num_entries, params.num_heads,
+                                                       params.head_dim, splits);
+  if (static_cast<int64_t>(split_workspace_.size()) < floats * 4) {
+    ASSIGN_OR_RETURN(split_workspace_, DeviceBuffer::Allocate(static_cast<size_t>(floats) * 4));
+  }
+  return CudaPagedAttention(q, entries, CudaAttentionKernel::kDecode, splits,
+                            floats > 0 ? split_workspace_.as<float>() : nullptr, layout, pool,
+                            params, out);
 }
 
 void CudaBackend::Attention(const float* q, int64_t n_tokens, std::span<const int32_t> positions,

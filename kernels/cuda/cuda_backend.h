@@ -6,10 +6,11 @@
 // memory, uploaded per call. Each call waits for its kernels.
 //
 // MatMul: F16/BF16 weights through cuBLASLt (CudaGemm) at any n; quantized weights through
-// the GEMV kernel, 8 activation rows at a time. Attention and PagedAttention run the paged
-// decode kernel once per query row (attention_rows.h). The element-wise ops return nothing
-// in the Backend interface, so a failure there is kept and returned by the next call that
-// returns a status (sticky, as CUDA's own errors are).
+// the GEMV kernel, 8 activation rows at a time. Attention and PagedAttention are one
+// launch over every query row (attention_rows.h): the split-K decode kernel when each
+// sequence has one row, the tiled prefill kernel when some sequence has more. The
+// element-wise ops return nothing in the Backend interface, so a failure there is kept and
+// returned by the next call that returns a status (sticky, as CUDA's own errors are).
 //
 // The model allocates its activations, norm vectors and caches here (Backend::Allocate) and
 // moves bytes with the Copy* methods, so it runs on this backend as on the CPU ones. Not in
@@ -96,13 +97,15 @@ class CudaBackend : public Backend {
   // `values` in device buffer *slot (grown as needed); its device address.
   template <typename T>
   absl::StatusOr<const T*> Upload(std::span<const T> values, DeviceBuffer* slot);
-  // Runs the paged decode kernel for every run of `rows` (attention_rows.h).
+  // Runs the decode or prefill attention kernel over `rows` (attention_rows.h).
   absl::Status AttendRows(const float* q, const AttentionRows& rows,
                           const PagedKvLayout& layout, const KvPool& pool,
                           const PagedAttentionParams& params, float* out);
 
   absl::Status sticky_;
-  DeviceBuffer ids_, positions_, tables_, context_lens_, inv_freq_, slots_;
+  int64_t target_blocks_ = 0;  // thread blocks that fill the GPU (PlanAttentionSplits)
+  DeviceBuffer ids_, positions_, entry_rows_, tables_, context_lens_, tiles_, inv_freq_, slots_;
+  DeviceBuffer split_workspace_;
 };
 
 }  // namespace tessera

@@ -1,5 +1,7 @@
 #include "kernels/cuda/cuda_ops.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_format.h"
 #include "kernels/cuda/cuda_runtime_shim.h"
 #include "kernels/cuda/attention_shim.h"
@@ -157,11 +159,13 @@ absl::Status CudaGemm(const float* x, int64_t n, int64_t k, const TensorView& w,
   return FromCode(cuda_shim::Gemm16(x, n, k, w.data, *type, w.dim(0), y, &error), error, "Gemm");
 }
 
-absl::Status CudaPagedAttentionDecode(const float* q, int64_t num_seqs, const int32_t* tables,
-                                      int64_t max_blocks, const int32_t* context_lens,
-                                      const PagedKvLayout& layout, const KvPool& pool,
-                                      const PagedAttentionParams& p, float* out) {
-  constexpr const char* kOp = "CudaPagedAttentionDecode";
+static_assert(kAttentionTileRows == cuda_shim::kPrefillTileRows);
+
+absl::Status CudaPagedAttention(const float* q, const CudaAttentionEntries& e,
+                                CudaAttentionKernel kernel, const AttentionSplits& splits,
+                                float* workspace, const PagedKvLayout& layout, const KvPool& pool,
+                                const PagedAttentionParams& p, float* out) {
+  constexpr const char* kOp = "CudaPagedAttention";
   if (layout.elem_bytes() == 0) {
     return absl::InvalidArgumentError(
         absl::StrFormat("%s: layout.dtype %s is not f32 or f16", kOp, DTypeName(layout.dtype)));
@@ -173,21 +177,34 @@ absl::Status CudaPagedAttentionDecode(const float* q, int64_t num_seqs, const in
         "layout (num_kv_heads=%d, head_dim=%d)",
         kOp, p.num_heads, p.num_kv_heads, p.head_dim, layout.num_kv_heads, layout.head_dim));
   }
-  if (p.head_dim > 128 || num_seqs < 0 || max_blocks <= 0 || p.sliding_window < 0) {
+  if (p.head_dim > 128 || e.num_entries < 0 || e.max_blocks <= 0 || p.sliding_window < 0) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "%s: params.head_dim=%d (at most 128), num_seqs=%d, max_blocks=%d, "
+        "%s: params.head_dim=%d (at most 128), entries.num_entries=%d, entries.max_blocks=%d, "
         "params.sliding_window=%d out of range",
-        kOp, p.head_dim, num_seqs, max_blocks, p.sliding_window));
+        kOp, p.head_dim, e.num_entries, e.max_blocks, p.sliding_window));
   }
-  cuda_shim::PagedDecodeArgs args;
+  const bool prefill = kernel == CudaAttentionKernel::kPrefill;
+  if (prefill && e.num_tiles > 0 && e.tiles == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s: entries.tiles is null for %d tiles", kOp, e.num_tiles));
+  }
+  if (!prefill && splits.num_splits > 1 &&
+      (workspace == nullptr || splits.split_len <= 0 || splits.num_splits > kMaxAttentionSplits)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: splits.num_splits=%d needs splits.split_len > 0 (got %d), at most %d pieces and a "
+        "workspace",
+        kOp, splits.num_splits, splits.split_len, kMaxAttentionSplits));
+  }
+  cuda_shim::PagedAttentionArgs args;
   args.q = q;
-  args.tables = tables;
-  args.context_lens = context_lens;
+  args.rows = e.rows;
+  args.tables = e.tables;
+  args.context_lens = e.context_lens;
   args.k_pool = pool.k;
   args.v_pool = pool.v;
   args.out = out;
-  args.num_seqs = num_seqs;
-  args.max_blocks = max_blocks;
+  args.num_entries = e.num_entries;
+  args.max_blocks = e.max_blocks;
   args.num_heads = p.num_heads;
   args.num_kv_heads = p.num_kv_heads;
   args.head_dim = p.head_dim;
@@ -196,6 +213,15 @@ absl::Status CudaPagedAttentionDecode(const float* q, int64_t num_seqs, const in
   args.scale = p.scale;
   args.half = layout.dtype == DType::kF16;
   cuda_shim::Error error;
+  if (prefill) {
+    args.tiles = e.tiles;
+    args.num_tiles = e.num_tiles;
+    return FromCode(cuda_shim::PagedAttentionPrefill(args, &error), error,
+                    "PagedAttentionPrefill");
+  }
+  args.num_splits = std::max<int64_t>(splits.num_splits, 1);
+  args.split_len = splits.split_len;
+  args.partials = workspace;
   return FromCode(cuda_shim::PagedAttentionDecode(args, &error), error, "PagedAttentionDecode");
 }
 

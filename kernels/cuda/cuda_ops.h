@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "kernels/cuda/attention_rows.h"
 #include "kernels/ops.h"
 #include "kernels/paged_kv.h"
 
@@ -80,19 +81,31 @@ bool CudaReadsWeightType(DType type);
 [[nodiscard]] absl::Status CudaGemm(const float* x, int64_t n, int64_t k, const TensorView& w,
                                     float* y);
 
-// Decode attention over a paged KV cache in device memory: as Backend::PagedAttention for
-// a batch of `num_seqs` sequences with one query row each, at position context_lens[s] - 1
-// (the rows of q and out are the sequences, in order). `tables` is a device array
-// [num_seqs, max_blocks] of block ids and `context_lens` a device array [num_seqs]; the
-// caller has checked both on the host (CheckPagedAttentionArgs). The pools are `layout`'s
-// (f32 or f16). INVALID_ARGUMENT naming the field for parameters that do not fit the layout
-// or a head_dim over 128.
-[[nodiscard]] absl::Status CudaPagedAttentionDecode(const float* q, int64_t num_seqs,
-                                                    const int32_t* tables, int64_t max_blocks,
-                                                    const int32_t* context_lens,
-                                                    const PagedKvLayout& layout,
-                                                    const KvPool& pool,
-                                                    const PagedAttentionParams& params,
-                                                    float* out);
+// Attention over a paged KV cache in device memory for the entries of an AttentionRows
+// (attention_rows.h) whose arrays are in device memory: entry e reads q row rows[e] and
+// writes out row rows[e] (rows [*, num_heads, head_dim]), attending to positions
+// [window start, context_lens[e] - 1] through tables[e * max_blocks ..]. The caller has
+// checked the arrays on the host (CheckPagedAttentionArgs builds them from checked input).
+struct CudaAttentionEntries {
+  const int32_t* rows = nullptr;
+  const int32_t* tables = nullptr;
+  const int32_t* context_lens = nullptr;
+  int64_t num_entries = 0, max_blocks = 0;
+  const int32_t* tiles = nullptr;  // [num_tiles, 2], for kPrefill
+  int64_t num_tiles = 0;
+};
+enum class CudaAttentionKernel {
+  kDecode,   // a thread block per entry and head (and piece of the window, `splits`)
+  kPrefill,  // a thread block per tile of entries and head; `splits` unused
+};
+// The pools are `layout`'s (f32 or f16). `workspace` holds
+// AttentionSplitWorkspaceFloats(...) floats when splits.num_splits > 1. INVALID_ARGUMENT
+// naming the field for parameters that do not fit the layout, a head_dim over 128, or a
+// split without its workspace.
+[[nodiscard]] absl::Status CudaPagedAttention(const float* q, const CudaAttentionEntries& entries,
+                                              CudaAttentionKernel kernel,
+                                              const AttentionSplits& splits, float* workspace,
+                                              const PagedKvLayout& layout, const KvPool& pool,
+                                              const PagedAttentionParams& params, float* out);
 
 }  // namespace tessera

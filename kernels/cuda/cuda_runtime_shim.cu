@@ -35,13 +35,15 @@ int DeviceCount(int* count, char* error, size_t error_len) {
 }
 
 int DeviceInfo(int ordinal, char* name, size_t name_len, int* major, int* minor,
-               size_t* free_bytes, size_t* total_bytes, char* error, size_t error_len) {
+               int* multiprocessors, size_t* free_bytes, size_t* total_bytes, char* error,
+               size_t error_len) {
   cudaDeviceProp prop;
   cudaError_t err = cudaGetDeviceProperties(&prop, ordinal);
   if (err != cudaSuccess) return Fail(err, error, error_len);
   std::snprintf(name, name_len, "%s", prop.name);
   *major = prop.major;
   *minor = prop.minor;
+  *multiprocessors = prop.multiProcessorCount;
   if ((err = cudaSetDevice(ordinal)) != cudaSuccess) return Fail(err, error, error_len);
   if ((err = cudaMemGetInfo(free_bytes, total_bytes)) != cudaSuccess) {
     return Fail(err, error, error_len);

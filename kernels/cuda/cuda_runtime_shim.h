@@ -11,7 +11,8 @@ namespace tessera::cuda_shim {
 bool CompiledIn();
 int DeviceCount(int* count, char* error, size_t error_len);
 int DeviceInfo(int ordinal, char* name, size_t name_len, int* major, int* minor,
-               size_t* free_bytes, size_t* total_bytes, char* error, size_t error_len);
+               int* multiprocessors, size_t* free_bytes, size_t* total_bytes, char* error,
+               size_t error_len);
 // Fills n ints with i, adds 1 on the device, copies back; *ok = every value is i + 1.
 int SmokeTest(int ordinal, int n, bool* ok, char* error, size_t error_len);
 

@@ -17,7 +17,7 @@ int DeviceCount(int* count, char* error, size_t error_len) {
   *count = 0;
   return NotBuilt(error, error_len);
 }
-int DeviceInfo(int, char*, size_t, int*, int*, size_t*, size_t*, char* error, size_t error_len) {
+int DeviceInfo(int, char*, size_t, int*, int*, int*, size_t*, size_t*, char* error, size_t error_len) {
   return NotBuilt(error, error_len);
 }
 int SmokeTest(int, int, bool* ok, char* error, size_t error_len) {

@@ -33,7 +33,7 @@ absl::StatusOr<CudaDeviceInfo> ProbeCudaDevice(int ordinal) {
   char error[kErrLen] = {0};
   size_t free_bytes = 0, total_bytes = 0;
   if (cuda_shim::DeviceInfo(ordinal, name, kErrLen, &info.compute_major, &info.compute_minor,
-                            &free_bytes, &total_bytes, error, kErrLen) != 0) {
+                            &info.multiprocessors, &free_bytes, &total_bytes, error, kErrLen) != 0) {
     return absl::UnavailableError(
         absl::StrFormat("kernels/cuda: device %d cannot be queried: %s", ordinal, error));
   }

@@ -15,6 +15,7 @@ struct CudaDeviceInfo {
   std::string name;
   int compute_major = 0;
   int compute_minor = 0;
+  int multiprocessors = 0;  // streaming multiprocessors (SMs)
   int64_t total_bytes = 0;
   int64_t free_bytes = 0;
 };

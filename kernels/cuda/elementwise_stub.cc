@@ -46,7 +46,8 @@ int Gemv(const void*, int, int64_t, int64_t, const float*, int64_t, float*, Erro
   return NotBuilt(error);
 }
 
-int PagedAttentionDecode(const PagedDecodeArgs&, Error* error) { return NotBuilt(error); }
+int PagedAttentionDecode(const PagedAttentionArgs&, Error* error) { return NotBuilt(error); }
+int PagedAttentionPrefill(const PagedAttentionArgs&, Error* error) { return NotBuilt(error); }
 int WriteKv(const float*, const float*, const int32_t*, int64_t, int64_t, void*, void*, bool,
             Error* error) {
   return NotBuilt(error);

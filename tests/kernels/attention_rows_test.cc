@@ -1,5 +1,6 @@
 // kernels/cuda/attention_rows.h: how the CUDA backend turns PagedAttention / Attention into
-// one-query-row attention calls, and WriteKv's duplicate slots (runs on any machine).
+// attention entries and tiles, how it cuts long windows (split-K), and WriteKv's duplicate
+// slots (runs on any machine).
 #include "kernels/cuda/attention_rows.h"
 
 #include <vector>
@@ -21,27 +22,39 @@ TEST(AttentionRowsTest, PagedRowsSeeTheirCausalPrefixThroughTheirSequencesTable)
   EXPECT_EQ(rows.max_blocks, 2);
   EXPECT_EQ(rows.context_lens, (std::vector<int32_t>{18, 19, 20, 5}));
   EXPECT_EQ(rows.tables, (std::vector<int32_t>{7, 2, 7, 2, 7, 2, 5, 0}));
-  ASSERT_EQ(rows.runs.size(), 2u);  // row 3 is left out
-  EXPECT_EQ(rows.runs[0].first_row, 0);
-  EXPECT_EQ(rows.runs[0].count, 3);
-  EXPECT_EQ(rows.runs[0].first_entry, 0);
-  EXPECT_EQ(rows.runs[1].first_row, 4);
-  EXPECT_EQ(rows.runs[1].count, 1);
-  EXPECT_EQ(rows.runs[1].first_entry, 3);
+  EXPECT_EQ(rows.rows, (std::vector<int32_t>{0, 1, 2, 4}));  // row 3 is left out
+  EXPECT_EQ(rows.tiles, (std::vector<int32_t>{0, 3, 3, 1}));  // a tile per sequence
+  EXPECT_TRUE(rows.multi_row_tiles);
+  EXPECT_EQ(rows.longest_context, 20);
 }
 
-TEST(AttentionRowsTest, AdjacentSequencesShareOneRunAndEmptyOnesAddNone) {
+TEST(AttentionRowsTest, DecodeRowsAreTilesOfOneAndEmptySequencesAddNothing) {
   const std::vector<int32_t> t0 = {0}, t1 = {1}, t2 = {2};
   const std::vector<PagedSequence> sequences = {
       {.query_start = 0, .num_queries = 1, .context_len = 3, .block_table = t0},
       {.query_start = 1, .num_queries = 0, .context_len = 2, .block_table = t1},
-      {.query_start = 1, .num_queries = 2, .context_len = 2, .block_table = t2}};
-  const std::vector<int32_t> positions = {2, 0, 1};
+      {.query_start = 1, .num_queries = 1, .context_len = 2, .block_table = t2}};
+  const std::vector<int32_t> positions = {2, 1};
   const AttentionRows rows = PagedAttentionRows(positions, sequences, /*block_size=*/4);
-  ASSERT_EQ(rows.runs.size(), 1u);
-  EXPECT_EQ(rows.runs[0].count, 3);
-  EXPECT_EQ(rows.context_lens, (std::vector<int32_t>{3, 1, 2}));
-  EXPECT_EQ(rows.tables, (std::vector<int32_t>{0, 2, 2}));
+  EXPECT_EQ(rows.rows, (std::vector<int32_t>{0, 1}));
+  EXPECT_EQ(rows.context_lens, (std::vector<int32_t>{3, 2}));
+  EXPECT_EQ(rows.tables, (std::vector<int32_t>{0, 2}));
+  EXPECT_EQ(rows.tiles, (std::vector<int32_t>{0, 1, 1, 1}));
+  EXPECT_FALSE(rows.multi_row_tiles);
+}
+
+TEST(AttentionRowsTest, LongPrefillChunksAreCutIntoTilesOfSixteen) {
+  const std::vector<int32_t> table = {3, 1, 4};
+  const std::vector<PagedSequence> sequences = {
+      {.query_start = 0, .num_queries = 40, .context_len = 40, .block_table = table}};
+  std::vector<int32_t> positions(40);
+  for (int32_t i = 0; i < 40; ++i) positions[i] = i;
+  const AttentionRows rows = PagedAttentionRows(positions, sequences, /*block_size=*/16);
+  EXPECT_EQ(rows.tiles, (std::vector<int32_t>{0, 16, 16, 16, 32, 8}));
+  EXPECT_EQ(rows.num_tiles(), 3);
+  EXPECT_EQ(rows.entries(), 40);
+  EXPECT_EQ(rows.context_lens.front(), 1);
+  EXPECT_EQ(rows.context_lens.back(), 40);
 }
 
 TEST(AttentionRowsTest, ContiguousCacheIsOneBlock) {
@@ -50,9 +63,45 @@ TEST(AttentionRowsTest, ContiguousCacheIsOneBlock) {
   EXPECT_EQ(rows.max_blocks, 1);
   EXPECT_EQ(rows.tables, (std::vector<int32_t>{0, 0, 0}));
   EXPECT_EQ(rows.context_lens, (std::vector<int32_t>{4, 5, 10}));
-  ASSERT_EQ(rows.runs.size(), 1u);
-  EXPECT_EQ(rows.runs[0].count, 3);
-  EXPECT_TRUE(ContiguousAttentionRows({}).runs.empty());
+  EXPECT_EQ(rows.rows, (std::vector<int32_t>{0, 1, 2}));
+  EXPECT_EQ(rows.tiles, (std::vector<int32_t>{0, 3}));
+  EXPECT_EQ(rows.longest_context, 10);
+  EXPECT_EQ(ContiguousAttentionRows({}).entries(), 0);
+  EXPECT_EQ(ContiguousAttentionRows({}).num_tiles(), 0);
+}
+
+TEST(AttentionSplitsTest, OnePieceWhenTheRowsFillTheGpuOrTheWindowIsShort) {
+  EXPECT_EQ(PlanAttentionSplits(64, 32, 8192, 528).num_splits, 1);  // 2048 blocks
+  EXPECT_EQ(PlanAttentionSplits(1, 32, 511, 528).num_splits, 1);    // under two pieces
+  EXPECT_EQ(PlanAttentionSplits(0, 32, 4096, 528).num_splits, 1);
+}
+
+TEST(AttentionSplitsTest, FewRowsOverLongWindowsAreCutToFillTheGpu) {
+  // One sequence, 32 heads, 8192 positions, 528 blocks wanted: 17 pieces asked for.
+  AttentionSplits s = PlanAttentionSplits(1, 32, 8192, 528);
+  EXPECT_EQ(s.split_len % 128, 0);
+  EXPECT_GE(s.split_len, kMinAttentionSplit);
+  EXPECT_EQ(s.num_splits, (8192 + s.split_len - 1) / s.split_len);
+  EXPECT_GE(s.num_splits, 16);
+  EXPECT_LE(s.num_splits, 17);
+  // Bounded by the window: 1000 positions give at most 3 pieces of >= 256.
+  s = PlanAttentionSplits(1, 8, 1000, 528);
+  EXPECT_EQ(s.num_splits, 3);
+  EXPECT_EQ(s.split_len, 384);
+  // And by kMaxAttentionSplits.
+  s = PlanAttentionSplits(1, 1, 1 << 20, 10000);
+  EXPECT_LE(s.num_splits, kMaxAttentionSplits);
+  EXPECT_GE(s.num_splits * s.split_len, 1 << 20);
+  // Every piece but the last is whole, and none is empty.
+  for (int64_t window : {512, 513, 777, 4096, 100000}) {
+    s = PlanAttentionSplits(2, 4, window, 400);
+    if (s.num_splits == 1) continue;
+    EXPECT_LT((s.num_splits - 1) * s.split_len, window) << window;
+    EXPECT_GE(s.num_splits * s.split_len, window) << window;
+  }
+  EXPECT_EQ(AttentionSplitWorkspaceFloats(3, 4, 64, {.num_splits = 5, .split_len = 256}),
+            3 * 4 * 5 * 66);
+  EXPECT_EQ(AttentionSplitWorkspaceFloats(3, 4, 64, {}), 0);
 }
 
 TEST(AttentionRowsTest, OnlyTheLastWriterOfASlotKeepsIt) {

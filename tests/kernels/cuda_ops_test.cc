@@ -95,25 +95,39 @@ TEST(CudaOpsArgumentsTest, GemmRefusesQuantizedWeightsAndBadShapesNamingTheField
   EXPECT_NE(st.message().find("n=0"), std::string::npos) << st;
 }
 
-TEST(CudaOpsArgumentsTest, PagedAttentionDecodeRefusesParametersThatDoNotFit) {
+TEST(CudaOpsArgumentsTest, PagedAttentionRefusesParametersThatDoNotFit) {
   PagedKvLayout layout{.num_blocks = 4, .block_size = 16, .num_kv_heads = 2, .head_dim = 256};
   PagedAttentionParams p{.num_heads = 4, .num_kv_heads = 2, .head_dim = 256, .scale = 1.0f};
-  auto decode = [&] {
-    return CudaPagedAttentionDecode(nullptr, 1, nullptr, 1, nullptr, layout, {}, p, nullptr);
+  const CudaAttentionEntries entries{.num_entries = 1, .max_blocks = 1};
+  AttentionSplits splits;
+  CudaAttentionKernel kernel = CudaAttentionKernel::kDecode;
+  auto attend = [&] {
+    return CudaPagedAttention(nullptr, entries, kernel, splits, nullptr, layout, {}, p, nullptr);
   };
-  absl::Status st = decode();
+  absl::Status st = attend();
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(st.message().find("params.head_dim=256"), std::string::npos) << st;
   layout.head_dim = p.head_dim = 64;
   p.num_kv_heads = 3;
-  st = decode();
+  st = attend();
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(st.message().find("params.num_kv_heads=3"), std::string::npos) << st;
   p.num_kv_heads = 2;
   layout.dtype = DType::kBF16;
-  st = decode();
+  st = attend();
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(st.message().find("layout.dtype bf16"), std::string::npos) << st;
+  layout.dtype = DType::kF32;
+  splits = {.num_splits = 4, .split_len = 256};  // no workspace
+  st = attend();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("splits.num_splits=4"), std::string::npos) << st;
+  splits = {};
+  kernel = CudaAttentionKernel::kPrefill;
+  const CudaAttentionEntries no_tiles{.num_entries = 1, .max_blocks = 1, .num_tiles = 1};
+  st = CudaPagedAttention(nullptr, no_tiles, kernel, splits, nullptr, layout, {}, p, nullptr);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("entries.tiles is null"), std::string::npos) << st;
 }
 
 TEST(CudaOpsWithoutDeviceTest, AnswersUnavailableWhenNotCompiledIn) {
@@ -264,20 +278,25 @@ TEST_F(CudaOpsTest, GemmMatchesReferenceOnRoundedActivations) {
   }
 }
 
-// Decode rows of three sequences (contexts 300, 1 and 129: several tiles, one position, a
-// tile plus one) through shuffled block tables, float and half caches, GQA 9:3 at d 64 and
-// 8:2 at d 128, with and without a sliding window, against ReferenceBackend::PagedAttention
-// on the same pools. Tolerance 5e-5·(1 + |want|), as the cpu backend's (float scores).
-TEST_F(CudaOpsTest, PagedAttentionDecodeMatchesReference) {
-  const std::vector<int64_t> contexts = {300, 1, 129};
-  const int64_t block_size = 16, max_blocks = 19;
+// Paged attention through both kernels against ReferenceBackend::PagedAttention on the same
+// pools: four sequences (contexts 1100, 1, 129 and 300: many passes, one position, a pass
+// plus one) through shuffled block tables, float and half caches, GQA 9:3 at d 64 and 8:2
+// at d 128, with and without a sliding window. Decode: one row per sequence, the window
+// whole and cut into pieces of 256 (split-K: sequence 1's later pieces are empty, as are all
+// but the first under the window). Prefill: the last 37 positions of sequences 0 and 3 as
+// query rows (tiles of 16 sharing K/V reads), sequence 1's one row between them, and a row
+// of no sequence that must stay untouched. Tolerance 5e-5·(1 + |want|), as the cpu
+// backend's (float scores).
+TEST_F(CudaOpsTest, PagedAttentionMatchesReferenceForDecodeSplitAndPrefill) {
+  const std::vector<int64_t> contexts = {1100, 1, 129, 300};
+  const int64_t block_size = 16;
   for (const auto& [heads, kv_heads, d] :
        {std::tuple<int64_t, int64_t, int64_t>{9, 3, 64}, {8, 2, 128}}) {
     for (DType kv : {DType::kF32, DType::kF16}) {
       for (int64_t window : {0, 7}) {
         SCOPED_TRACE(absl::StrFormat("H %d KVH %d d %d %s window %d", heads, kv_heads, d,
                                      DTypeName(kv), window));
-        const PagedKvLayout layout{.num_blocks = 64, .block_size = block_size,
+        const PagedKvLayout layout{.num_blocks = 128, .block_size = block_size,
                                    .num_kv_heads = kv_heads, .head_dim = d, .dtype = kv};
         const PagedAttentionParams params{.num_heads = heads, .num_kv_heads = kv_heads,
                                           .head_dim = d,
@@ -289,45 +308,81 @@ TEST_F(CudaOpsTest, PagedAttentionDecodeMatchesReference) {
         std::vector<int32_t> ids(static_cast<size_t>(layout.num_blocks));
         std::iota(ids.begin(), ids.end(), 0);
         std::shuffle(ids.begin(), ids.end(), rng_);
-        std::vector<int32_t> tables(contexts.size() * max_blocks, 0);
-        std::vector<PagedSequence> seqs;
-        std::vector<int32_t> positions, context_lens;
+        std::vector<std::vector<int32_t>> tables;
         size_t next = 0;
-        for (size_t s = 0; s < contexts.size(); ++s) {
-          const int64_t ctx = contexts[s];
-          for (int64_t b = 0; b < (ctx + block_size - 1) / block_size; ++b) {
-            tables[s * max_blocks + b] = ids[next++];
-          }
-          const std::span<const int32_t> table(tables.data() + s * max_blocks, max_blocks);
+        for (const int64_t ctx : contexts) {
+          tables.emplace_back((ctx + block_size - 1) / block_size);
+          for (int32_t& b : tables.back()) b = ids[next++];
           // The whole context's K and V, written through the reference.
           std::vector<int32_t> pos(static_cast<size_t>(ctx)), slots;
           std::iota(pos.begin(), pos.end(), 0);
-          const PagedSequence all{0, ctx, ctx, table};
+          const PagedSequence all{0, ctx, ctx, tables.back()};
           ASSERT_TRUE(ComputeSlotMapping({&all, 1}, pos, layout, &slots).ok());
           const std::vector<float> k = Random(ctx * kv_heads * d, rng_);
           const std::vector<float> v = Random(ctx * kv_heads * d, rng_);
           ASSERT_TRUE(ref_.WriteKv(k.data(), v.data(), slots, layout, host_pool).ok());
-          seqs.push_back({static_cast<int64_t>(s), 1, ctx, table});
-          positions.push_back(static_cast<int32_t>(ctx - 1));
-          context_lens.push_back(static_cast<int32_t>(ctx));
         }
-        const int64_t n = static_cast<int64_t>(contexts.size());
-        const std::vector<float> q = Random(n * heads * d, rng_, 2.0f);
-        std::vector<float> want(q.size(), NAN);
-        ASSERT_TRUE(ref_.PagedAttention(q.data(), n, positions, seqs, layout, host_pool, params,
-                                        want.data())
-                        .ok());
-        DeviceBuffer dk = Upload(k_pool), dv = Upload(v_pool), dq = Upload(q);
-        DeviceBuffer dtables = Upload(tables), dlens = Upload(context_lens);
-        DeviceBuffer dout = Upload(std::vector<float>(q.size(), NAN));
-        ASSERT_TRUE(CudaPagedAttentionDecode(dq.as<float>(), n, dtables.as<int32_t>(), max_blocks,
-                                             dlens.as<int32_t>(), layout,
-                                             KvPool{dk.as<void>(), dv.as<void>()}, params,
-                                             dout.as<float>())
-                        .ok());
-        const std::vector<float> got = Download(dout, q.size());
-        for (size_t i = 0; i < got.size(); ++i) {
-          ASSERT_NEAR(got[i], want[i], 5e-5 * (1.0 + std::fabs(want[i]))) << "element " << i;
+        DeviceBuffer dk = Upload(k_pool), dv = Upload(v_pool);
+        const KvPool device_pool{dk.as<void>(), dv.as<void>()};
+
+        // Runs `sequences` (query rows at `positions`) through the kernel and the reference.
+        const auto check = [&](const std::vector<PagedSequence>& sequences,
+                               const std::vector<int32_t>& positions, CudaAttentionKernel kernel,
+                               const AttentionSplits& splits) {
+          const int64_t n = static_cast<int64_t>(positions.size());
+          const std::vector<float> q = Random(n * heads * d, rng_, 2.0f);
+          std::vector<float> want(q.size(), 7.0f);  // rows of no sequence keep 7
+          ASSERT_TRUE(ref_.PagedAttention(q.data(), n, positions, sequences, layout, host_pool,
+                                          params, want.data())
+                          .ok());
+          const AttentionRows rows = PagedAttentionRows(positions, sequences, block_size);
+          DeviceBuffer dq = Upload(q), drows = Upload(rows.rows), dtables = Upload(rows.tables);
+          DeviceBuffer dlens = Upload(rows.context_lens), dtiles = Upload(rows.tiles);
+          DeviceBuffer dwork = Upload(std::vector<float>(static_cast<size_t>(
+              AttentionSplitWorkspaceFloats(rows.entries(), heads, d, splits) + 1)));
+          DeviceBuffer dout = Upload(std::vector<float>(q.size(), 7.0f));
+          const CudaAttentionEntries entries{
+              .rows = drows.as<int32_t>(), .tables = dtables.as<int32_t>(),
+              .context_lens = dlens.as<int32_t>(), .num_entries = rows.entries(),
+              .max_blocks = rows.max_blocks, .tiles = dtiles.as<int32_t>(),
+              .num_tiles = rows.num_tiles()};
+          ASSERT_TRUE(CudaPagedAttention(dq.as<float>(), entries, kernel, splits,
+                                         dwork.as<float>(), layout, device_pool, params,
+                                         dout.as<float>())
+                          .ok());
+          const std::vector<float> got = Download(dout, q.size());
+          for (size_t i = 0; i < got.size(); ++i) {
+            ASSERT_NEAR(got[i], want[i], 5e-5 * (1.0 + std::fabs(want[i]))) << "element " << i;
+          }
+        };
+
+        std::vector<PagedSequence> decode;
+        std::vector<int32_t> decode_positions;
+        for (size_t s = 0; s < contexts.size(); ++s) {
+          decode.push_back({static_cast<int64_t>(s), 1, contexts[s], tables[s]});
+          decode_positions.push_back(static_cast<int32_t>(contexts[s] - 1));
+        }
+        {
+          SCOPED_TRACE("decode, whole windows");
+          check(decode, decode_positions, CudaAttentionKernel::kDecode, {});
+        }
+        {
+          SCOPED_TRACE("decode, pieces of 256");
+          check(decode, decode_positions, CudaAttentionKernel::kDecode,
+                {.num_splits = 5, .split_len = 256});
+        }
+        {
+          SCOPED_TRACE("prefill tiles");
+          std::vector<int32_t> positions;
+          for (int64_t p = contexts[0] - 37; p < contexts[0]; ++p) positions.push_back(p);
+          positions.push_back(0);  // sequence 1
+          positions.push_back(0);  // no sequence
+          for (int64_t p = contexts[3] - 37; p < contexts[3]; ++p) positions.push_back(p);
+          const std::vector<PagedSequence> prefill = {
+              {0, 37, contexts[0], tables[0]},
+              {37, 1, contexts[1], tables[1]},
+              {39, 37, contexts[3], tables[3]}};
+          check(prefill, positions, CudaAttentionKernel::kPrefill, {});
         }
       }
     }
