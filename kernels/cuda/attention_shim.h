@@ -43,15 +43,16 @@ inline constexpr int kPrefillTileRows = 16;
 inline constexpr int kDecodePass = 128;
 
 // One thread block per (entry, head, piece): for decode rows.
-int PagedAttentionDecode(const PagedAttentionArgs& args, Error* error);
+int PagedAttentionDecode(const PagedAttentionArgs& args, Error* error, const Launch& launch = {});
 // One thread block per (tile, head), K/V positions staged in shared memory once per tile:
 // for prefill rows (any entries, but a tile of one row wastes most of its threads).
-int PagedAttentionPrefill(const PagedAttentionArgs& args, Error* error);
+int PagedAttentionPrefill(const PagedAttentionArgs& args, Error* error,
+                          const Launch& launch = {});
 
 // Scatters rows i < n of k and v [n, row_elems] (float) into slot slots[i] of the pools
 // (float, or IEEE half with ties to even when `half`); rows whose slot is negative are
 // skipped. Rows go in parallel: the caller makes the slots distinct (LastWriterSlots).
 int WriteKv(const float* k, const float* v, const int32_t* slots, int64_t n, int64_t row_elems,
-            void* k_pool, void* v_pool, bool half, Error* error);
+            void* k_pool, void* v_pool, bool half, Error* error, const Launch& launch = {});
 
 }  // namespace tessera::cuda_shim

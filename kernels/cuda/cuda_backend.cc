@@ -23,10 +23,11 @@ absl::Status CopyStatus(int code, const cuda_shim::Error& error, const char* wha
   return absl::InternalError(absl::StrFormat("cuda backend %s: %s", what, error.text));
 }
 
-// Device copy of n bytes within or between memory spaces (cudaMemcpyDefault).
-absl::Status Copy(void* dst, const void* src, size_t bytes, const char* what) {
+// A copy of n bytes within or between memory spaces (cudaMemcpyDefault) on `launch`.
+absl::Status Copy(void* dst, const void* src, size_t bytes, const char* what,
+                  const cuda_shim::Launch& launch) {
   cuda_shim::Error error;
-  return CopyStatus(cuda_shim::Copy(dst, src, bytes, &error), error, what);
+  return CopyStatus(cuda_shim::Copy(dst, src, bytes, &error, launch), error, what);
 }
 
 // The matrix a MatMul or Embedding reads: the backend's device copy when the view has one.
@@ -47,6 +48,7 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create() {
   if (devices <= 0) return absl::UnavailableError("cuda backend: no CUDA device is visible");
   ASSIGN_OR_RETURN(const CudaDeviceInfo info, ProbeCudaDevice(0));
   auto backend = std::unique_ptr<CudaBackend>(new CudaBackend());
+  ASSIGN_OR_RETURN(backend->stream_, CudaStream::Create());
   // Split-K attention aims at four decode thread blocks per multiprocessor.
   backend->target_blocks_ = 4 * std::max(info.multiprocessors, 1);
   return backend;
@@ -75,17 +77,22 @@ absl::StatusOr<std::unique_ptr<BackendBuffer>> CudaBackend::Allocate(size_t byte
         buffer.status().message()));
   }
   cuda_shim::Error error;
-  RETURN_IF_ERROR(CopyStatus(cuda_shim::Zero(buffer->as<void>(), buffer->size(), &error), error,
-                             "Allocate"));
+  RETURN_IF_ERROR(CopyStatus(
+      cuda_shim::Zero(buffer->as<void>(), buffer->size(), &error, Queued()), error, "Allocate"));
   return std::unique_ptr<BackendBuffer>(std::make_unique<DeviceBackendBuffer>(*std::move(buffer)));
 }
 
+// Both wait: the caller may reuse (or read) its host memory on return, and that memory may be
+// pinned, where a queued copy would still be reading it.
 absl::Status CudaBackend::CopyToBackend(void* dst, const void* src, size_t bytes) {
-  return bytes == 0 ? absl::OkStatus() : Copy(dst, src, bytes, "CopyToBackend");
+  RETURN_IF_ERROR(TakeStickyError());
+  return bytes == 0 ? absl::OkStatus() : Copy(dst, src, bytes, "CopyToBackend", Waiting());
 }
 
 absl::Status CudaBackend::CopyFromBackend(void* dst, const void* src, size_t bytes) {
-  return bytes == 0 ? absl::OkStatus() : Copy(dst, src, bytes, "CopyFromBackend");
+  RETURN_IF_ERROR(TakeStickyError());
+  if (bytes == 0) return stream_.Synchronize();
+  return Copy(dst, src, bytes, "CopyFromBackend", Waiting());
 }
 
 absl::Status CudaBackend::CopyRows(void* dst, int64_t dst_stride, const void* src,
@@ -95,7 +102,7 @@ absl::Status CudaBackend::CopyRows(void* dst, int64_t dst_stride, const void* sr
   return CopyStatus(cuda_shim::Copy2D(dst, static_cast<size_t>(dst_stride), src,
                                       static_cast<size_t>(src_stride),
                                       static_cast<size_t>(row_bytes), static_cast<size_t>(rows),
-                                      &error),
+                                      &error, Queued()),
                     error, "CopyRows");
 }
 
@@ -111,7 +118,12 @@ absl::StatusOr<const T*> CudaBackend::Upload(std::span<const T> values, DeviceBu
   if (slot->size() < bytes) {
     ASSIGN_OR_RETURN(*slot, DeviceBuffer::Allocate(std::max(bytes, 2 * slot->size())));
   }
-  if (!values.empty()) RETURN_IF_ERROR(slot->CopyFromHost(values.data(), values.size_bytes()));
+  // Queued: `values` is the engine's pageable memory, which the runtime stages before the
+  // copy returns; later uploads to the slot follow the kernels that read it in stream order.
+  if (!values.empty()) {
+    RETURN_IF_ERROR(Copy(slot->as<void>(), values.data(), values.size_bytes(), "upload",
+                         Queued()));
+  }
   return slot->as<const T>();
 }
 
@@ -124,10 +136,13 @@ absl::Status CudaBackend::MatMul(const float* x, int64_t n, int64_t k, const Ten
         "cuda backend MatMul: w.shape %s does not take x [n=%d, k=%d]", view.ShapeString(), n,
         k));
   }
-  if (view.dtype == DType::kF16 || view.dtype == DType::kBF16) return CudaGemm(x, n, k, view, y);
+  if (view.dtype == DType::kF16 || view.dtype == DType::kBF16) {
+    return CudaGemm(x, n, k, view, y, &stream_);
+  }
   const int64_t m = view.dim(0);
   for (int64_t j = 0; j < n; j += kGemvRows) {
-    RETURN_IF_ERROR(CudaGemv(x + j * k, std::min(kGemvRows, n - j), k, view, y + j * m));
+    RETURN_IF_ERROR(
+        CudaGemv(x + j * k, std::min(kGemvRows, n - j), k, view, y + j * m, &stream_));
   }
   return absl::OkStatus();
 }
@@ -174,12 +189,12 @@ absl::Status CudaBackend::Embedding(const TensorView& table, std::span<const int
     }
   }
   ASSIGN_OR_RETURN(const int32_t* device_ids, Upload(ids, &ids_));
-  return CudaEmbedding(view, device_ids, static_cast<int64_t>(ids.size()), out);
+  return CudaEmbedding(view, device_ids, static_cast<int64_t>(ids.size()), out, &stream_);
 }
 
 void CudaBackend::RmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float eps,
                           float* out) {
-  if (sticky_.ok()) Keep(CudaRmsNorm(x, weight, n, dim, eps, out));
+  if (sticky_.ok()) Keep(CudaRmsNorm(x, weight, n, dim, eps, out, &stream_));
 }
 
 void CudaBackend::Rope(float* x, int64_t n_tokens, int64_t num_heads,
@@ -193,19 +208,19 @@ void CudaBackend::Rope(float* x, int64_t n_tokens, int64_t num_heads,
   if (!inv_freq.ok()) return Keep(inv_freq.status());
   RopeParams device_params = params;
   device_params.inv_freq = *inv_freq;
-  Keep(CudaRope(x, n_tokens, num_heads, *device_positions, device_params));
+  Keep(CudaRope(x, n_tokens, num_heads, *device_positions, device_params, &stream_));
 }
 
 void CudaBackend::SiluMul(const float* gate, const float* up, int64_t count, float* out) {
-  if (sticky_.ok()) Keep(CudaSiluMul(gate, up, count, out));
+  if (sticky_.ok()) Keep(CudaSiluMul(gate, up, count, out, &stream_));
 }
 
 void CudaBackend::Add(const float* a, const float* b, int64_t count, float* out) {
-  if (sticky_.ok()) Keep(CudaAdd(a, b, count, out));
+  if (sticky_.ok()) Keep(CudaAdd(a, b, count, out, &stream_));
 }
 
 void CudaBackend::Softmax(float* x, int64_t n, int64_t dim) {
-  if (sticky_.ok()) Keep(CudaSoftmax(x, n, dim));
+  if (sticky_.ok()) Keep(CudaSoftmax(x, n, dim, &stream_));
 }
 
 absl::Status CudaBackend::AttendRows(const float* q, const AttentionRows& rows,
@@ -222,7 +237,7 @@ absl::Status CudaBackend::AttendRows(const float* q, const AttentionRows& rows,
     ASSIGN_OR_RETURN(entries.tiles, Upload<int32_t>(rows.tiles, &tiles_));
     entries.num_tiles = rows.num_tiles();
     return CudaPagedAttention(q, entries, CudaAttentionKernel::kPrefill, {}, nullptr, layout,
-                              pool, params, out);
+                              pool, params, out, &stream_);
   }
   const int64_t window = params.sliding_window > 0
                              ? std::min(rows.longest_context, params.sliding_window)
@@ -236,7 +251,7 @@ absl::Status CudaBackend::AttendRows(const float* q, const AttentionRows& rows,
   }
   return CudaPagedAttention(q, entries, CudaAttentionKernel::kDecode, splits,
                             floats > 0 ? split_workspace_.as<float>() : nullptr, layout, pool,
-                            params, out);
+                            params, out, &stream_);
 }
 
 void CudaBackend::Attention(const float* q, int64_t n_tokens, std::span<const int32_t> positions,
@@ -275,7 +290,7 @@ absl::Status CudaBackend::WriteKv(const float* k, const float* v, std::span<cons
   cuda_shim::Error error;
   const int code = cuda_shim::WriteKv(k, v, device_slots, static_cast<int64_t>(slots.size()),
                                       layout.token_elems(), pool.k, pool.v,
-                                      layout.dtype == DType::kF16, &error);
+                                      layout.dtype == DType::kF16, &error, Queued());
   return CopyStatus(code, error, "WriteKv");
 }
 
@@ -301,7 +316,8 @@ absl::Status CudaBackend::CopyBlocks(std::span<const KvPool> layers, const Paged
       if (c.src == c.dst) continue;
       for (void* base : {pool.k, pool.v}) {
         auto* p = static_cast<uint8_t*>(base);
-        RETURN_IF_ERROR(Copy(p + c.dst * bytes, p + c.src * bytes, bytes, "CopyBlocks"));
+        RETURN_IF_ERROR(
+            Copy(p + c.dst * bytes, p + c.src * bytes, bytes, "CopyBlocks", Queued()));
       }
     }
   }
@@ -319,10 +335,10 @@ absl::Status CudaBackend::SwapBlocks(std::span<const KvPool> from,
     for (const KvBlockCopy& c : copies) {
       const void* src_k = static_cast<const uint8_t*>(from[l].k) + c.src * bytes;
       const void* src_v = static_cast<const uint8_t*>(from[l].v) + c.src * bytes;
-      RETURN_IF_ERROR(
-          Copy(static_cast<uint8_t*>(to[l].k) + c.dst * bytes, src_k, bytes, "SwapBlocks"));
-      RETURN_IF_ERROR(
-          Copy(static_cast<uint8_t*>(to[l].v) + c.dst * bytes, src_v, bytes, "SwapBlocks"));
+      RETURN_IF_ERROR(Copy(static_cast<uint8_t*>(to[l].k) + c.dst * bytes, src_k, bytes,
+                           "SwapBlocks", Queued()));
+      RETURN_IF_ERROR(Copy(static_cast<uint8_t*>(to[l].v) + c.dst * bytes, src_v, bytes,
+                           "SwapBlocks", Queued()));
     }
   }
   return absl::OkStatus();

@@ -3,7 +3,9 @@
 // them; the Copy* methods move bytes in and out); matrices are read
 // from the device copy PackWeights makes (or from a view whose data is a device pointer);
 // index spans (token ids, positions, block tables, slots) and RopeParams::inv_freq are host
-// memory, uploaded per call. Each call waits for its kernels.
+// memory, uploaded per call. Work is queued on the backend's own stream and not waited for:
+// the host waits only in CopyFromBackend (where results come back, and where a failed
+// kernel's error surfaces) and CopyToBackend.
 //
 // MatMul: F16/BF16 weights through cuBLASLt (CudaGemm) at any n; quantized weights through
 // the GEMV kernel, 8 activation rows at a time. Attention and PagedAttention are one
@@ -28,6 +30,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/elementwise_shim.h"  // cuda_shim::Launch
 #include "kernels/ops.h"
 
 namespace tessera {
@@ -102,6 +105,11 @@ class CudaBackend : public Backend {
                           const PagedKvLayout& layout, const KvPool& pool,
                           const PagedAttentionParams& params, float* out);
 
+  // Work queued on stream_ (every op) or waiting for it (copies the host reads or may reuse).
+  cuda_shim::Launch Queued() const { return {.stream = stream_.handle(), .wait = false}; }
+  cuda_shim::Launch Waiting() const { return {.stream = stream_.handle(), .wait = true}; }
+
+  CudaStream stream_;
   absl::Status sticky_;
   int64_t target_blocks_ = 0;  // thread blocks that fill the GPU (PlanAttentionSplits)
   DeviceBuffer ids_, positions_, entry_rows_, tables_, context_lens_, tiles_, inv_freq_, slots_;

@@ -17,7 +17,39 @@ absl::Status FromCode(int code, const cuda_shim::Error& error, const char* what)
   return absl::InternalError(absl::StrFormat("CUDA %s: %s", what, error.text));
 }
 
+// The shim's Launch for an op given `stream` (queued) or none (default stream, waiting).
+cuda_shim::Launch LaunchOn(const CudaStream* stream) {
+  if (stream == nullptr) return {};
+  return {.stream = stream->handle(), .wait = false};
+}
+
 }  // namespace
+
+absl::StatusOr<CudaStream> CudaStream::Create() {
+  CudaStream stream;
+  cuda_shim::Error error;
+  const int code = cuda_shim::StreamCreate(&stream.handle_, &error);
+  if (code != 0) {
+    stream.handle_ = nullptr;
+    return FromCode(code, error, "creating a stream");
+  }
+  return stream;
+}
+
+CudaStream& CudaStream::operator=(CudaStream&& other) noexcept {
+  if (this != &other) {
+    cuda_shim::StreamDestroy(handle_);
+    handle_ = std::exchange(other.handle_, nullptr);
+  }
+  return *this;
+}
+
+CudaStream::~CudaStream() { cuda_shim::StreamDestroy(handle_); }
+
+absl::Status CudaStream::Synchronize() const {
+  cuda_shim::Error error;
+  return FromCode(cuda_shim::StreamSynchronize(handle_, &error), error, "stream");
+}
 
 absl::StatusOr<DeviceBuffer> DeviceBuffer::Allocate(size_t bytes) {
   DeviceBuffer buffer;
@@ -61,28 +93,30 @@ absl::Status DeviceBuffer::CopyToHost(void* host, size_t bytes) const {
 }
 
 absl::Status CudaRmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float eps,
-                         float* out) {
+                         float* out, const CudaStream* stream) {
   cuda_shim::Error error;
-  return FromCode(cuda_shim::RmsNorm(x, weight, n, dim, eps, out, &error), error, "RmsNorm");
+  return FromCode(cuda_shim::RmsNorm(x, weight, n, dim, eps, out, &error, LaunchOn(stream)), error, "RmsNorm");
 }
 
-absl::Status CudaSiluMul(const float* gate, const float* up, int64_t count, float* out) {
+absl::Status CudaSiluMul(const float* gate, const float* up, int64_t count, float* out,
+                         const CudaStream* stream) {
   cuda_shim::Error error;
-  return FromCode(cuda_shim::SiluMul(gate, up, count, out, &error), error, "SiluMul");
+  return FromCode(cuda_shim::SiluMul(gate, up, count, out, &error, LaunchOn(stream)), error, "SiluMul");
 }
 
-absl::Status CudaAdd(const float* a, const float* b, int64_t count, float* out) {
+absl::Status CudaAdd(const float* a, const float* b, int64_t count, float* out,
+                     const CudaStream* stream) {
   cuda_shim::Error error;
-  return FromCode(cuda_shim::Add(a, b, count, out, &error), error, "Add");
+  return FromCode(cuda_shim::Add(a, b, count, out, &error, LaunchOn(stream)), error, "Add");
 }
 
-absl::Status CudaSoftmax(float* x, int64_t n, int64_t dim) {
+absl::Status CudaSoftmax(float* x, int64_t n, int64_t dim, const CudaStream* stream) {
   cuda_shim::Error error;
-  return FromCode(cuda_shim::Softmax(x, n, dim, &error), error, "Softmax");
+  return FromCode(cuda_shim::Softmax(x, n, dim, &error, LaunchOn(stream)), error, "Softmax");
 }
 
 absl::Status CudaRope(float* x, int64_t n_tokens, int64_t num_heads, const int32_t* positions,
-                      const RopeParams& p) {
+                      const RopeParams& p, const CudaStream* stream) {
   if (p.rope_dim < 0 || p.rope_dim > p.head_dim || p.rope_dim % 2 != 0) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "CudaRope: params.rope_dim=%d must be even and within head_dim=%d", p.rope_dim,
@@ -90,7 +124,8 @@ absl::Status CudaRope(float* x, int64_t n_tokens, int64_t num_heads, const int32
   }
   cuda_shim::Error error;
   return FromCode(cuda_shim::Rope(x, n_tokens, num_heads, positions, p.head_dim, p.rope_dim,
-                                  p.inv_freq, p.mscale, p.style == RopeStyle::kHalves, &error),
+                                  p.inv_freq, p.mscale, p.style == RopeStyle::kHalves, &error,
+                                  LaunchOn(stream)),
                   error, "Rope");
 }
 
@@ -120,15 +155,18 @@ bool CudaReadsWeightType(DType type) {
   return cuda_shim::WeightBlockElems(static_cast<int>(type)) > 0;
 }
 
-absl::Status CudaEmbedding(const TensorView& table, const int32_t* ids, int64_t n, float* out) {
+absl::Status CudaEmbedding(const TensorView& table, const int32_t* ids, int64_t n, float* out,
+                           const CudaStream* stream) {
   absl::StatusOr<int> type = WeightTypeOf("CudaEmbedding", "table", table);
   if (!type.ok()) return type.status();
   cuda_shim::Error error;
-  return FromCode(cuda_shim::Embedding(table.data, *type, table.dim(1), ids, n, out, &error),
+  return FromCode(cuda_shim::Embedding(table.data, *type, table.dim(1), ids, n, out, &error,
+                                       LaunchOn(stream)),
                   error, "Embedding");
 }
 
-absl::Status CudaGemv(const float* x, int64_t n, int64_t k, const TensorView& w, float* y) {
+absl::Status CudaGemv(const float* x, int64_t n, int64_t k, const TensorView& w, float* y,
+                      const CudaStream* stream) {
   absl::StatusOr<int> type = WeightTypeOf("CudaGemv", "w", w);
   if (!type.ok()) return type.status();
   if (w.dim(1) != k) {
@@ -139,10 +177,11 @@ absl::Status CudaGemv(const float* x, int64_t n, int64_t k, const TensorView& w,
     return absl::InvalidArgumentError(absl::StrFormat("CudaGemv: n=%d must lie in [1, 8]", n));
   }
   cuda_shim::Error error;
-  return FromCode(cuda_shim::Gemv(w.data, *type, w.dim(0), k, x, n, y, &error), error, "Gemv");
+  return FromCode(cuda_shim::Gemv(w.data, *type, w.dim(0), k, x, n, y, &error, LaunchOn(stream)), error, "Gemv");
 }
 
-absl::Status CudaGemm(const float* x, int64_t n, int64_t k, const TensorView& w, float* y) {
+absl::Status CudaGemm(const float* x, int64_t n, int64_t k, const TensorView& w, float* y,
+                      const CudaStream* stream) {
   absl::StatusOr<int> type = WeightTypeOf("CudaGemm", "w", w);
   if (!type.ok()) return type.status();
   if (*type != cuda_shim::kWF16 && *type != cuda_shim::kWBF16) {
@@ -156,7 +195,7 @@ absl::Status CudaGemm(const float* x, int64_t n, int64_t k, const TensorView& w,
   }
   if (n < 1) return absl::InvalidArgumentError(absl::StrFormat("CudaGemm: n=%d must be >= 1", n));
   cuda_shim::Error error;
-  return FromCode(cuda_shim::Gemm16(x, n, k, w.data, *type, w.dim(0), y, &error), error, "Gemm");
+  return FromCode(cuda_shim::Gemm16(x, n, k, w.data, *type, w.dim(0), y, &error, LaunchOn(stream)), error, "Gemm");
 }
 
 static_assert(kAttentionTileRows == cuda_shim::kPrefillTileRows);
@@ -164,7 +203,8 @@ static_assert(kAttentionTileRows == cuda_shim::kPrefillTileRows);
 absl::Status CudaPagedAttention(const float* q, const CudaAttentionEntries& e,
                                 CudaAttentionKernel kernel, const AttentionSplits& splits,
                                 float* workspace, const PagedKvLayout& layout, const KvPool& pool,
-                                const PagedAttentionParams& p, float* out) {
+                                const PagedAttentionParams& p, float* out,
+                                const CudaStream* stream) {
   constexpr const char* kOp = "CudaPagedAttention";
   if (layout.elem_bytes() == 0) {
     return absl::InvalidArgumentError(
@@ -216,13 +256,13 @@ absl::Status CudaPagedAttention(const float* q, const CudaAttentionEntries& e,
   if (prefill) {
     args.tiles = e.tiles;
     args.num_tiles = e.num_tiles;
-    return FromCode(cuda_shim::PagedAttentionPrefill(args, &error), error,
+    return FromCode(cuda_shim::PagedAttentionPrefill(args, &error, LaunchOn(stream)), error,
                     "PagedAttentionPrefill");
   }
   args.num_splits = std::max<int64_t>(splits.num_splits, 1);
   args.split_len = splits.split_len;
   args.partials = workspace;
-  return FromCode(cuda_shim::PagedAttentionDecode(args, &error), error, "PagedAttentionDecode");
+  return FromCode(cuda_shim::PagedAttentionDecode(args, &error, LaunchOn(stream)), error, "PagedAttentionDecode");
 }
 
 }  // namespace tessera

@@ -1,9 +1,10 @@
 // The CUDA element-wise ops of kernels/ops.h (RMSNorm, RoPE, SiLU·mul, residual add,
 // softmax), the embedding lookup and the decode GEMV over weights in their file dtype, the
-// cuBLASLt GEMM for F16/BF16 weights, and decode attention over the paged KV cache, on device memory, and the device buffers they run on: the first pieces of the
-// CUDA backend (docs/architecture.md). Same results as ReferenceBackend up to float
-// rounding (tests/kernels/cuda_ops_test.cc checks them on a GPU). Each call waits for its
-// kernel. Errors: UNAVAILABLE when the binary has no CUDA code, INTERNAL with the runtime's
+// cuBLASLt GEMM for F16/BF16 weights, and attention over the paged KV cache, on device
+// memory, and the device buffers and streams they run on: the pieces of the CUDA backend
+// (docs/architecture.md). Same results as ReferenceBackend up to float rounding
+// (tests/kernels/cuda_ops_test.cc checks them on a GPU). A call waits for its kernels unless
+// it is given a stream. Errors: UNAVAILABLE when the binary has no CUDA code, INTERNAL with the runtime's
 // message when an allocation, copy or launch fails.
 #pragma once
 
@@ -43,16 +44,43 @@ class DeviceBuffer {
   size_t bytes_ = 0;
 };
 
+// A CUDA stream. Every op below given one queues its work on it and returns without
+// waiting (a failure of the queued work surfaces at the next Synchronize or waiting call);
+// given none (nullptr) it runs on the default stream and waits. Move-only.
+class CudaStream {
+ public:
+  // UNAVAILABLE without CUDA, INTERNAL when the runtime refuses.
+  static absl::StatusOr<CudaStream> Create();
+  CudaStream() = default;
+  CudaStream(CudaStream&& other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
+  CudaStream& operator=(CudaStream&& other) noexcept;
+  CudaStream(const CudaStream&) = delete;
+  CudaStream& operator=(const CudaStream&) = delete;
+  ~CudaStream();
+
+  void* handle() const { return handle_; }  // the cudaStream_t
+  // Waits for everything queued so far; INTERNAL with the runtime's message when some of
+  // it failed.
+  [[nodiscard]] absl::Status Synchronize() const;
+
+ private:
+  void* handle_ = nullptr;
+};
+
 // As the Backend methods of the same names; every pointer is a device pointer, and Rope's
 // params.inv_freq and `positions` ([n_tokens]) are device arrays.
 [[nodiscard]] absl::Status CudaRmsNorm(const float* x, const float* weight, int64_t n,
-                                       int64_t dim, float eps, float* out);
+                                       int64_t dim, float eps, float* out,
+                                       const CudaStream* stream = nullptr);
 [[nodiscard]] absl::Status CudaSiluMul(const float* gate, const float* up, int64_t count,
-                                       float* out);
-[[nodiscard]] absl::Status CudaAdd(const float* a, const float* b, int64_t count, float* out);
-[[nodiscard]] absl::Status CudaSoftmax(float* x, int64_t n, int64_t dim);
+                                       float* out, const CudaStream* stream = nullptr);
+[[nodiscard]] absl::Status CudaAdd(const float* a, const float* b, int64_t count, float* out,
+                                   const CudaStream* stream = nullptr);
+[[nodiscard]] absl::Status CudaSoftmax(float* x, int64_t n, int64_t dim,
+                                       const CudaStream* stream = nullptr);
 [[nodiscard]] absl::Status CudaRope(float* x, int64_t n_tokens, int64_t num_heads,
-                                    const int32_t* positions, const RopeParams& params);
+                                    const int32_t* positions, const RopeParams& params,
+                                    const CudaStream* stream = nullptr);
 
 // True for the weight dtypes the embedding and GEMV kernels read: F32, F16, BF16 and every
 // GGML block format (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K .. Q6_K; kernels/cuda/weight_element.h).
@@ -63,14 +91,14 @@ bool CudaReadsWeightType(DType type);
 // is a device array of n ids the caller has checked against the table's rows (on the host,
 // where the ids come from).
 [[nodiscard]] absl::Status CudaEmbedding(const TensorView& table, const int32_t* ids, int64_t n,
-                                         float* out);
+                                         float* out, const CudaStream* stream = nullptr);
 
 // The decode GEMV: y[j, r] = x[j, :] · W[r, :] for W [m, k] in device memory (the dtypes of
 // CudaEmbedding, dense rows) and float activations x [n, k], 1 <= n <= 8, dequantizing the
 // weights as they are read (float accumulation). INVALID_ARGUMENT naming the field for
 // another dtype, shape or n.
 [[nodiscard]] absl::Status CudaGemv(const float* x, int64_t n, int64_t k, const TensorView& w,
-                                    float* y);
+                                    float* y, const CudaStream* stream = nullptr);
 
 // The prefill GEMM: y[j, r] = x[j, :] · W[r, :] for W [m, k] F16 or BF16 in device memory
 // (dense rows) and float activations x [n, k], any n >= 1, through cuBLASLt with FP32
@@ -79,7 +107,7 @@ bool CudaReadsWeightType(DType type);
 // rounded x up to FP32 summation order. INVALID_ARGUMENT naming the field for another dtype
 // or shape; INTERNAL with cuBLASLt's status name when it fails.
 [[nodiscard]] absl::Status CudaGemm(const float* x, int64_t n, int64_t k, const TensorView& w,
-                                    float* y);
+                                    float* y, const CudaStream* stream = nullptr);
 
 // Attention over a paged KV cache in device memory for the entries of an AttentionRows
 // (attention_rows.h) whose arrays are in device memory: entry e reads q row rows[e] and
@@ -106,6 +134,7 @@ enum class CudaAttentionKernel {
                                               CudaAttentionKernel kernel,
                                               const AttentionSplits& splits, float* workspace,
                                               const PagedKvLayout& layout, const KvPool& pool,
-                                              const PagedAttentionParams& params, float* out);
+                                              const PagedAttentionParams& params, float* out,
+                                              const CudaStream* stream = nullptr);
 
 }  // namespace tessera

@@ -107,6 +107,24 @@ __global__ void RopeKernel(float* x, int64_t n_tokens, int64_t num_heads,
 
 }  // namespace
 
+int StreamCreate(void** stream, Error* error) {
+  cudaStream_t s = nullptr;
+  // A blocking stream: work on the legacy default stream (DeviceBuffer's synchronous copies,
+  // cudaMemset) stays ordered with it.
+  const cudaError_t err = cudaStreamCreate(&s);
+  *stream = s;
+  return err == cudaSuccess ? 0 : Fail(err, error);
+}
+
+void StreamDestroy(void* stream) {
+  if (stream != nullptr) cudaStreamDestroy(static_cast<cudaStream_t>(stream));
+}
+
+int StreamSynchronize(void* stream, Error* error) {
+  const cudaError_t err = cudaStreamSynchronize(static_cast<cudaStream_t>(stream));
+  return err == cudaSuccess ? 0 : Fail(err, error);
+}
+
 int Malloc(void** ptr, size_t bytes, Error* error) {
   const cudaError_t err = cudaMalloc(ptr, bytes);
   return err == cudaSuccess ? 0 : Fail(err, error);
@@ -124,56 +142,60 @@ int CopyToHost(void* dst, const void* src, size_t bytes, Error* error) {
   return err == cudaSuccess ? 0 : Fail(err, error);
 }
 
-int Copy(void* dst, const void* src, size_t bytes, Error* error) {
-  const cudaError_t err = cudaMemcpy(dst, src, bytes, cudaMemcpyDefault);
-  return err == cudaSuccess ? 0 : Fail(err, error);
+int Copy(void* dst, const void* src, size_t bytes, Error* error, const Launch& launch) {
+  return FinishCall(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, StreamOf(launch)), error,
+                    launch);
 }
 
 int Copy2D(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t height,
-           Error* error) {
-  const cudaError_t err = cudaMemcpy2D(dst, dpitch, src, spitch, width, height, cudaMemcpyDefault);
-  return err == cudaSuccess ? 0 : Fail(err, error);
+           Error* error, const Launch& launch) {
+  return FinishCall(cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, height, cudaMemcpyDefault,
+                                      StreamOf(launch)),
+                    error, launch);
 }
 
-int Zero(void* ptr, size_t bytes, Error* error) {
-  const cudaError_t err = cudaMemset(ptr, 0, bytes);
-  return err == cudaSuccess ? 0 : Fail(err, error);
+int Zero(void* ptr, size_t bytes, Error* error, const Launch& launch) {
+  return FinishCall(cudaMemsetAsync(ptr, 0, bytes, StreamOf(launch)), error, launch);
 }
 
 int RmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float eps, float* out,
-            Error* error) {
+            Error* error, const Launch& launch) {
   if (n <= 0) return 0;
-  RmsNormKernel<<<static_cast<unsigned>(n), kBlock>>>(x, weight, dim, eps, out);
-  return FinishLaunch(error);
+  RmsNormKernel<<<static_cast<unsigned>(n), kBlock, 0, StreamOf(launch)>>>(x, weight, dim, eps,
+                                                                         out);
+  return FinishLaunch(error, launch);
 }
 
-int SiluMul(const float* gate, const float* up, int64_t count, float* out, Error* error) {
+int SiluMul(const float* gate, const float* up, int64_t count, float* out, Error* error,
+            const Launch& launch) {
   if (count <= 0) return 0;
-  SiluMulKernel<<<Blocks(count), kBlock>>>(gate, up, count, out);
-  return FinishLaunch(error);
+  SiluMulKernel<<<Blocks(count), kBlock, 0, StreamOf(launch)>>>(gate, up, count, out);
+  return FinishLaunch(error, launch);
 }
 
-int Add(const float* a, const float* b, int64_t count, float* out, Error* error) {
+int Add(const float* a, const float* b, int64_t count, float* out, Error* error,
+        const Launch& launch) {
   if (count <= 0) return 0;
-  AddKernel<<<Blocks(count), kBlock>>>(a, b, count, out);
-  return FinishLaunch(error);
+  AddKernel<<<Blocks(count), kBlock, 0, StreamOf(launch)>>>(a, b, count, out);
+  return FinishLaunch(error, launch);
 }
 
-int Softmax(float* x, int64_t n, int64_t dim, Error* error) {
+int Softmax(float* x, int64_t n, int64_t dim, Error* error, const Launch& launch) {
   if (n <= 0 || dim <= 0) return 0;
-  SoftmaxKernel<<<static_cast<unsigned>(n), kBlock>>>(x, dim);
-  return FinishLaunch(error);
+  SoftmaxKernel<<<static_cast<unsigned>(n), kBlock, 0, StreamOf(launch)>>>(x, dim);
+  return FinishLaunch(error, launch);
 }
 
 int Rope(float* x, int64_t n_tokens, int64_t num_heads, const int32_t* positions,
          int64_t head_dim, int64_t rope_dim, const float* inv_freq, float mscale, bool halves,
-         Error* error) {
+         Error* error, const Launch& launch) {
   const int64_t half = rope_dim / 2;
   const int64_t total = n_tokens * num_heads * half;
   if (total <= 0) return 0;
-  RopeKernel<<<Blocks(total), kBlock>>>(x, n_tokens, num_heads, positions, head_dim, half,
-                                        inv_freq, mscale, halves);
-  return FinishLaunch(error);
+  RopeKernel<<<Blocks(total), kBlock, 0, StreamOf(launch)>>>(x, n_tokens, num_heads, positions,
+                                                             head_dim, half, inv_freq, mscale,
+                                                             halves);
+  return FinishLaunch(error, launch);
 }
 
 }  // namespace tessera::cuda_shim

@@ -1,8 +1,8 @@
 // Plain-C++ boundary of the CUDA element-wise and quantized kernels (elementwise.cu and
 // quantized.cu, or elementwise_stub.cc without CUDA), so that no abseil header passes through nvcc; the
 // abseil-facing API is cuda_ops.h. Pointers are device pointers. Each call launches on the
-// default stream and waits for it, returning a cudaError_t code (0 = success) with the
-// runtime's message in `error`. Internal to kernels/.
+// stream its Launch names (the default stream, waiting, unless told otherwise) and returns a
+// cudaError_t code (0 = success) with the runtime's message in `error`. Internal to kernels/.
 #pragma once
 
 #include <cstddef>
@@ -16,36 +16,51 @@ struct Error {
   char text[256] = {};
 };
 
+// Where a call's kernels and copies go: `stream` (a cudaStream_t; nullptr is the legacy
+// default stream), and whether the call waits for its work (`wait`, the default: the op
+// tests' synchronous calls) or returns once the work is queued (the backend, which waits
+// only where the host reads results; a queued kernel's failure surfaces at the next wait).
+struct Launch {
+  void* stream = nullptr;
+  bool wait = true;
+};
+
+int StreamCreate(void** stream, Error* error);
+void StreamDestroy(void* stream);
+int StreamSynchronize(void* stream, Error* error);
+
 int Malloc(void** ptr, size_t bytes, Error* error);
 void Free(void* ptr);
 int CopyToDevice(void* dst, const void* src, size_t bytes, Error* error);
 int CopyToHost(void* dst, const void* src, size_t bytes, Error* error);
 // Any direction (cudaMemcpyDefault: host or device pointers on either side).
-int Copy(void* dst, const void* src, size_t bytes, Error* error);
+int Copy(void* dst, const void* src, size_t bytes, Error* error, const Launch& launch = {});
 // `height` rows of `width` bytes at pitches dpitch / spitch (cudaMemcpy2D, any direction).
 int Copy2D(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t height,
-           Error* error);
+           Error* error, const Launch& launch = {});
 // Zeroes `bytes` of device memory.
-int Zero(void* ptr, size_t bytes, Error* error);
+int Zero(void* ptr, size_t bytes, Error* error, const Launch& launch = {});
 
 // As Backend::RmsNorm, SiluMul, Add, Softmax and Rope (kernels/ops.h); positions and
 // inv_freq are device arrays; `halves` selects RopeStyle::kHalves.
 int RmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float eps, float* out,
-            Error* error);
-int SiluMul(const float* gate, const float* up, int64_t count, float* out, Error* error);
-int Add(const float* a, const float* b, int64_t count, float* out, Error* error);
-int Softmax(float* x, int64_t n, int64_t dim, Error* error);
+            Error* error, const Launch& launch = {});
+int SiluMul(const float* gate, const float* up, int64_t count, float* out, Error* error,
+            const Launch& launch = {});
+int Add(const float* a, const float* b, int64_t count, float* out, Error* error,
+        const Launch& launch = {});
+int Softmax(float* x, int64_t n, int64_t dim, Error* error, const Launch& launch = {});
 int Rope(float* x, int64_t n_tokens, int64_t num_heads, const int32_t* positions,
          int64_t head_dim, int64_t rope_dim, const float* inv_freq, float mscale, bool halves,
-         Error* error);
+         Error* error, const Launch& launch = {});
 
 // As Backend::Embedding: out[i, :] = row ids[i] of table [rows, cols] (device) dequantized;
 // ids are device ints already checked to lie in [0, rows).
 int Embedding(const void* table, int type, int64_t cols, const int32_t* ids, int64_t n,
-              float* out, Error* error);
+              float* out, Error* error, const Launch& launch = {});
 // y[j, r] = x[j, :] · W[r, :] for W [m, k] of `type` and float activations x [n, k]
 // (decode-sized n <= 8; one warp per weight row, dequantizing as it reads).
 int Gemv(const void* w, int type, int64_t m, int64_t k, const float* x, int64_t n, float* y,
-         Error* error);
+         Error* error, const Launch& launch = {});
 
 }  // namespace tessera::cuda_shim

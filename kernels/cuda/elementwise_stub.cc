@@ -16,6 +16,12 @@ int NotBuilt(Error* error) {
 }
 }  // namespace
 
+int StreamCreate(void** stream, Error* error) {
+  *stream = nullptr;
+  return NotBuilt(error);
+}
+void StreamDestroy(void*) {}
+int StreamSynchronize(void*, Error* error) { return NotBuilt(error); }
 int Malloc(void** ptr, size_t, Error* error) {
   *ptr = nullptr;
   return NotBuilt(error);
@@ -23,37 +29,49 @@ int Malloc(void** ptr, size_t, Error* error) {
 void Free(void*) {}
 int CopyToDevice(void*, const void*, size_t, Error* error) { return NotBuilt(error); }
 int CopyToHost(void*, const void*, size_t, Error* error) { return NotBuilt(error); }
-int Copy(void*, const void*, size_t, Error* error) { return NotBuilt(error); }
-int Copy2D(void*, size_t, const void*, size_t, size_t, size_t, Error* error) {
+int Copy(void*, const void*, size_t, Error* error, const Launch&) { return NotBuilt(error); }
+int Copy2D(void*, size_t, const void*, size_t, size_t, size_t, Error* error, const Launch&) {
   return NotBuilt(error);
 }
-int Zero(void*, size_t, Error* error) { return NotBuilt(error); }
-int RmsNorm(const float*, const float*, int64_t, int64_t, float, float*, Error* error) {
+int Zero(void*, size_t, Error* error, const Launch&) { return NotBuilt(error); }
+int RmsNorm(const float*, const float*, int64_t, int64_t, float, float*, Error* error,
+            const Launch&) {
   return NotBuilt(error);
 }
-int SiluMul(const float*, const float*, int64_t, float*, Error* error) { return NotBuilt(error); }
-int Add(const float*, const float*, int64_t, float*, Error* error) { return NotBuilt(error); }
-int Softmax(float*, int64_t, int64_t, Error* error) { return NotBuilt(error); }
+int SiluMul(const float*, const float*, int64_t, float*, Error* error, const Launch&) {
+  return NotBuilt(error);
+}
+int Add(const float*, const float*, int64_t, float*, Error* error, const Launch&) {
+  return NotBuilt(error);
+}
+int Softmax(float*, int64_t, int64_t, Error* error, const Launch&) { return NotBuilt(error); }
 int Rope(float*, int64_t, int64_t, const int32_t*, int64_t, int64_t, const float*, float, bool,
-         Error* error) {
+         Error* error, const Launch&) {
   return NotBuilt(error);
 }
 
-int Embedding(const void*, int, int64_t, const int32_t*, int64_t, float*, Error* error) {
+int Embedding(const void*, int, int64_t, const int32_t*, int64_t, float*, Error* error,
+              const Launch&) {
   return NotBuilt(error);
 }
-int Gemv(const void*, int, int64_t, int64_t, const float*, int64_t, float*, Error* error) {
+int Gemv(const void*, int, int64_t, int64_t, const float*, int64_t, float*, Error* error,
+         const Launch&) {
   return NotBuilt(error);
 }
 
-int PagedAttentionDecode(const PagedAttentionArgs&, Error* error) { return NotBuilt(error); }
-int PagedAttentionPrefill(const PagedAttentionArgs&, Error* error) { return NotBuilt(error); }
+int PagedAttentionDecode(const PagedAttentionArgs&, Error* error, const Launch&) {
+  return NotBuilt(error);
+}
+int PagedAttentionPrefill(const PagedAttentionArgs&, Error* error, const Launch&) {
+  return NotBuilt(error);
+}
 int WriteKv(const float*, const float*, const int32_t*, int64_t, int64_t, void*, void*, bool,
-            Error* error) {
+            Error* error, const Launch&) {
   return NotBuilt(error);
 }
 
-int Gemm16(const float*, int64_t, int64_t, const void*, int, int64_t, float*, Error* error) {
+int Gemm16(const float*, int64_t, int64_t, const void*, int, int64_t, float*, Error* error,
+           const Launch&) {
   return NotBuilt(error);
 }
 

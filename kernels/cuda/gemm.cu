@@ -9,7 +9,10 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
+#include <memory>
 #include <mutex>
+#include <tuple>
 
 #include "kernels/cuda/gemm_shim.h"
 #include "kernels/cuda/launch_status.cuh"
@@ -26,14 +29,42 @@ int LtFail(cublasStatus_t status, const char* what, Error* error) {
   return static_cast<int>(cudaErrorUnknown);
 }
 
-// What every call reuses: the handle, the workspace and the rounded activations.
-struct LtState {
-  std::mutex mu;
-  cublasLtHandle_t handle = nullptr;
+// One matmul shape's descriptors and the algorithm cuBLASLt's heuristic chose for it, kept
+// for the next call of that shape (the heuristic costs more than a decode-sized matmul).
+struct Plan {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulAlgo_t algo = {};
+  Plan() = default;
+  Plan(const Plan&) = delete;
+  Plan& operator=(const Plan&) = delete;
+  ~Plan() {
+    if (c != nullptr) cublasLtMatrixLayoutDestroy(c);
+    if (b != nullptr) cublasLtMatrixLayoutDestroy(b);
+    if (a != nullptr) cublasLtMatrixLayoutDestroy(a);
+    if (op != nullptr) cublasLtMatmulDescDestroy(op);
+  }
+};
+
+// A stream's own workspace and rounded activations: work queued on different streams must
+// not share them.
+struct StreamScratch {
   void* workspace = nullptr;
   void* x16 = nullptr;
   size_t x16_bytes = 0;
 };
+
+// What every call reuses: the handle, the plans by shape, the scratch by stream.
+struct LtState {
+  std::mutex mu;
+  cublasLtHandle_t handle = nullptr;
+  std::map<std::tuple<int, int64_t, int64_t, int64_t>, std::unique_ptr<Plan>> plans;
+  std::map<cudaStream_t, StreamScratch> scratch;
+};
+
+// Distinct shapes kept before the plan cache starts over (a server sees a few weight shapes
+// times the batch sizes it runs).
+constexpr size_t kMaxPlans = 4096;
 
 LtState& State() {
   static LtState* state = new LtState();  // never destroyed: the CUDA context may go first
@@ -48,29 +79,55 @@ __global__ void RoundKernel(const float* x, int64_t count, bool bf16, uint16_t* 
   }
 }
 
-// RAII for the per-call descriptors.
-struct Descriptors {
-  cublasLtMatmulDesc_t op = nullptr;
-  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
-  cublasLtMatmulPreference_t pref = nullptr;
-  ~Descriptors() {
-    if (pref != nullptr) cublasLtMatmulPreferenceDestroy(pref);
-    if (c != nullptr) cublasLtMatrixLayoutDestroy(c);
-    if (b != nullptr) cublasLtMatrixLayoutDestroy(b);
-    if (a != nullptr) cublasLtMatrixLayoutDestroy(a);
-    if (op != nullptr) cublasLtMatmulDescDestroy(op);
+// The plan for y[n, m] = x[n, k] · W[m, k]ᵀ with 16-bit `ab_type` inputs (a cache hit, or new).
+int GetPlan(LtState& s, cudaDataType_t ab_type, int64_t m, int64_t n, int64_t k,
+            const Plan** out, Error* error) {
+  const auto key = std::make_tuple(static_cast<int>(ab_type), m, n, k);
+  if (auto it = s.plans.find(key); it != s.plans.end()) {
+    *out = it->second.get();
+    return 0;
   }
-};
+  auto plan = std::make_unique<Plan>();
+  cublasStatus_t st = cublasLtMatmulDescCreate(&plan->op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+  if (st != CUBLAS_STATUS_SUCCESS) return LtFail(st, "matmul descriptor", error);
+  const cublasOperation_t transpose = CUBLAS_OP_T, plain = CUBLAS_OP_N;
+  cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSA, &transpose,
+                                 sizeof(transpose));
+  cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSB, &plain, sizeof(plain));
+  st = cublasLtMatrixLayoutCreate(&plan->a, ab_type, k, m, k);
+  if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatrixLayoutCreate(&plan->b, ab_type, k, n, k);
+  if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatrixLayoutCreate(&plan->c, CUDA_R_32F, m, n, m);
+  if (st != CUBLAS_STATUS_SUCCESS) return LtFail(st, "matrix layouts", error);
+  cublasLtMatmulPreference_t pref = nullptr;
+  st = cublasLtMatmulPreferenceCreate(&pref);
+  if (st != CUBLAS_STATUS_SUCCESS) return LtFail(st, "matmul preference", error);
+  const size_t workspace = kWorkspaceBytes;
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                       &workspace, sizeof(workspace));
+  cublasLtMatmulHeuristicResult_t heuristic = {};
+  int found = 0;
+  st = cublasLtMatmulAlgoGetHeuristic(s.handle, plan->op, plan->a, plan->b, plan->c, plan->c,
+                                      pref, 1, &heuristic, &found);
+  cublasLtMatmulPreferenceDestroy(pref);
+  if (st != CUBLAS_STATUS_SUCCESS) return LtFail(st, "algorithm heuristic", error);
+  if (found == 0) return LtFail(CUBLAS_STATUS_NOT_SUPPORTED, "algorithm heuristic", error);
+  plan->algo = heuristic.algo;
+  if (s.plans.size() >= kMaxPlans) s.plans.clear();
+  *out = plan.get();
+  s.plans.emplace(key, std::move(plan));
+  return 0;
+}
 
 }  // namespace
 
 int Gemm16(const float* x, int64_t n, int64_t k, const void* w, int type, int64_t m, float* y,
-           Error* error) {
+           Error* error, const Launch& launch) {
   if (type != kWF16 && type != kWBF16) {
     std::snprintf(error->text, sizeof(error->text), "Gemm16: weights must be F16 or BF16");
     return static_cast<int>(cudaErrorInvalidValue);
   }
   if (n <= 0 || m <= 0 || k <= 0) return 0;
+  const cudaStream_t stream = StreamOf(launch);
   LtState& s = State();
   std::lock_guard<std::mutex> lock(s.mu);
   if (s.handle == nullptr) {
@@ -78,54 +135,41 @@ int Gemm16(const float* x, int64_t n, int64_t k, const void* w, int type, int64_
       s.handle = nullptr;
       return LtFail(st, "create", error);
     }
-    if (cudaError_t err = cudaMalloc(&s.workspace, kWorkspaceBytes); err != cudaSuccess) {
-      s.workspace = nullptr;
+  }
+  StreamScratch& scratch = s.scratch[stream];
+  if (scratch.workspace == nullptr) {
+    if (cudaError_t err = cudaMalloc(&scratch.workspace, kWorkspaceBytes); err != cudaSuccess) {
+      scratch.workspace = nullptr;
       return Fail(err, error);
     }
   }
   const size_t x16_bytes = static_cast<size_t>(n * k) * sizeof(uint16_t);
-  if (s.x16_bytes < x16_bytes) {
-    cudaFree(s.x16);
-    s.x16 = nullptr;
-    s.x16_bytes = 0;
-    if (cudaError_t err = cudaMalloc(&s.x16, x16_bytes); err != cudaSuccess) {
-      s.x16 = nullptr;
+  if (scratch.x16_bytes < x16_bytes) {
+    cudaFree(scratch.x16);  // waits for the work that may still read it
+    scratch.x16 = nullptr;
+    scratch.x16_bytes = 0;
+    if (cudaError_t err = cudaMalloc(&scratch.x16, x16_bytes); err != cudaSuccess) {
+      scratch.x16 = nullptr;
       return Fail(err, error);
     }
-    s.x16_bytes = x16_bytes;
+    scratch.x16_bytes = x16_bytes;
   }
   const bool bf16 = type == kWBF16;
   const int64_t count = n * k;
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((count + 255) / 256, 4096));
-  RoundKernel<<<blocks, 256>>>(x, count, bf16, static_cast<uint16_t*>(s.x16));
+  RoundKernel<<<blocks, 256, 0, stream>>>(x, count, bf16, static_cast<uint16_t*>(scratch.x16));
   if (cudaError_t err = cudaGetLastError(); err != cudaSuccess) return Fail(err, error);
 
-  const cudaDataType_t ab_type = bf16 ? CUDA_R_16BF : CUDA_R_16F;
-  Descriptors d;
-  cublasStatus_t st = cublasLtMatmulDescCreate(&d.op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
-  if (st != CUBLAS_STATUS_SUCCESS) return LtFail(st, "matmul descriptor", error);
-  const cublasOperation_t transpose = CUBLAS_OP_T, plain = CUBLAS_OP_N;
-  cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &transpose, sizeof(transpose));
-  cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSB, &plain, sizeof(plain));
-  st = cublasLtMatrixLayoutCreate(&d.a, ab_type, k, m, k);
-  if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatrixLayoutCreate(&d.b, ab_type, k, n, k);
-  if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatrixLayoutCreate(&d.c, CUDA_R_32F, m, n, m);
-  if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatmulPreferenceCreate(&d.pref);
-  if (st != CUBLAS_STATUS_SUCCESS) return LtFail(st, "matrix layouts", error);
-  const size_t workspace = kWorkspaceBytes;
-  cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                       &workspace, sizeof(workspace));
-  cublasLtMatmulHeuristicResult_t heuristic = {};
-  int found = 0;
-  st = cublasLtMatmulAlgoGetHeuristic(s.handle, d.op, d.a, d.b, d.c, d.c, d.pref, 1, &heuristic,
-                                      &found);
-  if (st != CUBLAS_STATUS_SUCCESS) return LtFail(st, "algorithm heuristic", error);
-  if (found == 0) return LtFail(CUBLAS_STATUS_NOT_SUPPORTED, "algorithm heuristic", error);
+  const Plan* plan = nullptr;
+  if (int code = GetPlan(s, bf16 ? CUDA_R_16BF : CUDA_R_16F, m, n, k, &plan, error); code != 0) {
+    return code;
+  }
   const float alpha = 1.0f, beta = 0.0f;
-  st = cublasLtMatmul(s.handle, d.op, &alpha, w, d.a, s.x16, d.b, &beta, y, d.c, y, d.c,
-                      &heuristic.algo, s.workspace, workspace, /*stream=*/0);
+  const cublasStatus_t st =
+      cublasLtMatmul(s.handle, plan->op, &alpha, w, plan->a, scratch.x16, plan->b, &beta, y,
+                     plan->c, y, plan->c, &plan->algo, scratch.workspace, kWorkspaceBytes, stream);
   if (st != CUBLAS_STATUS_SUCCESS) return LtFail(st, "matmul", error);
-  return FinishLaunch(error);
+  return FinishLaunch(error, launch);
 }
 
 }  // namespace tessera::cuda_shim

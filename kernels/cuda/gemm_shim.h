@@ -11,9 +11,10 @@ namespace tessera::cuda_shim {
 
 // y[n, m] = x[n, k] · W[m, k]ᵀ for W of `type` (kWF16 or kWBF16, dense rows), float x and
 // y: x is rounded to W's type on the device (ties to even), then one cuBLASLt matmul with
-// FP32 accumulation writes y in float. The handle, a 32 MiB workspace and the rounded-x
-// buffer are kept between calls (one caller at a time).
+// FP32 accumulation writes y in float. Kept between calls: the handle, each shape's
+// descriptors and chosen algorithm, and per stream a 32 MiB workspace and the rounded-x
+// buffer. Thread-safe.
 int Gemm16(const float* x, int64_t n, int64_t k, const void* w, int type, int64_t m, float* y,
-           Error* error);
+           Error* error, const Launch& launch = {});
 
 }  // namespace tessera::cuda_shim

@@ -17,10 +17,21 @@ inline int Fail(cudaError_t err, Error* error) {
   return static_cast<int>(err);
 }
 
-// After a launch: the launch's error, else the kernel's (after waiting for it), else 0.
-inline int FinishLaunch(Error* error) {
+inline cudaStream_t StreamOf(const Launch& launch) {
+  return static_cast<cudaStream_t>(launch.stream);
+}
+
+// After queuing work on launch.stream: the launch's error, else (when the call waits) the
+// work's, else 0.
+inline int FinishLaunch(Error* error, const Launch& launch = {}) {
   cudaError_t err = cudaGetLastError();
-  if (err == cudaSuccess) err = cudaDeviceSynchronize();
+  if (err == cudaSuccess && launch.wait) err = cudaStreamSynchronize(StreamOf(launch));
+  return err == cudaSuccess ? 0 : Fail(err, error);
+}
+
+// The same for a call that returned `err` (a copy or memset).
+inline int FinishCall(cudaError_t err, Error* error, const Launch& launch) {
+  if (err == cudaSuccess && launch.wait) err = cudaStreamSynchronize(StreamOf(launch));
   return err == cudaSuccess ? 0 : Fail(err, error);
 }
 

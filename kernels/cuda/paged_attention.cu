@@ -282,27 +282,32 @@ int CheckHeadDim(const PagedAttentionArgs& args, const char* what, Error* error)
 
 }  // namespace
 
-int PagedAttentionDecode(const PagedAttentionArgs& args, Error* error) {
+int PagedAttentionDecode(const PagedAttentionArgs& args, Error* error, const Launch& launch) {
   if (const int code = CheckHeadDim(args, "PagedAttentionDecode", error); code != 0) return code;
   if (args.num_entries <= 0) return 0;
   const unsigned blocks = static_cast<unsigned>(args.num_entries * args.num_heads);
-  PagedDecodeKernel<<<dim3(blocks, static_cast<unsigned>(args.num_splits)), kThreads>>>(args);
-  if (args.num_splits > 1) MergePiecesKernel<<<blocks, kThreads>>>(args);
-  return FinishLaunch(error);
+  const cudaStream_t stream = StreamOf(launch);
+  PagedDecodeKernel<<<dim3(blocks, static_cast<unsigned>(args.num_splits)), kThreads, 0, stream>>>(
+      args);
+  if (args.num_splits > 1) MergePiecesKernel<<<blocks, kThreads, 0, stream>>>(args);
+  return FinishLaunch(error, launch);
 }
 
-int PagedAttentionPrefill(const PagedAttentionArgs& args, Error* error) {
+int PagedAttentionPrefill(const PagedAttentionArgs& args, Error* error,
+                          const Launch& launch) {
   if (const int code = CheckHeadDim(args, "PagedAttentionPrefill", error); code != 0) return code;
   if (args.num_tiles <= 0) return 0;
-  PagedPrefillKernel<<<static_cast<unsigned>(args.num_tiles * args.num_heads), kThreads>>>(args);
-  return FinishLaunch(error);
+  PagedPrefillKernel<<<static_cast<unsigned>(args.num_tiles * args.num_heads), kThreads, 0,
+                       StreamOf(launch)>>>(args);
+  return FinishLaunch(error, launch);
 }
 
 int WriteKv(const float* k, const float* v, const int32_t* slots, int64_t n, int64_t row_elems,
-            void* k_pool, void* v_pool, bool half, Error* error) {
+            void* k_pool, void* v_pool, bool half, Error* error, const Launch& launch) {
   if (n <= 0) return 0;
-  WriteKvKernel<<<static_cast<unsigned>(n), 128>>>(k, v, slots, row_elems, k_pool, v_pool, half);
-  return FinishLaunch(error);
+  WriteKvKernel<<<static_cast<unsigned>(n), 128, 0, StreamOf(launch)>>>(k, v, slots, row_elems,
+                                                                     k_pool, v_pool, half);
+  return FinishLaunch(error, launch);
 }
 
 }  // namespace tessera::cuda_shim

@@ -52,19 +52,20 @@ __global__ void GemvKernel(const uint8_t* w, int type, int64_t m, int64_t k, int
 }  // namespace
 
 int Embedding(const void* table, int type, int64_t cols, const int32_t* ids, int64_t n,
-              float* out, Error* error) {
+              float* out, Error* error, const Launch& launch) {
   const int64_t row_bytes = WeightRowBytes(type, cols);
   if (row_bytes == 0) {
     return Invalid(error, "Embedding: unsupported table dtype or a row not made of whole blocks");
   }
   if (n <= 0) return 0;
-  EmbeddingKernel<<<static_cast<unsigned>(n), 256>>>(static_cast<const uint8_t*>(table), type,
-                                                     cols, row_bytes, ids, out);
-  return FinishLaunch(error);
+  const auto* bytes = static_cast<const uint8_t*>(table);
+  EmbeddingKernel<<<static_cast<unsigned>(n), 256, 0, StreamOf(launch)>>>(bytes, type, cols,
+                                                                          row_bytes, ids, out);
+  return FinishLaunch(error, launch);
 }
 
 int Gemv(const void* w, int type, int64_t m, int64_t k, const float* x, int64_t n, float* y,
-         Error* error) {
+         Error* error, const Launch& launch) {
   const int64_t row_bytes = WeightRowBytes(type, k);
   if (row_bytes == 0) {
     return Invalid(error, "Gemv: unsupported weight dtype or a row not made of whole blocks");
@@ -73,9 +74,10 @@ int Gemv(const void* w, int type, int64_t m, int64_t k, const float* x, int64_t 
   if (n == 0 || m <= 0) return 0;
   constexpr int kThreads = 128;  // 4 rows per block
   const int64_t blocks = (m + kThreads / kWarp - 1) / (kThreads / kWarp);
-  GemvKernel<<<static_cast<unsigned>(blocks), kThreads>>>(static_cast<const uint8_t*>(w), type, m,
-                                                          k, row_bytes, x, static_cast<int>(n), y);
-  return FinishLaunch(error);
+  const auto* bytes = static_cast<const uint8_t*>(w);
+  GemvKernel<<<static_cast<unsigned>(blocks), kThreads, 0, StreamOf(launch)>>>(
+      bytes, type, m, k, row_bytes, x, static_cast<int>(n), y);
+  return FinishLaunch(error, launch);
 }
 
 }  // namespace tessera::cuda_shim

@@ -389,6 +389,60 @@ TEST_F(CudaOpsTest, PagedAttentionMatchesReferenceForDecodeSplitAndPrefill) {
   }
 }
 
+// Work queued on a stream without waiting, then one Synchronize: GEMMs of two shapes back
+// to back (a cached cuBLASLt plan reused, a second one made, the stream's own rounded-x
+// buffer grown between them), a GEMV and an element-wise op reading the GEMM's output.
+TEST_F(CudaOpsTest, OpsQueuedOnAStreamMatchReferenceAfterSynchronize) {
+  absl::StatusOr<CudaStream> stream = CudaStream::Create();
+  ASSERT_TRUE(stream.ok()) << stream.status();
+  const int64_t m = 67, k = 256;
+  const std::vector<uint8_t> w16 = testing::RandomWeights(DType::kBF16, m, k, rng_);
+  const std::vector<uint8_t> w8 = testing::RandomWeights(DType::kQ8_0, m, k, rng_);
+  const TensorView host16{DType::kBF16, {m, k}, w16.data()};
+  const TensorView host8{DType::kQ8_0, {m, k}, w8.data()};
+  DeviceBuffer dw16 = Upload(w16), dw8 = Upload(w8);
+  const TensorView dev16{DType::kBF16, {m, k}, dw16.as<void>()};
+  const TensorView dev8{DType::kQ8_0, {m, k}, dw8.as<void>()};
+  const std::vector<int64_t> ns = {3, 40, 3};
+  std::vector<std::vector<float>> want, rounded;
+  std::vector<DeviceBuffer> xs, ys;
+  for (const int64_t n : ns) {
+    const std::vector<float> x = Random(n * k, rng_);
+    rounded.push_back(RoundedTo(DType::kBF16, x));
+    want.emplace_back(static_cast<size_t>(n * m));
+    ASSERT_TRUE(ref_.MatMul(rounded.back().data(), n, k, host16, want.back().data()).ok());
+    xs.push_back(Upload(x));
+    ys.push_back(Upload(std::vector<float>(want.back().size(), NAN)));
+    ASSERT_TRUE(CudaGemm(xs.back().as<float>(), n, k, dev16, ys.back().as<float>(), &*stream).ok());
+  }
+  // y8 = x0 · W8ᵀ, then y8 += the first GEMM's output, both queued after the GEMMs.
+  std::vector<float> want8(static_cast<size_t>(3 * m));
+  const std::vector<float> x0 = Download(xs[0], static_cast<size_t>(3 * k));
+  ASSERT_TRUE(ref_.MatMul(x0.data(), 3, k, host8, want8.data()).ok());
+  for (size_t i = 0; i < want8.size(); ++i) want8[i] += want[0][i];
+  DeviceBuffer y8 = Upload(std::vector<float>(want8.size(), NAN));
+  ASSERT_TRUE(CudaGemv(xs[0].as<float>(), 3, k, dev8, y8.as<float>(), &*stream).ok());
+  ASSERT_TRUE(CudaAdd(y8.as<float>(), ys[0].as<float>(), 3 * m, y8.as<float>(), &*stream).ok());
+  ASSERT_TRUE(stream->Synchronize().ok());
+  const std::vector<float> dense16 = DenseRows(host16), dense8 = DenseRows(host8);
+  for (size_t i = 0; i < want.size(); ++i) {
+    ExpectProductsClose(Download(ys[i], want[i].size()), want[i], dense16, rounded[i], ns[i], m,
+                        k);
+  }
+  // Both products' magnitudes bound the sum's error.
+  const std::vector<float> got8 = Download(y8, want8.size());
+  for (int64_t j = 0; j < 3; ++j) {
+    for (int64_t r = 0; r < m; ++r) {
+      double magnitude = 0.0;
+      for (int64_t c = 0; c < k; ++c) {
+        magnitude += std::fabs(dense8[r * k + c] * x0[j * k + c]) +
+                     std::fabs(dense16[r * k + c] * rounded[0][j * k + c]);
+      }
+      ASSERT_NEAR(got8[j * m + r], want8[j * m + r], 1e-5 * magnitude) << j << " " << r;
+    }
+  }
+}
+
 TEST_F(CudaOpsTest, DeviceBufferRefusesCopiesPastItsEnd) {
   auto buffer = DeviceBuffer::Allocate(8);
   ASSERT_TRUE(buffer.ok()) << buffer.status();
