@@ -46,6 +46,31 @@ absl::StatusOr<KvCapacity> ComputeKvCapacity(const KvCacheShape& shape, int64_t 
   return c;
 }
 
+absl::StatusOr<int64_t> KvBudgetFromDeviceMemory(int64_t free_bytes, int64_t total_bytes,
+                                                 double utilization) {
+  if (!(utilization > 0.0 && utilization <= 1.0)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "device memory utilization must lie in (0, 1], got %g", utilization));
+  }
+  if (free_bytes < 0 || total_bytes <= 0 || free_bytes > total_bytes) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "device memory: free_bytes=%d and total_bytes=%d are not a device's sizes", free_bytes,
+        total_bytes));
+  }
+  const auto reserved =
+      static_cast<int64_t>((1.0 - utilization) * static_cast<double>(total_bytes));
+  const int64_t budget = free_bytes - reserved;
+  if (budget <= 0) {
+    constexpr double kMiB = 1024.0 * 1024.0;
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "no device memory left for the KV cache: %.1f MiB free of %.1f MiB after loading, and "
+        "utilization %g keeps %.1f MiB back; raise --gpu-memory-utilization or use a smaller "
+        "model or more ranks",
+        free_bytes / kMiB, total_bytes / kMiB, utilization, reserved / kMiB));
+  }
+  return budget;
+}
+
 std::string KvCapacity::ToString() const {
   const int64_t block_size = bytes_per_token > 0 ? bytes_per_block / bytes_per_token : 0;
   return absl::StrFormat(

@@ -37,4 +37,14 @@ struct KvCapacity {
 [[nodiscard]] absl::StatusOr<KvCapacity> ComputeKvCapacity(const KvCacheShape& shape,
                                                            int64_t budget_bytes);
 
+// The KV budget on a device whose memory is `total_bytes`, `free_bytes` of it free once the
+// weights and the model's buffers are in: what is left of `utilization` (in (0, 1]) of the
+// total, i.e. free - (1 - utilization) · total. The part of the total kept back is headroom
+// for activations, the GEMM workspace and other processes. INVALID_ARGUMENT naming the field
+// for a utilization outside (0, 1] or negative sizes; RESOURCE_EXHAUSTED with the numbers
+// when nothing is left.
+[[nodiscard]] absl::StatusOr<int64_t> KvBudgetFromDeviceMemory(int64_t free_bytes,
+                                                               int64_t total_bytes,
+                                                               double utilization);
+
 }  // namespace tessera

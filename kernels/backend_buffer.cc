@@ -29,3 +29,12 @@ absl::StatusOr<std::unique_ptr<BackendBuffer>> AllocateHostBuffer(size_t bytes, 
 }
 
 }  // namespace tessera
+
+namespace tessera {
+
+absl::StatusOr<Backend::DeviceMemory> Backend::DeviceMemoryInfo() const {
+  return absl::FailedPreconditionError(absl::StrFormat(
+      "the %s backend allocates host memory; size its KV cache in bytes or tokens", name()));
+}
+
+}  // namespace tessera

@@ -66,6 +66,15 @@ class Backend {
   // space; it reads and writes them from the host directly only when host_addressable(),
   // and otherwise only through the copies below. The CPU backends' space is host memory.
   virtual bool host_addressable() const { return true; }
+  // Free and total bytes of the device memory this backend allocates from, for sizing the KV
+  // cache to what the weights leave (BatchRunnerOptions::device_memory_fraction).
+  // FAILED_PRECONDITION for backends whose memory is the host's (the default): their
+  // caller sizes the cache.
+  struct DeviceMemory {
+    int64_t free_bytes = 0;
+    int64_t total_bytes = 0;
+  };
+  [[nodiscard]] virtual absl::StatusOr<DeviceMemory> DeviceMemoryInfo() const;
   // `bytes` of zeroed memory in this backend's space; RESOURCE_EXHAUSTED when it cannot be
   // had. `huge_pages`: a large, long-lived buffer (KV pools) that may use huge pages.
   [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<BackendBuffer>> Allocate(

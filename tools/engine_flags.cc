@@ -21,10 +21,18 @@ void AddEngineFlags(CLI::App* app, EngineFlags* f, CLI::Option* needs) {
   CLI::Option* mb = need(app->add_option("--kv-cache-mb", f->kv_cache_mb, "KV cache size in MiB")
                              ->capture_default_str()
                              ->check(CLI::PositiveNumber));
-  need(app->add_option("--kv-cache-tokens", f->kv_cache_tokens,
-                       "KV cache size in tokens (instead of --kv-cache-mb)")
+  CLI::Option* tokens = need(app->add_option("--kv-cache-tokens", f->kv_cache_tokens,
+                                             "KV cache size in tokens (instead of --kv-cache-mb)")
+                                 ->check(CLI::PositiveNumber)
+                                 ->excludes(mb));
+  need(app->add_option("--gpu-memory-utilization", f->gpu_memory_utilization,
+                       "fraction (0, 1] of the GPU's memory this rank may fill: the KV cache "
+                       "takes what the weights leave of it (device backends; instead of "
+                       "--kv-cache-mb)")
            ->check(CLI::PositiveNumber)
-           ->excludes(mb));
+           ->check(CLI::Range(0.0, 1.0))
+           ->excludes(mb)
+           ->excludes(tokens));
   need(app->add_option("--block-size", f->block_size, "tokens per KV block")
            ->capture_default_str()
            ->check(CLI::PositiveNumber));
@@ -63,6 +71,7 @@ BatchRunnerOptions EngineRunnerOptions(const EngineFlags& f, int64_t context_len
   BatchRunnerOptions options;
   options.scheduler = EngineSchedulerConfig(f, context_length);
   options.kv_cache_bytes = f.kv_cache_mb * (int64_t{1} << 20);
+  options.device_memory_fraction = f.gpu_memory_utilization;
   // --kv-cache-dtype accepts only names DTypeFromName knows (f32, f16).
   options.kv_cache_dtype = DTypeFromName(f.kv_cache_dtype).value();
   options.default_seed = std::random_device{}();

@@ -16,6 +16,7 @@ struct EngineFlags {
   int max_batched_tokens = 2048;
   int64_t kv_cache_mb = 512;  // ignored when kv_cache_tokens is given
   int64_t kv_cache_tokens = 0;
+  double gpu_memory_utilization = 0.0;  // > 0: KV cache sized from the device's free memory
   int block_size = 16;
   std::string kv_cache_dtype = "f32";  // "f32" or "f16"; BatchRunnerOptions::kv_cache_dtype
   int swap_blocks = 0;  // host blocks for swapping preempted sequences (0: recompute)

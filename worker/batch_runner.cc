@@ -65,6 +65,21 @@ absl::StatusOr<std::unique_ptr<BatchRunner>> BatchRunner::Create(LlamaModel* mod
                      std::string(DTypeName(options.kv_cache_dtype))));
   }
   int64_t budget = options.kv_cache_bytes;
+  if (options.device_memory_fraction != 0.0) {
+    if (!(options.device_memory_fraction > 0.0 && options.device_memory_fraction <= 1.0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("BatchRunnerOptions.device_memory_fraction must lie in (0, 1], got ",
+                       options.device_memory_fraction));
+    }
+    if (sc.num_blocks > 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "BatchRunnerOptions.device_memory_fraction and SchedulerConfig.num_blocks (",
+          sc.num_blocks, ") both size the KV cache; set one"));
+    }
+    ASSIGN_OR_RETURN(const Backend::DeviceMemory memory, model->backend()->DeviceMemoryInfo());
+    ASSIGN_OR_RETURN(budget, KvBudgetFromDeviceMemory(memory.free_bytes, memory.total_bytes,
+                                                      options.device_memory_fraction));
+  }
   if (sc.num_blocks > 0) {
     ASSIGN_OR_RETURN(const int64_t per_token, KvBytesPerToken(shape));
     budget = per_token * sc.block_size * sc.num_blocks;

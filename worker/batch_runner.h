@@ -56,6 +56,10 @@ struct BatchRunnerOptions {
   // num_host_blocks > 0 allocates that swap space in host memory (preemption by swapping).
   SchedulerConfig scheduler;
   int64_t kv_cache_bytes = 0;
+  // When > 0, on a backend with device memory (Backend::DeviceMemoryInfo): the KV cache gets
+  // what is left of this fraction of the device's memory once the model is loaded
+  // (KvBudgetFromDeviceMemory) instead of kv_cache_bytes. Must lie in [0, 1].
+  double device_memory_fraction = 0.0;
   // Element type of the paged KV cache: kF32, or kF16 (half the bytes per token, so twice
   // the tokens in the same kv_cache_bytes, and half the memory traffic in attention).
   DType kv_cache_dtype = DType::kF32;

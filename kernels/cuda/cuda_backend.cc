@@ -84,6 +84,13 @@ absl::StatusOr<std::unique_ptr<BackendBuffer>> CudaBackend::Allocate(size_t byte
 
 // Both wait: the caller may reuse (or read) its host memory on return, and that memory may be
 // pinned, where a queued copy would still be reading it.
+absl::StatusOr<Backend::DeviceMemory> CudaBackend::DeviceMemoryInfo() const {
+  ASSIGN_OR_RETURN(const CudaDeviceInfo info, ProbeCudaDevice(0));
+  return DeviceMemory{.free_bytes = info.free_bytes, .total_bytes = info.total_bytes};
+}
+
+// Both wait: the caller may reuse (or read) its host memory on return, and that memory may be
+// pinned, where a queued copy would still be reading it.
 absl::Status CudaBackend::CopyToBackend(void* dst, const void* src, size_t bytes) {
   RETURN_IF_ERROR(TakeStickyError());
   return bytes == 0 ? absl::OkStatus() : Copy(dst, src, bytes, "CopyToBackend", Waiting());

@@ -57,6 +57,7 @@ class CudaBackend : public Backend {
 
   std::string_view name() const override { return "cuda"; }
   bool host_addressable() const override { return false; }
+  absl::StatusOr<DeviceMemory> DeviceMemoryInfo() const override;
   absl::StatusOr<std::unique_ptr<BackendBuffer>> Allocate(size_t bytes,
                                                           bool huge_pages) override;
   absl::Status CopyToBackend(void* dst, const void* src, size_t bytes) override;

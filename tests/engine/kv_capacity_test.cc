@@ -53,5 +53,34 @@ TEST(KvCapacityTest, BudgetBelowOneBlockHoldsNothing) {
   EXPECT_EQ(c->tokens_that_fit, 0);
 }
 
+TEST(KvBudgetFromDeviceMemoryTest, TakesWhatIsLeftOfTheUtilizedPart) {
+  // 80 GiB device, 60 GiB free after the weights: at 0.9, 8 GiB are kept back.
+  constexpr int64_t kGiB = int64_t{1} << 30;
+  auto budget = KvBudgetFromDeviceMemory(60 * kGiB, 80 * kGiB, 0.9);
+  ASSERT_TRUE(budget.ok()) << budget.status();
+  EXPECT_NEAR(static_cast<double>(*budget), 52.0 * kGiB, 1.0);
+  budget = KvBudgetFromDeviceMemory(60 * kGiB, 80 * kGiB, 1.0);
+  ASSERT_TRUE(budget.ok());
+  EXPECT_EQ(*budget, 60 * kGiB);
+}
+
+TEST(KvBudgetFromDeviceMemoryTest, RefusesBadInputAndAFullDeviceWithTheNumbers) {
+  auto st = KvBudgetFromDeviceMemory(10, 100, 0.0).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("utilization"), std::string::npos) << st;
+  EXPECT_EQ(KvBudgetFromDeviceMemory(10, 100, 1.01).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(KvBudgetFromDeviceMemory(200, 100, 0.9).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(KvBudgetFromDeviceMemory(-1, 100, 0.9).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // 5% free, 10% kept back: nothing for the cache.
+  constexpr int64_t kMiB = int64_t{1} << 20;
+  st = KvBudgetFromDeviceMemory(50 * kMiB, 1000 * kMiB, 0.9).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(st.message().find("50.0 MiB free of 1000.0 MiB"), std::string::npos) << st;
+  EXPECT_NE(st.message().find("--gpu-memory-utilization"), std::string::npos) << st;
+}
+
 }  // namespace
 }  // namespace tessera

@@ -289,6 +289,26 @@ TEST(TesseraBatchGenerateTest, UsageErrorsExitTwo) {
                            "/nonexistent-dir/out.jsonl"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.err, HasSubstr("/nonexistent-dir/out.jsonl"));
+
+  for (const char* bad : {"0", "1.5", "-0.2"}) {
+    r = testing::RunProcess(
+        {TESSERA_BINARY, "generate", "--input", input, "--gpu-memory-utilization", bad});
+    EXPECT_EQ(r.exit_code, 2) << bad;
+    EXPECT_THAT(r.err, HasSubstr("--gpu-memory-utilization")) << bad;
+  }
+  r = testing::RunProcess({TESSERA_BINARY, "generate", "--input", input,
+                           "--gpu-memory-utilization", "0.9", "--kv-cache-tokens", "256"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("excludes"));
+}
+
+// The KV cache sized from device memory needs a device backend; the cpu one says so.
+TEST(TesseraBatchGenerateTest, GpuMemoryUtilizationOnTheCpuBackendIsRefused) {
+  const BatchRun run = RunBatch(R"({"prompt": "Hi", "max_new_tokens": 2})" "\n",
+                                {"--gpu-memory-utilization", "0.9"});
+  EXPECT_EQ(run.process.exit_code, 1) << run.process.err;
+  EXPECT_THAT(run.process.err, HasSubstr("cpu backend allocates host memory"));
+  EXPECT_TRUE(run.lines.empty());
 }
 
 TEST(TesseraBatchGenerateTest, WritesOutputFile) {

@@ -10,7 +10,9 @@
 #include "formats/weight_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "kernels/cpu/reference_backend.h"
 #include "kernels/registry.h"
+#include "model/llama_model.h"
 #include "tests/model/tiny_llama.h"
 #include "worker/batch_runner.h"
 
@@ -68,6 +70,56 @@ TEST_F(BatchRunnerErrorsTest, BudgetSizesThePoolAndTheReportSaysSo) {
   EXPECT_EQ((*half)->capacity().num_blocks, 20);
   EXPECT_EQ((*half)->kv_cache().NumBytes(), 10 * BytesPerBlock(8));
   EXPECT_THAT((*half)->StartupReport(), HasSubstr("f16 elements"));
+}
+
+// The reference backend claiming a device of `total` bytes with `free` of them free.
+class DeviceMemoryBackend : public ReferenceBackend {
+ public:
+  DeviceMemoryBackend(int64_t free, int64_t total) : free_(free), total_(total) {}
+  absl::StatusOr<DeviceMemory> DeviceMemoryInfo() const override {
+    return DeviceMemory{.free_bytes = free_, .total_bytes = total_};
+  }
+
+ private:
+  int64_t free_, total_;
+};
+
+TEST_F(BatchRunnerErrorsTest, DeviceMemoryFractionSizesThePoolFromWhatTheDeviceHasFree) {
+  // 1000 blocks' worth of device, 400 free after loading; at 0.9 utilization 100 are kept
+  // back, so the KV cache gets 300 blocks.
+  const int64_t block = BytesPerBlock(16);
+  DeviceMemoryBackend device(400 * block, 1000 * block);
+  auto model = LlamaModel::Load(*tiny_.store, &device);
+  ASSERT_TRUE(model.ok()) << model.status();
+  BatchRunnerOptions options;
+  options.kv_cache_bytes = 5 * block;  // ignored
+  options.device_memory_fraction = 0.9;
+  auto runner = BatchRunner::Create(model->get(), options);
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  EXPECT_EQ((*runner)->capacity().num_blocks, 300);
+
+  // Nothing left after the kept-back part: RESOURCE_EXHAUSTED with the numbers.
+  options.device_memory_fraction = 0.5;
+  auto full = BatchRunner::Create(model->get(), options);
+  EXPECT_EQ(full.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(full.status().message()), HasSubstr("utilization 0.5"));
+
+  // Out of range, or together with a fixed block count: INVALID_ARGUMENT naming the field.
+  options.device_memory_fraction = 1.5;
+  auto bad = BatchRunner::Create(model->get(), options);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("device_memory_fraction"));
+  options.device_memory_fraction = 0.9;
+  options.scheduler.num_blocks = 10;
+  bad = BatchRunner::Create(model->get(), options);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("num_blocks"));
+
+  // A host-memory backend has no device memory to size from.
+  options.scheduler.num_blocks = 0;
+  auto host = BatchRunner::Create(tiny_.model.get(), options);
+  EXPECT_EQ(host.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(host.status().message()), HasSubstr("cpu-reference backend"));
 }
 
 TEST_F(BatchRunnerErrorsTest, CreateRefusesNoModelNoRoomAndBadConfig) {
