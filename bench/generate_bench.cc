@@ -157,8 +157,14 @@ absl::Status Run(const Options& o) {
   }
   const auto fmt = [](std::string* out, double v) { absl::StrAppendFormat(out, "%.2f", v); };
   const double peak_rss = PeakRssMiB();
-  // A decode token reads every matrix once (the tied LM head is the embedding table).
-  const double weight_mb = store->TotalBytes() / 1e6;
+  // A decode token reads every matrix once, except an untied embedding table (one row of it;
+  // a tied table is read whole as the LM head).
+  int64_t read_bytes = store->TotalBytes();
+  if (store->Has("output.weight")) {
+    ASSIGN_OR_RETURN(const TensorView table, store->Get("token_embd.weight"));
+    read_bytes -= table.dim(0) * table.RowBytes();
+  }
+  const double weight_mb = read_bytes / 1e6;
   if (o.json) {
     absl::PrintF(
         "{\"model\": \"%s\", \"backend\": \"%s\", \"threads\": %d, \"prompt_tokens\": %d, "

@@ -57,6 +57,8 @@ struct Options {
   bool deterministic = false;
   std::string backend = "cpu";
   std::string kv_cache_dtype = "f32";
+  int64_t kv_cache_mb = 1024;
+  double gpu_memory_utilization = 0.0;  // > 0: size the KV cache from device memory instead
   bool json = false;
 };
 
@@ -78,7 +80,8 @@ absl::StatusOr<RunStats> Serve(LlamaModel& model, const std::vector<WorkerReques
   ro.scheduler.max_num_batched_tokens = o.max_batched_tokens;
   ro.scheduler.max_model_len = 1024;
   ro.scheduler.max_waiting_requests = static_cast<int>(requests.size()) + 1;
-  ro.kv_cache_bytes = int64_t{1} << 30;
+  ro.kv_cache_bytes = o.kv_cache_mb << 20;
+  ro.device_memory_fraction = o.gpu_memory_utilization;
   ro.kv_cache_dtype = DTypeFromName(o.kv_cache_dtype).value();  // checked by the flag
   ASSIGN_OR_RETURN(std::unique_ptr<BatchRunner> runner, BatchRunner::Create(&model, ro));
   RunStats st;
@@ -254,6 +257,15 @@ int main(int argc, char** argv) {
   app.add_option("--kv-cache-dtype", o.kv_cache_dtype, "KV cache element type (f32 or f16)")
       ->capture_default_str()
       ->check(CLI::IsMember({"f32", "f16"}));
+  CLI::Option* mb = app.add_option("--kv-cache-mb", o.kv_cache_mb, "KV cache MiB")
+                        ->capture_default_str()
+                        ->check(CLI::PositiveNumber);
+  app.add_option("--gpu-memory-utilization", o.gpu_memory_utilization,
+                 "size the KV cache from this fraction of the device's memory (device backends; "
+                 "instead of --kv-cache-mb)")
+      ->check(CLI::PositiveNumber)
+      ->check(CLI::Range(0.0, 1.0))
+      ->excludes(mb);
   app.add_flag("--json", o.json, "print one JSON object");
   CLI11_PARSE(app, argc, argv);
   if (o.npl.empty() || o.max_batched_tokens < o.max_num_seqs) {

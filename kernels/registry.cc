@@ -1,9 +1,14 @@
 #include "kernels/registry.h"
 
+#include <cstdlib>
+#include <utility>
+
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/status_macros.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/reference_backend.h"
+#include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/device_probe.h"
 
 namespace tessera {
@@ -27,11 +32,22 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view name, in
           absl::StrFormat("kernels/registry: backend 'cuda': %s", count.status().message()));
     }
     // CudaBackend (kernels/cuda/cuda_backend.h) and the model's device-memory path exist,
-    // but neither has run on a GPU yet: it is handed out once tests/model/cuda_model_test.cc
-    // and the kernel tests pass on one (docs/architecture.md).
-    return absl::UnimplementedError(
-        "kernels/registry: backend 'cuda': not enabled until its GPU tests have passed on a "
-        "GPU (kernels/cuda/cuda_backend.h)");
+    // but neither has passed its GPU tests yet (tests/model/cuda_model_test.cc and the kernel
+    // tests): until they have, it is handed out only to whoever asks for it explicitly, as
+    // scripts/gpu_bundle.sh's benchmarks do once those tests pass on the machine.
+    const char* opt_in = std::getenv(kExperimentalCudaVariable);
+    if (opt_in == nullptr || std::string_view(opt_in) != "1") {
+      return absl::UnimplementedError(absl::StrFormat(
+          "kernels/registry: backend 'cuda' has not been verified on a GPU yet; set %s=1 to "
+          "use it anyway (kernels/cuda/cuda_backend.h)",
+          kExperimentalCudaVariable));
+    }
+    if (options.batch_invariant) {
+      return absl::InvalidArgumentError(
+          "kernels/registry: backend 'cuda' has no batch-invariant (deterministic) mode yet");
+    }
+    ASSIGN_OR_RETURN(std::unique_ptr<CudaBackend> cuda, CudaBackend::Create());
+    return std::unique_ptr<Backend>(std::move(cuda));
   }
   return absl::InvalidArgumentError(
       absl::StrFormat("kernels/registry: unknown backend name '%s' (available: %s)", name,

@@ -25,6 +25,10 @@ struct BackendOptions {
   bool pack_weights = true;
 };
 
+// "cuda" is experimental until its GPU tests have passed on a GPU: without this environment
+// variable set to 1 it answers UNIMPLEMENTED saying so.
+inline constexpr char kExperimentalCudaVariable[] = "TESSERA_EXPERIMENTAL_CUDA";
+
 // INVALID_ARGUMENT for an unknown name; UNAVAILABLE when the backend exists but cannot run
 // here (e.g. "cuda" without a GPU). `num_threads` 0 = all hardware threads.
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view name, int num_threads = 0,

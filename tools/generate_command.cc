@@ -226,7 +226,9 @@ Command AddGenerateCommand(CLI::App& root) {
   app->add_option("--threads", o->threads, "CPU threads (0 = all)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  app->add_option("--backend", o->backend, "Kernel backend: cpu or cpu-reference")
+  app->add_option("--backend", o->backend,
+                  "Kernel backend: cpu, cpu-reference, or cuda (experimental: needs "
+                  "TESSERA_EXPERIMENTAL_CUDA=1 until verified on a GPU)")
       ->capture_default_str();
   app->add_flag("--no-stream", o->no_stream, "Print the text once at the end");
   app->add_flag("--json", o->json,

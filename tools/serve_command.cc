@@ -146,7 +146,9 @@ Command AddServeCommand(CLI::App& root) {
   app->add_option("--threads", o->threads, "CPU threads (0 = all)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  app->add_option("--backend", o->backend, "Kernel backend: cpu or cpu-reference")
+  app->add_option("--backend", o->backend,
+                  "Kernel backend: cpu, cpu-reference, or cuda (experimental: needs "
+                  "TESSERA_EXPERIMENTAL_CUDA=1 until verified on a GPU)")
       ->capture_default_str();
   AddEngineFlags(app, &o->engine);
   return {app, [o] { return RunServe(*o); }};

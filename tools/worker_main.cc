@@ -303,7 +303,9 @@ int main(int argc, char** argv) {
   app.add_option("--threads", o->threads, "CPU threads per rank (0 = all)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--backend", o->backend, "Kernel backend: cpu or cpu-reference")
+  app.add_option("--backend", o->backend,
+                 "Kernel backend: cpu, cpu-reference, or cuda (experimental: needs "
+                 "TESSERA_EXPERIMENTAL_CUDA=1 until verified on a GPU)")
       ->capture_default_str();
   app.add_flag("--no-pack-weights", o->no_pack_weights,
                "Keep the weights in the GGUF file's layout, read straight from the mapping, "

@@ -41,7 +41,23 @@ TEST(RegistryTest, CudaIsUnavailableWithoutADeviceAndNeverFaked) {
     EXPECT_NE(be.status().message().find("no CUDA device"), std::string::npos) << be.status();
   } else {
     EXPECT_EQ(be.status().code(), absl::StatusCode::kUnimplemented) << be.status();
+    EXPECT_NE(be.status().message().find(kExperimentalCudaVariable), std::string::npos);
   }
+}
+
+TEST(RegistryTest, ExperimentalCudaNeedsADeviceAndRefusesDeterministicMode) {
+  ASSERT_EQ(setenv(kExperimentalCudaVariable, "1", 1), 0);
+  absl::StatusOr<std::unique_ptr<Backend>> be = CreateBackend("cuda");
+  if (!CudaDeviceCount().ok()) {
+    EXPECT_EQ(be.status().code(), absl::StatusCode::kUnavailable) << be.status();
+  } else {
+    ASSERT_TRUE(be.ok()) << be.status();
+    EXPECT_EQ((*be)->name(), "cuda");
+    EXPECT_FALSE((*be)->host_addressable());
+    be = CreateBackend("cuda", 0, {.batch_invariant = true});
+    EXPECT_EQ(be.status().code(), absl::StatusCode::kInvalidArgument) << be.status();
+  }
+  unsetenv(kExperimentalCudaVariable);
 }
 
 }  // namespace

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Tessera's cuda backend against Hugging Face transformers (torch) on the same GPU in one run,
+# on random weights in a named shape (real weights cannot reach the GPU machine):
+#   1. tessera synthesize: the shape's GGUF in BF16 (once, reused by both Tessera benches);
+#   2. tessera_bench_generate: batch-1 prefill (-p) and decode (-n) on the cuda backend;
+#   3. tessera_bench_serve: the engine's sweep at each batch size (--npl), pp/tg tokens;
+#   4. bench/hf_transformers_bench.py: the same batch sizes and lengths in transformers, and
+#      the BF16 cuBLAS peak;
+# then one table: decode tokens/s side by side with the ratio, batch-1 decode as a fraction of
+# the HBM roofline (weights read per token x tokens/s / peak bandwidth, the peak taken from
+# the GPU's name) and prefill TFLOP/s against the measured cuBLAS peak.
+#
+#   bash bench/gpu_compare.sh -d BIN_DIR [-s SHAPE] [-B "1 16 64"] [-p 128] [-g 128]
+# BIN_DIR holds tessera, tessera_bench_generate and tessera_bench_serve (a build's bin/, or
+# scripts/gpu_bundle.sh's bundle). Needs a GPU, python3 with torch and transformers.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+bin="" shape="llama-3-8b" batches="1 16 64" pp=128 tg=128
+while getopts "d:s:B:p:g:h" opt; do
+  case "$opt" in
+    d) bin="$OPTARG" ;; s) shape="$OPTARG" ;; B) batches="$OPTARG" ;;
+    p) pp="$OPTARG" ;; g) tg="$OPTARG" ;;
+    *) sed -n 2,17p "$0"; exit 2 ;;
+  esac
+done
+[[ -x "$bin/tessera" && -x "$bin/tessera_bench_generate" && -x "$bin/tessera_bench_serve" ]] \
+  || { echo "gpu_compare: -d must name a directory holding the tessera binaries" >&2; exit 2; }
+out="$(mktemp -d)"
+trap 'rm -rf "$out"' EXIT
+model="$out/$shape-bf16.gguf"
+export TESSERA_EXPERIMENTAL_CUDA=1
+
+echo "== synthesize $shape (bf16)" >&2
+"$bin/tessera" synthesize --shape "$shape" --dtype bf16 -o "$model" >&2
+echo "== tessera_bench_generate (batch 1)" >&2
+"$bin/tessera_bench_generate" -m "$model" -b cuda -p 512 -n "$tg" -r 3 --json \
+  > "$out/generate.json"
+max_batch="$(tr ' ' '\n' <<< "$batches" | sort -n | tail -1)"
+echo "== tessera_bench_serve (npl $batches)" >&2
+"$bin/tessera_bench_serve" -m "$model" -b cuda --npl "$(tr ' ' ',' <<< "$batches")" \
+  --pp "$pp" --tg "$tg" --requests "$max_batch" --sequential 1 --max-num-seqs "$max_batch" \
+  --max-batched-tokens $((max_batch * pp)) --kv-cache-dtype f16 \
+  --gpu-memory-utilization 0.9 --json > "$out/serve.json"
+echo "== transformers" >&2
+rm -f "$model"  # the GPU's memory, not the disk, is the limit from here on
+python3 "$here/hf_transformers_bench.py" --shape "$shape" --batch $batches --pp "$pp" \
+  --tg "$tg" --gemm-peak > "$out/hf.jsonl"
+
+gpu="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
+python3 - "$out" "$gpu" <<'PY'
+import json, sys
+out, gpu = sys.argv[1], sys.argv[2]
+gen = json.load(open(f"{out}/generate.json"))
+serve = json.load(open(f"{out}/serve.json"))
+hf = [json.loads(line) for line in open(f"{out}/hf.jsonl")]
+peak_tflops = next(r["tflops"] for r in hf if r["engine"] == "cublas")
+hf_by_batch = {r["batch"]: r for r in hf if r["engine"] == "transformers"}
+# Peak HBM bandwidth by product (NVIDIA data sheets), GB/s.
+peaks = [("H200", 4800), ("H100 NVL", 3900), ("H100 PCIe", 2000), ("H100", 3350)]
+peak_gbs = next((bw for name, bw in peaks if name in gpu), None)
+weight_mb = gen["weight_mb_per_token"]
+decode1 = gen["decode_tps_median"]
+print(f"GPU: {gpu}; model {gen['model']}")
+if peak_gbs:
+    print(f"batch-1 decode: {decode1:.1f} tokens/s x {weight_mb:.0f} MB = "
+          f"{decode1 * weight_mb / 1e3:.0f} GB/s = {100 * decode1 * weight_mb / 1e3 / peak_gbs:.1f}% "
+          f"of the {peak_gbs} GB/s HBM peak")
+# BF16 matmul FLOPs per token: 2 x parameters read (bytes / 2).
+tflops = gen["prefill_tps_median"] * weight_mb * 1e6 / 1e12
+print(f"prefill {gen['prompt_tokens']} tokens: {gen['prefill_tps_median']:.0f} tokens/s = "
+      f"{tflops:.1f} TFLOP/s = {100 * tflops / peak_tflops:.1f}% of cuBLAS's "
+      f"{peak_tflops:.0f} TFLOP/s (8192^3 BF16)")
+print("| batch | Tessera decode tok/s | transformers decode tok/s | ratio | Tessera prefill tok/s | transformers prefill tok/s |")
+print("|---:|---:|---:|---:|---:|---:|")
+for row in serve["sweep"]:
+    h = hf_by_batch.get(row["npl"])
+    if h is None:
+        continue
+    print(f"| {row['npl']} | {row['s_tg']:.1f} | {h['decode_tps']:.1f} | "
+          f"{row['s_tg'] / h['decode_tps']:.2f}x | {row['s_pp']:.0f} | {h['prefill_tps']:.0f} |")
+PY
