@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -58,7 +59,9 @@ struct StreamScratch {
 struct LtState {
   std::mutex mu;
   cublasLtHandle_t handle = nullptr;
-  std::map<std::tuple<int, int64_t, int64_t, int64_t>, std::unique_ptr<Plan>> plans;
+  // By (type, m, n, k, alignment of W, alignment of y).
+  std::map<std::tuple<int, int64_t, int64_t, int64_t, uint32_t, uint32_t>, std::unique_ptr<Plan>>
+      plans;
   std::map<cudaStream_t, StreamScratch> scratch;
 };
 
@@ -79,10 +82,20 @@ __global__ void RoundKernel(const float* x, int64_t count, bool bf16, uint16_t* 
   }
 }
 
-// The plan for y[n, m] = x[n, k] · W[m, k]ᵀ with 16-bit `ab_type` inputs (a cache hit, or new).
+// The largest power of two up to 256 that divides `p`'s address: cuBLASLt's heuristic assumes
+// 256-byte aligned matrices unless told otherwise, and the model's outputs may be offsets.
+uint32_t Alignment(const void* p) {
+  const auto address = reinterpret_cast<uintptr_t>(p);
+  uint32_t a = 256;
+  while (a > 1 && address % a != 0) a /= 2;
+  return a;
+}
+
+// The plan for y[n, m] = x[n, k] · W[m, k]ᵀ with 16-bit `ab_type` inputs (a cache hit, or new),
+// W and y aligned to `w_align` and `y_align` bytes (x is the call's own, fully aligned).
 int GetPlan(LtState& s, cudaDataType_t ab_type, int64_t m, int64_t n, int64_t k,
-            const Plan** out, Error* error) {
-  const auto key = std::make_tuple(static_cast<int>(ab_type), m, n, k);
+            uint32_t w_align, uint32_t y_align, const Plan** out, Error* error) {
+  const auto key = std::make_tuple(static_cast<int>(ab_type), m, n, k, w_align, y_align);
   if (auto it = s.plans.find(key); it != s.plans.end()) {
     *out = it->second.get();
     return 0;
@@ -104,6 +117,12 @@ int GetPlan(LtState& s, cudaDataType_t ab_type, int64_t m, int64_t n, int64_t k,
   const size_t workspace = kWorkspaceBytes;
   cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                        &workspace, sizeof(workspace));
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                                       &w_align, sizeof(w_align));
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                                       &y_align, sizeof(y_align));
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
+                                       &y_align, sizeof(y_align));
   cublasLtMatmulHeuristicResult_t heuristic = {};
   int found = 0;
   st = cublasLtMatmulAlgoGetHeuristic(s.handle, plan->op, plan->a, plan->b, plan->c, plan->c,
@@ -161,7 +180,9 @@ int Gemm16(const float* x, int64_t n, int64_t k, const void* w, int type, int64_
   if (cudaError_t err = cudaGetLastError(); err != cudaSuccess) return Fail(err, error);
 
   const Plan* plan = nullptr;
-  if (int code = GetPlan(s, bf16 ? CUDA_R_16BF : CUDA_R_16F, m, n, k, &plan, error); code != 0) {
+  if (int code = GetPlan(s, bf16 ? CUDA_R_16BF : CUDA_R_16F, m, n, k, Alignment(w),
+                         Alignment(y), &plan, error);
+      code != 0) {
     return code;
   }
   const float alpha = 1.0f, beta = 0.0f;
