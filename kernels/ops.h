@@ -90,6 +90,16 @@ class Backend {
     if (bytes > 0) std::memcpy(dst, src, bytes);
     return absl::OkStatus();
   }
+  // Zeroes `bytes` at dst in this backend's space.
+  [[nodiscard]] virtual absl::Status Zero(void* dst, size_t bytes) {
+    if (bytes > 0) std::memset(dst, 0, bytes);
+    return absl::OkStatus();
+  }
+  // Waits for the work this backend has queued (a device backend's stream), so that another
+  // party working on the same memory (NCCL on its own stream) sees its writes and may write
+  // what the next ops read; also returns a failure of that work. Host backends finish every
+  // op before returning: nothing to wait for.
+  [[nodiscard]] virtual absl::Status Synchronize() { return absl::OkStatus(); }
   // Within this backend's space: `rows` rows of `row_bytes`, row r from src + r * src_stride
   // to dst + r * dst_stride (strides in bytes); the regions must not overlap.
   [[nodiscard]] virtual absl::Status CopyRows(void* dst, int64_t dst_stride, const void* src,

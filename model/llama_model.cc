@@ -170,11 +170,13 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(
   }
 
   model->stage_ = {.layers = {0, c.num_layers}, .has_embedding = true, .has_lm_head = true};
-  if (!backend->host_addressable() && tensor_parallel != nullptr) {
+  if (tensor_parallel != nullptr && tensor_parallel->group != nullptr &&
+      tensor_parallel->group->device_buffers() == backend->host_addressable()) {
     return absl::FailedPreconditionError(absl::StrFormat(
-        "backend %s: tensor parallelism runs its collectives on host buffers; run it on a "
-        "CPU backend",
-        backend->name()));
+        "backend %s keeps activations in %s memory but the tensor group's communicator "
+        "exchanges %s buffers: use NCCL with a device backend, MPI with a CPU backend",
+        backend->name(), backend->host_addressable() ? "host" : "device",
+        tensor_parallel->group->device_buffers() ? "device" : "host"));
   }
   if (stage != nullptr) {
     if (stage->layers.begin < 0 || stage->layers.end > c.num_layers ||
@@ -338,6 +340,15 @@ absl::Status LlamaModel::RowsToHost(const float* src, int64_t rows, float* dst) 
                                    static_cast<size_t>(rows * config_.hidden_size) * sizeof(float));
 }
 
+absl::StatusOr<float*> LlamaModel::Floats(std::unique_ptr<BackendBuffer>* buffer,
+                                          int64_t floats) {
+  const size_t bytes = static_cast<size_t>(std::max<int64_t>(floats, 1)) * sizeof(float);
+  if (*buffer == nullptr || (*buffer)->size() < bytes) {
+    ASSIGN_OR_RETURN(*buffer, backend_->Allocate(bytes));
+  }
+  return (*buffer)->as<float>();
+}
+
 absl::Status LlamaModel::EnsureScratch(int64_t n) {
   if (n <= scratch_tokens_) return absl::OkStatus();
   const ModelConfig& c = config_;
@@ -351,8 +362,9 @@ absl::Status LlamaModel::EnsureScratch(int64_t n) {
   ASSIGN_OR_RETURN(x_, b.Allocate(row_bytes));
   ASSIGN_OR_RETURN(xn_, b.Allocate(row_bytes));
   if (sequence_parallel_) {
-    chunk_.Resize(static_cast<size_t>(RowChunk(n) * c.hidden_size) * sizeof(float));
-    full_x_.Resize(row_bytes);
+    ASSIGN_OR_RETURN(chunk_, b.Allocate(static_cast<size_t>(RowChunk(n) * c.hidden_size) *
+                                        sizeof(float)));
+    ASSIGN_OR_RETURN(full_x_, b.Allocate(row_bytes));
   }
   ASSIGN_OR_RETURN(q_, b.Allocate(floats(local_heads_ * c.head_dim)));
   ASSIGN_OR_RETURN(attn_, b.Allocate(floats(local_heads_ * c.head_dim)));

@@ -180,6 +180,11 @@ class LlamaModel {
   [[nodiscard]] absl::Status UploadNorms(const std::vector<const std::vector<float>*>& norms);
   // `rows` rows of `hidden` floats at `src` (backend memory) into `dst` (host memory).
   [[nodiscard]] absl::Status RowsToHost(const float* src, int64_t rows, float* dst);
+  // *buffer (in the backend's memory) holding at least `floats` floats: grown when smaller.
+  [[nodiscard]] absl::StatusOr<float*> Floats(std::unique_ptr<BackendBuffer>* buffer,
+                                              int64_t floats);
+  // A collective of the tensor group on backend memory: the backend's queued work first.
+  [[nodiscard]] absl::Status BeforeCollective() { return backend_->Synchronize(); }
   [[nodiscard]] absl::Status RunLayer(int64_t layer_index, int64_t n, int64_t start_pos,
                                       KvCache& cache);
   // xn = RMSNorm(residual) with the attention norm, then q, k, v = xn · Wq, Wk, Wv for n rows:
@@ -265,13 +270,14 @@ class LlamaModel {
   std::vector<ShardRange> vocab_ranges_;  // every tensor rank's, for the logits gather
   Communicator* tensor_group_ = nullptr;  // null: one rank
   bool sequence_parallel_ = false;
-  AlignedBuffer chunk_, full_x_;  // sequence parallelism: one chunk of rows; all rows
+  // In the backend's memory (they feed collectives, which run on device buffers with NCCL):
+  std::unique_ptr<BackendBuffer> chunk_, full_x_;  // sequence parallelism: a chunk; all rows
   // Every tensor rank's query columns and FFN features (the inputs of O and down), and
   // under `deterministic` its rows of O's and down's output.
   std::vector<ShardRange> q_ranges_, ffn_ranges_, hidden_ranges_;
   bool deterministic_ = false;
-  std::vector<float> full_input_, output_part_;
-  std::vector<float> local_logits_, gather_send_, gather_recv_;
+  std::unique_ptr<BackendBuffer> full_input_, output_part_;
+  std::unique_ptr<BackendBuffer> local_logits_, gather_send_, gather_recv_;
   std::vector<int32_t> local_ids_;
   std::vector<int64_t> local_rows_;
 

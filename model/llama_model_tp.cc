@@ -132,18 +132,25 @@ absl::Status LlamaModel::Embed(std::span<const int32_t> tokens, float* x) {
   // each rank keeps its chunk of the sum; otherwise they are built in x and all-reduced.
   const int64_t padded = RowChunk(n) * (sequence_parallel_ ? tensor_group_->size() : 1);
   float* rows = sequence_parallel_ ? xn_->as<float>() : x;
-  std::memset(rows, 0, static_cast<size_t>(padded * hidden) * sizeof(float));
+  const int64_t row_bytes = hidden * static_cast<int64_t>(sizeof(float));
+  RETURN_IF_ERROR(backend_->Zero(rows, static_cast<size_t>(padded * row_bytes)));
   if (!local_ids_.empty()) {
-    // Looked up into full_x_ / xn_ first, then placed at their rows.
-    float* found = sequence_parallel_ ? full_x_.as<float>() : xn_->as<float>();
+    // Looked up into full_x_ / xn_ first, then placed at their rows (runs of consecutive
+    // rows in one copy).
+    float* found = sequence_parallel_ ? full_x_->as<float>() : xn_->as<float>();
     RETURN_IF_ERROR(backend_->Embedding(token_embd_, local_ids_, found));
-    for (size_t j = 0; j < local_rows_.size(); ++j) {
-      std::memcpy(rows + local_rows_[j] * hidden, found + static_cast<int64_t>(j) * hidden,
-                  static_cast<size_t>(hidden) * sizeof(float));
+    for (size_t j = 0; j < local_rows_.size();) {
+      size_t run = 1;
+      while (j + run < local_rows_.size() && local_rows_[j + run] == local_rows_[j] + run) ++run;
+      RETURN_IF_ERROR(backend_->CopyRows(rows + local_rows_[j] * hidden, row_bytes,
+                                         found + static_cast<int64_t>(j) * hidden, row_bytes,
+                                         row_bytes, static_cast<int64_t>(run)));
+      j += run;
     }
   }
   // One rank holds each token's row, the others add zeros: the sum is exact.
   if (!sequence_parallel_) return ReduceOverTensorGroup(x, n * hidden);
+  RETURN_IF_ERROR(BeforeCollective());
   return tensor_group_->ReduceScatter(
       std::span<const float>(rows, static_cast<size_t>(padded * hidden)),
       std::span<float>(x, static_cast<size_t>(RowChunk(n) * hidden)));
@@ -163,9 +170,10 @@ absl::Status LlamaModel::StageInput(std::span<const int32_t> tokens,
   const int64_t chunk = RowChunk(n);
   const int64_t first = std::min(n, chunk * tensor_group_->rank());
   const int64_t rows = std::min(n, first + chunk) - first;
-  std::memset(x, 0, static_cast<size_t>(chunk * hidden) * sizeof(float));
-  std::memcpy(x, input.data() + first * hidden, static_cast<size_t>(rows * hidden) * sizeof(float));
-  return absl::OkStatus();
+  const size_t row_bytes = static_cast<size_t>(hidden) * sizeof(float);
+  RETURN_IF_ERROR(backend_->Zero(x + rows * hidden, static_cast<size_t>(chunk - rows) * row_bytes));
+  return backend_->CopyToBackend(x, input.data() + first * hidden,
+                                 static_cast<size_t>(rows) * row_bytes);
 }
 
 int64_t LlamaModel::RowChunk(int64_t n) const {
@@ -183,8 +191,9 @@ absl::Status LlamaModel::NormAllRows(const float* weight, int64_t n, float* xn) 
   }
   // Padding rows are zeros and stay zeros (RMSNorm of 0 is 0).
   const int64_t chunk = RowChunk(n);
-  float* local = chunk_.as<float>();
+  float* local = chunk_->as<float>();
   backend_->RmsNorm(x_->as<float>(), weight, chunk, hidden, eps, local);
+  RETURN_IF_ERROR(BeforeCollective());
   return tensor_group_->AllGather(
       std::span<const float>(local, static_cast<size_t>(chunk * hidden)),
       std::span<float>(xn, static_cast<size_t>(chunk * hidden * tensor_group_->size())));
@@ -200,8 +209,10 @@ absl::Status LlamaModel::AddRowParallel(float* partial, int64_t n) {
   }
   const int64_t chunk = RowChunk(n);
   const int64_t padded = chunk * tensor_group_->size();
-  std::memset(partial + n * hidden, 0, static_cast<size_t>((padded - n) * hidden) * sizeof(float));
-  float* mine = chunk_.as<float>();
+  RETURN_IF_ERROR(backend_->Zero(partial + n * hidden,
+                                 static_cast<size_t>((padded - n) * hidden) * sizeof(float)));
+  float* mine = chunk_->as<float>();
+  RETURN_IF_ERROR(BeforeCollective());
   RETURN_IF_ERROR(tensor_group_->ReduceScatter(
       std::span<const float>(partial, static_cast<size_t>(padded * hidden)),
       std::span<float>(mine, static_cast<size_t>(chunk * hidden))));
@@ -213,7 +224,8 @@ absl::StatusOr<const float*> LlamaModel::FullResidual(int64_t n) {
   if (!sequence_parallel_) return x_->as<float>();
   const int64_t hidden = config_.hidden_size;
   const int64_t chunk = RowChunk(n);
-  float* all = full_x_.as<float>();
+  float* all = full_x_->as<float>();
+  RETURN_IF_ERROR(BeforeCollective());
   RETURN_IF_ERROR(tensor_group_->AllGather(
       std::span<const float>(x_->as<float>(), static_cast<size_t>(chunk * hidden)),
       std::span<float>(all, static_cast<size_t>(chunk * hidden * tensor_group_->size()))));
@@ -222,6 +234,7 @@ absl::StatusOr<const float*> LlamaModel::FullResidual(int64_t n) {
 
 absl::Status LlamaModel::ReduceOverTensorGroup(float* data, int64_t count) {
   if (tensor_group_ == nullptr) return absl::OkStatus();
+  RETURN_IF_ERROR(BeforeCollective());
   return tensor_group_->AllReduce(std::span<float>(data, static_cast<size_t>(count)),
                                   ReduceOp::kSum);
 }
@@ -231,20 +244,23 @@ absl::Status LlamaModel::GatherColumns(const float* local, int64_t n,
   int64_t widest = 0;
   for (const ShardRange& r : ranges) widest = std::max(widest, r.size());
   const int64_t mine = ranges[static_cast<size_t>(tensor_group_->rank())].size();
-  gather_send_.assign(static_cast<size_t>(n * widest), 0.0f);
-  for (int64_t i = 0; i < n; ++i) {
-    std::memcpy(gather_send_.data() + i * widest, local + i * mine,
-                static_cast<size_t>(mine) * sizeof(float));
-  }
-  gather_recv_.resize(gather_send_.size() * ranges.size());
-  RETURN_IF_ERROR(tensor_group_->AllGather(gather_send_, gather_recv_));
+  constexpr int64_t kF = sizeof(float);
+  // Each rank's rows padded to the widest range, gathered, then each range's columns placed.
+  const int64_t send_floats = n * widest;
+  const int64_t recv_floats = send_floats * static_cast<int64_t>(ranges.size());
+  ASSIGN_OR_RETURN(float* send, Floats(&gather_send_, send_floats));
+  ASSIGN_OR_RETURN(float* recv, Floats(&gather_recv_, recv_floats));
+  if (mine < widest) RETURN_IF_ERROR(backend_->Zero(send, static_cast<size_t>(send_floats * kF)));
+  RETURN_IF_ERROR(backend_->CopyRows(send, widest * kF, local, mine * kF, mine * kF, n));
+  RETURN_IF_ERROR(BeforeCollective());
+  RETURN_IF_ERROR(tensor_group_->AllGather(
+      std::span<const float>(send, static_cast<size_t>(send_floats)),
+      std::span<float>(recv, static_cast<size_t>(recv_floats))));
   const int64_t width = ranges.back().end;
   for (size_t r = 0; r < ranges.size(); ++r) {
-    const float* chunk = gather_recv_.data() + static_cast<int64_t>(r) * n * widest;
-    for (int64_t i = 0; i < n; ++i) {
-      std::memcpy(out + i * width + ranges[r].begin, chunk + i * widest,
-                  static_cast<size_t>(ranges[r].size()) * sizeof(float));
-    }
+    const float* chunk = recv + static_cast<int64_t>(r) * send_floats;
+    RETURN_IF_ERROR(backend_->CopyRows(out + ranges[r].begin, width * kF, chunk, widest * kF,
+                                       ranges[r].size() * kF, n));
   }
   return absl::OkStatus();
 }
@@ -261,12 +277,12 @@ absl::Status LlamaModel::RowParallel(const float* input, int64_t n, const Tensor
   }
   // The whole input, this rank's output rows over it, then every rank's rows.
   const int64_t k = in_ranges.back().end;
-  full_input_.resize(static_cast<size_t>(n * k));
-  RETURN_IF_ERROR(GatherColumns(input, n, in_ranges, full_input_.data()));
+  ASSIGN_OR_RETURN(float* full_input, Floats(&full_input_, n * k));
+  RETURN_IF_ERROR(GatherColumns(input, n, in_ranges, full_input));
   const int64_t rows = w.dim(0);
-  output_part_.resize(static_cast<size_t>(n * rows));
-  RETURN_IF_ERROR(b.MatMul(full_input_.data(), n, k, w, output_part_.data()));
-  RETURN_IF_ERROR(GatherColumns(output_part_.data(), n, hidden_ranges_, xn));
+  ASSIGN_OR_RETURN(float* output_part, Floats(&output_part_, n * rows));
+  RETURN_IF_ERROR(b.MatMul(full_input, n, k, w, output_part));
+  RETURN_IF_ERROR(GatherColumns(output_part, n, hidden_ranges_, xn));
   const int64_t count = n * config_.hidden_size;
   b.Add(x_->as<float>(), xn, count, x_->as<float>());
   return absl::OkStatus();
@@ -275,9 +291,9 @@ absl::Status LlamaModel::RowParallel(const float* input, int64_t n, const Tensor
 absl::Status LlamaModel::LmHead(const float* normed, int64_t rows, float* logits) {
   const int64_t hidden = config_.hidden_size;
   if (tensor_group_ == nullptr) return backend_->MatMul(normed, rows, hidden, lm_head_, logits);
-  local_logits_.resize(static_cast<size_t>(rows * vocab_.size()));
-  RETURN_IF_ERROR(backend_->MatMul(normed, rows, hidden, lm_head_, local_logits_.data()));
-  return GatherColumns(local_logits_.data(), rows, vocab_ranges_, logits);
+  ASSIGN_OR_RETURN(float* local, Floats(&local_logits_, rows * vocab_.size()));
+  RETURN_IF_ERROR(backend_->MatMul(normed, rows, hidden, lm_head_, local));
+  return GatherColumns(local, rows, vocab_ranges_, logits);
 }
 
 }  // namespace tessera

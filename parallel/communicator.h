@@ -40,6 +40,10 @@ class Communicator {
   // This rank's index in the group, and the group's size.
   virtual int rank() const = 0;
   virtual int size() const = 0;
+  // True when the buffers of the calls below are device memory (NCCL), false for host
+  // memory (the default). The model runs tensor parallelism on a device backend only over
+  // a communicator whose buffers are device memory.
+  virtual bool device_buffers() const { return false; }
 
   // Every member ends with the element-wise reduction of all members' `data`.
   [[nodiscard]] virtual absl::Status AllReduce(std::span<float> data, ReduceOp op) = 0;

@@ -25,6 +25,7 @@ class NcclCommunicator : public Communicator {
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
+  bool device_buffers() const override { return true; }
   absl::Status AllReduce(std::span<float> data, ReduceOp op) override;
   absl::Status ReduceScatter(std::span<const float> in, std::span<float> out) override;
   absl::Status AllGather(std::span<const float> in, std::span<float> out) override;

@@ -18,6 +18,7 @@ class TimedCommunicator : public Communicator {
 
   int rank() const override { return inner_->rank(); }
   int size() const override { return inner_->size(); }
+  bool device_buffers() const override { return inner_->device_buffers(); }
   absl::Status AllReduce(std::span<float> data, ReduceOp op) override;
   absl::Status ReduceScatter(std::span<const float> in, std::span<float> out) override;
   absl::Status AllGather(std::span<const float> in, std::span<float> out) override;

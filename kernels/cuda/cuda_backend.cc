@@ -98,8 +98,7 @@ absl::Status CudaBackend::CopyToBackend(void* dst, const void* src, size_t bytes
 
 absl::Status CudaBackend::CopyFromBackend(void* dst, const void* src, size_t bytes) {
   RETURN_IF_ERROR(TakeStickyError());
-  if (bytes == 0) return stream_.Synchronize();
-  return Copy(dst, src, bytes, "CopyFromBackend", Waiting());
+  return bytes == 0 ? absl::OkStatus() : Copy(dst, src, bytes, "CopyFromBackend", Waiting());
 }
 
 absl::Status CudaBackend::CopyRows(void* dst, int64_t dst_stride, const void* src,
@@ -111,6 +110,18 @@ absl::Status CudaBackend::CopyRows(void* dst, int64_t dst_stride, const void* sr
                                       static_cast<size_t>(row_bytes), static_cast<size_t>(rows),
                                       &error, Queued()),
                     error, "CopyRows");
+}
+
+absl::Status CudaBackend::Zero(void* dst, size_t bytes) {
+  RETURN_IF_ERROR(TakeStickyError());
+  if (bytes == 0) return absl::OkStatus();
+  cuda_shim::Error error;
+  return CopyStatus(cuda_shim::Zero(dst, bytes, &error, Queued()), error, "Zero");
+}
+
+absl::Status CudaBackend::Synchronize() {
+  RETURN_IF_ERROR(TakeStickyError());
+  return stream_.Synchronize();
 }
 
 absl::Status CudaBackend::TakeStickyError() { return std::exchange(sticky_, absl::OkStatus()); }

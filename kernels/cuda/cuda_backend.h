@@ -64,6 +64,8 @@ class CudaBackend : public Backend {
   absl::Status CopyFromBackend(void* dst, const void* src, size_t bytes) override;
   absl::Status CopyRows(void* dst, int64_t dst_stride, const void* src, int64_t src_stride,
                         int64_t row_bytes, int64_t rows) override;
+  absl::Status Zero(void* dst, size_t bytes) override;
+  absl::Status Synchronize() override;
   absl::Status MatMul(const float* x, int64_t n, int64_t k, const TensorView& w,
                       float* y) override;
   absl::StatusOr<std::unique_ptr<PackedWeight>> PackWeights(

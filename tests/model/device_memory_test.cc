@@ -3,8 +3,9 @@
 // one of its own calls runs. Any host read or write of activations, norm vectors or KV pools
 // by the model outside the backend's calls and copies crashes the test. Through that the
 // model must give exactly the wrapped backend's results: Forward, ForwardPaged with logits
-// and hidden rows, and a pipeline stage's output rows. Tensor parallelism, whose
-// collectives run on host buffers, is refused on such a backend.
+// and hidden rows, and a pipeline stage's output rows. Tensor parallelism over a
+// communicator of host buffers is refused on such a backend (device_tensor_parallel_test.cc
+// runs it over one of device buffers).
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -21,162 +22,13 @@
 #include "kernels/registry.h"
 #include "model/llama_model.h"
 #include "parallel/communicator.h"
+#include "tests/model/guarded_backend.h"
 #include "tests/model/tiny_llama.h"
 
 namespace tessera {
 namespace {
 
-class GuardedBackend : public Backend {
- public:
-  GuardedBackend() : inner_(*CreateBackend("cpu", 1)) {}
-
-  std::string_view name() const override { return "guarded-cpu"; }
-  bool host_addressable() const override { return false; }
-
-  absl::StatusOr<std::unique_ptr<BackendBuffer>> Allocate(size_t bytes, bool) override {
-    auto buffer = std::make_unique<Region>(this, bytes);
-    if (buffer->data() == nullptr) return absl::ResourceExhaustedError("mmap failed");
-    return std::unique_ptr<BackendBuffer>(std::move(buffer));
-  }
-  absl::Status CopyToBackend(void* dst, const void* src, size_t bytes) override {
-    Open open(this);
-    return inner_->CopyToBackend(dst, src, bytes);
-  }
-  absl::Status CopyFromBackend(void* dst, const void* src, size_t bytes) override {
-    Open open(this);
-    return inner_->CopyFromBackend(dst, src, bytes);
-  }
-  absl::Status CopyRows(void* dst, int64_t dst_stride, const void* src, int64_t src_stride,
-                        int64_t row_bytes, int64_t rows) override {
-    Open open(this);
-    return inner_->CopyRows(dst, dst_stride, src, src_stride, row_bytes, rows);
-  }
-
-  absl::Status MatMul(const float* x, int64_t n, int64_t k, const TensorView& w,
-                      float* y) override {
-    Open open(this);
-    return inner_->MatMul(x, n, k, Inner(w), y);
-  }
-  // Every matrix gets a copy, as a device backend's must: the inner backend's packed one,
-  // or none (then the inner backend reads the file's view).
-  absl::StatusOr<std::unique_ptr<PackedWeight>> PackWeights(
-      std::span<const TensorView> parts) override {
-    auto copy = std::make_unique<Copy>();
-    if (parts.size() > 1) {
-      ASSIGN_OR_RETURN(copy->inner, inner_->PackWeights(parts));
-      if (copy->inner == nullptr) return std::unique_ptr<PackedWeight>();  // not stackable
-    } else {
-      ASSIGN_OR_RETURN(copy->inner, inner_->PackWeight(parts[0]));
-    }
-    ++copies_;
-    return std::unique_ptr<PackedWeight>(std::move(copy));
-  }
-  absl::Status Embedding(const TensorView& table, std::span<const int32_t> ids,
-                         float* out) override {
-    Open open(this);
-    return inner_->Embedding(Inner(table), ids, out);
-  }
-  void RmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float eps,
-               float* out) override {
-    Open open(this);
-    inner_->RmsNorm(x, weight, n, dim, eps, out);
-  }
-  absl::Status RmsNormMatMul(const float* x, const float* norm_weight, int64_t n, int64_t k,
-                             float eps, const TensorView& w, float* xn, float* y) override {
-    Open open(this);
-    return inner_->RmsNormMatMul(x, norm_weight, n, k, eps, Inner(w), xn, y);
-  }
-  void Rope(float* x, int64_t n_tokens, int64_t num_heads, std::span<const int32_t> positions,
-            const RopeParams& params) override {
-    Open open(this);
-    inner_->Rope(x, n_tokens, num_heads, positions, params);
-  }
-  void SiluMul(const float* gate, const float* up, int64_t count, float* out) override {
-    Open open(this);
-    inner_->SiluMul(gate, up, count, out);
-  }
-  void Add(const float* a, const float* b, int64_t count, float* out) override {
-    Open open(this);
-    inner_->Add(a, b, count, out);
-  }
-  void Attention(const float* q, int64_t n_tokens, std::span<const int32_t> positions,
-                 const float* k_cache, const float* v_cache, int64_t cache_len,
-                 const AttentionParams& params, float* out) override {
-    Open open(this);
-    inner_->Attention(q, n_tokens, positions, k_cache, v_cache, cache_len, params, out);
-  }
-  void Softmax(float* x, int64_t n, int64_t dim) override {
-    Open open(this);
-    inner_->Softmax(x, n, dim);
-  }
-  absl::Status WriteKv(const float* k, const float* v, std::span<const int32_t> slots,
-                       const PagedKvLayout& layout, const KvPool& pool) override {
-    Open open(this);
-    return inner_->WriteKv(k, v, slots, layout, pool);
-  }
-  absl::Status PagedAttention(const float* q, int64_t n_tokens, std::span<const int32_t> positions,
-                              std::span<const PagedSequence> sequences,
-                              const PagedKvLayout& layout, const KvPool& pool,
-                              const PagedAttentionParams& params, float* out) override {
-    Open open(this);
-    return inner_->PagedAttention(q, n_tokens, positions, sequences, layout, pool, params, out);
-  }
-
-  int64_t calls() const { return calls_; }
-  int64_t copies() const { return copies_; }
-
- private:
-  struct Copy : PackedWeight {
-    std::unique_ptr<PackedWeight> inner;  // may be null: the view's own bytes
-  };
-  // The view the inner backend reads: its packed copy, or the file's bytes.
-  static TensorView Inner(const TensorView& w) {
-    TensorView v = w;
-    if (w.packed != nullptr) v.packed = static_cast<const Copy*>(w.packed)->inner.get();
-    return v;
-  }
-
-  // A page-aligned anonymous mapping (zeroed), closed unless one of the backend's calls runs.
-  class Region : public BackendBuffer {
-   public:
-    Region(GuardedBackend* owner, size_t bytes) : owner_(owner), size_(bytes) {
-      const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-      mapped_ = std::max<size_t>((bytes + page - 1) / page * page, page);
-      void* p = mmap(nullptr, mapped_, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-      data_ = p == MAP_FAILED ? nullptr : p;
-      if (data_ != nullptr) owner_->regions_.push_back(this);
-    }
-    ~Region() override {
-      if (data_ == nullptr) return;
-      std::erase(owner_->regions_, this);
-      munmap(data_, mapped_);
-    }
-    void* data() const override { return data_; }
-    size_t size() const override { return size_; }
-    void Protect(int prot) const { mprotect(data_, mapped_, prot); }
-
-   private:
-    GuardedBackend* owner_;
-    void* data_ = nullptr;
-    size_t size_ = 0, mapped_ = 0;
-  };
-
-  // Opens every region for the duration of one call.
-  struct Open {
-    explicit Open(GuardedBackend* b) : backend(b) {
-      ++backend->calls_;
-      for (const Region* r : backend->regions_) r->Protect(PROT_READ | PROT_WRITE);
-    }
-    ~Open() {
-      for (const Region* r : backend->regions_) r->Protect(PROT_NONE);
-    }
-    GuardedBackend* backend;
-  };
-
-  std::unique_ptr<Backend> inner_;
-  std::vector<const Region*> regions_;
-  int64_t calls_ = 0, copies_ = 0;
-};
+using testing::GuardedBackend;
 
 class DeviceMemoryTest : public ::testing::Test {
  protected:
@@ -302,14 +154,15 @@ TEST_F(DeviceMemoryTest, PipelineStagesPassTheirRowsThroughHostMemory) {
   EXPECT_EQ(logits, want);
 }
 
-TEST_F(DeviceMemoryTest, TensorParallelismIsRefused) {
+TEST_F(DeviceMemoryTest, TensorParallelismOverHostBuffersIsRefused) {
   LocalCommunicator group;
   TensorParallelShard shard;
   shard.group = &group;
   const absl::StatusOr<std::unique_ptr<LlamaModel>> m =
       LlamaModel::Load(*store_, &guarded_backend_, nullptr, &shard);
   EXPECT_EQ(m.status().code(), absl::StatusCode::kFailedPrecondition) << m.status();
-  EXPECT_NE(m.status().message().find("tensor parallelism"), std::string::npos) << m.status();
+  EXPECT_NE(m.status().message().find("communicator exchanges host buffers"), std::string::npos)
+      << m.status();
 }
 
 }  // namespace
