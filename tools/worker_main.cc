@@ -30,6 +30,7 @@
 #include "formats/model_locator.h"
 #include "formats/weight_store.h"
 #include "parallel/mpi_communicator.h"
+#include "parallel/nccl_communicator.h"
 #include "parallel/shard_plan.h"
 #include "parallel/timed_communicator.h"
 #include "parallel/topology.h"
@@ -38,6 +39,7 @@
 #include "tools/random_model.h"
 #include "tools/command.h"
 #include "tools/decoding_flags.h"
+#include "tools/local_gpu.h"
 #include "tools/model_session.h"
 #include "tools/replica_serve.h"
 #include "worker/model_group.h"
@@ -190,10 +192,20 @@ int Run(const WorkerOptions& o) {
   if (!tensor_group.ok()) return Fail(rank, std::string(tensor_group.status().message()), 1);
   auto pipeline_group = group.Split(topology->tp_rank(), topology->stage());
   if (!pipeline_group.ok()) return Fail(rank, std::string(pipeline_group.status().message()), 1);
+  // On GPUs the tensor group's collectives run over NCCL on device buffers (the model's
+  // activations stay on the GPU); MPI, over the same ranks, only brings it up.
+  std::unique_ptr<NcclCommunicator> nccl_tensor_group;
+  Communicator* tensor_comm = tensor_group->get();
+  if (o.backend == "cuda" && tp > 1) {
+    auto nccl = NcclCommunicator::Create(**tensor_group, /*device=*/0);  // tools/local_gpu.h
+    if (!nccl.ok()) return Fail(rank, std::string(nccl.status().message()), kExitFailure);
+    nccl_tensor_group = *std::move(nccl);
+    tensor_comm = nccl_tensor_group.get();
+  }
   // --deterministic: batch-invariant kernels and whole sums on one rank (bit-equal to one
   // rank in any layout; llama_model.h).
   // Timed, so that each rank can report its communication apart from its compute.
-  TimedCommunicator timed_tensor_group(tensor_group->get());
+  TimedCommunicator timed_tensor_group(tensor_comm);
   TensorParallelShard shard{plan->tensor, &timed_tensor_group, o.sp, o.deterministic};
   const StageShard& stage = plan->stages[static_cast<size_t>(topology->stage())];
   const RankRole role{.pipeline = pipeline_group->get(),
@@ -349,6 +361,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tessera-worker: give --input FILE or --coordinator HOST:PORT\n");
     return kExitUsage;
   }
+  // One GPU per rank, chosen before MPI or CUDA starts (tools/local_gpu.h).
+  if (o->backend == "cuda") tessera::SelectLocalGpu();
   auto runtime = tessera::MpiRuntime::Init(&argc, &argv);
   if (!runtime.ok()) {
     std::fprintf(stderr, "tessera-worker: %s\n", std::string(runtime.status().message()).c_str());

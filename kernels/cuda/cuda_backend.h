@@ -1,5 +1,6 @@
 // The "cuda" Backend (kernels/ops.h) over device memory: every activation, output and KV
-// pool pointer it is handed is a device pointer on the current device (Allocate gives
+// pool pointer it is handed is a device pointer on the process's device 0, the one GPU a
+// process drives (tessera-worker narrows CUDA_VISIBLE_DEVICES to its rank's; Allocate gives
 // them; the Copy* methods move bytes in and out); matrices are read
 // from the device copy PackWeights makes (or from a view whose data is a device pointer);
 // index spans (token ids, positions, block tables, slots) and RopeParams::inv_freq are host

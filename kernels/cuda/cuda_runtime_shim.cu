@@ -44,11 +44,14 @@ int DeviceInfo(int ordinal, char* name, size_t name_len, int* major, int* minor,
   *major = prop.major;
   *minor = prop.minor;
   *multiprocessors = prop.multiProcessorCount;
+  // cudaMemGetInfo reports the current device: switch to `ordinal` for it and back.
+  int previous = 0;
+  if ((err = cudaGetDevice(&previous)) != cudaSuccess) return Fail(err, error, error_len);
   if ((err = cudaSetDevice(ordinal)) != cudaSuccess) return Fail(err, error, error_len);
-  if ((err = cudaMemGetInfo(free_bytes, total_bytes)) != cudaSuccess) {
-    return Fail(err, error, error_len);
-  }
-  return 0;
+  err = cudaMemGetInfo(free_bytes, total_bytes);
+  const cudaError_t restored = cudaSetDevice(previous);
+  if (err == cudaSuccess) err = restored;
+  return err == cudaSuccess ? 0 : Fail(err, error, error_len);
 }
 
 int SmokeTest(int ordinal, int n, bool* ok, char* error, size_t error_len) {

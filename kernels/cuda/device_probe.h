@@ -27,7 +27,8 @@ bool CudaCompiledIn();
 // reports no driver/device (the message carries the runtime's reason).
 absl::StatusOr<int> CudaDeviceCount();
 
-// Name, capability and memory of device `ordinal`; INVALID_ARGUMENT for a bad ordinal.
+// Name, capability and memory of device `ordinal`; INVALID_ARGUMENT for a bad ordinal. The
+// calling thread's current device is left as it was.
 absl::StatusOr<CudaDeviceInfo> ProbeCudaDevice(int ordinal);
 
 // Runs a tiny kernel on device `ordinal` (fills and increments a buffer) and checks the

@@ -1,0 +1,33 @@
+#include "tools/local_gpu.h"
+
+#include <cstdlib>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+
+namespace tessera {
+
+std::optional<std::string> LocalGpuVisibility(const char* visible, const char* local_rank) {
+  int rank = 0;
+  if (local_rank == nullptr || !absl::SimpleAtoi(local_rank, &rank) || rank < 0) {
+    return std::nullopt;
+  }
+  if (visible == nullptr) return std::to_string(rank);
+  const std::vector<std::string> devices =
+      absl::StrSplit(visible, ',', absl::SkipEmpty());
+  if (devices.size() <= 1) return std::nullopt;
+  return devices[static_cast<size_t>(rank) % devices.size()];
+}
+
+void SelectLocalGpu() {
+  const char* local_rank = nullptr;
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "LOCAL_RANK", "SLURM_LOCALID"}) {
+    if ((local_rank = std::getenv(name)) != nullptr) break;
+  }
+  const std::optional<std::string> visible =
+      LocalGpuVisibility(std::getenv("CUDA_VISIBLE_DEVICES"), local_rank);
+  if (visible.has_value()) setenv("CUDA_VISIBLE_DEVICES", visible->c_str(), /*overwrite=*/1);
+}
+
+}  // namespace tessera

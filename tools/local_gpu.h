@@ -1,0 +1,21 @@
+// The GPU a tessera-worker rank drives: one per rank, chosen before CUDA starts by narrowing
+// CUDA_VISIBLE_DEVICES to the rank's local index on its node, so that device 0 of the
+// process (the one CudaBackend and NcclCommunicator use) is that GPU in every thread.
+#pragma once
+
+#include <optional>
+#include <string>
+
+namespace tessera {
+
+// The value CUDA_VISIBLE_DEVICES should take for a rank with local index `local_rank` (null
+// when unknown) given its current value `visible` (null when unset): the local rank when
+// unset; entry local_rank % n of a list of n > 1 devices; nullopt to leave it as it is (one
+// device given by the launcher, or no local rank).
+std::optional<std::string> LocalGpuVisibility(const char* visible, const char* local_rank);
+
+// Applies that to this process, reading the launcher's local rank from
+// OMPI_COMM_WORLD_LOCAL_RANK, LOCAL_RANK or SLURM_LOCALID. Call before any CUDA call.
+void SelectLocalGpu();
+
+}  // namespace tessera
