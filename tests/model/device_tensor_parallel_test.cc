@@ -163,15 +163,7 @@ int32_t ArgMax(const std::vector<float>& v, size_t from) {
 
 TEST_P(DeviceTensorParallelTest, EveryRankGivesTheOneRankLogits) {
   const Case& c = GetParam();
-  // 6 query heads over 3 KV heads, vocabulary 50 and FFN 128: uneven splits at tp 2.
-  testing::TinySpec spec;
-  spec.vocab = 50;
-  spec.hidden = 64;
-  spec.ffn = 128;
-  spec.heads = 6;
-  spec.kv_heads = 3;
-  spec.head_dim = 32;
-  spec.rope_dim = 32;
+  testing::TinySpec spec = testing::TensorParallelSpec();  // uneven splits at tp 2
   spec.tied = false;
   const std::string path = testing::TempGgufPath("device_tp_" + c.name);
   ASSERT_TRUE(testing::WriteTinyModel(spec, path).ok());

@@ -148,14 +148,7 @@ class TensorParallelTinyTest : public ::testing::TestWithParam<TinyCase> {};
 // 6 query heads over 3 KV heads, head_dim 32: tp 2 splits the KV heads 2/1 (uneven), tp 3
 // gives one each; the vocabulary (50) and FFN (128, blocks of 32) split unevenly too.
 TEST_P(TensorParallelTinyTest, ShardMatchesTheWholeModel) {
-  testing::TinySpec spec;
-  spec.vocab = 50;
-  spec.hidden = 64;
-  spec.ffn = 128;
-  spec.heads = 6;
-  spec.kv_heads = 3;
-  spec.head_dim = 32;
-  spec.rope_dim = 32;
+  testing::TinySpec spec = testing::TensorParallelSpec();
   spec.dtype = GetParam().dtype;
   spec.tied = GetParam().dtype != DType::kQ8_0;  // one case with a separate LM head
   const std::string path = testing::TempGgufPath("tp_" + GetParam().name);

@@ -134,6 +134,18 @@ std::string TempGgufPath(const std::string& stem) {
       .string();
 }
 
+TinySpec TensorParallelSpec() {
+  TinySpec spec;
+  spec.vocab = 50;
+  spec.hidden = 64;
+  spec.ffn = 128;
+  spec.heads = 6;
+  spec.kv_heads = 3;
+  spec.head_dim = 32;
+  spec.rope_dim = 32;
+  return spec;
+}
+
 absl::StatusOr<TinyWeights> WriteTinyModel(const TinySpec& spec, const std::string& path) {
   GgufWriter writer;
   ModelConfig config;

@@ -62,6 +62,11 @@ struct TinyWeights {
   std::vector<double> rope_freqs_tensor;  // the factors written for kLlama3Tensor
 };
 
+// The tensor-parallel tests' model: 6 query heads over 3 KV heads at head_dim 32, vocabulary
+// 50 and FFN 128 (blocks of 32), so that tp 2 splits the KV heads, vocabulary and FFN
+// unevenly and tp 3 gives one KV head each.
+TinySpec TensorParallelSpec();
+
 // Writes the model to `path` and returns the weights it holds.
 absl::StatusOr<TinyWeights> WriteTinyModel(const TinySpec& spec, const std::string& path);
 
