@@ -82,8 +82,6 @@ absl::StatusOr<std::unique_ptr<BackendBuffer>> CudaBackend::Allocate(size_t byte
   return std::unique_ptr<BackendBuffer>(std::make_unique<DeviceBackendBuffer>(*std::move(buffer)));
 }
 
-// Both wait: the caller may reuse (or read) its host memory on return, and that memory may be
-// pinned, where a queued copy would still be reading it.
 absl::StatusOr<Backend::DeviceMemory> CudaBackend::DeviceMemoryInfo() const {
   ASSIGN_OR_RETURN(const CudaDeviceInfo info, ProbeCudaDevice(0));
   return DeviceMemory{.free_bytes = info.free_bytes, .total_bytes = info.total_bytes};
