@@ -1,7 +1,7 @@
 // The CUDA kernels that read weights in their file dtype (elementwise_shim.h): embedding
-// rows and the decode GEMV, for F32, F16, BF16 and every GGML block format, element by
-// element through weight_element.h (whose layouts the host tests check against
-// kernels/cpu/dequantize).
+// rows and the decode GEMV, for F32, F16, BF16 and every GGML block format, through
+// weight_element.h's readers (element by element, or a chunk of 8 sharing its scales),
+// whose layouts the host tests check against kernels/cpu/dequantize.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -29,8 +29,10 @@ __global__ void EmbeddingKernel(const uint8_t* table, int type, int64_t cols, in
   for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) dst[c] = WeightElement(row, type, c);
 }
 
-// One warp per weight row; lane l reads elements l, l + 32, ... (for block formats: the
-// lane's element of every block), so a warp reads each block once, coalesced.
+// One warp per weight row; lane l reads chunks l, l + 32, ... of kWeightChunk elements
+// (WeightChunk: a chunk's scales decoded once), so a warp reads 32 consecutive chunks of the
+// row at a time. Rows of a float type whose length is not a whole number of chunks finish
+// element by element.
 __global__ void GemvKernel(const uint8_t* w, int type, int64_t m, int64_t k, int64_t row_bytes,
                            const float* x, int n, float* y) {
   const int64_t r = blockIdx.x * (blockDim.x / kWarp) + threadIdx.x / kWarp;
@@ -38,11 +40,31 @@ __global__ void GemvKernel(const uint8_t* w, int type, int64_t m, int64_t k, int
   if (r >= m) return;
   const uint8_t* row = w + r * row_bytes;
   float acc[kMaxGemvRows] = {};
-  for (int64_t c = lane; c < k; c += kWarp) {
-    const float wv = WeightElement(row, type, c);
-    for (int j = 0; j < n; ++j) acc[j] += wv * x[j * k + c];
+  const int64_t whole = k / kWeightChunk * kWeightChunk;
+  for (int64_t c0 = static_cast<int64_t>(lane) * kWeightChunk; c0 < whole;
+       c0 += kWarp * kWeightChunk) {
+    float wv[kWeightChunk];
+    WeightChunk(row, type, c0, wv);
+#pragma unroll
+    for (int j = 0; j < kMaxGemvRows; ++j) {  // a constant bound keeps acc in registers
+      if (j >= n) break;
+      const float* xj = x + j * k + c0;
+      float sum = 0.0f;
+#pragma unroll
+      for (int i = 0; i < kWeightChunk; ++i) sum += wv[i] * xj[i];
+      acc[j] += sum;
+    }
   }
-  for (int j = 0; j < n; ++j) {
+  for (int64_t c = whole + lane; c < k; c += kWarp) {
+    const float wv = WeightElement(row, type, c);
+#pragma unroll
+    for (int j = 0; j < kMaxGemvRows; ++j) {
+      if (j < n) acc[j] += wv * x[j * k + c];
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < kMaxGemvRows; ++j) {
+    if (j >= n) break;
     float v = acc[j];
     for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
     if (lane == 0) y[j * m + r] = v;

@@ -194,4 +194,126 @@ TESSERA_HOST_DEVICE inline float WeightElement(const uint8_t* row, int type, int
   }
 }
 
+// Elements of one chunk, as the decode GEMV reads a row: kWeightChunk consecutive elements
+// that share every scale of their block (a 32-element block, or a 16- or 32-element group of
+// a K-quant super-block), so that the scales are decoded once per chunk, not per element.
+inline constexpr int kWeightChunk = 8;
+
+// out[i] = element c0 + i of a row of `type`, i < kWeightChunk; c0 a multiple of
+// kWeightChunk and the chunk inside the row. Same values (and float operations) as
+// WeightElement.
+TESSERA_HOST_DEVICE inline void WeightChunk(const uint8_t* row, int type, int64_t c0,
+                                            float* out) {
+  constexpr int n = kWeightChunk;
+  switch (type) {
+    case kWF32:
+      for (int i = 0; i < n; ++i) out[i] = reinterpret_cast<const float*>(row)[c0 + i];
+      return;
+    case kWF16:
+      for (int i = 0; i < n; ++i) out[i] = HalfToFloat(reinterpret_cast<const uint16_t*>(row)[c0 + i]);
+      return;
+    case kWBF16:
+      for (int i = 0; i < n; ++i) {
+        out[i] = Bf16ToFloatBits(reinterpret_cast<const uint16_t*>(row)[c0 + i]);
+      }
+      return;
+    default: break;
+  }
+  const int elems = WeightBlockElems(type);
+  const uint8_t* block = row + c0 / elems * WeightBlockBytes(type);
+  const int t0 = static_cast<int>(c0 % elems);
+  switch (type) {
+    case kWQ8_0: {
+      const auto& b = *reinterpret_cast<const BlockQ8_0*>(block);
+      const float d = HalfToFloat(b.d);
+      for (int i = 0; i < n; ++i) out[i] = b.qs[t0 + i] * d;
+      return;
+    }
+    case kWQ4_0:
+    case kWQ4_1:
+    case kWQ5_0:
+    case kWQ5_1: {
+      // Q4_0 / Q5_0 are {d, [qh], qs}; Q4_1 / Q5_1 {d, m, [qh], qs}: the nibbles of elements
+      // t and t + 16 share byte t % 16.
+      const bool has_min = type == kWQ4_1 || type == kWQ5_1;
+      const bool five = type == kWQ5_0 || type == kWQ5_1;
+      const uint16_t* halves = reinterpret_cast<const uint16_t*>(block);
+      const float d = HalfToFloat(halves[0]);
+      const float m = has_min ? HalfToFloat(halves[1]) : 0.0f;
+      const uint8_t* qh = block + (has_min ? 4 : 2);
+      const uint8_t* qs = qh + (five ? 4 : 0);
+      const int shift = t0 < 16 ? 0 : 4;
+      for (int i = 0; i < n; ++i) {
+        const int t = t0 + i;
+        int q = (qs[t % 16] >> shift) & 0xF;
+        if (five) q |= Q5HighBit(qh, t) << 4;
+        if (has_min) {
+          out[i] = q * d + m;
+        } else {
+          out[i] = (q - (five ? 16 : 8)) * d;
+        }
+      }
+      return;
+    }
+    case kWQ2_K: {
+      const auto& b = *reinterpret_cast<const BlockQ2_K*>(block);
+      const int half = t0 / 128, shift = (t0 % 128) / 32, group = (t0 % 32) / 16, l0 = t0 % 16;
+      const int sc = b.scales[half * 8 + shift * 2 + group];
+      const float dl = HalfToFloat(b.d) * (sc & 0xF);
+      const float ml = HalfToFloat(b.dmin) * (sc >> 4);
+      const uint8_t* q = b.qs + half * 32 + group * 16 + l0;
+      for (int i = 0; i < n; ++i) out[i] = dl * ((q[i] >> (2 * shift)) & 3) - ml;
+      return;
+    }
+    case kWQ3_K: {
+      const auto& b = *reinterpret_cast<const BlockQ3_K*>(block);
+      const int half = t0 / 128, shift = (t0 % 128) / 32, group = (t0 % 32) / 16, l0 = t0 % 16;
+      const float dl =
+          HalfToFloat(b.d) * (Q3KScale(b.scales, half * 8 + shift * 2 + group) - 32);
+      const int at = group * 16 + l0;
+      for (int i = 0; i < n; ++i) {
+        const int low = (b.qs[half * 32 + at + i] >> (2 * shift)) & 3;
+        const int high = (b.hmask[at + i] >> (half * 4 + shift)) & 1;
+        out[i] = dl * (low - (high != 0 ? 0 : 4));
+      }
+      return;
+    }
+    case kWQ4_K:
+    case kWQ5_K: {
+      const bool five = type == kWQ5_K;
+      const uint8_t* scales = five ? reinterpret_cast<const BlockQ5_K*>(block)->scales
+                                   : reinterpret_cast<const BlockQ4_K*>(block)->scales;
+      const uint8_t* qs = five ? reinterpret_cast<const BlockQ5_K*>(block)->qs
+                               : reinterpret_cast<const BlockQ4_K*>(block)->qs;
+      const int sub = t0 / 32, l0 = t0 % 32;
+      int sc, m;
+      KScaleMinAt(sub, scales, &sc, &m);
+      const float dl = HalfToFloat(reinterpret_cast<const BlockQ4_K*>(block)->d) * sc;
+      const float ml = HalfToFloat(reinterpret_cast<const BlockQ4_K*>(block)->dmin) * m;
+      const uint8_t* q = qs + (sub / 2) * 32 + l0;
+      const int shift = sub % 2 == 0 ? 0 : 4;
+      for (int i = 0; i < n; ++i) {
+        int v = (q[i] >> shift) & 0xF;
+        if (five) v += ((reinterpret_cast<const BlockQ5_K*>(block)->qh[l0 + i] >> sub) & 1) * 16;
+        out[i] = dl * v - ml;
+      }
+      return;
+    }
+    case kWQ6_K: {
+      const auto& b = *reinterpret_cast<const BlockQ6_K*>(block);
+      const int half = t0 / 128, quarter = (t0 % 128) / 32, l0 = t0 % 32;
+      const float dl = HalfToFloat(b.d) * b.scales[half * 8 + l0 / 16 + 2 * quarter];
+      const uint8_t* low = b.ql + half * 64 + l0 + 32 * (quarter & 1);
+      const uint8_t* high = b.qh + half * 32 + l0;
+      for (int i = 0; i < n; ++i) {
+        const int q = ((low[i] >> (4 * (quarter >> 1))) & 0xF) | (((high[i] >> (2 * quarter)) & 3) << 4);
+        out[i] = dl * (q - 32);
+      }
+      return;
+    }
+    default:
+      for (int i = 0; i < n; ++i) out[i] = 0.0f;
+  }
+}
+
 }  // namespace tessera::cuda_shim

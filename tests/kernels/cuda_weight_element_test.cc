@@ -45,6 +45,27 @@ TEST(CudaWeightElementTest, EveryElementEqualsDequantizeRow) {
   }
 }
 
+// The GEMV reads rows a chunk of 8 at a time: the same bits as the element reader.
+TEST(CudaWeightElementTest, EveryChunkEqualsDequantizeRow) {
+  std::mt19937 rng(23);
+  const int64_t cols = 512;
+  for (DType t : kTypes) {
+    SCOPED_TRACE(std::string(DTypeName(t)));
+    for (int trial = 0; trial < 8; ++trial) {
+      const std::vector<uint8_t> row = testing::RandomWeights(t, 1, cols, rng);
+      std::vector<float> want(cols);
+      ASSERT_TRUE(DequantizeRow(t, row.data(), want.data(), cols).ok());
+      for (int64_t c0 = 0; c0 < cols; c0 += cuda_shim::kWeightChunk) {
+        float got[cuda_shim::kWeightChunk];
+        cuda_shim::WeightChunk(row.data(), static_cast<int>(t), c0, got);
+        for (int i = 0; i < cuda_shim::kWeightChunk; ++i) {
+          ASSERT_EQ(got[i], want[c0 + i]) << "element " << c0 + i;
+        }
+      }
+    }
+  }
+}
+
 TEST(CudaWeightElementTest, OtherTypesAndPartialBlocksHaveNoRowBytes) {
   for (DType t : {DType::kI8, DType::kI32, DType::kF64, DType::kQ8_1, DType::kQ8_K}) {
     EXPECT_EQ(cuda_shim::WeightRowBytes(static_cast<int>(t), 256), 0) << DTypeName(t);
