@@ -27,6 +27,7 @@
 #include <span>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -101,9 +102,16 @@ class CudaBackend : public Backend {
   // The first failure of a void op since the last status was returned (then cleared).
   absl::Status TakeStickyError();
   void Keep(absl::Status status);
-  // `values` in device buffer *slot (grown as needed); its device address.
+  // A device buffer that host index arrays are uploaded to, and the bytes it holds: the same
+  // array again (a step's positions, block tables and slots go to every layer) is not
+  // copied again.
+  struct UploadSlot {
+    DeviceBuffer buffer;
+    std::vector<uint8_t> held;
+  };
+  // `values` in slot->buffer (grown as needed); its device address.
   template <typename T>
-  absl::StatusOr<const T*> Upload(std::span<const T> values, DeviceBuffer* slot);
+  absl::StatusOr<const T*> Upload(std::span<const T> values, UploadSlot* slot);
   // Runs the decode or prefill attention kernel over `rows` (attention_rows.h).
   absl::Status AttendRows(const float* q, const AttentionRows& rows,
                           const PagedKvLayout& layout, const KvPool& pool,
@@ -116,7 +124,7 @@ class CudaBackend : public Backend {
   CudaStream stream_;
   absl::Status sticky_;
   int64_t target_blocks_ = 0;  // thread blocks that fill the GPU (PlanAttentionSplits)
-  DeviceBuffer ids_, positions_, entry_rows_, tables_, context_lens_, tiles_, inv_freq_, slots_;
+  UploadSlot ids_, positions_, entry_rows_, tables_, context_lens_, tiles_, inv_freq_, slots_;
   DeviceBuffer split_workspace_;
 };
 
