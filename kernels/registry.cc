@@ -42,11 +42,8 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view name, in
           "use it anyway (kernels/cuda/cuda_backend.h)",
           kExperimentalCudaVariable));
     }
-    if (options.batch_invariant) {
-      return absl::InvalidArgumentError(
-          "kernels/registry: backend 'cuda' has no batch-invariant (deterministic) mode yet");
-    }
-    ASSIGN_OR_RETURN(std::unique_ptr<CudaBackend> cuda, CudaBackend::Create());
+    ASSIGN_OR_RETURN(std::unique_ptr<CudaBackend> cuda,
+                     CudaBackend::Create(options.batch_invariant));
     return std::unique_ptr<Backend>(std::move(cuda));
   }
   return absl::InvalidArgumentError(

@@ -43,7 +43,7 @@ absl::StatusOr<TensorView> DeviceView(const TensorView& w, const char* op, const
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create() {
+absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(bool batch_invariant) {
   ASSIGN_OR_RETURN(const int devices, CudaDeviceCount());
   if (devices <= 0) return absl::UnavailableError("cuda backend: no CUDA device is visible");
   ASSIGN_OR_RETURN(const CudaDeviceInfo info, ProbeCudaDevice(0));
@@ -51,6 +51,7 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create() {
   ASSIGN_OR_RETURN(backend->stream_, CudaStream::Create());
   // Split-K attention aims at four decode thread blocks per multiprocessor.
   backend->target_blocks_ = 4 * std::max(info.multiprocessors, 1);
+  backend->batch_invariant_ = batch_invariant;
   return backend;
 }
 
@@ -158,7 +159,7 @@ absl::Status CudaBackend::MatMul(const float* x, int64_t n, int64_t k, const Ten
         "cuda backend MatMul: w.shape %s does not take x [n=%d, k=%d]", view.ShapeString(), n,
         k));
   }
-  if (view.dtype == DType::kF16 || view.dtype == DType::kBF16) {
+  if ((view.dtype == DType::kF16 || view.dtype == DType::kBF16) && !batch_invariant_) {
     return CudaGemm(x, n, k, view, y, &stream_);
   }
   const int64_t m = view.dim(0);
@@ -255,7 +256,7 @@ absl::Status CudaBackend::AttendRows(const float* q, const AttentionRows& rows,
   ASSIGN_OR_RETURN(entries.context_lens, Upload<int32_t>(rows.context_lens, &context_lens_));
   entries.num_entries = rows.entries();
   entries.max_blocks = rows.max_blocks;
-  if (rows.multi_row_tiles) {
+  if (rows.multi_row_tiles && !batch_invariant_) {
     ASSIGN_OR_RETURN(entries.tiles, Upload<int32_t>(rows.tiles, &tiles_));
     entries.num_tiles = rows.num_tiles();
     return CudaPagedAttention(q, entries, CudaAttentionKernel::kPrefill, {}, nullptr, layout,
@@ -265,7 +266,9 @@ absl::Status CudaBackend::AttendRows(const float* q, const AttentionRows& rows,
                              ? std::min(rows.longest_context, params.sliding_window)
                              : rows.longest_context;
   const AttentionSplits splits =
-      PlanAttentionSplits(entries.num_entries, params.num_heads, window, target_blocks_);
+      batch_invariant_
+          ? AttentionSplits{}
+          : PlanAttentionSplits(entries.num_entries, params.num_heads, window, target_blocks_);
   const int64_t floats = AttentionSplitWorkspaceFloats(entries.num_entries, params.num_heads,
                                                        params.head_dim, splits);
   if (static_cast<int64_t>(split_workspace_.size()) < floats * 4) {

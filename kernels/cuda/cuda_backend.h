@@ -54,8 +54,13 @@ class CudaPackedWeight : public PackedWeight {
 
 class CudaBackend : public Backend {
  public:
-  // UNAVAILABLE when CUDA is not compiled in or no device is visible.
-  static absl::StatusOr<std::unique_ptr<CudaBackend>> Create();
+  // UNAVAILABLE when CUDA is not compiled in or no device is visible. `batch_invariant`
+  // (deterministic mode, kernels/registry.h): every output row computed the same way
+  // whatever the batch around it, by giving up what depends on the batch's size: F16/BF16
+  // weights go through the GEMV (whose per-row sums do not depend on the row count) instead
+  // of cuBLASLt, and attention through the decode kernel without split-K pieces instead of
+  // the prefill tiles.
+  static absl::StatusOr<std::unique_ptr<CudaBackend>> Create(bool batch_invariant = false);
 
   std::string_view name() const override { return "cuda"; }
   bool host_addressable() const override { return false; }
@@ -124,6 +129,7 @@ class CudaBackend : public Backend {
   CudaStream stream_;
   absl::Status sticky_;
   int64_t target_blocks_ = 0;  // thread blocks that fill the GPU (PlanAttentionSplits)
+  bool batch_invariant_ = false;
   UploadSlot ids_, positions_, entry_rows_, tables_, context_lens_, tiles_, inv_freq_, slots_;
   DeviceBuffer split_workspace_;
 };
