@@ -38,7 +38,7 @@ echo "== tessera_bench_generate (batch 1)" >&2
 max_batch="$(tr ' ' '\n' <<< "$batches" | sort -n | tail -1)"
 echo "== tessera_bench_serve (npl $batches)" >&2
 "$bin/tessera_bench_serve" -m "$model" -b cuda --npl "$(tr ' ' ',' <<< "$batches")" \
-  --pp "$pp" --tg "$tg" --requests "$max_batch" --sequential 1 --max-num-seqs "$max_batch" \
+  --pp "$pp" --tg "$tg" --requests 8 --sequential 1 --max-num-seqs "$max_batch" \
   --max-batched-tokens $((max_batch * pp)) --kv-cache-dtype f16 \
   --gpu-memory-utilization 0.9 --json > "$out/serve.json"
 echo "== transformers" >&2

@@ -14,6 +14,7 @@
 #   bash scripts/test.sh                       # or any build of the tests with nvcc present
 #   bash scripts/gpu_bundle.sh [BUILD_DIR] [OUT_DIR]     # defaults: build, build-gpu
 #   # then, through the device tool: run "bash build-gpu/run.sh [PHASE ...]" carrying build-gpu
+#   # (one run call is limited to 10 minutes: "tests" and "bench" as two calls are safer)
 #
 # Exit status 2 when the build has no GPU tests (configured without CUDA).
 set -euo pipefail
