@@ -11,10 +11,12 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +25,7 @@
 #include "absl/time/clock.h"
 #include "tools/cli_util.h"
 #include "tools/command.h"
+#include "tools/local_gpu.h"
 #include "tools/stop_signals.h"
 
 extern char** environ;
@@ -47,6 +50,8 @@ struct LaunchOptions {
   std::string kv_cache_dtype = "f32";
   bool deterministic = false;
   bool no_pack_weights = false;
+  std::string backend = "cpu";
+  double gpu_memory_utilization = 0.0;  // > 0: forwarded (cuda)
   std::string auth_token_file;
   std::string mpirun = "mpirun";
   double stop_timeout_s = 60.0;
@@ -109,6 +114,9 @@ void StopAll(std::vector<pid_t>& running, absl::Duration timeout) {
 }
 
 int RunLaunch(const LaunchOptions& o) {
+  if (o.gpu_memory_utilization > 0.0 && o.backend != "cuda") {
+    return Fail(kName, "--gpu-memory-utilization needs --backend cuda", kExitUsage);
+  }
   StopSignals signals;  // before any child or thread starts
   const std::string dir = BinaryDir();
   const std::string port_file =
@@ -155,10 +163,27 @@ int RunLaunch(const LaunchOptions& o) {
 
   // mpirun refuses root unless told; a launcher on one machine is often run as root in
   // containers, so say so for it.
-  std::vector<std::string> env;
-  if (geteuid() == 0) env = {"OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1"};
+  std::vector<std::string> root_env;
+  if (geteuid() == 0) {
+    root_env = {"OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1"};
+  }
   std::vector<pid_t> replicas;
   for (int r = 0; r < o.replicas; ++r) {
+    std::vector<std::string> env = root_env;
+    if (o.backend == "cuda") {
+      // One GPU per rank: each replica gets its own share (tools/local_gpu.h), which its ranks
+      // index by local rank.
+      const std::optional<std::string> gpus =
+          ReplicaGpus(std::getenv("CUDA_VISIBLE_DEVICES"), r, o.tp * o.pp);
+      if (!gpus.has_value()) {
+        StopAll(running, absl::Seconds(o.stop_timeout_s));
+        return Fail(kName,
+                    absl::StrCat("CUDA_VISIBLE_DEVICES lists too few GPUs for ", o.replicas,
+                                 " replicas of ", o.tp * o.pp, " ranks (one GPU per rank)"),
+                    kExitUsage);
+      }
+      env.push_back("CUDA_VISIBLE_DEVICES=" + *gpus);
+    }
     std::vector<std::string> argv = {o.mpirun,
                                      "--oversubscribe",
                                      "-np",
@@ -172,12 +197,18 @@ int RunLaunch(const LaunchOptions& o) {
                                      std::to_string(o.pp),
                                      "--threads",
                                      std::to_string(o.threads),
-                                     "--kv-cache-mb",
-                                     std::to_string(o.kv_cache_mb),
                                      "--kv-cache-dtype",
                                      o.kv_cache_dtype,
+                                     "--backend",
+                                     o.backend,
                                      "--coordinator",
                                      target};
+    if (o.gpu_memory_utilization > 0.0) {
+      argv.insert(argv.end(),
+                  {"--gpu-memory-utilization", absl::StrCat(o.gpu_memory_utilization)});
+    } else {
+      argv.insert(argv.end(), {"--kv-cache-mb", std::to_string(o.kv_cache_mb)});
+    }
     if (o.deterministic) argv.push_back("--deterministic");
     if (o.no_pack_weights) argv.push_back("--no-pack-weights");
     if (!o.auth_token_file.empty()) {
@@ -277,9 +308,20 @@ Command AddLaunchCommand(CLI::App& root) {
   app->add_option("--threads", o->threads, "CPU threads per rank (0 = all)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  app->add_option("--kv-cache-mb", o->kv_cache_mb, "KV cache MiB per replica")
+  CLI::Option* mb = app->add_option("--kv-cache-mb", o->kv_cache_mb, "KV cache MiB per replica")
+                        ->capture_default_str()
+                        ->check(CLI::PositiveNumber);
+  app->add_option("--backend", o->backend,
+                  "Kernel backend of the replicas: cpu, cpu-reference, or cuda (one GPU per "
+                  "rank; experimental: needs TESSERA_EXPERIMENTAL_CUDA=1)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::IsMember({"cpu", "cpu-reference", "cuda"}));
+  app->add_option("--gpu-memory-utilization", o->gpu_memory_utilization,
+                  "With --backend cuda: fraction (0, 1] of each GPU the rank may fill; the "
+                  "KV cache takes what the weights leave (instead of --kv-cache-mb)")
+      ->check(CLI::PositiveNumber)
+      ->check(CLI::Range(0.0, 1.0))
+      ->excludes(mb);
   app->add_option("--kv-cache-dtype", o->kv_cache_dtype,
                   "KV cache element type of every replica: f32, or f16 (half the memory)")
       ->capture_default_str()

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 
 namespace tessera {
@@ -18,6 +19,22 @@ std::optional<std::string> LocalGpuVisibility(const char* visible, const char* l
       absl::StrSplit(visible, ',', absl::SkipEmpty());
   if (devices.size() <= 1) return std::nullopt;
   return devices[static_cast<size_t>(rank) % devices.size()];
+}
+
+std::optional<std::string> ReplicaGpus(const char* visible, int replica, int ranks) {
+  std::vector<std::string> devices;
+  if (visible != nullptr) devices = absl::StrSplit(visible, ',', absl::SkipEmpty());
+  std::vector<std::string> share;
+  for (int i = replica * ranks; i < (replica + 1) * ranks; ++i) {
+    if (visible == nullptr) {
+      share.push_back(std::to_string(i));
+    } else if (static_cast<size_t>(i) < devices.size()) {
+      share.push_back(devices[static_cast<size_t>(i)]);
+    } else {
+      return std::nullopt;
+    }
+  }
+  return absl::StrJoin(share, ",");
 }
 
 void SelectLocalGpu() {

@@ -14,7 +14,13 @@ namespace tessera {
 // device given by the launcher, or no local rank).
 std::optional<std::string> LocalGpuVisibility(const char* visible, const char* local_rank);
 
-// Applies that to this process, reading the launcher's local rank from
+// The CUDA_VISIBLE_DEVICES of replica `replica` (from 0) of `tessera launch`, whose replicas
+// run `ranks` ranks of one GPU each: the replica's consecutive share of the launcher's list
+// `visible` (null: devices 0, 1, ...), e.g. "4,5" for replica 1 of 2 ranks. nullopt when
+// `visible` lists too few devices for that replica.
+std::optional<std::string> ReplicaGpus(const char* visible, int replica, int ranks);
+
+// Applies LocalGpuVisibility to this process, reading the launcher's local rank from
 // OMPI_COMM_WORLD_LOCAL_RANK, LOCAL_RANK or SLURM_LOCALID. Call before any CUDA call.
 void SelectLocalGpu();
 

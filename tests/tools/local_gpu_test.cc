@@ -24,5 +24,13 @@ TEST(LocalGpuTest, OneGivenDeviceOrNoLocalRankIsLeftAlone) {
   EXPECT_EQ(LocalGpuVisibility(nullptr, "-1"), std::nullopt);
 }
 
+TEST(LocalGpuTest, ReplicasGetConsecutiveSharesOfTheDevices) {
+  EXPECT_EQ(ReplicaGpus(nullptr, 0, 2), "0,1");
+  EXPECT_EQ(ReplicaGpus(nullptr, 1, 2), "2,3");
+  EXPECT_EQ(ReplicaGpus("4,5,6,7", 1, 2), "6,7");
+  EXPECT_EQ(ReplicaGpus("4,5,6,7", 0, 4), "4,5,6,7");
+  EXPECT_EQ(ReplicaGpus("4,5,6", 1, 2), std::nullopt);  // too few for replica 1
+}
+
 }  // namespace
 }  // namespace tessera

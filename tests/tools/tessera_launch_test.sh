@@ -42,4 +42,16 @@ sleep 0.5
 if pgrep -f -- "--coordinator 127.0.0.1:$port" > /dev/null || pgrep -f "tessera-coordinator.*$work" > /dev/null; then
   fail "processes left after launch stopped"
 fi
+
+# Usage errors exit 2 before anything starts: the device-memory KV sizing needs the cuda
+# backend, and excludes a size in MiB.
+code=0
+"$bin/tessera" launch --model random:tiny --gpu-memory-utilization 0.9 > "$work/usage.log" 2>&1 \
+  || code=$?
+[ "$code" = 2 ] && grep -q -- "--gpu-memory-utilization needs --backend cuda" "$work/usage.log" \
+  || fail "--gpu-memory-utilization without cuda: exit $code, $(cat "$work/usage.log")"
+code=0
+"$bin/tessera" launch --model random:tiny --backend cuda --gpu-memory-utilization 0.9 \
+  --kv-cache-mb 64 > "$work/usage.log" 2>&1 || code=$?
+[ "$code" = 2 ] || fail "--gpu-memory-utilization with --kv-cache-mb: exit $code"
 echo "PASS"
