@@ -57,6 +57,7 @@ fi
   echo 'nccl="$(find / -name libnccl.so.2 -not -path "/proc/*" 2>/dev/null | head -1)"'
   echo 'export LD_LIBRARY_PATH="$PWD/lib:/usr/local/cuda/lib64:/usr/local/cuda/lib${nccl:+:$(dirname "$nccl")}"'
   echo 'nvidia-smi -L || true'
+  if [[ ${#benches[@]} -gt 0 ]]; then echo './tessera devices --smoke || true'; fi
   echo 'phases=" ${*:-tests bench} "'
   echo 'status=0'
   echo 'if [[ "$phases" == *" tests "* || "$phases" == *" bench "* ]]; then'

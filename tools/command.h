@@ -26,5 +26,6 @@ Command AddInspectCommand(CLI::App& root);
 Command AddServeCommand(CLI::App& root);
 Command AddLaunchCommand(CLI::App& root);
 Command AddSynthesizeCommand(CLI::App& root);
+Command AddDevicesCommand(CLI::App& root);
 
 }  // namespace tessera

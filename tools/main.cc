@@ -15,7 +15,7 @@ int main(int argc, char** argv) {
       tessera::AddGenerateCommand(app),   tessera::AddTokenizeCommand(app),
       tessera::AddDetokenizeCommand(app), tessera::AddInspectCommand(app),
       tessera::AddServeCommand(app),      tessera::AddLaunchCommand(app),
-      tessera::AddSynthesizeCommand(app),
+      tessera::AddSynthesizeCommand(app), tessera::AddDevicesCommand(app),
   };
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
@@ -23,7 +23,7 @@ int main(int argc, char** argv) {
     if (!known) {
       std::fprintf(stderr,
                    "tessera: unknown command '%s' (commands: generate, serve, launch, "
-                   "tokenize, detokenize, inspect, synthesize)\n",
+                   "tokenize, detokenize, inspect, synthesize, devices)\n",
                    argv[1]);
       return tessera::kExitUsage;
     }

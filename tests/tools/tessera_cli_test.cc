@@ -14,6 +14,7 @@
 #include "formats/model_locator.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "kernels/cuda/device_probe.h"
 #include "tests/tools/subprocess.h"
 #include "tokenizer/tokenizer.h"
 
@@ -21,6 +22,7 @@ namespace tessera {
 namespace {
 
 using ::testing::AllOf;
+using ::testing::AnyOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using testing::ProcessResult;
@@ -61,6 +63,21 @@ TEST(TesseraCliTest, HelpExitsZero) {
   r = Tessera({"generate", "--help"});
   EXPECT_THAT(r.out, AllOf(HasSubstr("--max-tokens"), HasSubstr("--chat"),
                            HasSubstr("--backend"), HasSubstr("--no-stream")));
+}
+
+// `tessera devices` lists what the cuda backend can use; without a GPU (or without CUDA in
+// the build) it says why and exits 1.
+TEST(TesseraCliTest, DevicesListsGpusOrSaysWhyThereAreNone) {
+  const ProcessResult r = Tessera({"devices", "--smoke"});
+  if (CudaDeviceCount().ok()) {
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_THAT(r.out,
+                AllOf(HasSubstr("GPU 0: "), HasSubstr("GiB free"), HasSubstr("kernels run")));
+  } else {
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_THAT(r.err, AnyOf(HasSubstr("no CUDA device"), HasSubstr("built without CUDA")));
+    EXPECT_EQ(CountLines(r.err), 1) << r.err;
+  }
 }
 
 TEST(TesseraCliTest, ParseErrorsExitTwoWithOneLine) {
