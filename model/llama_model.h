@@ -96,6 +96,9 @@ class LlamaModel {
   // slices only (Q/K/V, gate/up, embedding and LM head rows; O and down columns), caches
   // hold its KV heads, and every rank of the group must make the same Forward calls in the
   // same order: the results (logits, hidden states) are the whole model's on every rank.
+  // The collectives run on the backend's memory: the group's communicator must exchange
+  // buffers of that memory (Communicator::device_buffers() equals !host_addressable(), e.g.
+  // NCCL with the cuda backend, MPI with the CPU ones), else FAILED_PRECONDITION.
   // INVALID_ARGUMENT for slices that do not fit the model or its quantization blocks.
   // With `stage` (null: every layer, the embedding and the LM head) the model holds that
   // pipeline stage's contiguous layers only, and the embedding / LM head when the stage has
