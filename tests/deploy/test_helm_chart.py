@@ -140,6 +140,19 @@ def test_shm_gpus_and_grace(case):
         requests = container["resources"].get("requests", {})
         assert limits.get("nvidia.com/gpu", 0) == gpus
         assert requests.get("nvidia.com/gpu", 0) == gpus
+        # GPU pods run the cuda backend (opted in), sized from GPU memory when asked.
+        args = container["args"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        if gpus:
+            assert args[args.index("--backend") + 1] == "cuda"
+            assert env["TESSERA_EXPERIMENTAL_CUDA"] == "1"
+            utilization = model.get("gpuMemoryUtilization", 0)
+            if utilization:
+                assert float(args[args.index("--gpu-memory-utilization") + 1]) == utilization
+                assert "--kv-cache-mb" not in args
+        else:
+            assert "--backend" not in args and "TESSERA_EXPERIMENTAL_CUDA" not in env
+            assert "--kv-cache-mb" in args
         assert spec["securityContext"]["runAsNonRoot"] is True
 
 
@@ -216,6 +229,11 @@ def test_bad_values_are_refused_with_a_reason():
     no_ssh = {**base, "models": [{**base["models"][0], "tp": 2, "podsPerGroup": 2}]}
     with pytest.raises(helm.HelmError, match="sshSecretName"):
         render(no_ssh)
-    wrong_gpus = {**base, "models": [{**base["models"][0], "tp": 2, "gpusPerPod": 1}]}
+    wrong_gpus = {**base, "experimentalCuda": True,
+                  "models": [{**base["models"][0], "tp": 2, "gpusPerPod": 1}]}
     with pytest.raises(helm.HelmError, match="gpusPerPod"):
         render(wrong_gpus)
+    # GPU pods run the cuda backend, which is opt-in until it has passed its GPU tests.
+    gpus_unasked = {**base, "models": [{**base["models"][0], "gpusPerPod": 1}]}
+    with pytest.raises(helm.HelmError, match="experimentalCuda"):
+        render(gpus_unasked)

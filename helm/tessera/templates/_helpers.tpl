@@ -56,6 +56,9 @@ StatefulSet
 {{- fail (printf "models[%s]: tp x pp = %d ranks do not divide over podsPerGroup = %d" $m.name $ranks $m.podsPerGroup) -}}
 {{- end -}}
 {{- $perPod := div $ranks $m.podsPerGroup -}}
+{{- if and (gt (int ($m.gpusPerPod | default 0)) 0) (not .root.Values.experimentalCuda) -}}
+{{- fail (printf "models[%s]: gpusPerPod > 0 runs the cuda backend, which has not passed its GPU tests yet; set experimentalCuda: true to deploy it anyway" $m.name) -}}
+{{- end -}}
 {{- if and (gt (int $m.gpusPerPod) 0) (ne (int $m.gpusPerPod) (int $perPod)) -}}
 {{- fail (printf "models[%s]: gpusPerPod = %d but each pod runs %d ranks (one per GPU)" $m.name (int $m.gpusPerPod) $perPod) -}}
 {{- end -}}
@@ -136,8 +139,17 @@ containers:
     args:
       - --threads
       - {{ $m.threads | default 0 | quote }}
+      {{- if gt (int ($m.gpusPerPod | default 0)) 0 }}
+      - --backend
+      - cuda
+      {{- end }}
+      {{- if and (gt (int ($m.gpusPerPod | default 0)) 0) (gt (float64 ($m.gpuMemoryUtilization | default 0)) 0.0) }}
+      - --gpu-memory-utilization
+      - {{ $m.gpuMemoryUtilization | quote }}
+      {{- else }}
       - --kv-cache-mb
       - {{ $m.kvCacheMb | default 512 | quote }}
+      {{- end }}
       - --served-model-name
       - {{ $m.name | quote }}
       {{- if $root.Values.auth.tokenSecretName }}
@@ -159,6 +171,10 @@ containers:
         value: {{ $m.pp | quote }}
       - name: TESSERA_SLOTS_PER_HOST
         value: {{ .perPod | quote }}
+      {{- if gt (int ($m.gpusPerPod | default 0)) 0 }}
+      - name: TESSERA_EXPERIMENTAL_CUDA
+        value: "1"
+      {{- end }}
       - name: TESSERA_HEALTH_PORT
         value: {{ $root.Values.workers.healthPort | quote }}
       - name: TESSERA_SSH_PORT
