@@ -223,6 +223,12 @@ absl::Status CudaPagedAttention(const float* q, const CudaAttentionEntries& e,
         "params.sliding_window=%d out of range",
         kOp, p.head_dim, e.num_entries, e.max_blocks, p.sliding_window));
   }
+  if (e.num_entries > 0 &&
+      (e.rows == nullptr || e.tables == nullptr || e.context_lens == nullptr)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: entries.rows, entries.tables and entries.context_lens are needed for %d entries",
+        kOp, e.num_entries));
+  }
   const bool prefill = kernel == CudaAttentionKernel::kPrefill;
   if (prefill && e.num_tiles > 0 && e.tiles == nullptr) {
     return absl::InvalidArgumentError(

@@ -98,7 +98,9 @@ TEST(CudaOpsArgumentsTest, GemmRefusesQuantizedWeightsAndBadShapesNamingTheField
 TEST(CudaOpsArgumentsTest, PagedAttentionRefusesParametersThatDoNotFit) {
   PagedKvLayout layout{.num_blocks = 4, .block_size = 16, .num_kv_heads = 2, .head_dim = 256};
   PagedAttentionParams p{.num_heads = 4, .num_kv_heads = 2, .head_dim = 256, .scale = 1.0f};
-  const CudaAttentionEntries entries{.num_entries = 1, .max_blocks = 1};
+  const int32_t dummy = 0;  // host memory: never read, the arguments are refused first
+  const CudaAttentionEntries entries{.rows = &dummy, .tables = &dummy, .context_lens = &dummy,
+                                     .num_entries = 1, .max_blocks = 1};
   AttentionSplits splits;
   CudaAttentionKernel kernel = CudaAttentionKernel::kDecode;
   auto attend = [&] {
@@ -124,10 +126,15 @@ TEST(CudaOpsArgumentsTest, PagedAttentionRefusesParametersThatDoNotFit) {
   EXPECT_NE(st.message().find("splits.num_splits=4"), std::string::npos) << st;
   splits = {};
   kernel = CudaAttentionKernel::kPrefill;
-  const CudaAttentionEntries no_tiles{.num_entries = 1, .max_blocks = 1, .num_tiles = 1};
+  CudaAttentionEntries no_tiles = entries;
+  no_tiles.num_tiles = 1;
   st = CudaPagedAttention(nullptr, no_tiles, kernel, splits, nullptr, layout, {}, p, nullptr);
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(st.message().find("entries.tiles is null"), std::string::npos) << st;
+  const CudaAttentionEntries no_rows{.num_entries = 1, .max_blocks = 1};
+  st = CudaPagedAttention(nullptr, no_rows, kernel, splits, nullptr, layout, {}, p, nullptr);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("entries.rows"), std::string::npos) << st;
 }
 
 TEST(CudaOpsWithoutDeviceTest, AnswersUnavailableWhenNotCompiledIn) {
