@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "common/check.h"
+#include "common/row_argmax.h"
 #include "common/status_macros.h"
 #include "decoding/philox.h"
 
@@ -26,14 +27,7 @@ double LogSumExp(std::span<const float> logits) {
 
 }  // namespace
 
-int32_t ArgMax(std::span<const float> logits) {
-  int32_t best = -1;
-  for (size_t i = 0; i < logits.size(); ++i) {
-    if (std::isnan(logits[i])) continue;
-    if (best < 0 || logits[i] > logits[best]) best = static_cast<int32_t>(i);
-  }
-  return best;
-}
+int32_t ArgMax(std::span<const float> logits) { return ArgMaxOfRow(logits).index; }
 
 int32_t SampleFromLogits(std::span<const float> logits, double u) {
   double max = -std::numeric_limits<double>::infinity();

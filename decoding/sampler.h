@@ -64,6 +64,10 @@ class Sampler {
                       uint64_t sequence_index) const;
 
   const LogitsProcessorChain& chain() const { return chain_; }
+  // Greedy, with no processor and no logprobs: Sample is the argmax of the raw row.
+  bool greedy_without_processors() const {
+    return !do_sample_ && chain_.empty() && !logprobs_.has_value();
+  }
   bool wants_logprobs() const { return logprobs_.has_value(); }
   uint64_t seed() const { return seed_; }
 

@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/row_argmax.h"
 #include "common/tensor.h"
 #include "kernels/paged_kv.h"
 
@@ -112,6 +113,11 @@ class Backend {
     }
     return absl::OkStatus();
   }
+
+  // out[i] = ArgMaxOfRow of row i of x [rows, dim] (this backend's memory; out is host
+  // memory): greedy decoding's choice without the rows leaving the backend.
+  [[nodiscard]] virtual absl::Status ArgMaxRows(const float* x, int64_t rows, int64_t dim,
+                                                RowArgMax* out);
 
   // y[n, m] = x[n, k] · Wᵀ where W is [m, k] in any supported weight dtype.
   // INVALID_ARGUMENT when W's shape or dtype does not fit.

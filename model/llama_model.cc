@@ -534,11 +534,17 @@ absl::Status LlamaModel::Forward(std::span<const int32_t> tokens, int64_t start_
 absl::Status LlamaModel::LmHeadToHost(const float* normed, int64_t rows, float* logits) {
   if (backend_->host_addressable()) return LmHead(normed, rows, logits);
   const size_t bytes = static_cast<size_t>(rows * config_.vocab_size) * sizeof(float);
-  if (outputs_ == nullptr || outputs_->size() < bytes) {
-    ASSIGN_OR_RETURN(outputs_, backend_->Allocate(bytes));
-  }
-  RETURN_IF_ERROR(LmHead(normed, rows, outputs_->as<float>()));
-  return backend_->CopyFromBackend(logits, outputs_->data(), bytes);
+  ASSIGN_OR_RETURN(float* device_logits, Floats(&outputs_, rows * config_.vocab_size));
+  RETURN_IF_ERROR(LmHead(normed, rows, device_logits));
+  return backend_->CopyFromBackend(logits, device_logits, bytes);
+}
+
+absl::Status LlamaModel::LmHeadArgMax(const float* normed, int64_t rows,
+                                      std::vector<RowArgMax>* argmax) {
+  ASSIGN_OR_RETURN(float* logits, Floats(&outputs_, rows * config_.vocab_size));
+  RETURN_IF_ERROR(LmHead(normed, rows, logits));
+  argmax->resize(static_cast<size_t>(rows));
+  return backend_->ArgMaxRows(logits, rows, config_.vocab_size, argmax->data());
 }
 
 }  // namespace tessera

@@ -160,10 +160,14 @@ class LlamaModel {
   // A pipeline stage reads io.input instead of embedding the tokens (INVALID_ARGUMENT when
   // it does not hold rows x hidden_size floats) and, without the LM head, writes
   // io.output instead of logits and hidden states (both are then left empty).
+  // With `argmax` (a model with the LM head), each logits row's greedy choice
+  // (Backend::ArgMaxRows) goes there instead and `logits` is left empty: on a device backend
+  // the logits then never leave it.
   [[nodiscard]] absl::Status ForwardPaged(const PagedBatch& batch, PagedKvCache& cache,
                                           std::vector<float>* logits,
                                           std::vector<float>* hidden_states = nullptr,
-                                          StageIo io = {});
+                                          StageIo io = {},
+                                          std::vector<RowArgMax>* argmax = nullptr);
 
  private:
   struct Layer {
@@ -245,6 +249,9 @@ class LlamaModel {
   [[nodiscard]] absl::Status LmHead(const float* normed, int64_t rows, float* logits);
   // The same into host memory (through a backend buffer when the host cannot read it).
   [[nodiscard]] absl::Status LmHeadToHost(const float* normed, int64_t rows, float* logits);
+  // The LM head's rows reduced to their argmax on the backend.
+  [[nodiscard]] absl::Status LmHeadArgMax(const float* normed, int64_t rows,
+                                          std::vector<RowArgMax>* argmax);
 
   // x_ = the batch's input rows: embedded tokens on the first stage, else `input` (this
   // rank's chunk of it under sequence parallelism).

@@ -93,7 +93,8 @@ absl::Status LlamaModel::RunPagedLayer(int64_t layer_index, const PagedBatch& ba
 
 absl::Status LlamaModel::ForwardPaged(const PagedBatch& batch, PagedKvCache& cache,
                                       std::vector<float>* logits,
-                                      std::vector<float>* hidden_states, StageIo io) {
+                                      std::vector<float>* hidden_states, StageIo io,
+                                      std::vector<RowArgMax>* argmax) {
   if (logits == nullptr) return absl::InvalidArgumentError("ForwardPaged: logits is null");
   if (hidden_states == nullptr && !batch.hidden_rows.empty()) {
     return absl::InvalidArgumentError("ForwardPaged: batch.hidden_rows given but hidden_states is null");
@@ -141,13 +142,19 @@ absl::Status LlamaModel::ForwardPaged(const PagedBatch& batch, PagedKvCache& cac
   }
   // Final norm of the wanted rows only, gathered into xn (row by row: no host copies).
   const int64_t rows = static_cast<int64_t>(batch.logits_rows.size());
-  logits->resize(static_cast<size_t>(rows * c.vocab_size));
+  if (argmax != nullptr) {
+    logits->clear();
+    argmax->resize(static_cast<size_t>(rows));
+  } else {
+    logits->resize(static_cast<size_t>(rows * c.vocab_size));
+  }
   if (rows == 0) return absl::OkStatus();
   for (int64_t i = 0; i < rows; ++i) {
     backend_->RmsNorm(all_rows + batch.logits_rows[static_cast<size_t>(i)] * hidden,
                       output_norm_, 1, hidden, static_cast<float>(c.rms_norm_eps),
                       xn + i * hidden);
   }
+  if (argmax != nullptr) return LmHeadArgMax(xn, rows, argmax);
   return LmHeadToHost(xn, rows, logits->data());
 }
 

@@ -264,7 +264,19 @@ absl::Status BatchRunner::Cancel(std::string_view request_id) {
   return scheduler_->Cancel(request_id);
 }
 
+bool BatchRunner::ArgMaxSuffices(const StepPlan& plan, const StepBatch& batch) const {
+  if (batch.logits_entries.empty()) return false;
+  for (const size_t entry : batch.logits_entries) {
+    const ScheduledSequence& e = plan.sequences[entry];
+    if (e.num_samples != 1 || strategies_.contains(e.request_id)) return false;
+    const auto sampler = samplers_.find(e.request_id);
+    if (sampler == samplers_.end() || !sampler->second.greedy_without_processors()) return false;
+  }
+  return true;
+}
+
 absl::StatusOr<StepResult> BatchRunner::Decode(const StepPlan& plan, const StepBatch& batch,
+                                               bool argmax_only,
                                                std::vector<std::vector<SampleResult>>* drawn) {
   drawn->assign(plan.sequences.size(), {});
   const size_t vocab = static_cast<size_t>(model_->config().vocab_size);
@@ -288,11 +300,26 @@ absl::StatusOr<StepResult> BatchRunner::Decode(const StepPlan& plan, const StepB
     }
   }
   std::vector<float> processed(vocab);
+  if (argmax_only && argmax_.size() != batch.logits_entries.size()) {
+    return absl::InternalError(absl::StrCat("BatchRunner: ", argmax_.size(), " argmax rows for ",
+                                            batch.logits_entries.size(), " logits entries"));
+  }
   for (size_t r = 0; r < batch.logits_entries.size(); ++r) {
     const ScheduledSequence& e = plan.sequences[batch.logits_entries[r]];
-    const std::span<const float> raw(logits_.data() + r * vocab, vocab);
     SequenceOutput out;
     out.seq_id = e.seq_id;
+    if (argmax_only) {
+      // Sampler::Sample's greedy choice: no token when no logit is above -inf.
+      const RowArgMax best = argmax_[r];
+      if (best.index < 0 || best.value == -std::numeric_limits<float>::infinity()) {
+        out.finish = FinishReason::kAborted;
+      } else {
+        out.tokens.push_back(best.index);
+      }
+      result.outputs.push_back(std::move(out));
+      continue;
+    }
+    const std::span<const float> raw(logits_.data() + r * vocab, vocab);
     if (auto state = strategies_.find(e.request_id); state != strategies_.end()) {
       StrategyState::Row& row = state->second.rows[e.seq_id];
       row.logits.assign(raw.begin(), raw.end());
@@ -345,7 +372,10 @@ absl::Status BatchRunner::Launch(StepPlan plan) {
   InFlightStep& step = in_flight_.emplace_back();
   step.plan = std::move(plan);
   step.batch = BuildStepBatch(step.plan);  // views step.plan, which stays put in the deque
-  const StepWork work = BuildStepWork(step.plan, step.batch);
+  StepWork work = BuildStepWork(step.plan, step.batch);
+  // Leader-local (not encoded for the other ranks): with stages the logits come back whole.
+  step.argmax_only = !stage_runner_.pipelined() && ArgMaxSuffices(step.plan, step.batch);
+  work.argmax_only = step.argmax_only;
   // Every rank of the model group runs the same work; their collectives meet inside.
   if (leader_ != nullptr) RETURN_IF_ERROR(leader_->SendStep(work));
   RETURN_IF_ERROR(stage_runner_.Launch(work, cache_, host_cache_));
@@ -357,12 +387,14 @@ absl::Status BatchRunner::Launch(StepPlan plan) {
 }
 
 absl::Status BatchRunner::Land() {
-  RETURN_IF_ERROR(stage_runner_.Finish(&logits_, &hidden_));
+  RETURN_IF_ERROR(stage_runner_.Finish(&logits_, &hidden_, &argmax_));
   const InFlightStep& step = in_flight_.front();
   const StepPlan& plan = step.plan;
   if (!plan.empty()) {
     std::vector<std::vector<SampleResult>> drawn;
-    ASSIGN_OR_RETURN(const StepResult result, Decode(plan, step.batch, &drawn));
+    ASSIGN_OR_RETURN(const StepResult result,
+                     Decode(plan, step.batch, step.argmax_only, &drawn));
+    if (step.argmax_only) ++stats_.argmax_steps;
     std::vector<SampleFork> forks;
     RETURN_IF_ERROR(scheduler_->Update(result, &forks));
     RecordLogprobs(plan, drawn, forks);

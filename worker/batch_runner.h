@@ -99,6 +99,7 @@ struct BatchRunnerStats {
   int64_t block_copies = 0;
   int64_t blocks_swapped = 0;  // out and in
   int64_t max_batches_in_flight = 0;  // the most steps launched and not yet landed at once
+  int64_t argmax_steps = 0;  // steps whose rows were all greedy: argmax on the backend only
 };
 
 class BatchRunner {
@@ -162,12 +163,18 @@ class BatchRunner {
   // Finishes the oldest launched step: its logits, decoding and the scheduler's Update.
   [[nodiscard]] absl::Status Land();
 
-  // Decoding for the sequences that needed logits; `logits` holds one row per entry. Rows of
+  // Decoding for the sequences that needed logits; `logits` holds one row per entry (or, for
+  // an `argmax_only` step, `argmax_` one greedy choice per entry). Rows of
   // strategy-driven requests are kept for AdvanceStrategies (their sequences are held).
   // `drawn` receives, per plan entry that needed logits, the samples drawn (with their
   // logprobs) for requests that asked for logprobs.
   [[nodiscard]] absl::StatusOr<StepResult> Decode(const StepPlan& plan, const StepBatch& batch,
+                                                  bool argmax_only,
                                                   std::vector<std::vector<SampleResult>>* drawn);
+  // True when every row of the step that needs logits decodes greedily with no logits
+  // processor, no logprobs, one sample and no strategy: then only each row's argmax is
+  // needed, and the backend computes it where the logits are (they need not reach the host).
+  bool ArgMaxSuffices(const StepPlan& plan, const StepBatch& batch) const;
   // Runs every strategy whose live sequences all have rows, and applies its decision
   // through the scheduler (forks, appended tokens, pruned or finished sequences).
   [[nodiscard]] absl::Status AdvanceStrategies();
@@ -215,10 +222,12 @@ class BatchRunner {
   struct InFlightStep {
     StepPlan plan;
     StepBatch batch;
+    bool argmax_only = false;  // StepWork::argmax_only
   };
   std::deque<InFlightStep> in_flight_;
   std::vector<float> logits_;
   std::vector<float> hidden_;
+  std::vector<RowArgMax> argmax_;
   BatchRunnerStats stats_;
   std::vector<RankStepTimes> rank_times_;
   ModelGroupLeader* leader_ = nullptr;  // under tensor / pipeline parallelism

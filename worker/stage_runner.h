@@ -71,9 +71,13 @@ class StageRunner {
                                     std::optional<PagedKvCache>& host);
   // Completes the oldest launched step. On the leader (world rank 0) `logits` and `hidden`
   // receive its rows as LlamaModel::ForwardPaged returns them (waiting for the last stage
-  // when there are stages); on other ranks they are left unspecified. FAILED_PRECONDITION
-  // when no step is in flight.
-  [[nodiscard]] absl::Status Finish(std::vector<float>* logits, std::vector<float>* hidden);
+  // when there are stages); on other ranks they are left unspecified. A step launched with
+  // StepWork::argmax_only without stages gives its rows' argmax in `*argmax` (when given)
+  // and no logits. FAILED_PRECONDITION when no step is in flight.
+  [[nodiscard]] absl::Status Finish(std::vector<float>* logits, std::vector<float>* hidden,
+                                    std::vector<RowArgMax>* argmax = nullptr);
+  // Whether the model runs as pipeline stages (argmax_only has no effect then).
+  bool pipelined() const { return role_.pipeline != nullptr && role_.pipeline->size() > 1; }
   // Launch, then Finish.
   [[nodiscard]] absl::Status Run(const StepWork& work, PagedKvCache& cache,
                                  std::optional<PagedKvCache>& host, std::vector<float>* logits,
@@ -87,6 +91,7 @@ class StageRunner {
   struct Launched {
     // On a rank with the LM head that is also the leader (no stages): the step's rows.
     std::vector<float> logits, hidden;
+    std::vector<RowArgMax> argmax;  // instead of logits for an argmax_only step
     // Per micro-batch, the logits and hidden rows the leader receives from the last stage.
     std::vector<std::pair<size_t, size_t>> returned_rows;
   };
@@ -94,15 +99,13 @@ class StageRunner {
   absl::Status LaunchStep(const StepWork& work, PagedKvCache& cache,
                           std::optional<PagedKvCache>& host, Launched& launched);
   absl::Status FinishStep(Launched& launched, std::vector<float>* logits,
-                          std::vector<float>* hidden);
+                          std::vector<float>* hidden, std::vector<RowArgMax>* argmax);
   // Runs `call`, adding its wall time to `*seconds`.
   template <typename F>
   absl::Status Timed(double* seconds, F call);
   // Runs `call` as step time, its tensor-group collectives as communication.
   template <typename F>
   absl::Status TimedStep(F call);
-
-  bool pipelined() const { return role_.pipeline != nullptr && role_.pipeline->size() > 1; }
 
   LlamaModel* model_;
   RankRole role_;

@@ -141,11 +141,13 @@ absl::Status MoveKvBlocks(const StepWork& work, LlamaModel& model, PagedKvCache&
 
 absl::Status RunStepWork(const StepWork& work, LlamaModel& model, PagedKvCache& cache,
                          std::optional<PagedKvCache>& host, std::vector<float>* logits,
-                         std::vector<float>* hidden) {
+                         std::vector<float>* hidden, std::vector<RowArgMax>* argmax) {
   RETURN_IF_ERROR(MoveKvBlocks(work, model, cache, host));
+  if (argmax != nullptr) argmax->clear();
   if (!work.has_forward()) return absl::OkStatus();
   std::vector<PagedSequence> sequences;
-  return model.ForwardPaged(work.View(sequences), cache, logits, hidden);
+  return model.ForwardPaged(work.View(sequences), cache, logits, hidden, {},
+                            work.argmax_only ? argmax : nullptr);
 }
 
 }  // namespace tessera

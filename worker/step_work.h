@@ -28,6 +28,10 @@ struct StepWork {
   };
   std::vector<Sequence> sequences;
   std::vector<int64_t> logits_rows, hidden_rows;
+  // Only each logits row's argmax is wanted (every row decodes greedily with nothing to
+  // process its logits): on the leader without pipeline stages the model then returns
+  // argmax results instead of logits. Not sent to the other ranks (their logits are unused).
+  bool argmax_only = false;
 
   bool has_forward() const { return !token_ids.empty(); }
   // The forward batch for LlamaModel::ForwardPaged, its sequences written to `storage`;
@@ -46,9 +50,11 @@ std::vector<std::byte> EncodeStepWork(const StepWork& work);
                                         PagedKvCache& cache, std::optional<PagedKvCache>& host);
 
 // Runs `work` on this rank's caches: MoveKvBlocks, then the forward when it has rows
-// (logits and hidden states as LlamaModel::ForwardPaged returns them).
+// (logits and hidden states as LlamaModel::ForwardPaged returns them; with `argmax` and
+// work.argmax_only, argmax results instead of logits).
 [[nodiscard]] absl::Status RunStepWork(const StepWork& work, LlamaModel& model, PagedKvCache& cache,
                                        std::optional<PagedKvCache>& host,
-                                       std::vector<float>* logits, std::vector<float>* hidden);
+                                       std::vector<float>* logits, std::vector<float>* hidden,
+                                       std::vector<RowArgMax>* argmax = nullptr);
 
 }  // namespace tessera

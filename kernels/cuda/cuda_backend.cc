@@ -150,6 +150,17 @@ absl::StatusOr<const T*> CudaBackend::Upload(std::span<const T> values, UploadSl
   return slot->buffer.as<const T>();
 }
 
+absl::Status CudaBackend::ArgMaxRows(const float* x, int64_t rows, int64_t dim, RowArgMax* out) {
+  RETURN_IF_ERROR(TakeStickyError());
+  if (rows <= 0) return absl::OkStatus();
+  const size_t bytes = static_cast<size_t>(rows) * sizeof(RowArgMax);
+  if (argmax_.size() < bytes) {
+    ASSIGN_OR_RETURN(argmax_, DeviceBuffer::Allocate(bytes));
+  }
+  RETURN_IF_ERROR(CudaArgMaxRows(x, rows, dim, argmax_.as<RowArgMax>(), &stream_));
+  return Copy(out, argmax_.as<void>(), bytes, "ArgMaxRows", Waiting());
+}
+
 absl::Status CudaBackend::MatMul(const float* x, int64_t n, int64_t k, const TensorView& w,
                                  float* y) {
   RETURN_IF_ERROR(TakeStickyError());

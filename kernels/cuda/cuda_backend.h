@@ -73,6 +73,7 @@ class CudaBackend : public Backend {
                         int64_t row_bytes, int64_t rows) override;
   absl::Status Zero(void* dst, size_t bytes) override;
   absl::Status Synchronize() override;
+  absl::Status ArgMaxRows(const float* x, int64_t rows, int64_t dim, RowArgMax* out) override;
   absl::Status MatMul(const float* x, int64_t n, int64_t k, const TensorView& w,
                       float* y) override;
   absl::StatusOr<std::unique_ptr<PackedWeight>> PackWeights(
@@ -131,7 +132,7 @@ class CudaBackend : public Backend {
   int64_t target_blocks_ = 0;  // thread blocks that fill the GPU (PlanAttentionSplits)
   bool batch_invariant_ = false;
   UploadSlot ids_, positions_, entry_rows_, tables_, context_lens_, tiles_, inv_freq_, slots_;
-  DeviceBuffer split_workspace_;
+  DeviceBuffer split_workspace_, argmax_;
 };
 
 }  // namespace tessera

@@ -1,6 +1,7 @@
 #include "kernels/cuda/cuda_ops.h"
 
 #include <algorithm>
+#include <cstddef>
 
 #include "absl/strings/str_format.h"
 #include "kernels/cuda/cuda_runtime_shim.h"
@@ -150,6 +151,22 @@ absl::StatusOr<int> WeightTypeOf(const char* op, const char* field, const Tensor
 }
 
 }  // namespace
+
+static_assert(sizeof(RowArgMax) == sizeof(cuda_shim::ArgMaxPair) &&
+              offsetof(RowArgMax, index) == offsetof(cuda_shim::ArgMaxPair, index) &&
+              offsetof(RowArgMax, value) == offsetof(cuda_shim::ArgMaxPair, value));
+
+absl::Status CudaArgMaxRows(const float* x, int64_t rows, int64_t dim, RowArgMax* out,
+                            const CudaStream* stream) {
+  if (rows < 0 || dim < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("CudaArgMaxRows: rows=%d and dim=%d must not be negative", rows, dim));
+  }
+  cuda_shim::Error error;
+  return FromCode(cuda_shim::ArgMaxRows(x, rows, dim, reinterpret_cast<cuda_shim::ArgMaxPair*>(out),
+                                        &error, LaunchOn(stream)),
+                  error, "ArgMaxRows");
+}
 
 bool CudaReadsWeightType(DType type) {
   return cuda_shim::WeightBlockElems(static_cast<int>(type)) > 0;

@@ -82,6 +82,10 @@ class CudaStream {
                                     const int32_t* positions, const RopeParams& params,
                                     const CudaStream* stream = nullptr);
 
+// As Backend::ArgMaxRows with `out` in device memory (`rows` entries).
+[[nodiscard]] absl::Status CudaArgMaxRows(const float* x, int64_t rows, int64_t dim,
+                                          RowArgMax* out, const CudaStream* stream = nullptr);
+
 // True for the weight dtypes the embedding and GEMV kernels read: F32, F16, BF16 and every
 // GGML block format (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K .. Q6_K; kernels/cuda/weight_element.h).
 bool CudaReadsWeightType(DType type);

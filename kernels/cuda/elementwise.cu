@@ -105,6 +105,39 @@ __global__ void RopeKernel(float* x, int64_t n_tokens, int64_t num_heads,
   }
 }
 
+// The better of two (index, value) candidates by common/row_argmax.h's rule: no index (-1)
+// loses, then the larger value, then the lower index.
+__device__ ArgMaxPair Better(ArgMaxPair a, ArgMaxPair b) {
+  if (a.index < 0) return b;
+  if (b.index < 0) return a;
+  if (b.value > a.value || (b.value == a.value && b.index < a.index)) return b;
+  return a;
+}
+
+// One block per row: each thread its strided elements (ascending, so a strict > keeps the
+// lowest index), then the warps' and the block's candidates.
+__global__ void ArgMaxRowsKernel(const float* x, int64_t dim, ArgMaxPair* out) {
+  __shared__ ArgMaxPair warp_best[kBlock / 32];
+  const float* row = x + blockIdx.x * dim;
+  ArgMaxPair best{-1, 0.0f};
+  for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
+    const float v = row[i];
+    if (isnan(v)) continue;
+    if (best.index < 0 || v > best.value) best = {static_cast<int32_t>(i), v};
+  }
+  for (int offset = 16; offset > 0; offset /= 2) {
+    const ArgMaxPair other{__shfl_xor_sync(0xffffffffu, best.index, offset),
+                           __shfl_xor_sync(0xffffffffu, best.value, offset)};
+    best = Better(best, other);
+  }
+  if (threadIdx.x % 32 == 0) warp_best[threadIdx.x / 32] = best;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < kBlock / 32; ++w) best = Better(best, warp_best[w]);
+    out[blockIdx.x] = best;
+  }
+}
+
 }  // namespace
 
 int StreamCreate(void** stream, Error* error) {
@@ -152,6 +185,13 @@ int Copy2D(void* dst, size_t dpitch, const void* src, size_t spitch, size_t widt
   return FinishCall(cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, height, cudaMemcpyDefault,
                                       StreamOf(launch)),
                     error, launch);
+}
+
+int ArgMaxRows(const float* x, int64_t rows, int64_t dim, ArgMaxPair* out, Error* error,
+               const Launch& launch) {
+  if (rows <= 0) return 0;
+  ArgMaxRowsKernel<<<static_cast<unsigned>(rows), kBlock, 0, StreamOf(launch)>>>(x, dim, out);
+  return FinishLaunch(error, launch);
 }
 
 int Zero(void* ptr, size_t bytes, Error* error, const Launch& launch) {

@@ -54,6 +54,15 @@ int Rope(float* x, int64_t n_tokens, int64_t num_heads, const int32_t* positions
          int64_t head_dim, int64_t rope_dim, const float* inv_freq, float mscale, bool halves,
          Error* error, const Launch& launch = {});
 
+// As Backend::ArgMaxRows (the rule of common/row_argmax.h): out[r] for each of `rows` rows of
+// x [rows, dim]; `out` is device memory of `rows` pairs.
+struct ArgMaxPair {
+  int32_t index;
+  float value;
+};
+int ArgMaxRows(const float* x, int64_t rows, int64_t dim, ArgMaxPair* out, Error* error,
+               const Launch& launch = {});
+
 // As Backend::Embedding: out[i, :] = row ids[i] of table [rows, cols] (device) dequantized;
 // ids are device ints already checked to lie in [0, rows).
 int Embedding(const void* table, int type, int64_t cols, const int32_t* ids, int64_t n,

@@ -50,6 +50,9 @@ int Rope(float*, int64_t, int64_t, const int32_t*, int64_t, int64_t, const float
   return NotBuilt(error);
 }
 
+int ArgMaxRows(const float*, int64_t, int64_t, ArgMaxPair*, Error* error, const Launch&) {
+  return NotBuilt(error);
+}
 int Embedding(const void*, int, int64_t, const int32_t*, int64_t, float*, Error* error,
               const Launch&) {
   return NotBuilt(error);

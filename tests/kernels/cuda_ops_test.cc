@@ -456,6 +456,39 @@ TEST_F(CudaOpsTest, OpsQueuedOnAStreamMatchReferenceAfterSynchronize) {
   }
 }
 
+// Greedy choices on the device: common/row_argmax.h's rule on rows with ties (lowest index
+// wins, across threads and warps), NaN (skipped), all -inf (index 0), all NaN (-1), and a
+// vocabulary-sized row.
+TEST_F(CudaOpsTest, ArgMaxRowsFollowsTheHostRule) {
+  const int64_t dim = 50000, rows = 6;
+  std::vector<float> x = Random(rows * dim, rng_);
+  float* r0 = x.data();
+  r0[777] = r0[40001] = r0[123] = 9.0f;  // a three-way tie: 123 wins
+  float* r1 = x.data() + dim;
+  for (int64_t i = 0; i < dim; i += 3) r1[i] = NAN;
+  r1[3 * 1000] = NAN;
+  r1[5] = 20.0f;
+  float* r2 = x.data() + 2 * dim;
+  std::fill(r2, r2 + dim, -INFINITY);
+  float* r3 = x.data() + 3 * dim;
+  std::fill(r3, r3 + dim, NAN);
+  float* r4 = x.data() + 4 * dim;
+  r4[dim - 1] = 50.0f;  // the last element
+  DeviceBuffer dx = Upload(x);
+  DeviceBuffer dout = Upload(std::vector<RowArgMax>(rows));
+  ASSERT_TRUE(CudaArgMaxRows(dx.as<float>(), rows, dim, dout.as<RowArgMax>()).ok());
+  const std::vector<RowArgMax> got = Download<RowArgMax>(dout, rows);
+  for (int64_t r = 0; r < rows; ++r) {
+    const RowArgMax want = ArgMaxOfRow({x.data() + r * dim, static_cast<size_t>(dim)});
+    EXPECT_EQ(got[r].index, want.index) << "row " << r;
+    if (want.index >= 0) EXPECT_EQ(got[r].value, want.value) << "row " << r;
+  }
+  EXPECT_EQ(got[0].index, 123);
+  EXPECT_EQ(got[2].index, 0);
+  EXPECT_EQ(got[3].index, -1);
+  EXPECT_EQ(got[4].index, dim - 1);
+}
+
 TEST_F(CudaOpsTest, DeviceBufferRefusesCopiesPastItsEnd) {
   auto buffer = DeviceBuffer::Allocate(8);
   ASSERT_TRUE(buffer.ok()) << buffer.status();

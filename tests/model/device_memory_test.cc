@@ -126,6 +126,32 @@ TEST_F(DeviceMemoryTest, ForwardPagedGivesTheWrappedBackendsLogitsAndHiddenRows)
   }
 }
 
+// Greedy decoding's choice computed where the logits are: each row's argmax from the
+// guarded backend (logits never copied out whole) equals the host's argmax of the logits.
+TEST_F(DeviceMemoryTest, ForwardPagedGivesEachLogitsRowsArgMax) {
+  const std::vector<int32_t> ids = {3, 1, 4, 1, 5, 9, 2, 6};
+  const std::vector<int32_t> positions = {0, 1, 2, 3, 4, 0, 1, 2};
+  const std::vector<int32_t> t0 = {2, 0}, t1 = {3};
+  const std::vector<PagedSequence> seqs = {{0, 5, 5, t0}, {5, 3, 3, t1}};
+  const std::vector<int64_t> logits_rows = {4, 6, 7};
+  const PagedBatch batch{ids, positions, seqs, logits_rows};
+  auto plain_cache = plain_->NewPagedKvCache(4, 4);
+  auto guarded_cache = guarded_->NewPagedKvCache(4, 4);
+  ASSERT_TRUE(plain_cache.ok() && guarded_cache.ok());
+  std::vector<float> want, got = {1.0f};
+  std::vector<RowArgMax> argmax;
+  ASSERT_TRUE(plain_->ForwardPaged(batch, *plain_cache, &want).ok());
+  ASSERT_TRUE(guarded_->ForwardPaged(batch, *guarded_cache, &got, nullptr, {}, &argmax).ok());
+  EXPECT_TRUE(got.empty()) << "no logits when only the argmax is asked for";
+  ASSERT_EQ(argmax.size(), logits_rows.size());
+  const size_t vocab = static_cast<size_t>(spec_.vocab);
+  for (size_t r = 0; r < logits_rows.size(); ++r) {
+    const RowArgMax host = ArgMaxOfRow({want.data() + r * vocab, vocab});
+    EXPECT_EQ(argmax[r].index, host.index) << "row " << r;
+    EXPECT_EQ(argmax[r].value, host.value) << "row " << r;
+  }
+}
+
 TEST_F(DeviceMemoryTest, PipelineStagesPassTheirRowsThroughHostMemory) {
   const StageShard first{.layers = {0, 1}, .has_embedding = true, .has_lm_head = false};
   const StageShard second{.layers = {1, 2}, .has_embedding = false, .has_lm_head = true};

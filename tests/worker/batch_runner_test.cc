@@ -152,6 +152,8 @@ TEST_P(BatchRunnerTest, ManyArrivingRequestsMatchSoloGreedy) {
     EXPECT_GT(stopped, 0);
     EXPECT_FALSE(runner->HasUnfinished());
     EXPECT_EQ(runner->stats().max_batches_in_flight, in_flight);
+    // Plain greedy rows only: their tokens came from the backend's argmax, not from logits.
+    EXPECT_GT(runner->stats().argmax_steps, 0);
   }
 }
 
@@ -211,6 +213,7 @@ TEST_P(BatchRunnerTest, SeededSamplingAndParallelSamplesMatchSolo) {
   const auto by_id = ById(std::move(*outputs));
   ASSERT_EQ(by_id.size(), requests.size());
   EXPECT_GT(runner->stats().block_copies, 0);
+  EXPECT_EQ(runner->stats().argmax_steps, 0) << "sampling needs the logits";
   bool samples_differ = false;
   for (const WorkerRequest& r : requests) {
     auto sampler = Sampler::Create(r.generation, static_cast<int32_t>(spec_.vocab), 0);
