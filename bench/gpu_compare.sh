@@ -11,18 +11,22 @@
 # the GPU's name) and prefill TFLOP/s against the measured cuBLAS peak.
 #
 #   bash bench/gpu_compare.sh -d BIN_DIR [-s SHAPE] [-B "1 16 64"] [-p 128] [-g 128]
+#                             [-L LAYERS] [-b cuda|cpu]
 # BIN_DIR holds tessera, tessera_bench_generate and tessera_bench_serve (a build's bin/, or
 # scripts/gpu_bundle.sh's bundle). Needs a GPU, python3 with torch and transformers.
+# -L keeps only that many layers and -b cpu runs both sides on the CPU: a check of the
+# script itself on a machine without a GPU (its figures mean nothing there).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-bin="" shape="llama-3-8b" batches="1 16 64" pp=128 tg=128
-while getopts "d:s:B:p:g:h" opt; do
+bin="" shape="llama-3-8b" batches="1 16 64" pp=128 tg=128 layers="" backend="cuda"
+while getopts "d:s:B:p:g:L:b:h" opt; do
   case "$opt" in
     d) bin="$OPTARG" ;; s) shape="$OPTARG" ;; B) batches="$OPTARG" ;;
-    p) pp="$OPTARG" ;; g) tg="$OPTARG" ;;
-    *) sed -n 2,17p "$0"; exit 2 ;;
+    p) pp="$OPTARG" ;; g) tg="$OPTARG" ;; L) layers="$OPTARG" ;; b) backend="$OPTARG" ;;
+    *) sed -n 2,20p "$0"; exit 2 ;;
   esac
 done
+[[ "$backend" == cuda || "$backend" == cpu ]] || { echo "gpu_compare: -b is cuda or cpu" >&2; exit 2; }
 [[ -x "$bin/tessera" && -x "$bin/tessera_bench_generate" && -x "$bin/tessera_bench_serve" ]] \
   || { echo "gpu_compare: -d must name a directory holding the tessera binaries" >&2; exit 2; }
 out="$(mktemp -d)"
@@ -31,29 +35,34 @@ model="$out/$shape-bf16.gguf"
 export TESSERA_EXPERIMENTAL_CUDA=1
 
 echo "== synthesize $shape (bf16)" >&2
-"$bin/tessera" synthesize --shape "$shape" --dtype bf16 -o "$model" >&2
+"$bin/tessera" synthesize --shape "$shape" --dtype bf16 ${layers:+--layers "$layers"} \
+  -o "$model" >&2
 echo "== tessera_bench_generate (batch 1)" >&2
-"$bin/tessera_bench_generate" -m "$model" -b cuda -p 512 -n "$tg" -r 3 --json \
+"$bin/tessera_bench_generate" -m "$model" -b "$backend" -p 512 -n "$tg" -r 3 --json \
   > "$out/generate.json"
 max_batch="$(tr ' ' '\n' <<< "$batches" | sort -n | tail -1)"
 echo "== tessera_bench_serve (npl $batches)" >&2
-"$bin/tessera_bench_serve" -m "$model" -b cuda --npl "$(tr ' ' ',' <<< "$batches")" \
+kv_size=(--gpu-memory-utilization 0.9)
+[[ "$backend" == cuda ]] || kv_size=(--kv-cache-mb 1024)
+"$bin/tessera_bench_serve" -m "$model" -b "$backend" --npl "$(tr ' ' ',' <<< "$batches")" \
   --pp "$pp" --tg "$tg" --requests 8 --sequential 1 --max-num-seqs "$max_batch" \
-  --max-batched-tokens $((max_batch * pp)) --kv-cache-dtype f16 \
-  --gpu-memory-utilization 0.9 --json > "$out/serve.json"
+  --max-batched-tokens $((max_batch * pp)) --kv-cache-dtype f16 "${kv_size[@]}" --json \
+  > "$out/serve.json"
 echo "== transformers" >&2
 rm -f "$model"  # the GPU's memory, not the disk, is the limit from here on
-python3 "$here/hf_transformers_bench.py" --shape "$shape" --batch $batches --pp "$pp" \
-  --tg "$tg" --gemm-peak > "$out/hf.jsonl"
+python3 "$here/hf_transformers_bench.py" --shape "$shape" ${layers:+--layers "$layers"} \
+  --batch $batches --pp "$pp" --tg "$tg" --device "$backend" --gemm-peak > "$out/hf.jsonl"
 
-gpu="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
+gpu="cpu"
+[[ "$backend" == cpu ]] || gpu="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
 python3 - "$out" "$gpu" <<'PY'
 import json, sys
 out, gpu = sys.argv[1], sys.argv[2]
 gen = json.load(open(f"{out}/generate.json"))
 serve = json.load(open(f"{out}/serve.json"))
 hf = [json.loads(line) for line in open(f"{out}/hf.jsonl")]
-peak_tflops = next(r["tflops"] for r in hf if r["engine"] == "cublas")
+peak = next(r for r in hf if r["engine"] == "cublas")
+peak_tflops = peak["tflops"]
 hf_by_batch = {r["batch"]: r for r in hf if r["engine"] == "transformers"}
 # Peak HBM bandwidth by product (NVIDIA data sheets), GB/s.
 peaks = [("H200", 4800), ("H100 NVL", 3900), ("H100 PCIe", 2000), ("H100", 3350)]
@@ -69,7 +78,7 @@ if peak_gbs:
 tflops = gen["prefill_tps_median"] * weight_mb * 1e6 / 1e12
 print(f"prefill {gen['prompt_tokens']} tokens: {gen['prefill_tps_median']:.0f} tokens/s = "
       f"{tflops:.1f} TFLOP/s = {100 * tflops / peak_tflops:.1f}% of cuBLAS's "
-      f"{peak_tflops:.0f} TFLOP/s (8192^3 BF16)")
+      f"{peak_tflops:.0f} TFLOP/s ({peak['gemm']}^3 BF16)")
 print("| batch | Tessera decode tok/s | transformers decode tok/s | ratio | Tessera prefill tok/s | transformers prefill tok/s |")
 print("|---:|---:|---:|---:|---:|---:|")
 for row in serve["sweep"]:

@@ -37,6 +37,8 @@ def main() -> int:
     parser.add_argument("--pp", type=int, default=128, help="prompt tokens per sequence")
     parser.add_argument("--tg", type=int, default=128, help="generated tokens per sequence")
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--device", default="cuda",
+                        help="torch device (cpu only to check the script on a machine without a GPU)")
     parser.add_argument("--gemm-peak", action="store_true",
                         help="first print the TFLOP/s of an 8192^3 BF16 torch.matmul (cuBLAS)")
     args = parser.parse_args()
@@ -46,21 +48,26 @@ def main() -> int:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    if not torch.cuda.is_available():
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("hf_transformers_bench: torch sees no CUDA device", file=sys.stderr)
         return 1
+    device = torch.device(args.device)
+
+    def synchronize():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
     if args.gemm_peak:
-        n = 8192
-        a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-        b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+        n = 8192 if device.type == "cuda" else 1024  # a CPU run only checks the script
+        a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+        b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
         for _ in range(3):
             a @ b
-        torch.cuda.synchronize()
+        synchronize()
         runs = 20
         start = time.perf_counter()
         for _ in range(runs):
             a @ b
-        torch.cuda.synchronize()
+        synchronize()
         seconds = (time.perf_counter() - start) / runs
         print(json.dumps({"engine": "cublas", "gemm": n, "tflops": 2 * n**3 / seconds / 1e12}),
               flush=True)
@@ -72,19 +79,19 @@ def main() -> int:
                          max_position_embeddings=8192, tie_word_embeddings=tied)
     torch.manual_seed(0)
     torch.set_default_dtype(torch.bfloat16)  # initialized in BF16 on the device, no FP32 copy
-    with torch.device("cuda"):
+    with device:
         model = LlamaForCausalLM(config).eval()
-    generator = torch.Generator(device="cuda").manual_seed(1)
+    generator = torch.Generator(device=device).manual_seed(1)
 
     def timed(batch: int, new_tokens: int) -> float:
-        ids = torch.randint(0, vocab, (batch, args.pp), device="cuda", generator=generator)
-        torch.cuda.synchronize()
+        ids = torch.randint(0, vocab, (batch, args.pp), device=device, generator=generator)
+        synchronize()
         start = time.perf_counter()
         with torch.no_grad():
             model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
                            max_new_tokens=new_tokens, min_new_tokens=new_tokens,
                            pad_token_id=0, eos_token_id=None)
-        torch.cuda.synchronize()
+        synchronize()
         return time.perf_counter() - start
 
     for batch in args.batch:
@@ -99,7 +106,7 @@ def main() -> int:
             "batch": batch, "pp": args.pp, "tg": args.tg,
             "prefill_tps": batch * args.pp / t1,
             "decode_tps": batch * (args.tg - 1) / max(tn - t1, 1e-9),
-            "device": torch.cuda.get_device_name(0),
+            "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
         }), flush=True)
     return 0
 
