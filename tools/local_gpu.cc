@@ -8,6 +8,14 @@
 #include "absl/strings/str_split.h"
 
 namespace tessera {
+namespace {
+
+// The entries of a CUDA_VISIBLE_DEVICES value (ordinals or UUIDs).
+std::vector<std::string> DeviceList(const char* visible) {
+  return absl::StrSplit(visible, ',', absl::SkipEmpty());
+}
+
+}  // namespace
 
 std::optional<std::string> LocalGpuVisibility(const char* visible, const char* local_rank) {
   int rank = 0;
@@ -15,15 +23,14 @@ std::optional<std::string> LocalGpuVisibility(const char* visible, const char* l
     return std::nullopt;
   }
   if (visible == nullptr) return std::to_string(rank);
-  const std::vector<std::string> devices =
-      absl::StrSplit(visible, ',', absl::SkipEmpty());
+  const std::vector<std::string> devices = DeviceList(visible);
   if (devices.size() <= 1) return std::nullopt;
   return devices[static_cast<size_t>(rank) % devices.size()];
 }
 
 std::optional<std::string> ReplicaGpus(const char* visible, int replica, int ranks) {
   std::vector<std::string> devices;
-  if (visible != nullptr) devices = absl::StrSplit(visible, ',', absl::SkipEmpty());
+  if (visible != nullptr) devices = DeviceList(visible);
   std::vector<std::string> share;
   for (int i = replica * ranks; i < (replica + 1) * ranks; ++i) {
     if (visible == nullptr) {

@@ -65,7 +65,7 @@ AttentionSplits PlanAttentionSplits(int64_t entries, int64_t num_heads, int64_t 
   const int64_t most = std::min(kMaxAttentionSplits, longest_window / kMinAttentionSplit);
   const int64_t splits = std::min(wanted, most);
   if (splits <= 1) return {};
-  constexpr int64_t kGrain = 128;  // the decode kernel's positions per pass
+  constexpr int64_t kGrain = cuda_shim::kDecodePass;  // whole passes of the decode kernel
   int64_t len = (longest_window + splits - 1) / splits;
   len = (len + kGrain - 1) / kGrain * kGrain;
   return {.num_splits = (longest_window + len - 1) / len, .split_len = len};

@@ -17,12 +17,13 @@
 #include <span>
 #include <vector>
 
+#include "kernels/cuda/attention_shim.h"  // the kernels' tile and pass sizes
 #include "kernels/paged_kv.h"
 
 namespace tessera {
 
 // Query rows per prefill tile (the prefill kernel's compile-time tile).
-inline constexpr int64_t kAttentionTileRows = 16;
+inline constexpr int64_t kAttentionTileRows = cuda_shim::kPrefillTileRows;
 
 struct AttentionRows {
   int64_t max_blocks = 0;              // table width

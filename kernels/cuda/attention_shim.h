@@ -37,8 +37,8 @@ struct PagedAttentionArgs {
   int64_t num_tiles = 0;
 };
 
-// The prefill kernel's query rows per tile (attention_rows.h's kAttentionTileRows) and the
-// decode kernel's positions per pass (PlanAttentionSplits' grain).
+// The prefill kernel's query rows per tile and the decode kernel's positions per pass: the
+// host planning (attention_rows.h) builds its tiles and split pieces from these.
 inline constexpr int kPrefillTileRows = 16;
 inline constexpr int kDecodePass = 128;
 

@@ -215,8 +215,6 @@ absl::Status CudaGemm(const float* x, int64_t n, int64_t k, const TensorView& w,
   return FromCode(cuda_shim::Gemm16(x, n, k, w.data, *type, w.dim(0), y, &error, LaunchOn(stream)), error, "Gemm");
 }
 
-static_assert(kAttentionTileRows == cuda_shim::kPrefillTileRows);
-
 absl::Status CudaPagedAttention(const float* q, const CudaAttentionEntries& e,
                                 CudaAttentionKernel kernel, const AttentionSplits& splits,
                                 float* workspace, const PagedKvLayout& layout, const KvPool& pool,

@@ -25,10 +25,9 @@ namespace {
 
 using testing::DenseRows;
 using testing::Download;
+using testing::RandomFloats;
 using testing::RoundedTo;
 using testing::Upload;
-
-std::vector<float> Random(int64_t n, std::mt19937& rng) { return testing::RandomFloats(n, rng); }
 
 TEST(CudaBackendWithoutDeviceTest, CreateIsUnavailable) {
   if (CudaDeviceCount().ok()) GTEST_SKIP() << "a CUDA device is present";
@@ -65,7 +64,7 @@ TEST_F(CudaBackendTest, PackedMatMulAndEmbeddingMatchReference) {
     stacked.packed = packed->get();
     for (int64_t n : {1, 13}) {
       SCOPED_TRACE(absl::StrFormat("%s n %d", DTypeName(t), n));
-      const std::vector<float> x = Random(n * k, rng_);
+      const std::vector<float> x = RandomFloats(n * k, rng_);
       const std::vector<float> rounded = RoundedTo(t, x);
       std::vector<float> want(static_cast<size_t>(n * m)), part_out;
       for (int p = 0; p < 2; ++p) {
@@ -113,7 +112,8 @@ TEST_F(CudaBackendTest, PackedMatMulAndEmbeddingMatchReference) {
 
 TEST_F(CudaBackendTest, ElementwiseOpsMatchReference) {
   const int64_t n = 5, dim = 576, heads = 9, head_dim = 64;
-  const std::vector<float> x = Random(n * dim, rng_), w = Random(dim, rng_), y = Random(n * dim, rng_);
+  const std::vector<float> x = RandomFloats(n * dim, rng_), w = RandomFloats(dim, rng_);
+  const std::vector<float> y = RandomFloats(n * dim, rng_);
   DeviceBuffer dx = Upload(x), dw = Upload(w), dy = Upload(y), dout = Upload(x);
   std::vector<float> want(x.size());
   ref_.RmsNorm(x.data(), w.data(), n, dim, 1e-5f, want.data());
@@ -135,7 +135,7 @@ TEST_F(CudaBackendTest, ElementwiseOpsMatchReference) {
   for (size_t i = 0; i < inv_freq.size(); ++i) inv_freq[i] = std::pow(10000.0f, -2.0f * i / head_dim);
   const RopeParams rope{.head_dim = head_dim, .rope_dim = head_dim, .inv_freq = inv_freq.data()};
   const std::vector<int32_t> positions = {0, 1, 7, 300, 4095};
-  const std::vector<float> q = Random(n * heads * head_dim, rng_);
+  const std::vector<float> q = RandomFloats(n * heads * head_dim, rng_);
   want = q;
   ref_.Rope(want.data(), n, heads, positions, rope);
   DeviceBuffer dq = Upload(q);
@@ -154,9 +154,9 @@ TEST_F(CudaBackendTest, AttentionOverAContiguousCacheMatchesReference) {
   const AttentionParams p{.num_heads = 4, .num_kv_heads = 2, .head_dim = 64, .scale = 0.125f};
   const int64_t cache_len = 9, n = 5;
   const std::vector<int32_t> positions = {4, 5, 6, 7, 8};
-  const std::vector<float> q = Random(n * p.num_heads * p.head_dim, rng_);
-  const std::vector<float> kc = Random(cache_len * p.num_kv_heads * p.head_dim, rng_);
-  const std::vector<float> vc = Random(cache_len * p.num_kv_heads * p.head_dim, rng_);
+  const std::vector<float> q = RandomFloats(n * p.num_heads * p.head_dim, rng_);
+  const std::vector<float> kc = RandomFloats(cache_len * p.num_kv_heads * p.head_dim, rng_);
+  const std::vector<float> vc = RandomFloats(cache_len * p.num_kv_heads * p.head_dim, rng_);
   std::vector<float> want(q.size());
   ref_.Attention(q.data(), n, positions, kc.data(), vc.data(), cache_len, p, want.data());
   DeviceBuffer dq = Upload(q), dk = Upload(kc), dv = Upload(vc);
@@ -197,7 +197,7 @@ TEST_F(CudaBackendTest, PagedKvOpsMatchReference) {
     std::vector<int32_t> slots(32);
     for (int32_t s = 0; s < 32; ++s) slots[s] = s;
     slots[31] = 3;  // written twice: row 31 wins
-    const std::vector<float> k = Random(32 * row, rng_), v = Random(32 * row, rng_);
+    const std::vector<float> k = RandomFloats(32 * row, rng_), v = RandomFloats(32 * row, rng_);
     ASSERT_TRUE(ref_.WriteKv(k.data(), v.data(), slots, layout, host_pool).ok());
     DeviceBuffer dkr = Upload(k), dvr = Upload(v);
     ASSERT_TRUE(cuda_->WriteKv(dkr.as<float>(), dvr.as<float>(), slots, layout, pool).ok());
@@ -210,7 +210,7 @@ TEST_F(CudaBackendTest, PagedKvOpsMatchReference) {
         {.query_start = 4, .num_queries = 1, .context_len = 6, .block_table = table1}};
     const std::vector<int32_t> positions = {11, 12, 13, 0, 5};
     const int64_t n = 5, qrow = p.num_heads * p.head_dim;
-    const std::vector<float> q = Random(n * qrow, rng_);
+    const std::vector<float> q = RandomFloats(n * qrow, rng_);
     std::vector<float> want(q.size(), -7.0f);
     ASSERT_TRUE(ref_.PagedAttention(q.data(), n, positions, seqs, layout, host_pool, p,
                                     want.data()).ok());

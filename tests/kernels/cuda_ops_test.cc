@@ -26,12 +26,9 @@ namespace {
 
 using testing::DenseRows;
 using testing::Download;
+using testing::RandomFloats;
 using testing::RoundedTo;
 using testing::Upload;
-
-std::vector<float> Random(int64_t n, std::mt19937& rng, float stddev = 1.0f) {
-  return testing::RandomFloats(n, rng, stddev);
-}
 
 void ExpectClose(const std::vector<float>& got, const std::vector<float>& want) {
   testing::ExpectAllClose(got, want, 2e-5);
@@ -146,7 +143,7 @@ TEST(CudaOpsWithoutDeviceTest, AnswersUnavailableWhenNotCompiledIn) {
 TEST_F(CudaOpsTest, RmsNormMatchesReference) {
   for (const auto& [n, dim] : {std::pair<int64_t, int64_t>{1, 1}, {3, 577}, {5, 4099}, {64, 64}}) {
     SCOPED_TRACE(absl::StrFormat("n %d dim %d", n, dim));
-    const std::vector<float> x = Random(n * dim, rng_, 3.0f), w = Random(dim, rng_);
+    const std::vector<float> x = RandomFloats(n * dim, rng_, 3.0f), w = RandomFloats(dim, rng_);
     std::vector<float> want(x.size());
     ref_.RmsNorm(x.data(), w.data(), n, dim, 1e-5f, want.data());
     DeviceBuffer dx = Upload(x), dw = Upload(w), dout = Upload(std::vector<float>(x.size(), NAN));
@@ -161,7 +158,7 @@ TEST_F(CudaOpsTest, RmsNormMatchesReference) {
 TEST_F(CudaOpsTest, SiluMulAndAddMatchReference) {
   for (int64_t count : {1, 7, 1000, 300001}) {
     SCOPED_TRACE(absl::StrFormat("count %d", count));
-    const std::vector<float> a = Random(count, rng_, 4.0f), b = Random(count, rng_);
+    const std::vector<float> a = RandomFloats(count, rng_, 4.0f), b = RandomFloats(count, rng_);
     std::vector<float> silu(a.size()), sum(a.size());
     ref_.SiluMul(a.data(), b.data(), count, silu.data());
     ref_.Add(a.data(), b.data(), count, sum.data());
@@ -176,7 +173,7 @@ TEST_F(CudaOpsTest, SiluMulAndAddMatchReference) {
 TEST_F(CudaOpsTest, SoftmaxMatchesReference) {
   for (const auto& [n, dim] : {std::pair<int64_t, int64_t>{1, 1}, {2, 33}, {7, 49152}}) {
     SCOPED_TRACE(absl::StrFormat("n %d dim %d", n, dim));
-    std::vector<float> x = Random(n * dim, rng_, 5.0f);
+    std::vector<float> x = RandomFloats(n * dim, rng_, 5.0f);
     DeviceBuffer dx = Upload(x);
     ref_.Softmax(x.data(), n, dim);
     ASSERT_TRUE(CudaSoftmax(dx.as<float>(), n, dim).ok());
@@ -194,7 +191,7 @@ TEST_F(CudaOpsTest, RopeMatchesReferenceForBothStylesAndPartialRotation) {
       for (size_t i = 0; i < inv_freq.size(); ++i) {
         inv_freq[i] = std::pow(500000.0f, -2.0f * i / rope_dim);
       }
-      std::vector<float> x = Random(n_tokens * heads * head_dim, rng_);
+      std::vector<float> x = RandomFloats(n_tokens * heads * head_dim, rng_);
       DeviceBuffer dx = Upload(x), dpos = Upload(positions), dfreq = Upload(inv_freq);
       RopeParams p{.head_dim = head_dim, .rope_dim = rope_dim, .inv_freq = inv_freq.data(),
                    .mscale = 1.25f, .style = style};
@@ -248,7 +245,7 @@ TEST_F(CudaOpsTest, GemvMatchesReferenceForEveryWeightType) {
         SCOPED_TRACE(absl::StrFormat("%s m %d k %d n %d", DTypeName(t), m, k, n));
         const std::vector<uint8_t> w = testing::RandomWeights(t, m, k, rng_);
         const TensorView host{t, {m, k}, w.data()};
-        const std::vector<float> x = Random(n * k, rng_);
+        const std::vector<float> x = RandomFloats(n * k, rng_);
         std::vector<float> want(static_cast<size_t>(n * m));
         ASSERT_TRUE(ref_.MatMul(x.data(), n, k, host, want.data()).ok());
         DeviceBuffer dw = Upload(w), dx = Upload(x);
@@ -272,7 +269,7 @@ TEST_F(CudaOpsTest, GemmMatchesReferenceOnRoundedActivations) {
       SCOPED_TRACE(absl::StrFormat("%s m %d k %d n %d", DTypeName(t), m, k, n));
       const std::vector<uint8_t> w = testing::RandomWeights(t, m, k, rng_);
       const TensorView host{t, {m, k}, w.data()};
-      const std::vector<float> x = Random(n * k, rng_);
+      const std::vector<float> x = RandomFloats(n * k, rng_);
       const std::vector<float> rounded = RoundedTo(t, x);
       std::vector<float> want(static_cast<size_t>(n * m));
       ASSERT_TRUE(ref_.MatMul(rounded.data(), n, k, host, want.data()).ok());
@@ -326,8 +323,8 @@ TEST_F(CudaOpsTest, PagedAttentionMatchesReferenceForDecodeSplitAndPrefill) {
           std::iota(pos.begin(), pos.end(), 0);
           const PagedSequence all{0, ctx, ctx, tables.back()};
           ASSERT_TRUE(ComputeSlotMapping({&all, 1}, pos, layout, &slots).ok());
-          const std::vector<float> k = Random(ctx * kv_heads * d, rng_);
-          const std::vector<float> v = Random(ctx * kv_heads * d, rng_);
+          const std::vector<float> k = RandomFloats(ctx * kv_heads * d, rng_);
+          const std::vector<float> v = RandomFloats(ctx * kv_heads * d, rng_);
           ASSERT_TRUE(ref_.WriteKv(k.data(), v.data(), slots, layout, host_pool).ok());
         }
         DeviceBuffer dk = Upload(k_pool), dv = Upload(v_pool);
@@ -338,7 +335,7 @@ TEST_F(CudaOpsTest, PagedAttentionMatchesReferenceForDecodeSplitAndPrefill) {
                                const std::vector<int32_t>& positions, CudaAttentionKernel kernel,
                                const AttentionSplits& splits) {
           const int64_t n = static_cast<int64_t>(positions.size());
-          const std::vector<float> q = Random(n * heads * d, rng_, 2.0f);
+          const std::vector<float> q = RandomFloats(n * heads * d, rng_, 2.0f);
           std::vector<float> want(q.size(), 7.0f);  // rows of no sequence keep 7
           ASSERT_TRUE(ref_.PagedAttention(q.data(), n, positions, sequences, layout, host_pool,
                                           params, want.data())
@@ -416,7 +413,7 @@ TEST_F(CudaOpsTest, OpsQueuedOnAStreamMatchReferenceAfterSynchronize) {
   std::vector<std::vector<float>> want, rounded;
   std::vector<DeviceBuffer> xs, ys;
   for (const int64_t n : ns) {
-    const std::vector<float> x = Random(n * k, rng_);
+    const std::vector<float> x = RandomFloats(n * k, rng_);
     rounded.push_back(RoundedTo(DType::kBF16, x));
     want.emplace_back(static_cast<size_t>(n * m));
     ASSERT_TRUE(ref_.MatMul(rounded.back().data(), n, k, host16, want.back().data()).ok());
@@ -461,7 +458,7 @@ TEST_F(CudaOpsTest, OpsQueuedOnAStreamMatchReferenceAfterSynchronize) {
 // vocabulary-sized row.
 TEST_F(CudaOpsTest, ArgMaxRowsFollowsTheHostRule) {
   const int64_t dim = 50000, rows = 6;
-  std::vector<float> x = Random(rows * dim, rng_);
+  std::vector<float> x = RandomFloats(rows * dim, rng_);
   float* r0 = x.data();
   r0[777] = r0[40001] = r0[123] = 9.0f;  // a three-way tie: 123 wins
   float* r1 = x.data() + dim;
@@ -481,7 +478,9 @@ TEST_F(CudaOpsTest, ArgMaxRowsFollowsTheHostRule) {
   for (int64_t r = 0; r < rows; ++r) {
     const RowArgMax want = ArgMaxOfRow({x.data() + r * dim, static_cast<size_t>(dim)});
     EXPECT_EQ(got[r].index, want.index) << "row " << r;
-    if (want.index >= 0) EXPECT_EQ(got[r].value, want.value) << "row " << r;
+    if (want.index >= 0) {
+      EXPECT_EQ(got[r].value, want.value) << "row " << r;
+    }
   }
   EXPECT_EQ(got[0].index, 123);
   EXPECT_EQ(got[2].index, 0);
