@@ -107,12 +107,33 @@ absl::StatusOr<LogitsProcessorChain> LogitsProcessorChain::Create(const Generati
     if (c.temperature != 1.0) {
       add(std::make_unique<TemperatureWarper>(static_cast<float>(c.temperature)));
     }
+    // Only warpers so far, before the temperature: top-k's selection is all a draw needs
+    // when the later warpers compare values within the row only (typical-p needs the whole
+    // row's entropy).
+    const bool warpers_only = chain.processors_.size() == (c.temperature != 1.0 ? 1 : 0);
+    const int64_t top_k = std::max<int64_t>(c.top_k, min_keep);
+    if (warpers_only && c.top_k != 0 && top_k < vocab_size && c.typical_p >= 1.0) {
+      chain.top_k_candidates_ = TopKSelection{top_k, static_cast<float>(c.temperature)};
+    }
     if (c.top_k != 0) add(std::make_unique<TopKWarper>(c.top_k, min_keep));
     if (c.top_p < 1.0) add(std::make_unique<TopPWarper>(c.top_p, min_keep));
     if (c.min_p > 0.0) add(std::make_unique<MinPWarper>(c.min_p, min_keep));
     if (c.typical_p < 1.0) add(std::make_unique<TypicalWarper>(c.typical_p, min_keep));
+    if (chain.processors_.size() == (c.temperature != 1.0 ? 1 : 0)) {
+      chain.plain_sampling_temperature_ = static_cast<float>(c.temperature);
+    }
   }
   return chain;
+}
+
+void LogitsProcessorChain::ApplyToCandidates(const TokenHistory& history,
+                                             std::span<float> candidates) const {
+  TESSERA_CHECK_MSG(top_k_candidates_.has_value(),
+                    "ApplyToCandidates on a chain without top_k_candidates");
+  // Temperature is element-wise; top-k, top-p and min-p compare values and (for ties) ids,
+  // whose order the candidates keep; the tokens left out are -inf in the whole row, where
+  // they add exact zeros to every sum these warpers take.
+  for (const auto& p : processors_) p->Apply(history, candidates);
 }
 
 void LogitsProcessorChain::Apply(const TokenHistory& history, std::span<float> logits) const {
@@ -129,6 +150,8 @@ std::vector<std::string_view> LogitsProcessorChain::names() const {
 
 void LogitsProcessorChain::Append(std::unique_ptr<LogitsProcessor> processor) {
   processors_.push_back(std::move(processor));
+  top_k_candidates_.reset();
+  plain_sampling_temperature_.reset();
 }
 
 }  // namespace tessera

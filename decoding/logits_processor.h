@@ -22,6 +22,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -52,6 +53,12 @@ class LogitsProcessor {
   virtual void Apply(const TokenHistory& history, std::span<float> logits) const = 0;
 };
 
+// The top-k selection a chain's draw depends on (see LogitsProcessorChain::top_k_candidates).
+struct TopKSelection {
+  int64_t k = 0;
+  float temperature = 1.0f;
+};
+
 class LogitsProcessorChain {
  public:
   LogitsProcessorChain() = default;
@@ -66,15 +73,33 @@ class LogitsProcessorChain {
   // Applies every processor in order. logits.size() must be the vocab_size given to Create.
   void Apply(const TokenHistory& history, std::span<float> logits) const;
 
+  // Set when the chain is sampling warpers only (temperature, top-k below the vocabulary
+  // size, then any of top-p and min-p): every token outside TopKOfRow(row, k, temperature)
+  // (common/row_top_k.h) ends at -inf, and nothing decides on the others from values outside
+  // that set. ApplyToCandidates over just those tokens, in ascending id order, then leaves
+  // them exactly as Apply leaves them in the whole row.
+  const std::optional<TopKSelection>& top_k_candidates() const { return top_k_candidates_; }
+  // Set when the chain is sampling with no processor but the temperature (1 when there is
+  // none): Apply then divides the row by it, and a draw needs nothing else (SampleRows).
+  const std::optional<float>& plain_sampling_temperature() const {
+    return plain_sampling_temperature_;
+  }
+  // Apply for a chain with top_k_candidates(), over the values of those candidates only
+  // (any number of them; they must include every token TopKOfRow selects).
+  void ApplyToCandidates(const TokenHistory& history, std::span<float> candidates) const;
+
   std::vector<std::string_view> names() const;
   bool empty() const { return processors_.empty(); }
   int32_t vocab_size() const { return vocab_size_; }
-  // Appends a processor at the end (custom processors, tests).
+  // Appends a processor at the end (custom processors, tests). The chain then no longer
+  // offers top_k_candidates() or plain_sampling_temperature().
   void Append(std::unique_ptr<LogitsProcessor> processor);
 
  private:
   std::vector<std::unique_ptr<LogitsProcessor>> processors_;
   int32_t vocab_size_ = 0;
+  std::optional<TopKSelection> top_k_candidates_;
+  std::optional<float> plain_sampling_temperature_;
 };
 
 }  // namespace tessera

@@ -7,6 +7,7 @@
 
 #include "common/check.h"
 #include "common/row_argmax.h"
+#include "common/row_sample.h"
 #include "common/status_macros.h"
 #include "decoding/philox.h"
 
@@ -30,28 +31,7 @@ double LogSumExp(std::span<const float> logits) {
 int32_t ArgMax(std::span<const float> logits) { return ArgMaxOfRow(logits).index; }
 
 int32_t SampleFromLogits(std::span<const float> logits, double u) {
-  double max = -std::numeric_limits<double>::infinity();
-  for (float l : logits) {
-    if (l > max) max = l;
-  }
-  if (!std::isfinite(max)) return -1;
-  std::vector<double> weights(logits.size());
-  double total = 0;
-  for (size_t i = 0; i < logits.size(); ++i) {
-    const double w = std::isnan(logits[i]) ? 0.0 : std::exp(static_cast<double>(logits[i]) - max);
-    weights[i] = w;
-    total += w;
-  }
-  const double target = u * total;
-  double cumulative = 0;
-  int32_t last_positive = -1;
-  for (size_t i = 0; i < weights.size(); ++i) {
-    if (weights[i] <= 0) continue;
-    cumulative += weights[i];
-    last_positive = static_cast<int32_t>(i);
-    if (cumulative > target) return last_positive;
-  }
-  return last_positive;  // rounding left target at the total: the last possible token
+  return DrawFromRow(logits, u);
 }
 
 float TokenLogprobOf(std::span<const float> logits, int32_t token) {
@@ -95,8 +75,7 @@ SampleResult Sampler::Sample(const TokenHistory& history, std::span<float> logit
   chain_.Apply(history, logits);
   SampleResult result;
   if (do_sample_) {
-    const double u = SamplingUniform(seed_, sequence_index, history.ids.size());
-    result.token = SampleFromLogits(logits, u);
+    result.token = SampleFromLogits(logits, DrawUniform(history, sequence_index));
   } else {
     result.token = ArgMax(logits);
     if (result.token >= 0 && logits[result.token] == -std::numeric_limits<float>::infinity()) {
@@ -110,6 +89,24 @@ SampleResult Sampler::Sample(const TokenHistory& history, std::span<float> logit
     result.logprob = TokenLogprobOf(row, result.token);
     result.top = TopLogprobs(row, *logprobs_);
   }
+  return result;
+}
+
+double Sampler::DrawUniform(const TokenHistory& history, uint64_t sequence_index) const {
+  return SamplingUniform(seed_, sequence_index, history.ids.size());
+}
+
+SampleResult Sampler::SampleCandidates(const TokenHistory& history,
+                                       std::span<const int32_t> ids, std::span<float> values,
+                                       uint64_t sequence_index) const {
+  TESSERA_CHECK_MSG(top_k_candidates().has_value() && ids.size() == values.size(),
+                    "SampleCandidates needs a sampler with top_k_candidates and one id per value");
+  chain_.ApplyToCandidates(history, values);
+  // The same uniform and the same float64 inverse CDF as Sample over the whole row, where
+  // the tokens left out weigh exactly 0.
+  const int32_t i = SampleFromLogits(values, DrawUniform(history, sequence_index));
+  SampleResult result;
+  result.token = i < 0 ? -1 : ids[static_cast<size_t>(i)];
   return result;
 }
 

@@ -63,6 +63,30 @@ class Sampler {
   SampleResult Sample(const TokenHistory& history, std::span<float> logits,
                       uint64_t sequence_index) const;
 
+  // Set when a draw needs only the row's top-k candidates (sampling whose chain offers
+  // top_k_candidates, and no logprobs): SampleCandidates over the tokens TopKOfRow(row, k,
+  // temperature) selects gives the token Sample gives for the whole row, so that a
+  // device backend sends back those candidates instead of the row.
+  std::optional<TopKSelection> top_k_candidates() const {
+    if (!do_sample_ || logprobs_.has_value()) return std::nullopt;
+    return chain_.top_k_candidates();
+  }
+  // Set when a draw is plain sampling of the whole row at this temperature (no processor
+  // but the temperature, no logprobs): Sample's token is then DrawFromRow(row / temperature,
+  // DrawUniform(...)) (common/row_sample.h), which a device backend can draw where the logits
+  // are (Backend::SampleRows).
+  std::optional<float> plain_sampling_temperature() const {
+    if (!do_sample_ || logprobs_.has_value()) return std::nullopt;
+    return chain_.plain_sampling_temperature();
+  }
+  // The uniform in [0, 1) Sample draws with for this history and sequence index.
+  double DrawUniform(const TokenHistory& history, uint64_t sequence_index) const;
+  // Sample for a sampler with top_k_candidates(), over the candidates' ids (ascending) and
+  // raw values (processed in place), e.g. Backend::TopKRows' output. Returns token -1 when
+  // the processors removed every candidate.
+  SampleResult SampleCandidates(const TokenHistory& history, std::span<const int32_t> ids,
+                                std::span<float> values, uint64_t sequence_index) const;
+
   const LogitsProcessorChain& chain() const { return chain_; }
   // Greedy, with no processor and no logprobs: Sample is the argmax of the raw row.
   bool greedy_without_processors() const {

@@ -17,6 +17,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/row_argmax.h"
+#include "common/row_sample.h"
+#include "common/row_top_k.h"
 #include "common/tensor.h"
 #include "kernels/paged_kv.h"
 
@@ -118,6 +120,27 @@ class Backend {
   // memory): greedy decoding's choice without the rows leaving the backend.
   [[nodiscard]] virtual absl::Status ArgMaxRows(const float* x, int64_t rows, int64_t dim,
                                                 RowArgMax* out);
+  // Top-k sampling's candidates without the rows leaving the backend: for row r of x
+  // [rows, dim] (this backend's memory), TopKOfRow(row r, k[r], temperature[r]) into
+  // ids/values [r * capacity, (r + 1) * capacity) and its return value into counts[r]
+  // (ids, values and counts are host memory; k and temperature have `rows` entries, k[r] <= 0
+  // skips row r with count 0; temperature[r] > 0). A count above `capacity` means only
+  // `capacity` candidates were written; -1 means the row holds a NaN.
+  [[nodiscard]] virtual absl::Status TopKRows(const float* x, int64_t rows, int64_t dim,
+                                              std::span<const int32_t> k,
+                                              std::span<const float> temperature,
+                                              int64_t capacity, int32_t* ids, float* values,
+                                              int32_t* counts);
+  // Plain sampling without the rows leaving the backend: for row r of x [rows, dim] (this
+  // backend's memory) with u[r] >= 0, tokens[r] = DrawFromRow(row r / temperature[r], u[r])
+  // (common/row_sample.h; the division is TemperatureWarper's float division); u[r] < 0
+  // skips row r with token -1. tokens is host memory; temperature and u have `rows` entries,
+  // temperature[r] > 0, u[r] < 1. A device backend's float64 sums may round otherwise than the
+  // host's sequential one: the token then differs only where u * total falls within
+  // that rounding of a boundary between two tokens.
+  [[nodiscard]] virtual absl::Status SampleRows(const float* x, int64_t rows, int64_t dim,
+                                                std::span<const float> temperature,
+                                                std::span<const double> u, int32_t* tokens);
 
   // y[n, m] = x[n, k] · Wᵀ where W is [m, k] in any supported weight dtype.
   // INVALID_ARGUMENT when W's shape or dtype does not fit.

@@ -531,20 +531,4 @@ absl::Status LlamaModel::Forward(std::span<const int32_t> tokens, int64_t start_
   return LmHeadToHost(xn, rows, logits->data());
 }
 
-absl::Status LlamaModel::LmHeadToHost(const float* normed, int64_t rows, float* logits) {
-  if (backend_->host_addressable()) return LmHead(normed, rows, logits);
-  const size_t bytes = static_cast<size_t>(rows * config_.vocab_size) * sizeof(float);
-  ASSIGN_OR_RETURN(float* device_logits, Floats(&outputs_, rows * config_.vocab_size));
-  RETURN_IF_ERROR(LmHead(normed, rows, device_logits));
-  return backend_->CopyFromBackend(logits, device_logits, bytes);
-}
-
-absl::Status LlamaModel::LmHeadArgMax(const float* normed, int64_t rows,
-                                      std::vector<RowArgMax>* argmax) {
-  ASSIGN_OR_RETURN(float* logits, Floats(&outputs_, rows * config_.vocab_size));
-  RETURN_IF_ERROR(LmHead(normed, rows, logits));
-  argmax->resize(static_cast<size_t>(rows));
-  return backend_->ArgMaxRows(logits, rows, config_.vocab_size, argmax->data());
-}
-
 }  // namespace tessera

@@ -25,6 +25,7 @@
 #include "formats/weight_store.h"
 #include "kernels/ops.h"
 #include "model/kv_cache.h"
+#include "model/logits_selection.h"
 #include "model/paged_kv_cache.h"
 #include "model/rope_frequencies.h"
 #include "parallel/communicator.h"
@@ -160,14 +161,17 @@ class LlamaModel {
   // A pipeline stage reads io.input instead of embedding the tokens (INVALID_ARGUMENT when
   // it does not hold rows x hidden_size floats) and, without the LM head, writes
   // io.output instead of logits and hidden states (both are then left empty).
-  // With `argmax` (a model with the LM head), each logits row's greedy choice
-  // (Backend::ArgMaxRows) goes there instead and `logits` is left empty: on a device backend
-  // the logits then never leave it.
+  // With a `selection` whose wants name one per logits row (a model with the LM head), the
+  // rows are reduced where the logits are (model/logits_selection.h): kArgMax rows to their
+  // argmax (Backend::ArgMaxRows), kTopK rows to their candidates (Backend::TopKRows), and
+  // `logits` receives only the rows that come back whole, at selection->row_index (INVALID_ARGUMENT
+  // for a want of another count, or a kTopK want without a k > 0 and temperature > 0). On a
+  // device backend the other rows' logits never leave it.
   [[nodiscard]] absl::Status ForwardPaged(const PagedBatch& batch, PagedKvCache& cache,
                                           std::vector<float>* logits,
                                           std::vector<float>* hidden_states = nullptr,
                                           StageIo io = {},
-                                          std::vector<RowArgMax>* argmax = nullptr);
+                                          LogitsSelection* selection = nullptr);
 
  private:
   struct Layer {
@@ -249,9 +253,9 @@ class LlamaModel {
   [[nodiscard]] absl::Status LmHead(const float* normed, int64_t rows, float* logits);
   // The same into host memory (through a backend buffer when the host cannot read it).
   [[nodiscard]] absl::Status LmHeadToHost(const float* normed, int64_t rows, float* logits);
-  // The LM head's rows reduced to their argmax on the backend.
-  [[nodiscard]] absl::Status LmHeadArgMax(const float* normed, int64_t rows,
-                                          std::vector<RowArgMax>* argmax);
+  // The LM head's rows reduced on the backend as selection->wants say (ForwardPaged).
+  [[nodiscard]] absl::Status LmHeadSelect(const float* normed, int64_t rows,
+                                          LogitsSelection* selection, std::vector<float>* logits);
 
   // x_ = the batch's input rows: embedded tokens on the first stage, else `input` (this
   // rank's chunk of it under sequence parallelism).

@@ -94,8 +94,15 @@ absl::Status LlamaModel::RunPagedLayer(int64_t layer_index, const PagedBatch& ba
 absl::Status LlamaModel::ForwardPaged(const PagedBatch& batch, PagedKvCache& cache,
                                       std::vector<float>* logits,
                                       std::vector<float>* hidden_states, StageIo io,
-                                      std::vector<RowArgMax>* argmax) {
+                                      LogitsSelection* selection) {
   if (logits == nullptr) return absl::InvalidArgumentError("ForwardPaged: logits is null");
+  if (selection != nullptr && !stage_.has_lm_head) {
+    return absl::InvalidArgumentError("ForwardPaged: a logits selection on a stage without the LM head");
+  }
+  if (selection != nullptr) {
+    RETURN_IF_ERROR(
+        CheckLogitsSelection(*selection, static_cast<int64_t>(batch.logits_rows.size())));
+  }
   if (hidden_states == nullptr && !batch.hidden_rows.empty()) {
     return absl::InvalidArgumentError("ForwardPaged: batch.hidden_rows given but hidden_states is null");
   }
@@ -142,9 +149,12 @@ absl::Status LlamaModel::ForwardPaged(const PagedBatch& batch, PagedKvCache& cac
   }
   // Final norm of the wanted rows only, gathered into xn (row by row: no host copies).
   const int64_t rows = static_cast<int64_t>(batch.logits_rows.size());
-  if (argmax != nullptr) {
+  if (selection != nullptr) {
     logits->clear();
-    argmax->resize(static_cast<size_t>(rows));
+    selection->argmax.clear();
+    selection->candidates.clear();
+    selection->drawn.clear();
+    selection->row_index.clear();
   } else {
     logits->resize(static_cast<size_t>(rows * c.vocab_size));
   }
@@ -154,7 +164,7 @@ absl::Status LlamaModel::ForwardPaged(const PagedBatch& batch, PagedKvCache& cac
                       output_norm_, 1, hidden, static_cast<float>(c.rms_norm_eps),
                       xn + i * hidden);
   }
-  if (argmax != nullptr) return LmHeadArgMax(xn, rows, argmax);
+  if (selection != nullptr) return LmHeadSelect(xn, rows, selection, logits);
   return LmHeadToHost(xn, rows, logits->data());
 }
 

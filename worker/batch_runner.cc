@@ -29,6 +29,15 @@ void AddUnique(std::vector<int32_t>& ids, const std::vector<int32_t>& more) {
   }
 }
 
+// The sequence's index within its request, which keys its random stream; the n samples
+// drawn at the end of the prompt are indices 0..n-1 (the forks are created in that order).
+uint64_t SequenceIndex(const SequenceGroup& group, SequenceId seq_id) {
+  uint64_t index = 0;
+  const auto& seqs = group.sequences();
+  while (index < seqs.size() && seqs[index]->id() != seq_id) ++index;
+  return index;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<BatchRunner>> BatchRunner::Create(LlamaModel* model,
@@ -264,20 +273,41 @@ absl::Status BatchRunner::Cancel(std::string_view request_id) {
   return scheduler_->Cancel(request_id);
 }
 
-bool BatchRunner::ArgMaxSuffices(const StepPlan& plan, const StepBatch& batch) const {
-  if (batch.logits_entries.empty()) return false;
-  for (const size_t entry : batch.logits_entries) {
-    const ScheduledSequence& e = plan.sequences[entry];
-    if (e.num_samples != 1 || strategies_.contains(e.request_id)) return false;
+std::vector<LogitsRowWant> BatchRunner::LogitsWants(const StepPlan& plan,
+                                                    const StepBatch& batch) const {
+  using Kind = LogitsRowWant::Kind;
+  std::vector<LogitsRowWant> wants(batch.logits_entries.size());
+  bool any = false;
+  for (size_t r = 0; r < wants.size(); ++r) {
+    const ScheduledSequence& e = plan.sequences[batch.logits_entries[r]];
     const auto sampler = samplers_.find(e.request_id);
-    if (sampler == samplers_.end() || !sampler->second.greedy_without_processors()) return false;
+    if (strategies_.contains(e.request_id) || sampler == samplers_.end()) continue;
+    if (e.num_samples == 1 && sampler->second.greedy_without_processors()) {
+      wants[r].kind = Kind::kArgMax;
+      any = true;
+    } else if (const auto top_k = sampler->second.top_k_candidates();
+               top_k.has_value() && top_k->k <= kMaxTopKCandidates) {
+      wants[r] = {Kind::kTopK, top_k->k, top_k->temperature};
+      any = true;
+    } else if (const auto temperature = sampler->second.plain_sampling_temperature();
+               temperature.has_value() && e.num_samples == 1) {
+      const SequenceGroup* group = scheduler_->FindRequest(e.request_id);
+      const Sequence* seq = scheduler_->FindSequence(e.seq_id);
+      if (group == nullptr || seq == nullptr) continue;  // Decode reports it
+      const TokenHistory history{seq->token_ids(), static_cast<size_t>(seq->prompt_len())};
+      wants[r].kind = Kind::kDraw;
+      wants[r].temperature = *temperature;
+      wants[r].u = sampler->second.DrawUniform(history, SequenceIndex(*group, e.seq_id));
+      any = true;
+    }
   }
-  return true;
+  if (!any) wants.clear();
+  return wants;
 }
 
 absl::StatusOr<StepResult> BatchRunner::Decode(const StepPlan& plan, const StepBatch& batch,
-                                               bool argmax_only,
                                                std::vector<std::vector<SampleResult>>* drawn) {
+  using Kind = LogitsRowWant::Kind;
   drawn->assign(plan.sequences.size(), {});
   const size_t vocab = static_cast<size_t>(model_->config().vocab_size);
   const size_t hidden_size = static_cast<size_t>(model_->config().hidden_size);
@@ -300,17 +330,23 @@ absl::StatusOr<StepResult> BatchRunner::Decode(const StepPlan& plan, const StepB
     }
   }
   std::vector<float> processed(vocab);
-  if (argmax_only && argmax_.size() != batch.logits_entries.size()) {
-    return absl::InternalError(absl::StrCat("BatchRunner: ", argmax_.size(), " argmax rows for ",
-                                            batch.logits_entries.size(), " logits entries"));
+  const size_t rows = batch.logits_entries.size();
+  const bool selected = !selection_.wants.empty();
+  if (selected && (selection_.wants.size() != rows || selection_.row_index.size() != rows ||
+                   selection_.argmax.size() != rows || selection_.candidates.size() != rows ||
+                   selection_.drawn.size() != rows)) {
+    return absl::InternalError(absl::StrCat("BatchRunner: a logits selection of ",
+                                            selection_.row_index.size(), " rows for ", rows,
+                                            " logits entries"));
   }
-  for (size_t r = 0; r < batch.logits_entries.size(); ++r) {
+  for (size_t r = 0; r < rows; ++r) {
     const ScheduledSequence& e = plan.sequences[batch.logits_entries[r]];
     SequenceOutput out;
     out.seq_id = e.seq_id;
-    if (argmax_only) {
+    const int64_t row_index = selected ? selection_.row_index[r] : static_cast<int64_t>(r);
+    if (row_index < 0 && selection_.wants[r].kind == Kind::kArgMax) {
       // Sampler::Sample's greedy choice: no token when no logit is above -inf.
-      const RowArgMax best = argmax_[r];
+      const RowArgMax best = selection_.argmax[r];
       if (best.index < 0 || best.value == -std::numeric_limits<float>::infinity()) {
         out.finish = FinishReason::kAborted;
       } else {
@@ -319,7 +355,12 @@ absl::StatusOr<StepResult> BatchRunner::Decode(const StepPlan& plan, const StepB
       result.outputs.push_back(std::move(out));
       continue;
     }
-    const std::span<const float> raw(logits_.data() + r * vocab, vocab);
+    if (row_index < 0 && selection_.wants[r].kind == Kind::kRow) {
+      return absl::InternalError(absl::StrCat("BatchRunner: logits row ", r, " did not come back"));
+    }
+    const std::span<const float> raw =
+        row_index < 0 ? std::span<const float>()
+                      : std::span<const float>(logits_.data() + row_index * vocab, vocab);
     if (auto state = strategies_.find(e.request_id); state != strategies_.end()) {
       StrategyState::Row& row = state->second.rows[e.seq_id];
       row.logits.assign(raw.begin(), raw.end());
@@ -335,15 +376,33 @@ absl::StatusOr<StepResult> BatchRunner::Decode(const StepPlan& plan, const StepB
       return absl::InternalError(absl::StrCat("BatchRunner: no state for sequence ", e.seq_id,
                                               " of request ", e.request_id));
     }
-    // The sequence's index within its request keys its random stream; the n samples drawn
-    // at the end of the prompt are indices 0..n-1 (the forks are created in that order).
-    uint64_t index = 0;
-    const auto& seqs = group->sequences();
-    while (index < seqs.size() && seqs[index]->id() != e.seq_id) ++index;
+    const uint64_t index = SequenceIndex(*group, e.seq_id);
     const TokenHistory history{seq->token_ids(), static_cast<size_t>(seq->prompt_len())};
+    if (row_index < 0) ++stats_.backend_sampled_rows;
+    if (row_index < 0 && selection_.wants[r].kind == Kind::kDraw) {
+      // Drawn where the logits are, with the uniform Sample would have drawn with.
+      if (selection_.wants[r].u != sampler->second.DrawUniform(history, index)) {
+        return absl::InternalError(absl::StrCat("BatchRunner: sequence ", e.seq_id,
+                                                " changed between its step's launch and landing"));
+      }
+      if (selection_.drawn[r] < 0) {
+        out.finish = FinishReason::kAborted;
+      } else {
+        out.tokens.push_back(selection_.drawn[r]);
+      }
+      result.outputs.push_back(std::move(out));
+      continue;
+    }
+    const TopKCandidates* candidates = row_index < 0 ? &selection_.candidates[r] : nullptr;
     for (int k = 0; k < e.num_samples; ++k) {
-      std::copy(raw.begin(), raw.end(), processed.begin());
-      SampleResult s = sampler->second.Sample(history, processed, index + k);
+      SampleResult s;
+      if (candidates != nullptr) {  // the same token as the whole row would give
+        processed.assign(candidates->values.begin(), candidates->values.end());
+        s = sampler->second.SampleCandidates(history, candidates->ids, processed, index + k);
+      } else {
+        processed.assign(raw.begin(), raw.end());
+        s = sampler->second.Sample(history, processed, index + k);
+      }
       if (s.token < 0) {  // the processors removed every token
         out.tokens.clear();
         out.finish = FinishReason::kAborted;
@@ -374,8 +433,7 @@ absl::Status BatchRunner::Launch(StepPlan plan) {
   step.batch = BuildStepBatch(step.plan);  // views step.plan, which stays put in the deque
   StepWork work = BuildStepWork(step.plan, step.batch);
   // Leader-local (not encoded for the other ranks): with stages the logits come back whole.
-  step.argmax_only = !stage_runner_.pipelined() && ArgMaxSuffices(step.plan, step.batch);
-  work.argmax_only = step.argmax_only;
+  if (!stage_runner_.pipelined()) work.logits_wants = LogitsWants(step.plan, step.batch);
   // Every rank of the model group runs the same work; their collectives meet inside.
   if (leader_ != nullptr) RETURN_IF_ERROR(leader_->SendStep(work));
   RETURN_IF_ERROR(stage_runner_.Launch(work, cache_, host_cache_));
@@ -387,14 +445,18 @@ absl::Status BatchRunner::Launch(StepPlan plan) {
 }
 
 absl::Status BatchRunner::Land() {
-  RETURN_IF_ERROR(stage_runner_.Finish(&logits_, &hidden_, &argmax_));
+  RETURN_IF_ERROR(stage_runner_.Finish(&logits_, &hidden_, &selection_));
   const InFlightStep& step = in_flight_.front();
   const StepPlan& plan = step.plan;
   if (!plan.empty()) {
     std::vector<std::vector<SampleResult>> drawn;
-    ASSIGN_OR_RETURN(const StepResult result,
-                     Decode(plan, step.batch, step.argmax_only, &drawn));
-    if (step.argmax_only) ++stats_.argmax_steps;
+    ASSIGN_OR_RETURN(const StepResult result, Decode(plan, step.batch, &drawn));
+    const auto& wants = selection_.wants;
+    if (!wants.empty() && std::all_of(wants.begin(), wants.end(), [](const LogitsRowWant& w) {
+          return w.kind == LogitsRowWant::Kind::kArgMax;
+        })) {
+      ++stats_.argmax_steps;
+    }
     std::vector<SampleFork> forks;
     RETURN_IF_ERROR(scheduler_->Update(result, &forks));
     RecordLogprobs(plan, drawn, forks);

@@ -92,6 +92,10 @@ struct WorkerRequest {
   std::function<bool(std::span<const int32_t> generated)> stops_at;
 };
 
+// The largest top-k whose rows come back as candidates rather than whole: past it the
+// candidates and their sort cost about what the row does.
+inline constexpr int64_t kMaxTopKCandidates = 1024;
+
 // Counters for tests and the log.
 struct BatchRunnerStats {
   int64_t steps = 0;           // non-empty steps run
@@ -100,6 +104,9 @@ struct BatchRunnerStats {
   int64_t blocks_swapped = 0;  // out and in
   int64_t max_batches_in_flight = 0;  // the most steps launched and not yet landed at once
   int64_t argmax_steps = 0;  // steps whose rows were all greedy: argmax on the backend only
+  // Sampled rows whose logits stayed where they were: drawn from their top-k candidates
+  // (Backend::TopKRows) or drawn on the backend (Backend::SampleRows).
+  int64_t backend_sampled_rows = 0;
 };
 
 class BatchRunner {
@@ -163,18 +170,21 @@ class BatchRunner {
   // Finishes the oldest launched step: its logits, decoding and the scheduler's Update.
   [[nodiscard]] absl::Status Land();
 
-  // Decoding for the sequences that needed logits; `logits` holds one row per entry (or, for
-  // an `argmax_only` step, `argmax_` one greedy choice per entry). Rows of
-  // strategy-driven requests are kept for AdvanceStrategies (their sequences are held).
-  // `drawn` receives, per plan entry that needed logits, the samples drawn (with their
-  // logprobs) for requests that asked for logprobs.
+  // Decoding for the sequences that needed logits, from what selection_ says of each entry's
+  // row: its argmax, its top-k candidates, or its place in logits_ (every row there when
+  // selection_ has no wants). Rows of strategy-driven requests are kept for
+  // AdvanceStrategies (their sequences are held). `drawn` receives, per plan entry that
+  // needed logits, the samples drawn (with their logprobs) for requests that asked for
+  // logprobs.
   [[nodiscard]] absl::StatusOr<StepResult> Decode(const StepPlan& plan, const StepBatch& batch,
-                                                  bool argmax_only,
                                                   std::vector<std::vector<SampleResult>>* drawn);
-  // True when every row of the step that needs logits decodes greedily with no logits
-  // processor, no logprobs, one sample and no strategy: then only each row's argmax is
-  // needed, and the backend computes it where the logits are (they need not reach the host).
-  bool ArgMaxSuffices(const StepPlan& plan, const StepBatch& batch) const;
+  // What each logits row of the step needs to come back (StepWork::logits_wants): its argmax
+  // for a greedy row with no processor, no logprobs, one sample and no strategy; its top-k
+  // candidates for a sampled row whose sampler offers them (Sampler::top_k_candidates, k up
+  // to kMaxTopKCandidates); its drawn token for one plain sample at a temperature
+  // (Sampler::plain_sampling_temperature); else the whole row. Empty when every row needs
+  // its whole row.
+  std::vector<LogitsRowWant> LogitsWants(const StepPlan& plan, const StepBatch& batch) const;
   // Runs every strategy whose live sequences all have rows, and applies its decision
   // through the scheduler (forks, appended tokens, pruned or finished sequences).
   [[nodiscard]] absl::Status AdvanceStrategies();
@@ -222,12 +232,11 @@ class BatchRunner {
   struct InFlightStep {
     StepPlan plan;
     StepBatch batch;
-    bool argmax_only = false;  // StepWork::argmax_only
   };
   std::deque<InFlightStep> in_flight_;
   std::vector<float> logits_;
   std::vector<float> hidden_;
-  std::vector<RowArgMax> argmax_;
+  LogitsSelection selection_;  // the landing step's rows as StepWork::logits_wants asked
   BatchRunnerStats stats_;
   std::vector<RankStepTimes> rank_times_;
   ModelGroupLeader* leader_ = nullptr;  // under tensor / pipeline parallelism

@@ -98,18 +98,18 @@ absl::Status StageRunner::Launch(const StepWork& work, PagedKvCache& cache,
 }
 
 absl::Status StageRunner::Finish(std::vector<float>* logits, std::vector<float>* hidden,
-                                 std::vector<RowArgMax>* argmax) {
+                                 LogitsSelection* selection) {
   if (in_flight_.empty()) return absl::FailedPreconditionError("StageRunner: no step in flight");
   Launched launched = std::move(in_flight_.front());
   in_flight_.pop_front();
-  return TimedStep([&] { return FinishStep(launched, logits, hidden, argmax); });
+  return TimedStep([&] { return FinishStep(launched, logits, hidden, selection); });
 }
 
 absl::Status StageRunner::LaunchStep(const StepWork& work, PagedKvCache& cache,
                                      std::optional<PagedKvCache>& host, Launched& launched) {
   if (!pipelined()) {
     return RunStepWork(work, *model_, cache, host, &launched.logits, &launched.hidden,
-                       &launched.argmax);
+                       &launched.selection);
   }
   RETURN_IF_ERROR(sending_.Reap());
   RETURN_IF_ERROR(MoveKvBlocks(work, *model_, cache, host));
@@ -172,9 +172,9 @@ absl::Status StageRunner::LaunchStep(const StepWork& work, PagedKvCache& cache,
 }
 
 absl::Status StageRunner::FinishStep(Launched& launched, std::vector<float>* logits,
-                                     std::vector<float>* hidden, std::vector<RowArgMax>* argmax) {
+                                     std::vector<float>* hidden, LogitsSelection* selection) {
   if (role_.world != nullptr && role_.world->rank() != 0) return sending_.Reap();
-  if (argmax != nullptr) *argmax = std::move(launched.argmax);
+  if (selection != nullptr) *selection = std::move(launched.selection);
   if (!pipelined() || model_->stage().has_lm_head) {
     *logits = std::move(launched.logits);
     *hidden = std::move(launched.hidden);

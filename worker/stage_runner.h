@@ -72,11 +72,12 @@ class StageRunner {
   // Completes the oldest launched step. On the leader (world rank 0) `logits` and `hidden`
   // receive its rows as LlamaModel::ForwardPaged returns them (waiting for the last stage
   // when there are stages); on other ranks they are left unspecified. A step launched with
-  // StepWork::argmax_only without stages gives its rows' argmax in `*argmax` (when given)
-  // and no logits. FAILED_PRECONDITION when no step is in flight.
+  // StepWork::logits_wants without stages gives its rows reduced as they say in
+  // `*selection` (when given; RunStepWork), and in `logits` only the rows that came back
+  // whole. FAILED_PRECONDITION when no step is in flight.
   [[nodiscard]] absl::Status Finish(std::vector<float>* logits, std::vector<float>* hidden,
-                                    std::vector<RowArgMax>* argmax = nullptr);
-  // Whether the model runs as pipeline stages (argmax_only has no effect then).
+                                    LogitsSelection* selection = nullptr);
+  // Whether the model runs as pipeline stages (logits_wants have no effect then).
   bool pipelined() const { return role_.pipeline != nullptr && role_.pipeline->size() > 1; }
   // Launch, then Finish.
   [[nodiscard]] absl::Status Run(const StepWork& work, PagedKvCache& cache,
@@ -91,7 +92,7 @@ class StageRunner {
   struct Launched {
     // On a rank with the LM head that is also the leader (no stages): the step's rows.
     std::vector<float> logits, hidden;
-    std::vector<RowArgMax> argmax;  // instead of logits for an argmax_only step
+    LogitsSelection selection;  // the rows reduced as StepWork::logits_wants say
     // Per micro-batch, the logits and hidden rows the leader receives from the last stage.
     std::vector<std::pair<size_t, size_t>> returned_rows;
   };
@@ -99,7 +100,7 @@ class StageRunner {
   absl::Status LaunchStep(const StepWork& work, PagedKvCache& cache,
                           std::optional<PagedKvCache>& host, Launched& launched);
   absl::Status FinishStep(Launched& launched, std::vector<float>* logits,
-                          std::vector<float>* hidden, std::vector<RowArgMax>* argmax);
+                          std::vector<float>* hidden, LogitsSelection* selection);
   // Runs `call`, adding its wall time to `*seconds`.
   template <typename F>
   absl::Status Timed(double* seconds, F call);

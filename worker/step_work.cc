@@ -141,13 +141,17 @@ absl::Status MoveKvBlocks(const StepWork& work, LlamaModel& model, PagedKvCache&
 
 absl::Status RunStepWork(const StepWork& work, LlamaModel& model, PagedKvCache& cache,
                          std::optional<PagedKvCache>& host, std::vector<float>* logits,
-                         std::vector<float>* hidden, std::vector<RowArgMax>* argmax) {
+                         std::vector<float>* hidden, LogitsSelection* selection) {
   RETURN_IF_ERROR(MoveKvBlocks(work, model, cache, host));
-  if (argmax != nullptr) argmax->clear();
+  if (selection != nullptr) {
+    *selection = LogitsSelection{};
+    selection->wants = work.logits_wants;
+  }
   if (!work.has_forward()) return absl::OkStatus();
   std::vector<PagedSequence> sequences;
+  const bool select = selection != nullptr && !work.logits_wants.empty();
   return model.ForwardPaged(work.View(sequences), cache, logits, hidden, {},
-                            work.argmax_only ? argmax : nullptr);
+                            select ? selection : nullptr);
 }
 
 }  // namespace tessera

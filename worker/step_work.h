@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "kernels/paged_kv.h"
 #include "model/llama_model.h"
+#include "model/logits_selection.h"
 #include "model/paged_kv_cache.h"
 
 namespace tessera {
@@ -28,10 +29,10 @@ struct StepWork {
   };
   std::vector<Sequence> sequences;
   std::vector<int64_t> logits_rows, hidden_rows;
-  // Only each logits row's argmax is wanted (every row decodes greedily with nothing to
-  // process its logits): on the leader without pipeline stages the model then returns
-  // argmax results instead of logits. Not sent to the other ranks (their logits are unused).
-  bool argmax_only = false;
+  // What the leader wants back of each logits row (model/logits_selection.h; empty: every
+  // row whole). Used on the leader without pipeline stages, where the model reduces the rows
+  // where the logits are. Not sent to the other ranks (their logits are unused).
+  std::vector<LogitsRowWant> logits_wants;
 
   bool has_forward() const { return !token_ids.empty(); }
   // The forward batch for LlamaModel::ForwardPaged, its sequences written to `storage`;
@@ -50,11 +51,11 @@ std::vector<std::byte> EncodeStepWork(const StepWork& work);
                                         PagedKvCache& cache, std::optional<PagedKvCache>& host);
 
 // Runs `work` on this rank's caches: MoveKvBlocks, then the forward when it has rows
-// (logits and hidden states as LlamaModel::ForwardPaged returns them; with `argmax` and
-// work.argmax_only, argmax results instead of logits).
+// (logits and hidden states as LlamaModel::ForwardPaged returns them; with `selection` and
+// work.logits_wants, the rows reduced as those wants say, and selection->wants = them).
 [[nodiscard]] absl::Status RunStepWork(const StepWork& work, LlamaModel& model, PagedKvCache& cache,
                                        std::optional<PagedKvCache>& host,
                                        std::vector<float>* logits, std::vector<float>* hidden,
-                                       std::vector<RowArgMax>* argmax = nullptr);
+                                       LogitsSelection* selection = nullptr);
 
 }  // namespace tessera

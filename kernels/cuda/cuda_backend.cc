@@ -161,6 +161,76 @@ absl::Status CudaBackend::ArgMaxRows(const float* x, int64_t rows, int64_t dim, 
   return Copy(out, argmax_.as<void>(), bytes, "ArgMaxRows", Waiting());
 }
 
+absl::Status CudaBackend::TopKRows(const float* x, int64_t rows, int64_t dim,
+                                   std::span<const int32_t> k, std::span<const float> temperature,
+                                   int64_t capacity, int32_t* ids, float* values,
+                                   int32_t* counts) {
+  RETURN_IF_ERROR(TakeStickyError());
+  if (rows < 0 || dim < 0 || capacity < 0 || k.size() != static_cast<size_t>(rows) ||
+      temperature.size() != static_cast<size_t>(rows)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "cuda backend TopKRows: rows=%d, dim=%d and capacity=%d must not be negative, and k "
+        "(%d) and temperature (%d) need one entry per row",
+        rows, dim, capacity, k.size(), temperature.size()));
+  }
+  for (size_t r = 0; r < k.size(); ++r) {
+    if (k[r] > 0 && !(temperature[r] > 0)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "cuda backend TopKRows: temperature[%d] = %g must be > 0", r, temperature[r]));
+    }
+  }
+  if (rows == 0) return absl::OkStatus();
+  // [counts: rows][ids: rows x capacity][values: rows x capacity], one copy back.
+  const size_t n = static_cast<size_t>(rows), cap = static_cast<size_t>(capacity);
+  const size_t bytes = n * sizeof(int32_t) + n * cap * (sizeof(int32_t) + sizeof(float));
+  if (top_k_results_.size() < bytes) {
+    ASSIGN_OR_RETURN(top_k_results_, DeviceBuffer::Allocate(bytes));
+  }
+  ASSIGN_OR_RETURN(const int32_t* device_k, Upload(k, &top_k_));
+  ASSIGN_OR_RETURN(const float* device_t, Upload(temperature, &temperatures_));
+  auto* device_counts = top_k_results_.as<int32_t>();
+  int32_t* device_ids = device_counts + n;
+  auto* device_values = reinterpret_cast<float*>(device_ids + n * cap);
+  RETURN_IF_ERROR(CudaTopKRows(x, rows, dim, device_k, device_t, capacity, device_ids,
+                               device_values, device_counts, &stream_));
+  std::vector<std::byte> host(bytes);
+  RETURN_IF_ERROR(Copy(host.data(), top_k_results_.as<void>(), bytes, "TopKRows", Waiting()));
+  std::memcpy(counts, host.data(), n * sizeof(int32_t));
+  std::memcpy(ids, host.data() + n * sizeof(int32_t), n * cap * sizeof(int32_t));
+  std::memcpy(values, host.data() + n * sizeof(int32_t) + n * cap * sizeof(int32_t),
+              n * cap * sizeof(float));
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::SampleRows(const float* x, int64_t rows, int64_t dim,
+                                     std::span<const float> temperature,
+                                     std::span<const double> u, int32_t* tokens) {
+  RETURN_IF_ERROR(TakeStickyError());
+  if (rows < 0 || dim < 0 || temperature.size() != static_cast<size_t>(rows) ||
+      u.size() != static_cast<size_t>(rows)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "cuda backend SampleRows: rows=%d and dim=%d must not be negative, and temperature "
+        "(%d) and u (%d) need one entry per row",
+        rows, dim, temperature.size(), u.size()));
+  }
+  for (size_t r = 0; r < u.size(); ++r) {
+    if (u[r] >= 0 && (!(temperature[r] > 0) || !(u[r] < 1))) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "cuda backend SampleRows: temperature[%d] = %g must be > 0 and u[%d] = %g below 1", r,
+          temperature[r], r, u[r]));
+    }
+  }
+  if (rows == 0) return absl::OkStatus();
+  const size_t bytes = static_cast<size_t>(rows) * sizeof(int32_t);
+  if (drawn_.size() < bytes) {
+    ASSIGN_OR_RETURN(drawn_, DeviceBuffer::Allocate(bytes));
+  }
+  ASSIGN_OR_RETURN(const float* device_t, Upload(temperature, &temperatures_));
+  ASSIGN_OR_RETURN(const double* device_u, Upload(u, &uniforms_));
+  RETURN_IF_ERROR(CudaDrawRows(x, rows, dim, device_t, device_u, drawn_.as<int32_t>(), &stream_));
+  return Copy(tokens, drawn_.as<void>(), bytes, "SampleRows", Waiting());
+}
+
 absl::Status CudaBackend::MatMul(const float* x, int64_t n, int64_t k, const TensorView& w,
                                  float* y) {
   RETURN_IF_ERROR(TakeStickyError());

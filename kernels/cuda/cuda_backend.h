@@ -74,6 +74,12 @@ class CudaBackend : public Backend {
   absl::Status Zero(void* dst, size_t bytes) override;
   absl::Status Synchronize() override;
   absl::Status ArgMaxRows(const float* x, int64_t rows, int64_t dim, RowArgMax* out) override;
+  absl::Status TopKRows(const float* x, int64_t rows, int64_t dim, std::span<const int32_t> k,
+                        std::span<const float> temperature, int64_t capacity, int32_t* ids,
+                        float* values, int32_t* counts) override;
+  absl::Status SampleRows(const float* x, int64_t rows, int64_t dim,
+                          std::span<const float> temperature, std::span<const double> u,
+                          int32_t* tokens) override;
   absl::Status MatMul(const float* x, int64_t n, int64_t k, const TensorView& w,
                       float* y) override;
   absl::StatusOr<std::unique_ptr<PackedWeight>> PackWeights(
@@ -132,7 +138,10 @@ class CudaBackend : public Backend {
   int64_t target_blocks_ = 0;  // thread blocks that fill the GPU (PlanAttentionSplits)
   bool batch_invariant_ = false;
   UploadSlot ids_, positions_, entry_rows_, tables_, context_lens_, tiles_, inv_freq_, slots_;
-  DeviceBuffer split_workspace_, argmax_;
+  UploadSlot top_k_, temperatures_, uniforms_;
+  // argmax_: ArgMaxRows' results; top_k_results_: TopKRows' counts, ids and values, one
+  // copy back; drawn_: SampleRows' tokens.
+  DeviceBuffer split_workspace_, argmax_, top_k_results_, drawn_;
 };
 
 }  // namespace tessera

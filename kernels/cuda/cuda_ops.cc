@@ -168,6 +168,32 @@ absl::Status CudaArgMaxRows(const float* x, int64_t rows, int64_t dim, RowArgMax
                   error, "ArgMaxRows");
 }
 
+absl::Status CudaTopKRows(const float* x, int64_t rows, int64_t dim, const int32_t* k,
+                          const float* temperature, int64_t capacity, int32_t* ids,
+                          float* values, int32_t* counts, const CudaStream* stream) {
+  if (rows < 0 || dim < 0 || capacity < 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "CudaTopKRows: rows=%d, dim=%d and capacity=%d must not be negative", rows, dim,
+        capacity));
+  }
+  cuda_shim::Error error;
+  return FromCode(cuda_shim::TopKRows(x, rows, dim, k, temperature, capacity, ids, values,
+                                      counts, &error, LaunchOn(stream)),
+                  error, "TopKRows");
+}
+
+absl::Status CudaDrawRows(const float* x, int64_t rows, int64_t dim, const float* temperature,
+                          const double* u, int32_t* tokens, const CudaStream* stream) {
+  if (rows < 0 || dim < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("CudaDrawRows: rows=%d and dim=%d must not be negative", rows, dim));
+  }
+  cuda_shim::Error error;
+  return FromCode(
+      cuda_shim::DrawRows(x, rows, dim, temperature, u, tokens, &error, LaunchOn(stream)), error,
+      "DrawRows");
+}
+
 bool CudaReadsWeightType(DType type) {
   return cuda_shim::WeightBlockElems(static_cast<int>(type)) > 0;
 }

@@ -85,6 +85,17 @@ class CudaStream {
 // As Backend::ArgMaxRows with `out` in device memory (`rows` entries).
 [[nodiscard]] absl::Status CudaArgMaxRows(const float* x, int64_t rows, int64_t dim,
                                           RowArgMax* out, const CudaStream* stream = nullptr);
+// As Backend::TopKRows with every array in device memory (k and temperature `rows` entries,
+// ids and values [rows, capacity], counts `rows`).
+[[nodiscard]] absl::Status CudaTopKRows(const float* x, int64_t rows, int64_t dim,
+                                        const int32_t* k, const float* temperature,
+                                        int64_t capacity, int32_t* ids, float* values,
+                                        int32_t* counts, const CudaStream* stream = nullptr);
+
+// As Backend::SampleRows with every array in device memory (`rows` entries each).
+[[nodiscard]] absl::Status CudaDrawRows(const float* x, int64_t rows, int64_t dim,
+                                        const float* temperature, const double* u,
+                                        int32_t* tokens, const CudaStream* stream = nullptr);
 
 // True for the weight dtypes the embedding and GEMV kernels read: F32, F16, BF16 and every
 // GGML block format (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K .. Q6_K; kernels/cuda/weight_element.h).

@@ -62,6 +62,15 @@ struct ArgMaxPair {
 };
 int ArgMaxRows(const float* x, int64_t rows, int64_t dim, ArgMaxPair* out, Error* error,
                const Launch& launch = {});
+// As Backend::TopKRows (the rule of common/row_top_k.h; sampling.cu) with every array in device
+// memory: k and temperature `rows` entries, ids and values [rows, capacity], counts `rows`.
+int TopKRows(const float* x, int64_t rows, int64_t dim, const int32_t* k,
+             const float* temperature, int64_t capacity, int32_t* ids, float* values,
+             int32_t* counts, Error* error, const Launch& launch = {});
+// As Backend::SampleRows (the rule of common/row_sample.h; sampling.cu) with every array in
+// device memory: temperature, u and tokens `rows` entries.
+int DrawRows(const float* x, int64_t rows, int64_t dim, const float* temperature,
+             const double* u, int32_t* tokens, Error* error, const Launch& launch = {});
 
 // As Backend::Embedding: out[i, :] = row ids[i] of table [rows, cols] (device) dequantized;
 // ids are device ints already checked to lie in [0, rows).

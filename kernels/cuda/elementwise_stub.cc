@@ -53,6 +53,14 @@ int Rope(float*, int64_t, int64_t, const int32_t*, int64_t, int64_t, const float
 int ArgMaxRows(const float*, int64_t, int64_t, ArgMaxPair*, Error* error, const Launch&) {
   return NotBuilt(error);
 }
+int TopKRows(const float*, int64_t, int64_t, const int32_t*, const float*, int64_t, int32_t*,
+             float*, int32_t*, Error* error, const Launch&) {
+  return NotBuilt(error);
+}
+int DrawRows(const float*, int64_t, int64_t, const float*, const double*, int32_t*,
+             Error* error, const Launch&) {
+  return NotBuilt(error);
+}
 int Embedding(const void*, int, int64_t, const int32_t*, int64_t, float*, Error* error,
               const Launch&) {
   return NotBuilt(error);

@@ -63,7 +63,9 @@ TEST(SamplerChiSquareTest, DrawsFollowTheProcessedDistribution) {
     ASSERT_TRUE(sampler.ok()) << sampler.status();
     std::vector<float> processed = logits;
     sampler->chain().Apply(history, processed);
-    if (c.name != "plain") EXPECT_NE(processed, logits) << "the processor should act here";
+    if (c.name != "plain") {
+      EXPECT_NE(processed, logits) << "the processor should act here";
+    }
     double max = -std::numeric_limits<double>::infinity(), total = 0.0;
     for (float x : processed) max = std::max(max, static_cast<double>(x));
     std::vector<double> p(logits.size());

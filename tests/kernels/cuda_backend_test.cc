@@ -150,6 +150,55 @@ TEST_F(CudaBackendTest, ElementwiseOpsMatchReference) {
   EXPECT_EQ(Download(c, 4), std::vector<float>(4, 4.0f));
 }
 
+// Row reductions with host results: ArgMaxRows, TopKRows (k and temperature uploaded,
+// counts, ids and values in one copy back) and SampleRows against the reference backend's,
+// TopKRows twice with other k (the upload slots must not serve stale values), rows with
+// k = 0 or u < 0 skipped.
+TEST_F(CudaBackendTest, RowReductionsMatchReference) {
+  const int64_t rows = 4, dim = 1003, capacity = 24;
+  std::vector<float> x = RandomFloats(rows * dim, rng_);
+  for (float& v : x) v = std::round(v * 16.0f) / 4.0f;  // ties
+  DeviceBuffer dx = Upload(x);
+  std::vector<RowArgMax> want_max(rows), got_max(rows);
+  ASSERT_TRUE(ref_.ArgMaxRows(x.data(), rows, dim, want_max.data()).ok());
+  ASSERT_TRUE(cuda_->ArgMaxRows(dx.as<float>(), rows, dim, got_max.data()).ok());
+  for (int64_t r = 0; r < rows; ++r) EXPECT_EQ(got_max[r].index, want_max[r].index) << r;
+  for (const std::vector<int32_t>& k : {std::vector<int32_t>{4, 0, 1, 9},
+                                        std::vector<int32_t>{0, 7, 2, 1}}) {
+    const std::vector<float> temperature = {1.0f, 0.8f, 2.0f, 1.0f};
+    const size_t slots = static_cast<size_t>(rows * capacity);
+    std::vector<int32_t> want_ids(slots, -1), got_ids(slots, -1), want_n(rows), got_n(rows);
+    std::vector<float> want_v(slots, 0.0f), got_v(slots, 0.0f);
+    ASSERT_TRUE(ref_.TopKRows(x.data(), rows, dim, k, temperature, capacity, want_ids.data(),
+                              want_v.data(), want_n.data())
+                    .ok());
+    ASSERT_TRUE(cuda_->TopKRows(dx.as<float>(), rows, dim, k, temperature, capacity,
+                                got_ids.data(), got_v.data(), got_n.data())
+                    .ok());
+    EXPECT_EQ(got_n, want_n);
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int32_t i = 0; i < std::min<int32_t>(want_n[r], capacity); ++i) {
+        EXPECT_EQ(got_ids[r * capacity + i], want_ids[r * capacity + i]) << r << " " << i;
+        EXPECT_EQ(got_v[r * capacity + i], want_v[r * capacity + i]) << r << " " << i;
+      }
+    }
+  }
+  const std::vector<float> t = {1.0f, 0.5f, 1.0f, 3.0f};
+  const std::vector<double> u = {0.25, -1.0, 0.75, 0.5};
+  std::vector<int32_t> want_drawn(rows), got_drawn(rows);
+  ASSERT_TRUE(ref_.SampleRows(x.data(), rows, dim, t, u, want_drawn.data()).ok());
+  ASSERT_TRUE(cuda_->SampleRows(dx.as<float>(), rows, dim, t, u, got_drawn.data()).ok());
+  EXPECT_EQ(got_drawn, want_drawn);
+  const std::vector<int32_t> k = {1, 1, 1, 1};
+  const std::vector<float> cold = {1.0f, 0.0f, 1.0f, 1.0f};
+  std::vector<int32_t> ids(rows * capacity), n(rows);
+  std::vector<float> v(rows * capacity);
+  EXPECT_EQ(cuda_->TopKRows(dx.as<float>(), rows, dim, k, cold, capacity, ids.data(), v.data(),
+                            n.data())
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(CudaBackendTest, AttentionOverAContiguousCacheMatchesReference) {
   const AttentionParams p{.num_heads = 4, .num_kv_heads = 2, .head_dim = 64, .scale = 0.125f};
   const int64_t cache_len = 9, n = 5;

@@ -7,6 +7,7 @@
 #include "kernels/cuda/cuda_ops.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <numeric>
 #include <random>
@@ -15,6 +16,8 @@
 
 #include "absl/strings/str_format.h"
 #include "common/half.h"
+#include "common/row_sample.h"
+#include "common/row_top_k.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/reference_backend.h"
 #include "kernels/cuda/device_probe.h"
@@ -486,6 +489,115 @@ TEST_F(CudaOpsTest, ArgMaxRowsFollowsTheHostRule) {
   EXPECT_EQ(got[2].index, 0);
   EXPECT_EQ(got[3].index, -1);
   EXPECT_EQ(got[4].index, dim - 1);
+}
+
+// Top-k sampling's candidates on the device: common/row_top_k.h's rule, bit for bit, on
+// vocabulary-sized and odd rows: ties at the k-th value (more candidates than k), ties that
+// only the temperature's division makes, -0 beside +0, -inf, k past the row, k = 0, a NaN
+// (-1), and more candidates than the capacity (the count says so; the first ones written).
+TEST_F(CudaOpsTest, TopKRowsFollowsTheHostRule) {
+  const int64_t dim = 49157, rows = 9, capacity = 80;
+  std::vector<float> x = RandomFloats(rows * dim, rng_);
+  for (float& v : x) v = std::round(v * 40.0f) / 8.0f;  // few levels: ties everywhere
+  float* r1 = x.data() + dim;
+  r1[10] = 3.0f;
+  r1[11] = std::nextafter(3.0f, 4.0f);  // differ; equal after dividing by 3?
+  float* r2 = x.data() + 2 * dim;
+  std::fill(r2, r2 + dim, -INFINITY);
+  r2[7] = -0.0f;
+  r2[dim - 2] = 0.0f;  // ties with -0
+  float* r3 = x.data() + 3 * dim;
+  r3[dim / 2] = NAN;
+  float* r4 = x.data() + 4 * dim;
+  std::fill(r4, r4 + dim, 1.0f);  // all tie: more than the capacity
+  const std::vector<int32_t> k = {50, 1, 1, 5, 3, 0, 200000, 17, 64};
+  const std::vector<float> temperature = {1.0f, 3.0f, 1.0f, 0.5f, 1.0f, 1.0f, 1.0f, 0.01f, 7.0f};
+  DeviceBuffer dx = Upload(x);
+  DeviceBuffer dk = Upload(k);
+  DeviceBuffer dt = Upload(temperature);
+  DeviceBuffer dids = Upload(std::vector<int32_t>(rows * capacity, -7));
+  DeviceBuffer dvalues = Upload(std::vector<float>(rows * capacity, -7.0f));
+  DeviceBuffer dcounts = Upload(std::vector<int32_t>(rows, -7));
+  ASSERT_TRUE(CudaTopKRows(dx.as<float>(), rows, dim, dk.as<int32_t>(), dt.as<float>(), capacity,
+                           dids.as<int32_t>(), dvalues.as<float>(), dcounts.as<int32_t>())
+                  .ok());
+  const std::vector<int32_t> ids = Download<int32_t>(dids, rows * capacity);
+  const std::vector<float> values = Download<float>(dvalues, rows * capacity);
+  const std::vector<int32_t> counts = Download<int32_t>(dcounts, rows);
+  for (int64_t r = 0; r < rows; ++r) {
+    std::vector<int32_t> want_ids(capacity);
+    std::vector<float> want_values(capacity);
+    const int32_t want = TopKOfRow({x.data() + r * dim, static_cast<size_t>(dim)}, k[r],
+                                   temperature[r], want_ids, want_values);
+    ASSERT_EQ(counts[r], want) << "row " << r;
+    const int64_t written = std::min<int64_t>(std::max(want, 0), capacity);
+    for (int64_t i = 0; i < written; ++i) {
+      ASSERT_EQ(ids[r * capacity + i], want_ids[i]) << "row " << r << " candidate " << i;
+      ASSERT_EQ(std::bit_cast<uint32_t>(values[r * capacity + i]),
+                std::bit_cast<uint32_t>(want_values[i]))
+          << "row " << r << " candidate " << i;
+    }
+  }
+  EXPECT_GT(counts[0], 50) << "the rounded rows tie at the 50th value";
+  EXPECT_EQ(counts[2], 2);
+  EXPECT_EQ(counts[3], -1);
+  EXPECT_EQ(counts[4], dim);
+  EXPECT_EQ(counts[5], 0);
+  EXPECT_EQ(counts[6], dim);
+}
+
+// Plain sampling's draw on the device: common/row_sample.h's rule over each row divided by
+// its temperature, on vocabulary-sized rows with NaN and -inf entries, an all -inf row and a
+// +inf row (-1), u = 0 and u just below 1, a skipped row (u < 0), and a row long enough that
+// each thread's stretch is hundreds of tokens. Random u never lands within float64 rounding
+// of a boundary, so the tokens are equal.
+TEST_F(CudaOpsTest, DrawRowsFollowsTheHostRule) {
+  const int64_t dim = 128257, rows = 12;
+  std::vector<float> x = RandomFloats(rows * dim, rng_);
+  for (float& v : x) v *= 8.0f;
+  for (int64_t i = 0; i < dim; i += 5) x[i] = -INFINITY;
+  for (int64_t i = 1; i < dim; i += 11) x[dim + i] = NAN;
+  std::fill(x.begin() + 2 * dim, x.begin() + 3 * dim, -INFINITY);
+  x[3 * dim + 77] = INFINITY;
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  std::vector<double> u(rows);
+  for (double& v : u) v = uniform(rng_);
+  u[4] = 0.0;
+  u[5] = std::nextafter(1.0, 0.0);
+  u[6] = -1.0;
+  std::vector<float> temperature(rows, 1.0f);
+  temperature[7] = 0.3f;
+  temperature[8] = 2.5f;
+  DeviceBuffer dx = Upload(x), dt = Upload(temperature), du = Upload(u);
+  DeviceBuffer dtokens = Upload(std::vector<int32_t>(rows, -7));
+  ASSERT_TRUE(CudaDrawRows(dx.as<float>(), rows, dim, dt.as<float>(), du.as<double>(),
+                           dtokens.as<int32_t>())
+                  .ok());
+  const std::vector<int32_t> got = Download<int32_t>(dtokens, rows);
+  for (int64_t r = 0; r < rows; ++r) {
+    std::vector<float> scaled(x.begin() + r * dim, x.begin() + (r + 1) * dim);
+    for (float& v : scaled) v /= temperature[r];
+    const int32_t want = u[r] < 0 ? -1 : DrawFromRow(scaled, u[r]);
+    EXPECT_EQ(got[r], want) << "row " << r << " u " << u[r];
+  }
+  EXPECT_EQ(got[2], -1);
+  EXPECT_EQ(got[3], -1);
+  EXPECT_EQ(got[6], -1);
+  // Many draws over one row: the device and the host agree on each.
+  const int64_t draws = 256, small = 1000;
+  std::vector<float> one = RandomFloats(small, rng_);
+  std::vector<float> repeated;
+  for (int64_t d = 0; d < draws; ++d) repeated.insert(repeated.end(), one.begin(), one.end());
+  std::vector<double> us(draws);
+  for (double& v : us) v = uniform(rng_);
+  DeviceBuffer drep = Upload(repeated), dus = Upload(us);
+  DeviceBuffer dts = Upload(std::vector<float>(draws, 1.0f));
+  DeviceBuffer dmany = Upload(std::vector<int32_t>(draws, -7));
+  ASSERT_TRUE(CudaDrawRows(drep.as<float>(), draws, small, dts.as<float>(), dus.as<double>(),
+                           dmany.as<int32_t>())
+                  .ok());
+  const std::vector<int32_t> many = Download<int32_t>(dmany, draws);
+  for (int64_t d = 0; d < draws; ++d) EXPECT_EQ(many[d], DrawFromRow(one, us[d])) << d;
 }
 
 TEST_F(CudaOpsTest, DeviceBufferRefusesCopiesPastItsEnd) {

@@ -218,6 +218,61 @@ std::vector<double> Attention64(const std::vector<float>& q, int64_t n_tokens,
   return out;
 }
 
+// The default TopKRows: each row's TopKOfRow at its k and temperature (checked against a
+// brute-force count here), k = 0 skipped, and bad arguments refused with their names.
+TEST(ReferenceBackendTest, TopKRowsPerRowKAndTemperature) {
+  ReferenceBackend b;
+  const std::vector<float> x = {0.5f, 2.0f, 2.0f, -1.0f, 1.0f,   // row 0
+                                3.0f, -2.0f, 0.0f, 3.0f, 3.0f};  // row 1
+  const std::vector<int32_t> k = {2, 1};
+  const std::vector<float> t = {0.5f, 1.0f};
+  std::vector<int32_t> ids(6, -1), counts(2);
+  std::vector<float> values(6);
+  ASSERT_TRUE(b.TopKRows(x.data(), 2, 5, k, t, 3, ids.data(), values.data(), counts.data()).ok());
+  EXPECT_EQ(counts, (std::vector<int32_t>{2, 3}));
+  EXPECT_EQ(std::vector<int32_t>(ids.begin(), ids.begin() + 2), (std::vector<int32_t>{1, 2}));
+  EXPECT_EQ(std::vector<float>(values.begin(), values.begin() + 2),
+            (std::vector<float>{2.0f, 2.0f}));  // raw, not divided
+  EXPECT_EQ(std::vector<int32_t>(ids.begin() + 3, ids.end()), (std::vector<int32_t>{0, 3, 4}));
+  const std::vector<int32_t> skip = {0, 2};
+  ASSERT_TRUE(b.TopKRows(x.data(), 2, 5, skip, t, 3, ids.data(), values.data(), counts.data()).ok());
+  EXPECT_EQ(counts, (std::vector<int32_t>{0, 3}));
+  const std::vector<float> zero = {1.0f, 0.0f};
+  absl::Status bad = b.TopKRows(x.data(), 2, 5, k, zero, 3, ids.data(), values.data(), counts.data());
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.message().find("temperature[1]"), std::string::npos) << bad;
+  bad = b.TopKRows(x.data(), 2, 5, std::span<const int32_t>(k).first(1), t, 3, ids.data(),
+                   values.data(), counts.data());
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+}
+
+// The default SampleRows: DrawFromRow over each row divided by its temperature, u < 0
+// skipped, bad arguments refused with their names.
+TEST(ReferenceBackendTest, SampleRowsDrawsFromTheDividedRows) {
+  ReferenceBackend b;
+  const std::vector<float> x = {0.0f, 1.0f, 3.0f, -INFINITY,  // row 0
+                                -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+  for (const double u : {0.0, 0.3, 0.9, 0.999999}) {
+    const std::vector<float> t = {0.5f, 1.0f};
+    const std::vector<double> us = {u, 0.5};
+    std::vector<int32_t> tokens(2, 7);
+    ASSERT_TRUE(b.SampleRows(x.data(), 2, 4, t, us, tokens.data()).ok());
+    const std::vector<float> scaled = {0.0f, 2.0f, 6.0f, -INFINITY};
+    EXPECT_EQ(tokens[0], DrawFromRow(scaled, u)) << u;
+    EXPECT_EQ(tokens[1], -1) << "no finite value";
+  }
+  std::vector<int32_t> tokens(2, 7);
+  const std::vector<float> t = {1.0f, 1.0f};
+  ASSERT_TRUE(b.SampleRows(x.data(), 2, 4, t, std::vector<double>{-1.0, -1.0}, tokens.data()).ok());
+  EXPECT_EQ(tokens, (std::vector<int32_t>{-1, -1}));
+  absl::Status bad = b.SampleRows(x.data(), 2, 4, t, std::vector<double>{0.5, 1.0}, tokens.data());
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.message().find("u[1]"), std::string::npos) << bad;
+  bad = b.SampleRows(x.data(), 2, 4, std::vector<float>{1.0f}, std::vector<double>{0.5, 0.5},
+                     tokens.data());
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(ReferenceBackendTest, AttentionGqaAndMqaAreCausal) {
   std::mt19937 rng(6);
   for (int64_t kv_heads : {3, 1, 6}) {  // GQA, MQA, MHA

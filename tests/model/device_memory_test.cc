@@ -126,30 +126,95 @@ TEST_F(DeviceMemoryTest, ForwardPagedGivesTheWrappedBackendsLogitsAndHiddenRows)
   }
 }
 
-// Greedy decoding's choice computed where the logits are: each row's argmax from the
-// guarded backend (logits never copied out whole) equals the host's argmax of the logits.
-TEST_F(DeviceMemoryTest, ForwardPagedGivesEachLogitsRowsArgMax) {
+// The rows reduced where the logits are (LogitsSelection): a greedy row's argmax, a top-k
+// sampled row's candidates and a plainly sampled row's token come from the guarded backend's
+// own reductions, equal to the host's over the logits, and only the row asked for whole
+// crosses to the host.
+TEST_F(DeviceMemoryTest, ForwardPagedReducesTheLogitsRowsWhereTheyAre) {
   const std::vector<int32_t> ids = {3, 1, 4, 1, 5, 9, 2, 6};
   const std::vector<int32_t> positions = {0, 1, 2, 3, 4, 0, 1, 2};
   const std::vector<int32_t> t0 = {2, 0}, t1 = {3};
   const std::vector<PagedSequence> seqs = {{0, 5, 5, t0}, {5, 3, 3, t1}};
-  const std::vector<int64_t> logits_rows = {4, 6, 7};
+  const std::vector<int64_t> logits_rows = {4, 6, 7, 3};
   const PagedBatch batch{ids, positions, seqs, logits_rows};
   auto plain_cache = plain_->NewPagedKvCache(4, 4);
   auto guarded_cache = guarded_->NewPagedKvCache(4, 4);
   ASSERT_TRUE(plain_cache.ok() && guarded_cache.ok());
+  using Kind = LogitsRowWant::Kind;
+  LogitsSelection selection;
+  selection.wants = {{Kind::kArgMax}, {Kind::kTopK, 3, 0.7f}, {Kind::kRow}, {Kind::kDraw, 0, 0.9f, 0.625}};
   std::vector<float> want, got = {1.0f};
-  std::vector<RowArgMax> argmax;
   ASSERT_TRUE(plain_->ForwardPaged(batch, *plain_cache, &want).ok());
-  ASSERT_TRUE(guarded_->ForwardPaged(batch, *guarded_cache, &got, nullptr, {}, &argmax).ok());
-  EXPECT_TRUE(got.empty()) << "no logits when only the argmax is asked for";
-  ASSERT_EQ(argmax.size(), logits_rows.size());
+  const int64_t copied_before = guarded_backend_.bytes_to_host();
+  ASSERT_TRUE(guarded_->ForwardPaged(batch, *guarded_cache, &got, nullptr, {}, &selection).ok());
   const size_t vocab = static_cast<size_t>(spec_.vocab);
-  for (size_t r = 0; r < logits_rows.size(); ++r) {
-    const RowArgMax host = ArgMaxOfRow({want.data() + r * vocab, vocab});
-    EXPECT_EQ(argmax[r].index, host.index) << "row " << r;
-    EXPECT_EQ(argmax[r].value, host.value) << "row " << r;
+  EXPECT_EQ(guarded_backend_.bytes_to_host() - copied_before,
+            static_cast<int64_t>(vocab * sizeof(float)))
+      << "only the whole row crosses to the host";
+  ASSERT_EQ(selection.row_index, (std::vector<int64_t>{-1, -1, 0, -1}));
+  ASSERT_EQ(got.size(), vocab);
+  EXPECT_TRUE(std::equal(got.begin(), got.end(), want.begin() + 2 * vocab));
+  const auto row = [&](size_t r) { return std::span<const float>(want.data() + r * vocab, vocab); };
+  const auto row_begin = [&](size_t r) { return want.data() + r * vocab; };
+  const RowArgMax host = ArgMaxOfRow(row(0));
+  EXPECT_EQ(selection.argmax[0].index, host.index);
+  EXPECT_EQ(selection.argmax[0].value, host.value);
+  std::vector<float> scaled(row_begin(3), row_begin(3) + vocab);
+  for (float& v : scaled) v /= 0.9f;
+  EXPECT_EQ(selection.drawn[3], DrawFromRow(scaled, 0.625));
+  for (size_t r : {size_t{1}}) {
+    std::vector<int32_t> top_ids(vocab);
+    std::vector<float> top_values(vocab);
+    const int32_t count = TopKOfRow(row(r), selection.wants[r].top_k, selection.wants[r].temperature,
+                                    top_ids, top_values);
+    ASSERT_GT(count, 0);
+    top_ids.resize(static_cast<size_t>(count));
+    top_values.resize(static_cast<size_t>(count));
+    EXPECT_EQ(selection.candidates[r].ids, top_ids) << "row " << r;
+    EXPECT_EQ(selection.candidates[r].values, top_values) << "row " << r;
   }
+
+  // A want per row is required, and a top-k row needs k > 0 and temperature > 0.
+  selection.wants.pop_back();
+  EXPECT_EQ(guarded_->ForwardPaged(batch, *guarded_cache, &got, nullptr, {}, &selection).code(),
+            absl::StatusCode::kInvalidArgument);
+  selection.wants = {{Kind::kRow}, {Kind::kTopK, 0, 1.0f}, {Kind::kRow}, {Kind::kRow}};
+  const absl::Status bad = guarded_->ForwardPaged(batch, *guarded_cache, &got, nullptr, {}, &selection);
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.message().find("selection.wants[1]"), std::string::npos) << bad;
+}
+
+// A backend that cannot take a row's candidates (here: it reports a NaN in every row) has
+// the row come back whole instead.
+TEST_F(DeviceMemoryTest, TopKRowsThatCannotBeTakenComeBackWhole) {
+  class NanReporting : public GuardedBackend {
+   public:
+    absl::Status TopKRows(const float*, int64_t rows, int64_t, std::span<const int32_t>,
+                          std::span<const float>, int64_t, int32_t*, float*,
+                          int32_t* counts) override {
+      std::fill(counts, counts + rows, -1);
+      return absl::OkStatus();
+    }
+  } backend;
+  auto model = LlamaModel::Load(*store_, &backend);
+  ASSERT_TRUE(model.ok()) << model.status();
+  const std::vector<int32_t> ids = {3, 1, 4}, positions = {0, 1, 2}, table = {0};
+  const std::vector<PagedSequence> seqs = {{0, 3, 3, table}};
+  const std::vector<int64_t> logits_rows = {1, 2};
+  const PagedBatch batch{ids, positions, seqs, logits_rows};
+  auto cache = (*model)->NewPagedKvCache(1, 4);
+  auto plain_cache = plain_->NewPagedKvCache(1, 4);
+  ASSERT_TRUE(cache.ok() && plain_cache.ok());
+  LogitsSelection selection;
+  selection.wants = {{LogitsRowWant::Kind::kTopK, 2, 1.0f}, {LogitsRowWant::Kind::kArgMax}};
+  std::vector<float> want, got;
+  ASSERT_TRUE(plain_->ForwardPaged(batch, *plain_cache, &want).ok());
+  ASSERT_TRUE((*model)->ForwardPaged(batch, *cache, &got, nullptr, {}, &selection).ok());
+  const size_t vocab = static_cast<size_t>(spec_.vocab);
+  EXPECT_EQ(selection.row_index, (std::vector<int64_t>{0, -1}));
+  EXPECT_TRUE(selection.candidates[0].ids.empty());
+  ASSERT_EQ(got.size(), vocab);
+  EXPECT_TRUE(std::equal(got.begin(), got.end(), want.begin()));
 }
 
 TEST_F(DeviceMemoryTest, PipelineStagesPassTheirRowsThroughHostMemory) {

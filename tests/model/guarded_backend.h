@@ -38,6 +38,7 @@ class GuardedBackend : public Backend {
   }
   absl::Status CopyFromBackend(void* dst, const void* src, size_t bytes) override {
     Open open(this);
+    bytes_to_host_ += static_cast<int64_t>(bytes);
     return inner_->CopyFromBackend(dst, src, bytes);
   }
   absl::Status CopyRows(void* dst, int64_t dst_stride, const void* src, int64_t src_stride,
@@ -52,6 +53,25 @@ class GuardedBackend : public Backend {
   absl::Status Synchronize() override {
     ++synchronizes_;
     return absl::OkStatus();
+  }
+
+  // The row reductions run "on the device" (results to host memory, as CUDA's do), not
+  // through the default's row copies.
+  absl::Status ArgMaxRows(const float* x, int64_t rows, int64_t dim, RowArgMax* out) override {
+    Open open(this);
+    return inner_->ArgMaxRows(x, rows, dim, out);
+  }
+  absl::Status TopKRows(const float* x, int64_t rows, int64_t dim, std::span<const int32_t> k,
+                        std::span<const float> temperature, int64_t capacity, int32_t* ids,
+                        float* values, int32_t* counts) override {
+    Open open(this);
+    return inner_->TopKRows(x, rows, dim, k, temperature, capacity, ids, values, counts);
+  }
+  absl::Status SampleRows(const float* x, int64_t rows, int64_t dim,
+                          std::span<const float> temperature, std::span<const double> u,
+                          int32_t* tokens) override {
+    Open open(this);
+    return inner_->SampleRows(x, rows, dim, temperature, u, tokens);
   }
 
   absl::Status MatMul(const float* x, int64_t n, int64_t k, const TensorView& w,
@@ -127,6 +147,7 @@ class GuardedBackend : public Backend {
   int64_t calls() const { return calls_; }
   int64_t copies() const { return copies_; }
   int64_t synchronizes() const { return synchronizes_; }
+  int64_t bytes_to_host() const { return bytes_to_host_; }
   // Opens (or closes again) every buffer of this backend: for a test communicator that
   // plays the part of NCCL, which reads and writes device memory itself.
   void OpenAll() const {
@@ -186,7 +207,7 @@ class GuardedBackend : public Backend {
 
   std::unique_ptr<Backend> inner_;
   std::vector<const Region*> regions_;
-  int64_t calls_ = 0, copies_ = 0, synchronizes_ = 0;
+  int64_t calls_ = 0, copies_ = 0, synchronizes_ = 0, bytes_to_host_ = 0;
 };
 
 }  // namespace tessera::testing

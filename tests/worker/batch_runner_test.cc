@@ -213,7 +213,10 @@ TEST_P(BatchRunnerTest, SeededSamplingAndParallelSamplesMatchSolo) {
   const auto by_id = ById(std::move(*outputs));
   ASSERT_EQ(by_id.size(), requests.size());
   EXPECT_GT(runner->stats().block_copies, 0);
-  EXPECT_EQ(runner->stats().argmax_steps, 0) << "sampling needs the logits";
+  EXPECT_EQ(runner->stats().argmax_steps, 0) << "no step was greedy only";
+  // Top-k sampling drew from each row's candidates (Backend::TopKRows), not the whole row,
+  // and still gives the tokens the whole row gives (the solo runs below).
+  EXPECT_GT(runner->stats().backend_sampled_rows, 0);
   bool samples_differ = false;
   for (const WorkerRequest& r : requests) {
     auto sampler = Sampler::Create(r.generation, static_cast<int32_t>(spec_.vocab), 0);
@@ -232,6 +235,44 @@ TEST_P(BatchRunnerTest, SeededSamplingAndParallelSamplesMatchSolo) {
     }
   }
   EXPECT_TRUE(samples_differ) << "parallel samples should draw different tokens";
+}
+
+// One batch of rows that come back four ways: greedy rows as their argmax, top-k sampled
+// rows as candidates, plain sampling as the drawn token, and rows whose processors need the
+// whole row (a penalty; top-p without top-k). Every request's tokens equal its solo run's.
+TEST_P(BatchRunnerTest, RowsOfEveryKindInOneBatchMatchSolo) {
+  std::mt19937 rng(17);
+  auto runner = MakeRunner(/*num_blocks=*/48, /*token_budget=*/64, /*max_seqs=*/8);
+  ASSERT_NE(runner, nullptr);
+  std::vector<WorkerRequest> requests;
+  for (int i = 0; i < 10; ++i) {
+    WorkerRequest r = Greedy(absl::StrCat("m", i), RandomTokens(rng, 4 + i), 6);
+    if (i % 5 != 0) {
+      r.generation.do_sample = true;
+      r.generation.temperature = 1.3;
+      r.generation.top_k = 8;
+      r.generation.seed = 500 + i;
+    }
+    if (i % 5 == 2) r.generation.presence_penalty = 0.8;  // touches any token: whole row
+    if (i % 5 >= 3) r.generation.top_k = 0;               // a draw over the whole row
+    if (i % 5 == 4) r.generation.top_p = 0.8;             // needs the row's order: whole
+    requests.push_back(r);
+  }
+  const absl::Time now = absl::UnixEpoch();
+  for (const WorkerRequest& r : requests) ASSERT_TRUE(runner->AddRequest(r, now).ok());
+  auto outputs = runner->RunUntilIdle(now);
+  ASSERT_TRUE(outputs.ok()) << outputs.status();
+  const auto by_id = ById(std::move(*outputs));
+  ASSERT_EQ(by_id.size(), requests.size());
+  EXPECT_GT(runner->stats().backend_sampled_rows, 0);
+  for (const WorkerRequest& r : requests) {
+    auto sampler = Sampler::Create(r.generation, static_cast<int32_t>(spec_.vocab), 0);
+    ASSERT_TRUE(sampler.ok()) << sampler.status();
+    const testing::SoloResult solo = testing::SoloGenerate(
+        *tiny_.model, r.spec.prompt_token_ids, r.spec.max_new_tokens, {}, &*sampler, 0);
+    EXPECT_EQ(by_id.at(r.spec.request_id).completions[0].generated_token_ids, solo.tokens)
+        << r.spec.request_id;
+  }
 }
 
 TEST_P(BatchRunnerTest, CancelEndsOneRequestAndLeavesTheOtherIntact) {

@@ -1,0 +1,104 @@
+// LlamaModel's LM head outputs: the logits rows to the host, or reduced on the backend as a
+// LogitsSelection asks (llama_model.h, logits_selection.h).
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "model/llama_model.h"
+
+namespace tessera {
+
+absl::Status LlamaModel::LmHeadToHost(const float* normed, int64_t rows, float* logits) {
+  if (backend_->host_addressable()) return LmHead(normed, rows, logits);
+  const size_t bytes = static_cast<size_t>(rows * config_.vocab_size) * sizeof(float);
+  ASSIGN_OR_RETURN(float* device_logits, Floats(&outputs_, rows * config_.vocab_size));
+  RETURN_IF_ERROR(LmHead(normed, rows, device_logits));
+  return backend_->CopyFromBackend(logits, device_logits, bytes);
+}
+
+absl::Status LlamaModel::LmHeadSelect(const float* normed, int64_t rows,
+                                      LogitsSelection* selection, std::vector<float>* logits) {
+  using Kind = LogitsRowWant::Kind;
+  const int64_t vocab = config_.vocab_size;
+  const size_t n = static_cast<size_t>(rows);
+  ASSIGN_OR_RETURN(float* all, Floats(&outputs_, rows * vocab));
+  RETURN_IF_ERROR(LmHead(normed, rows, all));
+  const std::vector<LogitsRowWant>& wants = selection->wants;
+  selection->argmax.assign(n, RowArgMax{});
+  selection->candidates.assign(n, TopKCandidates{});
+  selection->drawn.assign(n, -1);
+  selection->row_index.assign(n, -1);
+  std::vector<bool> whole(n, false);
+  for (size_t r = 0; r < n; ++r) whole[r] = wants[r].kind == Kind::kRow;
+
+  const auto wanted = [&](Kind kind) {
+    return std::any_of(wants.begin(), wants.end(),
+                       [kind](const LogitsRowWant& w) { return w.kind == kind; });
+  };
+  if (wanted(Kind::kArgMax)) {  // every row: one launch, and cheap next to the LM head
+    RETURN_IF_ERROR(backend_->ArgMaxRows(all, rows, vocab, selection->argmax.data()));
+  }
+  if (wanted(Kind::kTopK)) {
+    std::vector<int32_t> k(n, 0);
+    std::vector<float> temperature(n, 1.0f);
+    int64_t capacity = 0;
+    for (size_t r = 0; r < n; ++r) {
+      if (wants[r].kind != Kind::kTopK) continue;
+      k[r] = static_cast<int32_t>(std::min<int64_t>(wants[r].top_k, vocab));
+      temperature[r] = wants[r].temperature;
+      capacity = std::max<int64_t>(capacity, k[r] + kTopKTieRoom);
+    }
+    capacity = std::min(capacity, vocab);
+    std::vector<int32_t> ids(n * static_cast<size_t>(capacity)), counts(n);
+    std::vector<float> values(ids.size());
+    RETURN_IF_ERROR(backend_->TopKRows(all, rows, vocab, k, temperature, capacity, ids.data(),
+                                       values.data(), counts.data()));
+    for (size_t r = 0; r < n; ++r) {
+      if (wants[r].kind != Kind::kTopK) continue;
+      if (counts[r] < 1 || counts[r] > capacity) {  // a NaN, or more ties than room
+        whole[r] = true;
+        continue;
+      }
+      const auto first = static_cast<std::ptrdiff_t>(r * static_cast<size_t>(capacity));
+      selection->candidates[r].ids.assign(ids.begin() + first, ids.begin() + first + counts[r]);
+      selection->candidates[r].values.assign(values.begin() + first,
+                                             values.begin() + first + counts[r]);
+    }
+  }
+  if (wanted(Kind::kDraw)) {
+    std::vector<float> temperature(n, 1.0f);
+    std::vector<double> u(n, -1.0);  // < 0: not drawn
+    for (size_t r = 0; r < n; ++r) {
+      if (wants[r].kind != Kind::kDraw) continue;
+      temperature[r] = wants[r].temperature;
+      u[r] = wants[r].u;
+    }
+    RETURN_IF_ERROR(
+        backend_->SampleRows(all, rows, vocab, temperature, u, selection->drawn.data()));
+  }
+  // The rows that come back whole, runs of neighbouring rows in one copy each.
+  logits->clear();
+  for (size_t r = 0; r < n;) {
+    if (!whole[r]) {
+      ++r;
+      continue;
+    }
+    size_t end = r;
+    while (end < n && whole[end]) {
+      selection->row_index[end] = static_cast<int64_t>(logits->size() / static_cast<size_t>(vocab)) +
+                                  static_cast<int64_t>(end - r);
+      ++end;
+    }
+    const size_t at = logits->size();
+    logits->resize(at + (end - r) * static_cast<size_t>(vocab));
+    RETURN_IF_ERROR(backend_->CopyFromBackend(logits->data() + at, all + r * vocab,
+                                              (end - r) * static_cast<size_t>(vocab) * sizeof(float)));
+    r = end;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace tessera

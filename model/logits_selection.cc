@@ -1,0 +1,30 @@
+#include "model/logits_selection.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace tessera {
+
+absl::Status CheckLogitsSelection(const LogitsSelection& selection, int64_t rows) {
+  if (static_cast<int64_t>(selection.wants.size()) != rows) {
+    return absl::InvalidArgumentError(absl::StrCat("ForwardPaged: selection.wants has ",
+                                                   selection.wants.size(), " entries for ",
+                                                   rows, " logits rows"));
+  }
+  for (size_t r = 0; r < selection.wants.size(); ++r) {
+    const LogitsRowWant& want = selection.wants[r];
+    if (want.kind == LogitsRowWant::Kind::kTopK && (want.top_k <= 0 || !(want.temperature > 0))) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "ForwardPaged: selection.wants[", r, "] asks for top_k ", want.top_k,
+          " at temperature ", want.temperature, "; both must be > 0"));
+    }
+    if (want.kind == LogitsRowWant::Kind::kDraw &&
+        (!(want.temperature > 0) || !(want.u >= 0 && want.u < 1))) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "ForwardPaged: selection.wants[", r, "] asks for a draw at temperature ",
+          want.temperature, " with u ", want.u, "; the temperature must be > 0 and u in [0, 1)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace tessera

@@ -1,0 +1,208 @@
+// Sampler::SampleCandidates over TopKOfRow's candidates (common/row_top_k.h) against
+// Sampler::Sample over the whole row: the same token, bit for bit, for every chain that
+// offers top_k_candidates, on rows with many ties (also ties that only the temperature's
+// float division creates).
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "common/row_sample.h"
+#include "common/row_top_k.h"
+#include "decoding/sampler.h"
+#include "gtest/gtest.h"
+
+namespace tessera {
+namespace {
+
+// Rows of a few distinct levels (ties everywhere), some values one ulp apart (which a
+// temperature division can merge), and some -inf.
+std::vector<float> TieHeavyRow(std::mt19937& rng, size_t vocab) {
+  std::uniform_int_distribution<int> level(0, 12), kind(0, 9);
+  std::vector<float> row(vocab);
+  for (float& v : row) {
+    v = static_cast<float>(level(rng)) * 0.37f - 2.0f;
+    const int k = kind(rng);
+    if (k == 0) v = std::nextafter(v, 100.0f);
+    if (k == 1) v = -std::numeric_limits<float>::infinity();
+  }
+  return row;
+}
+
+struct CandidateCase {
+  double temperature;
+  int64_t top_k;
+  double top_p, min_p;
+};
+
+TEST(SampleCandidatesTest, SameTokenAsTheWholeRow) {
+  const CandidateCase cases[] = {
+      {1.0, 1, 1.0, 0.0},   {1.0, 5, 1.0, 0.0},   {0.7, 5, 1.0, 0.0},  {3.0, 8, 0.9, 0.0},
+      {1.3, 20, 0.5, 0.0},  {1.0, 20, 1.0, 0.2},  {0.5, 50, 0.95, 0.05}, {2.5, 3, 0.3, 0.5},
+      {1e-3, 10, 0.8, 0.0}, {1.0, 199, 0.99, 0.0},
+  };
+  std::mt19937 rng(11);
+  int compared = 0, with_ties_past_k = 0;
+  for (const CandidateCase& cc : cases) {
+    GenerationConfig c;
+    c.do_sample = true;
+    c.temperature = cc.temperature;
+    c.top_k = cc.top_k;
+    c.top_p = cc.top_p;
+    c.min_p = cc.min_p;
+    c.seed = 99;
+    const size_t vocab = 200;
+    auto sampler = Sampler::Create(c, static_cast<int32_t>(vocab), 0);
+    ASSERT_TRUE(sampler.ok()) << sampler.status();
+    const auto selection = sampler->top_k_candidates();
+    ASSERT_TRUE(selection.has_value()) << "top_k " << cc.top_k;
+    EXPECT_EQ(selection->k, cc.top_k);
+    EXPECT_EQ(selection->temperature, static_cast<float>(cc.temperature));
+    for (int trial = 0; trial < 40; ++trial) {
+      const std::vector<float> row = TieHeavyRow(rng, vocab);
+      std::vector<int32_t> ids(vocab);
+      std::vector<float> values(vocab);
+      const int32_t count = TopKOfRow(row, selection->k, selection->temperature, ids, values);
+      ASSERT_GE(count, std::min<int64_t>(selection->k, static_cast<int64_t>(vocab)));
+      if (count > selection->k) ++with_ties_past_k;
+      ids.resize(static_cast<size_t>(count));
+      values.resize(static_cast<size_t>(count));
+      const std::vector<int32_t> history = {1, 2, static_cast<int32_t>(trial)};
+      const TokenHistory h{history, 1};
+      for (uint64_t index = 0; index < 3; ++index) {
+        std::vector<float> whole = row, part = values;
+        const SampleResult expected = sampler->Sample(h, whole, index);
+        const SampleResult got = sampler->SampleCandidates(h, ids, part, index);
+        ASSERT_EQ(got.token, expected.token)
+            << "case top_k " << cc.top_k << " T " << cc.temperature << " trial " << trial;
+        // The processed candidates are the whole row's processed values at their ids.
+        for (size_t i = 0; i < ids.size(); ++i) {
+          ASSERT_EQ(std::bit_cast<uint32_t>(part[i]),
+                    std::bit_cast<uint32_t>(whole[static_cast<size_t>(ids[i])]));
+        }
+        ++compared;
+      }
+    }
+  }
+  EXPECT_EQ(compared, 10 * 40 * 3);
+  EXPECT_GT(with_ties_past_k, 0);  // the rows did exercise ties at the k-th value
+}
+
+TEST(SampleCandidatesTest, TemperatureTiesAreCandidates) {
+  // Two neighbouring floats that divide by 3 to the same float: both tie for the top-1.
+  float a = 1.5f;
+  while (a / 3.0f != std::nextafter(a, 2.0f) / 3.0f) a = std::nextafter(a, 2.0f);
+  const float b = std::nextafter(a, 2.0f);
+  ASSERT_LT(a, 2.0f);
+  const std::vector<float> row = {0.0f, a, -1.0f, b};
+  std::vector<int32_t> ids(4);
+  std::vector<float> values(4);
+  EXPECT_EQ(TopKOfRow(row, 1, 3.0f, ids, values), 2);
+  EXPECT_EQ(ids[0], 1);
+  EXPECT_EQ(ids[1], 3);
+  EXPECT_EQ(values[1], b);  // the raw value, not divided
+  EXPECT_EQ(TopKOfRow(row, 1, 1.0f, ids, values), 1);
+  EXPECT_EQ(ids[0], 3);
+}
+
+TEST(SampleCandidatesTest, CountsBeyondTheCapacityAndNaN) {
+  const std::vector<float> row = {2.0f, 2.0f, 2.0f, 1.0f, 2.0f};
+  std::vector<int32_t> ids(2);
+  std::vector<float> values(2);
+  EXPECT_EQ(TopKOfRow(row, 1, 1.0f, ids, values), 4);  // four tie; two fit
+  EXPECT_EQ(ids[0], 0);
+  EXPECT_EQ(ids[1], 1);
+  EXPECT_EQ(TopKOfRow(row, 0, 1.0f, ids, values), 0);
+  EXPECT_EQ(TopKOfRow(row, 9, 1.0f, ids, values), 5);  // k past the row: all of it
+  const std::vector<float> with_nan = {1.0f, std::nanf(""), 0.0f};
+  EXPECT_EQ(TopKOfRow(with_nan, 1, 1.0f, ids, values), -1);
+  // -0 and +0 are equal: both are the top-1 of this row.
+  const std::vector<float> zeros = {-0.0f, -1.0f, 0.0f};
+  EXPECT_EQ(TopKOfRow(zeros, 1, 1.0f, ids, values), 2);
+}
+
+// Plain sampling (nothing but the temperature): Sample's token is DrawFromRow over the row
+// divided by the temperature, at DrawUniform, which is what Backend::SampleRows draws.
+TEST(PlainSamplingTest, SampleIsTheDrawOverTheDividedRow) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> logit(0.0f, 2.0f);
+  for (const double temperature : {1.0, 0.6, 1.7}) {
+    GenerationConfig c;
+    c.do_sample = true;
+    c.top_k = 0;
+    c.temperature = temperature;
+    c.seed = 31;
+    auto sampler = Sampler::Create(c, 300, 0);
+    ASSERT_TRUE(sampler.ok()) << sampler.status();
+    ASSERT_EQ(sampler->plain_sampling_temperature(), static_cast<float>(temperature));
+    for (int trial = 0; trial < 50; ++trial) {
+      std::vector<float> row(300);
+      for (float& v : row) v = logit(rng);
+      const std::vector<int32_t> ids(static_cast<size_t>(trial % 7 + 1), 3);
+      const TokenHistory h{ids, 1};
+      std::vector<float> scaled = row;
+      for (float& v : scaled) v /= static_cast<float>(temperature);
+      const int32_t want = DrawFromRow(scaled, sampler->DrawUniform(h, trial % 3));
+      EXPECT_EQ(sampler->Sample(h, row, trial % 3).token, want);
+    }
+  }
+  GenerationConfig c;
+  c.do_sample = true;
+  c.top_k = 0;
+  for (auto change : std::vector<std::function<void(GenerationConfig&)>>{
+           [](GenerationConfig& g) { g.top_k = 5; }, [](GenerationConfig& g) { g.top_p = 0.9; },
+           [](GenerationConfig& g) { g.min_p = 0.1; },
+           [](GenerationConfig& g) { g.repetition_penalty = 1.1; },
+           [](GenerationConfig& g) { g.logprobs = 1; },
+           [](GenerationConfig& g) { g.do_sample = false; }}) {
+    GenerationConfig other = c;
+    change(other);
+    auto sampler = Sampler::Create(other, 300, 0);
+    ASSERT_TRUE(sampler.ok());
+    EXPECT_FALSE(sampler->plain_sampling_temperature().has_value());
+  }
+}
+
+TEST(SampleCandidatesTest, OnlyChainsThatNeedNoMoreThanTheCandidates) {
+  const int32_t vocab = 100;
+  auto offered = [&](const GenerationConfig& c) {
+    auto s = Sampler::Create(c, vocab, 0);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() && s->top_k_candidates().has_value();
+  };
+  GenerationConfig base;
+  base.do_sample = true;
+  base.top_k = 40;
+  EXPECT_TRUE(offered(base));
+  GenerationConfig c = base;
+  c.do_sample = false;  // greedy: the argmax path, not this one
+  EXPECT_FALSE(offered(c));
+  c = base;
+  c.top_k = 0;  // no top-k: the whole row is drawn from
+  EXPECT_FALSE(offered(c));
+  c = base;
+  c.top_k = vocab;  // keeps everything
+  EXPECT_FALSE(offered(c));
+  c = base;
+  c.repetition_penalty = 1.2;  // touches tokens outside the top-k
+  EXPECT_FALSE(offered(c));
+  c = base;
+  c.logit_bias[3] = 5.0f;
+  EXPECT_FALSE(offered(c));
+  c = base;
+  c.typical_p = 0.9;  // needs the whole row's entropy
+  EXPECT_FALSE(offered(c));
+  c = base;
+  c.logprobs = 2;  // reports the raw row's log-probabilities
+  EXPECT_FALSE(offered(c));
+  c = base;
+  c.top_p = 0.9;
+  c.min_p = 0.1;
+  c.temperature = 0.6;
+  EXPECT_TRUE(offered(c));
+}
+
+}  // namespace
+}  // namespace tessera
