@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_format.h"
 #include "common/check.h"
+#include "common/row_nucleus.h"
 #include "common/status_macros.h"
 #include "decoding/penalty_processors.h"
 #include "decoding/sampling_warpers.h"
@@ -107,10 +108,13 @@ absl::StatusOr<LogitsProcessorChain> LogitsProcessorChain::Create(const Generati
     if (c.temperature != 1.0) {
       add(std::make_unique<TemperatureWarper>(static_cast<float>(c.temperature)));
     }
-    // Only warpers so far, before the temperature: top-k's selection is all a draw needs
+    // No processor but the temperature so far: then top-k's selection is all a draw needs
     // when the later warpers compare values within the row only (typical-p needs the whole
-    // row's entropy).
+    // row's entropy), and top-p alone needs the nucleus and the row's denominator.
     const bool warpers_only = chain.processors_.size() == (c.temperature != 1.0 ? 1 : 0);
+    if (warpers_only && c.top_k == 0 && c.top_p < 1.0 && c.min_p <= 0.0 && c.typical_p >= 1.0) {
+      chain.nucleus_ = NucleusSelection{static_cast<float>(c.temperature), c.top_p, min_keep};
+    }
     const int64_t top_k = std::max<int64_t>(c.top_k, min_keep);
     if (warpers_only && c.top_k != 0 && top_k < vocab_size && c.typical_p >= 1.0) {
       chain.top_k_candidates_ = TopKSelection{top_k, static_cast<float>(c.temperature)};
@@ -124,6 +128,20 @@ absl::StatusOr<LogitsProcessorChain> LogitsProcessorChain::Create(const Generati
     }
   }
   return chain;
+}
+
+bool LogitsProcessorChain::ApplyToNucleus(std::span<float> candidates,
+                                          double denominator) const {
+  TESSERA_CHECK_MSG(nucleus_.has_value(), "ApplyToNucleus on a chain without a nucleus");
+  const NucleusSelection& n = *nucleus_;
+  std::vector<double> p;
+  const double before = ProbabilityOutside(candidates, n.temperature, denominator, &p);
+  for (float& v : candidates) v /= n.temperature;  // as TemperatureWarper (exact for 1)
+  // The left-out tokens are the least likely: the whole row's cut passes all of them first,
+  // and must not stop among them.
+  if (before < 0 || before > 1.0 - n.top_p) return false;
+  CutNucleus(candidates, p, before, n.top_p, n.min_keep);
+  return true;
 }
 
 void LogitsProcessorChain::ApplyToCandidates(const TokenHistory& history,
@@ -152,6 +170,7 @@ void LogitsProcessorChain::Append(std::unique_ptr<LogitsProcessor> processor) {
   processors_.push_back(std::move(processor));
   top_k_candidates_.reset();
   plain_sampling_temperature_.reset();
+  nucleus_.reset();
 }
 
 }  // namespace tessera

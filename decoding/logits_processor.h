@@ -59,6 +59,13 @@ struct TopKSelection {
   float temperature = 1.0f;
 };
 
+// The nucleus a chain's draw depends on (see LogitsProcessorChain::nucleus).
+struct NucleusSelection {
+  float temperature = 1.0f;
+  double top_p = 1.0;
+  int64_t min_keep = 1;
+};
+
 class LogitsProcessorChain {
  public:
   LogitsProcessorChain() = default;
@@ -84,6 +91,18 @@ class LogitsProcessorChain {
   const std::optional<float>& plain_sampling_temperature() const {
     return plain_sampling_temperature_;
   }
+  // Set when the chain is the temperature (or none) and top-p only: a draw then needs the
+  // row's most likely tokens down to the nucleus and the row's softmax denominator at the
+  // temperature, nothing else (ApplyToNucleus).
+  const std::optional<NucleusSelection>& nucleus() const { return nucleus_; }
+  // Apply for a chain with nucleus(), over `candidates`: the raw values, in ascending id
+  // order, of the row's most likely tokens (every token more likely than a candidate
+  // included), whose whole row has softmax denominator `denominator` = Σ exp(l / T - max) at
+  // the temperature (Backend::SoftmaxDenominators). False (and `candidates` left divided by
+  // the temperature only) when the nucleus reaches past the candidates; else they are left
+  // as Apply leaves them in the whole row, up to float64 rounding of the denominator where a
+  // cumulative probability meets 1 - top_p.
+  bool ApplyToNucleus(std::span<float> candidates, double denominator) const;
   // Apply for a chain with top_k_candidates(), over the values of those candidates only
   // (any number of them; they must include every token TopKOfRow selects).
   void ApplyToCandidates(const TokenHistory& history, std::span<float> candidates) const;
@@ -100,6 +119,7 @@ class LogitsProcessorChain {
   int32_t vocab_size_ = 0;
   std::optional<TopKSelection> top_k_candidates_;
   std::optional<float> plain_sampling_temperature_;
+  std::optional<NucleusSelection> nucleus_;
 };
 
 }  // namespace tessera

@@ -92,6 +92,19 @@ SampleResult Sampler::Sample(const TokenHistory& history, std::span<float> logit
   return result;
 }
 
+std::optional<SampleResult> Sampler::SampleNucleus(const TokenHistory& history,
+                                                   std::span<const int32_t> ids,
+                                                   std::span<float> values, double denominator,
+                                                   uint64_t sequence_index) const {
+  TESSERA_CHECK_MSG(nucleus().has_value() && ids.size() == values.size(),
+                    "SampleNucleus needs a sampler with a nucleus and one id per value");
+  if (!chain_.ApplyToNucleus(values, denominator)) return std::nullopt;
+  const int32_t i = SampleFromLogits(values, DrawUniform(history, sequence_index));
+  SampleResult result;
+  result.token = i < 0 ? -1 : ids[static_cast<size_t>(i)];
+  return result;
+}
+
 double Sampler::DrawUniform(const TokenHistory& history, uint64_t sequence_index) const {
   return SamplingUniform(seed_, sequence_index, history.ids.size());
 }

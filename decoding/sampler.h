@@ -79,6 +79,21 @@ class Sampler {
     if (!do_sample_ || logprobs_.has_value()) return std::nullopt;
     return chain_.plain_sampling_temperature();
   }
+  // Set when a draw needs only the row's most likely tokens down to its top-p nucleus and
+  // the row's softmax denominator (sampling at a temperature with top-p alone, no
+  // logprobs): SampleNucleus gives Sample's token from them.
+  std::optional<NucleusSelection> nucleus() const {
+    if (!do_sample_ || logprobs_.has_value()) return std::nullopt;
+    return chain_.nucleus();
+  }
+  // Sample for a sampler with nucleus(), over the candidates' ids (ascending) and raw
+  // values (processed in place) and the row's denominator (LogitsProcessorChain::
+  // ApplyToNucleus). std::nullopt when the nucleus reaches past the candidates (the whole
+  // row is needed); token -1 when no candidate is finite.
+  std::optional<SampleResult> SampleNucleus(const TokenHistory& history,
+                                            std::span<const int32_t> ids,
+                                            std::span<float> values, double denominator,
+                                            uint64_t sequence_index) const;
   // The uniform in [0, 1) Sample draws with for this history and sequence index.
   double DrawUniform(const TokenHistory& history, uint64_t sequence_index) const;
   // Sample for a sampler with top_k_candidates(), over the candidates' ids (ascending) and

@@ -44,6 +44,11 @@ void TopKWarper::Apply(const TokenHistory&, std::span<float> logits) const {
 }
 
 void TopPWarper::Apply(const TokenHistory&, std::span<float> logits) const {
+  CutNucleus(logits, Softmax(logits), 0.0, top_p_, min_keep_);
+}
+
+void CutNucleus(std::span<float> logits, std::span<const double> p, double before, double top_p,
+                int64_t min_keep) {
   const size_t n = logits.size();
   // Ascending by logit; of equal logits the higher id comes first (is removed first).
   std::vector<int32_t> order(n);
@@ -51,10 +56,9 @@ void TopPWarper::Apply(const TokenHistory&, std::span<float> logits) const {
   std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
     return logits[a] != logits[b] ? logits[a] < logits[b] : a > b;
   });
-  const std::vector<double> p = Softmax(logits);
-  const double threshold = 1.0 - top_p_;
-  const size_t removable = n > static_cast<size_t>(min_keep_) ? n - min_keep_ : 0;
-  double cumulative = 0;
+  const double threshold = 1.0 - top_p;
+  const size_t removable = n > static_cast<size_t>(min_keep) ? n - min_keep : 0;
+  double cumulative = before;
   std::vector<int32_t> removed;
   for (size_t i = 0; i < removable; ++i) {
     cumulative += p[order[i]];

@@ -41,6 +41,15 @@ class TopKWarper : public LogitsProcessor {
   int64_t top_k_;
 };
 
+// Top-p's cut: `p` holds each token's probability (in `logits`' order) and `before` the
+// probability of tokens left out of `logits` that are all less likely than any of them (0
+// for a whole row). Sets to -inf the least likely tokens (the higher id first among equal
+// logits) whose cumulative probability, counted on from `before`, stays <= 1 - top_p,
+// keeping at least min_keep. The caller has checked that `before` <= 1 - top_p (else the
+// cut would also keep tokens that were left out).
+void CutNucleus(std::span<float> logits, std::span<const double> p, double before, double top_p,
+                int64_t min_keep);
+
 // Nucleus sampling: removes the least likely tokens whose cumulative probability is
 // <= 1 - top_p, keeping the min_tokens_to_keep most likely.
 class TopPWarper : public LogitsProcessor {

@@ -1,5 +1,7 @@
 // The host-memory BackendBuffer of the CPU backends, and the default Backend methods that
 // need more than a line (kernels/ops.h).
+#include <cmath>
+#include <limits>
 #include <new>
 #include <vector>
 
@@ -54,6 +56,33 @@ absl::Status Backend::ArgMaxRows(const float* x, int64_t rows, int64_t dim, RowA
       row = host.data();
     }
     out[r] = ArgMaxOfRow({row, static_cast<size_t>(dim)});
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Backend::SoftmaxDenominators(const float* x, int64_t rows, int64_t dim,
+                                          std::span<const float> temperature, double* sums) {
+  if (rows < 0 || dim < 0 || temperature.size() != static_cast<size_t>(rows)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "SoftmaxDenominators: rows=%d and dim=%d must not be negative, and temperature (%d) "
+        "needs one entry per row",
+        rows, dim, temperature.size()));
+  }
+  std::vector<float> scaled(static_cast<size_t>(dim));
+  for (int64_t r = 0; r < rows; ++r) {
+    const float t = temperature[static_cast<size_t>(r)];
+    sums[r] = 0;
+    if (!(t > 0)) continue;
+    RETURN_IF_ERROR(CopyFromBackend(scaled.data(), x + r * dim, scaled.size() * sizeof(float)));
+    float max = -std::numeric_limits<float>::infinity();
+    for (float& v : scaled) {
+      v /= t;
+      if (v > max) max = v;
+    }
+    if (!std::isfinite(max)) continue;
+    double sum = 0;
+    for (float v : scaled) sum += std::isnan(v) ? 0.0 : std::exp(static_cast<double>(v) - max);
+    sums[r] = sum;
   }
   return absl::OkStatus();
 }

@@ -131,6 +131,16 @@ class Backend {
                                               std::span<const float> temperature,
                                               int64_t capacity, int32_t* ids, float* values,
                                               int32_t* counts);
+  // Top-p's normalizer without the rows leaving the backend: for row r of x [rows, dim]
+  // (this backend's memory) with temperature[r] > 0, sums[r] = Σ_i exp(x[r, i] / T - max)
+  // in float64 (NaN weighs 0), T = temperature[r] and max the row's largest x / T; 0 when
+  // that max is not finite. Rows with temperature[r] <= 0 are skipped (sums[r] = 0). sums is
+  // host memory. A device may add in another order than the host's sequential sum (float64
+  // rounding).
+  [[nodiscard]] virtual absl::Status SoftmaxDenominators(const float* x, int64_t rows,
+                                                         int64_t dim,
+                                                         std::span<const float> temperature,
+                                                         double* sums);
   // Plain sampling without the rows leaving the backend: for row r of x [rows, dim] (this
   // backend's memory) with u[r] >= 0, tokens[r] = DrawFromRow(row r / temperature[r], u[r])
   // (common/row_sample.h; the division is TemperatureWarper's float division); u[r] < 0
@@ -193,6 +203,18 @@ class Backend {
 
   // out[i] = silu(gate[i]) * up[i]; out may alias gate or up.
   virtual void SiluMul(const float* gate, const float* up, int64_t count, float* out) = 0;
+  // SwiGLU over a stacked gate|up MatMul's output: row i of out [n, width] = SiluMul of the
+  // two halves of row i of gate_up [n, 2 * width] (gate first), the same values as SiluMul
+  // row by row, in one call (one launch on a device). out must not overlap gate_up.
+  virtual void SwiGluRows(const float* gate_up, int64_t n, int64_t width, float* out) {
+    for (int64_t i = 0; i < n; ++i) {
+      SiluMul(gate_up + 2 * i * width, gate_up + (2 * i + 1) * width, width, out + i * width);
+    }
+  }
+  // How many rows one MatMul over stacked matrices (PackWeights) takes: the model's output
+  // scratch for it holds that many rows of the stacked width. Small where that scratch
+  // should stay in a CPU's cache; a device's GEMM wants many rows to reach its peak.
+  virtual int64_t stacked_rows_per_call() const { return 64; }
 
   // out[i] = a[i] + b[i]; out may alias a or b.
   virtual void Add(const float* a, const float* b, int64_t count, float* out) = 0;

@@ -84,10 +84,6 @@ absl::StatusOr<std::vector<float>> GetVector(const WeightStore& store, const std
   return out;
 }
 
-// A stacked MatMul runs over at most this many rows at a time, so that its output buffer
-// stays small (a 512-token prefill would otherwise need 512 rows of gate|up).
-constexpr int64_t kStackedRows = 64;
-
 // Reads one byte per page so that the mapping is resident before the first forward (row by
 // row for a column slice, whose rows have gaps that belong to other ranks).
 uint8_t TouchPages(const TensorView& view) {
@@ -374,7 +370,10 @@ absl::Status LlamaModel::EnsureScratch(int64_t n) {
   ASSIGN_OR_RETURN(k_, b.Allocate(floats(local_kv_heads_ * c.head_dim)));
   ASSIGN_OR_RETURN(v_, b.Allocate(floats(local_kv_heads_ * c.head_dim)));
   if (stacked_width_ > 0 && stacked_ == nullptr) {
-    ASSIGN_OR_RETURN(stacked_, b.Allocate(static_cast<size_t>(kStackedRows * stacked_width_) *
+    // A stacked MatMul runs over at most this many rows at a time, so that its output buffer
+    // stays bounded (a long prefill would otherwise need all its rows of gate|up).
+    ASSIGN_OR_RETURN(stacked_, b.Allocate(static_cast<size_t>(b.stacked_rows_per_call() *
+                                                              stacked_width_) *
                                           sizeof(float)));
   }
   scratch_tokens_ = n;
@@ -438,8 +437,9 @@ absl::Status LlamaModel::ProjectQkv(const Layer& layer, int64_t n, float* q, flo
   const int64_t qd = layer.wq.dim(0), kd = layer.wk.dim(0), vd = layer.wv.dim(0);
   const int64_t width = qd + kd + vd;
   float* rows = stacked_->as<float>();
-  for (int64_t i0 = 0; i0 < n; i0 += kStackedRows) {
-    const int64_t count = std::min(kStackedRows, n - i0);
+  const int64_t per_call = b.stacked_rows_per_call();
+  for (int64_t i0 = 0; i0 < n; i0 += per_call) {
+    const int64_t count = std::min(per_call, n - i0);
     RETURN_IF_ERROR(NormMatMul(layer.attn_norm, i0, count, layer.wqkv, rows));
     // Each part's columns of the stacked rows to its own rows.
     const int64_t f = sizeof(float);
@@ -465,12 +465,11 @@ absl::Status LlamaModel::GateUp(const Layer& layer, int64_t n, float* act) {
   }
   // Row i of the stacked output is [gate_i | up_i].
   float* rows = stacked_->as<float>();
-  for (int64_t i0 = 0; i0 < n; i0 += kStackedRows) {
-    const int64_t count = std::min(kStackedRows, n - i0);
+  const int64_t per_call = b.stacked_rows_per_call();
+  for (int64_t i0 = 0; i0 < n; i0 += per_call) {
+    const int64_t count = std::min(per_call, n - i0);
     RETURN_IF_ERROR(NormMatMul(layer.ffn_norm, i0, count, layer.w_gate_up, rows));
-    for (int64_t i = 0; i < count; ++i) {
-      b.SiluMul(rows + 2 * i * ffn, rows + (2 * i + 1) * ffn, ffn, act + (i0 + i) * ffn);
-    }
+    b.SwiGluRows(rows, count, ffn, act + i0 * ffn);
   }
   return absl::OkStatus();
 }

@@ -6,6 +6,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/row_nucleus.h"
 #include "common/status_macros.h"
 #include "model/llama_model.h"
 
@@ -30,6 +31,7 @@ absl::Status LlamaModel::LmHeadSelect(const float* normed, int64_t rows,
   selection->argmax.assign(n, RowArgMax{});
   selection->candidates.assign(n, TopKCandidates{});
   selection->drawn.assign(n, -1);
+  selection->denominators.assign(n, 0.0);
   selection->row_index.assign(n, -1);
   std::vector<bool> whole(n, false);
   for (size_t r = 0; r < n; ++r) whole[r] = wants[r].kind == Kind::kRow;
@@ -41,14 +43,17 @@ absl::Status LlamaModel::LmHeadSelect(const float* normed, int64_t rows,
   if (wanted(Kind::kArgMax)) {  // every row: one launch, and cheap next to the LM head
     RETURN_IF_ERROR(backend_->ArgMaxRows(all, rows, vocab, selection->argmax.data()));
   }
-  if (wanted(Kind::kTopK)) {
+  const auto by_top_k = [](Kind kind) { return kind == Kind::kTopK || kind == Kind::kNucleus; };
+  if (wanted(Kind::kTopK) || wanted(Kind::kNucleus)) {
     std::vector<int32_t> k(n, 0);
-    std::vector<float> temperature(n, 1.0f);
+    std::vector<float> temperature(n, 1.0f), nucleus_temperature(n, 0.0f);
     int64_t capacity = 0;
     for (size_t r = 0; r < n; ++r) {
-      if (wants[r].kind != Kind::kTopK) continue;
-      k[r] = static_cast<int32_t>(std::min<int64_t>(wants[r].top_k, vocab));
+      if (!by_top_k(wants[r].kind)) continue;
+      const int64_t top_k = wants[r].kind == Kind::kTopK ? wants[r].top_k : kNucleusCandidates;
+      k[r] = static_cast<int32_t>(std::min<int64_t>(top_k, vocab));
       temperature[r] = wants[r].temperature;
+      if (wants[r].kind == Kind::kNucleus) nucleus_temperature[r] = wants[r].temperature;
       capacity = std::max<int64_t>(capacity, k[r] + kTopKTieRoom);
     }
     capacity = std::min(capacity, vocab);
@@ -56,16 +61,31 @@ absl::Status LlamaModel::LmHeadSelect(const float* normed, int64_t rows,
     std::vector<float> values(ids.size());
     RETURN_IF_ERROR(backend_->TopKRows(all, rows, vocab, k, temperature, capacity, ids.data(),
                                        values.data(), counts.data()));
+    if (wanted(Kind::kNucleus)) {  // rows at temperature 0 are skipped
+      RETURN_IF_ERROR(backend_->SoftmaxDenominators(all, rows, vocab, nucleus_temperature,
+                                                    selection->denominators.data()));
+    }
     for (size_t r = 0; r < n; ++r) {
-      if (wants[r].kind != Kind::kTopK) continue;
+      if (!by_top_k(wants[r].kind)) continue;
       if (counts[r] < 1 || counts[r] > capacity) {  // a NaN, or more ties than room
         whole[r] = true;
         continue;
       }
-      const auto first = static_cast<std::ptrdiff_t>(r * static_cast<size_t>(capacity));
-      selection->candidates[r].ids.assign(ids.begin() + first, ids.begin() + first + counts[r]);
-      selection->candidates[r].values.assign(values.begin() + first,
-                                             values.begin() + first + counts[r]);
+      const auto first = ids.begin() + static_cast<std::ptrdiff_t>(r * static_cast<size_t>(capacity));
+      const auto first_value =
+          values.begin() + static_cast<std::ptrdiff_t>(r * static_cast<size_t>(capacity));
+      if (wants[r].kind == Kind::kNucleus) {
+        // The nucleus must end within the candidates (the sampler decides alike).
+        const double outside = ProbabilityOutside({&*first_value, static_cast<size_t>(counts[r])},
+                                                  wants[r].temperature,
+                                                  selection->denominators[r]);
+        if (outside < 0 || outside > 1.0 - wants[r].top_p) {
+          whole[r] = true;
+          continue;
+        }
+      }
+      selection->candidates[r].ids.assign(first, first + counts[r]);
+      selection->candidates[r].values.assign(first_value, first_value + counts[r]);
     }
   }
   if (wanted(Kind::kDraw)) {

@@ -154,6 +154,7 @@ absl::Status LlamaModel::ForwardPaged(const PagedBatch& batch, PagedKvCache& cac
     selection->argmax.clear();
     selection->candidates.clear();
     selection->drawn.clear();
+    selection->denominators.clear();
     selection->row_index.clear();
   } else {
     logits->resize(static_cast<size_t>(rows * c.vocab_size));

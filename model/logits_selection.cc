@@ -17,6 +17,13 @@ absl::Status CheckLogitsSelection(const LogitsSelection& selection, int64_t rows
           "ForwardPaged: selection.wants[", r, "] asks for top_k ", want.top_k,
           " at temperature ", want.temperature, "; both must be > 0"));
     }
+    if (want.kind == LogitsRowWant::Kind::kNucleus &&
+        (!(want.temperature > 0) || !(want.top_p > 0 && want.top_p < 1))) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "ForwardPaged: selection.wants[", r, "] asks for a nucleus at temperature ",
+          want.temperature, " and top_p ", want.top_p,
+          "; the temperature must be > 0 and top_p in (0, 1)"));
+    }
     if (want.kind == LogitsRowWant::Kind::kDraw &&
         (!(want.temperature > 0) || !(want.u >= 0 && want.u < 1))) {
       return absl::InvalidArgumentError(absl::StrCat(

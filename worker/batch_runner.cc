@@ -289,6 +289,11 @@ std::vector<LogitsRowWant> BatchRunner::LogitsWants(const StepPlan& plan,
                top_k.has_value() && top_k->k <= kMaxTopKCandidates) {
       wants[r] = {Kind::kTopK, top_k->k, top_k->temperature};
       any = true;
+    } else if (const auto nucleus = sampler->second.nucleus(); nucleus.has_value()) {
+      wants[r].kind = Kind::kNucleus;
+      wants[r].temperature = nucleus->temperature;
+      wants[r].top_p = nucleus->top_p;
+      any = true;
     } else if (const auto temperature = sampler->second.plain_sampling_temperature();
                temperature.has_value() && e.num_samples == 1) {
       const SequenceGroup* group = scheduler_->FindRequest(e.request_id);
@@ -334,7 +339,7 @@ absl::StatusOr<StepResult> BatchRunner::Decode(const StepPlan& plan, const StepB
   const bool selected = !selection_.wants.empty();
   if (selected && (selection_.wants.size() != rows || selection_.row_index.size() != rows ||
                    selection_.argmax.size() != rows || selection_.candidates.size() != rows ||
-                   selection_.drawn.size() != rows)) {
+                   selection_.drawn.size() != rows || selection_.denominators.size() != rows)) {
     return absl::InternalError(absl::StrCat("BatchRunner: a logits selection of ",
                                             selection_.row_index.size(), " rows for ", rows,
                                             " logits entries"));
@@ -396,7 +401,16 @@ absl::StatusOr<StepResult> BatchRunner::Decode(const StepPlan& plan, const StepB
     const TopKCandidates* candidates = row_index < 0 ? &selection_.candidates[r] : nullptr;
     for (int k = 0; k < e.num_samples; ++k) {
       SampleResult s;
-      if (candidates != nullptr) {  // the same token as the whole row would give
+      if (candidates != nullptr && selection_.wants[r].kind == Kind::kNucleus) {
+        processed.assign(candidates->values.begin(), candidates->values.end());
+        std::optional<SampleResult> from_nucleus = sampler->second.SampleNucleus(
+            history, candidates->ids, processed, selection_.denominators[r], index + k);
+        if (!from_nucleus.has_value()) {  // the model checked it with the same rule
+          return absl::InternalError(absl::StrCat("BatchRunner: the nucleus of sequence ",
+                                                  e.seq_id, " reaches past its candidates"));
+        }
+        s = *std::move(from_nucleus);
+      } else if (candidates != nullptr) {  // the same token as the whole row would give
         processed.assign(candidates->values.begin(), candidates->values.end());
         s = sampler->second.SampleCandidates(history, candidates->ids, processed, index + k);
       } else {

@@ -181,7 +181,9 @@ class BatchRunner {
   // What each logits row of the step needs to come back (StepWork::logits_wants): its argmax
   // for a greedy row with no processor, no logprobs, one sample and no strategy; its top-k
   // candidates for a sampled row whose sampler offers them (Sampler::top_k_candidates, k up
-  // to kMaxTopKCandidates); its drawn token for one plain sample at a temperature
+  // to kMaxTopKCandidates); its most likely tokens and softmax denominator for a top-p
+  // sampled row without top-k (Sampler::nucleus); its drawn token for one plain sample at a
+  // temperature
   // (Sampler::plain_sampling_temperature); else the whole row. Empty when every row needs
   // its whole row.
   std::vector<LogitsRowWant> LogitsWants(const StepPlan& plan, const StepBatch& batch) const;

@@ -9,7 +9,8 @@
 // kernel's error surfaces) and CopyToBackend.
 //
 // MatMul: F16/BF16 weights through cuBLASLt (CudaGemm) at any n; quantized weights through
-// the GEMV kernel, 8 activation rows at a time. Attention and PagedAttention are one
+// the GEMV kernel, 8 activation rows at a time, and from 64 rows on dequantized to F16 a
+// slice at a time for cuBLASLt (CudaGemmQuantized). Attention and PagedAttention are one
 // launch over every query row (attention_rows.h): the split-K decode kernel when each
 // sequence has one row, the tiled prefill kernel when some sequence has more. The
 // element-wise ops return nothing in the Backend interface, so a failure there is kept and
@@ -77,6 +78,8 @@ class CudaBackend : public Backend {
   absl::Status TopKRows(const float* x, int64_t rows, int64_t dim, std::span<const int32_t> k,
                         std::span<const float> temperature, int64_t capacity, int32_t* ids,
                         float* values, int32_t* counts) override;
+  absl::Status SoftmaxDenominators(const float* x, int64_t rows, int64_t dim,
+                                   std::span<const float> temperature, double* sums) override;
   absl::Status SampleRows(const float* x, int64_t rows, int64_t dim,
                           std::span<const float> temperature, std::span<const double> u,
                           int32_t* tokens) override;
@@ -91,6 +94,9 @@ class CudaBackend : public Backend {
   void Rope(float* x, int64_t n_tokens, int64_t num_heads, std::span<const int32_t> positions,
             const RopeParams& params) override;
   void SiluMul(const float* gate, const float* up, int64_t count, float* out) override;
+  void SwiGluRows(const float* gate_up, int64_t n, int64_t width, float* out) override;
+  // cuBLASLt reaches its throughput at hundreds of rows, not the CPU's cache-sized 64.
+  int64_t stacked_rows_per_call() const override { return 512; }
   void Add(const float* a, const float* b, int64_t count, float* out) override;
   void Attention(const float* q, int64_t n_tokens, std::span<const int32_t> positions,
                  const float* k_cache, const float* v_cache, int64_t cache_len,
@@ -140,8 +146,11 @@ class CudaBackend : public Backend {
   UploadSlot ids_, positions_, entry_rows_, tables_, context_lens_, tiles_, inv_freq_, slots_;
   UploadSlot top_k_, temperatures_, uniforms_;
   // argmax_: ArgMaxRows' results; top_k_results_: TopKRows' counts, ids and values, one
-  // copy back; drawn_: SampleRows' tokens.
-  DeviceBuffer split_workspace_, argmax_, top_k_results_, drawn_;
+  // copy back; drawn_: SampleRows' tokens; denominators_: SoftmaxDenominators' sums.
+  DeviceBuffer split_workspace_, argmax_, top_k_results_, drawn_, denominators_;
+  // MatMul's F16 copy of a slice of a quantized matrix, for batches of kDequantizedGemmRows
+  // rows or more (CudaGemmQuantized), at most kDequantScratchBytes.
+  DeviceBuffer dequantized_;
 };
 
 }  // namespace tessera

@@ -4,6 +4,7 @@
 #include <cstddef>
 
 #include "absl/strings/str_format.h"
+#include "common/status_macros.h"
 #include "kernels/cuda/cuda_runtime_shim.h"
 #include "kernels/cuda/attention_shim.h"
 #include "kernels/cuda/elementwise_shim.h"
@@ -105,6 +106,13 @@ absl::Status CudaSiluMul(const float* gate, const float* up, int64_t count, floa
   return FromCode(cuda_shim::SiluMul(gate, up, count, out, &error, LaunchOn(stream)), error, "SiluMul");
 }
 
+absl::Status CudaSwiGluRows(const float* gate_up, int64_t n, int64_t width, float* out,
+                            const CudaStream* stream) {
+  cuda_shim::Error error;
+  return FromCode(cuda_shim::SwiGluRows(gate_up, n, width, out, &error, LaunchOn(stream)), error,
+                  "SwiGluRows");
+}
+
 absl::Status CudaAdd(const float* a, const float* b, int64_t count, float* out,
                      const CudaStream* stream) {
   cuda_shim::Error error;
@@ -182,6 +190,19 @@ absl::Status CudaTopKRows(const float* x, int64_t rows, int64_t dim, const int32
                   error, "TopKRows");
 }
 
+absl::Status CudaSoftmaxDenominators(const float* x, int64_t rows, int64_t dim,
+                                     const float* temperature, double* sums,
+                                     const CudaStream* stream) {
+  if (rows < 0 || dim < 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "CudaSoftmaxDenominators: rows=%d and dim=%d must not be negative", rows, dim));
+  }
+  cuda_shim::Error error;
+  return FromCode(cuda_shim::SoftmaxDenominators(x, rows, dim, temperature, sums, &error,
+                                                 LaunchOn(stream)),
+                  error, "SoftmaxDenominators");
+}
+
 absl::Status CudaDrawRows(const float* x, int64_t rows, int64_t dim, const float* temperature,
                           const double* u, int32_t* tokens, const CudaStream* stream) {
   if (rows < 0 || dim < 0) {
@@ -239,6 +260,38 @@ absl::Status CudaGemm(const float* x, int64_t n, int64_t k, const TensorView& w,
   if (n < 1) return absl::InvalidArgumentError(absl::StrFormat("CudaGemm: n=%d must be >= 1", n));
   cuda_shim::Error error;
   return FromCode(cuda_shim::Gemm16(x, n, k, w.data, *type, w.dim(0), y, &error, LaunchOn(stream)), error, "Gemm");
+}
+
+absl::Status CudaGemmQuantized(const float* x, int64_t n, int64_t k, const TensorView& w,
+                               float* y, void* scratch, int64_t scratch_halves,
+                               const CudaStream* stream) {
+  absl::StatusOr<int> type = WeightTypeOf("CudaGemmQuantized", "w", w);
+  if (!type.ok()) return type.status();
+  if (!Traits(w.dtype).quantized) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "CudaGemmQuantized: w dtype %s is not a quantized format", DTypeName(w.dtype)));
+  }
+  if (w.dim(1) != k || n < 1 || scratch_halves < k) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "CudaGemmQuantized: w has %d columns for k=%d, n=%d must be >= 1, and the scratch "
+        "(%d halves) must hold a row",
+        w.dim(1), k, n, scratch_halves));
+  }
+  const int64_t m = w.dim(0);
+  const int64_t slice = std::min(m, scratch_halves / k);
+  const int64_t row_bytes = w.RowBytes();
+  for (int64_t r0 = 0; r0 < m; r0 += slice) {
+    const int64_t rows = std::min(slice, m - r0);
+    cuda_shim::Error error;
+    RETURN_IF_ERROR(FromCode(
+        cuda_shim::DequantizeToF16(static_cast<const uint8_t*>(w.data) + r0 * row_bytes, *type,
+                                   rows, k, scratch, &error, LaunchOn(stream)),
+        error, "DequantizeToF16"));
+    RETURN_IF_ERROR(FromCode(cuda_shim::Gemm16(x, n, k, scratch, cuda_shim::kWF16, rows, y + r0,
+                                               &error, LaunchOn(stream), m),
+                             error, "Gemm"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status CudaPagedAttention(const float* q, const CudaAttentionEntries& e,

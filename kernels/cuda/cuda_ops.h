@@ -74,6 +74,8 @@ class CudaStream {
                                        const CudaStream* stream = nullptr);
 [[nodiscard]] absl::Status CudaSiluMul(const float* gate, const float* up, int64_t count,
                                        float* out, const CudaStream* stream = nullptr);
+[[nodiscard]] absl::Status CudaSwiGluRows(const float* gate_up, int64_t n, int64_t width,
+                                          float* out, const CudaStream* stream = nullptr);
 [[nodiscard]] absl::Status CudaAdd(const float* a, const float* b, int64_t count, float* out,
                                    const CudaStream* stream = nullptr);
 [[nodiscard]] absl::Status CudaSoftmax(float* x, int64_t n, int64_t dim,
@@ -92,6 +94,10 @@ class CudaStream {
                                         int64_t capacity, int32_t* ids, float* values,
                                         int32_t* counts, const CudaStream* stream = nullptr);
 
+// As Backend::SoftmaxDenominators with every array in device memory (`rows` entries each).
+[[nodiscard]] absl::Status CudaSoftmaxDenominators(const float* x, int64_t rows, int64_t dim,
+                                                   const float* temperature, double* sums,
+                                                   const CudaStream* stream = nullptr);
 // As Backend::SampleRows with every array in device memory (`rows` entries each).
 [[nodiscard]] absl::Status CudaDrawRows(const float* x, int64_t rows, int64_t dim,
                                         const float* temperature, const double* u,
@@ -123,6 +129,16 @@ bool CudaReadsWeightType(DType type);
 // or shape; INTERNAL with cuBLASLt's status name when it fails.
 [[nodiscard]] absl::Status CudaGemm(const float* x, int64_t n, int64_t k, const TensorView& w,
                                     float* y, const CudaStream* stream = nullptr);
+
+// The prefill GEMM for a quantized W [m, k] (a GGML block format, dense rows, device
+// memory): slices of W's rows are dequantized to F16 in `scratch` (device memory of
+// `scratch_halves` 16-bit elements, at least k), then CudaGemm over each slice writes its
+// columns of y [n, m]. For many activation rows, where the GEMV would read W once per 8 rows;
+// the weights are rounded to F16 on the way (the activations as CudaGemm rounds them).
+[[nodiscard]] absl::Status CudaGemmQuantized(const float* x, int64_t n, int64_t k,
+                                             const TensorView& w, float* y, void* scratch,
+                                             int64_t scratch_halves,
+                                             const CudaStream* stream = nullptr);
 
 // Attention over a paged KV cache in device memory for the entries of an AttentionRows
 // (attention_rows.h) whose arrays are in device memory: entry e reads q row rows[e] and

@@ -62,6 +62,16 @@ __global__ void SiluMulKernel(const float* gate, const float* up, int64_t count,
   }
 }
 
+// SiluMulKernel's arithmetic on the halves of each row of gate_up [rows, 2 * width].
+__global__ void SwiGluRowsKernel(const float* gate_up, int64_t width, int64_t count, float* out) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t row = i / width, col = i - row * width;
+    const float g = gate_up[2 * row * width + col];
+    out[i] = g / (1.0f + expf(-g)) * gate_up[(2 * row + 1) * width + col];
+  }
+}
+
 __global__ void AddKernel(const float* a, const float* b, int64_t count, float* out) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -210,6 +220,14 @@ int SiluMul(const float* gate, const float* up, int64_t count, float* out, Error
             const Launch& launch) {
   if (count <= 0) return 0;
   SiluMulKernel<<<Blocks(count), kBlock, 0, StreamOf(launch)>>>(gate, up, count, out);
+  return FinishLaunch(error, launch);
+}
+
+int SwiGluRows(const float* gate_up, int64_t rows, int64_t width, float* out, Error* error,
+               const Launch& launch) {
+  const int64_t count = rows * width;
+  if (count <= 0) return 0;
+  SwiGluRowsKernel<<<Blocks(count), kBlock, 0, StreamOf(launch)>>>(gate_up, width, count, out);
   return FinishLaunch(error, launch);
 }
 

@@ -47,6 +47,9 @@ int RmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float e
             Error* error, const Launch& launch = {});
 int SiluMul(const float* gate, const float* up, int64_t count, float* out, Error* error,
             const Launch& launch = {});
+// As Backend::SwiGluRows: out [rows, width] from gate_up [rows, 2 * width].
+int SwiGluRows(const float* gate_up, int64_t rows, int64_t width, float* out, Error* error,
+               const Launch& launch = {});
 int Add(const float* a, const float* b, int64_t count, float* out, Error* error,
         const Launch& launch = {});
 int Softmax(float* x, int64_t n, int64_t dim, Error* error, const Launch& launch = {});
@@ -67,6 +70,10 @@ int ArgMaxRows(const float* x, int64_t rows, int64_t dim, ArgMaxPair* out, Error
 int TopKRows(const float* x, int64_t rows, int64_t dim, const int32_t* k,
              const float* temperature, int64_t capacity, int32_t* ids, float* values,
              int32_t* counts, Error* error, const Launch& launch = {});
+// As Backend::SoftmaxDenominators (sampling.cu) with every array in device memory
+// (temperature and sums `rows` entries).
+int SoftmaxDenominators(const float* x, int64_t rows, int64_t dim, const float* temperature,
+                        double* sums, Error* error, const Launch& launch = {});
 // As Backend::SampleRows (the rule of common/row_sample.h; sampling.cu) with every array in
 // device memory: temperature, u and tokens `rows` entries.
 int DrawRows(const float* x, int64_t rows, int64_t dim, const float* temperature,
@@ -76,6 +83,10 @@ int DrawRows(const float* x, int64_t rows, int64_t dim, const float* temperature
 // ids are device ints already checked to lie in [0, rows).
 int Embedding(const void* table, int type, int64_t cols, const int32_t* ids, int64_t n,
               float* out, Error* error, const Launch& launch = {});
+// out [rows, k] (F16, device) = the first `rows` rows of W [*, k] of `type` dequantized and
+// rounded to nearest (k a multiple of 8), for a cuBLASLt GEMM over many activation rows.
+int DequantizeToF16(const void* w, int type, int64_t rows, int64_t k, void* out, Error* error,
+                    const Launch& launch = {});
 // y[j, r] = x[j, :] · W[r, :] for W [m, k] of `type` and float activations x [n, k]
 // (decode-sized n <= 8; one warp per weight row, dequantizing as it reads).
 int Gemv(const void* w, int type, int64_t m, int64_t k, const float* x, int64_t n, float* y,

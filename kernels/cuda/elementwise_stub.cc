@@ -41,6 +41,9 @@ int RmsNorm(const float*, const float*, int64_t, int64_t, float, float*, Error* 
 int SiluMul(const float*, const float*, int64_t, float*, Error* error, const Launch&) {
   return NotBuilt(error);
 }
+int SwiGluRows(const float*, int64_t, int64_t, float*, Error* error, const Launch&) {
+  return NotBuilt(error);
+}
 int Add(const float*, const float*, int64_t, float*, Error* error, const Launch&) {
   return NotBuilt(error);
 }
@@ -61,12 +64,19 @@ int DrawRows(const float*, int64_t, int64_t, const float*, const double*, int32_
              Error* error, const Launch&) {
   return NotBuilt(error);
 }
+int SoftmaxDenominators(const float*, int64_t, int64_t, const float*, double*, Error* error,
+                        const Launch&) {
+  return NotBuilt(error);
+}
 int Embedding(const void*, int, int64_t, const int32_t*, int64_t, float*, Error* error,
               const Launch&) {
   return NotBuilt(error);
 }
 int Gemv(const void*, int, int64_t, int64_t, const float*, int64_t, float*, Error* error,
          const Launch&) {
+  return NotBuilt(error);
+}
+int DequantizeToF16(const void*, int, int64_t, int64_t, void*, Error* error, const Launch&) {
   return NotBuilt(error);
 }
 
@@ -82,7 +92,7 @@ int WriteKv(const float*, const float*, const int32_t*, int64_t, int64_t, void*,
 }
 
 int Gemm16(const float*, int64_t, int64_t, const void*, int, int64_t, float*, Error* error,
-           const Launch&) {
+           const Launch&, int64_t) {
   return NotBuilt(error);
 }
 

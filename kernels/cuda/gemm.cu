@@ -59,8 +59,9 @@ struct StreamScratch {
 struct LtState {
   std::mutex mu;
   cublasLtHandle_t handle = nullptr;
-  // By (type, m, n, k, alignment of W, alignment of y).
-  std::map<std::tuple<int, int64_t, int64_t, int64_t, uint32_t, uint32_t>, std::unique_ptr<Plan>>
+  // By (type, m, n, k, row stride of y, alignment of W, alignment of y).
+  std::map<std::tuple<int, int64_t, int64_t, int64_t, int64_t, uint32_t, uint32_t>,
+           std::unique_ptr<Plan>>
       plans;
   std::map<cudaStream_t, StreamScratch> scratch;
 };
@@ -92,10 +93,11 @@ uint32_t Alignment(const void* p) {
 }
 
 // The plan for y[n, m] = x[n, k] · W[m, k]ᵀ with 16-bit `ab_type` inputs (a cache hit, or new),
-// W and y aligned to `w_align` and `y_align` bytes (x is the call's own, fully aligned).
-int GetPlan(LtState& s, cudaDataType_t ab_type, int64_t m, int64_t n, int64_t k,
+// y's rows `ldy` apart, W and y aligned to `w_align` and `y_align` bytes (x is the call's
+// own, fully aligned).
+int GetPlan(LtState& s, cudaDataType_t ab_type, int64_t m, int64_t n, int64_t k, int64_t ldy,
             uint32_t w_align, uint32_t y_align, const Plan** out, Error* error) {
-  const auto key = std::make_tuple(static_cast<int>(ab_type), m, n, k, w_align, y_align);
+  const auto key = std::make_tuple(static_cast<int>(ab_type), m, n, k, ldy, w_align, y_align);
   if (auto it = s.plans.find(key); it != s.plans.end()) {
     *out = it->second.get();
     return 0;
@@ -109,7 +111,7 @@ int GetPlan(LtState& s, cudaDataType_t ab_type, int64_t m, int64_t n, int64_t k,
   cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSB, &plain, sizeof(plain));
   st = cublasLtMatrixLayoutCreate(&plan->a, ab_type, k, m, k);
   if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatrixLayoutCreate(&plan->b, ab_type, k, n, k);
-  if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatrixLayoutCreate(&plan->c, CUDA_R_32F, m, n, m);
+  if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatrixLayoutCreate(&plan->c, CUDA_R_32F, m, n, ldy);
   if (st != CUBLAS_STATUS_SUCCESS) return LtFail(st, "matrix layouts", error);
   cublasLtMatmulPreference_t pref = nullptr;
   st = cublasLtMatmulPreferenceCreate(&pref);
@@ -140,9 +142,15 @@ int GetPlan(LtState& s, cudaDataType_t ab_type, int64_t m, int64_t n, int64_t k,
 }  // namespace
 
 int Gemm16(const float* x, int64_t n, int64_t k, const void* w, int type, int64_t m, float* y,
-           Error* error, const Launch& launch) {
+           Error* error, const Launch& launch, int64_t ldy) {
   if (type != kWF16 && type != kWBF16) {
     std::snprintf(error->text, sizeof(error->text), "Gemm16: weights must be F16 or BF16");
+    return static_cast<int>(cudaErrorInvalidValue);
+  }
+  if (ldy == 0) ldy = m;
+  if (ldy < m) {
+    std::snprintf(error->text, sizeof(error->text), "Gemm16: ldy %lld is below m %lld",
+                  static_cast<long long>(ldy), static_cast<long long>(m));
     return static_cast<int>(cudaErrorInvalidValue);
   }
   if (n <= 0 || m <= 0 || k <= 0) return 0;
@@ -180,7 +188,7 @@ int Gemm16(const float* x, int64_t n, int64_t k, const void* w, int type, int64_
   if (cudaError_t err = cudaGetLastError(); err != cudaSuccess) return Fail(err, error);
 
   const Plan* plan = nullptr;
-  if (int code = GetPlan(s, bf16 ? CUDA_R_16BF : CUDA_R_16F, m, n, k, Alignment(w),
+  if (int code = GetPlan(s, bf16 ? CUDA_R_16BF : CUDA_R_16F, m, n, k, ldy, Alignment(w),
                          Alignment(y), &plan, error);
       code != 0) {
     return code;

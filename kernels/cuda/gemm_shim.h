@@ -13,8 +13,9 @@ namespace tessera::cuda_shim {
 // y: x is rounded to W's type on the device (ties to even), then one cuBLASLt matmul with
 // FP32 accumulation writes y in float. Kept between calls: the handle, each shape's
 // descriptors and chosen algorithm, and per stream a 32 MiB workspace and the rounded-x
-// buffer. Thread-safe.
+// buffer. Thread-safe. Row j of y starts at y + j * ldy (ldy >= m; 0 means m), so that a
+// matmul over a slice of W's rows can write its columns of a wider y.
 int Gemm16(const float* x, int64_t n, int64_t k, const void* w, int type, int64_t m, float* y,
-           Error* error, const Launch& launch = {});
+           Error* error, const Launch& launch = {}, int64_t ldy = 0);
 
 }  // namespace tessera::cuda_shim

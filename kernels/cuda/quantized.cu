@@ -5,6 +5,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "kernels/cuda/elementwise_shim.h"
@@ -71,7 +72,41 @@ __global__ void GemvKernel(const uint8_t* w, int type, int64_t m, int64_t k, int
   }
 }
 
+// Rows of W dequantized to F16, a chunk of kWeightChunk elements per thread (k is a whole
+// number of chunks: block formats have blocks of 32 or 256).
+__global__ void DequantizeToF16Kernel(const uint8_t* w, int type, int64_t rows, int64_t k,
+                                      int64_t row_bytes, __half* out) {
+  const int64_t chunks_per_row = k / kWeightChunk;
+  const int64_t chunks = rows * chunks_per_row;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < chunks;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = i / chunks_per_row;
+    const int64_t c0 = (i - r * chunks_per_row) * kWeightChunk;
+    float wv[kWeightChunk];
+    WeightChunk(w + r * row_bytes, type, c0, wv);
+    __half* dst = out + r * k + c0;
+#pragma unroll
+    for (int j = 0; j < kWeightChunk; ++j) dst[j] = __float2half_rn(wv[j]);
+  }
+}
+
 }  // namespace
+
+int DequantizeToF16(const void* w, int type, int64_t rows, int64_t k, void* out, Error* error,
+                    const Launch& launch) {
+  const int64_t row_bytes = WeightRowBytes(type, k);
+  if (row_bytes == 0 || k % kWeightChunk != 0) {
+    return Invalid(error,
+                   "DequantizeToF16: unsupported weight dtype, or rows not made of whole chunks");
+  }
+  const int64_t chunks = rows * (k / kWeightChunk);
+  if (chunks <= 0) return 0;
+  constexpr int kThreads = 256;
+  const int64_t blocks = std::min<int64_t>((chunks + kThreads - 1) / kThreads, 65535 * 16);
+  DequantizeToF16Kernel<<<static_cast<unsigned>(blocks), kThreads, 0, StreamOf(launch)>>>(
+      static_cast<const uint8_t*>(w), type, rows, k, row_bytes, static_cast<__half*>(out));
+  return FinishLaunch(error, launch);
+}
 
 int Embedding(const void* table, int type, int64_t cols, const int32_t* ids, int64_t n,
               float* out, Error* error, const Launch& launch) {

@@ -1,7 +1,8 @@
 // The CUDA kernels that sample where the logits are (elementwise_shim.h): TopKRows, top-k
 // sampling's candidates of each row (common/row_top_k.h's rule), so a sampled row sends back
-// tens of candidates instead of the whole vocabulary; and DrawRows, plain sampling's
-// inverse-CDF draw (common/row_sample.h's rule), so it sends back one token.
+// tens of candidates instead of the whole vocabulary; SoftmaxDenominators, which top-p needs
+// besides its candidates; and DrawRows, plain sampling's inverse-CDF draw (common/
+// row_sample.h's rule), so it sends back one token.
 //
 // TopKRows: one block per row. The k-th largest of row / temperature is found by radix selection over
 // an order-preserving 32-bit key, 8 bits a pass (4 passes, each a shared histogram of the
@@ -187,7 +188,55 @@ __global__ void DrawRowsKernel(const float* x, int64_t dim, const float* tempera
   if (threadIdx.x == 0) tokens[r] = static_cast<int32_t>(last);
 }
 
+// One block per row: the row's largest value over the temperature, then the float64 sum of
+// the weights, each thread over its strided elements, added in a fixed tree order.
+__global__ void SoftmaxDenominatorsKernel(const float* x, int64_t dim, const float* temperature,
+                                          double* sums) {
+  using FloatReduce = cub::BlockReduce<float, kTopKThreads>;
+  using DoubleReduce = cub::BlockReduce<double, kTopKThreads>;
+  __shared__ union {
+    typename FloatReduce::TempStorage max;
+    typename DoubleReduce::TempStorage sum;
+  } storage;
+  __shared__ float row_max;
+  const int64_t r = blockIdx.x;
+  const float t = temperature[r];
+  if (!(t > 0) || dim <= 0) {
+    if (threadIdx.x == 0) sums[r] = 0;
+    return;
+  }
+  const float* row = x + r * dim;
+  float local_max = -INFINITY;
+  for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
+    const float v = row[i] / t;
+    if (v > local_max) local_max = v;
+  }
+  const float block_max = FloatReduce(storage.max).Reduce(local_max, cuda::maximum<>{});
+  if (threadIdx.x == 0) row_max = block_max;
+  __syncthreads();
+  const double max = row_max;
+  if (!isfinite(max)) {
+    if (threadIdx.x == 0) sums[r] = 0;
+    return;
+  }
+  double mine = 0;
+  for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
+    const float v = row[i] / t;
+    mine += isnan(v) ? 0.0 : exp(static_cast<double>(v) - max);
+  }
+  const double total = DoubleReduce(storage.sum).Sum(mine);
+  if (threadIdx.x == 0) sums[r] = total;
+}
+
 }  // namespace
+
+int SoftmaxDenominators(const float* x, int64_t rows, int64_t dim, const float* temperature,
+                        double* sums, Error* error, const Launch& launch) {
+  if (rows <= 0) return 0;
+  SoftmaxDenominatorsKernel<<<static_cast<unsigned>(rows), kTopKThreads, 0, StreamOf(launch)>>>(
+      x, dim, temperature, sums);
+  return FinishLaunch(error, launch);
+}
 
 int DrawRows(const float* x, int64_t rows, int64_t dim, const float* temperature,
              const double* u, int32_t* tokens, Error* error, const Launch& launch) {

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -162,6 +163,77 @@ TEST(PlainSamplingTest, SampleIsTheDrawOverTheDividedRow) {
     auto sampler = Sampler::Create(other, 300, 0);
     ASSERT_TRUE(sampler.ok());
     EXPECT_FALSE(sampler->plain_sampling_temperature().has_value());
+  }
+}
+
+// Top-p without top-k from the row's most likely tokens and its softmax denominator (summed
+// as the CPU backends sum it): the same token as the whole row wherever the nucleus lies
+// within the candidates, and "needs the whole row" where it does not (flat rows).
+TEST(NucleusTest, SameTokenAsTheWholeRowOrAskForIt) {
+  std::mt19937 rng(8);
+  const size_t vocab = 3000;
+  const int64_t candidates_wanted = 256;
+  int from_nucleus = 0, whole = 0;
+  for (const double temperature : {1.0, 0.7, 1.6}) {
+    for (const double top_p : {0.5, 0.8, 0.95}) {
+      GenerationConfig c;
+      c.do_sample = true;
+      c.top_k = 0;
+      c.top_p = top_p;
+      c.temperature = temperature;
+      c.seed = 77;
+      auto sampler = Sampler::Create(c, static_cast<int32_t>(vocab), 0);
+      ASSERT_TRUE(sampler.ok()) << sampler.status();
+      const auto nucleus = sampler->nucleus();
+      ASSERT_TRUE(nucleus.has_value());
+      EXPECT_EQ(nucleus->top_p, top_p);
+      for (int trial = 0; trial < 30; ++trial) {
+        std::normal_distribution<float> logit(0.0f, trial % 3 == 0 ? 0.05f : 4.0f);
+        std::vector<float> row(vocab);
+        for (float& v : row) v = logit(rng);
+        // The denominator as Backend::SoftmaxDenominators computes it on a CPU.
+        float max = -INFINITY;
+        for (float v : row) max = std::max(max, v / nucleus->temperature);
+        double denominator = 0;
+        for (float v : row) denominator += std::exp(double(v / nucleus->temperature) - max);
+        std::vector<int32_t> ids(vocab);
+        std::vector<float> values(vocab);
+        const int32_t count =
+            TopKOfRow(row, candidates_wanted, nucleus->temperature, ids, values);
+        ids.resize(static_cast<size_t>(count));
+        values.resize(static_cast<size_t>(count));
+        const std::vector<int32_t> history(static_cast<size_t>(trial + 2), 1);
+        const TokenHistory h{history, 1};
+        std::vector<float> whole_row = row;
+        const SampleResult want = sampler->Sample(h, whole_row, 0);
+        const std::optional<SampleResult> got =
+            sampler->SampleNucleus(h, ids, values, denominator, 0);
+        if (!got.has_value()) {
+          ++whole;
+          continue;
+        }
+        ++from_nucleus;
+        EXPECT_EQ(got->token, want.token) << "T " << temperature << " top_p " << top_p;
+      }
+    }
+  }
+  EXPECT_GT(from_nucleus, 100);
+  EXPECT_GT(whole, 10) << "the flat rows' nucleus reaches past 256 candidates";
+  // Offered for top-p alone (with a temperature) only.
+  GenerationConfig c;
+  c.do_sample = true;
+  c.top_k = 0;
+  c.top_p = 0.9;
+  for (auto change : std::vector<std::function<void(GenerationConfig&)>>{
+           [](GenerationConfig& g) { g.top_k = 5; }, [](GenerationConfig& g) { g.top_p = 1.0; },
+           [](GenerationConfig& g) { g.min_p = 0.1; }, [](GenerationConfig& g) { g.typical_p = 0.5; },
+           [](GenerationConfig& g) { g.frequency_penalty = 0.5; },
+           [](GenerationConfig& g) { g.logprobs = 1; }}) {
+    GenerationConfig other = c;
+    change(other);
+    auto sampler = Sampler::Create(other, 300, 0);
+    ASSERT_TRUE(sampler.ok());
+    EXPECT_FALSE(sampler->nucleus().has_value());
   }
 }
 

@@ -122,6 +122,12 @@ TEST_F(CudaBackendTest, ElementwiseOpsMatchReference) {
   ref_.SiluMul(x.data(), y.data(), n * dim, want.data());
   cuda_->SiluMul(dx.as<float>(), dy.as<float>(), n * dim, dout.as<float>());
   testing::ExpectAllClose(Download(dout, want.size()), want, 2e-5);
+  // SwiGLU over x's rows read as [gate | up] halves.
+  std::vector<float> swiglu(n * dim / 2);
+  ref_.SwiGluRows(x.data(), n, dim / 2, swiglu.data());
+  DeviceBuffer dswiglu = Upload(swiglu);
+  cuda_->SwiGluRows(dx.as<float>(), n, dim / 2, dswiglu.as<float>());
+  testing::ExpectAllClose(Download(dswiglu, swiglu.size()), swiglu, 2e-5);
   ref_.Add(x.data(), y.data(), n * dim, want.data());
   cuda_->Add(dx.as<float>(), dy.as<float>(), n * dim, dout.as<float>());
   testing::ExpectAllClose(Download(dout, want.size()), want, 2e-5);
@@ -151,7 +157,8 @@ TEST_F(CudaBackendTest, ElementwiseOpsMatchReference) {
 }
 
 // Row reductions with host results: ArgMaxRows, TopKRows (k and temperature uploaded,
-// counts, ids and values in one copy back) and SampleRows against the reference backend's,
+// counts, ids and values in one copy back), SampleRows and SoftmaxDenominators against the
+// reference backend's,
 // TopKRows twice with other k (the upload slots must not serve stale values), rows with
 // k = 0 or u < 0 skipped.
 TEST_F(CudaBackendTest, RowReductionsMatchReference) {
@@ -189,6 +196,10 @@ TEST_F(CudaBackendTest, RowReductionsMatchReference) {
   ASSERT_TRUE(ref_.SampleRows(x.data(), rows, dim, t, u, want_drawn.data()).ok());
   ASSERT_TRUE(cuda_->SampleRows(dx.as<float>(), rows, dim, t, u, got_drawn.data()).ok());
   EXPECT_EQ(got_drawn, want_drawn);
+  std::vector<double> want_sums(rows), got_sums(rows);
+  ASSERT_TRUE(ref_.SoftmaxDenominators(x.data(), rows, dim, t, want_sums.data()).ok());
+  ASSERT_TRUE(cuda_->SoftmaxDenominators(dx.as<float>(), rows, dim, t, got_sums.data()).ok());
+  for (int64_t r = 0; r < rows; ++r) EXPECT_NEAR(got_sums[r], want_sums[r], 1e-12 * want_sums[r]);
   const std::vector<int32_t> k = {1, 1, 1, 1};
   const std::vector<float> cold = {1.0f, 0.0f, 1.0f, 1.0f};
   std::vector<int32_t> ids(rows * capacity), n(rows);

@@ -286,6 +286,46 @@ TEST_F(CudaOpsTest, GemmMatchesReferenceOnRoundedActivations) {
   }
 }
 
+// Prefill-sized products with quantized weights: W dequantized to F16 a slice of rows at a
+// time (a scratch of 3 rows and a bit here, so slices of 3 and a tail; and one slice of all
+// rows), then cuBLASLt. Against float64 sums of W rounded to F16 times x rounded to F16.
+TEST_F(CudaOpsTest, QuantizedGemmMatchesRoundedWeightsAndActivations) {
+  for (DType t : {DType::kQ8_0, DType::kQ4_0, DType::kQ4_1, DType::kQ5_1, DType::kQ4_K,
+                  DType::kQ6_K}) {
+    const int64_t m = 70, k = WholeBlocks(t, 512), n = 67;
+    SCOPED_TRACE(DTypeName(t));
+    const std::vector<uint8_t> w = testing::RandomWeights(t, m, k, rng_);
+    const TensorView host{t, {m, k}, w.data()};
+    const std::vector<float> wr = RoundedTo(DType::kF16, DenseRows(host));
+    const std::vector<float> x = RandomFloats(n * k, rng_);
+    const std::vector<float> xr = RoundedTo(DType::kF16, x);
+    std::vector<float> want(static_cast<size_t>(n * m));
+    for (int64_t j = 0; j < n; ++j) {
+      for (int64_t r = 0; r < m; ++r) {
+        double sum = 0.0;
+        for (int64_t c = 0; c < k; ++c) sum += double(wr[r * k + c]) * xr[j * k + c];
+        want[j * m + r] = static_cast<float>(sum);
+      }
+    }
+    DeviceBuffer dw = Upload(w), dx = Upload(x);
+    for (const int64_t scratch_halves : {3 * k + 5, m * k}) {
+      DeviceBuffer scratch = Upload(std::vector<uint16_t>(scratch_halves));
+      DeviceBuffer dy = Upload(std::vector<float>(want.size(), NAN));
+      ASSERT_TRUE(CudaGemmQuantized(dx.as<float>(), n, k, TensorView{t, {m, k}, dw.as<void>()},
+                                    dy.as<float>(), scratch.as<void>(), scratch_halves)
+                      .ok());
+      ExpectProductsClose(Download(dy, want.size()), want, wr, xr, n, m, k);
+    }
+  }
+  // A float matrix is not for this path; the scratch must hold a row.
+  DeviceBuffer scratch = Upload(std::vector<uint16_t>(64));
+  DeviceBuffer dw = Upload(std::vector<uint8_t>(2 * 64 * 2));
+  EXPECT_EQ(CudaGemmQuantized(nullptr, 1, 64, TensorView{DType::kF16, {2, 64}, dw.as<void>()},
+                              nullptr, scratch.as<void>(), 64)
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 // Paged attention through both kernels against ReferenceBackend::PagedAttention on the same
 // pools: four sequences (contexts 1100, 1, 129 and 300: many passes, one position, a pass
 // plus one) through shuffled block tables, float and half caches, GQA 9:3 at d 64 and 8:2
@@ -598,6 +638,30 @@ TEST_F(CudaOpsTest, DrawRowsFollowsTheHostRule) {
                   .ok());
   const std::vector<int32_t> many = Download<int32_t>(dmany, draws);
   for (int64_t d = 0; d < draws; ++d) EXPECT_EQ(many[d], DrawFromRow(one, us[d])) << d;
+}
+
+// Top-p's denominators on the device against the host's sequential float64 sums (the order
+// differs: 1e-12 relative), with NaN entries, an all -inf row (0) and a skipped row.
+TEST_F(CudaOpsTest, SoftmaxDenominatorsMatchTheHostSums) {
+  const int64_t dim = 128257, rows = 5;
+  std::vector<float> x = RandomFloats(rows * dim, rng_);
+  for (float& v : x) v *= 6.0f;
+  for (int64_t i = 3; i < dim; i += 7) x[i] = NAN;
+  std::fill(x.begin() + dim, x.begin() + 2 * dim, -INFINITY);
+  const std::vector<float> temperature = {1.0f, 1.0f, 0.4f, 2.0f, 0.0f};
+  std::vector<double> want(rows);
+  ASSERT_TRUE(ref_.SoftmaxDenominators(x.data(), rows, dim, temperature, want.data()).ok());
+  DeviceBuffer dx = Upload(x), dt = Upload(temperature);
+  DeviceBuffer dsums = Upload(std::vector<double>(rows, -1.0));
+  ASSERT_TRUE(CudaSoftmaxDenominators(dx.as<float>(), rows, dim, dt.as<float>(),
+                                      dsums.as<double>())
+                  .ok());
+  const std::vector<double> got = Download<double>(dsums, rows);
+  for (int64_t r = 0; r < rows; ++r) {
+    EXPECT_NEAR(got[r], want[r], 1e-12 * want[r]) << "row " << r;
+  }
+  EXPECT_EQ(got[1], 0.0);
+  EXPECT_EQ(got[4], 0.0);
 }
 
 TEST_F(CudaOpsTest, DeviceBufferRefusesCopiesPastItsEnd) {

@@ -176,6 +176,16 @@ TEST(ReferenceBackendTest, SiluMulAndAdd) {
   ExpectClose(out, want_silu);
   be.Add(g.data(), u.data(), 100, out.data());
   ExpectClose(out, want_add);
+  // SwiGluRows: two rows of [gate (25) | up (25)] in g, each row's halves through SiluMul.
+  std::vector<double> want_rows(50);
+  for (int i = 0; i < 4 * 25 / 2; ++i) {
+    const int row = i / 25, col = i % 25;
+    const double gate = g[row * 50 + col], up = g[row * 50 + 25 + col];
+    want_rows[i] = gate / (1 + std::exp(-gate)) * up;
+  }
+  std::vector<float> rows_out(50);
+  be.SwiGluRows(g.data(), 2, 25, rows_out.data());
+  ExpectClose(rows_out, want_rows);
 }
 
 TEST(ReferenceBackendTest, SoftmaxIsStableForLargeLogits) {
@@ -271,6 +281,25 @@ TEST(ReferenceBackendTest, SampleRowsDrawsFromTheDividedRows) {
   bad = b.SampleRows(x.data(), 2, 4, std::vector<float>{1.0f}, std::vector<double>{0.5, 0.5},
                      tokens.data());
   EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+}
+
+// The default SoftmaxDenominators: Σ exp(x / T - max) per row in float64, rows at
+// temperature 0 skipped, -inf rows 0, NaN weighing nothing.
+TEST(ReferenceBackendTest, SoftmaxDenominatorsPerRowTemperature) {
+  ReferenceBackend b;
+  const std::vector<float> x = {0.0f, 1.0f, 2.0f,           // row 0
+                                -INFINITY, -INFINITY, -INFINITY,  // row 1
+                                1.0f, NAN, 3.0f,            // row 2
+                                5.0f, 5.0f, 5.0f};          // row 3
+  const std::vector<float> t = {0.5f, 1.0f, 1.0f, 0.0f};
+  std::vector<double> sums(4, -1.0);
+  ASSERT_TRUE(b.SoftmaxDenominators(x.data(), 4, 3, t, sums.data()).ok());
+  EXPECT_DOUBLE_EQ(sums[0], std::exp(-4.0) + std::exp(-2.0) + 1.0);
+  EXPECT_EQ(sums[1], 0.0);
+  EXPECT_DOUBLE_EQ(sums[2], std::exp(-2.0) + 1.0);
+  EXPECT_EQ(sums[3], 0.0);
+  EXPECT_EQ(b.SoftmaxDenominators(x.data(), 4, 3, std::vector<float>{1.0f}, sums.data()).code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(ReferenceBackendTest, AttentionGqaAndMqaAreCausal) {

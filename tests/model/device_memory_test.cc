@@ -135,14 +135,18 @@ TEST_F(DeviceMemoryTest, ForwardPagedReducesTheLogitsRowsWhereTheyAre) {
   const std::vector<int32_t> positions = {0, 1, 2, 3, 4, 0, 1, 2};
   const std::vector<int32_t> t0 = {2, 0}, t1 = {3};
   const std::vector<PagedSequence> seqs = {{0, 5, 5, t0}, {5, 3, 3, t1}};
-  const std::vector<int64_t> logits_rows = {4, 6, 7, 3};
+  const std::vector<int64_t> logits_rows = {4, 6, 7, 3, 5};
   const PagedBatch batch{ids, positions, seqs, logits_rows};
   auto plain_cache = plain_->NewPagedKvCache(4, 4);
   auto guarded_cache = guarded_->NewPagedKvCache(4, 4);
   ASSERT_TRUE(plain_cache.ok() && guarded_cache.ok());
   using Kind = LogitsRowWant::Kind;
   LogitsSelection selection;
-  selection.wants = {{Kind::kArgMax}, {Kind::kTopK, 3, 0.7f}, {Kind::kRow}, {Kind::kDraw, 0, 0.9f, 0.625}};
+  selection.wants = {{Kind::kArgMax},
+                     {Kind::kTopK, 3, 0.7f},
+                     {Kind::kRow},
+                     {Kind::kDraw, 0, 0.9f, 1.0, 0.625},
+                     {Kind::kNucleus, 0, 1.2f, 0.9}};
   std::vector<float> want, got = {1.0f};
   ASSERT_TRUE(plain_->ForwardPaged(batch, *plain_cache, &want).ok());
   const int64_t copied_before = guarded_backend_.bytes_to_host();
@@ -151,7 +155,7 @@ TEST_F(DeviceMemoryTest, ForwardPagedReducesTheLogitsRowsWhereTheyAre) {
   EXPECT_EQ(guarded_backend_.bytes_to_host() - copied_before,
             static_cast<int64_t>(vocab * sizeof(float)))
       << "only the whole row crosses to the host";
-  ASSERT_EQ(selection.row_index, (std::vector<int64_t>{-1, -1, 0, -1}));
+  ASSERT_EQ(selection.row_index, (std::vector<int64_t>{-1, -1, 0, -1, -1}));
   ASSERT_EQ(got.size(), vocab);
   EXPECT_TRUE(std::equal(got.begin(), got.end(), want.begin() + 2 * vocab));
   const auto row = [&](size_t r) { return std::span<const float>(want.data() + r * vocab, vocab); };
@@ -162,11 +166,18 @@ TEST_F(DeviceMemoryTest, ForwardPagedReducesTheLogitsRowsWhereTheyAre) {
   std::vector<float> scaled(row_begin(3), row_begin(3) + vocab);
   for (float& v : scaled) v /= 0.9f;
   EXPECT_EQ(selection.drawn[3], DrawFromRow(scaled, 0.625));
-  for (size_t r : {size_t{1}}) {
+  // The nucleus row: its most likely tokens (here the whole small vocabulary) and its
+  // softmax denominator at the temperature.
+  double denominator = 0;
+  float max = -INFINITY;
+  for (float v : row(4)) max = std::max(max, v / 1.2f);
+  for (float v : row(4)) denominator += std::exp(double(v / 1.2f) - max);
+  EXPECT_DOUBLE_EQ(selection.denominators[4], denominator);
+  for (size_t r : {size_t{1}, size_t{4}}) {
     std::vector<int32_t> top_ids(vocab);
     std::vector<float> top_values(vocab);
-    const int32_t count = TopKOfRow(row(r), selection.wants[r].top_k, selection.wants[r].temperature,
-                                    top_ids, top_values);
+    const int64_t k = r == 4 ? kNucleusCandidates : selection.wants[r].top_k;
+    const int32_t count = TopKOfRow(row(r), k, selection.wants[r].temperature, top_ids, top_values);
     ASSERT_GT(count, 0);
     top_ids.resize(static_cast<size_t>(count));
     top_values.resize(static_cast<size_t>(count));
@@ -178,21 +189,30 @@ TEST_F(DeviceMemoryTest, ForwardPagedReducesTheLogitsRowsWhereTheyAre) {
   selection.wants.pop_back();
   EXPECT_EQ(guarded_->ForwardPaged(batch, *guarded_cache, &got, nullptr, {}, &selection).code(),
             absl::StatusCode::kInvalidArgument);
-  selection.wants = {{Kind::kRow}, {Kind::kTopK, 0, 1.0f}, {Kind::kRow}, {Kind::kRow}};
+  selection.wants = {{Kind::kRow}, {Kind::kTopK, 0, 1.0f}, {Kind::kRow}, {Kind::kRow}, {Kind::kRow}};
   const absl::Status bad = guarded_->ForwardPaged(batch, *guarded_cache, &got, nullptr, {}, &selection);
   EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(bad.message().find("selection.wants[1]"), std::string::npos) << bad;
 }
 
-// A backend that cannot take a row's candidates (here: it reports a NaN in every row) has
-// the row come back whole instead.
+// Rows whose candidates cannot be taken come back whole instead: a top-k row whose backend
+// reports a NaN in it, and a top-p row whose nucleus reaches past its candidates (here the
+// backend reports a denominator ten times the row's, as if most of the mass lay elsewhere).
 TEST_F(DeviceMemoryTest, TopKRowsThatCannotBeTakenComeBackWhole) {
   class NanReporting : public GuardedBackend {
    public:
-    absl::Status TopKRows(const float*, int64_t rows, int64_t, std::span<const int32_t>,
-                          std::span<const float>, int64_t, int32_t*, float*,
-                          int32_t* counts) override {
-      std::fill(counts, counts + rows, -1);
+    absl::Status TopKRows(const float* x, int64_t rows, int64_t dim, std::span<const int32_t> k,
+                          std::span<const float> temperature, int64_t capacity, int32_t* ids,
+                          float* values, int32_t* counts) override {
+      RETURN_IF_ERROR(
+          GuardedBackend::TopKRows(x, rows, dim, k, temperature, capacity, ids, values, counts));
+      counts[0] = -1;
+      return absl::OkStatus();
+    }
+    absl::Status SoftmaxDenominators(const float* x, int64_t rows, int64_t dim,
+                                     std::span<const float> temperature, double* sums) override {
+      RETURN_IF_ERROR(GuardedBackend::SoftmaxDenominators(x, rows, dim, temperature, sums));
+      for (int64_t r = 0; r < rows; ++r) sums[r] *= 10;
       return absl::OkStatus();
     }
   } backend;
@@ -200,21 +220,25 @@ TEST_F(DeviceMemoryTest, TopKRowsThatCannotBeTakenComeBackWhole) {
   ASSERT_TRUE(model.ok()) << model.status();
   const std::vector<int32_t> ids = {3, 1, 4}, positions = {0, 1, 2}, table = {0};
   const std::vector<PagedSequence> seqs = {{0, 3, 3, table}};
-  const std::vector<int64_t> logits_rows = {1, 2};
+  const std::vector<int64_t> logits_rows = {1, 2, 0};
   const PagedBatch batch{ids, positions, seqs, logits_rows};
   auto cache = (*model)->NewPagedKvCache(1, 4);
   auto plain_cache = plain_->NewPagedKvCache(1, 4);
   ASSERT_TRUE(cache.ok() && plain_cache.ok());
   LogitsSelection selection;
-  selection.wants = {{LogitsRowWant::Kind::kTopK, 2, 1.0f}, {LogitsRowWant::Kind::kArgMax}};
+  selection.wants = {{LogitsRowWant::Kind::kTopK, 2, 1.0f},
+                     {LogitsRowWant::Kind::kArgMax},
+                     {LogitsRowWant::Kind::kNucleus, 0, 1.0f, 0.5}};
   std::vector<float> want, got;
   ASSERT_TRUE(plain_->ForwardPaged(batch, *plain_cache, &want).ok());
   ASSERT_TRUE((*model)->ForwardPaged(batch, *cache, &got, nullptr, {}, &selection).ok());
   const size_t vocab = static_cast<size_t>(spec_.vocab);
-  EXPECT_EQ(selection.row_index, (std::vector<int64_t>{0, -1}));
+  EXPECT_EQ(selection.row_index, (std::vector<int64_t>{0, -1, 1}));
   EXPECT_TRUE(selection.candidates[0].ids.empty());
-  ASSERT_EQ(got.size(), vocab);
-  EXPECT_TRUE(std::equal(got.begin(), got.end(), want.begin()));
+  EXPECT_TRUE(selection.candidates[2].ids.empty());
+  ASSERT_EQ(got.size(), 2 * vocab);
+  EXPECT_TRUE(std::equal(got.begin(), got.begin() + vocab, want.begin()));
+  EXPECT_TRUE(std::equal(got.begin() + vocab, got.end(), want.begin() + 2 * vocab));
 }
 
 TEST_F(DeviceMemoryTest, PipelineStagesPassTheirRowsThroughHostMemory) {

@@ -50,6 +50,9 @@ class GuardedBackend : public Backend {
     Open open(this);
     return inner_->Zero(dst, bytes);
   }
+  // Few rows per stacked MatMul, as a device's 512 would be for a long prompt: the model's
+  // passes over a batch's rows, and their tails, are exercised by short batches.
+  int64_t stacked_rows_per_call() const override { return 3; }
   absl::Status Synchronize() override {
     ++synchronizes_;
     return absl::OkStatus();
@@ -66,6 +69,11 @@ class GuardedBackend : public Backend {
                         float* values, int32_t* counts) override {
     Open open(this);
     return inner_->TopKRows(x, rows, dim, k, temperature, capacity, ids, values, counts);
+  }
+  absl::Status SoftmaxDenominators(const float* x, int64_t rows, int64_t dim,
+                                   std::span<const float> temperature, double* sums) override {
+    Open open(this);
+    return inner_->SoftmaxDenominators(x, rows, dim, temperature, sums);
   }
   absl::Status SampleRows(const float* x, int64_t rows, int64_t dim,
                           std::span<const float> temperature, std::span<const double> u,
@@ -116,6 +124,10 @@ class GuardedBackend : public Backend {
   void SiluMul(const float* gate, const float* up, int64_t count, float* out) override {
     Open open(this);
     inner_->SiluMul(gate, up, count, out);
+  }
+  void SwiGluRows(const float* gate_up, int64_t n, int64_t width, float* out) override {
+    Open open(this);
+    inner_->SwiGluRows(gate_up, n, width, out);
   }
   void Add(const float* a, const float* b, int64_t count, float* out) override {
     Open open(this);

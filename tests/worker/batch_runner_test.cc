@@ -237,9 +237,10 @@ TEST_P(BatchRunnerTest, SeededSamplingAndParallelSamplesMatchSolo) {
   EXPECT_TRUE(samples_differ) << "parallel samples should draw different tokens";
 }
 
-// One batch of rows that come back four ways: greedy rows as their argmax, top-k sampled
-// rows as candidates, plain sampling as the drawn token, and rows whose processors need the
-// whole row (a penalty; top-p without top-k). Every request's tokens equal its solo run's.
+// One batch of rows that come back five ways: greedy rows as their argmax, top-k sampled
+// rows as candidates, top-p sampled rows as their nucleus' candidates and denominator, plain
+// sampling as the drawn token, and rows whose processors need the whole row (a penalty).
+// Every request's tokens equal its solo run's.
 TEST_P(BatchRunnerTest, RowsOfEveryKindInOneBatchMatchSolo) {
   std::mt19937 rng(17);
   auto runner = MakeRunner(/*num_blocks=*/48, /*token_budget=*/64, /*max_seqs=*/8);
@@ -255,7 +256,7 @@ TEST_P(BatchRunnerTest, RowsOfEveryKindInOneBatchMatchSolo) {
     }
     if (i % 5 == 2) r.generation.presence_penalty = 0.8;  // touches any token: whole row
     if (i % 5 >= 3) r.generation.top_k = 0;               // a draw over the whole row
-    if (i % 5 == 4) r.generation.top_p = 0.8;             // needs the row's order: whole
+    if (i % 5 == 4) r.generation.top_p = 0.8;             // the nucleus and the denominator
     requests.push_back(r);
   }
   const absl::Time now = absl::UnixEpoch();
