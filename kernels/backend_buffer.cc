@@ -9,6 +9,7 @@
 #include "common/aligned_buffer.h"
 #include "common/status_macros.h"
 #include "kernels/ops.h"
+#include "kernels/row_sampling_args.h"
 
 namespace tessera {
 namespace {
@@ -62,12 +63,7 @@ absl::Status Backend::ArgMaxRows(const float* x, int64_t rows, int64_t dim, RowA
 
 absl::Status Backend::SoftmaxDenominators(const float* x, int64_t rows, int64_t dim,
                                           std::span<const float> temperature, double* sums) {
-  if (rows < 0 || dim < 0 || temperature.size() != static_cast<size_t>(rows)) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "SoftmaxDenominators: rows=%d and dim=%d must not be negative, and temperature (%d) "
-        "needs one entry per row",
-        rows, dim, temperature.size()));
-  }
+  RETURN_IF_ERROR(CheckSoftmaxDenominatorsArgs("SoftmaxDenominators", rows, dim, temperature));
   std::vector<float> scaled(static_cast<size_t>(dim));
   for (int64_t r = 0; r < rows; ++r) {
     const float t = temperature[static_cast<size_t>(r)];
@@ -90,23 +86,12 @@ absl::Status Backend::SoftmaxDenominators(const float* x, int64_t rows, int64_t 
 absl::Status Backend::SampleRows(const float* x, int64_t rows, int64_t dim,
                                  std::span<const float> temperature, std::span<const double> u,
                                  int32_t* tokens) {
-  if (rows < 0 || dim < 0 || temperature.size() != static_cast<size_t>(rows) ||
-      u.size() != static_cast<size_t>(rows)) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "SampleRows: rows=%d and dim=%d must not be negative, and temperature (%d) and u (%d) "
-        "need one entry per row",
-        rows, dim, temperature.size(), u.size()));
-  }
+  RETURN_IF_ERROR(CheckSampleRowsArgs("SampleRows", rows, dim, temperature, u));
   std::vector<float> scaled(static_cast<size_t>(dim));
   for (int64_t r = 0; r < rows; ++r) {
     const size_t ri = static_cast<size_t>(r);
     tokens[r] = -1;
     if (u[ri] < 0) continue;
-    if (!(temperature[ri] > 0) || !(u[ri] < 1)) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "SampleRows: temperature[%d] = %g must be > 0 and u[%d] = %g below 1", r,
-          temperature[ri], r, u[ri]));
-    }
     RETURN_IF_ERROR(CopyFromBackend(scaled.data(), x + r * dim, scaled.size() * sizeof(float)));
     for (float& v : scaled) v /= temperature[ri];
     tokens[r] = DrawFromRow(scaled, u[ri]);
@@ -117,21 +102,11 @@ absl::Status Backend::SampleRows(const float* x, int64_t rows, int64_t dim,
 absl::Status Backend::TopKRows(const float* x, int64_t rows, int64_t dim,
                                std::span<const int32_t> k, std::span<const float> temperature,
                                int64_t capacity, int32_t* ids, float* values, int32_t* counts) {
-  if (rows < 0 || dim < 0 || capacity < 0 || k.size() != static_cast<size_t>(rows) ||
-      temperature.size() != static_cast<size_t>(rows)) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "TopKRows: rows=%d, dim=%d and capacity=%d must not be negative, and k (%d) and "
-        "temperature (%d) need one entry per row",
-        rows, dim, capacity, k.size(), temperature.size()));
-  }
+  RETURN_IF_ERROR(CheckTopKRowsArgs("TopKRows", rows, dim, k, temperature, capacity));
   std::vector<float> host;
   const size_t cap = static_cast<size_t>(capacity);
   for (int64_t r = 0; r < rows; ++r) {
     const size_t ri = static_cast<size_t>(r);
-    if (k[ri] > 0 && !(temperature[ri] > 0)) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "TopKRows: temperature[%d] = %g must be > 0", r, temperature[ri]));
-    }
     const float* row = x + r * dim;
     if (k[ri] > 0 && !host_addressable()) {
       host.resize(static_cast<size_t>(dim));

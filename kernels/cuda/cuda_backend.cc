@@ -12,6 +12,7 @@
 #include "kernels/cuda/device_probe.h"
 #include "kernels/cuda/elementwise_shim.h"
 #include "kernels/paged_kv.h"
+#include "kernels/row_sampling_args.h"
 
 namespace tessera {
 namespace {
@@ -171,19 +172,8 @@ absl::Status CudaBackend::TopKRows(const float* x, int64_t rows, int64_t dim,
                                    int64_t capacity, int32_t* ids, float* values,
                                    int32_t* counts) {
   RETURN_IF_ERROR(TakeStickyError());
-  if (rows < 0 || dim < 0 || capacity < 0 || k.size() != static_cast<size_t>(rows) ||
-      temperature.size() != static_cast<size_t>(rows)) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "cuda backend TopKRows: rows=%d, dim=%d and capacity=%d must not be negative, and k "
-        "(%d) and temperature (%d) need one entry per row",
-        rows, dim, capacity, k.size(), temperature.size()));
-  }
-  for (size_t r = 0; r < k.size(); ++r) {
-    if (k[r] > 0 && !(temperature[r] > 0)) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "cuda backend TopKRows: temperature[%d] = %g must be > 0", r, temperature[r]));
-    }
-  }
+  RETURN_IF_ERROR(
+      CheckTopKRowsArgs("cuda backend TopKRows", rows, dim, k, temperature, capacity));
   if (rows == 0) return absl::OkStatus();
   // [counts: rows][ids: rows x capacity][values: rows x capacity], one copy back.
   const size_t n = static_cast<size_t>(rows), cap = static_cast<size_t>(capacity);
@@ -211,12 +201,8 @@ absl::Status CudaBackend::SoftmaxDenominators(const float* x, int64_t rows, int6
                                               std::span<const float> temperature,
                                               double* sums) {
   RETURN_IF_ERROR(TakeStickyError());
-  if (rows < 0 || dim < 0 || temperature.size() != static_cast<size_t>(rows)) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "cuda backend SoftmaxDenominators: rows=%d and dim=%d must not be negative, and "
-        "temperature (%d) needs one entry per row",
-        rows, dim, temperature.size()));
-  }
+  RETURN_IF_ERROR(CheckSoftmaxDenominatorsArgs("cuda backend SoftmaxDenominators", rows, dim,
+                                               temperature));
   if (rows == 0) return absl::OkStatus();
   const size_t bytes = static_cast<size_t>(rows) * sizeof(double);
   if (denominators_.size() < bytes) {
@@ -232,20 +218,7 @@ absl::Status CudaBackend::SampleRows(const float* x, int64_t rows, int64_t dim,
                                      std::span<const float> temperature,
                                      std::span<const double> u, int32_t* tokens) {
   RETURN_IF_ERROR(TakeStickyError());
-  if (rows < 0 || dim < 0 || temperature.size() != static_cast<size_t>(rows) ||
-      u.size() != static_cast<size_t>(rows)) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "cuda backend SampleRows: rows=%d and dim=%d must not be negative, and temperature "
-        "(%d) and u (%d) need one entry per row",
-        rows, dim, temperature.size(), u.size()));
-  }
-  for (size_t r = 0; r < u.size(); ++r) {
-    if (u[r] >= 0 && (!(temperature[r] > 0) || !(u[r] < 1))) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "cuda backend SampleRows: temperature[%d] = %g must be > 0 and u[%d] = %g below 1", r,
-          temperature[r], r, u[r]));
-    }
-  }
+  RETURN_IF_ERROR(CheckSampleRowsArgs("cuda backend SampleRows", rows, dim, temperature, u));
   if (rows == 0) return absl::OkStatus();
   const size_t bytes = static_cast<size_t>(rows) * sizeof(int32_t);
   if (drawn_.size() < bytes) {

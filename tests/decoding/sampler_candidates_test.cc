@@ -32,6 +32,20 @@ std::vector<float> TieHeavyRow(std::mt19937& rng, size_t vocab) {
   return row;
 }
 
+using ConfigChange = std::function<void(GenerationConfig&)>;
+
+// `offered` is false for the sampler of `base` after each of `changes`.
+void ExpectNotOfferedAfter(const GenerationConfig& base, const std::vector<ConfigChange>& changes,
+                           const std::function<bool(const Sampler&)>& offered) {
+  for (size_t i = 0; i < changes.size(); ++i) {
+    GenerationConfig other = base;
+    changes[i](other);
+    auto sampler = Sampler::Create(other, 300, 0);
+    ASSERT_TRUE(sampler.ok()) << sampler.status();
+    EXPECT_FALSE(offered(*sampler)) << "change " << i;
+  }
+}
+
 struct CandidateCase {
   double temperature;
   int64_t top_k;
@@ -152,18 +166,14 @@ TEST(PlainSamplingTest, SampleIsTheDrawOverTheDividedRow) {
   GenerationConfig c;
   c.do_sample = true;
   c.top_k = 0;
-  for (auto change : std::vector<std::function<void(GenerationConfig&)>>{
-           [](GenerationConfig& g) { g.top_k = 5; }, [](GenerationConfig& g) { g.top_p = 0.9; },
-           [](GenerationConfig& g) { g.min_p = 0.1; },
-           [](GenerationConfig& g) { g.repetition_penalty = 1.1; },
-           [](GenerationConfig& g) { g.logprobs = 1; },
-           [](GenerationConfig& g) { g.do_sample = false; }}) {
-    GenerationConfig other = c;
-    change(other);
-    auto sampler = Sampler::Create(other, 300, 0);
-    ASSERT_TRUE(sampler.ok());
-    EXPECT_FALSE(sampler->plain_sampling_temperature().has_value());
-  }
+  ExpectNotOfferedAfter(c,
+                        {[](GenerationConfig& g) { g.top_k = 5; },
+                         [](GenerationConfig& g) { g.top_p = 0.9; },
+                         [](GenerationConfig& g) { g.min_p = 0.1; },
+                         [](GenerationConfig& g) { g.repetition_penalty = 1.1; },
+                         [](GenerationConfig& g) { g.logprobs = 1; },
+                         [](GenerationConfig& g) { g.do_sample = false; }},
+                        [](const Sampler& s) { return s.plain_sampling_temperature().has_value(); });
 }
 
 // Top-p without top-k from the row's most likely tokens and its softmax denominator (summed
@@ -224,56 +234,40 @@ TEST(NucleusTest, SameTokenAsTheWholeRowOrAskForIt) {
   c.do_sample = true;
   c.top_k = 0;
   c.top_p = 0.9;
-  for (auto change : std::vector<std::function<void(GenerationConfig&)>>{
-           [](GenerationConfig& g) { g.top_k = 5; }, [](GenerationConfig& g) { g.top_p = 1.0; },
-           [](GenerationConfig& g) { g.min_p = 0.1; }, [](GenerationConfig& g) { g.typical_p = 0.5; },
-           [](GenerationConfig& g) { g.frequency_penalty = 0.5; },
-           [](GenerationConfig& g) { g.logprobs = 1; }}) {
-    GenerationConfig other = c;
-    change(other);
-    auto sampler = Sampler::Create(other, 300, 0);
-    ASSERT_TRUE(sampler.ok());
-    EXPECT_FALSE(sampler->nucleus().has_value());
-  }
+  ExpectNotOfferedAfter(c,
+                        {[](GenerationConfig& g) { g.top_k = 5; },
+                         [](GenerationConfig& g) { g.top_p = 1.0; },
+                         [](GenerationConfig& g) { g.min_p = 0.1; },
+                         [](GenerationConfig& g) { g.typical_p = 0.5; },
+                         [](GenerationConfig& g) { g.frequency_penalty = 0.5; },
+                         [](GenerationConfig& g) { g.logprobs = 1; }},
+                        [](const Sampler& s) { return s.nucleus().has_value(); });
 }
 
 TEST(SampleCandidatesTest, OnlyChainsThatNeedNoMoreThanTheCandidates) {
-  const int32_t vocab = 100;
-  auto offered = [&](const GenerationConfig& c) {
-    auto s = Sampler::Create(c, vocab, 0);
-    EXPECT_TRUE(s.ok()) << s.status();
-    return s.ok() && s->top_k_candidates().has_value();
-  };
+  const auto offered = [](const Sampler& s) { return s.top_k_candidates().has_value(); };
   GenerationConfig base;
   base.do_sample = true;
   base.top_k = 40;
-  EXPECT_TRUE(offered(base));
-  GenerationConfig c = base;
-  c.do_sample = false;  // greedy: the argmax path, not this one
-  EXPECT_FALSE(offered(c));
-  c = base;
-  c.top_k = 0;  // no top-k: the whole row is drawn from
-  EXPECT_FALSE(offered(c));
-  c = base;
-  c.top_k = vocab;  // keeps everything
-  EXPECT_FALSE(offered(c));
-  c = base;
-  c.repetition_penalty = 1.2;  // touches tokens outside the top-k
-  EXPECT_FALSE(offered(c));
-  c = base;
-  c.logit_bias[3] = 5.0f;
-  EXPECT_FALSE(offered(c));
-  c = base;
-  c.typical_p = 0.9;  // needs the whole row's entropy
-  EXPECT_FALSE(offered(c));
-  c = base;
-  c.logprobs = 2;  // reports the raw row's log-probabilities
-  EXPECT_FALSE(offered(c));
-  c = base;
-  c.top_p = 0.9;
-  c.min_p = 0.1;
-  c.temperature = 0.6;
-  EXPECT_TRUE(offered(c));
+  GenerationConfig with_all = base;
+  with_all.top_p = 0.9;
+  with_all.min_p = 0.1;
+  with_all.temperature = 0.6;
+  for (const GenerationConfig& c : {base, with_all}) {
+    auto sampler = Sampler::Create(c, 300, 0);
+    ASSERT_TRUE(sampler.ok()) << sampler.status();
+    EXPECT_TRUE(offered(*sampler));
+  }
+  ExpectNotOfferedAfter(
+      base,
+      {[](GenerationConfig& g) { g.do_sample = false; },        // greedy: the argmax path
+       [](GenerationConfig& g) { g.top_k = 0; },                // no top-k
+       [](GenerationConfig& g) { g.top_k = 300; },              // the vocabulary: keeps all
+       [](GenerationConfig& g) { g.repetition_penalty = 1.2; },  // touches any token
+       [](GenerationConfig& g) { g.logit_bias[3] = 5.0f; },
+       [](GenerationConfig& g) { g.typical_p = 0.9; },  // needs the whole row's entropy
+       [](GenerationConfig& g) { g.logprobs = 2; }},    // the raw row's log-probabilities
+      offered);
 }
 
 }  // namespace

@@ -96,6 +96,22 @@ std::map<std::string, RequestOutput> ById(std::vector<RequestOutput> outputs) {
   return by_id;
 }
 
+// Adds every request at time 0 and runs until idle: the outputs by request id (empty, with
+// a failure recorded, when the runner fails).
+std::map<std::string, RequestOutput> RunAll(BatchRunner& runner,
+                                            const std::vector<WorkerRequest>& requests) {
+  const absl::Time now = absl::UnixEpoch();
+  for (const WorkerRequest& r : requests) {
+    const absl::Status added = runner.AddRequest(r, now);
+    EXPECT_TRUE(added.ok()) << added;
+    if (!added.ok()) return {};
+  }
+  auto outputs = runner.RunUntilIdle(now);
+  EXPECT_TRUE(outputs.ok()) << outputs.status();
+  if (!outputs.ok()) return {};
+  return ById(std::move(*outputs));
+}
+
 TEST_P(BatchRunnerTest, ManyArrivingRequestsMatchSoloGreedy) {
   std::mt19937 rng(42);
   constexpr int kRequests = 64;
@@ -206,11 +222,7 @@ TEST_P(BatchRunnerTest, SeededSamplingAndParallelSamplesMatchSolo) {
     r.spec.n = i % 2 == 0 ? 2 : 1;  // forks share the prompt's last block: copy-on-write
     requests.push_back(r);
   }
-  const absl::Time now = absl::UnixEpoch();
-  for (const WorkerRequest& r : requests) ASSERT_TRUE(runner->AddRequest(r, now).ok());
-  auto outputs = runner->RunUntilIdle(now);
-  ASSERT_TRUE(outputs.ok()) << outputs.status();
-  const auto by_id = ById(std::move(*outputs));
+  const auto by_id = RunAll(*runner, requests);
   ASSERT_EQ(by_id.size(), requests.size());
   EXPECT_GT(runner->stats().block_copies, 0);
   EXPECT_EQ(runner->stats().argmax_steps, 0) << "no step was greedy only";
@@ -259,11 +271,7 @@ TEST_P(BatchRunnerTest, RowsOfEveryKindInOneBatchMatchSolo) {
     if (i % 5 == 4) r.generation.top_p = 0.8;             // the nucleus and the denominator
     requests.push_back(r);
   }
-  const absl::Time now = absl::UnixEpoch();
-  for (const WorkerRequest& r : requests) ASSERT_TRUE(runner->AddRequest(r, now).ok());
-  auto outputs = runner->RunUntilIdle(now);
-  ASSERT_TRUE(outputs.ok()) << outputs.status();
-  const auto by_id = ById(std::move(*outputs));
+  const auto by_id = RunAll(*runner, requests);
   ASSERT_EQ(by_id.size(), requests.size());
   EXPECT_GT(runner->stats().backend_sampled_rows, 0);
   for (const WorkerRequest& r : requests) {
