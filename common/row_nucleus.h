@@ -1,6 +1,6 @@
-// The probability mass outside a row's top candidates, shared by the model's choice of which
-// top-p rows may come back as candidates (model/llama_model_logits.cc) and the sampler that
-// cuts their nucleus (decoding/logits_processor.cc), so that both decide alike.
+// Whether a row's top candidates hold everything top-p or min-p would keep, shared by the
+// model's choice of which rows may come back as candidates (model/llama_model_logits.cc) and
+// the sampler that cuts their nucleus (decoding/logits_processor.cc), so both decide alike.
 #pragma once
 
 #include <algorithm>
@@ -32,6 +32,21 @@ inline double ProbabilityOutside(std::span<const float> candidates, float temper
     kept += pi;
   }
   return std::max(0.0, 1.0 - kept);
+}
+
+// True when min-p (keeping tokens with p >= min_p * p_max) removes the least likely of
+// `candidates` (raw values; divided by the temperature as ProbabilityOutside does), and so
+// every token of the row that is less likely still: the candidates then hold all it keeps.
+inline bool MinPRemovesBelowCandidates(std::span<const float> candidates, float temperature,
+                                       double min_p) {
+  float max = -std::numeric_limits<float>::infinity();
+  float min = std::numeric_limits<float>::infinity();
+  for (float v : candidates) {
+    max = std::max(max, v / temperature);
+    min = std::min(min, v / temperature);
+  }
+  if (!std::isfinite(max)) return false;
+  return std::exp(static_cast<double>(min) - max) < min_p;  // as MinPWarper compares
 }
 
 }  // namespace tessera

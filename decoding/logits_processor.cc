@@ -112,8 +112,10 @@ absl::StatusOr<LogitsProcessorChain> LogitsProcessorChain::Create(const Generati
     // when the later warpers compare values within the row only (typical-p needs the whole
     // row's entropy), and top-p alone needs the nucleus and the row's denominator.
     const bool warpers_only = chain.processors_.size() == (c.temperature != 1.0 ? 1 : 0);
-    if (warpers_only && c.top_k == 0 && c.top_p < 1.0 && c.min_p <= 0.0 && c.typical_p >= 1.0) {
-      chain.nucleus_ = NucleusSelection{static_cast<float>(c.temperature), c.top_p, min_keep};
+    if (warpers_only && c.top_k == 0 && (c.top_p < 1.0 || c.min_p > 0.0) &&
+        c.typical_p >= 1.0) {
+      chain.nucleus_ =
+          NucleusSelection{static_cast<float>(c.temperature), c.top_p, c.min_p, min_keep};
     }
     const int64_t top_k = std::max<int64_t>(c.top_k, min_keep);
     if (warpers_only && c.top_k != 0 && top_k < vocab_size && c.typical_p >= 1.0) {
@@ -134,13 +136,24 @@ bool LogitsProcessorChain::ApplyToNucleus(std::span<float> candidates,
                                           double denominator) const {
   TESSERA_CHECK_MSG(nucleus_.has_value(), "ApplyToNucleus on a chain without a nucleus");
   const NucleusSelection& n = *nucleus_;
+  const bool whole_row = candidates.size() == static_cast<size_t>(vocab_size_);
   std::vector<double> p;
-  const double before = ProbabilityOutside(candidates, n.temperature, denominator, &p);
+  double before = 0;
+  if (n.top_p < 1.0) {
+    // The left-out tokens are the least likely: the whole row's cut passes all of them
+    // first, and must not stop among them.
+    before = ProbabilityOutside(candidates, n.temperature, denominator, &p);
+    if (before < 0 || before > 1.0 - n.top_p) return false;
+  } else if (!whole_row && !MinPRemovesBelowCandidates(candidates, n.temperature, n.min_p)) {
+    return false;
+  }
   for (float& v : candidates) v /= n.temperature;  // as TemperatureWarper (exact for 1)
-  // The left-out tokens are the least likely: the whole row's cut passes all of them first,
-  // and must not stop among them.
-  if (before < 0 || before > 1.0 - n.top_p) return false;
-  CutNucleus(candidates, p, before, n.top_p, n.min_keep);
+  if (n.top_p < 1.0) CutNucleus(candidates, p, before, n.top_p, n.min_keep);
+  // Min-p compares with the most likely token, a candidate, and keeps the min_keep most
+  // likely, candidates too: the warper itself over the candidates.
+  for (const auto& processor : processors_) {
+    if (processor->name() == "min_p") processor->Apply(TokenHistory{}, candidates);
+  }
   return true;
 }
 

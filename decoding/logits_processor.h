@@ -62,7 +62,8 @@ struct TopKSelection {
 // The nucleus a chain's draw depends on (see LogitsProcessorChain::nucleus).
 struct NucleusSelection {
   float temperature = 1.0f;
-  double top_p = 1.0;
+  double top_p = 1.0;  // 1: none
+  double min_p = 0.0;  // 0: none
   int64_t min_keep = 1;
 };
 
@@ -91,17 +92,19 @@ class LogitsProcessorChain {
   const std::optional<float>& plain_sampling_temperature() const {
     return plain_sampling_temperature_;
   }
-  // Set when the chain is the temperature (or none) and top-p only: a draw then needs the
-  // row's most likely tokens down to the nucleus and the row's softmax denominator at the
-  // temperature, nothing else (ApplyToNucleus).
+  // Set when the chain is the temperature (or none), then top-p and / or min-p, without
+  // top-k: a draw then needs the row's most likely tokens down to what those keep and (for
+  // top-p) the row's softmax denominator at the temperature, nothing else (ApplyToNucleus).
   const std::optional<NucleusSelection>& nucleus() const { return nucleus_; }
   // Apply for a chain with nucleus(), over `candidates`: the raw values, in ascending id
   // order, of the row's most likely tokens (every token more likely than a candidate
-  // included), whose whole row has softmax denominator `denominator` = Σ exp(l / T - max) at
-  // the temperature (Backend::SoftmaxDenominators). False (and `candidates` left divided by
-  // the temperature only) when the nucleus reaches past the candidates; else they are left
-  // as Apply leaves them in the whole row, up to float64 rounding of the denominator where a
-  // cumulative probability meets 1 - top_p.
+  // included; all of the row when there are vocab_size of them), whose whole row has softmax
+  // denominator `denominator` = Σ exp(l / T - max) at the temperature
+  // (Backend::SoftmaxDenominators; unused without top-p). False (and `candidates` left
+  // divided by the temperature only) when what top-p or min-p keeps reaches past the
+  // candidates; else they are left as Apply leaves them in the whole row (min-p exactly;
+  // top-p up to float64 rounding of the denominator where a cumulative probability meets
+  // 1 - top_p).
   bool ApplyToNucleus(std::span<float> candidates, double denominator) const;
   // Apply for a chain with top_k_candidates(), over the values of those candidates only
   // (any number of them; they must include every token TopKOfRow selects).

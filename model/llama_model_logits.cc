@@ -53,7 +53,9 @@ absl::Status LlamaModel::LmHeadSelect(const float* normed, int64_t rows,
       const int64_t top_k = wants[r].kind == Kind::kTopK ? wants[r].top_k : kNucleusCandidates;
       k[r] = static_cast<int32_t>(std::min<int64_t>(top_k, vocab));
       temperature[r] = wants[r].temperature;
-      if (wants[r].kind == Kind::kNucleus) nucleus_temperature[r] = wants[r].temperature;
+      if (wants[r].kind == Kind::kNucleus && wants[r].top_p < 1) {
+        nucleus_temperature[r] = wants[r].temperature;  // only top-p needs the denominator
+      }
       capacity = std::max<int64_t>(capacity, k[r] + kTopKTieRoom);
     }
     capacity = std::min(capacity, vocab);
@@ -61,7 +63,8 @@ absl::Status LlamaModel::LmHeadSelect(const float* normed, int64_t rows,
     std::vector<float> values(ids.size());
     RETURN_IF_ERROR(backend_->TopKRows(all, rows, vocab, k, temperature, capacity, ids.data(),
                                        values.data(), counts.data()));
-    if (wanted(Kind::kNucleus)) {  // rows at temperature 0 are skipped
+    if (std::any_of(nucleus_temperature.begin(), nucleus_temperature.end(),
+                    [](float t) { return t > 0; })) {  // rows at temperature 0 are skipped
       RETURN_IF_ERROR(backend_->SoftmaxDenominators(all, rows, vocab, nucleus_temperature,
                                                     selection->denominators.data()));
     }
@@ -75,11 +78,18 @@ absl::Status LlamaModel::LmHeadSelect(const float* normed, int64_t rows,
       const auto first_value =
           values.begin() + static_cast<std::ptrdiff_t>(r * static_cast<size_t>(capacity));
       if (wants[r].kind == Kind::kNucleus) {
-        // The nucleus must end within the candidates (the sampler decides alike).
-        const double outside = ProbabilityOutside({&*first_value, static_cast<size_t>(counts[r])},
-                                                  wants[r].temperature,
-                                                  selection->denominators[r]);
-        if (outside < 0 || outside > 1.0 - wants[r].top_p) {
+        // What top-p or min-p keeps must lie within the candidates (the sampler decides
+        // alike, LogitsProcessorChain::ApplyToNucleus).
+        const std::span<const float> kept(&*first_value, static_cast<size_t>(counts[r]));
+        bool within = true;
+        if (wants[r].top_p < 1) {
+          const double outside =
+              ProbabilityOutside(kept, wants[r].temperature, selection->denominators[r]);
+          within = outside >= 0 && outside <= 1.0 - wants[r].top_p;
+        } else if (counts[r] < vocab) {
+          within = MinPRemovesBelowCandidates(kept, wants[r].temperature, wants[r].min_p);
+        }
+        if (!within) {
           whole[r] = true;
           continue;
         }

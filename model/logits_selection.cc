@@ -18,11 +18,12 @@ absl::Status CheckLogitsSelection(const LogitsSelection& selection, int64_t rows
           " at temperature ", want.temperature, "; both must be > 0"));
     }
     if (want.kind == LogitsRowWant::Kind::kNucleus &&
-        (!(want.temperature > 0) || !(want.top_p > 0 && want.top_p < 1))) {
+        (!(want.temperature > 0) || !(want.top_p > 0 && want.top_p <= 1) ||
+         !(want.min_p >= 0 && want.min_p < 1) || (want.top_p == 1 && want.min_p == 0))) {
       return absl::InvalidArgumentError(absl::StrCat(
           "ForwardPaged: selection.wants[", r, "] asks for a nucleus at temperature ",
-          want.temperature, " and top_p ", want.top_p,
-          "; the temperature must be > 0 and top_p in (0, 1)"));
+          want.temperature, ", top_p ", want.top_p, " and min_p ", want.min_p,
+          "; the temperature must be > 0, top_p in (0, 1] and min_p in [0, 1), one of them set"));
     }
     if (want.kind == LogitsRowWant::Kind::kDraw &&
         (!(want.temperature > 0) || !(want.u >= 0 && want.u < 1))) {

@@ -1,7 +1,7 @@
 // What the leader wants back of each logits row of a step, when not the whole row
 // (LlamaModel::ForwardPaged): greedy rows want their argmax, top-k sampled rows their
-// candidates (common/row_top_k.h), top-p sampled rows their most likely tokens and the row's
-// softmax denominator, plainly sampled rows their drawn token (common/row_sample.h), others
+// candidates (common/row_top_k.h), top-p or min-p sampled rows their most likely tokens and
+// (for top-p) the row's softmax denominator, plainly sampled rows their drawn token (common/row_sample.h), others
 // the row itself. On a device backend the logits then stay on
 // the device except for the rows that need them whole.
 #pragma once
@@ -19,7 +19,8 @@ struct LogitsRowWant {
   Kind kind = Kind::kRow;
   int64_t top_k = 0;          // kTopK: TopKOfRow's k (> 0)
   float temperature = 1.0f;   // kTopK, kNucleus, kDraw (> 0)
-  double top_p = 1.0;         // kNucleus: in (0, 1)
+  double top_p = 1.0;         // kNucleus: in (0, 1]; 1 for none
+  double min_p = 0.0;         // kNucleus: in [0, 1); 0 for none (one of the two is set)
   double u = 0.0;             // kDraw: the draw's uniform in [0, 1)
 };
 
@@ -40,20 +41,22 @@ struct LogitsSelection {
   std::vector<int32_t> drawn;               // kDraw rows: the token (-1: no value is finite)
   // Where the row is in the returned logits, or -1. kRow rows always come back, and so do
   // kTopK and kNucleus rows whose candidates could not be taken (more ties than the room for
-  // them, a NaN in the row, or for kNucleus a nucleus that reaches past them).
+  // them, a NaN in the row, or for kNucleus a nucleus that reaches past them:
+  // common/row_nucleus.h).
   std::vector<int64_t> row_index;
 };
 
 // How many candidates past k the device keeps room for (ties at the k-th value); a row with
 // more comes back whole.
 inline constexpr int64_t kTopKTieRoom = 32;
-// How many of the most likely tokens a kNucleus row sends back: its nucleus must lie
-// within them (ProbabilityOutside <= 1 - top_p), else the row comes back whole.
+// How many of the most likely tokens a kNucleus row sends back: what top-p or min-p keeps
+// must lie within them (common/row_nucleus.h), else the row comes back whole.
 inline constexpr int64_t kNucleusCandidates = 1024;
 
 // INVALID_ARGUMENT unless `selection` has one want per each of `rows` logits rows, each
-// kTopK want a top_k > 0 and a temperature > 0, each kNucleus want a temperature > 0 and a
-// top_p in (0, 1), and each kDraw want a temperature > 0 and a u in [0, 1).
+// kTopK want a top_k > 0 and a temperature > 0, each kNucleus want a temperature > 0, a
+// top_p in (0, 1] and a min_p in [0, 1), not both 1 and 0, and each kDraw want a temperature
+// > 0 and a u in [0, 1).
 [[nodiscard]] absl::Status CheckLogitsSelection(const LogitsSelection& selection, int64_t rows);
 
 }  // namespace tessera

@@ -287,12 +287,13 @@ std::vector<LogitsRowWant> BatchRunner::LogitsWants(const StepPlan& plan,
       any = true;
     } else if (const auto top_k = sampler->second.top_k_candidates();
                top_k.has_value() && top_k->k <= kMaxTopKCandidates) {
-      wants[r] = {Kind::kTopK, top_k->k, top_k->temperature};
+      wants[r] = {.kind = Kind::kTopK, .top_k = top_k->k, .temperature = top_k->temperature};
       any = true;
     } else if (const auto nucleus = sampler->second.nucleus(); nucleus.has_value()) {
       wants[r].kind = Kind::kNucleus;
       wants[r].temperature = nucleus->temperature;
       wants[r].top_p = nucleus->top_p;
+      wants[r].min_p = nucleus->min_p;
       any = true;
     } else if (const auto temperature = sampler->second.plain_sampling_temperature();
                temperature.has_value() && e.num_samples == 1) {

@@ -176,20 +176,24 @@ TEST(PlainSamplingTest, SampleIsTheDrawOverTheDividedRow) {
                         [](const Sampler& s) { return s.plain_sampling_temperature().has_value(); });
 }
 
-// Top-p without top-k from the row's most likely tokens and its softmax denominator (summed
-// as the CPU backends sum it): the same token as the whole row wherever the nucleus lies
-// within the candidates, and "needs the whole row" where it does not (flat rows).
+// Top-p and / or min-p without top-k from the row's most likely tokens and its softmax
+// denominator (summed as the CPU backends sum it): the same token as the whole row wherever
+// what they keep lies within the candidates, and "needs the whole row" where it does not
+// (flat rows).
 TEST(NucleusTest, SameTokenAsTheWholeRowOrAskForIt) {
   std::mt19937 rng(8);
   const size_t vocab = 3000;
   const int64_t candidates_wanted = 256;
   int from_nucleus = 0, whole = 0;
   for (const double temperature : {1.0, 0.7, 1.6}) {
-    for (const double top_p : {0.5, 0.8, 0.95}) {
+    for (const auto& [top_p, min_p] : {std::pair{0.5, 0.0}, std::pair{0.8, 0.0},
+                                       std::pair{0.95, 0.0}, std::pair{1.0, 0.05},
+                                       std::pair{1.0, 0.3}, std::pair{0.9, 0.1}}) {
       GenerationConfig c;
       c.do_sample = true;
       c.top_k = 0;
       c.top_p = top_p;
+      c.min_p = min_p;
       c.temperature = temperature;
       c.seed = 77;
       auto sampler = Sampler::Create(c, static_cast<int32_t>(vocab), 0);
@@ -197,6 +201,7 @@ TEST(NucleusTest, SameTokenAsTheWholeRowOrAskForIt) {
       const auto nucleus = sampler->nucleus();
       ASSERT_TRUE(nucleus.has_value());
       EXPECT_EQ(nucleus->top_p, top_p);
+      EXPECT_EQ(nucleus->min_p, min_p);
       for (int trial = 0; trial < 30; ++trial) {
         std::normal_distribution<float> logit(0.0f, trial % 3 == 0 ? 0.05f : 4.0f);
         std::vector<float> row(vocab);
@@ -223,13 +228,14 @@ TEST(NucleusTest, SameTokenAsTheWholeRowOrAskForIt) {
           continue;
         }
         ++from_nucleus;
-        EXPECT_EQ(got->token, want.token) << "T " << temperature << " top_p " << top_p;
+        EXPECT_EQ(got->token, want.token)
+            << "T " << temperature << " top_p " << top_p << " min_p " << min_p;
       }
     }
   }
-  EXPECT_GT(from_nucleus, 100);
-  EXPECT_GT(whole, 10) << "the flat rows' nucleus reaches past 256 candidates";
-  // Offered for top-p alone (with a temperature) only.
+  EXPECT_GT(from_nucleus, 200);
+  EXPECT_GT(whole, 20) << "the flat rows' nucleus reaches past 256 candidates";
+  // Offered for top-p and min-p (with a temperature) only.
   GenerationConfig c;
   c.do_sample = true;
   c.top_k = 0;
@@ -237,7 +243,6 @@ TEST(NucleusTest, SameTokenAsTheWholeRowOrAskForIt) {
   ExpectNotOfferedAfter(c,
                         {[](GenerationConfig& g) { g.top_k = 5; },
                          [](GenerationConfig& g) { g.top_p = 1.0; },
-                         [](GenerationConfig& g) { g.min_p = 0.1; },
                          [](GenerationConfig& g) { g.typical_p = 0.5; },
                          [](GenerationConfig& g) { g.frequency_penalty = 0.5; },
                          [](GenerationConfig& g) { g.logprobs = 1; }},

@@ -142,11 +142,11 @@ TEST_F(DeviceMemoryTest, ForwardPagedReducesTheLogitsRowsWhereTheyAre) {
   ASSERT_TRUE(plain_cache.ok() && guarded_cache.ok());
   using Kind = LogitsRowWant::Kind;
   LogitsSelection selection;
-  selection.wants = {{Kind::kArgMax},
-                     {Kind::kTopK, 3, 0.7f},
-                     {Kind::kRow},
-                     {Kind::kDraw, 0, 0.9f, 1.0, 0.625},
-                     {Kind::kNucleus, 0, 1.2f, 0.9}};
+  selection.wants = {{.kind = Kind::kArgMax},
+                     {.kind = Kind::kTopK, .top_k = 3, .temperature = 0.7f},
+                     {.kind = Kind::kRow},
+                     {.kind = Kind::kDraw, .temperature = 0.9f, .u = 0.625},
+                     {.kind = Kind::kNucleus, .temperature = 1.2f, .top_p = 0.9, .min_p = 0.05}};
   std::vector<float> want, got = {1.0f};
   ASSERT_TRUE(plain_->ForwardPaged(batch, *plain_cache, &want).ok());
   const int64_t copied_before = guarded_backend_.bytes_to_host();
@@ -189,7 +189,11 @@ TEST_F(DeviceMemoryTest, ForwardPagedReducesTheLogitsRowsWhereTheyAre) {
   selection.wants.pop_back();
   EXPECT_EQ(guarded_->ForwardPaged(batch, *guarded_cache, &got, nullptr, {}, &selection).code(),
             absl::StatusCode::kInvalidArgument);
-  selection.wants = {{Kind::kRow}, {Kind::kTopK, 0, 1.0f}, {Kind::kRow}, {Kind::kRow}, {Kind::kRow}};
+  selection.wants = {{.kind = Kind::kRow},
+                     {.kind = Kind::kTopK, .top_k = 0},
+                     {.kind = Kind::kRow},
+                     {.kind = Kind::kRow},
+                     {.kind = Kind::kRow}};
   const absl::Status bad = guarded_->ForwardPaged(batch, *guarded_cache, &got, nullptr, {}, &selection);
   EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(bad.message().find("selection.wants[1]"), std::string::npos) << bad;
@@ -226,9 +230,9 @@ TEST_F(DeviceMemoryTest, TopKRowsThatCannotBeTakenComeBackWhole) {
   auto plain_cache = plain_->NewPagedKvCache(1, 4);
   ASSERT_TRUE(cache.ok() && plain_cache.ok());
   LogitsSelection selection;
-  selection.wants = {{LogitsRowWant::Kind::kTopK, 2, 1.0f},
-                     {LogitsRowWant::Kind::kArgMax},
-                     {LogitsRowWant::Kind::kNucleus, 0, 1.0f, 0.5}};
+  selection.wants = {{.kind = LogitsRowWant::Kind::kTopK, .top_k = 2},
+                     {.kind = LogitsRowWant::Kind::kArgMax},
+                     {.kind = LogitsRowWant::Kind::kNucleus, .top_p = 0.5}};
   std::vector<float> want, got;
   ASSERT_TRUE(plain_->ForwardPaged(batch, *plain_cache, &want).ok());
   ASSERT_TRUE((*model)->ForwardPaged(batch, *cache, &got, nullptr, {}, &selection).ok());

@@ -269,6 +269,10 @@ TEST_P(BatchRunnerTest, RowsOfEveryKindInOneBatchMatchSolo) {
     if (i % 5 == 2) r.generation.presence_penalty = 0.8;  // touches any token: whole row
     if (i % 5 >= 3) r.generation.top_k = 0;               // a draw over the whole row
     if (i % 5 == 4) r.generation.top_p = 0.8;             // the nucleus and the denominator
+    if (i == 9) {  // min-p alone
+      r.generation.top_p = 1.0;
+      r.generation.min_p = 0.2;
+    }
     requests.push_back(r);
   }
   const auto by_id = RunAll(*runner, requests);
