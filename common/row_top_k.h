@@ -28,7 +28,8 @@ inline int32_t TopKOfRow(std::span<const float> row, int64_t k, float temperatur
     if (std::isnan(row[i])) return -1;
     scaled[i] = row[i] / temperature;
   }
-  const size_t kth_index = static_cast<size_t>(std::min<int64_t>(k, static_cast<int64_t>(row.size()))) - 1;
+  const size_t kth_index =
+      static_cast<size_t>(std::min<int64_t>(k, static_cast<int64_t>(row.size()))) - 1;
   std::vector<float> sorted = scaled;
   std::nth_element(sorted.begin(), sorted.begin() + static_cast<std::ptrdiff_t>(kth_index),
                    sorted.end(), std::greater<float>());

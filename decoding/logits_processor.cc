@@ -1,6 +1,7 @@
 #include "decoding/logits_processor.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <map>
 
@@ -111,22 +112,25 @@ absl::StatusOr<LogitsProcessorChain> LogitsProcessorChain::Create(const Generati
     // No processor but the temperature so far: then top-k's selection is all a draw needs
     // when the later warpers compare values within the row only (typical-p needs the whole
     // row's entropy), and top-p alone needs the nucleus and the row's denominator.
-    const bool warpers_only = chain.processors_.size() == (c.temperature != 1.0 ? 1 : 0);
+    // The device paths divide by the float temperature: it must neither underflow to 0 nor
+    // overflow to inf (a double in range can); the whole row serves those requests.
+    const float temperature = static_cast<float>(c.temperature);
+    const bool warpers_only = chain.processors_.size() == (c.temperature != 1.0 ? 1 : 0) &&
+                              temperature > 0 && std::isfinite(temperature);
     if (warpers_only && c.top_k == 0 && (c.top_p < 1.0 || c.min_p > 0.0) &&
         c.typical_p >= 1.0) {
-      chain.nucleus_ =
-          NucleusSelection{static_cast<float>(c.temperature), c.top_p, c.min_p, min_keep};
+      chain.nucleus_ = NucleusSelection{temperature, c.top_p, c.min_p, min_keep};
     }
     const int64_t top_k = std::max<int64_t>(c.top_k, min_keep);
     if (warpers_only && c.top_k != 0 && top_k < vocab_size && c.typical_p >= 1.0) {
-      chain.top_k_candidates_ = TopKSelection{top_k, static_cast<float>(c.temperature)};
+      chain.top_k_candidates_ = TopKSelection{top_k, temperature};
     }
     if (c.top_k != 0) add(std::make_unique<TopKWarper>(c.top_k, min_keep));
     if (c.top_p < 1.0) add(std::make_unique<TopPWarper>(c.top_p, min_keep));
     if (c.min_p > 0.0) add(std::make_unique<MinPWarper>(c.min_p, min_keep));
     if (c.typical_p < 1.0) add(std::make_unique<TypicalWarper>(c.typical_p, min_keep));
-    if (chain.processors_.size() == (c.temperature != 1.0 ? 1 : 0)) {
-      chain.plain_sampling_temperature_ = static_cast<float>(c.temperature);
+    if (warpers_only && chain.processors_.size() == (c.temperature != 1.0 ? 1 : 0)) {
+      chain.plain_sampling_temperature_ = temperature;
     }
   }
   return chain;

@@ -103,8 +103,8 @@ class LogitsProcessorChain {
   // (Backend::SoftmaxDenominators; unused without top-p). False (and `candidates` left
   // divided by the temperature only) when what top-p or min-p keeps reaches past the
   // candidates; else they are left as Apply leaves them in the whole row (min-p exactly;
-  // top-p up to float64 rounding of the denominator where a cumulative probability meets
-  // 1 - top_p).
+  // top-p up to float64 rounding, of the denominator and of the left-out mass taken as
+  // 1 - the candidates' probability, where a cumulative probability meets 1 - top_p).
   bool ApplyToNucleus(std::span<float> candidates, double denominator) const;
   // Apply for a chain with top_k_candidates(), over the values of those candidates only
   // (any number of them; they must include every token TopKOfRow selects).

@@ -74,9 +74,9 @@ absl::Status LlamaModel::LmHeadSelect(const float* normed, int64_t rows,
         whole[r] = true;
         continue;
       }
-      const auto first = ids.begin() + static_cast<std::ptrdiff_t>(r * static_cast<size_t>(capacity));
-      const auto first_value =
-          values.begin() + static_cast<std::ptrdiff_t>(r * static_cast<size_t>(capacity));
+      const auto offset = static_cast<std::ptrdiff_t>(r * static_cast<size_t>(capacity));
+      const auto first = ids.begin() + offset;
+      const auto first_value = values.begin() + offset;
       if (wants[r].kind == Kind::kNucleus) {
         // What top-p or min-p keeps must lie within the candidates (the sampler decides
         // alike, LogitsProcessorChain::ApplyToNucleus).
@@ -111,21 +111,20 @@ absl::Status LlamaModel::LmHeadSelect(const float* normed, int64_t rows,
   }
   // The rows that come back whole, runs of neighbouring rows in one copy each.
   logits->clear();
+  const size_t row_floats = static_cast<size_t>(vocab);
   for (size_t r = 0; r < n;) {
     if (!whole[r]) {
       ++r;
       continue;
     }
-    size_t end = r;
-    while (end < n && whole[end]) {
-      selection->row_index[end] = static_cast<int64_t>(logits->size() / static_cast<size_t>(vocab)) +
-                                  static_cast<int64_t>(end - r);
-      ++end;
-    }
     const size_t at = logits->size();
-    logits->resize(at + (end - r) * static_cast<size_t>(vocab));
-    RETURN_IF_ERROR(backend_->CopyFromBackend(logits->data() + at, all + r * vocab,
-                                              (end - r) * static_cast<size_t>(vocab) * sizeof(float)));
+    size_t end = r;
+    for (; end < n && whole[end]; ++end) {
+      selection->row_index[end] = static_cast<int64_t>(at / row_floats + (end - r));
+    }
+    logits->resize(at + (end - r) * row_floats);
+    RETURN_IF_ERROR(backend_->CopyFromBackend(logits->data() + at, all + r * row_floats,
+                                              (end - r) * row_floats * sizeof(float)));
     r = end;
   }
   return absl::OkStatus();

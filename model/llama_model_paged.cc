@@ -97,7 +97,8 @@ absl::Status LlamaModel::ForwardPaged(const PagedBatch& batch, PagedKvCache& cac
                                       LogitsSelection* selection) {
   if (logits == nullptr) return absl::InvalidArgumentError("ForwardPaged: logits is null");
   if (selection != nullptr && !stage_.has_lm_head) {
-    return absl::InvalidArgumentError("ForwardPaged: a logits selection on a stage without the LM head");
+    return absl::InvalidArgumentError(
+        "ForwardPaged: a logits selection on a stage without the LM head");
   }
   if (selection != nullptr) {
     RETURN_IF_ERROR(

@@ -278,7 +278,9 @@ absl::Status CudaGemmQuantized(const float* x, int64_t n, int64_t k, const Tenso
         w.dim(1), k, n, scratch_halves));
   }
   const int64_t m = w.dim(0);
-  const int64_t slice = std::min(m, scratch_halves / k);
+  int64_t slice = std::min(m, scratch_halves / k);
+  // Whole 64-row steps keep y + r0 256-byte aligned for cuBLASLt's fastest kernels.
+  if (slice >= 64) slice -= slice % 64;
   const int64_t row_bytes = w.RowBytes();
   for (int64_t r0 = 0; r0 < m; r0 += slice) {
     const int64_t rows = std::min(slice, m - r0);

@@ -4,17 +4,17 @@
 // besides its candidates; and DrawRows, plain sampling's inverse-CDF draw (common/
 // row_sample.h's rule), so it sends back one token.
 //
-// TopKRows: one block per row. The k-th largest of row / temperature is found by radix selection over
-// an order-preserving 32-bit key, 8 bits a pass (4 passes, each a shared histogram of the
-// elements that share the bits chosen so far); the candidates are then written in index
+// TopKRows: one block per row. The k-th largest of row / temperature is found by radix
+// selection over an order-preserving 32-bit key, 8 bits a pass (4 passes, each a shared
+// histogram of the elements that share the bits chosen so far); the candidates are then written in index
 // order: each thread owns a contiguous stretch of the row, and a block-wide scan of the
 // threads' counts gives each its first output slot. No atomics decide an output position,
 // so the result is the same on every run.
 #include <cuda_runtime.h>
 
 #include <cub/block/block_reduce.cuh>
-#include <cuda/functional>
 #include <cub/block/block_scan.cuh>
+#include <cuda/functional>
 
 #include "kernels/cuda/elementwise_shim.h"
 #include "kernels/cuda/launch_status.cuh"

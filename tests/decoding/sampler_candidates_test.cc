@@ -249,6 +249,27 @@ TEST(NucleusTest, SameTokenAsTheWholeRowOrAskForIt) {
                         [](const Sampler& s) { return s.nucleus().has_value(); });
 }
 
+// A valid double temperature whose float is 0 or inf cannot be divided by on a device:
+// such requests keep the whole row (they used to fail the step: review of this change).
+TEST(SampleCandidatesTest, TemperaturesOutsideFloatKeepTheWholeRow) {
+  for (const double temperature : {1e-46, 1e39}) {
+    for (const int64_t top_k : {int64_t{0}, int64_t{40}}) {
+      for (const double top_p : {1.0, 0.9}) {
+        GenerationConfig c;
+        c.do_sample = true;
+        c.temperature = temperature;
+        c.top_k = top_k;
+        c.top_p = top_p;
+        auto sampler = Sampler::Create(c, 300, 0);
+        ASSERT_TRUE(sampler.ok()) << sampler.status();
+        EXPECT_FALSE(sampler->top_k_candidates().has_value()) << temperature;
+        EXPECT_FALSE(sampler->nucleus().has_value()) << temperature;
+        EXPECT_FALSE(sampler->plain_sampling_temperature().has_value()) << temperature;
+      }
+    }
+  }
+}
+
 TEST(SampleCandidatesTest, OnlyChainsThatNeedNoMoreThanTheCandidates) {
   const auto offered = [](const Sampler& s) { return s.top_k_candidates().has_value(); };
   GenerationConfig base;
