@@ -109,27 +109,28 @@ absl::StatusOr<LogitsProcessorChain> LogitsProcessorChain::Create(const Generati
     if (c.temperature != 1.0) {
       add(std::make_unique<TemperatureWarper>(static_cast<float>(c.temperature)));
     }
-    // No processor but the temperature so far: then top-k's selection is all a draw needs
-    // when the later warpers compare values within the row only (typical-p needs the whole
-    // row's entropy), and top-p alone needs the nucleus and the row's denominator.
-    // The device paths divide by the float temperature: it must neither underflow to 0 nor
-    // overflow to inf (a double in range can); the whole row serves those requests.
+    // With no processor but the temperature so far, a draw can do with less than the row:
+    // top-k's selection when the later warpers compare values within the row only
+    // (typical-p needs the whole row's entropy); without top-k, what top-p and min-p keep
+    // (and top-p's denominator); with no warper at all, the backend's own draw. Those paths
+    // divide by the float temperature: it must neither underflow to 0 nor overflow to inf
+    // (a double in range can); the whole row serves such requests.
     const float temperature = static_cast<float>(c.temperature);
-    const bool warpers_only = chain.processors_.size() == (c.temperature != 1.0 ? 1 : 0) &&
-                              temperature > 0 && std::isfinite(temperature);
-    if (warpers_only && c.top_k == 0 && (c.top_p < 1.0 || c.min_p > 0.0) &&
+    const bool selectable = chain.processors_.size() == (c.temperature != 1.0 ? 1 : 0) &&
+                            temperature > 0 && std::isfinite(temperature);
+    if (selectable && c.top_k == 0 && (c.top_p < 1.0 || c.min_p > 0.0) &&
         c.typical_p >= 1.0) {
       chain.nucleus_ = NucleusSelection{temperature, c.top_p, c.min_p, min_keep};
     }
     const int64_t top_k = std::max<int64_t>(c.top_k, min_keep);
-    if (warpers_only && c.top_k != 0 && top_k < vocab_size && c.typical_p >= 1.0) {
+    if (selectable && c.top_k != 0 && top_k < vocab_size && c.typical_p >= 1.0) {
       chain.top_k_candidates_ = TopKSelection{top_k, temperature};
     }
     if (c.top_k != 0) add(std::make_unique<TopKWarper>(c.top_k, min_keep));
     if (c.top_p < 1.0) add(std::make_unique<TopPWarper>(c.top_p, min_keep));
     if (c.min_p > 0.0) add(std::make_unique<MinPWarper>(c.min_p, min_keep));
     if (c.typical_p < 1.0) add(std::make_unique<TypicalWarper>(c.typical_p, min_keep));
-    if (warpers_only && chain.processors_.size() == (c.temperature != 1.0 ? 1 : 0)) {
+    if (selectable && chain.processors_.size() == (c.temperature != 1.0 ? 1 : 0)) {
       chain.plain_sampling_temperature_ = temperature;
     }
   }
