@@ -24,6 +24,15 @@ constexpr int64_t kGemvRows = 8;  // CudaGemv's activation rows per call
 constexpr int64_t kDequantizedGemmRows = 64;
 constexpr int64_t kDequantScratchBytes = int64_t{64} << 20;
 
+// *buffer holding at least `bytes`: a smaller one is freed first (scratch can be tens of
+// MB; the two are never held at once), then a new one allocated.
+absl::Status Reserve(DeviceBuffer* buffer, size_t bytes) {
+  if (buffer->size() >= bytes) return absl::OkStatus();
+  *buffer = DeviceBuffer();
+  ASSIGN_OR_RETURN(*buffer, DeviceBuffer::Allocate(bytes));
+  return absl::OkStatus();
+}
+
 absl::Status CopyStatus(int code, const cuda_shim::Error& error, const char* what) {
   if (code == 0) return absl::OkStatus();
   return absl::InternalError(absl::StrFormat("cuda backend %s: %s", what, error.text));
@@ -139,8 +148,7 @@ template <typename T>
 absl::StatusOr<const T*> CudaBackend::Upload(std::span<const T> values, UploadSlot* slot) {
   const size_t bytes = std::max<size_t>(values.size_bytes(), sizeof(T));
   if (slot->buffer.size() < bytes) {
-    ASSIGN_OR_RETURN(slot->buffer,
-                     DeviceBuffer::Allocate(std::max(bytes, 2 * slot->buffer.size())));
+    RETURN_IF_ERROR(Reserve(&slot->buffer, std::max(bytes, 2 * slot->buffer.size())));
     slot->held.clear();
   }
   const auto* begin = reinterpret_cast<const uint8_t*>(values.data());
@@ -160,9 +168,7 @@ absl::Status CudaBackend::ArgMaxRows(const float* x, int64_t rows, int64_t dim, 
   RETURN_IF_ERROR(TakeStickyError());
   if (rows <= 0) return absl::OkStatus();
   const size_t bytes = static_cast<size_t>(rows) * sizeof(RowArgMax);
-  if (argmax_.size() < bytes) {
-    ASSIGN_OR_RETURN(argmax_, DeviceBuffer::Allocate(bytes));
-  }
+  RETURN_IF_ERROR(Reserve(&argmax_, bytes));
   RETURN_IF_ERROR(CudaArgMaxRows(x, rows, dim, argmax_.as<RowArgMax>(), &stream_));
   return Copy(out, argmax_.as<void>(), bytes, "ArgMaxRows", Waiting());
 }
@@ -178,9 +184,7 @@ absl::Status CudaBackend::TopKRows(const float* x, int64_t rows, int64_t dim,
   // [counts: rows][ids: rows x capacity][values: rows x capacity], one copy back.
   const size_t n = static_cast<size_t>(rows), cap = static_cast<size_t>(capacity);
   const size_t bytes = n * sizeof(int32_t) + n * cap * (sizeof(int32_t) + sizeof(float));
-  if (top_k_results_.size() < bytes) {
-    ASSIGN_OR_RETURN(top_k_results_, DeviceBuffer::Allocate(bytes));
-  }
+  RETURN_IF_ERROR(Reserve(&top_k_results_, bytes));
   ASSIGN_OR_RETURN(const int32_t* device_k, Upload(k, &top_k_));
   ASSIGN_OR_RETURN(const float* device_t, Upload(temperature, &temperatures_));
   auto* device_counts = top_k_results_.as<int32_t>();
@@ -205,9 +209,7 @@ absl::Status CudaBackend::SoftmaxDenominators(const float* x, int64_t rows, int6
                                                temperature));
   if (rows == 0) return absl::OkStatus();
   const size_t bytes = static_cast<size_t>(rows) * sizeof(double);
-  if (denominators_.size() < bytes) {
-    ASSIGN_OR_RETURN(denominators_, DeviceBuffer::Allocate(bytes));
-  }
+  RETURN_IF_ERROR(Reserve(&denominators_, bytes));
   ASSIGN_OR_RETURN(const float* device_t, Upload(temperature, &temperatures_));
   RETURN_IF_ERROR(CudaSoftmaxDenominators(x, rows, dim, device_t, denominators_.as<double>(),
                                           &stream_));
@@ -221,9 +223,7 @@ absl::Status CudaBackend::SampleRows(const float* x, int64_t rows, int64_t dim,
   RETURN_IF_ERROR(CheckSampleRowsArgs("cuda backend SampleRows", rows, dim, temperature, u));
   if (rows == 0) return absl::OkStatus();
   const size_t bytes = static_cast<size_t>(rows) * sizeof(int32_t);
-  if (drawn_.size() < bytes) {
-    ASSIGN_OR_RETURN(drawn_, DeviceBuffer::Allocate(bytes));
-  }
+  RETURN_IF_ERROR(Reserve(&drawn_, bytes));
   ASSIGN_OR_RETURN(const float* device_t, Upload(temperature, &temperatures_));
   ASSIGN_OR_RETURN(const double* device_u, Upload(u, &uniforms_));
   RETURN_IF_ERROR(CudaDrawRows(x, rows, dim, device_t, device_u, drawn_.as<int32_t>(), &stream_));
@@ -249,10 +249,7 @@ absl::Status CudaBackend::MatMul(const float* x, int64_t n, int64_t k, const Ten
     const int64_t halves = std::max<int64_t>(
         k, std::min<int64_t>(m * k, kDequantScratchBytes / static_cast<int64_t>(sizeof(uint16_t))));
     const size_t bytes = static_cast<size_t>(halves) * sizeof(uint16_t);
-    if (dequantized_.size() < bytes) {
-      dequantized_ = DeviceBuffer();  // the old one first: these can be tens of MB
-      ASSIGN_OR_RETURN(dequantized_, DeviceBuffer::Allocate(bytes));
-    }
+    RETURN_IF_ERROR(Reserve(&dequantized_, bytes));
     return CudaGemmQuantized(x, n, k, view, y, dequantized_.as<void>(), halves, &stream_);
   }
   for (int64_t j = 0; j < n; j += kGemvRows) {
@@ -367,9 +364,7 @@ absl::Status CudaBackend::AttendRows(const float* q, const AttentionRows& rows,
           : PlanAttentionSplits(entries.num_entries, params.num_heads, window, target_blocks_);
   const int64_t floats = AttentionSplitWorkspaceFloats(entries.num_entries, params.num_heads,
                                                        params.head_dim, splits);
-  if (static_cast<int64_t>(split_workspace_.size()) < floats * 4) {
-    ASSIGN_OR_RETURN(split_workspace_, DeviceBuffer::Allocate(static_cast<size_t>(floats) * 4));
-  }
+  RETURN_IF_ERROR(Reserve(&split_workspace_, static_cast<size_t>(floats) * sizeof(float)));
   return CudaPagedAttention(q, entries, CudaAttentionKernel::kDecode, splits,
                             floats > 0 ? split_workspace_.as<float>() : nullptr, layout, pool,
                             params, out, &stream_);
