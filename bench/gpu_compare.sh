@@ -3,7 +3,8 @@
 # on random weights in a named shape (real weights cannot reach the GPU machine):
 #   1. tessera synthesize: the shape's GGUF in BF16 (once, reused by both Tessera benches);
 #   2. tessera_bench_generate: batch-1 prefill (-p) and decode (-n) on the cuda backend;
-#   3. tessera_bench_serve: the engine's sweep at each batch size (--npl), pp/tg tokens;
+#   3. tessera_bench_serve: the engine's sweep at each batch size (--npl), pp/tg tokens, and
+#      again with --enforce-eager (decode steps without CUDA graphs, their baseline);
 #   4. bench/hf_transformers_bench.py: the same batch sizes and lengths in transformers, and
 #      the BF16 cuBLAS peak;
 # then one table: decode tokens/s side by side with the ratio, batch-1 decode as a fraction of
@@ -48,6 +49,11 @@ kv_size=(--gpu-memory-utilization 0.9)
   --pp "$pp" --tg "$tg" --requests 8 --sequential 1 --max-num-seqs "$max_batch" \
   --max-batched-tokens $((max_batch * pp)) --kv-cache-dtype f16 "${kv_size[@]}" --json \
   > "$out/serve.json"
+echo "== tessera_bench_serve --enforce-eager (the baseline of CUDA graphs)" >&2
+"$bin/tessera_bench_serve" -m "$model" -b "$backend" --npl "$(tr ' ' ',' <<< "$batches")" \
+  --pp "$pp" --tg "$tg" --requests 8 --sequential 1 --max-num-seqs "$max_batch" \
+  --max-batched-tokens $((max_batch * pp)) --kv-cache-dtype f16 "${kv_size[@]}" --json \
+  --enforce-eager > "$out/serve_eager.json"
 echo "== transformers" >&2
 rm -f "$model"  # the GPU's memory, not the disk, is the limit from here on
 python3 "$here/hf_transformers_bench.py" --shape "$shape" ${layers:+--layers "$layers"} \
@@ -60,6 +66,7 @@ import json, sys
 out, gpu = sys.argv[1], sys.argv[2]
 gen = json.load(open(f"{out}/generate.json"))
 serve = json.load(open(f"{out}/serve.json"))
+eager_by_batch = {r["npl"]: r for r in json.load(open(f"{out}/serve_eager.json"))["sweep"]}
 hf = [json.loads(line) for line in open(f"{out}/hf.jsonl")]
 peak = next(r for r in hf if r["engine"] == "cublas")
 peak_tflops = peak["tflops"]
@@ -79,12 +86,14 @@ tflops = gen["prefill_tps_median"] * weight_mb * 1e6 / 1e12
 print(f"prefill {gen['prompt_tokens']} tokens: {gen['prefill_tps_median']:.0f} tokens/s = "
       f"{tflops:.1f} TFLOP/s = {100 * tflops / peak_tflops:.1f}% of cuBLAS's "
       f"{peak_tflops:.0f} TFLOP/s ({peak['gemm']}^3 BF16)")
-print("| batch | Tessera decode tok/s | transformers decode tok/s | ratio | Tessera prefill tok/s | transformers prefill tok/s |")
-print("|---:|---:|---:|---:|---:|---:|")
+print("| batch | Tessera decode tok/s | transformers decode tok/s | ratio | Tessera prefill tok/s | transformers prefill tok/s | Tessera eager decode tok/s | graphs / eager |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|")
 for row in serve["sweep"]:
     h = hf_by_batch.get(row["npl"])
     if h is None:
         continue
+    e = eager_by_batch[row["npl"]]
     print(f"| {row['npl']} | {row['s_tg']:.1f} | {h['decode_tps']:.1f} | "
-          f"{row['s_tg'] / h['decode_tps']:.2f}x | {row['s_pp']:.0f} | {h['prefill_tps']:.0f} |")
+          f"{row['s_tg'] / h['decode_tps']:.2f}x | {row['s_pp']:.0f} | {h['prefill_tps']:.0f} | "
+          f"{e['s_tg']:.1f} | {row['s_tg'] / e['s_tg']:.2f}x |")
 PY

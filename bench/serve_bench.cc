@@ -59,6 +59,7 @@ struct Options {
   std::string kv_cache_dtype = "f32";
   int64_t kv_cache_mb = 1024;
   double gpu_memory_utilization = 0.0;  // > 0: size the KV cache from device memory instead
+  bool enforce_eager = false;           // BatchRunnerOptions::record_decode_steps off
   bool json = false;
 };
 
@@ -82,6 +83,7 @@ absl::StatusOr<RunStats> Serve(LlamaModel& model, const std::vector<WorkerReques
   ro.scheduler.max_waiting_requests = static_cast<int>(requests.size()) + 1;
   ro.kv_cache_bytes = o.kv_cache_mb << 20;
   ro.device_memory_fraction = o.gpu_memory_utilization;
+  ro.record_decode_steps = !o.enforce_eager;
   ro.kv_cache_dtype = DTypeFromName(o.kv_cache_dtype).value();  // checked by the flag
   ASSIGN_OR_RETURN(std::unique_ptr<BatchRunner> runner, BatchRunner::Create(&model, ro));
   RunStats st;
@@ -266,6 +268,8 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber)
       ->check(CLI::Range(0.0, 1.0))
       ->excludes(mb);
+  app.add_flag("--enforce-eager", o.enforce_eager,
+               "launch decode steps kernel by kernel (no CUDA graphs; the baseline for them)");
   app.add_flag("--json", o.json, "print one JSON object");
   CLI11_PARSE(app, argc, argv);
   if (o.npl.empty() || o.max_batched_tokens < o.max_num_seqs) {

@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/row_argmax.h"
@@ -114,6 +115,33 @@ class Backend {
                   static_cast<size_t>(row_bytes));
     }
     return absl::OkStatus();
+  }
+
+  // Recorded decode steps (CUDA graphs). A decode step launches hundreds of small kernels;
+  // a device backend may record one step's work and replay the recording for later steps of
+  // the same shape, one launch each. Shapes are few because the caller pads a step's rows
+  // to GraphRows(rows) (rows with no KV slot and a one-position context of their own).
+  struct StepShape {
+    int64_t rows = 0;         // the padded row count, GraphRows(real rows)
+    int64_t max_context = 0;  // the longest context_len among the step's sequences
+  };
+  // The row count a decode step of `rows` rows is padded to for RunStep; 0 when this backend
+  // does not record steps (the default) or `rows` is above its largest bucket.
+  virtual int64_t GraphRows(int64_t rows) const { return 0; }
+  // Runs `body`, which queues one step's work on this backend, perhaps as a replay of a
+  // recording of an earlier step of the same shape; returns the body's error (or the
+  // recording's). The body must
+  //   * only queue work: no call that brings results to the host, waits or allocates
+  //     (CopyToBackend, CopyFromBackend, Synchronize, ArgMaxRows, TopKRows,
+  //     SoftmaxDenominators, SampleRows, Allocate answer FAILED_PRECONDITION inside it);
+  //   * for one shape, make the same calls in the same order on the same buffers with the
+  //     same sizes (only the contents of index spans may differ);
+  //   * give the same results when run again for the same step (a backend runs it again,
+  //     without recording, when a replay would not launch what the body asks for).
+  // The default runs `body` once.
+  [[nodiscard]] virtual absl::Status RunStep(const StepShape& shape,
+                                             absl::FunctionRef<absl::Status()> body) {
+    return body();
   }
 
   // out[i] = ArgMaxOfRow of row i of x [rows, dim] (this backend's memory; out is host

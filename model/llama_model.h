@@ -120,6 +120,9 @@ class LlamaModel {
            stage_.layers.end == config_.num_layers;
   }
   Backend* backend() const { return backend_; }
+  // Whether ForwardPaged may pad decode batches and hand them to Backend::RunStep, on a
+  // backend that records steps (default true; false: --enforce-eager).
+  void set_record_decode_steps(bool on) { record_decode_steps_ = on; }
   // How many packed copies the backend made (Q/K/V and gate/up count once when stacked).
   int64_t packed_weight_count() const { return static_cast<int64_t>(packed_weights_.size()); }
   const RopeFrequencies& rope() const { return rope_; }
@@ -256,6 +259,20 @@ class LlamaModel {
   // The LM head's rows reduced on the backend as selection->wants say (ForwardPaged).
   [[nodiscard]] absl::Status LmHeadSelect(const float* normed, int64_t rows,
                                           LogitsSelection* selection, std::vector<float>* logits);
+  // The same from the first `rows` logits rows `all` (backend memory) the LM head wrote.
+  [[nodiscard]] absl::Status SelectFromLogits(const float* all, int64_t rows,
+                                              LogitsSelection* selection,
+                                              std::vector<float>* logits);
+  // The row count ForwardPaged pads `batch` to for a recorded decode step
+  // (Backend::RunStep; llama_model_graphs.cc), 0 when it runs as usual: a whole model
+  // without tensor parallelism, one row per sequence, every row's logits and no hidden rows,
+  // on a backend that records steps of that size.
+  int64_t RecordedDecodeRows(const PagedBatch& batch) const;
+  // ForwardPaged of such a batch (checked, slots_ mapped) padded to `padded` rows.
+  [[nodiscard]] absl::Status ForwardRecordedDecode(const PagedBatch& batch, int64_t padded,
+                                                   PagedKvCache& cache,
+                                                   std::vector<float>* logits,
+                                                   LogitsSelection* selection);
 
   // x_ = the batch's input rows: embedded tokens on the first stage, else `input` (this
   // rank's chunk of it under sequence parallelism).
@@ -306,6 +323,11 @@ class LlamaModel {
   std::vector<int32_t> positions_;           // host: ops take index spans from the host
   int64_t stacked_width_ = 0;    // its widest row, 0 when no layer is stacked
   std::vector<int32_t> slots_;   // ForwardPaged's slot mapping
+  // A recorded decode step's padded rows (ForwardRecordedDecode).
+  std::vector<int32_t> step_ids_, step_positions_;
+  std::vector<PagedSequence> step_sequences_;
+  static constexpr int32_t kPaddingTable[1] = {0};  // the padding rows' block table
+  bool record_decode_steps_ = true;
 };
 
 }  // namespace tessera

@@ -22,11 +22,17 @@ absl::Status LlamaModel::LmHeadToHost(const float* normed, int64_t rows, float* 
 
 absl::Status LlamaModel::LmHeadSelect(const float* normed, int64_t rows,
                                       LogitsSelection* selection, std::vector<float>* logits) {
+  ASSIGN_OR_RETURN(float* all, Floats(&outputs_, rows * config_.vocab_size));
+  RETURN_IF_ERROR(LmHead(normed, rows, all));
+  return SelectFromLogits(all, rows, selection, logits);
+}
+
+absl::Status LlamaModel::SelectFromLogits(const float* all, int64_t rows,
+                                          LogitsSelection* selection,
+                                          std::vector<float>* logits) {
   using Kind = LogitsRowWant::Kind;
   const int64_t vocab = config_.vocab_size;
   const size_t n = static_cast<size_t>(rows);
-  ASSIGN_OR_RETURN(float* all, Floats(&outputs_, rows * vocab));
-  RETURN_IF_ERROR(LmHead(normed, rows, all));
   const std::vector<LogitsRowWant>& wants = selection->wants;
   selection->argmax.assign(n, RowArgMax{});
   selection->candidates.assign(n, TopKCandidates{});

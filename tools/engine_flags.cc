@@ -50,6 +50,9 @@ void AddEngineFlags(CLI::App* app, EngineFlags* f, CLI::Option* needs) {
                      "do not share the KV blocks of common prompt prefixes"));
   need(app->add_flag("--priority-scheduling", f->priority_scheduling,
                      "schedule by each request's priority (lower first), then arrival"));
+  need(app->add_flag("--enforce-eager", f->enforce_eager,
+                     "launch every decode step's kernels one by one instead of recording "
+                     "and replaying them as CUDA graphs (cuda backend)"));
 }
 
 SchedulerConfig EngineSchedulerConfig(const EngineFlags& f, int64_t context_length) {
@@ -74,6 +77,7 @@ BatchRunnerOptions EngineRunnerOptions(const EngineFlags& f, int64_t context_len
   options.device_memory_fraction = f.gpu_memory_utilization;
   // --kv-cache-dtype accepts only names DTypeFromName knows (f32, f16).
   options.kv_cache_dtype = DTypeFromName(f.kv_cache_dtype).value();
+  options.record_decode_steps = !f.enforce_eager;
   options.default_seed = std::random_device{}();
   return options;
 }

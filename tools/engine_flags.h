@@ -22,6 +22,7 @@ struct EngineFlags {
   int swap_blocks = 0;  // host blocks for swapping preempted sequences (0: recompute)
   bool no_prefix_cache = false;
   bool priority_scheduling = false;
+  bool enforce_eager = false;  // BatchRunnerOptions::record_decode_steps off
 };
 
 // Registers the flags on `app`; `flags` must outlive it. With `needs`, each flag requires

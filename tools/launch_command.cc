@@ -50,6 +50,7 @@ struct LaunchOptions {
   std::string kv_cache_dtype = "f32";
   bool deterministic = false;
   bool no_pack_weights = false;
+  bool enforce_eager = false;
   std::string backend = "cpu";
   double gpu_memory_utilization = 0.0;  // > 0: forwarded (cuda)
   std::string auth_token_file;
@@ -211,6 +212,7 @@ int RunLaunch(const LaunchOptions& o) {
     }
     if (o.deterministic) argv.push_back("--deterministic");
     if (o.no_pack_weights) argv.push_back("--no-pack-weights");
+    if (o.enforce_eager) argv.push_back("--enforce-eager");
     if (!o.auth_token_file.empty()) {
       argv.insert(argv.end(), {"--auth-token-file", o.auth_token_file});
     }
@@ -330,6 +332,9 @@ Command AddLaunchCommand(CLI::App& root) {
                 "replicas use batch-invariant kernels (tessera-worker --deterministic)");
   app->add_flag("--no-pack-weights", o->no_pack_weights,
                 "replicas keep the file's weight layout (tessera-worker --no-pack-weights)");
+  app->add_flag("--enforce-eager", o->enforce_eager,
+                "replicas launch decode steps kernel by kernel, without CUDA graphs "
+                "(tessera-worker --enforce-eager)");
   app->add_option("--auth-token-file", o->auth_token_file,
                   "Bearer token file for the coordinator (and its replicas)");
   app->add_option("--mpirun", o->mpirun, "The mpirun to use")->capture_default_str();

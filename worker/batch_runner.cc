@@ -43,6 +43,7 @@ uint64_t SequenceIndex(const SequenceGroup& group, SequenceId seq_id) {
 absl::StatusOr<std::unique_ptr<BatchRunner>> BatchRunner::Create(LlamaModel* model,
                                                                  BatchRunnerOptions options) {
   if (model == nullptr) return absl::InvalidArgumentError("BatchRunner::Create: null model");
+  model->set_record_decode_steps(options.record_decode_steps);
   const ModelConfig& c = model->config();
   SchedulerConfig& sc = options.scheduler;
   if (sc.num_blocks < 0) {

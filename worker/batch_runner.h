@@ -63,6 +63,9 @@ struct BatchRunnerOptions {
   // Element type of the paged KV cache: kF32, or kF16 (half the bytes per token, so twice
   // the tokens in the same kv_cache_bytes, and half the memory traffic in attention).
   DType kv_cache_dtype = DType::kF32;
+  // Whether decode steps may be recorded and replayed by a backend that records them
+  // (Backend::RunStep: CUDA graphs); false runs every step eagerly (--enforce-eager).
+  bool record_decode_steps = true;
   // Seed of requests whose GenerationConfig has none (mixed with the request id).
   uint64_t default_seed = 0;
   // Under tensor parallelism: the leader side of the model's tensor group (this runner is

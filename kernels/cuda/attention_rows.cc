@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <unordered_set>
+#include <utility>
 
 namespace tessera {
 namespace {
@@ -53,6 +54,17 @@ AttentionRows ContiguousAttentionRows(std::span<const int32_t> positions) {
   }
   AddTiles(0, static_cast<int64_t>(positions.size()), &rows);
   return rows;
+}
+
+void WidenAttentionTables(int64_t max_blocks, AttentionRows* rows) {
+  if (max_blocks <= rows->max_blocks) return;
+  std::vector<int32_t> wide(static_cast<size_t>(rows->entries() * max_blocks), 0);
+  for (int64_t e = 0; e < rows->entries(); ++e) {
+    std::copy_n(rows->tables.begin() + e * rows->max_blocks, rows->max_blocks,
+                wide.begin() + e * max_blocks);
+  }
+  rows->tables = std::move(wide);
+  rows->max_blocks = max_blocks;
 }
 
 AttentionSplits PlanAttentionSplits(int64_t entries, int64_t num_heads, int64_t longest_window,

@@ -46,6 +46,11 @@ AttentionRows PagedAttentionRows(std::span<const int32_t> positions,
 // For Attention over a contiguous cache (one block, id 0, of the cache's length).
 AttentionRows ContiguousAttentionRows(std::span<const int32_t> positions);
 
+// A recorded decode step's tables (step_graphs.h): rows->tables re-laid `max_blocks` wide
+// (padded with block 0, which no entry reads past its context), so that the table width
+// does not change from step to step. max_blocks >= rows->max_blocks.
+void WidenAttentionTables(int64_t max_blocks, AttentionRows* rows);
+
 // How the decode kernel cuts each entry's window of positions: `num_splits` pieces of
 // `split_len` positions (the last may be shorter or empty), merged afterwards.
 struct AttentionSplits {

@@ -11,6 +11,7 @@
 #include "kernels/cuda/attention_shim.h"
 #include "kernels/cuda/device_probe.h"
 #include "kernels/cuda/elementwise_shim.h"
+#include "kernels/cuda/gemm_shim.h"
 #include "kernels/paged_kv.h"
 #include "kernels/row_sampling_args.h"
 
@@ -23,6 +24,12 @@ constexpr int64_t kGemvRows = 8;  // CudaGemv's activation rows per call
 // rows (a Q4 row costs ~0.6 bytes per weight per read: 8 reads match the dequantization).
 constexpr int64_t kDequantizedGemmRows = 64;
 constexpr int64_t kDequantScratchBytes = int64_t{64} << 20;
+
+// The ops' tags in a recorded step's signature (step_graphs.h).
+enum class SignedOp : uint8_t {
+  kCopyRows = 1, kZero, kMatMul, kEmbedding, kRmsNorm, kRope, kSiluMul, kSwiGluRows, kAdd,
+  kSoftmax, kAttention, kWriteKv,
+};
 
 // *buffer holding at least `bytes`: a smaller one is freed first (scratch can be tens of
 // MB; the two are never held at once), then a new one allocated.
@@ -67,6 +74,7 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(bool batch_inva
   // Split-K attention aims at four decode thread blocks per multiprocessor.
   backend->target_blocks_ = 4 * std::max(info.multiprocessors, 1);
   backend->batch_invariant_ = batch_invariant;
+  backend->EnableStepGraphs();
   return backend;
 }
 
@@ -86,6 +94,7 @@ class DeviceBackendBuffer : public BackendBuffer {
 
 absl::StatusOr<std::unique_ptr<BackendBuffer>> CudaBackend::Allocate(size_t bytes,
                                                                      bool /*huge_pages*/) {
+  RETURN_IF_ERROR(OutsideStep("Allocate"));
   absl::StatusOr<DeviceBuffer> buffer = DeviceBuffer::Allocate(std::max<size_t>(bytes, 1));
   if (!buffer.ok()) {
     return absl::ResourceExhaustedError(absl::StrFormat(
@@ -106,11 +115,13 @@ absl::StatusOr<Backend::DeviceMemory> CudaBackend::DeviceMemoryInfo() const {
 // Both wait: the caller may reuse (or read) its host memory on return, and that memory may be
 // pinned, where a queued copy would still be reading it.
 absl::Status CudaBackend::CopyToBackend(void* dst, const void* src, size_t bytes) {
+  RETURN_IF_ERROR(OutsideStep("CopyToBackend"));
   RETURN_IF_ERROR(TakeStickyError());
   return bytes == 0 ? absl::OkStatus() : Copy(dst, src, bytes, "CopyToBackend", Waiting());
 }
 
 absl::Status CudaBackend::CopyFromBackend(void* dst, const void* src, size_t bytes) {
+  RETURN_IF_ERROR(OutsideStep("CopyFromBackend"));
   RETURN_IF_ERROR(TakeStickyError());
   return bytes == 0 ? absl::OkStatus() : Copy(dst, src, bytes, "CopyFromBackend", Waiting());
 }
@@ -118,6 +129,8 @@ absl::Status CudaBackend::CopyFromBackend(void* dst, const void* src, size_t byt
 absl::Status CudaBackend::CopyRows(void* dst, int64_t dst_stride, const void* src,
                                    int64_t src_stride, int64_t row_bytes, int64_t rows) {
   if (rows <= 0 || row_bytes <= 0) return absl::OkStatus();
+  Sign(SignedOp::kCopyRows, dst, dst_stride, src, src_stride, row_bytes, rows);
+  if (Replaying()) return absl::OkStatus();
   cuda_shim::Error error;
   return CopyStatus(cuda_shim::Copy2D(dst, static_cast<size_t>(dst_stride), src,
                                       static_cast<size_t>(src_stride),
@@ -129,11 +142,14 @@ absl::Status CudaBackend::CopyRows(void* dst, int64_t dst_stride, const void* sr
 absl::Status CudaBackend::Zero(void* dst, size_t bytes) {
   RETURN_IF_ERROR(TakeStickyError());
   if (bytes == 0) return absl::OkStatus();
+  Sign(SignedOp::kZero, dst, bytes);
+  if (Replaying()) return absl::OkStatus();
   cuda_shim::Error error;
   return CopyStatus(cuda_shim::Zero(dst, bytes, &error, Queued()), error, "Zero");
 }
 
 absl::Status CudaBackend::Synchronize() {
+  RETURN_IF_ERROR(OutsideStep("Synchronize"));
   RETURN_IF_ERROR(TakeStickyError());
   return stream_.Synchronize();
 }
@@ -146,6 +162,10 @@ void CudaBackend::Keep(absl::Status status) {
 
 template <typename T>
 absl::StatusOr<const T*> CudaBackend::Upload(std::span<const T> values, UploadSlot* slot) {
+  if (InStep()) {
+    ASSIGN_OR_RETURN(const void* device, StepUpload(values.data(), values.size_bytes(), slot));
+    return static_cast<const T*>(device);
+  }
   const size_t bytes = std::max<size_t>(values.size_bytes(), sizeof(T));
   if (slot->buffer.size() < bytes) {
     RETURN_IF_ERROR(Reserve(&slot->buffer, std::max(bytes, 2 * slot->buffer.size())));
@@ -165,6 +185,7 @@ absl::StatusOr<const T*> CudaBackend::Upload(std::span<const T> values, UploadSl
 }
 
 absl::Status CudaBackend::ArgMaxRows(const float* x, int64_t rows, int64_t dim, RowArgMax* out) {
+  RETURN_IF_ERROR(OutsideStep("ArgMaxRows"));
   RETURN_IF_ERROR(TakeStickyError());
   if (rows <= 0) return absl::OkStatus();
   const size_t bytes = static_cast<size_t>(rows) * sizeof(RowArgMax);
@@ -177,6 +198,7 @@ absl::Status CudaBackend::TopKRows(const float* x, int64_t rows, int64_t dim,
                                    std::span<const int32_t> k, std::span<const float> temperature,
                                    int64_t capacity, int32_t* ids, float* values,
                                    int32_t* counts) {
+  RETURN_IF_ERROR(OutsideStep("TopKRows"));
   RETURN_IF_ERROR(TakeStickyError());
   RETURN_IF_ERROR(
       CheckTopKRowsArgs("cuda backend TopKRows", rows, dim, k, temperature, capacity));
@@ -204,6 +226,7 @@ absl::Status CudaBackend::TopKRows(const float* x, int64_t rows, int64_t dim,
 absl::Status CudaBackend::SoftmaxDenominators(const float* x, int64_t rows, int64_t dim,
                                               std::span<const float> temperature,
                                               double* sums) {
+  RETURN_IF_ERROR(OutsideStep("SoftmaxDenominators"));
   RETURN_IF_ERROR(TakeStickyError());
   RETURN_IF_ERROR(CheckSoftmaxDenominatorsArgs("cuda backend SoftmaxDenominators", rows, dim,
                                                temperature));
@@ -219,6 +242,7 @@ absl::Status CudaBackend::SoftmaxDenominators(const float* x, int64_t rows, int6
 absl::Status CudaBackend::SampleRows(const float* x, int64_t rows, int64_t dim,
                                      std::span<const float> temperature,
                                      std::span<const double> u, int32_t* tokens) {
+  RETURN_IF_ERROR(OutsideStep("SampleRows"));
   RETURN_IF_ERROR(TakeStickyError());
   RETURN_IF_ERROR(CheckSampleRowsArgs("cuda backend SampleRows", rows, dim, temperature, u));
   if (rows == 0) return absl::OkStatus();
@@ -239,7 +263,10 @@ absl::Status CudaBackend::MatMul(const float* x, int64_t n, int64_t k, const Ten
         "cuda backend MatMul: w.shape %s does not take x [n=%d, k=%d]", view.ShapeString(), n,
         k));
   }
+  Sign(SignedOp::kMatMul, x, n, k, view.data, view.dtype, view.dim(0), y);
   if ((view.dtype == DType::kF16 || view.dtype == DType::kBF16) && !batch_invariant_) {
+    Sign(cuda_shim::GemmScratchGeneration());  // a recording reads the GEMM's scratch
+    if (Replaying()) return absl::OkStatus();
     return CudaGemm(x, n, k, view, y, &stream_);
   }
   const int64_t m = view.dim(0);
@@ -250,8 +277,11 @@ absl::Status CudaBackend::MatMul(const float* x, int64_t n, int64_t k, const Ten
         k, std::min<int64_t>(m * k, kDequantScratchBytes / static_cast<int64_t>(sizeof(uint16_t))));
     const size_t bytes = static_cast<size_t>(halves) * sizeof(uint16_t);
     RETURN_IF_ERROR(Reserve(&dequantized_, bytes));
+    Sign(dequantized_.as<void>(), halves, cuda_shim::GemmScratchGeneration());
+    if (Replaying()) return absl::OkStatus();
     return CudaGemmQuantized(x, n, k, view, y, dequantized_.as<void>(), halves, &stream_);
   }
+  if (Replaying()) return absl::OkStatus();
   for (int64_t j = 0; j < n; j += kGemvRows) {
     RETURN_IF_ERROR(
         CudaGemv(x + j * k, std::min(kGemvRows, n - j), k, view, y + j * m, &stream_));
@@ -261,6 +291,7 @@ absl::Status CudaBackend::MatMul(const float* x, int64_t n, int64_t k, const Ten
 
 absl::StatusOr<std::unique_ptr<PackedWeight>> CudaBackend::PackWeights(
     std::span<const TensorView> parts) {
+  RETURN_IF_ERROR(OutsideStep("PackWeights"));
   if (parts.empty()) return std::unique_ptr<PackedWeight>();
   const DType dtype = parts[0].dtype;
   const int64_t cols = parts[0].dim(1);
@@ -301,12 +332,16 @@ absl::Status CudaBackend::Embedding(const TensorView& table, std::span<const int
     }
   }
   ASSIGN_OR_RETURN(const int32_t* device_ids, Upload(ids, &ids_));
+  Sign(SignedOp::kEmbedding, view.data, view.dtype, vocab, view.dim(1), ids.size(), out);
+  if (Replaying()) return absl::OkStatus();
   return CudaEmbedding(view, device_ids, static_cast<int64_t>(ids.size()), out, &stream_);
 }
 
 void CudaBackend::RmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float eps,
                           float* out) {
-  if (sticky_.ok()) Keep(CudaRmsNorm(x, weight, n, dim, eps, out, &stream_));
+  if (!sticky_.ok()) return;
+  Sign(SignedOp::kRmsNorm, x, weight, n, dim, eps, out);
+  if (!Replaying()) Keep(CudaRmsNorm(x, weight, n, dim, eps, out, &stream_));
 }
 
 void CudaBackend::Rope(float* x, int64_t n_tokens, int64_t num_heads,
@@ -320,38 +355,65 @@ void CudaBackend::Rope(float* x, int64_t n_tokens, int64_t num_heads,
   if (!inv_freq.ok()) return Keep(inv_freq.status());
   RopeParams device_params = params;
   device_params.inv_freq = *inv_freq;
+  Sign(SignedOp::kRope, x, n_tokens, num_heads, params.head_dim, params.rope_dim, params.mscale,
+       params.style);
+  if (Replaying()) return;
   Keep(CudaRope(x, n_tokens, num_heads, *device_positions, device_params, &stream_));
 }
 
 void CudaBackend::SiluMul(const float* gate, const float* up, int64_t count, float* out) {
-  if (sticky_.ok()) Keep(CudaSiluMul(gate, up, count, out, &stream_));
+  if (!sticky_.ok()) return;
+  Sign(SignedOp::kSiluMul, gate, up, count, out);
+  if (!Replaying()) Keep(CudaSiluMul(gate, up, count, out, &stream_));
 }
 
 void CudaBackend::SwiGluRows(const float* gate_up, int64_t n, int64_t width, float* out) {
-  if (sticky_.ok()) Keep(CudaSwiGluRows(gate_up, n, width, out, &stream_));
+  if (!sticky_.ok()) return;
+  Sign(SignedOp::kSwiGluRows, gate_up, n, width, out);
+  if (!Replaying()) Keep(CudaSwiGluRows(gate_up, n, width, out, &stream_));
 }
 
 void CudaBackend::Add(const float* a, const float* b, int64_t count, float* out) {
-  if (sticky_.ok()) Keep(CudaAdd(a, b, count, out, &stream_));
+  if (!sticky_.ok()) return;
+  Sign(SignedOp::kAdd, a, b, count, out);
+  if (!Replaying()) Keep(CudaAdd(a, b, count, out, &stream_));
 }
 
 void CudaBackend::Softmax(float* x, int64_t n, int64_t dim) {
-  if (sticky_.ok()) Keep(CudaSoftmax(x, n, dim, &stream_));
+  if (!sticky_.ok()) return;
+  Sign(SignedOp::kSoftmax, x, n, dim);
+  if (!Replaying()) Keep(CudaSoftmax(x, n, dim, &stream_));
 }
 
-absl::Status CudaBackend::AttendRows(const float* q, const AttentionRows& rows,
+absl::Status CudaBackend::AttendRows(const float* q, AttentionRows rows,
                                      const PagedKvLayout& layout, const KvPool& pool,
                                      const PagedAttentionParams& params, float* out) {
   if (rows.entries() == 0) return absl::OkStatus();
+  if (InStep()) {
+    // The step's context bucket fixes the table width and the split plan.
+    const int64_t width = (step_context_ + layout.block_size - 1) / layout.block_size;
+    if (width < rows.max_blocks || rows.longest_context > step_context_) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "cuda backend: a context of %d positions in a step shaped for %d",
+          rows.longest_context, step_context_));
+    }
+    WidenAttentionTables(width, &rows);
+    rows.longest_context = step_context_;
+  }
   CudaAttentionEntries entries;
   ASSIGN_OR_RETURN(entries.rows, Upload<int32_t>(rows.rows, &entry_rows_));
   ASSIGN_OR_RETURN(entries.tables, Upload<int32_t>(rows.tables, &tables_));
   ASSIGN_OR_RETURN(entries.context_lens, Upload<int32_t>(rows.context_lens, &context_lens_));
   entries.num_entries = rows.entries();
   entries.max_blocks = rows.max_blocks;
+  Sign(SignedOp::kAttention, q, out, entries.num_entries, entries.max_blocks, layout.block_size,
+       layout.num_kv_heads, layout.head_dim, layout.dtype, pool.k, pool.v, params.num_heads,
+       params.num_kv_heads, params.head_dim, params.scale, params.sliding_window);
   if (rows.multi_row_tiles && !batch_invariant_) {
     ASSIGN_OR_RETURN(entries.tiles, Upload<int32_t>(rows.tiles, &tiles_));
     entries.num_tiles = rows.num_tiles();
+    Sign(CudaAttentionKernel::kPrefill, entries.num_tiles);
+    if (Replaying()) return absl::OkStatus();
     return CudaPagedAttention(q, entries, CudaAttentionKernel::kPrefill, {}, nullptr, layout,
                               pool, params, out, &stream_);
   }
@@ -365,6 +427,9 @@ absl::Status CudaBackend::AttendRows(const float* q, const AttentionRows& rows,
   const int64_t floats = AttentionSplitWorkspaceFloats(entries.num_entries, params.num_heads,
                                                        params.head_dim, splits);
   RETURN_IF_ERROR(Reserve(&split_workspace_, static_cast<size_t>(floats) * sizeof(float)));
+  Sign(CudaAttentionKernel::kDecode, splits.num_splits, splits.split_len, floats,
+       split_workspace_.as<void>());
+  if (Replaying()) return absl::OkStatus();
   return CudaPagedAttention(q, entries, CudaAttentionKernel::kDecode, splits,
                             floats > 0 ? split_workspace_.as<float>() : nullptr, layout, pool,
                             params, out, &stream_);
@@ -403,6 +468,8 @@ absl::Status CudaBackend::WriteKv(const float* k, const float* v, std::span<cons
   RETURN_IF_ERROR(CheckWriteKvArgs(name(), slots, layout, pool));
   const std::vector<int32_t> distinct = LastWriterSlots(slots);
   ASSIGN_OR_RETURN(const int32_t* device_slots, Upload<int32_t>(distinct, &slots_));
+  Sign(SignedOp::kWriteKv, k, v, slots.size(), layout.token_elems(), layout.dtype, pool.k, pool.v);
+  if (Replaying()) return absl::OkStatus();
   cuda_shim::Error error;
   const int code = cuda_shim::WriteKv(k, v, device_slots, static_cast<int64_t>(slots.size()),
                                       layout.token_elems(), pool.k, pool.v,
@@ -424,6 +491,7 @@ absl::Status CudaBackend::PagedAttention(const float* q, int64_t n_tokens,
 
 absl::Status CudaBackend::CopyBlocks(std::span<const KvPool> layers, const PagedKvLayout& layout,
                                      std::span<const KvBlockCopy> copies) {
+  RETURN_IF_ERROR(OutsideStep("CopyBlocks"));
   RETURN_IF_ERROR(TakeStickyError());
   RETURN_IF_ERROR(CheckCopyBlocksArgs(name(), layers, layout, copies));
   const int64_t bytes = layout.block_bytes();
@@ -444,6 +512,7 @@ absl::Status CudaBackend::SwapBlocks(std::span<const KvPool> from,
                                      const PagedKvLayout& from_layout, std::span<const KvPool> to,
                                      const PagedKvLayout& to_layout,
                                      std::span<const KvBlockCopy> copies) {
+  RETURN_IF_ERROR(OutsideStep("SwapBlocks"));
   RETURN_IF_ERROR(TakeStickyError());
   RETURN_IF_ERROR(CheckSwapBlocksArgs(name(), from, from_layout, to, to_layout, copies));
   const int64_t bytes = from_layout.block_bytes();

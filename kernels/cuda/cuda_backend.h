@@ -16,6 +16,13 @@
 // element-wise ops return nothing in the Backend interface, so a failure there is kept and
 // returned by the next call that returns a status (sticky, as CUDA's own errors are).
 //
+// Decode steps are recorded as CUDA graphs and replayed (RunStep; keys, warm-up and the
+// fallback to eager runs in step_graphs.h): inside a step, index arrays go to a pinned
+// arena whose copies to the device are part of the recording, the attention's table width
+// and split plan come from the step's context bucket, and a replay runs the host side of
+// every op (checks, uploads) but launches nothing until the recording, after comparing what
+// the ops would launch with what it holds.
+//
 // The model allocates its activations, norm vectors and caches here (Backend::Allocate) and
 // moves bytes with the Copy* methods, so it runs on this backend as on the CPU ones. Not in
 // the registry until its GPU tests have passed on a GPU: tests/kernels/cuda_backend_test.cc
@@ -34,6 +41,7 @@
 #include "absl/status/statusor.h"
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/elementwise_shim.h"  // cuda_shim::Launch
+#include "kernels/cuda/step_graphs.h"
 #include "kernels/ops.h"
 
 namespace tessera {
@@ -74,6 +82,17 @@ class CudaBackend : public Backend {
                         int64_t row_bytes, int64_t rows) override;
   absl::Status Zero(void* dst, size_t bytes) override;
   absl::Status Synchronize() override;
+  int64_t GraphRows(int64_t rows) const override;
+  absl::Status RunStep(const StepShape& shape, absl::FunctionRef<absl::Status()> body) override;
+  // What RunStep did with the steps it was given (attempts; failed ones also count as
+  // fallbacks).
+  struct StepGraphStats {
+    int64_t warmups = 0, recordings = 0, replays = 0;
+    int64_t stale = 0;      // replays whose ops had changed, run eagerly and recorded again
+    int64_t fallbacks = 0;  // failed warm-ups, recordings or replays, run eagerly
+    int64_t eager = 0;      // steps of keys that failed too often
+  };
+  const StepGraphStats& step_graph_stats() const { return step_stats_; }
   absl::Status ArgMaxRows(const float* x, int64_t rows, int64_t dim, RowArgMax* out) override;
   absl::Status TopKRows(const float* x, int64_t rows, int64_t dim, std::span<const int32_t> k,
                         std::span<const float> temperature, int64_t capacity, int32_t* ids,
@@ -123,15 +142,19 @@ class CudaBackend : public Backend {
   // A device buffer that host index arrays are uploaded to, and the bytes it holds: the same
   // array again (a step's positions, block tables and slots go to every layer) is not
   // copied again.
+  // Inside a recorded step the slot's last upload is instead a region of the step's arena
+  // (step_offset, -1 before its first upload in the step) holding step_held.
   struct UploadSlot {
     DeviceBuffer buffer;
     std::vector<uint8_t> held;
+    int64_t step_offset = -1;
+    std::vector<uint8_t> step_held;
   };
   // `values` in slot->buffer (grown as needed); its device address.
   template <typename T>
   absl::StatusOr<const T*> Upload(std::span<const T> values, UploadSlot* slot);
   // Runs the decode or prefill attention kernel over `rows` (attention_rows.h).
-  absl::Status AttendRows(const float* q, const AttentionRows& rows,
+  absl::Status AttendRows(const float* q, AttentionRows rows,
                           const PagedKvLayout& layout, const KvPool& pool,
                           const PagedAttentionParams& params, float* out);
 
@@ -139,8 +162,42 @@ class CudaBackend : public Backend {
   cuda_shim::Launch Queued() const { return {.stream = stream_.handle(), .wait = false}; }
   cuda_shim::Launch Waiting() const { return {.stream = stream_.handle(), .wait = true}; }
 
+  // Recorded steps (cuda_backend_graphs.cc). kEager outside them.
+  enum class StepMode { kEager, kWarmup, kCapture, kReplay };
+  bool InStep() const { return step_mode_ != StepMode::kEager; }
+  // In a replay the ops upload and sign but launch nothing.
+  bool Replaying() const { return step_mode_ == StepMode::kReplay; }
+  // Adds an op's launch-deciding values to the step's signature (inside a step).
+  template <typename... T>
+  void Sign(T... values) {
+    if (InStep()) signature_.Add(values...);
+  }
+  // FAILED_PRECONDITION naming `op` inside a step (Backend::RunStep's rules).
+  absl::Status OutsideStep(const char* op) const;
+  // `bytes` at `data` in the step's arena (once per slot when unchanged); its device address.
+  absl::StatusOr<const void*> StepUpload(const void* data, size_t bytes, UploadSlot* slot);
+  // Runs body in `mode` for `key`; the signature of what it launched in *signature.
+  absl::Status RunStepAs(StepMode mode, int64_t context, absl::FunctionRef<absl::Status()> body,
+                         uint64_t* signature);
+  // Records body as a graph for `key`, stores and launches it.
+  absl::Status CaptureStep(const StepGraphKey& key, absl::FunctionRef<absl::Status()> body);
+  absl::Status LaunchGraph(void* graph);
+  std::vector<UploadSlot*> Slots();
+  void EnableStepGraphs();  // Create
+
   CudaStream stream_;
   absl::Status sticky_;
+  StepMode step_mode_ = StepMode::kEager;
+  int64_t step_context_ = 0;  // the step's context bucket (GraphContextFor)
+  StepSignature signature_;
+  std::unique_ptr<StepGraphCache> graphs_;  // null: steps run eagerly
+  StepGraphStats step_stats_;
+  // A step's uploads: written to arena_host_ (pinned) and copied to the same offsets of
+  // arena_device_ by copies the recording holds; arena_wanted_ > size: grow before the next
+  // step (which drops the recordings that copy from the old one).
+  PinnedBuffer arena_host_;
+  DeviceBuffer arena_device_;
+  size_t arena_used_ = 0, arena_wanted_ = 0;
   int64_t target_blocks_ = 0;  // thread blocks that fill the GPU (PlanAttentionSplits)
   bool batch_invariant_ = false;
   UploadSlot ids_, positions_, entry_rows_, tables_, context_lens_, tiles_, inv_freq_, slots_;

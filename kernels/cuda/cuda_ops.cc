@@ -9,6 +9,7 @@
 #include "kernels/cuda/attention_shim.h"
 #include "kernels/cuda/elementwise_shim.h"
 #include "kernels/cuda/gemm_shim.h"
+#include "kernels/cuda/graph_shim.h"
 
 namespace tessera {
 namespace {
@@ -75,6 +76,29 @@ DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
 }
 
 DeviceBuffer::~DeviceBuffer() { cuda_shim::Free(ptr_); }
+
+absl::StatusOr<PinnedBuffer> PinnedBuffer::Allocate(size_t bytes) {
+  PinnedBuffer buffer;
+  cuda_shim::Error error;
+  const int code = cuda_shim::HostAlloc(&buffer.ptr_, bytes, &error);
+  if (code != 0) {
+    buffer.ptr_ = nullptr;
+    return FromCode(code, error, absl::StrFormat("pinning %d bytes", bytes).c_str());
+  }
+  buffer.bytes_ = bytes;
+  return buffer;
+}
+
+PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& other) noexcept {
+  if (this != &other) {
+    cuda_shim::HostFree(ptr_);
+    ptr_ = std::exchange(other.ptr_, nullptr);
+    bytes_ = std::exchange(other.bytes_, 0);
+  }
+  return *this;
+}
+
+PinnedBuffer::~PinnedBuffer() { cuda_shim::HostFree(ptr_); }
 
 absl::Status DeviceBuffer::CopyFromHost(const void* host, size_t bytes) {
   if (bytes > bytes_) {

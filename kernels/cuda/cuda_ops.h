@@ -44,6 +44,28 @@ class DeviceBuffer {
   size_t bytes_ = 0;
 };
 
+// An owned allocation of page-locked host memory (the source of a recorded step's uploads,
+// step_graphs.h). Move-only.
+class PinnedBuffer {
+ public:
+  static absl::StatusOr<PinnedBuffer> Allocate(size_t bytes);
+  PinnedBuffer() = default;
+  PinnedBuffer(PinnedBuffer&& other) noexcept
+      : ptr_(std::exchange(other.ptr_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
+  PinnedBuffer& operator=(PinnedBuffer&& other) noexcept;
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  ~PinnedBuffer();
+
+  size_t size() const { return bytes_; }
+  template <typename T>
+  T* as() const { return static_cast<T*>(ptr_); }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
 // A CUDA stream. Every op below given one queues its work on it and returns without
 // waiting (a failure of the queued work surfaces at the next Synchronize or waiting call);
 // given none (nullptr) it runs on the default stream and waits. Move-only.

@@ -1,10 +1,11 @@
-// elementwise_shim.h, attention_shim.h and gemm_shim.h for builds without CUDA: every call reports that
-// no CUDA code is present.
+// elementwise_shim.h, attention_shim.h, gemm_shim.h and graph_shim.h for builds without
+// CUDA: every call reports that no CUDA code is present.
 #include <cstdio>
 
 #include "kernels/cuda/attention_shim.h"
 #include "kernels/cuda/elementwise_shim.h"
 #include "kernels/cuda/gemm_shim.h"
+#include "kernels/cuda/graph_shim.h"
 
 namespace tessera::cuda_shim {
 namespace {
@@ -95,5 +96,23 @@ int Gemm16(const float*, int64_t, int64_t, const void*, int, int64_t, float*, Er
            const Launch&, int64_t) {
   return NotBuilt(error);
 }
+uint64_t GemmScratchGeneration() { return 0; }
+int CaptureBegin(void*, Error* error) { return NotBuilt(error); }
+int CaptureEnd(void*, void** graph, Error* error) {
+  *graph = nullptr;
+  return NotBuilt(error);
+}
+int GraphInstantiate(void*, void** exec, Error* error) {
+  *exec = nullptr;
+  return NotBuilt(error);
+}
+void GraphDestroy(void*) {}
+int GraphLaunch(void*, void*, Error* error) { return NotBuilt(error); }
+void GraphExecDestroy(void*) {}
+int HostAlloc(void** ptr, size_t, Error* error) {
+  *ptr = nullptr;
+  return NotBuilt(error);
+}
+void HostFree(void*) {}
 
 }  // namespace tessera::cuda_shim

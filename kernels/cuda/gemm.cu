@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <map>
@@ -64,6 +65,7 @@ struct LtState {
            std::unique_ptr<Plan>>
       plans;
   std::map<cudaStream_t, StreamScratch> scratch;
+  std::atomic<uint64_t> scratch_generation{0};  // GemmScratchGeneration
 };
 
 // Distinct shapes kept before the plan cache starts over (a server sees a few weight shapes
@@ -173,6 +175,7 @@ int Gemm16(const float* x, int64_t n, int64_t k, const void* w, int type, int64_
   const size_t x16_bytes = static_cast<size_t>(n * k) * sizeof(uint16_t);
   if (scratch.x16_bytes < x16_bytes) {
     cudaFree(scratch.x16);  // waits for the work that may still read it
+    s.scratch_generation.fetch_add(1);
     scratch.x16 = nullptr;
     scratch.x16_bytes = 0;
     if (cudaError_t err = cudaMalloc(&scratch.x16, x16_bytes); err != cudaSuccess) {
@@ -200,5 +203,7 @@ int Gemm16(const float* x, int64_t n, int64_t k, const void* w, int type, int64_
   if (st != CUBLAS_STATUS_SUCCESS) return LtFail(st, "matmul", error);
   return FinishLaunch(error, launch);
 }
+
+uint64_t GemmScratchGeneration() { return State().scratch_generation.load(); }
 
 }  // namespace tessera::cuda_shim

@@ -43,6 +43,27 @@ TEST(AttentionRowsTest, DecodeRowsAreTilesOfOneAndEmptySequencesAddNothing) {
   EXPECT_FALSE(rows.multi_row_tiles);
 }
 
+// A recorded step's tables keep one width from step to step: each entry's blocks first,
+// block 0 after them, nothing else changed.
+TEST(AttentionRowsTest, WideningKeepsEachEntrysBlocksAndPadsWithBlockZero) {
+  const std::vector<int32_t> t0 = {7, 2}, t1 = {5};
+  const std::vector<PagedSequence> sequences = {
+      {.query_start = 0, .num_queries = 1, .context_len = 20, .block_table = t0},
+      {.query_start = 1, .num_queries = 1, .context_len = 5, .block_table = t1}};
+  const std::vector<int32_t> positions = {19, 4};
+  AttentionRows rows = PagedAttentionRows(positions, sequences, /*block_size=*/16);
+  const AttentionRows before = rows;
+  WidenAttentionTables(4, &rows);
+  EXPECT_EQ(rows.max_blocks, 4);
+  EXPECT_EQ(rows.tables, (std::vector<int32_t>{7, 2, 0, 0, 5, 0, 0, 0}));
+  EXPECT_EQ(rows.rows, before.rows);
+  EXPECT_EQ(rows.context_lens, before.context_lens);
+  EXPECT_EQ(rows.tiles, before.tiles);
+  WidenAttentionTables(3, &rows);  // narrower: unchanged
+  EXPECT_EQ(rows.max_blocks, 4);
+  EXPECT_EQ(rows.tables.size(), 8u);
+}
+
 TEST(AttentionRowsTest, LongPrefillChunksAreCutIntoTilesOfSixteen) {
   const std::vector<int32_t> table = {3, 1, 4};
   const std::vector<PagedSequence> sequences = {

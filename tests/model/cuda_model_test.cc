@@ -3,7 +3,8 @@
 // cuBLASLt path), tied and untied embeddings, against the "cpu-reference" backend on the
 // same file. Forward's logits agree within 1e-4 of max(1, |logit|) for Q8_0 (float
 // activations on both sides) and 5e-3 for F16 (the GEMM rounds activations to half); a
-// greedy decode through ForwardPaged on an f16 cache picks the same 8 tokens.
+// greedy decode through ForwardPaged on an f16 cache picks the same 8 tokens (its decode
+// steps are recorded and replayed as CUDA graphs). Recorded steps against eager ones.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -119,6 +120,83 @@ TEST(CudaModelTest, BatchInvariantModeGivesTheSameBitsForAnyRowCount) {
       }
     }
     std::remove(path.c_str());
+  }
+}
+
+// Recorded decode steps (CUDA graphs, Backend::RunStep): batches of 3 sequences (padded to
+// 4 rows) and of 2 take turns, and their contexts cross a context bucket (256), so that keys warm up, are
+// recorded and replayed, and a recording is made again; the model that records gives the
+// same logits as one told not to (bit for bit in deterministic mode, where a row's result
+// does not depend on the padding rows beside it; within rounding otherwise).
+TEST(CudaModelTest, RecordedDecodeStepsGiveTheEagerLogits) {
+  if (!CudaDeviceCount().ok()) GTEST_SKIP() << "no CUDA device: " << CudaDeviceCount().status();
+  for (const DType dtype : {DType::kQ8_0, DType::kF16}) {
+    for (const bool invariant : {true, false}) {
+      SCOPED_TRACE(absl::StrFormat("%s, %s", DTypeName(dtype),
+                                   invariant ? "deterministic" : "default"));
+      testing::TinySpec spec;
+      spec.dtype = dtype;
+      spec.context = 512;
+      const std::string path = testing::TempGgufPath("cuda_recorded");
+      auto ref = testing::LoadTinyModel(spec, path, "cpu-reference", 1);
+      ASSERT_TRUE(ref.ok()) << ref.status();
+      auto recording_backend = CudaBackend::Create(invariant);
+      auto eager_backend = CudaBackend::Create(invariant);
+      ASSERT_TRUE(recording_backend.ok() && eager_backend.ok());
+      auto recording = LlamaModel::Load(*ref->store, recording_backend->get());
+      auto eager = LlamaModel::Load(*ref->store, eager_backend->get());
+      ASSERT_TRUE(recording.ok() && eager.ok());
+      (*eager)->set_record_decode_steps(false);
+      constexpr int64_t kBlock = 16;
+      auto recording_cache = (*recording)->NewPagedKvCache(64, kBlock, DType::kF16);
+      auto eager_cache = (*eager)->NewPagedKvCache(64, kBlock, DType::kF16);
+      ASSERT_TRUE(recording_cache.ok() && eager_cache.ok());
+      // Three sequences with prompts of 240, 200 and 100 tokens, 20 blocks each.
+      std::vector<std::vector<int32_t>> tables(3);
+      for (int s = 0; s < 3; ++s) {
+        for (int b = 0; b < 20; ++b) tables[s].push_back(s * 20 + b);
+      }
+      std::vector<int64_t> lengths = {240, 200, 100};
+      std::vector<float> want, got;
+      for (int s = 0; s < 3; ++s) {
+        std::vector<int32_t> ids(static_cast<size_t>(lengths[s])), positions(ids.size());
+        for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 7 + s) % spec.vocab);
+        std::iota(positions.begin(), positions.end(), 0);
+        const PagedSequence seq{0, lengths[s], lengths[s], tables[s]};
+        const std::vector<int64_t> last = {lengths[s] - 1};
+        ASSERT_TRUE((*recording)->ForwardPaged({ids, positions, {&seq, 1}, last}, *recording_cache, &got).ok());
+        ASSERT_TRUE((*eager)->ForwardPaged({ids, positions, {&seq, 1}, last}, *eager_cache, &want).ok());
+      }
+      for (int step = 0; step < 24; ++step) {
+        const std::vector<int> which =
+            step % 8 < 4 ? std::vector<int>{0, 1, 2} : std::vector<int>{2, 0};
+        std::vector<int32_t> ids, positions;
+        std::vector<PagedSequence> seqs;
+        std::vector<int64_t> rows;
+        for (int s : which) {
+          const auto row = static_cast<int64_t>(ids.size());
+          ids.push_back(static_cast<int32_t>((step * 5 + s) % spec.vocab));
+          positions.push_back(static_cast<int32_t>(lengths[s]));
+          seqs.push_back({row, 1, ++lengths[s], tables[s]});
+          rows.push_back(row);
+        }
+        const PagedBatch batch{ids, positions, seqs, rows};
+        ASSERT_TRUE((*recording)->ForwardPaged(batch, *recording_cache, &got).ok()) << step;
+        ASSERT_TRUE((*eager)->ForwardPaged(batch, *eager_cache, &want).ok()) << step;
+        ASSERT_EQ(got.size(), want.size());
+        if (invariant) {
+          ASSERT_EQ(got, want) << "step " << step;
+        } else {
+          ASSERT_LE(MaxRelativeError(got, want), dtype == DType::kQ8_0 ? 1e-4 : 5e-3) << step;
+        }
+      }
+      const CudaBackend::StepGraphStats& stats = (*recording_backend)->step_graph_stats();
+      EXPECT_EQ(stats.fallbacks, 0);
+      EXPECT_GE(stats.recordings, 2) << "a key per context bucket";
+      EXPECT_GE(stats.replays, 10);
+      EXPECT_EQ((*eager_backend)->step_graph_stats().warmups, 0);
+      std::remove(path.c_str());
+    }
   }
 }
 

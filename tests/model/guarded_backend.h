@@ -1,7 +1,9 @@
 // GuardedBackend: the "cpu" backend with memory the host may not touch (as CUDA's): the
 // buffers it allocates are mapped PROT_NONE except while one of its own calls runs, so any
 // host read or write of them outside the backend's calls and copies crashes the test. Used
-// by tests/model/device_memory_test.cc and device_tensor_parallel_test.cc.
+// by tests/model/device_memory_test.cc, device_tensor_parallel_test.cc and
+// recorded_steps_test.cc. It can also play a backend that records decode steps
+// (RecordSteps: Backend::RunStep's padding and rules).
 #pragma once
 
 #include <sys/mman.h>
@@ -11,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -22,21 +25,49 @@ namespace tessera::testing {
 
 class GuardedBackend : public Backend {
  public:
-  GuardedBackend() : inner_(*CreateBackend("cpu", 1)) {}
+  explicit GuardedBackend(BackendOptions options = {})
+      : inner_(*CreateBackend("cpu", 1, options)) {}
+
+  // From now on, plays a backend that records decode steps: GraphRows pads to multiples of
+  // `multiple` rows up to `max_rows`, and RunStep runs each body twice (as a backend that
+  // checks a replay and runs the step again would), refusing inside it every call that
+  // Backend::RunStep forbids. The steps' shapes are kept (steps()).
+  void RecordSteps(int64_t multiple, int64_t max_rows) {
+    step_multiple_ = multiple;
+    step_max_rows_ = max_rows;
+  }
+  int64_t GraphRows(int64_t rows) const override {
+    if (step_multiple_ == 0 || rows < 1) return 0;
+    const int64_t padded = (rows + step_multiple_ - 1) / step_multiple_ * step_multiple_;
+    return padded <= step_max_rows_ ? padded : 0;
+  }
+  absl::Status RunStep(const StepShape& shape, absl::FunctionRef<absl::Status()> body) override {
+    if (step_multiple_ == 0) return body();
+    steps_.push_back(shape);
+    in_step_ = true;
+    absl::Status status = body();
+    if (status.ok()) status = body();
+    in_step_ = false;
+    return status;
+  }
+  const std::vector<StepShape>& steps() const { return steps_; }
 
   std::string_view name() const override { return "guarded-cpu"; }
   bool host_addressable() const override { return false; }
 
   absl::StatusOr<std::unique_ptr<BackendBuffer>> Allocate(size_t bytes, bool) override {
+    RETURN_IF_ERROR(OutsideStep("Allocate"));
     auto buffer = std::make_unique<Region>(this, bytes);
     if (buffer->data() == nullptr) return absl::ResourceExhaustedError("mmap failed");
     return std::unique_ptr<BackendBuffer>(std::move(buffer));
   }
   absl::Status CopyToBackend(void* dst, const void* src, size_t bytes) override {
+    RETURN_IF_ERROR(OutsideStep("CopyToBackend"));
     Open open(this);
     return inner_->CopyToBackend(dst, src, bytes);
   }
   absl::Status CopyFromBackend(void* dst, const void* src, size_t bytes) override {
+    RETURN_IF_ERROR(OutsideStep("CopyFromBackend"));
     Open open(this);
     bytes_to_host_ += static_cast<int64_t>(bytes);
     return inner_->CopyFromBackend(dst, src, bytes);
@@ -54,6 +85,7 @@ class GuardedBackend : public Backend {
   // passes over a batch's rows, and their tails, are exercised by short batches.
   int64_t stacked_rows_per_call() const override { return 3; }
   absl::Status Synchronize() override {
+    RETURN_IF_ERROR(OutsideStep("Synchronize"));
     ++synchronizes_;
     return absl::OkStatus();
   }
@@ -61,23 +93,27 @@ class GuardedBackend : public Backend {
   // The row reductions run "on the device" (results to host memory, as CUDA's do), not
   // through the default's row copies.
   absl::Status ArgMaxRows(const float* x, int64_t rows, int64_t dim, RowArgMax* out) override {
+    RETURN_IF_ERROR(OutsideStep("ArgMaxRows"));
     Open open(this);
     return inner_->ArgMaxRows(x, rows, dim, out);
   }
   absl::Status TopKRows(const float* x, int64_t rows, int64_t dim, std::span<const int32_t> k,
                         std::span<const float> temperature, int64_t capacity, int32_t* ids,
                         float* values, int32_t* counts) override {
+    RETURN_IF_ERROR(OutsideStep("TopKRows"));
     Open open(this);
     return inner_->TopKRows(x, rows, dim, k, temperature, capacity, ids, values, counts);
   }
   absl::Status SoftmaxDenominators(const float* x, int64_t rows, int64_t dim,
                                    std::span<const float> temperature, double* sums) override {
+    RETURN_IF_ERROR(OutsideStep("SoftmaxDenominators"));
     Open open(this);
     return inner_->SoftmaxDenominators(x, rows, dim, temperature, sums);
   }
   absl::Status SampleRows(const float* x, int64_t rows, int64_t dim,
                           std::span<const float> temperature, std::span<const double> u,
                           int32_t* tokens) override {
+    RETURN_IF_ERROR(OutsideStep("SampleRows"));
     Open open(this);
     return inner_->SampleRows(x, rows, dim, temperature, u, tokens);
   }
@@ -217,8 +253,16 @@ class GuardedBackend : public Backend {
     GuardedBackend* backend;
   };
 
+  absl::Status OutsideStep(const char* op) const {
+    if (!in_step_) return absl::OkStatus();
+    return absl::FailedPreconditionError(std::string(op) + " inside a recorded step");
+  }
+
   std::unique_ptr<Backend> inner_;
   std::vector<const Region*> regions_;
+  int64_t step_multiple_ = 0, step_max_rows_ = 0;
+  bool in_step_ = false;
+  std::vector<StepShape> steps_;
   int64_t calls_ = 0, copies_ = 0, synchronizes_ = 0, bytes_to_host_ = 0;
 };
 

@@ -6,7 +6,8 @@
 #     summation order) for greedy, chat, beam search and seeded sampling with n = 2;
 #  2. with --deterministic on the fast backend, tp 2, tp 3 and tp 2 x 2 stages give one
 #     rank's --deterministic output exactly (tokens, text, beam scores alike);
-#     the same with --kv-cache-dtype f16 (tp 2 x 2 stages against one rank);
+#     the same with --kv-cache-dtype f16 (tp 2 x 2 stages against one rank); --enforce-eager
+#     is taken;
 #  3. --model random:SHAPE (every rank synthesizes the same weights): 2 pipeline stages with
 #     2 batches in flight give one rank's tokens; an unknown shape is a usage error;
 #     a --tp that is not the number of ranks is a usage error naming --tp;
@@ -58,6 +59,13 @@ for layout in 2 3 "4 --pp 2"; do
          <(python3 -c 'import json,sys; [print(json.loads(l)["completions"]) for l in open(sys.argv[1])]' "$work/det.jsonl") \
     || fail "--deterministic output differs: $layout"
 done
+# --enforce-eager (decode steps not recorded as CUDA graphs) is taken and, with no recording
+# backend here, changes nothing.
+"$bin/tessera" generate "${fast[@]}" --enforce-eager --output "$work/one_eager.jsonl" \
+  2> "$work/one.err" || { cat "$work/one.err" >&2; fail "tessera generate --enforce-eager"; }
+cmp -s <(python3 -c 'import json,sys; [print(json.loads(l)["completions"]) for l in open(sys.argv[1])]' "$work/one_det.jsonl") \
+       <(python3 -c 'import json,sys; [print(json.loads(l)["completions"]) for l in open(sys.argv[1])]' "$work/one_eager.jsonl") \
+  || fail "--enforce-eager changed the output on cpu"
 # The same with a half KV cache: every rank of every stage must build its cache in f16 (a
 # follower on a float cache would change the logprobs), and a usage error names the flag.
 "$bin/tessera" generate "${fast[@]}" --kv-cache-dtype f16 --output "$work/one_f16.jsonl" \
