@@ -135,7 +135,10 @@ class Backend {
   //     (CopyToBackend, CopyFromBackend, Synchronize, ArgMaxRows, TopKRows,
   //     SoftmaxDenominators, SampleRows, Allocate answer FAILED_PRECONDITION inside it);
   //   * for one shape, make the same calls in the same order on the same buffers with the
-  //     same sizes (only the contents of index spans may differ);
+  //     same sizes (only the contents of index spans may differ from step to step);
+  //   * within the step, pass an index span at the same memory only while it holds the same
+  //     values (every layer's positions, block tables and slots: a backend may check and
+  //     plan them once per step);
   //   * give the same results when run again for the same step (a backend runs it again,
   //     without recording, when a replay would not launch what the body asks for).
   // The default runs `body` once.

@@ -272,6 +272,7 @@ class LlamaModel {
   [[nodiscard]] absl::Status ForwardRecordedDecode(const PagedBatch& batch, int64_t padded,
                                                    PagedKvCache& cache,
                                                    std::vector<float>* logits,
+                                                   std::vector<float>* hidden_states,
                                                    LogitsSelection* selection);
 
   // x_ = the batch's input rows: embedded tokens on the first stage, else `input` (this

@@ -30,7 +30,9 @@ int64_t LlamaModel::RecordedDecodeRows(const PagedBatch& batch) const {
 
 absl::Status LlamaModel::ForwardRecordedDecode(const PagedBatch& batch, int64_t padded,
                                                PagedKvCache& cache, std::vector<float>* logits,
+                                               std::vector<float>* hidden_states,
                                                LogitsSelection* selection) {
+  if (hidden_states != nullptr) hidden_states->clear();  // no hidden rows were asked for
   const ModelConfig& c = config_;
   const auto n = static_cast<int64_t>(batch.token_ids.size());
   const auto rows = static_cast<size_t>(padded);

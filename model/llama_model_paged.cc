@@ -120,7 +120,7 @@ absl::Status LlamaModel::ForwardPaged(const PagedBatch& batch, PagedKvCache& cac
   // Validates the sequences, positions and block tables before any slot is written.
   RETURN_IF_ERROR(ComputeSlotMapping(batch.sequences, batch.positions, cache.layout(), &slots_));
   if (const int64_t padded = RecordedDecodeRows(batch); padded > 0) {
-    return ForwardRecordedDecode(batch, padded, cache, logits, selection);
+    return ForwardRecordedDecode(batch, padded, cache, logits, hidden_states, selection);
   }
   const ModelConfig& c = config_;
   const int64_t n = static_cast<int64_t>(batch.token_ids.size());

@@ -265,7 +265,8 @@ absl::Status CudaBackend::MatMul(const float* x, int64_t n, int64_t k, const Ten
   }
   Sign(SignedOp::kMatMul, x, n, k, view.data, view.dtype, view.dim(0), y);
   if ((view.dtype == DType::kF16 || view.dtype == DType::kBF16) && !batch_invariant_) {
-    Sign(cuda_shim::GemmScratchGeneration());  // a recording reads the GEMM's scratch
+    // A recording reads the GEMM's scratch.
+    Sign(cuda_shim::GemmScratchGeneration(stream_.handle()));
     if (Replaying()) return absl::OkStatus();
     return CudaGemm(x, n, k, view, y, &stream_);
   }
@@ -277,7 +278,7 @@ absl::Status CudaBackend::MatMul(const float* x, int64_t n, int64_t k, const Ten
         k, std::min<int64_t>(m * k, kDequantScratchBytes / static_cast<int64_t>(sizeof(uint16_t))));
     const size_t bytes = static_cast<size_t>(halves) * sizeof(uint16_t);
     RETURN_IF_ERROR(Reserve(&dequantized_, bytes));
-    Sign(dequantized_.as<void>(), halves, cuda_shim::GemmScratchGeneration());
+    Sign(dequantized_.as<void>(), halves, cuda_shim::GemmScratchGeneration(stream_.handle()));
     if (Replaying()) return absl::OkStatus();
     return CudaGemmQuantized(x, n, k, view, y, dequantized_.as<void>(), halves, &stream_);
   }
@@ -385,21 +386,24 @@ void CudaBackend::Softmax(float* x, int64_t n, int64_t dim) {
   if (!Replaying()) Keep(CudaSoftmax(x, n, dim, &stream_));
 }
 
-absl::Status CudaBackend::AttendRows(const float* q, AttentionRows rows,
+absl::Status CudaBackend::FitToStep(const PagedKvLayout& layout, AttentionRows* rows) const {
+  if (!InStep()) return absl::OkStatus();
+  // The step's context bucket fixes the table width and the split plan.
+  const int64_t width = (step_context_ + layout.block_size - 1) / layout.block_size;
+  if (width < rows->max_blocks || rows->longest_context > step_context_) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "cuda backend: a context of %d positions in a step shaped for %d",
+        rows->longest_context, step_context_));
+  }
+  WidenAttentionTables(width, rows);
+  rows->longest_context = step_context_;
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::AttendRows(const float* q, const AttentionRows& rows,
                                      const PagedKvLayout& layout, const KvPool& pool,
                                      const PagedAttentionParams& params, float* out) {
   if (rows.entries() == 0) return absl::OkStatus();
-  if (InStep()) {
-    // The step's context bucket fixes the table width and the split plan.
-    const int64_t width = (step_context_ + layout.block_size - 1) / layout.block_size;
-    if (width < rows.max_blocks || rows.longest_context > step_context_) {
-      return absl::FailedPreconditionError(absl::StrFormat(
-          "cuda backend: a context of %d positions in a step shaped for %d",
-          rows.longest_context, step_context_));
-    }
-    WidenAttentionTables(width, &rows);
-    rows.longest_context = step_context_;
-  }
   CudaAttentionEntries entries;
   ASSIGN_OR_RETURN(entries.rows, Upload<int32_t>(rows.rows, &entry_rows_));
   ASSIGN_OR_RETURN(entries.tables, Upload<int32_t>(rows.tables, &tables_));
@@ -428,7 +432,7 @@ absl::Status CudaBackend::AttendRows(const float* q, AttentionRows rows,
                                                        params.head_dim, splits);
   RETURN_IF_ERROR(Reserve(&split_workspace_, static_cast<size_t>(floats) * sizeof(float)));
   Sign(CudaAttentionKernel::kDecode, splits.num_splits, splits.split_len, floats,
-       split_workspace_.as<void>());
+       floats > 0 ? split_workspace_.as<void>() : nullptr);
   if (Replaying()) return absl::OkStatus();
   return CudaPagedAttention(q, entries, CudaAttentionKernel::kDecode, splits,
                             floats > 0 ? split_workspace_.as<float>() : nullptr, layout, pool,
@@ -459,15 +463,30 @@ void CudaBackend::Attention(const float* q, int64_t n_tokens, std::span<const in
                                    .num_kv_heads = params.num_kv_heads,
                                    .head_dim = params.head_dim, .scale = params.scale};
   const KvPool pool{const_cast<float*>(k_cache), const_cast<float*>(v_cache)};
-  Keep(AttendRows(q, ContiguousAttentionRows(positions), layout, pool, paged, out));
+  AttentionRows rows = ContiguousAttentionRows(positions);
+  if (absl::Status fitted = FitToStep(layout, &rows); !fitted.ok()) return Keep(fitted);
+  Keep(AttendRows(q, rows, layout, pool, paged, out));
 }
 
 absl::Status CudaBackend::WriteKv(const float* k, const float* v, std::span<const int32_t> slots,
                                   const PagedKvLayout& layout, const KvPool& pool) {
   RETURN_IF_ERROR(TakeStickyError());
-  RETURN_IF_ERROR(CheckWriteKvArgs(name(), slots, layout, pool));
-  const std::vector<int32_t> distinct = LastWriterSlots(slots);
-  ASSIGN_OR_RETURN(const int32_t* device_slots, Upload<int32_t>(distinct, &slots_));
+  // Inside a step, the slots the step's first call checked (every layer writes the same).
+  const bool checked = step_slots_.has_value() && step_slots_->slots == slots.data() &&
+                       step_slots_->count == slots.size() &&
+                       step_slots_->num_slots == layout.num_slots() && pool.k != nullptr &&
+                       pool.v != nullptr;
+  std::vector<int32_t> distinct;
+  if (!checked) {
+    RETURN_IF_ERROR(CheckWriteKvArgs(name(), slots, layout, pool));
+    distinct = LastWriterSlots(slots);
+    if (InStep()) {
+      step_slots_ = StepSlots{.slots = slots.data(), .count = slots.size(),
+                              .num_slots = layout.num_slots(), .distinct = std::move(distinct)};
+    }
+  }
+  const std::vector<int32_t>& rows = step_slots_.has_value() ? step_slots_->distinct : distinct;
+  ASSIGN_OR_RETURN(const int32_t* device_slots, Upload<int32_t>(rows, &slots_));
   Sign(SignedOp::kWriteKv, k, v, slots.size(), layout.token_elems(), layout.dtype, pool.k, pool.v);
   if (Replaying()) return absl::OkStatus();
   cuda_shim::Error error;
@@ -483,10 +502,31 @@ absl::Status CudaBackend::PagedAttention(const float* q, int64_t n_tokens,
                                          const PagedKvLayout& layout, const KvPool& pool,
                                          const PagedAttentionParams& params, float* out) {
   RETURN_IF_ERROR(TakeStickyError());
+  // Inside a step, the entries the step's first call checked and planned (every layer
+  // attends over the same rows).
+  const bool planned =
+      step_attention_.has_value() && step_attention_->positions == positions.data() &&
+      step_attention_->num_positions == positions.size() &&
+      step_attention_->sequences == sequences.data() &&
+      step_attention_->num_sequences == sequences.size() &&
+      step_attention_->block_size == layout.block_size &&
+      step_attention_->num_blocks == layout.num_blocks &&
+      static_cast<int64_t>(positions.size()) == n_tokens && pool.k != nullptr &&
+      pool.v != nullptr;
+  if (planned) return AttendRows(q, step_attention_->rows, layout, pool, params, out);
   RETURN_IF_ERROR(
       CheckPagedAttentionArgs(name(), n_tokens, positions, sequences, layout, pool, params));
-  return AttendRows(q, PagedAttentionRows(positions, sequences, layout.block_size), layout, pool,
-                    params, out);
+  AttentionRows rows = PagedAttentionRows(positions, sequences, layout.block_size);
+  if (!InStep()) return AttendRows(q, rows, layout, pool, params, out);
+  RETURN_IF_ERROR(FitToStep(layout, &rows));
+  step_attention_ = StepAttention{.positions = positions.data(),
+                                  .sequences = sequences.data(),
+                                  .num_positions = positions.size(),
+                                  .num_sequences = sequences.size(),
+                                  .block_size = layout.block_size,
+                                  .num_blocks = layout.num_blocks,
+                                  .rows = std::move(rows)};
+  return AttendRows(q, step_attention_->rows, layout, pool, params, out);
 }
 
 absl::Status CudaBackend::CopyBlocks(std::span<const KvPool> layers, const PagedKvLayout& layout,

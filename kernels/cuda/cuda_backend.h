@@ -32,6 +32,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <utility>
@@ -143,18 +144,23 @@ class CudaBackend : public Backend {
   // array again (a step's positions, block tables and slots go to every layer) is not
   // copied again.
   // Inside a recorded step the slot's last upload is instead a region of the step's arena
-  // (step_offset, -1 before its first upload in the step) holding step_held.
+  // (step_offset, -1 before its first upload in the step) holding step_held, uploaded from
+  // step_source (the same memory again in the step holds the same values: RunStep's rule).
   struct UploadSlot {
     DeviceBuffer buffer;
     std::vector<uint8_t> held;
     int64_t step_offset = -1;
     std::vector<uint8_t> step_held;
+    const void* step_source = nullptr;
   };
   // `values` in slot->buffer (grown as needed); its device address.
   template <typename T>
   absl::StatusOr<const T*> Upload(std::span<const T> values, UploadSlot* slot);
+  // Inside a step: rows' tables widened to the step's context bucket (FAILED_PRECONDITION
+  // when a context exceeds it).
+  absl::Status FitToStep(const PagedKvLayout& layout, AttentionRows* rows) const;
   // Runs the decode or prefill attention kernel over `rows` (attention_rows.h).
-  absl::Status AttendRows(const float* q, AttentionRows rows,
+  absl::Status AttendRows(const float* q, const AttentionRows& rows,
                           const PagedKvLayout& layout, const KvPool& pool,
                           const PagedAttentionParams& params, float* out);
 
@@ -190,6 +196,24 @@ class CudaBackend : public Backend {
   StepMode step_mode_ = StepMode::kEager;
   int64_t step_context_ = 0;  // the step's context bucket (GraphContextFor)
   StepSignature signature_;
+  // The step's first PagedAttention and WriteKv results of checking and planning their index
+  // spans, which every layer passes again (RunStep's rule: the same memory in a step holds
+  // the same values): later layers skip the checks, the planning and the uploads' compares.
+  struct StepAttention {
+    const int32_t* positions = nullptr;
+    const PagedSequence* sequences = nullptr;
+    size_t num_positions = 0, num_sequences = 0;
+    int64_t block_size = 0, num_blocks = 0;
+    AttentionRows rows;  // fitted to the step
+  };
+  struct StepSlots {
+    const int32_t* slots = nullptr;
+    size_t count = 0;
+    int64_t num_slots = 0;
+    std::vector<int32_t> distinct;  // LastWriterSlots
+  };
+  std::optional<StepAttention> step_attention_;
+  std::optional<StepSlots> step_slots_;
   std::unique_ptr<StepGraphCache> graphs_;  // null: steps run eagerly
   StepGraphStats step_stats_;
   // A step's uploads: written to arena_host_ (pinned) and copied to the same offsets of

@@ -52,9 +52,11 @@ std::vector<CudaBackend::UploadSlot*> CudaBackend::Slots() {
 absl::StatusOr<const void*> CudaBackend::StepUpload(const void* data, size_t bytes,
                                                     UploadSlot* slot) {
   const auto* begin = static_cast<const uint8_t*>(data);
-  // The same array again in this step (a step's positions and tables go to every layer).
+  // The same array again in this step (a step's positions and tables go to every layer):
+  // the same memory, or the same bytes.
   if (slot->step_offset >= 0 && slot->step_held.size() == bytes &&
-      (bytes == 0 || std::memcmp(slot->step_held.data(), begin, bytes) == 0)) {
+      (data == slot->step_source || bytes == 0 ||
+       std::memcmp(slot->step_held.data(), begin, bytes) == 0)) {
     Sign(slot->step_offset, bytes);
     return static_cast<const void*>(arena_device_.as<uint8_t>() + slot->step_offset);
   }
@@ -69,6 +71,7 @@ absl::StatusOr<const void*> CudaBackend::StepUpload(const void* data, size_t byt
   arena_used_ = end;
   slot->step_offset = static_cast<int64_t>(offset);
   slot->step_held.assign(begin, begin + bytes);
+  slot->step_source = data;
   Sign(slot->step_offset, bytes);
   uint8_t* device = arena_device_.as<uint8_t>() + offset;
   // A replay's copies are in its recording; they read the pinned bytes when they run.
@@ -88,13 +91,20 @@ absl::Status CudaBackend::RunStepAs(StepMode mode, int64_t context,
   step_context_ = context;
   signature_.Reset();
   arena_used_ = 0;
-  for (UploadSlot* slot : Slots()) slot->step_offset = -1;
+  for (UploadSlot* slot : Slots()) {
+    slot->step_offset = -1;
+    slot->step_source = nullptr;
+  }
+  step_attention_.reset();
+  step_slots_.reset();
   absl::Status status = body();
   absl::Status sticky = TakeStickyError();  // a void op's failure belongs to this attempt
   if (status.ok()) status = std::move(sticky);
   *signature = signature_.value();
   step_mode_ = StepMode::kEager;
   step_context_ = 0;
+  step_attention_.reset();
+  step_slots_.reset();
   return status;
 }
 
@@ -130,13 +140,24 @@ absl::Status CudaBackend::RunStep(const StepShape& shape,
                                   absl::FunctionRef<absl::Status()> body) {
   RETURN_IF_ERROR(TakeStickyError());
   if (graphs_ == nullptr || InStep() || GraphRows(shape.rows) != shape.rows) return body();
+  // The arena's host side may be rewritten below: the last step's copies from it, queued or
+  // recorded, must have run.
+  RETURN_IF_ERROR(stream_.Synchronize());
   if (arena_wanted_ > arena_host_.size()) {
     graphs_->Clear();  // their copies read the old arena
-    RETURN_IF_ERROR(stream_.Synchronize());
     arena_host_ = PinnedBuffer();
     arena_device_ = DeviceBuffer();
-    ASSIGN_OR_RETURN(arena_host_, PinnedBuffer::Allocate(arena_wanted_));
-    ASSIGN_OR_RETURN(arena_device_, DeviceBuffer::Allocate(arena_wanted_));
+    absl::StatusOr<PinnedBuffer> host = PinnedBuffer::Allocate(arena_wanted_);
+    absl::StatusOr<DeviceBuffer> device =
+        host.ok() ? DeviceBuffer::Allocate(arena_wanted_) : absl::StatusOr<DeviceBuffer>();
+    if (!host.ok() || !device.ok()) {
+      // No arena, no recordings: every step from now on runs eagerly.
+      cuda_shim::ClearLastError();
+      graphs_.reset();
+      return body();
+    }
+    arena_host_ = *std::move(host);
+    arena_device_ = *std::move(device);
   }
   const StepGraphKey key{.rows = shape.rows, .context = GraphContextFor(shape.max_context)};
   const StepGraphAction action = graphs_->Next(key);
@@ -144,9 +165,6 @@ absl::Status CudaBackend::RunStep(const StepShape& shape,
     ++step_stats_.eager;
     return body();
   }
-  // The arena's host side is about to be rewritten: the last step's copies from it, queued
-  // or recorded, must have run.
-  RETURN_IF_ERROR(stream_.Synchronize());
   absl::Status attempt;
   uint64_t signature = 0;
   if (action == StepGraphAction::kWarmup) {
@@ -163,11 +181,17 @@ absl::Status CudaBackend::RunStep(const StepShape& shape,
       return body();
     }
     if (attempt.ok()) attempt = LaunchGraph(graphs_->graph(key));
-    ++step_stats_.replays;
+    if (attempt.ok()) ++step_stats_.replays;
   }
   if (attempt.ok()) return absl::OkStatus();
-  // The step again, eagerly: a failure that is the step's own comes back from it.
-  graphs_->Fail(key);
+  // The step again, eagerly: a failure that is the step's own comes back from it. The
+  // runtime's last error would otherwise fail the first launch of the eager run.
+  cuda_shim::ClearLastError();
+  if (arena_wanted_ > arena_host_.size()) {
+    graphs_->Stale(key);  // the arena was too small: grown before the next step
+  } else {
+    graphs_->Fail(key);
+  }
   ++step_stats_.fallbacks;
   return body();
 }

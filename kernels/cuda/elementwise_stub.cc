@@ -96,7 +96,7 @@ int Gemm16(const float*, int64_t, int64_t, const void*, int, int64_t, float*, Er
            const Launch&, int64_t) {
   return NotBuilt(error);
 }
-uint64_t GemmScratchGeneration() { return 0; }
+uint64_t GemmScratchGeneration(void*) { return 0; }
 int CaptureBegin(void*, Error* error) { return NotBuilt(error); }
 int CaptureEnd(void*, void** graph, Error* error) {
   *graph = nullptr;
@@ -113,6 +113,7 @@ int HostAlloc(void** ptr, size_t, Error* error) {
   *ptr = nullptr;
   return NotBuilt(error);
 }
+void ClearLastError() {}
 void HostFree(void*) {}
 
 }  // namespace tessera::cuda_shim

@@ -8,7 +8,6 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <map>
@@ -54,6 +53,7 @@ struct StreamScratch {
   void* workspace = nullptr;
   void* x16 = nullptr;
   size_t x16_bytes = 0;
+  uint64_t generation = 0;  // GemmScratchGeneration
 };
 
 // What every call reuses: the handle, the plans by shape, the scratch by stream.
@@ -65,7 +65,6 @@ struct LtState {
            std::unique_ptr<Plan>>
       plans;
   std::map<cudaStream_t, StreamScratch> scratch;
-  std::atomic<uint64_t> scratch_generation{0};  // GemmScratchGeneration
 };
 
 // Distinct shapes kept before the plan cache starts over (a server sees a few weight shapes
@@ -175,7 +174,7 @@ int Gemm16(const float* x, int64_t n, int64_t k, const void* w, int type, int64_
   const size_t x16_bytes = static_cast<size_t>(n * k) * sizeof(uint16_t);
   if (scratch.x16_bytes < x16_bytes) {
     cudaFree(scratch.x16);  // waits for the work that may still read it
-    s.scratch_generation.fetch_add(1);
+    ++scratch.generation;
     scratch.x16 = nullptr;
     scratch.x16_bytes = 0;
     if (cudaError_t err = cudaMalloc(&scratch.x16, x16_bytes); err != cudaSuccess) {
@@ -204,6 +203,11 @@ int Gemm16(const float* x, int64_t n, int64_t k, const void* w, int type, int64_
   return FinishLaunch(error, launch);
 }
 
-uint64_t GemmScratchGeneration() { return State().scratch_generation.load(); }
+uint64_t GemmScratchGeneration(void* stream) {
+  LtState& s = State();
+  std::lock_guard<std::mutex> lock(s.mu);
+  auto it = s.scratch.find(static_cast<cudaStream_t>(stream));
+  return it == s.scratch.end() ? 0 : it->second.generation;
+}
 
 }  // namespace tessera::cuda_shim

@@ -18,8 +18,8 @@ namespace tessera::cuda_shim {
 int Gemm16(const float* x, int64_t n, int64_t k, const void* w, int type, int64_t m, float* y,
            Error* error, const Launch& launch = {}, int64_t ldy = 0);
 
-// Counts the reallocations of Gemm16's rounded-x buffers: a recorded step (step_graphs.h)
-// that read the buffer of an earlier count would read freed memory.
-uint64_t GemmScratchGeneration();
+// Counts the reallocations of Gemm16's rounded-x buffer for `stream`: a recorded step
+// (step_graphs.h) that read the buffer of an earlier count would read freed memory.
+uint64_t GemmScratchGeneration(void* stream);
 
 }  // namespace tessera::cuda_shim

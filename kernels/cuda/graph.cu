@@ -11,7 +11,9 @@ int CaptureBegin(void* stream, Error* error) {
   // (and invalidates it) instead of running unrecorded.
   const cudaError_t err = cudaStreamBeginCapture(static_cast<cudaStream_t>(stream),
                                                  cudaStreamCaptureModeThreadLocal);
-  return err == cudaSuccess ? 0 : Fail(err, error);
+  if (err == cudaSuccess) return 0;
+  cudaGetLastError();  // reported here, not by the next launch
+  return Fail(err, error);
 }
 
 int CaptureEnd(void* stream, void** graph, Error* error) {
@@ -32,6 +34,7 @@ int GraphInstantiate(void* graph, void** exec, Error* error) {
   const cudaError_t err = cudaGraphInstantiate(&e, static_cast<cudaGraph_t>(graph), 0);
   if (err != cudaSuccess) {
     *exec = nullptr;
+    cudaGetLastError();  // reported here, not by the next launch
     return Fail(err, error);
   }
   *exec = e;
@@ -45,12 +48,16 @@ void GraphDestroy(void* graph) {
 int GraphLaunch(void* exec, void* stream, Error* error) {
   const cudaError_t err =
       cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec), static_cast<cudaStream_t>(stream));
-  return err == cudaSuccess ? 0 : Fail(err, error);
+  if (err == cudaSuccess) return 0;
+  cudaGetLastError();  // reported here, not by the next launch
+  return Fail(err, error);
 }
 
 void GraphExecDestroy(void* exec) {
   if (exec != nullptr) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec));
 }
+
+void ClearLastError() { cudaGetLastError(); }
 
 int HostAlloc(void** ptr, size_t bytes, Error* error) {
   const cudaError_t err = cudaHostAlloc(ptr, bytes, cudaHostAllocDefault);

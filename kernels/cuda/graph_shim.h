@@ -23,6 +23,10 @@ void GraphDestroy(void* graph);
 int GraphLaunch(void* exec, void* stream, Error* error);
 void GraphExecDestroy(void* exec);
 
+// Clears the runtime's last error (a failed capture, instantiation, launch or copy), so that
+// the launches after it report their own.
+void ClearLastError();
+
 // Page-locked host memory, which copies on a stream read when they run (and a recording may
 // copy from); freed with HostFree.
 int HostAlloc(void** ptr, size_t bytes, Error* error);

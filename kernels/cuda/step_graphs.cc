@@ -65,6 +65,7 @@ void StepGraphCache::Stale(const StepGraphKey& key) {
   Entry& e = entries_[key];
   Drop(&e);
   e.eager_runs = 0;
+  if (++e.stale >= kMaxStaleRecordings) e.failures = kMaxGraphFailures;
 }
 
 void StepGraphCache::Clear() {

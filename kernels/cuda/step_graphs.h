@@ -93,6 +93,9 @@ enum class StepGraphAction {
 inline constexpr int kGraphWarmupRuns = 1;
 // Failed recordings or replays of a key after which it stays eager.
 inline constexpr int kMaxGraphFailures = 3;
+// Stale recordings of a key (StepGraphCache::Stale) after which it stays eager: its ops
+// change from step to step (e.g. two models on one backend), so recordings never pay.
+inline constexpr int kMaxStaleRecordings = 8;
 
 // The recordings by key, at most `capacity` of them (the least recently used goes first).
 // `destroy` frees a recording's handle. Not thread-safe (one backend, one thread).
@@ -115,7 +118,8 @@ class StepGraphCache {
   // warms up again, or stays eager after kMaxGraphFailures failures.
   void Fail(const StepGraphKey& key);
   // The recording of `key` no longer matches its step's ops (a buffer it reads was
-  // reallocated): dropped, and the key warms up again; not a failure.
+  // reallocated): dropped, and the key warms up again, unless this happened
+  // kMaxStaleRecordings times (then it stays eager).
   void Stale(const StepGraphKey& key);
   // Drops every recording and count (the buffers they point into were replaced).
   void Clear();
@@ -125,6 +129,7 @@ class StepGraphCache {
   struct Entry {
     int eager_runs = 0;
     int failures = 0;
+    int stale = 0;
     void* graph = nullptr;
     uint64_t signature = 0;
     uint64_t last_use = 0;

@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_format.h"
 #include "common/half.h"
+#include "common/status_macros.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/reference_backend.h"
 #include "kernels/cuda/device_probe.h"
@@ -154,6 +155,70 @@ TEST_F(CudaBackendTest, ElementwiseOpsMatchReference) {
       cuda_->MatMul(a.as<float>(), 1, 4, TensorView{DType::kF32, {4, 4}, b.as<void>()}, c.as<float>())
           .ok());
   EXPECT_EQ(Download(c, 4), std::vector<float>(4, 4.0f));
+}
+
+// Recorded steps (RunStep): a body that restores its input and rotates it by the step's
+// positions, uploaded anew each step. Step 1 of a key warms up, step 2 is recorded, later
+// steps replay the recording, and each gives the reference's result for its own positions; a
+// context past the bucket (256) is another key.
+TEST_F(CudaBackendTest, RunStepReplaysRecordingsWithEachStepsIndexArrays) {
+  const int64_t n = 4, heads = 3, head_dim = 32;
+  ASSERT_EQ(cuda_->GraphRows(3), n);
+  std::vector<float> inv_freq(head_dim / 2);
+  for (size_t i = 0; i < inv_freq.size(); ++i) inv_freq[i] = std::pow(10000.0f, -2.0f * i / head_dim);
+  const RopeParams rope{.head_dim = head_dim, .rope_dim = head_dim, .inv_freq = inv_freq.data()};
+  const std::vector<float> x = RandomFloats(n * heads * head_dim, rng_);
+  DeviceBuffer source = Upload(x), rotated = Upload(x);
+  const int64_t row_bytes = heads * head_dim * static_cast<int64_t>(sizeof(float));
+  std::vector<int32_t> positions(n);
+  const auto body = [&]() -> absl::Status {
+    RETURN_IF_ERROR(cuda_->CopyRows(rotated.as<void>(), row_bytes, source.as<void>(), row_bytes,
+                                    row_bytes, n));
+    cuda_->Rope(rotated.as<float>(), n, heads, positions, rope);
+    return absl::OkStatus();
+  };
+  for (int step = 0; step < 7; ++step) {
+    SCOPED_TRACE(step);
+    for (int64_t i = 0; i < n; ++i) positions[i] = static_cast<int32_t>(step * 11 + i * 5);
+    if (step == 6) positions[2] = 300;  // the next context bucket
+    const int64_t longest = *std::max_element(positions.begin(), positions.end()) + 1;
+    ASSERT_TRUE(cuda_->RunStep({.rows = n, .max_context = longest}, body).ok());
+    std::vector<float> want = x;
+    ref_.Rope(want.data(), n, heads, positions, rope);
+    testing::ExpectAllClose(Download(rotated, want.size()), want, 2e-5);
+  }
+  const CudaBackend::StepGraphStats& stats = cuda_->step_graph_stats();
+  EXPECT_EQ(stats.warmups, 2);
+  EXPECT_EQ(stats.recordings, 1);
+  EXPECT_EQ(stats.replays, 4);
+  EXPECT_EQ(stats.fallbacks, 0);
+  EXPECT_EQ(stats.stale, 0);
+}
+
+// A body that breaks RunStep's rules (a copy to the host) still runs, eagerly, and its key
+// stops being tried after three failures; a body's own error comes back.
+TEST_F(CudaBackendTest, RunStepRunsBodiesThatCannotBeRecordedEagerly) {
+  const std::vector<float> x = RandomFloats(64, rng_);
+  DeviceBuffer a = Upload(x), b = Upload(x), sum = Upload(x);
+  std::vector<float> back(x.size());
+  const auto body = [&]() -> absl::Status {
+    cuda_->Add(a.as<float>(), b.as<float>(), 64, sum.as<float>());
+    return cuda_->CopyFromBackend(back.data(), sum.as<void>(), back.size() * sizeof(float));
+  };
+  for (int step = 0; step < 5; ++step) {
+    std::fill(back.begin(), back.end(), 0.0f);
+    ASSERT_TRUE(cuda_->RunStep({.rows = 1, .max_context = 1}, body).ok()) << step;
+    for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(back[i], x[i] + x[i]) << step;
+  }
+  EXPECT_EQ(cuda_->step_graph_stats().fallbacks, kMaxGraphFailures);
+  EXPECT_EQ(cuda_->step_graph_stats().eager, 5 - kMaxGraphFailures);
+  DeviceBuffer table = Upload(x), out = Upload(x);
+  const std::vector<int32_t> bad_ids = {9};  // the table has 8 rows of 8
+  const absl::Status status = cuda_->RunStep({.rows = 1, .max_context = 1}, [&] {
+    return cuda_->Embedding(TensorView{DType::kF32, {8, 8}, table.as<void>()}, bad_ids,
+                            out.as<float>());
+  });
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
 }
 
 // Row reductions with host results: ArgMaxRows, TopKRows (k and temperature uploaded,

@@ -83,15 +83,23 @@ TEST_F(StepGraphCacheTest, FailuresFallBackAndEndInEagerSteps) {
   EXPECT_EQ(cache_.graphs(), 0u);
 }
 
-TEST_F(StepGraphCacheTest, StaleRecordingsAreRecordedAgainWithoutCountingAsFailures) {
-  for (int i = 0; i < 2 * kMaxGraphFailures; ++i) {
+// A stale recording (a buffer it reads was reallocated) is not a failure: the key is recorded
+// again, kMaxStaleRecordings times, after which its steps run eagerly.
+TEST_F(StepGraphCacheTest, StaleRecordingsAreRecordedAgainUpToALimit) {
+  static_assert(kMaxStaleRecordings > kMaxGraphFailures);
+  for (int i = 0; i < kMaxStaleRecordings - 1; ++i) {
     EXPECT_EQ(cache_.Next(a_), StepGraphAction::kWarmup) << i;
     EXPECT_EQ(cache_.Next(a_), StepGraphAction::kCapture) << i;
     cache_.Store(a_, Handle(20 + i), 1);
     cache_.Stale(a_);
   }
-  EXPECT_EQ(destroyed_.size(), static_cast<size_t>(2 * kMaxGraphFailures));
+  EXPECT_EQ(destroyed_.size(), static_cast<size_t>(kMaxStaleRecordings - 1));
   EXPECT_EQ(cache_.Next(a_), StepGraphAction::kWarmup);
+  EXPECT_EQ(cache_.Next(a_), StepGraphAction::kCapture);
+  cache_.Store(a_, Handle(99), 1);
+  cache_.Stale(a_);
+  EXPECT_EQ(cache_.Next(a_), StepGraphAction::kEager);
+  EXPECT_EQ(cache_.Next(b_), StepGraphAction::kWarmup) << "other keys are not affected";
 }
 
 TEST_F(StepGraphCacheTest, TheLeastRecentlyUsedRecordingMakesRoom) {

@@ -124,10 +124,12 @@ TEST(CudaModelTest, BatchInvariantModeGivesTheSameBitsForAnyRowCount) {
 }
 
 // Recorded decode steps (CUDA graphs, Backend::RunStep): batches of 3 sequences (padded to
-// 4 rows) and of 2 take turns, and their contexts cross a context bucket (256), so that keys warm up, are
-// recorded and replayed, and a recording is made again; the model that records gives the
-// same logits as one told not to (bit for bit in deterministic mode, where a row's result
-// does not depend on the padding rows beside it; within rounding otherwise).
+// 4 rows) and of 2 take turns, and their contexts cross a context bucket (256), so that keys
+// warm up, are recorded and replayed, and recorded again; a longer prompt midway regrows the
+// scratch buffers (stale recordings, recorded again); 60 sequences at once pad to 64 rows
+// (the quantized weights' dequantized GEMM inside a recording). The model that records gives
+// the same logits as one told not to (bit for bit in deterministic mode, where a row's
+// result does not depend on the padding rows beside it; within rounding otherwise).
 TEST(CudaModelTest, RecordedDecodeStepsGiveTheEagerLogits) {
   if (!CudaDeviceCount().ok()) GTEST_SKIP() << "no CUDA device: " << CudaDeviceCount().status();
   for (const DType dtype : {DType::kQ8_0, DType::kF16}) {
@@ -148,28 +150,38 @@ TEST(CudaModelTest, RecordedDecodeStepsGiveTheEagerLogits) {
       ASSERT_TRUE(recording.ok() && eager.ok());
       (*eager)->set_record_decode_steps(false);
       constexpr int64_t kBlock = 16;
-      auto recording_cache = (*recording)->NewPagedKvCache(64, kBlock, DType::kF16);
-      auto eager_cache = (*eager)->NewPagedKvCache(64, kBlock, DType::kF16);
+      auto recording_cache = (*recording)->NewPagedKvCache(160, kBlock, DType::kF16);
+      auto eager_cache = (*eager)->NewPagedKvCache(160, kBlock, DType::kF16);
       ASSERT_TRUE(recording_cache.ok() && eager_cache.ok());
-      // Three sequences with prompts of 240, 200 and 100 tokens, 20 blocks each.
-      std::vector<std::vector<int32_t>> tables(3);
-      for (int s = 0; s < 3; ++s) {
+      // Sequences 0-3 have 20 blocks each, 4-63 one block each.
+      std::vector<std::vector<int32_t>> tables(64);
+      for (int s = 0; s < 4; ++s) {
         for (int b = 0; b < 20; ++b) tables[s].push_back(s * 20 + b);
       }
-      std::vector<int64_t> lengths = {240, 200, 100};
+      for (int s = 4; s < 64; ++s) tables[s] = {76 + s};
+      std::vector<int64_t> lengths(64, 0);
       std::vector<float> want, got;
-      for (int s = 0; s < 3; ++s) {
-        std::vector<int32_t> ids(static_cast<size_t>(lengths[s])), positions(ids.size());
+      const auto prefill = [&](int s, int64_t length) {
+        std::vector<int32_t> ids(static_cast<size_t>(length)), positions(ids.size());
         for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 7 + s) % spec.vocab);
         std::iota(positions.begin(), positions.end(), 0);
-        const PagedSequence seq{0, lengths[s], lengths[s], tables[s]};
-        const std::vector<int64_t> last = {lengths[s] - 1};
+        const PagedSequence seq{0, length, length, tables[s]};
+        const std::vector<int64_t> last = {length - 1};
         ASSERT_TRUE((*recording)->ForwardPaged({ids, positions, {&seq, 1}, last}, *recording_cache, &got).ok());
         ASSERT_TRUE((*eager)->ForwardPaged({ids, positions, {&seq, 1}, last}, *eager_cache, &want).ok());
-      }
-      for (int step = 0; step < 24; ++step) {
-        const std::vector<int> which =
-            step % 8 < 4 ? std::vector<int>{0, 1, 2} : std::vector<int>{2, 0};
+        lengths[s] = length;
+      };
+      prefill(0, 240);
+      prefill(1, 200);
+      prefill(2, 100);
+      std::vector<int> many(60);
+      std::iota(many.begin(), many.end(), 4);
+      for (int s : many) prefill(s, 3);
+      for (int step = 0; step < 28; ++step) {
+        if (step == 12) prefill(3, 300);  // longer than any prompt before: scratch regrows
+        const std::vector<int> which = step >= 24       ? many
+                                       : step % 8 < 4 ? std::vector<int>{0, 1, 2}
+                                                      : std::vector<int>{2, 0};
         std::vector<int32_t> ids, positions;
         std::vector<PagedSequence> seqs;
         std::vector<int64_t> rows;
@@ -192,7 +204,8 @@ TEST(CudaModelTest, RecordedDecodeStepsGiveTheEagerLogits) {
       }
       const CudaBackend::StepGraphStats& stats = (*recording_backend)->step_graph_stats();
       EXPECT_EQ(stats.fallbacks, 0);
-      EXPECT_GE(stats.recordings, 2) << "a key per context bucket";
+      EXPECT_GE(stats.recordings, 5) << "keys per batch size and context bucket, and again";
+      EXPECT_GE(stats.stale, 1) << "the scratch regrown at step 12";
       EXPECT_GE(stats.replays, 10);
       EXPECT_EQ((*eager_backend)->step_graph_stats().warmups, 0);
       std::remove(path.c_str());
