@@ -111,6 +111,12 @@ absl::Status CheckPagedAttentionArgs(std::string_view backend, int64_t n_tokens,
                                      std::span<const PagedSequence> sequences,
                                      const PagedKvLayout& layout, const KvPool& pool,
                                      const PagedAttentionParams& params) {
+  RETURN_IF_ERROR(CheckPagedAttentionParams(backend, layout, pool, params));
+  return CheckSequences(backend, "PagedAttention", n_tokens, positions, sequences, layout);
+}
+
+absl::Status CheckPagedAttentionParams(std::string_view backend, const PagedKvLayout& layout,
+                                       const KvPool& pool, const PagedAttentionParams& params) {
   constexpr std::string_view kOp = "PagedAttention";
   RETURN_IF_ERROR(CheckPagedKvLayout(backend, kOp, layout, pool));
   if (params.num_heads <= 0 || params.num_kv_heads <= 0 ||
@@ -131,7 +137,7 @@ absl::Status CheckPagedAttentionArgs(std::string_view backend, int64_t n_tokens,
     return Invalid(backend, kOp,
                    absl::StrFormat("params.sliding_window=%d is negative", params.sliding_window));
   }
-  return CheckSequences(backend, kOp, n_tokens, positions, sequences, layout);
+  return absl::OkStatus();
 }
 
 absl::Status CheckCopyBlocksArgs(std::string_view backend, std::span<const KvPool> layers,

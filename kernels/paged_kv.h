@@ -117,6 +117,12 @@ struct KvBlockCopy {
                                                    const PagedKvLayout& layout,
                                                    const KvPool& pool,
                                                    const PagedAttentionParams& params);
+// The part of CheckPagedAttentionArgs that does not look at the rows: the layout, the pools
+// and the params (for a backend that checked the same rows already).
+[[nodiscard]] absl::Status CheckPagedAttentionParams(std::string_view backend,
+                                                     const PagedKvLayout& layout,
+                                                     const KvPool& pool,
+                                                     const PagedAttentionParams& params);
 [[nodiscard]] absl::Status CheckCopyBlocksArgs(std::string_view backend,
                                                std::span<const KvPool> layers,
                                                const PagedKvLayout& layout,

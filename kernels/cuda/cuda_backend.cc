@@ -443,6 +443,11 @@ void CudaBackend::Attention(const float* q, int64_t n_tokens, std::span<const in
                             const float* k_cache, const float* v_cache, int64_t cache_len,
                             const AttentionParams& params, float* out) {
   if (!sticky_.ok()) return;
+  if (InStep()) {
+    // Its entries are built per call: nothing in a step may stand for them (PagedAttention).
+    return Keep(absl::FailedPreconditionError(
+        "cuda backend Attention: not allowed inside a recorded step; use PagedAttention"));
+  }
   if (static_cast<int64_t>(positions.size()) != n_tokens || cache_len <= 0) {
     return Keep(absl::InvalidArgumentError(absl::StrFormat(
         "cuda backend Attention: %d positions for n_tokens=%d, cache_len=%d", positions.size(),
@@ -463,21 +468,21 @@ void CudaBackend::Attention(const float* q, int64_t n_tokens, std::span<const in
                                    .num_kv_heads = params.num_kv_heads,
                                    .head_dim = params.head_dim, .scale = params.scale};
   const KvPool pool{const_cast<float*>(k_cache), const_cast<float*>(v_cache)};
-  AttentionRows rows = ContiguousAttentionRows(positions);
-  if (absl::Status fitted = FitToStep(layout, &rows); !fitted.ok()) return Keep(fitted);
-  Keep(AttendRows(q, rows, layout, pool, paged, out));
+  Keep(AttendRows(q, ContiguousAttentionRows(positions), layout, pool, paged, out));
 }
 
 absl::Status CudaBackend::WriteKv(const float* k, const float* v, std::span<const int32_t> slots,
                                   const PagedKvLayout& layout, const KvPool& pool) {
   RETURN_IF_ERROR(TakeStickyError());
-  // Inside a step, the slots the step's first call checked (every layer writes the same).
+  // Inside a step, the slots the step's first call checked (every layer writes the same);
+  // the layout and pools are checked on every call.
   const bool checked = step_slots_.has_value() && step_slots_->slots == slots.data() &&
                        step_slots_->count == slots.size() &&
-                       step_slots_->num_slots == layout.num_slots() && pool.k != nullptr &&
-                       pool.v != nullptr;
+                       step_slots_->num_slots == layout.num_slots();
   std::vector<int32_t> distinct;
-  if (!checked) {
+  if (checked) {
+    RETURN_IF_ERROR(CheckPagedKvLayout(name(), "WriteKv", layout, pool));
+  } else {
     RETURN_IF_ERROR(CheckWriteKvArgs(name(), slots, layout, pool));
     distinct = LastWriterSlots(slots);
     if (InStep()) {
@@ -511,9 +516,11 @@ absl::Status CudaBackend::PagedAttention(const float* q, int64_t n_tokens,
       step_attention_->num_sequences == sequences.size() &&
       step_attention_->block_size == layout.block_size &&
       step_attention_->num_blocks == layout.num_blocks &&
-      static_cast<int64_t>(positions.size()) == n_tokens && pool.k != nullptr &&
-      pool.v != nullptr;
-  if (planned) return AttendRows(q, step_attention_->rows, layout, pool, params, out);
+      static_cast<int64_t>(positions.size()) == n_tokens;
+  if (planned) {
+    RETURN_IF_ERROR(CheckPagedAttentionParams(name(), layout, pool, params));
+    return AttendRows(q, step_attention_->rows, layout, pool, params, out);
+  }
   RETURN_IF_ERROR(
       CheckPagedAttentionArgs(name(), n_tokens, positions, sequences, layout, pool, params));
   AttentionRows rows = PagedAttentionRows(positions, sequences, layout.block_size);

@@ -181,19 +181,24 @@ absl::Status CudaBackend::RunStep(const StepShape& shape,
       return body();
     }
     if (attempt.ok()) attempt = LaunchGraph(graphs_->graph(key));
-    if (attempt.ok()) ++step_stats_.replays;
+    if (attempt.ok()) {
+      graphs_->Replayed(key);
+      ++step_stats_.replays;
+    }
   }
   if (attempt.ok()) return absl::OkStatus();
-  // The step again, eagerly: a failure that is the step's own comes back from it. The
-  // runtime's last error would otherwise fail the first launch of the eager run.
+  // The step again, eagerly (the runtime's last error would otherwise fail its first
+  // launch). A failure that is the step's own comes back from it and is not held against
+  // the key; one of the attempt's alone is.
   cuda_shim::ClearLastError();
+  ++step_stats_.fallbacks;
+  RETURN_IF_ERROR(body());
   if (arena_wanted_ > arena_host_.size()) {
     graphs_->Stale(key);  // the arena was too small: grown before the next step
   } else {
     graphs_->Fail(key);
   }
-  ++step_stats_.fallbacks;
-  return body();
+  return absl::OkStatus();
 }
 
 }  // namespace tessera

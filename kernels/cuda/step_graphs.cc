@@ -68,6 +68,11 @@ void StepGraphCache::Stale(const StepGraphKey& key) {
   if (++e.stale >= kMaxStaleRecordings) e.failures = kMaxGraphFailures;
 }
 
+void StepGraphCache::Replayed(const StepGraphKey& key) {
+  auto it = entries_.find(key);
+  if (it != entries_.end()) it->second.stale = 0;
+}
+
 void StepGraphCache::Clear() {
   for (auto& [key, e] : entries_) Drop(&e);
   entries_.clear();

@@ -93,8 +93,9 @@ enum class StepGraphAction {
 inline constexpr int kGraphWarmupRuns = 1;
 // Failed recordings or replays of a key after which it stays eager.
 inline constexpr int kMaxGraphFailures = 3;
-// Stale recordings of a key (StepGraphCache::Stale) after which it stays eager: its ops
-// change from step to step (e.g. two models on one backend), so recordings never pay.
+// Stale recordings of a key in a row (StepGraphCache::Stale, no replay in between) after
+// which it stays eager: its ops change from step to step (e.g. two models on one backend),
+// so recordings never pay.
 inline constexpr int kMaxStaleRecordings = 8;
 
 // The recordings by key, at most `capacity` of them (the least recently used goes first).
@@ -119,8 +120,10 @@ class StepGraphCache {
   void Fail(const StepGraphKey& key);
   // The recording of `key` no longer matches its step's ops (a buffer it reads was
   // reallocated): dropped, and the key warms up again, unless this happened
-  // kMaxStaleRecordings times (then it stays eager).
+  // kMaxStaleRecordings times in a row (then it stays eager).
   void Stale(const StepGraphKey& key);
+  // A replay of `key` ran: its stale recordings no longer count against it.
+  void Replayed(const StepGraphKey& key);
   // Drops every recording and count (the buffers they point into were replaced).
   void Clear();
   size_t graphs() const { return graphs_; }

@@ -102,6 +102,26 @@ TEST_F(StepGraphCacheTest, StaleRecordingsAreRecordedAgainUpToALimit) {
   EXPECT_EQ(cache_.Next(b_), StepGraphAction::kWarmup) << "other keys are not affected";
 }
 
+// Only stale recordings in a row count: a replay in between starts the count again.
+TEST_F(StepGraphCacheTest, AReplayForgivesEarlierStaleRecordings) {
+  for (int round = 0; round < 3; ++round) {
+    // With the stale recording after the last round's replay: kMaxStaleRecordings - 1.
+    for (int i = 0; i < kMaxStaleRecordings - 2; ++i) {
+      ASSERT_EQ(cache_.Next(a_), StepGraphAction::kWarmup) << round << " " << i;
+      ASSERT_EQ(cache_.Next(a_), StepGraphAction::kCapture);
+      cache_.Store(a_, Handle(100 + i), 1);
+      cache_.Stale(a_);
+    }
+    cache_.Next(a_);
+    cache_.Next(a_);
+    cache_.Store(a_, Handle(200), 1);
+    ASSERT_EQ(cache_.Next(a_), StepGraphAction::kReplay);
+    cache_.Replayed(a_);
+    cache_.Stale(a_);  // once, after the replay: the count starts at 1 again
+  }
+  EXPECT_EQ(cache_.Next(a_), StepGraphAction::kWarmup);
+}
+
 TEST_F(StepGraphCacheTest, TheLeastRecentlyUsedRecordingMakesRoom) {
   for (const StepGraphKey& k : {a_, b_}) {
     cache_.Next(k);
