@@ -36,7 +36,37 @@ int32_t SampleFromLogits(std::span<const float> logits, double u) {
 
 float TokenLogprobOf(std::span<const float> logits, int32_t token) {
   TESSERA_CHECK(token >= 0 && static_cast<size_t>(token) < logits.size());
-  return static_cast<float>(static_cast<double>(logits[token]) - LogSumExp(logits));
+  return LogprobOf(logits[token], LogSumExp(logits));
+}
+
+namespace {
+
+// Most likely first, the lower id first among ties.
+std::vector<TokenLogprob> FirstByLikelihood(std::span<const int32_t> ids,
+                                            std::span<const float> values, size_t k,
+                                            double log_normalizer) {
+  std::vector<size_t> order(ids.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(),
+                    [&](size_t a, size_t b) {
+                      return values[a] != values[b] ? values[a] > values[b] : ids[a] < ids[b];
+                    });
+  std::vector<TokenLogprob> out;
+  out.reserve(k);
+  for (size_t i = 0; i < k; ++i) {
+    out.push_back({ids[order[i]], LogprobOf(values[order[i]], log_normalizer)});
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<TokenLogprob> TopLogprobsOfCandidates(std::span<const int32_t> ids,
+                                                  std::span<const float> values, int64_t n,
+                                                  double log_normalizer) {
+  TESSERA_CHECK(ids.size() == values.size());
+  const size_t k = std::min<size_t>(static_cast<size_t>(std::max<int64_t>(n, 0)), ids.size());
+  return FirstByLikelihood(ids, values, k, log_normalizer);
 }
 
 std::vector<TokenLogprob> TopLogprobs(std::span<const float> logits, int64_t n) {
@@ -44,14 +74,12 @@ std::vector<TokenLogprob> TopLogprobs(std::span<const float> logits, int64_t n) 
   std::vector<int32_t> order(logits.size());
   std::iota(order.begin(), order.end(), 0);
   std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
-    return logits[a] != logits[b] ? logits[a] > logits[b] : a < b;
+    return logits[a] != logits[b] ? logits[a] > logits[b] : a < b;  // as FirstByLikelihood
   });
   const double lse = LogSumExp(logits);
   std::vector<TokenLogprob> out;
   out.reserve(k);
-  for (size_t i = 0; i < k; ++i) {
-    out.push_back({order[i], static_cast<float>(static_cast<double>(logits[order[i]]) - lse)});
-  }
+  for (size_t i = 0; i < k; ++i) out.push_back({order[i], LogprobOf(logits[order[i]], lse)});
   return out;
 }
 

@@ -37,6 +37,17 @@ float TokenLogprobOf(std::span<const float> logits, int32_t token);
 // The n most likely tokens with their log-probabilities, most likely first (lower id first
 // among ties). n is clamped to the row size.
 std::vector<TokenLogprob> TopLogprobs(std::span<const float> logits, int64_t n);
+// The log-probability of a logit in a row whose log Σ exp is `log_normalizer` (what
+// TokenLogprobOf and TopLogprobs compute, from a normalizer found elsewhere: a device's).
+inline float LogprobOf(float logit, double log_normalizer) {
+  return static_cast<float>(static_cast<double>(logit) - log_normalizer);
+}
+// TopLogprobs from a row's candidates instead of the row: `ids` (distinct) and their
+// logits `values`, which hold the row's n most likely tokens and every token tied with the
+// n-th (TopKOfRow's candidates), and the row's log Σ exp. n is clamped to the candidates.
+std::vector<TokenLogprob> TopLogprobsOfCandidates(std::span<const int32_t> ids,
+                                                  std::span<const float> values, int64_t n,
+                                                  double log_normalizer);
 
 struct SampleResult {
   int32_t token = -1;
@@ -108,6 +119,16 @@ class Sampler {
     return !do_sample_ && chain_.empty() && !logprobs_.has_value();
   }
   bool wants_logprobs() const { return logprobs_.has_value(); }
+  // Set when Sample is the argmax of the raw row and its logprobs are the raw row's (no
+  // processor, greedy, LogprobsSource::kRaw): how many alternatives it reports, which a
+  // device backend can find with the row's log-normalizer where the logits are.
+  std::optional<int64_t> greedy_raw_logprobs() const {
+    if (do_sample_ || !chain_.empty() || !logprobs_.has_value() ||
+        source_ != LogprobsSource::kRaw) {
+      return std::nullopt;
+    }
+    return *logprobs_;
+  }
   uint64_t seed() const { return seed_; }
 
  private:

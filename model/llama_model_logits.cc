@@ -1,6 +1,7 @@
 // LlamaModel's LM head outputs: the logits rows to the host, or reduced on the backend as a
 // LogitsSelection asks (llama_model.h, logits_selection.h).
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -38,6 +39,7 @@ absl::Status LlamaModel::SelectFromLogits(const float* all, int64_t rows,
   selection->candidates.assign(n, TopKCandidates{});
   selection->drawn.assign(n, -1);
   selection->denominators.assign(n, 0.0);
+  selection->log_normalizers.assign(n, 0.0);
   selection->row_index.assign(n, -1);
   std::vector<bool> whole(n, false);
   for (size_t r = 0; r < n; ++r) whole[r] = wants[r].kind == Kind::kRow;
@@ -49,17 +51,29 @@ absl::Status LlamaModel::SelectFromLogits(const float* all, int64_t rows,
   if (wanted(Kind::kArgMax)) {  // every row: one launch, and cheap next to the LM head
     RETURN_IF_ERROR(backend_->ArgMaxRows(all, rows, vocab, selection->argmax.data()));
   }
-  const auto by_top_k = [](Kind kind) { return kind == Kind::kTopK || kind == Kind::kNucleus; };
-  if (wanted(Kind::kTopK) || wanted(Kind::kNucleus)) {
+  // Rows whose most likely tokens come back: top-k and nucleus candidates, and the
+  // alternatives of greedy rows that report logprobs (also their denominator at T = 1).
+  const auto by_top_k = [](const LogitsRowWant& w) {
+    return w.kind == Kind::kTopK || w.kind == Kind::kNucleus ||
+           (w.kind == Kind::kArgMax && w.logprobs >= 0);
+  };
+  if (std::any_of(wants.begin(), wants.end(), by_top_k)) {
     std::vector<int32_t> k(n, 0);
     std::vector<float> temperature(n, 1.0f), nucleus_temperature(n, 0.0f);
     int64_t capacity = 0;
     for (size_t r = 0; r < n; ++r) {
-      if (!by_top_k(wants[r].kind)) continue;
-      const int64_t top_k = wants[r].kind == Kind::kTopK ? wants[r].top_k : kNucleusCandidates;
+      if (!by_top_k(wants[r])) continue;
+      int64_t top_k = kNucleusCandidates;
+      if (wants[r].kind == Kind::kTopK) {
+        top_k = wants[r].top_k;
+      } else if (wants[r].kind == Kind::kArgMax) {
+        top_k = std::max<int64_t>(wants[r].logprobs, 1);  // 1: still tells a NaN row
+      }
       k[r] = static_cast<int32_t>(std::min<int64_t>(top_k, vocab));
-      temperature[r] = wants[r].temperature;
-      if (wants[r].kind == Kind::kNucleus && wants[r].top_p < 1) {
+      if (wants[r].kind != Kind::kArgMax) temperature[r] = wants[r].temperature;
+      if (wants[r].kind == Kind::kArgMax) {
+        nucleus_temperature[r] = 1.0f;  // the log-normalizer's sum
+      } else if (wants[r].kind == Kind::kNucleus && wants[r].top_p < 1) {
         nucleus_temperature[r] = wants[r].temperature;  // only top-p needs the denominator
       }
       capacity = std::max<int64_t>(capacity, k[r] + kTopKTieRoom);
@@ -75,10 +89,22 @@ absl::Status LlamaModel::SelectFromLogits(const float* all, int64_t rows,
                                                     selection->denominators.data()));
     }
     for (size_t r = 0; r < n; ++r) {
-      if (!by_top_k(wants[r].kind)) continue;
-      if (counts[r] < 1 || counts[r] > capacity) {  // a NaN, or more ties than room
+      if (!by_top_k(wants[r])) continue;
+      // A NaN, or more ties than room (which a greedy row without alternatives can bear).
+      const bool no_alternatives = wants[r].kind == Kind::kArgMax && wants[r].logprobs == 0;
+      if (counts[r] < 1 || (counts[r] > capacity && !no_alternatives)) {
         whole[r] = true;
         continue;
+      }
+      if (wants[r].kind == Kind::kArgMax) {
+        // A finite max gives a sum of at least 1; 0 means +inf (or no finite value).
+        if (!(selection->denominators[r] > 0)) {
+          whole[r] = true;
+          continue;
+        }
+        selection->log_normalizers[r] = static_cast<double>(selection->argmax[r].value) +
+                                        std::log(selection->denominators[r]);
+        if (wants[r].logprobs == 0) continue;  // the chosen token's logprob only
       }
       const auto offset = static_cast<std::ptrdiff_t>(r * static_cast<size_t>(capacity));
       const auto first = ids.begin() + offset;

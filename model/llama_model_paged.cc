@@ -159,6 +159,7 @@ absl::Status LlamaModel::ForwardPaged(const PagedBatch& batch, PagedKvCache& cac
     selection->candidates.clear();
     selection->drawn.clear();
     selection->denominators.clear();
+    selection->log_normalizers.clear();
     selection->row_index.clear();
   } else {
     logits->resize(static_cast<size_t>(rows * c.vocab_size));

@@ -25,6 +25,12 @@ absl::Status CheckLogitsSelection(const LogitsSelection& selection, int64_t rows
           want.temperature, ", top_p ", want.top_p, " and min_p ", want.min_p,
           "; the temperature must be > 0, top_p in (0, 1] and min_p in [0, 1), one of them set"));
     }
+    if (want.logprobs != -1 && (want.kind != LogitsRowWant::Kind::kArgMax || want.logprobs < 0 ||
+                                want.logprobs > kMaxLogprobCandidates)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "ForwardPaged: selection.wants[", r, "] asks for ", want.logprobs,
+          " logprobs; only an argmax want may, and -1 or 0 to ", kMaxLogprobCandidates));
+    }
     if (want.kind == LogitsRowWant::Kind::kDraw &&
         (!(want.temperature > 0) || !(want.u >= 0 && want.u < 1))) {
       return absl::InvalidArgumentError(absl::StrCat(

@@ -1,5 +1,6 @@
 // What the leader wants back of each logits row of a step, when not the whole row
-// (LlamaModel::ForwardPaged): greedy rows want their argmax, top-k sampled rows their
+// (LlamaModel::ForwardPaged): greedy rows want their argmax (and, when they report
+// logprobs, the row's log-normalizer and most likely tokens), top-k sampled rows their
 // candidates (common/row_top_k.h), top-p or min-p sampled rows their most likely tokens and
 // (for top-p) the row's softmax denominator, plainly sampled rows their drawn token (common/row_sample.h), others
 // the row itself. On a device backend the logits then stay on
@@ -22,6 +23,10 @@ struct LogitsRowWant {
   double top_p = 1.0;         // kNucleus: in (0, 1]; 1 for none
   double min_p = 0.0;         // kNucleus: in [0, 1); 0 for none (one of the two is set)
   double u = 0.0;             // kDraw: the draw's uniform in [0, 1)
+  // kArgMax: >= 0 also asks for the raw row's log-probabilities (Sampler's raw logprobs):
+  // its log-normalizer and, when > 0, its `logprobs` most likely tokens (TopKOfRow at
+  // temperature 1, ties included); -1 for none (every other kind).
+  int64_t logprobs = -1;
 };
 
 struct TopKCandidates {
@@ -34,15 +39,22 @@ struct LogitsSelection {
   std::vector<LogitsRowWant> wants;
   // Out, one entry per logits row:
   std::vector<RowArgMax> argmax;            // kArgMax rows
-  // kTopK rows, and kNucleus rows (the kNucleusCandidates most likely tokens, ties
-  // included); empty when the row came back whole.
+  // kTopK rows, kNucleus rows (the kNucleusCandidates most likely tokens, ties included)
+  // and kArgMax rows with logprobs > 0 (their `logprobs` most likely); empty when the row
+  // came back whole.
   std::vector<TopKCandidates> candidates;
-  std::vector<double> denominators;         // kNucleus rows: SoftmaxDenominators' sum
+  // kArgMax rows with logprobs >= 0: log Σ exp(row) in float64 (the max plus the log of
+  // SoftmaxDenominators' sum at temperature 1), from which a token's logprob is
+  // float(logit - log_normalizer) (decoding/sampler.h's LogprobOf).
+  std::vector<double> log_normalizers;
+  // kNucleus rows, and kArgMax rows with logprobs (at temperature 1): SoftmaxDenominators'
+  // sum.
+  std::vector<double> denominators;
   std::vector<int32_t> drawn;               // kDraw rows: the token (-1: no value is finite)
   // Where the row is in the returned logits, or -1. kRow rows always come back, and so do
   // kTopK and kNucleus rows whose candidates could not be taken (more ties than the room for
   // them, a NaN in the row, or for kNucleus a nucleus that reaches past them:
-  // common/row_nucleus.h).
+  // common/row_nucleus.h), and kArgMax rows with logprobs that hold a NaN or +inf.
   std::vector<int64_t> row_index;
 };
 
@@ -52,11 +64,13 @@ inline constexpr int64_t kTopKTieRoom = 32;
 // How many of the most likely tokens a kNucleus row sends back: what top-p or min-p keeps
 // must lie within them (common/row_nucleus.h), else the row comes back whole.
 inline constexpr int64_t kNucleusCandidates = 1024;
+// The most alternatives a kArgMax row's logprobs may ask for.
+inline constexpr int64_t kMaxLogprobCandidates = 1024;
 
 // INVALID_ARGUMENT unless `selection` has one want per each of `rows` logits rows, each
 // kTopK want a top_k > 0 and a temperature > 0, each kNucleus want a temperature > 0, a
 // top_p in (0, 1] and a min_p in [0, 1), not both 1 and 0, and each kDraw want a temperature
-// > 0 and a u in [0, 1).
+// > 0 and a u in [0, 1); logprobs is -1, or in [0, kMaxLogprobCandidates] on a kArgMax want.
 [[nodiscard]] absl::Status CheckLogitsSelection(const LogitsSelection& selection, int64_t rows);
 
 }  // namespace tessera

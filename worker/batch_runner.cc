@@ -286,6 +286,11 @@ std::vector<LogitsRowWant> BatchRunner::LogitsWants(const StepPlan& plan,
     if (e.num_samples == 1 && sampler->second.greedy_without_processors()) {
       wants[r].kind = Kind::kArgMax;
       any = true;
+    } else if (const auto logprobs = sampler->second.greedy_raw_logprobs();
+               logprobs.has_value() && e.num_samples == 1 && *logprobs >= 0 &&
+               *logprobs <= kMaxLogprobCandidates) {
+      wants[r] = {.kind = Kind::kArgMax, .logprobs = *logprobs};
+      any = true;
     } else if (const auto top_k = sampler->second.top_k_candidates();
                top_k.has_value() && top_k->k <= kMaxTopKCandidates) {
       wants[r] = {.kind = Kind::kTopK, .top_k = top_k->k, .temperature = top_k->temperature};
@@ -341,7 +346,8 @@ absl::StatusOr<StepResult> BatchRunner::Decode(const StepPlan& plan, const StepB
   const bool selected = !selection_.wants.empty();
   if (selected && (selection_.wants.size() != rows || selection_.row_index.size() != rows ||
                    selection_.argmax.size() != rows || selection_.candidates.size() != rows ||
-                   selection_.drawn.size() != rows || selection_.denominators.size() != rows)) {
+                   selection_.drawn.size() != rows || selection_.denominators.size() != rows ||
+                   selection_.log_normalizers.size() != rows)) {
     return absl::InternalError(absl::StrCat("BatchRunner: a logits selection of ",
                                             selection_.row_index.size(), " rows for ", rows,
                                             " logits entries"));
@@ -358,6 +364,16 @@ absl::StatusOr<StepResult> BatchRunner::Decode(const StepPlan& plan, const StepB
         out.finish = FinishReason::kAborted;
       } else {
         out.tokens.push_back(best.index);
+        if (const int64_t n = selection_.wants[r].logprobs; n >= 0) {
+          // Sample's raw logprobs, from the row's log-normalizer and candidates.
+          ++stats_.backend_logprob_rows;
+          const double normalizer = selection_.log_normalizers[r];
+          const TopKCandidates& top = selection_.candidates[r];
+          (*drawn)[batch.logits_entries[r]].push_back(
+              {.token = best.index,
+               .logprob = LogprobOf(best.value, normalizer),
+               .top = TopLogprobsOfCandidates(top.ids, top.values, n, normalizer)});
+        }
       }
       result.outputs.push_back(std::move(out));
       continue;

@@ -106,10 +106,15 @@ struct BatchRunnerStats {
   int64_t block_copies = 0;
   int64_t blocks_swapped = 0;  // out and in
   int64_t max_batches_in_flight = 0;  // the most steps launched and not yet landed at once
-  int64_t argmax_steps = 0;  // steps whose rows were all greedy: argmax on the backend only
+  // Steps whose rows were all greedy: argmax on the backend (and for rows that report
+  // logprobs, their denominator and most likely tokens).
+  int64_t argmax_steps = 0;
   // Sampled rows whose logits stayed where they were: drawn from their top-k candidates
   // (Backend::TopKRows) or drawn on the backend (Backend::SampleRows).
   int64_t backend_sampled_rows = 0;
+  // Greedy rows that report logprobs, taken from the backend's argmax, candidates and
+  // softmax denominator instead of the row.
+  int64_t backend_logprob_rows = 0;
 };
 
 class BatchRunner {

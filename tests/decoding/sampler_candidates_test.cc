@@ -10,6 +10,7 @@
 #include <random>
 #include <vector>
 
+#include "common/row_argmax.h"
 #include "common/row_sample.h"
 #include "common/row_top_k.h"
 #include "decoding/sampler.h"
@@ -293,6 +294,52 @@ TEST(SampleCandidatesTest, OnlyChainsThatNeedNoMoreThanTheCandidates) {
        [](GenerationConfig& g) { g.logit_bias[3] = 5.0f; },
        [](GenerationConfig& g) { g.typical_p = 0.9; },  // needs the whole row's entropy
        [](GenerationConfig& g) { g.logprobs = 2; }},    // the raw row's log-probabilities
+      offered);
+}
+
+// Greedy logprobs from a row's candidates (TopKOfRow at temperature 1) and its log Σ exp
+// computed as a backend does (the max plus the log of SoftmaxDenominators' sum): the same
+// bits as TokenLogprobOf and TopLogprobs over the whole row, ties in id order.
+TEST(GreedyLogprobsTest, CandidatesAndNormalizerGiveTheWholeRowsLogprobs) {
+  std::mt19937 rng(31);
+  for (int trial = 0; trial < 300; ++trial) {
+    const std::vector<float> row = TieHeavyRow(rng, 97);
+    const RowArgMax best = ArgMaxOfRow(row);
+    if (best.index < 0 || !std::isfinite(best.value)) continue;
+    double sum = 0;
+    for (float v : row) sum += std::exp(static_cast<double>(v) - best.value);
+    const double normalizer = static_cast<double>(best.value) + std::log(sum);
+    EXPECT_EQ(LogprobOf(best.value, normalizer), TokenLogprobOf(row, best.index)) << trial;
+    for (int64_t n : {1, 3, 7}) {
+      std::vector<int32_t> ids(row.size());
+      std::vector<float> values(row.size());
+      const int32_t count = TopKOfRow(row, n, 1.0f, ids, values);
+      ASSERT_GE(count, n);
+      ids.resize(static_cast<size_t>(count));
+      values.resize(static_cast<size_t>(count));
+      EXPECT_EQ(TopLogprobsOfCandidates(ids, values, n, normalizer), TopLogprobs(row, n))
+          << trial << " n " << n;
+    }
+  }
+}
+
+// Only greedy samplers without processors whose logprobs are the raw row's offer it.
+TEST(GreedyLogprobsTest, OnlyGreedyRawLogprobsWithoutProcessors) {
+  const auto offered = [](const Sampler& s) { return s.greedy_raw_logprobs().has_value(); };
+  GenerationConfig base;
+  base.logprobs = 4;
+  auto sampler = Sampler::Create(base, 300, 0);
+  ASSERT_TRUE(sampler.ok()) << sampler.status();
+  EXPECT_EQ(sampler->greedy_raw_logprobs(), std::optional<int64_t>(4));
+  auto processed = Sampler::Create(base, 300, 0, LogprobsSource::kProcessed);
+  ASSERT_TRUE(processed.ok()) << processed.status();
+  EXPECT_FALSE(offered(*processed)) << "the processed row's logprobs";
+  ExpectNotOfferedAfter(
+      base,
+      {[](GenerationConfig& g) { g.logprobs.reset(); },  // the plain argmax path
+       [](GenerationConfig& g) { g.do_sample = true; },
+       [](GenerationConfig& g) { g.repetition_penalty = 1.2; },
+       [](GenerationConfig& g) { g.logit_bias[3] = 5.0f; }},
       offered);
 }
 

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/status_macros.h"
+#include "decoding/sampler.h"
 #include "formats/weight_store.h"
 #include "gtest/gtest.h"
 #include "kernels/registry.h"
@@ -243,6 +244,88 @@ TEST_F(DeviceMemoryTest, TopKRowsThatCannotBeTakenComeBackWhole) {
   ASSERT_EQ(got.size(), 2 * vocab);
   EXPECT_TRUE(std::equal(got.begin(), got.begin() + vocab, want.begin()));
   EXPECT_TRUE(std::equal(got.begin() + vocab, got.end(), want.begin() + 2 * vocab));
+}
+
+// Greedy rows that report logprobs stay on the backend too: their argmax, log-normalizer and
+// candidates give TokenLogprobOf and TopLogprobs of the host's row bit for bit; a row the
+// backend reports a NaN in comes back whole, and so would a row with +inf (a denominator of
+// 0). Logprobs on another kind of want, or past the limit, are refused.
+TEST_F(DeviceMemoryTest, GreedyLogprobRowsStayOnTheBackend) {
+  const std::vector<int32_t> ids = {3, 1, 4}, positions = {0, 1, 2}, table = {0};
+  const std::vector<PagedSequence> seqs = {{0, 3, 3, table}};
+  const std::vector<int64_t> logits_rows = {2, 0};
+  const PagedBatch batch{ids, positions, seqs, logits_rows};
+  auto plain_cache = plain_->NewPagedKvCache(1, 4);
+  auto guarded_cache = guarded_->NewPagedKvCache(1, 4);
+  ASSERT_TRUE(plain_cache.ok() && guarded_cache.ok());
+  using Kind = LogitsRowWant::Kind;
+  LogitsSelection selection;
+  selection.wants = {{.kind = Kind::kArgMax, .logprobs = 3}, {.kind = Kind::kArgMax, .logprobs = 0}};
+  std::vector<float> want, got = {1.0f};
+  ASSERT_TRUE(plain_->ForwardPaged(batch, *plain_cache, &want).ok());
+  const int64_t copied_before = guarded_backend_.bytes_to_host();
+  const absl::Status status =
+      guarded_->ForwardPaged(batch, *guarded_cache, &got, nullptr, {}, &selection);
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_EQ(guarded_backend_.bytes_to_host(), copied_before) << "no row crosses to the host";
+  EXPECT_TRUE(got.empty());
+  const size_t vocab = static_cast<size_t>(spec_.vocab);
+  for (size_t r = 0; r < 2; ++r) {
+    const std::span<const float> row(want.data() + r * vocab, vocab);
+    const RowArgMax best = selection.argmax[r];
+    EXPECT_EQ(best.index, ArgMaxOfRow(row).index);
+    EXPECT_EQ(LogprobOf(best.value, selection.log_normalizers[r]), TokenLogprobOf(row, best.index));
+    const TopKCandidates& top = selection.candidates[r];
+    const int64_t n = selection.wants[r].logprobs;
+    EXPECT_EQ(TopLogprobsOfCandidates(top.ids, top.values, n, selection.log_normalizers[r]),
+              TopLogprobs(row, n))
+        << r;
+  }
+
+  selection.wants = {{.kind = Kind::kTopK, .top_k = 2, .logprobs = 1}, {.kind = Kind::kArgMax}};
+  const absl::Status bad = guarded_->ForwardPaged(batch, *guarded_cache, &got, nullptr, {}, &selection);
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.message().find("selection.wants[0]"), std::string::npos) << bad;
+  selection.wants = {{.kind = Kind::kArgMax, .logprobs = kMaxLogprobCandidates + 1},
+                     {.kind = Kind::kArgMax}};
+  EXPECT_EQ(guarded_->ForwardPaged(batch, *guarded_cache, &got, nullptr, {}, &selection).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// The backend reports a NaN in the row: it comes back whole, for the host to decide on.
+TEST_F(DeviceMemoryTest, GreedyLogprobRowsWithANanComeBackWhole) {
+  class NanReporting : public GuardedBackend {
+   public:
+    absl::Status TopKRows(const float* x, int64_t rows, int64_t dim, std::span<const int32_t> k,
+                          std::span<const float> temperature, int64_t capacity, int32_t* ids,
+                          float* values, int32_t* counts) override {
+      RETURN_IF_ERROR(
+          GuardedBackend::TopKRows(x, rows, dim, k, temperature, capacity, ids, values, counts));
+      counts[1] = -1;
+      return absl::OkStatus();
+    }
+  } backend;
+  auto model = LlamaModel::Load(*store_, &backend);
+  ASSERT_TRUE(model.ok()) << model.status();
+  const std::vector<int32_t> ids = {3, 1, 4}, positions = {0, 1, 2}, table = {0};
+  const std::vector<PagedSequence> seqs = {{0, 3, 3, table}};
+  const std::vector<int64_t> logits_rows = {0, 2};
+  auto cache = (*model)->NewPagedKvCache(1, 4);
+  auto plain_cache = plain_->NewPagedKvCache(1, 4);
+  ASSERT_TRUE(cache.ok() && plain_cache.ok());
+  LogitsSelection selection;
+  selection.wants = {{.kind = LogitsRowWant::Kind::kArgMax, .logprobs = 2},
+                     {.kind = LogitsRowWant::Kind::kArgMax, .logprobs = 2}};
+  std::vector<float> want, got;
+  ASSERT_TRUE(plain_->ForwardPaged({ids, positions, seqs, logits_rows}, *plain_cache, &want).ok());
+  ASSERT_TRUE((*model)
+                  ->ForwardPaged({ids, positions, seqs, logits_rows}, *cache, &got, nullptr, {},
+                                 &selection)
+                  .ok());
+  const size_t vocab = static_cast<size_t>(spec_.vocab);
+  EXPECT_EQ(selection.row_index, (std::vector<int64_t>{-1, 0}));
+  ASSERT_EQ(got.size(), vocab);
+  EXPECT_TRUE(std::equal(got.begin(), got.end(), want.begin() + vocab));
 }
 
 TEST_F(DeviceMemoryTest, PipelineStagesPassTheirRowsThroughHostMemory) {

@@ -10,10 +10,12 @@
 #include <memory>
 #include <ostream>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "decoding/sampler.h"
 #include "formats/weight_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -285,6 +287,69 @@ TEST_P(BatchRunnerTest, RowsOfEveryKindInOneBatchMatchSolo) {
         *tiny_.model, r.spec.prompt_token_ids, r.spec.max_new_tokens, {}, &*sampler, 0);
     EXPECT_EQ(by_id.at(r.spec.request_id).completions[0].generated_token_ids, solo.tokens)
         << r.spec.request_id;
+  }
+}
+
+// Greedy requests that report raw logprobs keep their rows where the logits are: the
+// token, its logprob and the alternatives come from the backend's argmax, top-k candidates
+// and softmax denominator (every step's rows are argmax rows), and equal Sample's over the
+// whole row (exactly on cpu-reference, whose rows do not depend on the batch around them).
+TEST_P(BatchRunnerTest, GreedyLogprobsComeFromTheRowReductions) {
+  std::mt19937 rng(29);
+  auto runner = MakeRunner(/*num_blocks=*/48, /*token_budget=*/64, /*max_seqs=*/8);
+  ASSERT_NE(runner, nullptr);
+  std::vector<WorkerRequest> requests;
+  const std::vector<int64_t> alternatives = {0, 1, 3, 5, -1};
+  for (size_t i = 0; i < alternatives.size(); ++i) {
+    WorkerRequest r = Greedy(absl::StrCat("g", i), RandomTokens(rng, 3 + 2 * static_cast<int>(i)), 5);
+    if (alternatives[i] >= 0) r.generation.logprobs = alternatives[i];
+    requests.push_back(r);
+  }
+  const auto by_id = RunAll(*runner, requests);
+  ASSERT_EQ(by_id.size(), requests.size());
+  EXPECT_GT(runner->stats().backend_logprob_rows, 0);
+  const bool exact = GetParam().backend == "cpu-reference";
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const WorkerRequest& r = requests[i];
+    SCOPED_TRACE(r.spec.request_id);
+    const RequestOutput::Completion& c = by_id.at(r.spec.request_id).completions.at(0);
+    const testing::SoloResult solo =
+        testing::SoloGenerate(*tiny_.model, r.spec.prompt_token_ids, r.spec.max_new_tokens, {});
+    ASSERT_EQ(c.generated_token_ids, solo.tokens);
+    if (alternatives[i] < 0) {
+      EXPECT_TRUE(c.token_logprobs.empty());
+      continue;
+    }
+    // Every generated token's row, from one Forward over the prompt and the tokens.
+    std::vector<int32_t> tokens = r.spec.prompt_token_ids;
+    tokens.insert(tokens.end(), c.generated_token_ids.begin(), c.generated_token_ids.end() - 1);
+    auto cache = tiny_.model->NewKvCache(static_cast<int64_t>(tokens.size()));
+    ASSERT_TRUE(cache.ok());
+    std::vector<float> logits;
+    ASSERT_TRUE(tiny_.model->Forward(tokens, 0, *cache, /*all_logits=*/true, &logits).ok());
+    const size_t vocab = static_cast<size_t>(spec_.vocab);
+    ASSERT_EQ(c.token_logprobs.size(), c.generated_token_ids.size());
+    ASSERT_EQ(c.top_logprobs.size(), c.generated_token_ids.size());
+    for (size_t t = 0; t < c.generated_token_ids.size(); ++t) {
+      const size_t at = r.spec.prompt_token_ids.size() - 1 + t;
+      const std::span<const float> row(logits.data() + at * vocab, vocab);
+      const float want = TokenLogprobOf(row, c.generated_token_ids[t]);
+      const std::vector<TokenLogprob> top = TopLogprobs(row, alternatives[i]);
+      ASSERT_EQ(c.top_logprobs[t].size(), top.size()) << t;
+      if (exact) {
+        EXPECT_EQ(c.token_logprobs[t], want) << t;
+      } else {
+        EXPECT_NEAR(c.token_logprobs[t], want, 1e-4) << t;
+      }
+      for (size_t j = 0; j < top.size(); ++j) {
+        EXPECT_EQ(c.top_logprobs[t][j].first, top[j].token) << t << " " << j;
+        if (exact) {
+          EXPECT_EQ(c.top_logprobs[t][j].second, top[j].logprob) << t << " " << j;
+        } else {
+          EXPECT_NEAR(c.top_logprobs[t][j].second, top[j].logprob, 1e-4) << t << " " << j;
+        }
+      }
+    }
   }
 }
 
