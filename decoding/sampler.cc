@@ -139,15 +139,25 @@ double Sampler::DrawUniform(const TokenHistory& history, uint64_t sequence_index
 
 SampleResult Sampler::SampleCandidates(const TokenHistory& history,
                                        std::span<const int32_t> ids, std::span<float> values,
-                                       uint64_t sequence_index) const {
+                                       uint64_t sequence_index,
+                                       std::optional<double> log_normalizer) const {
   TESSERA_CHECK_MSG(top_k_candidates().has_value() && ids.size() == values.size(),
                     "SampleCandidates needs a sampler with top_k_candidates and one id per value");
+  TESSERA_CHECK_MSG(!logprobs_.has_value() || log_normalizer.has_value(),
+                    "SampleCandidates needs the row's log-normalizer for logprobs");
+  std::vector<float> raw;
+  if (logprobs_.has_value()) raw.assign(values.begin(), values.end());
   chain_.ApplyToCandidates(history, values);
   // The same uniform and the same float64 inverse CDF as Sample over the whole row, where
   // the tokens left out weigh exactly 0.
   const int32_t i = SampleFromLogits(values, DrawUniform(history, sequence_index));
   SampleResult result;
   result.token = i < 0 ? -1 : ids[static_cast<size_t>(i)];
+  if (logprobs_.has_value() && i >= 0) {
+    // The raw row's, as Sample's: its top alternatives are candidates (top_k_candidates).
+    result.logprob = LogprobOf(raw[static_cast<size_t>(i)], *log_normalizer);
+    result.top = TopLogprobsOfCandidates(ids, raw, *logprobs_, *log_normalizer);
+  }
   return result;
 }
 

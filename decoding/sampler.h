@@ -75,12 +75,19 @@ class Sampler {
                       uint64_t sequence_index) const;
 
   // Set when a draw needs only the row's top-k candidates (sampling whose chain offers
-  // top_k_candidates, and no logprobs): SampleCandidates over the tokens TopKOfRow(row, k,
-  // temperature) selects gives the token Sample gives for the whole row, so that a
-  // device backend sends back those candidates instead of the row.
+  // top_k_candidates, and no logprobs or the raw row's with at most k alternatives):
+  // SampleCandidates over the tokens TopKOfRow(row, k, temperature) selects gives the token
+  // (and logprobs) Sample gives for the whole row, so that a device backend sends back those
+  // candidates instead of the row. (The raw row's n <= k most likely tokens are candidates:
+  // dividing by the temperature keeps the order.)
   std::optional<TopKSelection> top_k_candidates() const {
-    if (!do_sample_ || logprobs_.has_value()) return std::nullopt;
-    return chain_.top_k_candidates();
+    if (!do_sample_) return std::nullopt;
+    std::optional<TopKSelection> selection = chain_.top_k_candidates();
+    if (selection.has_value() && logprobs_.has_value() &&
+        (source_ != LogprobsSource::kRaw || *logprobs_ > selection->k)) {
+      return std::nullopt;
+    }
+    return selection;
   }
   // Set when a draw is plain sampling of the whole row at this temperature (no processor
   // but the temperature, no logprobs): Sample's token is then DrawFromRow(row / temperature,
@@ -109,9 +116,11 @@ class Sampler {
   double DrawUniform(const TokenHistory& history, uint64_t sequence_index) const;
   // Sample for a sampler with top_k_candidates(), over the candidates' ids (ascending) and
   // raw values (processed in place), e.g. Backend::TopKRows' output. Returns token -1 when
-  // the processors removed every candidate.
+  // the processors removed every candidate. A sampler that reports logprobs needs the raw
+  // row's log Σ exp, `log_normalizer` (LogitsSelection::log_normalizers).
   SampleResult SampleCandidates(const TokenHistory& history, std::span<const int32_t> ids,
-                                std::span<float> values, uint64_t sequence_index) const;
+                                std::span<float> values, uint64_t sequence_index,
+                                std::optional<double> log_normalizer = std::nullopt) const;
 
   const LogitsProcessorChain& chain() const { return chain_; }
   // Greedy, with no processor and no logprobs: Sample is the argmax of the raw row.
@@ -119,6 +128,8 @@ class Sampler {
     return !do_sample_ && chain_.empty() && !logprobs_.has_value();
   }
   bool wants_logprobs() const { return logprobs_.has_value(); }
+  // The number of alternatives each token reports (GenerationConfig::logprobs).
+  std::optional<int64_t> logprobs() const { return logprobs_; }
   // Set when Sample is the argmax of the raw row and its logprobs are the raw row's (no
   // processor, greedy, LogprobsSource::kRaw): how many alternatives it reports, which a
   // device backend can find with the row's log-normalizer where the logits are.

@@ -71,7 +71,7 @@ absl::Status LlamaModel::SelectFromLogits(const float* all, int64_t rows,
       }
       k[r] = static_cast<int32_t>(std::min<int64_t>(top_k, vocab));
       if (wants[r].kind != Kind::kArgMax) temperature[r] = wants[r].temperature;
-      if (wants[r].kind == Kind::kArgMax) {
+      if (wants[r].logprobs >= 0) {
         nucleus_temperature[r] = 1.0f;  // the log-normalizer's sum
       } else if (wants[r].kind == Kind::kNucleus && wants[r].top_p < 1) {
         nucleus_temperature[r] = wants[r].temperature;  // only top-p needs the denominator
@@ -96,17 +96,22 @@ absl::Status LlamaModel::SelectFromLogits(const float* all, int64_t rows,
         whole[r] = true;
         continue;
       }
-      if (wants[r].kind == Kind::kArgMax) {
-        // A finite max gives a sum of at least 1; 0 means +inf (or no finite value).
+      const auto offset = static_cast<std::ptrdiff_t>(r * static_cast<size_t>(capacity));
+      if (wants[r].logprobs >= 0) {
+        // A finite max gives a sum of at least 1; 0 means +inf (or no finite value). The
+        // max: the argmax's, or the largest candidate's (the row's largest is one).
         if (!(selection->denominators[r] > 0)) {
           whole[r] = true;
           continue;
         }
-        selection->log_normalizers[r] = static_cast<double>(selection->argmax[r].value) +
-                                        std::log(selection->denominators[r]);
-        if (wants[r].logprobs == 0) continue;  // the chosen token's logprob only
+        float max = selection->argmax[r].value;
+        if (wants[r].kind == Kind::kTopK) {
+          max = *std::max_element(values.begin() + offset, values.begin() + offset + counts[r]);
+        }
+        selection->log_normalizers[r] =
+            static_cast<double>(max) + std::log(selection->denominators[r]);
+        if (wants[r].kind == Kind::kArgMax && wants[r].logprobs == 0) continue;
       }
-      const auto offset = static_cast<std::ptrdiff_t>(r * static_cast<size_t>(capacity));
       const auto first = ids.begin() + offset;
       const auto first_value = values.begin() + offset;
       if (wants[r].kind == Kind::kNucleus) {

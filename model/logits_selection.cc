@@ -25,11 +25,14 @@ absl::Status CheckLogitsSelection(const LogitsSelection& selection, int64_t rows
           want.temperature, ", top_p ", want.top_p, " and min_p ", want.min_p,
           "; the temperature must be > 0, top_p in (0, 1] and min_p in [0, 1), one of them set"));
     }
-    if (want.logprobs != -1 && (want.kind != LogitsRowWant::Kind::kArgMax || want.logprobs < 0 ||
-                                want.logprobs > kMaxLogprobCandidates)) {
+    const int64_t most_logprobs = want.kind == LogitsRowWant::Kind::kArgMax ? kMaxLogprobCandidates
+                                  : want.kind == LogitsRowWant::Kind::kTopK ? want.top_k
+                                                                             : -1;
+    if (want.logprobs != -1 && (want.logprobs < 0 || want.logprobs > most_logprobs)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "ForwardPaged: selection.wants[", r, "] asks for ", want.logprobs,
-          " logprobs; only an argmax want may, and -1 or 0 to ", kMaxLogprobCandidates));
+          " logprobs; only argmax wants (up to ", kMaxLogprobCandidates,
+          ") and top-k wants (up to their top_k) may, else -1"));
     }
     if (want.kind == LogitsRowWant::Kind::kDraw &&
         (!(want.temperature > 0) || !(want.u >= 0 && want.u < 1))) {

@@ -23,9 +23,10 @@ struct LogitsRowWant {
   double top_p = 1.0;         // kNucleus: in (0, 1]; 1 for none
   double min_p = 0.0;         // kNucleus: in [0, 1); 0 for none (one of the two is set)
   double u = 0.0;             // kDraw: the draw's uniform in [0, 1)
-  // kArgMax: >= 0 also asks for the raw row's log-probabilities (Sampler's raw logprobs):
-  // its log-normalizer and, when > 0, its `logprobs` most likely tokens (TopKOfRow at
-  // temperature 1, ties included); -1 for none (every other kind).
+  // kArgMax and kTopK: >= 0 also asks for the raw row's log-probabilities (Sampler's raw
+  // logprobs): its log-normalizer and, when > 0, its `logprobs` most likely tokens (for
+  // kArgMax TopKOfRow at temperature 1, ties included; for kTopK, at most top_k, they are
+  // among the candidates); -1 for none (every other kind).
   int64_t logprobs = -1;
 };
 
@@ -43,18 +44,18 @@ struct LogitsSelection {
   // and kArgMax rows with logprobs > 0 (their `logprobs` most likely); empty when the row
   // came back whole.
   std::vector<TopKCandidates> candidates;
-  // kArgMax rows with logprobs >= 0: log Σ exp(row) in float64 (the max plus the log of
-  // SoftmaxDenominators' sum at temperature 1), from which a token's logprob is
+  // kArgMax and kTopK rows with logprobs >= 0: log Σ exp(row) in float64 (the max plus the
+  // log of SoftmaxDenominators' sum at temperature 1), from which a token's logprob is
   // float(logit - log_normalizer) (decoding/sampler.h's LogprobOf).
   std::vector<double> log_normalizers;
-  // kNucleus rows, and kArgMax rows with logprobs (at temperature 1): SoftmaxDenominators'
-  // sum.
+  // kNucleus rows, and kArgMax and kTopK rows with logprobs (at temperature 1):
+  // SoftmaxDenominators' sum.
   std::vector<double> denominators;
   std::vector<int32_t> drawn;               // kDraw rows: the token (-1: no value is finite)
   // Where the row is in the returned logits, or -1. kRow rows always come back, and so do
   // kTopK and kNucleus rows whose candidates could not be taken (more ties than the room for
   // them, a NaN in the row, or for kNucleus a nucleus that reaches past them:
-  // common/row_nucleus.h), and kArgMax rows with logprobs that hold a NaN or +inf.
+  // common/row_nucleus.h), and rows with logprobs that hold a NaN or +inf.
   std::vector<int64_t> row_index;
 };
 
@@ -70,7 +71,8 @@ inline constexpr int64_t kMaxLogprobCandidates = 1024;
 // INVALID_ARGUMENT unless `selection` has one want per each of `rows` logits rows, each
 // kTopK want a top_k > 0 and a temperature > 0, each kNucleus want a temperature > 0, a
 // top_p in (0, 1] and a min_p in [0, 1), not both 1 and 0, and each kDraw want a temperature
-// > 0 and a u in [0, 1); logprobs is -1, or in [0, kMaxLogprobCandidates] on a kArgMax want.
+// > 0 and a u in [0, 1); logprobs is -1, or in [0, kMaxLogprobCandidates] on a kArgMax want,
+// or in [0, top_k] on a kTopK want.
 [[nodiscard]] absl::Status CheckLogitsSelection(const LogitsSelection& selection, int64_t rows);
 
 }  // namespace tessera

@@ -293,7 +293,8 @@ std::vector<LogitsRowWant> BatchRunner::LogitsWants(const StepPlan& plan,
       any = true;
     } else if (const auto top_k = sampler->second.top_k_candidates();
                top_k.has_value() && top_k->k <= kMaxTopKCandidates) {
-      wants[r] = {.kind = Kind::kTopK, .top_k = top_k->k, .temperature = top_k->temperature};
+      wants[r] = {.kind = Kind::kTopK, .top_k = top_k->k, .temperature = top_k->temperature,
+                  .logprobs = sampler->second.logprobs().value_or(-1)};
       any = true;
     } else if (const auto nucleus = sampler->second.nucleus(); nucleus.has_value()) {
       wants[r].kind = Kind::kNucleus;
@@ -430,7 +431,12 @@ absl::StatusOr<StepResult> BatchRunner::Decode(const StepPlan& plan, const StepB
         s = *std::move(from_nucleus);
       } else if (candidates != nullptr) {  // the same token as the whole row would give
         processed.assign(candidates->values.begin(), candidates->values.end());
-        s = sampler->second.SampleCandidates(history, candidates->ids, processed, index + k);
+        const std::optional<double> normalizer =
+            selection_.wants[r].logprobs >= 0
+                ? std::optional<double>(selection_.log_normalizers[r])
+                : std::nullopt;
+        s = sampler->second.SampleCandidates(history, candidates->ids, processed, index + k,
+                                             normalizer);
       } else {
         processed.assign(raw.begin(), raw.end());
         s = sampler->second.Sample(history, processed, index + k);

@@ -293,8 +293,69 @@ TEST(SampleCandidatesTest, OnlyChainsThatNeedNoMoreThanTheCandidates) {
        [](GenerationConfig& g) { g.repetition_penalty = 1.2; },  // touches any token
        [](GenerationConfig& g) { g.logit_bias[3] = 5.0f; },
        [](GenerationConfig& g) { g.typical_p = 0.9; },  // needs the whole row's entropy
-       [](GenerationConfig& g) { g.logprobs = 2; }},    // the raw row's log-probabilities
+       [](GenerationConfig& g) {  // more alternatives than candidates
+         g.top_k = 4;
+         g.logprobs = 5;
+       }},
       offered);
+  // Up to k alternatives of the raw row are candidates; the processed row's are not known.
+  GenerationConfig with_logprobs = base;
+  with_logprobs.logprobs = 20;
+  auto raw = Sampler::Create(with_logprobs, 300, 0);
+  ASSERT_TRUE(raw.ok()) << raw.status();
+  EXPECT_TRUE(offered(*raw));
+  auto processed = Sampler::Create(with_logprobs, 300, 0, LogprobsSource::kProcessed);
+  ASSERT_TRUE(processed.ok()) << processed.status();
+  EXPECT_FALSE(offered(*processed));
+}
+
+// A top-k sampler that reports logprobs: from the candidates and the raw row's log Σ exp,
+// the token, its logprob and the alternatives are Sample's over the whole row, bit for bit
+// (up to k alternatives, ties at the temperature's division included).
+TEST(SampleCandidatesTest, LogprobsFromTheCandidatesAreTheWholeRows) {
+  std::mt19937 rng(37);
+  int compared = 0;
+  for (const int64_t logprobs : {0, 2, 8}) {
+    for (const double temperature : {0.7, 1.0, 2.5}) {
+      GenerationConfig c;
+      c.do_sample = true;
+      c.temperature = temperature;
+      c.top_k = 8;
+      c.top_p = 0.9;
+      c.seed = 5;
+      c.logprobs = logprobs;
+      const size_t vocab = 150;
+      auto sampler = Sampler::Create(c, static_cast<int32_t>(vocab), 0);
+      ASSERT_TRUE(sampler.ok()) << sampler.status();
+      const auto selection = sampler->top_k_candidates();
+      ASSERT_TRUE(selection.has_value());
+      for (int trial = 0; trial < 60; ++trial) {
+        const std::vector<float> row = TieHeavyRow(rng, vocab);
+        const RowArgMax best = ArgMaxOfRow(row);
+        if (!std::isfinite(best.value)) continue;
+        double sum = 0;  // SoftmaxDenominators at temperature 1, as a backend adds it
+        for (float v : row) sum += std::exp(static_cast<double>(v) - best.value);
+        std::vector<int32_t> ids(vocab);
+        std::vector<float> values(vocab);
+        const int32_t count = TopKOfRow(row, selection->k, selection->temperature, ids, values);
+        ids.resize(static_cast<size_t>(count));
+        values.resize(static_cast<size_t>(count));
+        const double normalizer =
+            static_cast<double>(*std::max_element(values.begin(), values.end())) +
+            std::log(sum);
+        const std::vector<int32_t> history = {4, 5, static_cast<int32_t>(trial)};
+        const TokenHistory h{history, 1};
+        std::vector<float> whole = row, part = values;
+        const SampleResult expected = sampler->Sample(h, whole, 0);
+        const SampleResult got = sampler->SampleCandidates(h, ids, part, 0, normalizer);
+        ASSERT_EQ(got.token, expected.token) << trial;
+        ASSERT_EQ(got.logprob, expected.logprob) << trial;
+        ASSERT_EQ(got.top, expected.top) << trial;
+        ++compared;
+      }
+    }
+  }
+  EXPECT_GT(compared, 400);
 }
 
 // Greedy logprobs from a row's candidates (TopKOfRow at temperature 1) and its log Σ exp

@@ -282,10 +282,22 @@ TEST_F(DeviceMemoryTest, GreedyLogprobRowsStayOnTheBackend) {
         << r;
   }
 
-  selection.wants = {{.kind = Kind::kTopK, .top_k = 2, .logprobs = 1}, {.kind = Kind::kArgMax}};
-  const absl::Status bad = guarded_->ForwardPaged(batch, *guarded_cache, &got, nullptr, {}, &selection);
-  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(bad.message().find("selection.wants[0]"), std::string::npos) << bad;
+  // A top-k row may report up to k alternatives (they are among its candidates).
+  selection.wants = {{.kind = Kind::kTopK, .top_k = 2, .temperature = 0.5f, .logprobs = 2},
+                     {.kind = Kind::kArgMax}};
+  ASSERT_TRUE(guarded_->ForwardPaged(batch, *guarded_cache, &got, nullptr, {}, &selection).ok());
+  EXPECT_EQ(guarded_backend_.bytes_to_host(), copied_before);
+  EXPECT_EQ(LogprobOf(ArgMaxOfRow({want.data(), vocab}).value, selection.log_normalizers[0]),
+            TokenLogprobOf({want.data(), vocab}, ArgMaxOfRow({want.data(), vocab}).index));
+  for (const LogitsRowWant& bad_want :
+       {LogitsRowWant{.kind = Kind::kTopK, .top_k = 2, .logprobs = 3},
+        LogitsRowWant{.kind = Kind::kDraw, .temperature = 1.0f, .u = 0.5, .logprobs = 0}}) {
+    selection.wants = {bad_want, {.kind = Kind::kArgMax}};
+    const absl::Status bad =
+        guarded_->ForwardPaged(batch, *guarded_cache, &got, nullptr, {}, &selection);
+    EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(bad.message().find("selection.wants[0]"), std::string::npos) << bad;
+  }
   selection.wants = {{.kind = Kind::kArgMax, .logprobs = kMaxLogprobCandidates + 1},
                      {.kind = Kind::kArgMax}};
   EXPECT_EQ(guarded_->ForwardPaged(batch, *guarded_cache, &got, nullptr, {}, &selection).code(),

@@ -290,31 +290,40 @@ TEST_P(BatchRunnerTest, RowsOfEveryKindInOneBatchMatchSolo) {
   }
 }
 
-// Greedy requests that report raw logprobs keep their rows where the logits are: the
-// token, its logprob and the alternatives come from the backend's argmax, top-k candidates
-// and softmax denominator (every step's rows are argmax rows), and equal Sample's over the
-// whole row (exactly on cpu-reference, whose rows do not depend on the batch around them).
-TEST_P(BatchRunnerTest, GreedyLogprobsComeFromTheRowReductions) {
+// Greedy and top-k sampled requests that report raw logprobs keep their rows where the
+// logits are: the token, its logprob and the alternatives come from the backend's argmax or
+// top-k candidates and its softmax denominator, and equal Sample's over the whole row
+// (exactly on cpu-reference, whose rows do not depend on the batch around them).
+TEST_P(BatchRunnerTest, LogprobsComeFromTheRowReductions) {
   std::mt19937 rng(29);
   auto runner = MakeRunner(/*num_blocks=*/48, /*token_budget=*/64, /*max_seqs=*/8);
   ASSERT_NE(runner, nullptr);
   std::vector<WorkerRequest> requests;
-  const std::vector<int64_t> alternatives = {0, 1, 3, 5, -1};
+  const std::vector<int64_t> alternatives = {0, 1, 3, 5, -1, 0, 2, 6};
   for (size_t i = 0; i < alternatives.size(); ++i) {
     WorkerRequest r = Greedy(absl::StrCat("g", i), RandomTokens(rng, 3 + 2 * static_cast<int>(i)), 5);
     if (alternatives[i] >= 0) r.generation.logprobs = alternatives[i];
+    if (i >= 5) {  // top-k sampling, up to k alternatives
+      r.generation.do_sample = true;
+      r.generation.top_k = 6;
+      r.generation.temperature = 0.8;
+      r.generation.seed = 70 + i;
+    }
     requests.push_back(r);
   }
   const auto by_id = RunAll(*runner, requests);
   ASSERT_EQ(by_id.size(), requests.size());
   EXPECT_GT(runner->stats().backend_logprob_rows, 0);
+  EXPECT_GT(runner->stats().backend_sampled_rows, 0);
   const bool exact = GetParam().backend == "cpu-reference";
   for (size_t i = 0; i < requests.size(); ++i) {
     const WorkerRequest& r = requests[i];
     SCOPED_TRACE(r.spec.request_id);
     const RequestOutput::Completion& c = by_id.at(r.spec.request_id).completions.at(0);
-    const testing::SoloResult solo =
-        testing::SoloGenerate(*tiny_.model, r.spec.prompt_token_ids, r.spec.max_new_tokens, {});
+    auto sampler = Sampler::Create(r.generation, static_cast<int32_t>(spec_.vocab), 0);
+    ASSERT_TRUE(sampler.ok()) << sampler.status();
+    const testing::SoloResult solo = testing::SoloGenerate(
+        *tiny_.model, r.spec.prompt_token_ids, r.spec.max_new_tokens, {}, &*sampler, 0);
     ASSERT_EQ(c.generated_token_ids, solo.tokens);
     if (alternatives[i] < 0) {
       EXPECT_TRUE(c.token_logprobs.empty());
