@@ -31,6 +31,33 @@ namespace {
 
 using testing::GuardedBackend;
 
+// A guarded backend whose TopKRows reports a NaN in row `nan_row` of every call and whose
+// softmax denominators are `denominator_scale` times the rows' (as if most of the mass lay
+// elsewhere): rows it misreports must come back whole.
+class MisreportingBackend : public GuardedBackend {
+ public:
+  MisreportingBackend(int64_t nan_row, double denominator_scale)
+      : nan_row_(nan_row), denominator_scale_(denominator_scale) {}
+  absl::Status TopKRows(const float* x, int64_t rows, int64_t dim, std::span<const int32_t> k,
+                        std::span<const float> temperature, int64_t capacity, int32_t* ids,
+                        float* values, int32_t* counts) override {
+    RETURN_IF_ERROR(
+        GuardedBackend::TopKRows(x, rows, dim, k, temperature, capacity, ids, values, counts));
+    if (nan_row_ < rows) counts[nan_row_] = -1;
+    return absl::OkStatus();
+  }
+  absl::Status SoftmaxDenominators(const float* x, int64_t rows, int64_t dim,
+                                   std::span<const float> temperature, double* sums) override {
+    RETURN_IF_ERROR(GuardedBackend::SoftmaxDenominators(x, rows, dim, temperature, sums));
+    for (int64_t r = 0; r < rows; ++r) sums[r] *= denominator_scale_;
+    return absl::OkStatus();
+  }
+
+ private:
+  int64_t nan_row_;
+  double denominator_scale_;
+};
+
 class DeviceMemoryTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -204,23 +231,7 @@ TEST_F(DeviceMemoryTest, ForwardPagedReducesTheLogitsRowsWhereTheyAre) {
 // reports a NaN in it, and a top-p row whose nucleus reaches past its candidates (here the
 // backend reports a denominator ten times the row's, as if most of the mass lay elsewhere).
 TEST_F(DeviceMemoryTest, TopKRowsThatCannotBeTakenComeBackWhole) {
-  class NanReporting : public GuardedBackend {
-   public:
-    absl::Status TopKRows(const float* x, int64_t rows, int64_t dim, std::span<const int32_t> k,
-                          std::span<const float> temperature, int64_t capacity, int32_t* ids,
-                          float* values, int32_t* counts) override {
-      RETURN_IF_ERROR(
-          GuardedBackend::TopKRows(x, rows, dim, k, temperature, capacity, ids, values, counts));
-      counts[0] = -1;
-      return absl::OkStatus();
-    }
-    absl::Status SoftmaxDenominators(const float* x, int64_t rows, int64_t dim,
-                                     std::span<const float> temperature, double* sums) override {
-      RETURN_IF_ERROR(GuardedBackend::SoftmaxDenominators(x, rows, dim, temperature, sums));
-      for (int64_t r = 0; r < rows; ++r) sums[r] *= 10;
-      return absl::OkStatus();
-    }
-  } backend;
+  MisreportingBackend backend(/*nan_row=*/0, /*denominator_scale=*/10);
   auto model = LlamaModel::Load(*store_, &backend);
   ASSERT_TRUE(model.ok()) << model.status();
   const std::vector<int32_t> ids = {3, 1, 4}, positions = {0, 1, 2}, table = {0};
@@ -306,17 +317,7 @@ TEST_F(DeviceMemoryTest, GreedyLogprobRowsStayOnTheBackend) {
 
 // The backend reports a NaN in the row: it comes back whole, for the host to decide on.
 TEST_F(DeviceMemoryTest, GreedyLogprobRowsWithANanComeBackWhole) {
-  class NanReporting : public GuardedBackend {
-   public:
-    absl::Status TopKRows(const float* x, int64_t rows, int64_t dim, std::span<const int32_t> k,
-                          std::span<const float> temperature, int64_t capacity, int32_t* ids,
-                          float* values, int32_t* counts) override {
-      RETURN_IF_ERROR(
-          GuardedBackend::TopKRows(x, rows, dim, k, temperature, capacity, ids, values, counts));
-      counts[1] = -1;
-      return absl::OkStatus();
-    }
-  } backend;
+  MisreportingBackend backend(/*nan_row=*/1, /*denominator_scale=*/1);
   auto model = LlamaModel::Load(*store_, &backend);
   ASSERT_TRUE(model.ok()) << model.status();
   const std::vector<int32_t> ids = {3, 1, 4}, positions = {0, 1, 2}, table = {0};
