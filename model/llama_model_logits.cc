@@ -52,7 +52,8 @@ absl::Status LlamaModel::SelectFromLogits(const float* all, int64_t rows,
     RETURN_IF_ERROR(backend_->ArgMaxRows(all, rows, vocab, selection->argmax.data()));
   }
   // Rows whose most likely tokens come back: top-k and nucleus candidates, and the
-  // alternatives of greedy rows that report logprobs (also their denominator at T = 1).
+  // alternatives of greedy rows that report logprobs. Rows that report logprobs (greedy or
+  // top-k) also get their softmax denominator at T = 1.
   const auto by_top_k = [](const LogitsRowWant& w) {
     return w.kind == Kind::kTopK || w.kind == Kind::kNucleus ||
            (w.kind == Kind::kArgMax && w.logprobs >= 0);
