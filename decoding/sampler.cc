@@ -41,20 +41,24 @@ float TokenLogprobOf(std::span<const float> logits, int32_t token) {
 
 namespace {
 
-// Most likely first, the lower id first among ties.
-std::vector<TokenLogprob> FirstByLikelihood(std::span<const int32_t> ids,
-                                            std::span<const float> values, size_t k,
+// The n most likely of `count` tokens, entry i being token id_of(i) with logit values[i]:
+// most likely first, the lower id first among ties; n is clamped to count.
+template <typename IdOf>
+std::vector<TokenLogprob> FirstByLikelihood(size_t count, IdOf id_of,
+                                            std::span<const float> values, int64_t n,
                                             double log_normalizer) {
-  std::vector<size_t> order(ids.size());
-  std::iota(order.begin(), order.end(), size_t{0});
+  const size_t k = std::min<size_t>(static_cast<size_t>(std::max<int64_t>(n, 0)), count);
+  std::vector<int32_t> order(count);
+  std::iota(order.begin(), order.end(), 0);
   std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(),
-                    [&](size_t a, size_t b) {
-                      return values[a] != values[b] ? values[a] > values[b] : ids[a] < ids[b];
+                    [&](int32_t a, int32_t b) {
+                      return values[a] != values[b] ? values[a] > values[b]
+                                                    : id_of(a) < id_of(b);
                     });
   std::vector<TokenLogprob> out;
   out.reserve(k);
   for (size_t i = 0; i < k; ++i) {
-    out.push_back({ids[order[i]], LogprobOf(values[order[i]], log_normalizer)});
+    out.push_back({id_of(order[i]), LogprobOf(values[order[i]], log_normalizer)});
   }
   return out;
 }
@@ -65,22 +69,15 @@ std::vector<TokenLogprob> TopLogprobsOfCandidates(std::span<const int32_t> ids,
                                                   std::span<const float> values, int64_t n,
                                                   double log_normalizer) {
   TESSERA_CHECK(ids.size() == values.size());
-  const size_t k = std::min<size_t>(static_cast<size_t>(std::max<int64_t>(n, 0)), ids.size());
-  return FirstByLikelihood(ids, values, k, log_normalizer);
+  return FirstByLikelihood(
+      ids.size(), [&](int32_t i) { return ids[static_cast<size_t>(i)]; }, values, n,
+      log_normalizer);
 }
 
 std::vector<TokenLogprob> TopLogprobs(std::span<const float> logits, int64_t n) {
-  const size_t k = std::min<size_t>(static_cast<size_t>(std::max<int64_t>(n, 0)), logits.size());
-  std::vector<int32_t> order(logits.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
-    return logits[a] != logits[b] ? logits[a] > logits[b] : a < b;  // as FirstByLikelihood
-  });
-  const double lse = LogSumExp(logits);
-  std::vector<TokenLogprob> out;
-  out.reserve(k);
-  for (size_t i = 0; i < k; ++i) out.push_back({order[i], LogprobOf(logits[order[i]], lse)});
-  return out;
+  // The whole row: entry i is token i.
+  return FirstByLikelihood(
+      logits.size(), [](int32_t i) { return i; }, logits, n, LogSumExp(logits));
 }
 
 absl::StatusOr<Sampler> Sampler::Create(const GenerationConfig& config, int32_t vocab_size,

@@ -14,14 +14,15 @@ namespace tessera {
 
 int64_t LlamaModel::RecordedDecodeRows(const PagedBatch& batch) const {
   const auto n = static_cast<int64_t>(batch.token_ids.size());
-  if (!record_decode_steps_ || !is_whole() || tensor_group_ != nullptr || !batch.hidden_rows.empty() ||
-      static_cast<int64_t>(batch.sequences.size()) != n ||
+  if (!record_decode_steps_ || !is_whole() || tensor_group_ != nullptr ||
+      !batch.hidden_rows.empty() || static_cast<int64_t>(batch.sequences.size()) != n ||
       static_cast<int64_t>(batch.logits_rows.size()) != n) {
     return 0;
   }
   for (int64_t i = 0; i < n; ++i) {
     const PagedSequence& s = batch.sequences[static_cast<size_t>(i)];
-    if (s.query_start != i || s.num_queries != 1 || batch.logits_rows[static_cast<size_t>(i)] != i) {
+    if (s.query_start != i || s.num_queries != 1 ||
+        batch.logits_rows[static_cast<size_t>(i)] != i) {
       return 0;
     }
   }
@@ -49,7 +50,9 @@ absl::Status LlamaModel::ForwardRecordedDecode(const PagedBatch& batch, int64_t 
   }
   slots_.resize(rows, kPaddingSlot);
   int64_t max_context = 0;
-  for (const PagedSequence& s : batch.sequences) max_context = std::max(max_context, s.context_len);
+  for (const PagedSequence& s : batch.sequences) {
+    max_context = std::max(max_context, s.context_len);
+  }
 
   RETURN_IF_ERROR(EnsureScratch(padded));
   const int64_t vocab = c.vocab_size;

@@ -18,6 +18,11 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 fail() { echo "FAIL: $*" >&2; exit 1; }
+# Whether two output JSONL files hold the same completions, line by line.
+same_completions() {
+  cmp -s <(python3 -c 'import json,sys; [print(json.loads(l)["completions"]) for l in open(sys.argv[1])]' "$1") \
+         <(python3 -c 'import json,sys; [print(json.loads(l)["completions"]) for l in open(sys.argv[1])]' "$2")
+}
 
 cat > "$work/req.jsonl" <<'JSONL'
 {"id": "greedy", "prompt": "The capital of France is", "max_new_tokens": 6}
@@ -55,16 +60,14 @@ for layout in 2 3 "4 --pp 2"; do
   mpirun -np "${words[0]}" "$bin/tessera-worker" "${fast[@]}" "${words[@]:1}" \
     --output "$work/det.jsonl" 2> "$work/det.err" \
     || { cat "$work/det.err" >&2; fail "tessera-worker --deterministic: $layout"; }
-  cmp -s <(python3 -c 'import json,sys; [print(json.loads(l)["completions"]) for l in open(sys.argv[1])]' "$work/one_det.jsonl") \
-         <(python3 -c 'import json,sys; [print(json.loads(l)["completions"]) for l in open(sys.argv[1])]' "$work/det.jsonl") \
+  same_completions "$work/one_det.jsonl" "$work/det.jsonl" \
     || fail "--deterministic output differs: $layout"
 done
 # --enforce-eager (decode steps not recorded as CUDA graphs) is taken and, with no recording
 # backend here, changes nothing.
 "$bin/tessera" generate "${fast[@]}" --enforce-eager --output "$work/one_eager.jsonl" \
   2> "$work/one.err" || { cat "$work/one.err" >&2; fail "tessera generate --enforce-eager"; }
-cmp -s <(python3 -c 'import json,sys; [print(json.loads(l)["completions"]) for l in open(sys.argv[1])]' "$work/one_det.jsonl") \
-       <(python3 -c 'import json,sys; [print(json.loads(l)["completions"]) for l in open(sys.argv[1])]' "$work/one_eager.jsonl") \
+same_completions "$work/one_det.jsonl" "$work/one_eager.jsonl" \
   || fail "--enforce-eager changed the output on cpu"
 # The same with a half KV cache: every rank of every stage must build its cache in f16 (a
 # follower on a float cache would change the logprobs), and a usage error names the flag.
@@ -73,8 +76,7 @@ cmp -s <(python3 -c 'import json,sys; [print(json.loads(l)["completions"]) for l
 mpirun -np 4 "$bin/tessera-worker" "${fast[@]}" --pp 2 --kv-cache-dtype f16 \
   --output "$work/det_f16.jsonl" 2> "$work/det.err" \
   || { cat "$work/det.err" >&2; fail "tessera-worker --kv-cache-dtype f16"; }
-cmp -s <(python3 -c 'import json,sys; [print(json.loads(l)["completions"]) for l in open(sys.argv[1])]' "$work/one_f16.jsonl") \
-       <(python3 -c 'import json,sys; [print(json.loads(l)["completions"]) for l in open(sys.argv[1])]' "$work/det_f16.jsonl") \
+same_completions "$work/one_f16.jsonl" "$work/det_f16.jsonl" \
   || fail "--kv-cache-dtype f16 output differs on 4 ranks"
 cmp -s "$work/one_f16.jsonl" "$work/one_det.jsonl" && fail "--kv-cache-dtype f16 changed nothing"
 
