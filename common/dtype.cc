@@ -15,7 +15,7 @@ struct Entry {
   DTypeTraits traits;
 };
 
-constexpr std::array<Entry, 20> kTable = {{
+constexpr std::array<Entry, 21> kTable = {{
     {DType::kF32, {"f32", 1, 4, false}},
     {DType::kF16, {"f16", 1, 2, false}},
     {DType::kQ4_0, {"q4_0", 32, 18, true}},
@@ -36,7 +36,11 @@ constexpr std::array<Entry, 20> kTable = {{
     {DType::kI64, {"i64", 1, 8, false}},
     {DType::kF64, {"f64", 1, 8, false}},
     {DType::kBF16, {"bf16", 1, 2, false}},
+    {DType::kF8E4M3, {"f8_e4m3", 1, 1, false}},
 }};
+
+// Types a file or a user may name; kF8E4M3 exists only in a backend's memory.
+bool Nameable(DType type) { return type != DType::kF8E4M3; }
 
 const Entry* Find(uint32_t id) {
   for (const Entry& e : kTable) {
@@ -55,14 +59,16 @@ const DTypeTraits& Traits(DType type) {
 
 std::optional<DType> DTypeFromGgmlId(uint32_t id) {
   const Entry* e = Find(id);
-  if (e == nullptr) return std::nullopt;
+  if (e == nullptr || !Nameable(e->type)) return std::nullopt;
   return e->type;
 }
 
 absl::StatusOr<DType> DTypeFromName(std::string_view name) {
   const std::string lower = absl::AsciiStrToLower(std::string(name));
   for (const Entry& e : kTable) {
-    if (absl::AsciiStrToLower(std::string(e.traits.name)) == lower) return e.type;
+    if (Nameable(e.type) && absl::AsciiStrToLower(std::string(e.traits.name)) == lower) {
+      return e.type;
+    }
   }
   return absl::InvalidArgumentError(absl::StrFormat("unknown dtype name '%s'", name));
 }

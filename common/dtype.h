@@ -31,6 +31,10 @@ enum class DType : uint32_t {
   kI64 = 27,
   kF64 = 28,
   kBF16 = 30,
+  // Not a GGML type: no GGUF file holds it, and neither parser below returns it. The CUDA
+  // backend's FP8 (E4M3) copies of F32/F16/BF16 matrices (BackendOptions::fp8_weights), one
+  // byte per element, with a float scale per row kept beside them (kernels/cuda/fp8_e4m3.h).
+  kF8E4M3 = 0x10000,
 };
 
 struct DTypeTraits {

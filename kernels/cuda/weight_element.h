@@ -7,28 +7,26 @@
 #pragma once
 
 #include <cstdint>
-#include <cstring>
 
 #include "kernels/cpu/quant_blocks.h"
-
-#if defined(__CUDACC__)
-#define TESSERA_HOST_DEVICE __host__ __device__
-#else
-#define TESSERA_HOST_DEVICE
-#endif
+#include "kernels/cuda/float_bits.h"
+#include "kernels/cuda/fp8_e4m3.h"
 
 namespace tessera::cuda_shim {
 
-// Weight storage types, by GGML id (common/dtype.h).
+// Weight storage types, by common/dtype.h's DType values (GGML's ids, and the backend's
+// own FP8). An FP8 row holds E4M3 values without their row's scale: the element readers
+// give those values, and whoever reads the row multiplies by its scale.
 enum WeightType : int {
   kWF32 = 0, kWF16 = 1, kWQ4_0 = 2, kWQ4_1 = 3, kWQ5_0 = 6, kWQ5_1 = 7, kWQ8_0 = 8,
   kWQ2_K = 10, kWQ3_K = 11, kWQ4_K = 12, kWQ5_K = 13, kWQ6_K = 14, kWBF16 = 30,
+  kWF8E4M3 = 0x10000,
 };
 
 // Elements per block (1 for the float types), and bytes per block; 0 for another type.
 TESSERA_HOST_DEVICE constexpr int WeightBlockElems(int type) {
   switch (type) {
-    case kWF32: case kWF16: case kWBF16: return 1;
+    case kWF32: case kWF16: case kWBF16: case kWF8E4M3: return 1;
     case kWQ4_0: case kWQ4_1: case kWQ5_0: case kWQ5_1: case kWQ8_0: return 32;
     case kWQ2_K: case kWQ3_K: case kWQ4_K: case kWQ5_K: case kWQ6_K: return kQK_K;
     default: return 0;
@@ -38,6 +36,7 @@ TESSERA_HOST_DEVICE constexpr int WeightBlockBytes(int type) {
   switch (type) {
     case kWF32: return 4;
     case kWF16: case kWBF16: return 2;
+    case kWF8E4M3: return 1;
     case kWQ4_0: return sizeof(BlockQ4_0);
     case kWQ4_1: return sizeof(BlockQ4_1);
     case kWQ5_0: return sizeof(BlockQ5_0);
@@ -57,16 +56,6 @@ TESSERA_HOST_DEVICE constexpr int64_t WeightRowBytes(int type, int64_t cols) {
   const int elems = WeightBlockElems(type);
   if (elems == 0 || cols % elems != 0) return 0;
   return cols / elems * WeightBlockBytes(type);
-}
-
-TESSERA_HOST_DEVICE inline float FloatFromBits(uint32_t bits) {
-#if defined(__CUDA_ARCH__)
-  return __uint_as_float(bits);
-#else
-  float f;
-  std::memcpy(&f, &bits, sizeof(f));
-  return f;
-#endif
 }
 
 // IEEE half (bit pattern) to float, exact.
@@ -186,6 +175,7 @@ TESSERA_HOST_DEVICE inline float WeightElement(const uint8_t* row, int type, int
     case kWF32: return reinterpret_cast<const float*>(row)[c];
     case kWF16: return HalfToFloat(reinterpret_cast<const uint16_t*>(row)[c]);
     case kWBF16: return Bf16ToFloatBits(reinterpret_cast<const uint16_t*>(row)[c]);
+    case kWF8E4M3: return Fp8E4M3ToFloat(row[c]);
     default: {
       const int elems = WeightBlockElems(type);
       return QuantizedElement(row + c / elems * WeightBlockBytes(type), type,
@@ -216,6 +206,9 @@ TESSERA_HOST_DEVICE inline void WeightChunk(const uint8_t* row, int type, int64_
       for (int i = 0; i < n; ++i) {
         out[i] = Bf16ToFloatBits(reinterpret_cast<const uint16_t*>(row)[c0 + i]);
       }
+      return;
+    case kWF8E4M3:
+      for (int i = 0; i < n; ++i) out[i] = Fp8E4M3ToFloat(row[c0 + i]);
       return;
     default: break;
   }

@@ -26,6 +26,13 @@ TEST(DTypeTest, NamesParseCaseInsensitively) {
   EXPECT_EQ(DTypeFromName("q9_9").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(DTypeTest, TheBackendsFp8TypeComesFromNoFileAndNoName) {
+  EXPECT_EQ(DTypeName(DType::kF8E4M3), "f8_e4m3");
+  EXPECT_EQ(*RowBytes(DType::kF8E4M3, 10), 10);
+  EXPECT_FALSE(DTypeFromGgmlId(static_cast<uint32_t>(DType::kF8E4M3)).has_value());
+  EXPECT_EQ(DTypeFromName("f8_e4m3").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(DTypeTest, RowBytesRejectsPartialBlocks) {
   EXPECT_EQ(*RowBytes(DType::kQ8_0, 64), 68);
   EXPECT_EQ(RowBytes(DType::kQ8_0, 33).status().code(), absl::StatusCode::kInvalidArgument);

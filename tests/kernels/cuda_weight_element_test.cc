@@ -66,6 +66,31 @@ TEST(CudaWeightElementTest, EveryChunkEqualsDequantizeRow) {
   }
 }
 
+// The backend's FP8 rows: a byte per element, read as its E4M3 value (the row's scale is
+// the reader's to apply).
+TEST(CudaWeightElementTest, Fp8RowsReadEachByteAsItsE4M3Value) {
+  const int type = static_cast<int>(DType::kF8E4M3);
+  ASSERT_EQ(type, cuda_shim::kWF8E4M3);
+  ASSERT_EQ(cuda_shim::WeightRowBytes(type, 24), 24);
+  std::vector<uint8_t> row(256);
+  for (int b = 0; b < 256; ++b) row[b] = static_cast<uint8_t>(b ^ 0x5a);  // every byte once
+  for (int64_t c0 = 0; c0 < 256; c0 += cuda_shim::kWeightChunk) {
+    float chunk[cuda_shim::kWeightChunk];
+    cuda_shim::WeightChunk(row.data(), type, c0, chunk);
+    for (int i = 0; i < cuda_shim::kWeightChunk; ++i) {
+      const float want = cuda_shim::Fp8E4M3ToFloat(row[c0 + i]);
+      const float element = cuda_shim::WeightElement(row.data(), type, c0 + i);
+      if (want != want) {
+        EXPECT_NE(chunk[i], chunk[i]);
+        EXPECT_NE(element, element);
+      } else {
+        EXPECT_EQ(chunk[i], want);
+        EXPECT_EQ(element, want);
+      }
+    }
+  }
+}
+
 TEST(CudaWeightElementTest, OtherTypesAndPartialBlocksHaveNoRowBytes) {
   for (DType t : {DType::kI8, DType::kI32, DType::kF64, DType::kQ8_1, DType::kQ8_K}) {
     EXPECT_EQ(cuda_shim::WeightRowBytes(static_cast<int>(t), 256), 0) << DTypeName(t);
