@@ -19,6 +19,12 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view name, in
     return absl::InvalidArgumentError(absl::StrFormat(
         "kernels/registry: num_threads=%d must be >= 0 (0 = hardware threads)", num_threads));
   }
+  if (options.fp8_weights && (name == "cpu" || name == "cpu-reference")) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "kernels/registry: FP8 weights need the 'cuda' backend; backend '%s' has no FP8 "
+        "kernels",
+        name));
+  }
   if (name == "cpu") {
     return std::unique_ptr<Backend>(
         new CpuBackend(num_threads, /*kernels=*/nullptr, options.batch_invariant,
@@ -43,7 +49,8 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view name, in
           kExperimentalCudaVariable));
     }
     ASSIGN_OR_RETURN(std::unique_ptr<CudaBackend> cuda,
-                     CudaBackend::Create(options.batch_invariant));
+                     CudaBackend::Create({.batch_invariant = options.batch_invariant,
+                                          .fp8_weights = options.fp8_weights}));
     return std::unique_ptr<Backend>(std::move(cuda));
   }
   return absl::InvalidArgumentError(

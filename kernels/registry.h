@@ -23,6 +23,10 @@ struct BackendOptions {
   // (kernels/cpu/packed_weights.h) where this CPU has the kernel for it. false: the weights
   // are read straight from the mapped file (less load time, slower GEMMs).
   bool pack_weights = true;
+  // Whether "cuda" keeps F32 / F16 / BF16 matrices as FP8 (E4M3) with a scale per row: half
+  // of BF16's memory and decode traffic, at FP8's precision (CudaBackendOptions). The CPU
+  // backends have no FP8 kernels and refuse it (INVALID_ARGUMENT).
+  bool fp8_weights = false;
 };
 
 // "cuda" is experimental until its GPU tests have passed on a GPU: without this environment

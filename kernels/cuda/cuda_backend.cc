@@ -9,6 +9,7 @@
 #include "common/status_macros.h"
 #include "kernels/cuda/attention_rows.h"
 #include "kernels/cuda/attention_shim.h"
+#include "kernels/cuda/cuda_backend_internal.h"
 #include "kernels/cuda/device_probe.h"
 #include "kernels/cuda/elementwise_shim.h"
 #include "kernels/cuda/gemm_shim.h"
@@ -16,29 +17,22 @@
 #include "kernels/row_sampling_args.h"
 
 namespace tessera {
-namespace {
 
-constexpr int64_t kGemvRows = 8;  // CudaGemv's activation rows per call
-// From this many activation rows a quantized matrix is dequantized to F16 (about 3 bytes
-// moved per weight) and multiplied by cuBLASLt once, rather than read by the GEMV once per 8
-// rows (a Q4 row costs ~0.6 bytes per weight per read: 8 reads match the dequantization).
-constexpr int64_t kDequantizedGemmRows = 64;
-constexpr int64_t kDequantScratchBytes = int64_t{64} << 20;
+namespace cuda_backend_internal {
 
-// The ops' tags in a recorded step's signature (step_graphs.h).
-enum class SignedOp : uint8_t {
-  kCopyRows = 1, kZero, kMatMul, kEmbedding, kRmsNorm, kRope, kSiluMul, kSwiGluRows, kAdd,
-  kSoftmax, kAttention, kWriteKv,
-};
-
-// *buffer holding at least `bytes`: a smaller one is freed first (scratch can be tens of
-// MB; the two are never held at once), then a new one allocated.
 absl::Status Reserve(DeviceBuffer* buffer, size_t bytes) {
   if (buffer->size() >= bytes) return absl::OkStatus();
   *buffer = DeviceBuffer();
   ASSIGN_OR_RETURN(*buffer, DeviceBuffer::Allocate(bytes));
   return absl::OkStatus();
 }
+
+}  // namespace cuda_backend_internal
+
+namespace {
+
+using cuda_backend_internal::Reserve;
+using cuda_backend_internal::SignedOp;
 
 absl::Status CopyStatus(int code, const cuda_shim::Error& error, const char* what) {
   if (code == 0) return absl::OkStatus();
@@ -52,20 +46,9 @@ absl::Status Copy(void* dst, const void* src, size_t bytes, const char* what,
   return CopyStatus(cuda_shim::Copy(dst, src, bytes, &error, launch), error, what);
 }
 
-// The matrix a MatMul or Embedding reads: the backend's device copy when the view has one.
-absl::StatusOr<TensorView> DeviceView(const TensorView& w, const char* op, const char* field) {
-  if (w.packed == nullptr) return w;
-  const auto* packed = dynamic_cast<const CudaPackedWeight*>(w.packed);
-  if (packed == nullptr) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "cuda backend %s: %s.packed was made by another backend", op, field));
-  }
-  return packed->view();
-}
-
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(bool batch_invariant) {
+absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(CudaBackendOptions options) {
   ASSIGN_OR_RETURN(const int devices, CudaDeviceCount());
   if (devices <= 0) return absl::UnavailableError("cuda backend: no CUDA device is visible");
   ASSIGN_OR_RETURN(const CudaDeviceInfo info, ProbeCudaDevice(0));
@@ -73,7 +56,8 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(bool batch_inva
   ASSIGN_OR_RETURN(backend->stream_, CudaStream::Create());
   // Split-K attention aims at four decode thread blocks per multiprocessor.
   backend->target_blocks_ = 4 * std::max(info.multiprocessors, 1);
-  backend->batch_invariant_ = batch_invariant;
+  backend->batch_invariant_ = options.batch_invariant;
+  backend->fp8_weights_ = options.fp8_weights;
   backend->EnableStepGraphs();
   return backend;
 }
@@ -184,6 +168,10 @@ absl::StatusOr<const T*> CudaBackend::Upload(std::span<const T> values, UploadSl
   return slot->buffer.as<const T>();
 }
 
+// Embedding's ids (cuda_backend_weights.cc).
+template absl::StatusOr<const int32_t*> CudaBackend::Upload<int32_t>(std::span<const int32_t>,
+                                                                      UploadSlot*);
+
 absl::Status CudaBackend::ArgMaxRows(const float* x, int64_t rows, int64_t dim, RowArgMax* out) {
   RETURN_IF_ERROR(OutsideStep("ArgMaxRows"));
   RETURN_IF_ERROR(TakeStickyError());
@@ -252,90 +240,6 @@ absl::Status CudaBackend::SampleRows(const float* x, int64_t rows, int64_t dim,
   ASSIGN_OR_RETURN(const double* device_u, Upload(u, &uniforms_));
   RETURN_IF_ERROR(CudaDrawRows(x, rows, dim, device_t, device_u, drawn_.as<int32_t>(), &stream_));
   return Copy(tokens, drawn_.as<void>(), bytes, "SampleRows", Waiting());
-}
-
-absl::Status CudaBackend::MatMul(const float* x, int64_t n, int64_t k, const TensorView& w,
-                                 float* y) {
-  RETURN_IF_ERROR(TakeStickyError());
-  ASSIGN_OR_RETURN(const TensorView view, DeviceView(w, "MatMul", "w"));
-  if (view.rank() != 2 || view.dim(1) != k || n < 1) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "cuda backend MatMul: w.shape %s does not take x [n=%d, k=%d]", view.ShapeString(), n,
-        k));
-  }
-  Sign(SignedOp::kMatMul, x, n, k, view.data, view.dtype, view.dim(0), y);
-  if ((view.dtype == DType::kF16 || view.dtype == DType::kBF16) && !batch_invariant_) {
-    // A recording reads the GEMM's scratch.
-    Sign(cuda_shim::GemmScratchGeneration(stream_.handle()));
-    if (Replaying()) return absl::OkStatus();
-    return CudaGemm(x, n, k, view, y, &stream_);
-  }
-  const int64_t m = view.dim(0);
-  if (Traits(view.dtype).quantized && n >= kDequantizedGemmRows && !batch_invariant_ &&
-      view.dense()) {
-    // Slices of at most kDequantScratchBytes of F16 rows (at least one row).
-    const int64_t halves = std::max<int64_t>(
-        k, std::min<int64_t>(m * k, kDequantScratchBytes / static_cast<int64_t>(sizeof(uint16_t))));
-    const size_t bytes = static_cast<size_t>(halves) * sizeof(uint16_t);
-    RETURN_IF_ERROR(Reserve(&dequantized_, bytes));
-    Sign(dequantized_.as<void>(), halves, cuda_shim::GemmScratchGeneration(stream_.handle()));
-    if (Replaying()) return absl::OkStatus();
-    return CudaGemmQuantized(x, n, k, view, y, dequantized_.as<void>(), halves, &stream_);
-  }
-  if (Replaying()) return absl::OkStatus();
-  for (int64_t j = 0; j < n; j += kGemvRows) {
-    RETURN_IF_ERROR(
-        CudaGemv(x + j * k, std::min(kGemvRows, n - j), k, view, y + j * m, &stream_));
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<std::unique_ptr<PackedWeight>> CudaBackend::PackWeights(
-    std::span<const TensorView> parts) {
-  RETURN_IF_ERROR(OutsideStep("PackWeights"));
-  if (parts.empty()) return std::unique_ptr<PackedWeight>();
-  const DType dtype = parts[0].dtype;
-  const int64_t cols = parts[0].dim(1);
-  int64_t rows = 0;
-  for (const TensorView& p : parts) {
-    if (p.rank() != 2 || p.dtype != dtype || p.dim(1) != cols) return std::unique_ptr<PackedWeight>();
-    rows += p.dim(0);
-  }
-  // The kernels' dtypes only: a matrix the backend cannot read must not load.
-  if (!CudaReadsWeightType(dtype)) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "cuda backend: %s weights are not supported on CUDA", DTypeName(dtype)));
-  }
-  const int64_t row_bytes = parts[0].RowBytes();
-  // Stage the rows (a view may be a column slice with a row stride) and copy once.
-  std::vector<uint8_t> staged(static_cast<size_t>(rows * row_bytes));
-  int64_t r = 0;
-  for (const TensorView& p : parts) {
-    for (int64_t i = 0; i < p.dim(0); ++i, ++r) {
-      std::memcpy(staged.data() + r * row_bytes, p.RowPtr(i), static_cast<size_t>(row_bytes));
-    }
-  }
-  ASSIGN_OR_RETURN(DeviceBuffer buffer, DeviceBuffer::Allocate(staged.size()));
-  RETURN_IF_ERROR(buffer.CopyFromHost(staged.data(), staged.size()));
-  return std::unique_ptr<PackedWeight>(
-      std::make_unique<CudaPackedWeight>(std::move(buffer), dtype, rows, cols));
-}
-
-absl::Status CudaBackend::Embedding(const TensorView& table, std::span<const int32_t> ids,
-                                    float* out) {
-  RETURN_IF_ERROR(TakeStickyError());
-  ASSIGN_OR_RETURN(const TensorView view, DeviceView(table, "Embedding", "table"));
-  const int64_t vocab = view.rank() == 2 ? view.dim(0) : 0;
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (ids[i] < 0 || ids[i] >= vocab) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "cuda backend Embedding: ids[%d]=%d is outside [0, %d)", i, ids[i], vocab));
-    }
-  }
-  ASSIGN_OR_RETURN(const int32_t* device_ids, Upload(ids, &ids_));
-  Sign(SignedOp::kEmbedding, view.data, view.dtype, vocab, view.dim(1), ids.size(), out);
-  if (Replaying()) return absl::OkStatus();
-  return CudaEmbedding(view, device_ids, static_cast<int64_t>(ids.size()), out, &stream_);
 }
 
 void CudaBackend::RmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float eps,

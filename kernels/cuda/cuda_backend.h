@@ -8,9 +8,13 @@
 // the host waits only in CopyFromBackend (where results come back, and where a failed
 // kernel's error surfaces) and CopyToBackend.
 //
-// MatMul: F16/BF16 weights through cuBLASLt (CudaGemm) at any n; quantized weights through
-// the GEMV kernel, 8 activation rows at a time, and from 64 rows on dequantized to F16 a
-// slice at a time for cuBLASLt (CudaGemmQuantized). Attention and PagedAttention are one
+// MatMul (cuda_backend_weights.cc): F16/BF16 weights through cuBLASLt (CudaGemm) at any n;
+// quantized weights through the GEMV kernel, 8 activation rows at a time, and from 64 rows
+// on dequantized to F16 a slice at a time for cuBLASLt (CudaGemmQuantized). With
+// fp8_weights, PackWeights stores F32/F16/BF16 matrices as FP8 rows with a scale per row
+// (half of BF16's bytes for the decode GEMV to read), which MatMul reads through the GEMV up
+// to 8 rows and the FP8 tensor-core GEMM past that (CudaGemmFp8; the dequantizing path where
+// the device has none). Attention and PagedAttention are one
 // launch over every query row (attention_rows.h): the split-K decode kernel when each
 // sequence has one row, the tiled prefill kernel when some sequence has more. The
 // element-wise ops return nothing in the Backend interface, so a failure there is kept and
@@ -33,6 +37,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <set>
 #include <span>
 #include <string_view>
 #include <utility>
@@ -49,28 +54,40 @@ namespace tessera {
 
 struct AttentionRows;  // attention_rows.h
 
-// A matrix (or the stacked rows of several) copied to device memory in its file dtype.
+// A matrix (or the stacked rows of several) copied to device memory in its file dtype, or
+// as F8E4M3 rows with one float scale per row (CudaBackendOptions::fp8_weights).
 class CudaPackedWeight : public PackedWeight {
  public:
-  CudaPackedWeight(DeviceBuffer data, DType dtype, int64_t rows, int64_t cols)
-      : data_(std::move(data)), dtype_(dtype), rows_(rows), cols_(cols) {}
+  CudaPackedWeight(DeviceBuffer data, DType dtype, int64_t rows, int64_t cols,
+                   DeviceBuffer row_scales = {})
+      : data_(std::move(data)), row_scales_(std::move(row_scales)), dtype_(dtype), rows_(rows),
+        cols_(cols) {}
   TensorView view() const { return TensorView{dtype_, {rows_, cols_}, data_.as<void>()}; }
+  // Device floats, one per row, for an F8E4M3 copy; nullptr otherwise.
+  const float* row_scales() const { return row_scales_.as<float>(); }
 
  private:
-  DeviceBuffer data_;
+  DeviceBuffer data_, row_scales_;
   DType dtype_;
   int64_t rows_, cols_;
 };
 
+struct CudaBackendOptions {
+  // Deterministic (batch-invariant) mode (kernels/registry.h): every output row computed the
+  // same way whatever the batch around it, by giving up what depends on the batch's size:
+  // F16/BF16 and FP8 weights go through the GEMV (whose per-row sums do not depend on the
+  // row count) instead of cuBLASLt, and attention through the decode kernel without split-K
+  // pieces instead of the prefill tiles.
+  bool batch_invariant = false;
+  // PackWeights stores F32, F16 and BF16 matrices as FP8 (E4M3) rows with per-row scales
+  // (kernels/cuda/fp8_e4m3.h); block-quantized matrices keep their format.
+  bool fp8_weights = false;
+};
+
 class CudaBackend : public Backend {
  public:
-  // UNAVAILABLE when CUDA is not compiled in or no device is visible. `batch_invariant`
-  // (deterministic mode, kernels/registry.h): every output row computed the same way
-  // whatever the batch around it, by giving up what depends on the batch's size: F16/BF16
-  // weights go through the GEMV (whose per-row sums do not depend on the row count) instead
-  // of cuBLASLt, and attention through the decode kernel without split-K pieces instead of
-  // the prefill tiles.
-  static absl::StatusOr<std::unique_ptr<CudaBackend>> Create(bool batch_invariant = false);
+  // UNAVAILABLE when CUDA is not compiled in or no device is visible.
+  static absl::StatusOr<std::unique_ptr<CudaBackend>> Create(CudaBackendOptions options = {});
 
   std::string_view name() const override { return "cuda"; }
   bool host_addressable() const override { return false; }
@@ -224,6 +241,10 @@ class CudaBackend : public Backend {
   size_t arena_used_ = 0, arena_wanted_ = 0;
   int64_t target_blocks_ = 0;  // thread blocks that fill the GPU (PlanAttentionSplits)
   bool batch_invariant_ = false;
+  bool fp8_weights_ = false;
+  // (rows, k) of FP8 matrices whose GEMM cuBLASLt refused (CudaGemmFp8's UNIMPLEMENTED):
+  // MatMul reads them another way from then on.
+  std::set<std::pair<int64_t, int64_t>> fp8_gemm_refused_;
   UploadSlot ids_, positions_, entry_rows_, tables_, context_lens_, tiles_, inv_freq_, slots_;
   UploadSlot top_k_, temperatures_, uniforms_;
   // argmax_: ArgMaxRows' results; top_k_results_: TopKRows' counts, ids and values, one

@@ -164,8 +164,10 @@ absl::Status CudaRope(float* x, int64_t n_tokens, int64_t num_heads, const int32
 
 namespace {
 
-// The shim's weight type for `view`, or INVALID_ARGUMENT naming `op`'s field.
-absl::StatusOr<int> WeightTypeOf(const char* op, const char* field, const TensorView& view) {
+// The shim's weight type for `view` read with `row_scales`, or INVALID_ARGUMENT naming
+// `op`'s field.
+absl::StatusOr<int> WeightTypeOf(const char* op, const char* field, const TensorView& view,
+                                 const float* row_scales = nullptr) {
   if (view.rank() != 2 || !view.dense()) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "%s: %s must be a dense matrix, got shape %s", op, field, view.ShapeString()));
@@ -178,6 +180,11 @@ absl::StatusOr<int> WeightTypeOf(const char* op, const char* field, const Tensor
   if (!CudaReadsWeightType(view.dtype)) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "%s: %s dtype %s is not supported on CUDA", op, field, DTypeName(view.dtype)));
+  }
+  if ((view.dtype == DType::kF8E4M3) != (row_scales != nullptr)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: %s is %s and %s row scales: only f8_e4m3 rows have them, and they need them", op,
+        field, DTypeName(view.dtype), row_scales != nullptr ? "has" : "has no"));
   }
   return static_cast<int>(view.dtype);
 }
@@ -244,18 +251,18 @@ bool CudaReadsWeightType(DType type) {
 }
 
 absl::Status CudaEmbedding(const TensorView& table, const int32_t* ids, int64_t n, float* out,
-                           const CudaStream* stream) {
-  absl::StatusOr<int> type = WeightTypeOf("CudaEmbedding", "table", table);
+                           const CudaStream* stream, const float* row_scales) {
+  absl::StatusOr<int> type = WeightTypeOf("CudaEmbedding", "table", table, row_scales);
   if (!type.ok()) return type.status();
   cuda_shim::Error error;
-  return FromCode(cuda_shim::Embedding(table.data, *type, table.dim(1), ids, n, out, &error,
-                                       LaunchOn(stream)),
+  return FromCode(cuda_shim::Embedding(table.data, *type, row_scales, table.dim(1), ids, n, out,
+                                       &error, LaunchOn(stream)),
                   error, "Embedding");
 }
 
 absl::Status CudaGemv(const float* x, int64_t n, int64_t k, const TensorView& w, float* y,
-                      const CudaStream* stream) {
-  absl::StatusOr<int> type = WeightTypeOf("CudaGemv", "w", w);
+                      const CudaStream* stream, const float* row_scales) {
+  absl::StatusOr<int> type = WeightTypeOf("CudaGemv", "w", w, row_scales);
   if (!type.ok()) return type.status();
   if (w.dim(1) != k) {
     return absl::InvalidArgumentError(
@@ -265,7 +272,9 @@ absl::Status CudaGemv(const float* x, int64_t n, int64_t k, const TensorView& w,
     return absl::InvalidArgumentError(absl::StrFormat("CudaGemv: n=%d must lie in [1, 8]", n));
   }
   cuda_shim::Error error;
-  return FromCode(cuda_shim::Gemv(w.data, *type, w.dim(0), k, x, n, y, &error, LaunchOn(stream)), error, "Gemv");
+  return FromCode(
+      cuda_shim::Gemv(w.data, *type, row_scales, w.dim(0), k, x, n, y, &error, LaunchOn(stream)),
+      error, "Gemv");
 }
 
 absl::Status CudaGemm(const float* x, int64_t n, int64_t k, const TensorView& w, float* y,
@@ -288,10 +297,10 @@ absl::Status CudaGemm(const float* x, int64_t n, int64_t k, const TensorView& w,
 
 absl::Status CudaGemmQuantized(const float* x, int64_t n, int64_t k, const TensorView& w,
                                float* y, void* scratch, int64_t scratch_halves,
-                               const CudaStream* stream) {
-  absl::StatusOr<int> type = WeightTypeOf("CudaGemmQuantized", "w", w);
+                               const CudaStream* stream, const float* row_scales) {
+  absl::StatusOr<int> type = WeightTypeOf("CudaGemmQuantized", "w", w, row_scales);
   if (!type.ok()) return type.status();
-  if (!Traits(w.dtype).quantized) {
+  if (!Traits(w.dtype).quantized && w.dtype != DType::kF8E4M3) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "CudaGemmQuantized: w dtype %s is not a quantized format", DTypeName(w.dtype)));
   }
@@ -311,13 +320,48 @@ absl::Status CudaGemmQuantized(const float* x, int64_t n, int64_t k, const Tenso
     cuda_shim::Error error;
     RETURN_IF_ERROR(FromCode(
         cuda_shim::DequantizeToF16(static_cast<const uint8_t*>(w.data) + r0 * row_bytes, *type,
-                                   rows, k, scratch, &error, LaunchOn(stream)),
+                                   row_scales != nullptr ? row_scales + r0 : nullptr, rows, k,
+                                   scratch, &error, LaunchOn(stream)),
         error, "DequantizeToF16"));
     RETURN_IF_ERROR(FromCode(cuda_shim::Gemm16(x, n, k, scratch, cuda_shim::kWF16, rows, y + r0,
                                                &error, LaunchOn(stream), m),
                              error, "Gemm"));
   }
   return absl::OkStatus();
+}
+
+absl::Status CudaQuantizeRowsFp8(const TensorView& w, uint8_t* out, float* scales,
+                                 const CudaStream* stream) {
+  absl::StatusOr<int> type = WeightTypeOf("CudaQuantizeRowsFp8", "w", w);
+  if (!type.ok()) return type.status();
+  if (w.dtype != DType::kF32 && w.dtype != DType::kF16 && w.dtype != DType::kBF16) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "CudaQuantizeRowsFp8: w dtype %s is not f32, f16 or bf16", DTypeName(w.dtype)));
+  }
+  cuda_shim::Error error;
+  return FromCode(cuda_shim::QuantizeRowsFp8(w.data, *type, w.dim(0), w.dim(1), out, scales,
+                                             &error, LaunchOn(stream)),
+                  error, "QuantizeRowsFp8");
+}
+
+absl::Status CudaGemmFp8(const float* x, int64_t n, int64_t k, const TensorView& w,
+                         const float* row_scales, float* y, const CudaStream* stream) {
+  if (row_scales == nullptr) {
+    return absl::InvalidArgumentError("CudaGemmFp8: row_scales are missing");
+  }
+  absl::StatusOr<int> type = WeightTypeOf("CudaGemmFp8", "w", w, row_scales);
+  if (!type.ok()) return type.status();
+  if (w.dim(1) != k || n < 1) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "CudaGemmFp8: w has %d columns for k=%d, and n=%d must be >= 1", w.dim(1), k, n));
+  }
+  cuda_shim::Error error;
+  const int code = cuda_shim::GemmFp8(x, n, k, w.data, row_scales, w.dim(0), y, &error,
+                                      LaunchOn(stream));
+  if (code == cuda_shim::kGemmFp8Unsupported) {
+    return absl::UnimplementedError(absl::StrFormat("CUDA %s", error.text));
+  }
+  return FromCode(code, error, "GemmFp8");
 }
 
 absl::Status CudaPagedAttention(const float* q, const CudaAttentionEntries& e,

@@ -125,23 +125,30 @@ class CudaStream {
                                         const float* temperature, const double* u,
                                         int32_t* tokens, const CudaStream* stream = nullptr);
 
-// True for the weight dtypes the embedding and GEMV kernels read: F32, F16, BF16 and every
-// GGML block format (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K .. Q6_K; kernels/cuda/weight_element.h).
+// True for the weight dtypes the embedding and GEMV kernels read: F32, F16, BF16, every
+// GGML block format (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K .. Q6_K; kernels/cuda/weight_element.h)
+// and the backend's own F8E4M3 rows.
 bool CudaReadsWeightType(DType type);
+
+// The ops below that read a matrix take `row_scales`: for an F8E4M3 matrix, a device array
+// of one float per row that multiplies it (CudaQuantizeRowsFp8); nullptr for any other
+// dtype. INVALID_ARGUMENT when the two do not go together.
 
 // As Backend::Embedding for a table in device memory (TensorView::data is a device pointer;
 // a CudaReadsWeightType dtype; dense rows): out[i, :] = row ids[i] dequantized. `ids`
 // is a device array of n ids the caller has checked against the table's rows (on the host,
 // where the ids come from).
 [[nodiscard]] absl::Status CudaEmbedding(const TensorView& table, const int32_t* ids, int64_t n,
-                                         float* out, const CudaStream* stream = nullptr);
+                                         float* out, const CudaStream* stream = nullptr,
+                                         const float* row_scales = nullptr);
 
 // The decode GEMV: y[j, r] = x[j, :] · W[r, :] for W [m, k] in device memory (the dtypes of
 // CudaEmbedding, dense rows) and float activations x [n, k], 1 <= n <= 8, dequantizing the
 // weights as they are read (float accumulation). INVALID_ARGUMENT naming the field for
 // another dtype, shape or n.
 [[nodiscard]] absl::Status CudaGemv(const float* x, int64_t n, int64_t k, const TensorView& w,
-                                    float* y, const CudaStream* stream = nullptr);
+                                    float* y, const CudaStream* stream = nullptr,
+                                    const float* row_scales = nullptr);
 
 // The prefill GEMM: y[j, r] = x[j, :] · W[r, :] for W [m, k] F16 or BF16 in device memory
 // (dense rows) and float activations x [n, k], any n >= 1, through cuBLASLt with FP32
@@ -152,15 +159,32 @@ bool CudaReadsWeightType(DType type);
 [[nodiscard]] absl::Status CudaGemm(const float* x, int64_t n, int64_t k, const TensorView& w,
                                     float* y, const CudaStream* stream = nullptr);
 
-// The prefill GEMM for a quantized W [m, k] (a GGML block format, dense rows, device
-// memory): slices of W's rows are dequantized to F16 in `scratch` (device memory of
+// The prefill GEMM for a quantized W [m, k] (a GGML block format or F8E4M3, dense rows,
+// device memory): slices of W's rows are dequantized to F16 in `scratch` (device memory of
 // `scratch_halves` 16-bit elements, at least k), then CudaGemm over each slice writes its
 // columns of y [n, m]. For many activation rows, where the GEMV would read W once per 8 rows;
 // the weights are rounded to F16 on the way (the activations as CudaGemm rounds them).
 [[nodiscard]] absl::Status CudaGemmQuantized(const float* x, int64_t n, int64_t k,
                                              const TensorView& w, float* y, void* scratch,
                                              int64_t scratch_halves,
-                                             const CudaStream* stream = nullptr);
+                                             const CudaStream* stream = nullptr,
+                                             const float* row_scales = nullptr);
+
+// W [m, k] (F32, F16 or BF16, dense, device memory) as FP8 rows (kernels/cuda/fp8_e4m3.h):
+// scales[r] = max |W[r, :]| / 448 and out[r, c] = E4M3(W[r, c] / scales[r]), the bits the
+// host's FloatToFp8E4M3 gives. `out` holds m * k bytes and `scales` m floats, on the device.
+[[nodiscard]] absl::Status CudaQuantizeRowsFp8(const TensorView& w, uint8_t* out, float* scales,
+                                               const CudaStream* stream = nullptr);
+
+// The prefill GEMM on FP8 tensor cores for an F8E4M3 W [m, k] with its row scales: each
+// activation row is quantized to FP8 with its own scale, the FP8 product accumulates in FP32,
+// and y [n, m] is scaled back (so a row of y depends only on its row of x). UNIMPLEMENTED,
+// with nothing queued, where cuBLASLt has no FP8 kernel for the shape or the device (before
+// Ada, k not a multiple of 16 or m of 4): the caller then uses CudaGemv or
+// CudaGemmQuantized.
+[[nodiscard]] absl::Status CudaGemmFp8(const float* x, int64_t n, int64_t k, const TensorView& w,
+                                       const float* row_scales, float* y,
+                                       const CudaStream* stream = nullptr);
 
 // Attention over a paged KV cache in device memory for the entries of an AttentionRows
 // (attention_rows.h) whose arrays are in device memory: entry e reads q row rows[e] and

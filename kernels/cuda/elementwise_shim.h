@@ -79,17 +79,26 @@ int SoftmaxDenominators(const float* x, int64_t rows, int64_t dim, const float* 
 int DrawRows(const float* x, int64_t rows, int64_t dim, const float* temperature,
              const double* u, int32_t* tokens, Error* error, const Launch& launch = {});
 
+// The functions that read weight rows take `row_scales`: device floats, one per row of the
+// matrix, that multiply its rows; required for kWF8E4M3 rows (fp8_e4m3.h), nullptr for every
+// other type (whose blocks carry their own scales).
+
 // As Backend::Embedding: out[i, :] = row ids[i] of table [rows, cols] (device) dequantized;
 // ids are device ints already checked to lie in [0, rows).
-int Embedding(const void* table, int type, int64_t cols, const int32_t* ids, int64_t n,
-              float* out, Error* error, const Launch& launch = {});
+int Embedding(const void* table, int type, const float* row_scales, int64_t cols,
+              const int32_t* ids, int64_t n, float* out, Error* error, const Launch& launch = {});
 // out [rows, k] (F16, device) = the first `rows` rows of W [*, k] of `type` dequantized and
 // rounded to nearest (k a multiple of 8), for a cuBLASLt GEMM over many activation rows.
-int DequantizeToF16(const void* w, int type, int64_t rows, int64_t k, void* out, Error* error,
-                    const Launch& launch = {});
+int DequantizeToF16(const void* w, int type, const float* row_scales, int64_t rows, int64_t k,
+                    void* out, Error* error, const Launch& launch = {});
 // y[j, r] = x[j, :] · W[r, :] for W [m, k] of `type` and float activations x [n, k]
 // (decode-sized n <= 8; one warp per weight row, dequantizing as it reads).
-int Gemv(const void* w, int type, int64_t m, int64_t k, const float* x, int64_t n, float* y,
-         Error* error, const Launch& launch = {});
+int Gemv(const void* w, int type, const float* row_scales, int64_t m, int64_t k, const float* x,
+         int64_t n, float* y, Error* error, const Launch& launch = {});
+// The rows of src [rows, k] of `type` (any readable type but FP8 itself; F32 for
+// activations) as FP8: scales[r] = Fp8RowScale(max |row r|) and out[r, c] =
+// FloatToFp8E4M3(src[r, c] / scales[r]), bit for bit as the host computes them.
+int QuantizeRowsFp8(const void* src, int type, int64_t rows, int64_t k, uint8_t* out,
+                    float* scales, Error* error, const Launch& launch = {});
 
 }  // namespace tessera::cuda_shim

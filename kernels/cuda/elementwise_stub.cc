@@ -69,15 +69,20 @@ int SoftmaxDenominators(const float*, int64_t, int64_t, const float*, double*, E
                         const Launch&) {
   return NotBuilt(error);
 }
-int Embedding(const void*, int, int64_t, const int32_t*, int64_t, float*, Error* error,
-              const Launch&) {
+int Embedding(const void*, int, const float*, int64_t, const int32_t*, int64_t, float*,
+              Error* error, const Launch&) {
   return NotBuilt(error);
 }
-int Gemv(const void*, int, int64_t, int64_t, const float*, int64_t, float*, Error* error,
-         const Launch&) {
+int Gemv(const void*, int, const float*, int64_t, int64_t, const float*, int64_t, float*,
+         Error* error, const Launch&) {
   return NotBuilt(error);
 }
-int DequantizeToF16(const void*, int, int64_t, int64_t, void*, Error* error, const Launch&) {
+int DequantizeToF16(const void*, int, const float*, int64_t, int64_t, void*, Error* error,
+                    const Launch&) {
+  return NotBuilt(error);
+}
+int QuantizeRowsFp8(const void*, int, int64_t, int64_t, uint8_t*, float*, Error* error,
+                    const Launch&) {
   return NotBuilt(error);
 }
 
@@ -94,6 +99,10 @@ int WriteKv(const float*, const float*, const int32_t*, int64_t, int64_t, void*,
 
 int Gemm16(const float*, int64_t, int64_t, const void*, int, int64_t, float*, Error* error,
            const Launch&, int64_t) {
+  return NotBuilt(error);
+}
+int GemmFp8(const float*, int64_t, int64_t, const void*, const float*, int64_t, float*,
+            Error* error, const Launch&, int64_t) {
   return NotBuilt(error);
 }
 uint64_t GemmScratchGeneration(void*) { return 0; }

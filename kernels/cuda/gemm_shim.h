@@ -18,7 +18,20 @@ namespace tessera::cuda_shim {
 int Gemm16(const float* x, int64_t n, int64_t k, const void* w, int type, int64_t m, float* y,
            Error* error, const Launch& launch = {}, int64_t ldy = 0);
 
-// Counts the reallocations of Gemm16's rounded-x buffer for `stream`: a recorded step
+// y[n, m] = x[n, k] · W[m, k]ᵀ on FP8 tensor cores (Ada and Hopper), for W the backend's FP8
+// rows (kWF8E4M3, dense) with their device row scales w_scales [m]: each row of x is
+// quantized to FP8 with its own scale (QuantizeRowsFp8), one cuBLASLt matmul of the FP8
+// matrices accumulates in FP32, and y[j, r] is then multiplied by x's scale j and W's
+// scale r. A row of y depends only on its own row of x. Returns kGemmFp8Unsupported
+// (nothing launched) where cuBLASLt has no FP8 algorithm for the shape or the device (k not
+// a multiple of 16, m or ldy not a multiple of 4, a GPU before Ada); the caller then reads W
+// another way. Same scratch, threading and ldy
+// as Gemm16.
+inline constexpr int kGemmFp8Unsupported = 801;  // cudaErrorNotSupported
+int GemmFp8(const float* x, int64_t n, int64_t k, const void* w, const float* w_scales,
+            int64_t m, float* y, Error* error, const Launch& launch = {}, int64_t ldy = 0);
+
+// Counts the reallocations of Gemm16's and GemmFp8's activation buffers for `stream`: a recorded step
 // (step_graphs.h) that read the buffer of an earlier count would read freed memory.
 uint64_t GemmScratchGeneration(void* stream);
 

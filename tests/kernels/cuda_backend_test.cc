@@ -111,6 +111,70 @@ TEST_F(CudaBackendTest, PackedMatMulAndEmbeddingMatchReference) {
   }
 }
 
+// fp8_weights: float matrices packed as FP8 rows (one scale per stacked row), read by the
+// GEMV up to 8 activation rows (against the FP8 values times float activations) and by the
+// FP8 tensor-core GEMM past that on Ada and later (against both operands rounded to FP8;
+// before Ada the GEMV again); the embedding reads the same values; a Q8_0 matrix keeps its
+// format.
+TEST_F(CudaBackendTest, Fp8WeightsArePackedPerRowAndReadByEveryPath) {
+  absl::StatusOr<std::unique_ptr<CudaBackend>> fp8 = CudaBackend::Create({.fp8_weights = true});
+  ASSERT_TRUE(fp8.ok()) << fp8.status();
+  absl::StatusOr<CudaDeviceInfo> info = ProbeCudaDevice(0);
+  ASSERT_TRUE(info.ok()) << info.status();
+  const bool tensor_cores = info->compute_major * 10 + info->compute_minor >= 89;
+  const int64_t k = 96, m0 = 36, m1 = 12, m = m0 + m1;  // m a multiple of 4 for cuBLASLt
+  const std::vector<uint8_t> w0 = testing::RandomWeights(DType::kBF16, m0, k, rng_);
+  const std::vector<uint8_t> w1 = testing::RandomWeights(DType::kBF16, m1, k, rng_);
+  const std::vector<TensorView> parts = {
+      {DType::kBF16, {m0, k}, const_cast<uint8_t*>(w0.data())},
+      {DType::kBF16, {m1, k}, const_cast<uint8_t*>(w1.data())}};
+  absl::StatusOr<std::unique_ptr<PackedWeight>> packed = (*fp8)->PackWeights(parts);
+  ASSERT_TRUE(packed.ok() && *packed != nullptr) << packed.status();
+  TensorView stacked{DType::kBF16, {m, k}, nullptr};
+  stacked.packed = packed->get();
+  std::vector<float> dense = DenseRows(parts[0]);
+  const std::vector<float> dense1 = DenseRows(parts[1]);
+  dense.insert(dense.end(), dense1.begin(), dense1.end());
+  const std::vector<float> wd = testing::DequantizedFp8(testing::QuantizedToFp8(dense, m, k), m, k);
+  for (int64_t n : {1, 8, 40}) {
+    SCOPED_TRACE(absl::StrFormat("n %d", n));
+    const std::vector<float> x = RandomFloats(n * k, rng_);
+    const bool fp8_activations = n > 8 && tensor_cores;
+    const std::vector<float> xd =
+        fp8_activations ? testing::DequantizedFp8(testing::QuantizedToFp8(x, n, k), n, k) : x;
+    const std::vector<float> want = testing::Products(wd, xd, n, m, k);
+    DeviceBuffer dx = Upload(x), dy = Upload(std::vector<float>(want.size(), NAN));
+    ASSERT_TRUE((*fp8)->MatMul(dx.as<float>(), n, k, stacked, dy.as<float>()).ok());
+    testing::ExpectProductsClose(Download(dy, want.size()), want, wd, xd, n, m, k,
+                                 fp8_activations ? 1e-3 : 1e-5);
+  }
+  // The first part alone as an embedding table: its FP8 values exactly.
+  absl::StatusOr<std::unique_ptr<PackedWeight>> table = (*fp8)->PackWeights({&parts[0], 1});
+  ASSERT_TRUE(table.ok()) << table.status();
+  TensorView tv = parts[0];
+  tv.packed = table->get();
+  const std::vector<int32_t> ids = {0, 35, 5};
+  DeviceBuffer out = Upload(std::vector<float>(ids.size() * k, NAN));
+  ASSERT_TRUE((*fp8)->Embedding(tv, ids, out.as<float>()).ok());
+  const std::vector<float> rows = Download(out, ids.size() * k);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    for (int64_t c = 0; c < k; ++c) ASSERT_EQ(rows[i * k + c], wd[ids[i] * k + c]);
+  }
+  // Q8_0 stays Q8_0: the reference's products on the file's values.
+  const std::vector<uint8_t> q8 = testing::RandomWeights(DType::kQ8_0, m0, k, rng_);
+  const TensorView q8_view{DType::kQ8_0, {m0, k}, const_cast<uint8_t*>(q8.data())};
+  absl::StatusOr<std::unique_ptr<PackedWeight>> q8_packed = (*fp8)->PackWeight(q8_view);
+  ASSERT_TRUE(q8_packed.ok()) << q8_packed.status();
+  TensorView q8_device = q8_view;
+  q8_device.packed = q8_packed->get();
+  const std::vector<float> x = RandomFloats(k, rng_);
+  std::vector<float> want(m0);
+  ASSERT_TRUE(ref_.MatMul(x.data(), 1, k, q8_view, want.data()).ok());
+  DeviceBuffer dx = Upload(x), dy = Upload(std::vector<float>(m0, NAN));
+  ASSERT_TRUE((*fp8)->MatMul(dx.as<float>(), 1, k, q8_device, dy.as<float>()).ok());
+  testing::ExpectProductsClose(Download(dy, m0), want, DenseRows(q8_view), x, 1, m0, k);
+}
+
 TEST_F(CudaBackendTest, ElementwiseOpsMatchReference) {
   const int64_t n = 5, dim = 576, heads = 9, head_dim = 64;
   const std::vector<float> x = RandomFloats(n * dim, rng_), w = RandomFloats(dim, rng_);

@@ -29,27 +29,13 @@ namespace {
 
 using testing::DenseRows;
 using testing::Download;
+using testing::ExpectProductsClose;
 using testing::RandomFloats;
 using testing::RoundedTo;
 using testing::Upload;
 
 void ExpectClose(const std::vector<float>& got, const std::vector<float>& want) {
   testing::ExpectAllClose(got, want, 2e-5);
-}
-
-// got[j, r] within 1e-5 of Σ_c |w[r, c] · x[j, c]| of want[j, r]: the float accumulation of
-// k terms in any order, w [m, k] dense (dequantized) and x [n, k].
-void ExpectProductsClose(const std::vector<float>& got, const std::vector<float>& want,
-                         const std::vector<float>& w, const std::vector<float>& x, int64_t n,
-                         int64_t m, int64_t k) {
-  for (int64_t j = 0; j < n; ++j) {
-    for (int64_t r = 0; r < m; ++r) {
-      double magnitude = 0.0;
-      for (int64_t c = 0; c < k; ++c) magnitude += std::fabs(w[r * k + c] * x[j * k + c]);
-      ASSERT_NEAR(got[j * m + r], want[j * m + r], 1e-5 * magnitude + 1e-30)
-          << "row " << r << " act " << j;
-    }
-  }
 }
 
 class CudaOpsTest : public ::testing::Test {

@@ -33,6 +33,17 @@ TEST(RegistryTest, NegativeThreadCountIsInvalidArgument) {
   EXPECT_NE(be.status().message().find("num_threads"), std::string::npos) << be.status();
 }
 
+TEST(RegistryTest, Fp8WeightsAreRefusedByTheCpuBackends) {
+  for (const char* name : {"cpu", "cpu-reference"}) {
+    const absl::StatusOr<std::unique_ptr<Backend>> be =
+        CreateBackend(name, 1, {.fp8_weights = true});
+    EXPECT_EQ(be.status().code(), absl::StatusCode::kInvalidArgument) << name;
+    EXPECT_NE(be.status().message().find("FP8 weights need the 'cuda' backend"),
+              std::string::npos)
+        << be.status();
+  }
+}
+
 TEST(RegistryTest, CudaIsUnavailableWithoutADeviceAndNeverFaked) {
   const absl::StatusOr<std::unique_ptr<Backend>> be = CreateBackend("cuda");
   ASSERT_FALSE(be.ok());
@@ -55,6 +66,8 @@ TEST(RegistryTest, ExperimentalCudaNeedsADevice) {
     EXPECT_EQ((*be)->name(), "cuda");
     EXPECT_FALSE((*be)->host_addressable());
     be = CreateBackend("cuda", 0, {.batch_invariant = true});
+    EXPECT_TRUE(be.ok()) << be.status();
+    be = CreateBackend("cuda", 0, {.fp8_weights = true});
     EXPECT_TRUE(be.ok()) << be.status();
   }
   unsetenv(kExperimentalCudaVariable);

@@ -4,7 +4,8 @@
 // same file. Forward's logits agree within 1e-4 of max(1, |logit|) for Q8_0 (float
 // activations on both sides) and 5e-3 for F16 (the GEMM rounds activations to half); a
 // greedy decode through ForwardPaged on an f16 cache picks the same 8 tokens (its decode
-// steps are recorded and replayed as CUDA graphs). Recorded steps against eager ones.
+// steps are recorded and replayed as CUDA graphs). Recorded steps against eager ones. FP8
+// weights against the float64 reference on the values they stand for.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -19,6 +20,8 @@
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/device_probe.h"
 #include "model/llama_model.h"
+#include "tests/kernels/cuda_test_util.h"
+#include "tests/model/reference_llama.h"
 #include "tests/model/tiny_llama.h"
 
 namespace tessera {
@@ -100,7 +103,7 @@ TEST(CudaModelTest, BatchInvariantModeGivesTheSameBitsForAnyRowCount) {
     const std::string path = testing::TempGgufPath("cuda_invariant");
     auto ref = testing::LoadTinyModel(spec, path, "cpu-reference", 1);
     ASSERT_TRUE(ref.ok()) << ref.status();
-    auto cuda = CudaBackend::Create(/*batch_invariant=*/true);
+    auto cuda = CudaBackend::Create({.batch_invariant = true});
     ASSERT_TRUE(cuda.ok()) << cuda.status();
     auto model = LlamaModel::Load(*ref->store, cuda->get());
     ASSERT_TRUE(model.ok()) << model.status();
@@ -142,8 +145,8 @@ TEST(CudaModelTest, RecordedDecodeStepsGiveTheEagerLogits) {
       const std::string path = testing::TempGgufPath("cuda_recorded");
       auto ref = testing::LoadTinyModel(spec, path, "cpu-reference", 1);
       ASSERT_TRUE(ref.ok()) << ref.status();
-      auto recording_backend = CudaBackend::Create(invariant);
-      auto eager_backend = CudaBackend::Create(invariant);
+      auto recording_backend = CudaBackend::Create({.batch_invariant = invariant});
+      auto eager_backend = CudaBackend::Create({.batch_invariant = invariant});
       ASSERT_TRUE(recording_backend.ok() && eager_backend.ok());
       auto recording = LlamaModel::Load(*ref->store, recording_backend->get());
       auto eager = LlamaModel::Load(*ref->store, eager_backend->get());
@@ -210,6 +213,63 @@ TEST(CudaModelTest, RecordedDecodeStepsGiveTheEagerLogits) {
       EXPECT_EQ((*eager_backend)->step_graph_stats().warmups, 0);
       std::remove(path.c_str());
     }
+  }
+}
+
+// The values `m`'s rows stand for once packed as FP8 (CudaBackendOptions::fp8_weights).
+void RoundRowsToFp8(testing::Matrix* m) {
+  const std::vector<float> dense(m->data.begin(), m->data.end());  // BF16 values: exact
+  const std::vector<float> rounded =
+      testing::DequantizedFp8(testing::QuantizedToFp8(dense, m->rows, m->cols), m->rows, m->cols);
+  m->data.assign(rounded.begin(), rounded.end());
+}
+
+// fp8_weights on a BF16 model: every matrix (the embedding table too) packed as FP8 rows,
+// against the float64 reference forward (reference_llama.h) over the same model with each
+// matrix replaced by the values its FP8 rows stand for. 8 prompt tokens go through the GEMV
+// with float activations: 1e-4, as Q8_0. 24 go through the FP8 tensor-core GEMM on Ada and
+// later, which rounds activations to FP8 too (3 significant bits): 0.1 there, where a wrong
+// scale or row is off by its whole size.
+TEST(CudaModelTest, Fp8WeightsGiveTheLogitsOfTheirFp8Values) {
+  if (!CudaDeviceCount().ok()) GTEST_SKIP() << "no CUDA device: " << CudaDeviceCount().status();
+  absl::StatusOr<CudaDeviceInfo> info = ProbeCudaDevice(0);
+  ASSERT_TRUE(info.ok()) << info.status();
+  const bool tensor_cores = info->compute_major * 10 + info->compute_minor >= 89;
+  for (const bool tied : {true, false}) {
+    SCOPED_TRACE(tied ? "tied" : "untied");
+    testing::TinySpec spec;
+    spec.dtype = DType::kBF16;
+    spec.tied = tied;
+    const std::string path = testing::TempGgufPath("cuda_fp8");
+    auto ref = testing::LoadTinyModel(spec, path, "cpu-reference", 1);
+    ASSERT_TRUE(ref.ok()) << ref.status();
+    auto cuda = CudaBackend::Create({.fp8_weights = true});
+    ASSERT_TRUE(cuda.ok()) << cuda.status();
+    auto model = LlamaModel::Load(*ref->store, cuda->get());
+    ASSERT_TRUE(model.ok()) << model.status();
+    testing::TinyWeights rounded = ref->weights;
+    RoundRowsToFp8(&rounded.token_embd);
+    RoundRowsToFp8(&rounded.output);
+    for (testing::TinyLayer& layer : rounded.layers) {
+      for (testing::Matrix* m : {&layer.wq, &layer.wk, &layer.wv, &layer.wo, &layer.w_gate,
+                                 &layer.w_up, &layer.w_down}) {
+        RoundRowsToFp8(m);
+      }
+    }
+    for (const int64_t length : {8, 24}) {
+      SCOPED_TRACE(absl::StrFormat("%d tokens", length));
+      std::vector<int32_t> prompt(static_cast<size_t>(length));
+      for (int64_t i = 0; i < length; ++i) prompt[i] = static_cast<int32_t>((i * 11 + 3) % spec.vocab);
+      const std::vector<double> want64 = testing::ReferenceForward(rounded, prompt);
+      const std::vector<float> want(want64.begin(), want64.end());
+      auto cache = (*model)->NewKvCache(32);
+      ASSERT_TRUE(cache.ok()) << cache.status();
+      std::vector<float> got;
+      ASSERT_TRUE((*model)->Forward(prompt, 0, *cache, /*all_logits=*/true, &got).ok());
+      ASSERT_EQ(got.size(), want.size());
+      EXPECT_LE(MaxRelativeError(got, want), length > 8 && tensor_cores ? 0.1 : 1e-4);
+    }
+    std::remove(path.c_str());
   }
 }
 
