@@ -10,7 +10,9 @@
 // machine's read bandwidth with the given threads instead (best of 5 passes over 512 MiB),
 // for the roofline of bench/compare_llamacpp.sh; it is a separate run so that its buffer
 // stays out of the model run's resident memory. --no-pack keeps the weights in their GGUF
-// layout (BackendOptions::pack_weights), to compare with the packed GEMM.
+// layout (BackendOptions::pack_weights), to compare with the packed GEMM. --quantization fp8
+// holds the float matrices as FP8 on the cuda backend (BackendOptions::fp8_weights); the
+// weight bytes per decode token then count them at a byte per element and a scale per row.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -32,6 +34,7 @@
 #include "formats/weight_store.h"
 #include "kernels/registry.h"
 #include "model/llama_model.h"
+#include "tools/backend_flags.h"
 #include "tools/random_model.h"
 
 namespace tessera {
@@ -46,6 +49,7 @@ struct Options {
   int reps = 5;
   bool json = false;
   bool no_pack = false;
+  bool fp8_weights = false;
   bool bandwidth_only = false;
 };
 
@@ -138,7 +142,8 @@ absl::Status Run(const Options& o) {
   random_model.reset();
   const std::string shown = IsRandomModel(o.model) ? o.model : path;  // not a removed temp file
   ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
-                   CreateBackend(o.backend, o.threads, {.pack_weights = !o.no_pack}));
+                   CreateBackend(o.backend, o.threads,
+                                 {.pack_weights = !o.no_pack, .fp8_weights = o.fp8_weights}));
   ASSIGN_OR_RETURN(std::unique_ptr<LlamaModel> model, LlamaModel::Load(*store, backend.get()));
   const int64_t vocab = model->config().vocab_size;
 
@@ -164,15 +169,25 @@ absl::Status Run(const Options& o) {
     ASSIGN_OR_RETURN(const TensorView table, store->Get("token_embd.weight"));
     read_bytes -= table.dim(0) * table.RowBytes();
   }
+  if (o.fp8_weights) {  // float matrices as a byte per element and a float scale per row
+    for (const std::string& name : store->TensorNames()) {
+      if (name == "token_embd.weight" && store->Has("output.weight")) continue;
+      ASSIGN_OR_RETURN(const TensorView w, store->Get(name));
+      const bool float_matrix = w.rank() == 2 && (w.dtype == DType::kF32 ||
+                                                  w.dtype == DType::kF16 || w.dtype == DType::kBF16);
+      if (float_matrix) read_bytes -= w.NumBytes() - w.dim(0) * (w.dim(1) + 4);
+    }
+  }
   const double weight_mb = read_bytes / 1e6;
   if (o.json) {
     absl::PrintF(
         "{\"model\": \"%s\", \"backend\": \"%s\", \"threads\": %d, \"prompt_tokens\": %d, "
-        "\"gen_tokens\": %d, \"reps\": %d, \"packed\": %s, \"prefill_tps_median\": %.3f, "
+        "\"gen_tokens\": %d, \"reps\": %d, \"packed\": %s, \"fp8_weights\": %s, "
+        "\"prefill_tps_median\": %.3f, "
         "\"decode_tps_median\": %.3f, \"prefill_tps\": [%s], \"decode_tps\": [%s], "
         "\"weight_mb_per_token\": %.3f, \"peak_rss_mib\": %.1f}\n",
         shown, o.backend, o.threads, o.prompt_tokens, o.gen_tokens, o.reps,
-        o.no_pack ? "false" : "true", Median(pp), Median(tg), absl::StrJoin(pp, ", ", fmt),
+        o.no_pack ? "false" : "true", o.fp8_weights ? "true" : "false", Median(pp), Median(tg), absl::StrJoin(pp, ", ", fmt),
         absl::StrJoin(tg, ", ", fmt), weight_mb, peak_rss);
   } else {
     absl::PrintF("model %s, backend %s, threads %d\n", shown, o.backend, o.threads);
@@ -206,6 +221,7 @@ int main(int argc, char** argv) {
   app.add_option("-r,--reps", o.reps, "timed repetitions")->check(CLI::PositiveNumber);
   app.add_flag("--json", o.json, "print one JSON object");
   app.add_flag("--no-pack", o.no_pack, "keep the weights in their GGUF layout (no repacking)");
+  tessera::AddQuantizationFlag(&app, &o.fp8_weights);
   app.add_flag("--bandwidth-only", o.bandwidth_only,
                "only measure the read bandwidth of --threads threads (no model)");
   CLI11_PARSE(app, argc, argv);

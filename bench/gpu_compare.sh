@@ -2,14 +2,16 @@
 # Tessera's cuda backend against Hugging Face transformers (torch) on the same GPU in one run,
 # on random weights in a named shape (real weights cannot reach the GPU machine):
 #   1. tessera synthesize: the shape's GGUF in BF16 (once, reused by both Tessera benches);
-#   2. tessera_bench_generate: batch-1 prefill (-p) and decode (-n) on the cuda backend;
+#   2. tessera_bench_generate: batch-1 prefill (-p) and decode (-n) on the cuda backend, with
+#      the BF16 weights and again held as FP8 (--quantization fp8, cuda only);
 #   3. tessera_bench_serve: the engine's sweep at each batch size (--npl), pp/tg tokens, and
 #      again with --enforce-eager (decode steps without CUDA graphs, their baseline);
 #   4. bench/hf_transformers_bench.py: the same batch sizes and lengths in transformers, and
 #      the BF16 cuBLAS peak;
 # then one table: decode tokens/s side by side with the ratio, batch-1 decode as a fraction of
 # the HBM roofline (weights read per token x tokens/s / peak bandwidth, the peak taken from
-# the GPU's name) and prefill TFLOP/s against the measured cuBLAS peak.
+# the GPU's name), for BF16 and FP8 weights, and prefill TFLOP/s against the measured cuBLAS
+# BF16 peak.
 #
 #   bash bench/gpu_compare.sh -d BIN_DIR [-s SHAPE] [-B "1 16 64"] [-p 128] [-g 128]
 #                             [-L LAYERS] [-b cuda|cpu]
@@ -41,6 +43,11 @@ echo "== synthesize $shape (bf16)" >&2
 echo "== tessera_bench_generate (batch 1)" >&2
 "$bin/tessera_bench_generate" -m "$model" -b "$backend" -p 512 -n "$tg" -r 3 --json \
   > "$out/generate.json"
+if [[ "$backend" == cuda ]]; then
+  echo "== tessera_bench_generate --quantization fp8 (batch 1)" >&2
+  "$bin/tessera_bench_generate" -m "$model" -b "$backend" -p 512 -n "$tg" -r 3 --json \
+    --quantization fp8 > "$out/generate_fp8.json"
+fi
 max_batch="$(tr ' ' '\n' <<< "$batches" | sort -n | tail -1)"
 echo "== tessera_bench_serve (npl $batches)" >&2
 kv_size=(--gpu-memory-utilization 0.9)
@@ -62,9 +69,11 @@ python3 "$here/hf_transformers_bench.py" --shape "$shape" ${layers:+--layers "$l
 gpu="cpu"
 [[ "$backend" == cpu ]] || gpu="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
 python3 - "$out" "$gpu" <<'PY'
-import json, sys
+import json, os, sys
 out, gpu = sys.argv[1], sys.argv[2]
 gen = json.load(open(f"{out}/generate.json"))
+fp8_path = f"{out}/generate_fp8.json"
+fp8 = json.load(open(fp8_path)) if os.path.exists(fp8_path) else None
 serve = json.load(open(f"{out}/serve.json"))
 eager_by_batch = {r["npl"]: r for r in json.load(open(f"{out}/serve_eager.json"))["sweep"]}
 hf = [json.loads(line) for line in open(f"{out}/hf.jsonl")]
@@ -81,6 +90,14 @@ if peak_gbs:
     print(f"batch-1 decode: {decode1:.1f} tokens/s x {weight_mb:.0f} MB = "
           f"{decode1 * weight_mb / 1e3:.0f} GB/s = {100 * decode1 * weight_mb / 1e3 / peak_gbs:.1f}% "
           f"of the {peak_gbs} GB/s HBM peak")
+if fp8:
+    d8, mb8 = fp8["decode_tps_median"], fp8["weight_mb_per_token"]
+    line = (f"batch-1 decode, FP8 weights: {d8:.1f} tokens/s ({d8 / decode1:.2f}x BF16) x "
+            f"{mb8:.0f} MB = {d8 * mb8 / 1e3:.0f} GB/s")
+    if peak_gbs:
+        line += f" = {100 * d8 * mb8 / 1e3 / peak_gbs:.1f}% of the HBM peak"
+    print(line + f"; prefill {fp8['prefill_tps_median']:.0f} tokens/s "
+          f"({fp8['prefill_tps_median'] / gen['prefill_tps_median']:.2f}x BF16)")
 # BF16 matmul FLOPs per token: 2 x parameters read (bytes / 2).
 tflops = gen["prefill_tps_median"] * weight_mb * 1e6 / 1e12
 print(f"prefill {gen['prompt_tokens']} tokens: {gen['prefill_tps_median']:.0f} tokens/s = "

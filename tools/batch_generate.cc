@@ -203,6 +203,7 @@ int RunBatchGenerate(const BatchGenerateOptions& o) {
                                    .threads = o.threads,
                                    .deterministic = o.deterministic,
                                    .pack_weights = !o.no_pack_weights,
+                                   .fp8_weights = o.fp8_weights,
                                    .tensor_parallel = o.tensor_parallel,
                                    .stage = o.stage},
                                   &session);

@@ -69,6 +69,7 @@ struct BatchGenerateOptions {
   int threads = 0;
   bool deterministic = false;
   bool no_pack_weights = false;  // BackendOptions::pack_weights off
+  bool fp8_weights = false;      // BackendOptions::fp8_weights (--quantization fp8)
   bool chat = false;
   std::string chat_template_file;
   const DecodingFlags* decoding = nullptr;  // not null

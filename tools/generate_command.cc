@@ -22,6 +22,7 @@
 #include "tokenizer/chat_prompt.h"
 #include "tokenizer/incremental_detokenizer.h"
 #include "tokenizer/tokenizer.h"
+#include "tools/backend_flags.h"
 #include "tools/batch_generate.h"
 #include "tools/cli_util.h"
 #include "tools/command.h"
@@ -44,6 +45,7 @@ struct GenerateOptions {
   int threads = 0;
   bool deterministic = false;
   bool no_pack_weights = false;  // BackendOptions::pack_weights off
+  bool fp8_weights = false;      // --quantization fp8
   std::string backend = "cpu";
   bool no_stream = false;
   bool json = false;
@@ -80,6 +82,7 @@ int RunGenerate(const GenerateOptions& o) {
                              .threads = o.threads,
                              .deterministic = o.deterministic,
                              .no_pack_weights = o.no_pack_weights,
+                             .fp8_weights = o.fp8_weights,
                              .chat = o.chat,
                              .chat_template_file = o.chat_template_file,
                              .decoding = &o.decoding,
@@ -103,7 +106,8 @@ int RunGenerate(const GenerateOptions& o) {
                                    .backend = o.backend,
                                    .threads = o.threads,
                                    .deterministic = o.deterministic,
-                                   .pack_weights = !o.no_pack_weights},
+                                   .pack_weights = !o.no_pack_weights,
+                                   .fp8_weights = o.fp8_weights},
                                   &session);
       code != kExitOk) {
     return code;
@@ -220,6 +224,7 @@ Command AddGenerateCommand(CLI::App& root) {
                 "Keep the weights in the GGUF file's layout, read straight from the mapping, "
                 "instead of repacking Q4_0/Q4_1/Q8_0 matrices for the CPU's interleaved GEMM "
                 "(faster load, slower prefill and decode)");
+  AddQuantizationFlag(app, &o->fp8_weights);
   app->add_flag("--deterministic", o->deterministic,
                 "Batch-invariant kernels: a request's tokens do not depend on what it is "
                 "batched with (slower prefill and batched decode; docs/benchmarks.md)");

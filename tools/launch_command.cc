@@ -23,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "tools/backend_flags.h"
 #include "tools/cli_util.h"
 #include "tools/command.h"
 #include "tools/local_gpu.h"
@@ -50,6 +51,7 @@ struct LaunchOptions {
   std::string kv_cache_dtype = "f32";
   bool deterministic = false;
   bool no_pack_weights = false;
+  bool fp8_weights = false;
   bool enforce_eager = false;
   std::string backend = "cpu";
   double gpu_memory_utilization = 0.0;  // > 0: forwarded (cuda)
@@ -117,6 +119,9 @@ void StopAll(std::vector<pid_t>& running, absl::Duration timeout) {
 int RunLaunch(const LaunchOptions& o) {
   if (o.gpu_memory_utilization > 0.0 && o.backend != "cuda") {
     return Fail(kName, "--gpu-memory-utilization needs --backend cuda", kExitUsage);
+  }
+  if (o.fp8_weights && o.backend != "cuda") {
+    return Fail(kName, "--quantization fp8 needs --backend cuda", kExitUsage);
   }
   StopSignals signals;  // before any child or thread starts
   const std::string dir = BinaryDir();
@@ -212,6 +217,7 @@ int RunLaunch(const LaunchOptions& o) {
     }
     if (o.deterministic) argv.push_back("--deterministic");
     if (o.no_pack_weights) argv.push_back("--no-pack-weights");
+    if (o.fp8_weights) argv.insert(argv.end(), {"--quantization", "fp8"});
     if (o.enforce_eager) argv.push_back("--enforce-eager");
     if (!o.auth_token_file.empty()) {
       argv.insert(argv.end(), {"--auth-token-file", o.auth_token_file});
@@ -332,6 +338,7 @@ Command AddLaunchCommand(CLI::App& root) {
                 "replicas use batch-invariant kernels (tessera-worker --deterministic)");
   app->add_flag("--no-pack-weights", o->no_pack_weights,
                 "replicas keep the file's weight layout (tessera-worker --no-pack-weights)");
+  AddQuantizationFlag(app, &o->fp8_weights);
   app->add_flag("--enforce-eager", o->enforce_eager,
                 "replicas launch decode steps kernel by kernel, without CUDA graphs "
                 "(tessera-worker --enforce-eager)");

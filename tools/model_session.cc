@@ -42,7 +42,9 @@ int OpenModelSession(std::string_view command, const ModelSessionOptions& option
   if (!path.ok()) return FailStatus(command, path.status());
   auto backend =
       CreateBackend(options.backend, options.threads,
-                    {.batch_invariant = options.deterministic, .pack_weights = options.pack_weights});
+                    {.batch_invariant = options.deterministic,
+                     .pack_weights = options.pack_weights,
+                     .fp8_weights = options.fp8_weights});
   if (!backend.ok()) return FailStatus(command, backend.status());
   session->backend = *std::move(backend);
 

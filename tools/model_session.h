@@ -35,6 +35,7 @@ struct ModelSessionOptions {
   int threads = 0;
   bool deterministic = false;  // BackendOptions::batch_invariant
   bool pack_weights = true;    // BackendOptions::pack_weights
+  bool fp8_weights = false;    // BackendOptions::fp8_weights
   // This rank's tensor-parallel shard (LlamaModel::Load); null: the whole model.
   const TensorParallelShard* tensor_parallel = nullptr;
   const StageShard* stage = nullptr;  // this rank's pipeline stage; null: every layer

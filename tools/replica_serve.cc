@@ -77,6 +77,7 @@ int ServeReplica(const ReplicaServeOptions& o, ClusterLeader* leader) {
                                    .threads = o.threads,
                                    .deterministic = o.deterministic,
                                    .pack_weights = !o.no_pack_weights,
+                                   .fp8_weights = o.fp8_weights,
                                    .tensor_parallel = o.tensor_parallel,
                                    .stage = o.stage},
                                   &session);

@@ -38,6 +38,7 @@ struct ReplicaServeOptions {
   int threads = 0;
   bool deterministic = false;
   bool no_pack_weights = false;  // BackendOptions::pack_weights off
+  bool fp8_weights = false;      // BackendOptions::fp8_weights (--quantization fp8)
   const EngineFlags* engine = nullptr;  // not null
   const TensorParallelShard* tensor_parallel = nullptr;
   const StageShard* stage = nullptr;

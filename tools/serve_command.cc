@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "coordinator/model_registry.h"
 #include "coordinator/server.h"
+#include "tools/backend_flags.h"
 #include "tools/cli_util.h"
 #include "tools/command.h"
 #include "tools/decoding_flags.h"
@@ -35,6 +36,7 @@ struct ServeOptions {
   int threads = 0;
   bool deterministic = false;
   bool no_pack_weights = false;  // BackendOptions::pack_weights off
+  bool fp8_weights = false;      // --quantization fp8
   std::string chat_template_file;
   ServerFlags server;
   int64_t default_max_new_tokens = kDefaultMaxNewTokens;
@@ -60,7 +62,8 @@ int RunServe(const ServeOptions& o) {
                                    .backend = o.backend,
                                    .threads = o.threads,
                                    .deterministic = o.deterministic,
-                                   .pack_weights = !o.no_pack_weights},
+                                   .pack_weights = !o.no_pack_weights,
+                                   .fp8_weights = o.fp8_weights},
                                   &session);
       code != kExitOk) {
     return code;
@@ -140,6 +143,7 @@ Command AddServeCommand(CLI::App& root) {
                 "Keep the weights in the GGUF file's layout, read straight from the mapping, "
                 "instead of repacking Q4_0/Q4_1/Q8_0 matrices for the CPU's interleaved GEMM "
                 "(faster load, slower prefill and decode)");
+  AddQuantizationFlag(app, &o->fp8_weights);
   app->add_flag("--deterministic", o->deterministic,
                 "Batch-invariant kernels: a request's tokens do not depend on what it is "
                 "batched with");

@@ -34,6 +34,7 @@
 #include "parallel/shard_plan.h"
 #include "parallel/timed_communicator.h"
 #include "parallel/topology.h"
+#include "tools/backend_flags.h"
 #include "tools/batch_generate.h"
 #include "tools/cli_util.h"
 #include "tools/random_model.h"
@@ -59,6 +60,7 @@ struct WorkerOptions {
   bool sp = false;
   bool deterministic = false;
   bool no_pack_weights = false;  // BackendOptions::pack_weights off
+  bool fp8_weights = false;      // --quantization fp8
   bool chat = false;
   std::string chat_template_file;
   DecodingFlags decoding;
@@ -223,6 +225,7 @@ int Run(const WorkerOptions& o) {
                                      .threads = o.threads,
                                      .deterministic = o.deterministic,
                                      .pack_weights = !o.no_pack_weights,
+                                     .fp8_weights = o.fp8_weights,
                                      .tensor_parallel = &shard,
                                      .stage = &stage,
                                      .progress_bar = false},
@@ -244,6 +247,7 @@ int Run(const WorkerOptions& o) {
                                        .threads = o.threads,
                                        .deterministic = o.deterministic,
                                        .no_pack_weights = o.no_pack_weights,
+                                       .fp8_weights = o.fp8_weights,
                                        .engine = &o.batch,
                                        .tensor_parallel = &shard,
                                        .stage = &stage,
@@ -259,6 +263,7 @@ int Run(const WorkerOptions& o) {
                                            .threads = o.threads,
                                            .deterministic = o.deterministic,
                                            .no_pack_weights = o.no_pack_weights,
+                                       .fp8_weights = o.fp8_weights,
                                            .chat = o.chat,
                                            .chat_template_file = o.chat_template_file,
                                            .decoding = &o.decoding,
@@ -323,6 +328,7 @@ int main(int argc, char** argv) {
                "Keep the weights in the GGUF file's layout, read straight from the mapping, "
                "instead of repacking Q4_0/Q4_1/Q8_0 matrices for the CPU's interleaved GEMM "
                "(faster load, slower prefill and decode)");
+  tessera::AddQuantizationFlag(&app, &o->fp8_weights);
   app.add_flag("--deterministic", o->deterministic,
                "Batch-invariant kernels and whole sums on one rank: the tokens of one rank's "
                "--deterministic run, bit for bit, in any layout (not with --sp)");

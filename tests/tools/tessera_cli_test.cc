@@ -89,6 +89,9 @@ TEST(TesseraCliTest, ParseErrorsExitTwoWithOneLine) {
   ExpectUsageError(Tessera({"generate", "--prompt", "x", "--max-tokens", "many"}),
                    "--max-tokens");
   ExpectUsageError(Tessera({"inspect"}), "file");
+  ExpectUsageError(Tessera({"generate", "--prompt", "x", "--quantization", "int3"}),
+                   "--quantization");
+  ExpectUsageError(Tessera({"serve", "--quantization", "fp4"}), "--quantization");
 }
 
 TEST(TesseraCliTest, BadInputsExitTwo) {
@@ -105,6 +108,13 @@ TEST(TesseraCliTest, BadInputsExitTwo) {
   ExpectUsageError(Tessera({"detokenize", "--model", model, "--ids", "1 99999999"}), "99999999");
   ExpectUsageError(
       Tessera({"generate", "--model", model, "--prompt", "a", "--backend", "abacus"}), "abacus");
+  // FP8 weights are the cuda backend's.
+  ExpectUsageError(Tessera({"generate", "--model", model, "--prompt", "a", "--quantization",
+                            "fp8"}),
+                   "FP8 weights need the 'cuda' backend");
+  // launch refuses it before starting anything.
+  ExpectUsageError(Tessera({"launch", "--model", model, "--quantization", "fp8"}),
+                   "--quantization fp8 needs --backend cuda");
 }
 
 TEST(TesseraCliTest, InvalidModelFileExitsOne) {
