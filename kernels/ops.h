@@ -187,6 +187,16 @@ class Backend {
   // INVALID_ARGUMENT when W's shape or dtype does not fit.
   [[nodiscard]] virtual absl::Status MatMul(const float* x, int64_t n, int64_t k,
                                             const TensorView& w, float* y) = 0;
+  // y[n, m] += x[n, k] · Wᵀ: a projection added into the residual stream. A backend may add
+  // in the product's own write (a device GEMM's epilogue, the GEMV's store) and save the
+  // separate pass over y; by default MatMul into `scratch` (n * m floats), then Add. The
+  // results equal that default's up to float rounding (the fused sum is rounded once).
+  [[nodiscard]] virtual absl::Status MatMulAdd(const float* x, int64_t n, int64_t k,
+                                               const TensorView& w, float* scratch, float* y) {
+    if (absl::Status s = MatMul(x, n, k, w, scratch); !s.ok()) return s;
+    Add(y, scratch, n * w.dim(0), y);
+    return absl::OkStatus();
+  }
 
   // A copy of matrix w in the layout this backend's MatMul reads fastest, or nullptr when it
   // has none for w (the default). The caller owns the copy, keeps it alive while it is used

@@ -272,6 +272,8 @@ absl::Status LlamaModel::RowParallel(const float* input, int64_t n, const Tensor
   if (!deterministic_) {
     // Each rank's partial sums over its input columns add up over the group.
     const int64_t k = in_ranges[tensor_group_ == nullptr ? 0 : tensor_group_->rank()].size();
+    // One rank adds its product straight into the residual stream (a device fuses the add).
+    if (tensor_group_ == nullptr) return b.MatMulAdd(input, n, k, w, xn, x_->as<float>());
     RETURN_IF_ERROR(b.MatMul(input, n, k, w, xn));
     return AddRowParallel(xn, n);
   }

@@ -122,6 +122,10 @@ class CudaBackend : public Backend {
                           int32_t* tokens) override;
   absl::Status MatMul(const float* x, int64_t n, int64_t k, const TensorView& w,
                       float* y) override;
+  // Adds in the GEMM's epilogue (cuBLASLt's beta) or the GEMV's store; the FP8 tensor-core
+  // GEMM, whose output is scaled after it, writes `scratch` and adds.
+  absl::Status MatMulAdd(const float* x, int64_t n, int64_t k, const TensorView& w,
+                         float* scratch, float* y) override;
   absl::StatusOr<std::unique_ptr<PackedWeight>> PackWeights(
       std::span<const TensorView> parts) override;
   absl::Status Embedding(const TensorView& table, std::span<const int32_t> ids,
@@ -176,6 +180,9 @@ class CudaBackend : public Backend {
   // Inside a step: rows' tables widened to the step's context bucket (FAILED_PRECONDITION
   // when a context exceeds it).
   absl::Status FitToStep(const PagedKvLayout& layout, AttentionRows* rows) const;
+  // MatMul (scratch null) and MatMulAdd (y += the product).
+  absl::Status Project(const float* x, int64_t n, int64_t k, const TensorView& w,
+                       float* scratch, float* y);
   // Runs the decode or prefill attention kernel over `rows` (attention_rows.h).
   absl::Status AttendRows(const float* q, const AttentionRows& rows,
                           const PagedKvLayout& layout, const KvPool& pool,

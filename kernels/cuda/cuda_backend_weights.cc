@@ -1,7 +1,7 @@
 // CudaBackend's weights: the device copies PackWeights makes (in the file's dtype, or as FP8
-// rows with their scales when the backend was made with fp8_weights), and the two ops that
-// read them, MatMul (choosing cuBLASLt, the FP8 tensor-core GEMM, the dequantizing GEMM or
-// the GEMV by dtype and row count) and Embedding.
+// rows with their scales when the backend was made with fp8_weights), and the ops that read
+// them: MatMul and MatMulAdd (choosing cuBLASLt, the FP8 tensor-core GEMM, the dequantizing
+// GEMM or the GEMV by dtype and row count) and Embedding.
 #include <algorithm>
 #include <cstring>
 #include <utility>
@@ -53,6 +53,20 @@ bool ConvertsToFp8(DType dtype) {
 
 absl::Status CudaBackend::MatMul(const float* x, int64_t n, int64_t k, const TensorView& w,
                                  float* y) {
+  return Project(x, n, k, w, /*scratch=*/nullptr, y);
+}
+
+absl::Status CudaBackend::MatMulAdd(const float* x, int64_t n, int64_t k, const TensorView& w,
+                                    float* scratch, float* y) {
+  if (scratch == nullptr) {
+    return absl::InvalidArgumentError("cuda backend MatMulAdd: scratch is null");
+  }
+  return Project(x, n, k, w, scratch, y);
+}
+
+absl::Status CudaBackend::Project(const float* x, int64_t n, int64_t k, const TensorView& w,
+                                  float* scratch, float* y) {
+  const bool accumulate = scratch != nullptr;
   RETURN_IF_ERROR(TakeStickyError());
   ASSIGN_OR_RETURN(const DeviceMatrix matrix, DeviceView(w, "MatMul", "w"));
   const TensorView& view = matrix.view;
@@ -61,26 +75,30 @@ absl::Status CudaBackend::MatMul(const float* x, int64_t n, int64_t k, const Ten
         "cuda backend MatMul: w.shape %s does not take x [n=%d, k=%d]", view.ShapeString(), n,
         k));
   }
-  Sign(SignedOp::kMatMul, x, n, k, view.data, view.dtype, view.dim(0), matrix.row_scales, y);
+  Sign(SignedOp::kMatMul, x, n, k, view.data, view.dtype, view.dim(0), matrix.row_scales, y,
+       scratch);
   if ((view.dtype == DType::kF16 || view.dtype == DType::kBF16) && !batch_invariant_) {
     // A recording reads the GEMM's scratch.
     Sign(cuda_shim::GemmScratchGeneration(stream_.handle()));
     if (Replaying()) return absl::OkStatus();
-    return CudaGemm(x, n, k, view, y, &stream_);
+    return CudaGemm(x, n, k, view, y, &stream_, accumulate);
   }
+  const int64_t m = view.dim(0);
   // FP8 rows on tensor cores past the GEMV's rows, where the device and shape allow.
   const std::pair<int64_t, int64_t> shape(view.dim(0), k);
   if (view.dtype == DType::kF8E4M3 && n > kGemvRows && !batch_invariant_ &&
       !fp8_gemm_refused_.contains(shape)) {
     Sign(cuda_shim::GemmScratchGeneration(stream_.handle()));
     if (Replaying()) return absl::OkStatus();
-    const absl::Status status = CudaGemmFp8(x, n, k, view, matrix.row_scales, y, &stream_);
+    // Its output is scaled after the GEMM, so an accumulating call adds it afterwards.
+    const absl::Status status =
+        CudaGemmFp8(x, n, k, view, matrix.row_scales, accumulate ? scratch : y, &stream_);
+    if (status.ok() && accumulate) return CudaAdd(y, scratch, n * m, y, &stream_);
     if (!absl::IsUnimplemented(status)) return status;
     // Nothing was queued: remember the refusal and read the rows another way below (a
     // recording of this step is then stale once, by the sign above).
     fp8_gemm_refused_.insert(shape);
   }
-  const int64_t m = view.dim(0);
   if ((Traits(view.dtype).quantized || view.dtype == DType::kF8E4M3) &&
       n >= kDequantizedGemmRows && !batch_invariant_ && view.dense()) {
     // Slices of at most kDequantScratchBytes of F16 rows (at least one row).
@@ -91,12 +109,12 @@ absl::Status CudaBackend::MatMul(const float* x, int64_t n, int64_t k, const Ten
     Sign(dequantized_.as<void>(), halves, cuda_shim::GemmScratchGeneration(stream_.handle()));
     if (Replaying()) return absl::OkStatus();
     return CudaGemmQuantized(x, n, k, view, y, dequantized_.as<void>(), halves, &stream_,
-                             matrix.row_scales);
+                             matrix.row_scales, accumulate);
   }
   if (Replaying()) return absl::OkStatus();
   for (int64_t j = 0; j < n; j += kGemvRows) {
     RETURN_IF_ERROR(CudaGemv(x + j * k, std::min(kGemvRows, n - j), k, view, y + j * m, &stream_,
-                             matrix.row_scales));
+                             matrix.row_scales, accumulate));
   }
   return absl::OkStatus();
 }

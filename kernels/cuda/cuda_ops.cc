@@ -261,7 +261,7 @@ absl::Status CudaEmbedding(const TensorView& table, const int32_t* ids, int64_t 
 }
 
 absl::Status CudaGemv(const float* x, int64_t n, int64_t k, const TensorView& w, float* y,
-                      const CudaStream* stream, const float* row_scales) {
+                      const CudaStream* stream, const float* row_scales, bool accumulate) {
   absl::StatusOr<int> type = WeightTypeOf("CudaGemv", "w", w, row_scales);
   if (!type.ok()) return type.status();
   if (w.dim(1) != k) {
@@ -273,12 +273,13 @@ absl::Status CudaGemv(const float* x, int64_t n, int64_t k, const TensorView& w,
   }
   cuda_shim::Error error;
   return FromCode(
-      cuda_shim::Gemv(w.data, *type, row_scales, w.dim(0), k, x, n, y, &error, LaunchOn(stream)),
+      cuda_shim::Gemv(w.data, *type, row_scales, w.dim(0), k, x, n, y, accumulate, &error,
+                      LaunchOn(stream)),
       error, "Gemv");
 }
 
 absl::Status CudaGemm(const float* x, int64_t n, int64_t k, const TensorView& w, float* y,
-                      const CudaStream* stream) {
+                      const CudaStream* stream, bool accumulate) {
   absl::StatusOr<int> type = WeightTypeOf("CudaGemm", "w", w);
   if (!type.ok()) return type.status();
   if (*type != cuda_shim::kWF16 && *type != cuda_shim::kWBF16) {
@@ -292,12 +293,15 @@ absl::Status CudaGemm(const float* x, int64_t n, int64_t k, const TensorView& w,
   }
   if (n < 1) return absl::InvalidArgumentError(absl::StrFormat("CudaGemm: n=%d must be >= 1", n));
   cuda_shim::Error error;
-  return FromCode(cuda_shim::Gemm16(x, n, k, w.data, *type, w.dim(0), y, &error, LaunchOn(stream)), error, "Gemm");
+  return FromCode(cuda_shim::Gemm16(x, n, k, w.data, *type, w.dim(0), y, &error, LaunchOn(stream),
+                                    /*ldy=*/0, accumulate),
+                  error, "Gemm");
 }
 
 absl::Status CudaGemmQuantized(const float* x, int64_t n, int64_t k, const TensorView& w,
                                float* y, void* scratch, int64_t scratch_halves,
-                               const CudaStream* stream, const float* row_scales) {
+                               const CudaStream* stream, const float* row_scales,
+                               bool accumulate) {
   absl::StatusOr<int> type = WeightTypeOf("CudaGemmQuantized", "w", w, row_scales);
   if (!type.ok()) return type.status();
   if (!Traits(w.dtype).quantized && w.dtype != DType::kF8E4M3) {
@@ -324,7 +328,7 @@ absl::Status CudaGemmQuantized(const float* x, int64_t n, int64_t k, const Tenso
                                    scratch, &error, LaunchOn(stream)),
         error, "DequantizeToF16"));
     RETURN_IF_ERROR(FromCode(cuda_shim::Gemm16(x, n, k, scratch, cuda_shim::kWF16, rows, y + r0,
-                                               &error, LaunchOn(stream), m),
+                                               &error, LaunchOn(stream), m, accumulate),
                              error, "Gemm"));
   }
   return absl::OkStatus();

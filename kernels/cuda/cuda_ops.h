@@ -132,7 +132,8 @@ bool CudaReadsWeightType(DType type);
 
 // The ops below that read a matrix take `row_scales`: for an F8E4M3 matrix, a device array
 // of one float per row that multiplies it (CudaQuantizeRowsFp8); nullptr for any other
-// dtype. INVALID_ARGUMENT when the two do not go together.
+// dtype. INVALID_ARGUMENT when the two do not go together. The matmuls' `accumulate` adds
+// the product into y (y += x · Wᵀ, the residual stream's update) instead of writing it.
 
 // As Backend::Embedding for a table in device memory (TensorView::data is a device pointer;
 // a CudaReadsWeightType dtype; dense rows): out[i, :] = row ids[i] dequantized. `ids`
@@ -148,7 +149,7 @@ bool CudaReadsWeightType(DType type);
 // another dtype, shape or n.
 [[nodiscard]] absl::Status CudaGemv(const float* x, int64_t n, int64_t k, const TensorView& w,
                                     float* y, const CudaStream* stream = nullptr,
-                                    const float* row_scales = nullptr);
+                                    const float* row_scales = nullptr, bool accumulate = false);
 
 // The prefill GEMM: y[j, r] = x[j, :] · W[r, :] for W [m, k] F16 or BF16 in device memory
 // (dense rows) and float activations x [n, k], any n >= 1, through cuBLASLt with FP32
@@ -157,7 +158,8 @@ bool CudaReadsWeightType(DType type);
 // rounded x up to FP32 summation order. INVALID_ARGUMENT naming the field for another dtype
 // or shape; INTERNAL with cuBLASLt's status name when it fails.
 [[nodiscard]] absl::Status CudaGemm(const float* x, int64_t n, int64_t k, const TensorView& w,
-                                    float* y, const CudaStream* stream = nullptr);
+                                    float* y, const CudaStream* stream = nullptr,
+                                    bool accumulate = false);
 
 // The prefill GEMM for a quantized W [m, k] (a GGML block format or F8E4M3, dense rows,
 // device memory): slices of W's rows are dequantized to F16 in `scratch` (device memory of
@@ -168,7 +170,8 @@ bool CudaReadsWeightType(DType type);
                                              const TensorView& w, float* y, void* scratch,
                                              int64_t scratch_halves,
                                              const CudaStream* stream = nullptr,
-                                             const float* row_scales = nullptr);
+                                             const float* row_scales = nullptr,
+                                             bool accumulate = false);
 
 // W [m, k] (F32, F16 or BF16, dense, device memory) as FP8 rows (kernels/cuda/fp8_e4m3.h):
 // scales[r] = max |W[r, :]| / 448 and out[r, c] = E4M3(W[r, c] / scales[r]), the bits the

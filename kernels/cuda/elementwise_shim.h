@@ -92,9 +92,10 @@ int Embedding(const void* table, int type, const float* row_scales, int64_t cols
 int DequantizeToF16(const void* w, int type, const float* row_scales, int64_t rows, int64_t k,
                     void* out, Error* error, const Launch& launch = {});
 // y[j, r] = x[j, :] · W[r, :] for W [m, k] of `type` and float activations x [n, k]
-// (decode-sized n <= 8; one warp per weight row, dequantizing as it reads).
+// (decode-sized n <= 8; one warp per weight row, dequantizing as it reads); `accumulate`:
+// y[j, r] += instead.
 int Gemv(const void* w, int type, const float* row_scales, int64_t m, int64_t k, const float* x,
-         int64_t n, float* y, Error* error, const Launch& launch = {});
+         int64_t n, float* y, bool accumulate, Error* error, const Launch& launch = {});
 // The rows of src [rows, k] of `type` (any readable type but FP8 itself; F32 for
 // activations) as FP8: scales[r] = Fp8RowScale(max |row r|) and out[r, c] =
 // FloatToFp8E4M3(src[r, c] / scales[r]), bit for bit as the host computes them.

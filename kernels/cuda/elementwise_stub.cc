@@ -74,7 +74,7 @@ int Embedding(const void*, int, const float*, int64_t, const int32_t*, int64_t, 
   return NotBuilt(error);
 }
 int Gemv(const void*, int, const float*, int64_t, int64_t, const float*, int64_t, float*,
-         Error* error, const Launch&) {
+         bool, Error* error, const Launch&) {
   return NotBuilt(error);
 }
 int DequantizeToF16(const void*, int, const float*, int64_t, int64_t, void*, Error* error,
@@ -98,7 +98,7 @@ int WriteKv(const float*, const float*, const int32_t*, int64_t, int64_t, void*,
 }
 
 int Gemm16(const float*, int64_t, int64_t, const void*, int, int64_t, float*, Error* error,
-           const Launch&, int64_t) {
+           const Launch&, int64_t, bool) {
   return NotBuilt(error);
 }
 int GemmFp8(const float*, int64_t, int64_t, const void*, const float*, int64_t, float*,

@@ -213,7 +213,7 @@ int Prepare(LtState& s, cudaStream_t stream, StreamScratch** scratch, Error* err
 }  // namespace
 
 int Gemm16(const float* x, int64_t n, int64_t k, const void* w, int type, int64_t m, float* y,
-           Error* error, const Launch& launch, int64_t ldy) {
+           Error* error, const Launch& launch, int64_t ldy, bool accumulate) {
   if (type != kWF16 && type != kWBF16) {
     std::snprintf(error->text, sizeof(error->text), "Gemm16: weights must be F16 or BF16");
     return static_cast<int>(cudaErrorInvalidValue);
@@ -247,7 +247,7 @@ int Gemm16(const float* x, int64_t n, int64_t k, const void* w, int type, int64_
       code != 0) {
     return code;
   }
-  const float alpha = 1.0f, beta = 0.0f;
+  const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
   const cublasStatus_t st =
       cublasLtMatmul(s.handle, plan->op, &alpha, w, plan->a, scratch->activations, plan->b,
                      &beta, y, plan->c, y, plan->c, &plan->algo, scratch->workspace,

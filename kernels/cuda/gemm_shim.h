@@ -14,9 +14,10 @@ namespace tessera::cuda_shim {
 // FP32 accumulation writes y in float. Kept between calls: the handle, each shape's
 // descriptors and chosen algorithm, and per stream a 32 MiB workspace and the rounded-x
 // buffer. Thread-safe. Row j of y starts at y + j * ldy (ldy >= m; 0 means m), so that a
-// matmul over a slice of W's rows can write its columns of a wider y.
+// matmul over a slice of W's rows can write its columns of a wider y. `accumulate`: y +=
+// the product instead (cuBLASLt's beta = 1, the add done in the GEMM's epilogue).
 int Gemm16(const float* x, int64_t n, int64_t k, const void* w, int type, int64_t m, float* y,
-           Error* error, const Launch& launch = {}, int64_t ldy = 0);
+           Error* error, const Launch& launch = {}, int64_t ldy = 0, bool accumulate = false);
 
 // y[n, m] = x[n, k] · W[m, k]ᵀ on FP8 tensor cores (Ada and Hopper), for W the backend's FP8
 // rows (kWF8E4M3, dense) with their device row scales w_scales [m]: each row of x is

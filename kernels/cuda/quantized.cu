@@ -51,7 +51,8 @@ __global__ void EmbeddingKernel(const uint8_t* table, int type, const float* row
 // row at a time. Rows of a float type whose length is not a whole number of chunks finish
 // element by element.
 __global__ void GemvKernel(const uint8_t* w, int type, const float* row_scales, int64_t m,
-                           int64_t k, int64_t row_bytes, const float* x, int n, float* y) {
+                           int64_t k, int64_t row_bytes, const float* x, int n, float* y,
+                           bool accumulate) {
   const int64_t r = blockIdx.x * (blockDim.x / kWarp) + threadIdx.x / kWarp;
   const int lane = threadIdx.x % kWarp;
   if (r >= m) return;
@@ -84,7 +85,10 @@ __global__ void GemvKernel(const uint8_t* w, int type, const float* row_scales, 
     if (j >= n) break;
     float v = acc[j];
     for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
-    if (lane == 0) y[j * m + r] = v * RowScale(row_scales, r);
+    if (lane == 0) {
+      const float product = v * RowScale(row_scales, r);
+      y[j * m + r] = accumulate ? y[j * m + r] + product : product;
+    }
   }
 }
 
@@ -187,7 +191,7 @@ int Embedding(const void* table, int type, const float* row_scales, int64_t cols
 }
 
 int Gemv(const void* w, int type, const float* row_scales, int64_t m, int64_t k, const float* x,
-         int64_t n, float* y, Error* error, const Launch& launch) {
+         int64_t n, float* y, bool accumulate, Error* error, const Launch& launch) {
   const int64_t row_bytes = WeightRowBytes(type, k);
   if (row_bytes == 0) {
     return Invalid(error, "Gemv: unsupported weight dtype or a row not made of whole blocks");
@@ -199,7 +203,7 @@ int Gemv(const void* w, int type, const float* row_scales, int64_t m, int64_t k,
   const int64_t blocks = (m + kThreads / kWarp - 1) / (kThreads / kWarp);
   const auto* bytes = static_cast<const uint8_t*>(w);
   GemvKernel<<<static_cast<unsigned>(blocks), kThreads, 0, StreamOf(launch)>>>(
-      bytes, type, row_scales, m, k, row_bytes, x, static_cast<int>(n), y);
+      bytes, type, row_scales, m, k, row_bytes, x, static_cast<int>(n), y, accumulate);
   return FinishLaunch(error, launch);
 }
 

@@ -175,6 +175,55 @@ TEST_F(CudaBackendTest, Fp8WeightsArePackedPerRowAndReadByEveryPath) {
   testing::ExpectProductsClose(Download(dy, m0), want, DenseRows(q8_view), x, 1, m0, k);
 }
 
+// MatMulAdd adds the product into y on every path: cuBLASLt's epilogue (F16), the GEMV's
+// store (F32, Q8_0 at 3 rows), the dequantizing GEMM (Q8_0 at 70 rows), the FP8 GEMM (then an
+// Add) and FP8's GEMV; against y plus the reference's MatMul (x rounded as each path rounds
+// it).
+TEST_F(CudaBackendTest, MatMulAddAddsTheProductIntoY) {
+  absl::StatusOr<std::unique_ptr<CudaBackend>> fp8 = CudaBackend::Create({.fp8_weights = true});
+  ASSERT_TRUE(fp8.ok()) << fp8.status();
+  absl::StatusOr<CudaDeviceInfo> info = ProbeCudaDevice(0);
+  ASSERT_TRUE(info.ok()) << info.status();
+  const bool tensor_cores = info->compute_major * 10 + info->compute_minor >= 89;
+  const int64_t k = 96, m = 40;
+  for (const DType t : {DType::kF16, DType::kF32, DType::kQ8_0, DType::kBF16}) {
+    CudaBackend& backend = t == DType::kBF16 ? **fp8 : *cuda_;  // BF16 goes as FP8
+    const std::vector<uint8_t> w = testing::RandomWeights(t, m, k, rng_);
+    const TensorView host{t, {m, k}, const_cast<uint8_t*>(w.data())};
+    absl::StatusOr<std::unique_ptr<PackedWeight>> packed = backend.PackWeight(host);
+    ASSERT_TRUE(packed.ok() && *packed != nullptr) << packed.status();
+    TensorView device = host;
+    device.packed = packed->get();
+    std::vector<float> dense = DenseRows(host);
+    if (t == DType::kBF16) {
+      dense = testing::DequantizedFp8(testing::QuantizedToFp8(dense, m, k), m, k);
+    }
+    for (const int64_t n : {3, 70}) {
+      SCOPED_TRACE(absl::StrFormat("%s n %d", DTypeName(t), n));
+      const std::vector<float> x = RandomFloats(n * k, rng_), y0 = RandomFloats(n * m, rng_);
+      std::vector<float> xr = x;
+      if (t == DType::kF16) xr = RoundedTo(DType::kF16, x);
+      if (t == DType::kQ8_0 && n >= 64) {  // dequantized to F16 with x rounded to F16
+        xr = RoundedTo(DType::kF16, x);
+        dense = RoundedTo(DType::kF16, DenseRows(host));
+      }
+      const bool fp8_activations = t == DType::kBF16 && n > 8 && tensor_cores;
+      if (fp8_activations) xr = testing::DequantizedFp8(testing::QuantizedToFp8(x, n, k), n, k);
+      const std::vector<float> want = testing::Products(dense, xr, n, m, k);
+      DeviceBuffer dx = Upload(x), dy = Upload(y0);
+      DeviceBuffer scratch = Upload(std::vector<float>(n * m, NAN));
+      ASSERT_TRUE(
+          backend.MatMulAdd(dx.as<float>(), n, k, device, scratch.as<float>(), dy.as<float>()).ok());
+      // What was added to y (its subtraction rounds at y's scale, far below the bound).
+      const std::vector<float> got = Download(dy, want.size());
+      std::vector<float> added(want.size());
+      for (size_t i = 0; i < want.size(); ++i) added[i] = got[i] - y0[i];
+      testing::ExpectProductsClose(added, want, dense, xr, n, m, k,
+                                   fp8_activations ? 1e-3 : 2e-5);
+    }
+  }
+}
+
 TEST_F(CudaBackendTest, ElementwiseOpsMatchReference) {
   const int64_t n = 5, dim = 576, heads = 9, head_dim = 64;
   const std::vector<float> x = RandomFloats(n * dim, rng_), w = RandomFloats(dim, rng_);
