@@ -95,8 +95,8 @@ absl::Status CudaBackend::Project(const float* x, int64_t n, int64_t k, const Te
         CudaGemmFp8(x, n, k, view, matrix.row_scales, accumulate ? scratch : y, &stream_);
     if (status.ok() && accumulate) return CudaAdd(y, scratch, n * m, y, &stream_);
     if (!absl::IsUnimplemented(status)) return status;
-    // Nothing was queued: remember the refusal and read the rows another way below (a
-    // recording of this step is then stale once, by the sign above).
+    // y is untouched: remember the refusal and read the rows another way below (a recording
+    // of this step is then stale once, by the sign above).
     fp8_gemm_refused_.insert(shape);
   }
   if ((Traits(view.dtype).quantized || view.dtype == DType::kF8E4M3) &&

@@ -182,7 +182,7 @@ bool CudaReadsWeightType(DType type);
 // The prefill GEMM on FP8 tensor cores for an F8E4M3 W [m, k] with its row scales: each
 // activation row is quantized to FP8 with its own scale, the FP8 product accumulates in FP32,
 // and y [n, m] is scaled back (so a row of y depends only on its row of x). UNIMPLEMENTED,
-// with nothing queued, where cuBLASLt has no FP8 kernel for the shape or the device (before
+// with y untouched, where cuBLASLt has no FP8 kernel for the shape or the device (before
 // Ada, k not a multiple of 16 or m of 4): the caller then uses CudaGemv or
 // CudaGemmQuantized.
 [[nodiscard]] absl::Status CudaGemmFp8(const float* x, int64_t n, int64_t k, const TensorView& w,

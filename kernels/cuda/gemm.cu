@@ -126,7 +126,7 @@ int Fp8Unsupported(const char* why, Error* error) {
 // the call's own, fully aligned). An FP8 shape without an algorithm is kept as unsupported
 // and answered with kGemmFp8Unsupported.
 int GetPlan(LtState& s, cudaDataType_t ab_type, int64_t m, int64_t n, int64_t k, int64_t ldy,
-            uint32_t w_align, uint32_t y_align, const Plan** out, Error* error) {
+            uint32_t w_align, uint32_t y_align, Plan** out, Error* error) {
   const bool fp8 = ab_type == CUDA_R_8F_E4M3;
   const auto key = std::make_tuple(static_cast<int>(ab_type), m, n, k, ldy, w_align, y_align);
   if (auto it = s.plans.find(key); it != s.plans.end()) {
@@ -162,7 +162,9 @@ int GetPlan(LtState& s, cudaDataType_t ab_type, int64_t m, int64_t n, int64_t k,
   st = cublasLtMatmulAlgoGetHeuristic(s.handle, plan->op, plan->a, plan->b, plan->c, plan->c,
                                       pref, 1, &heuristic, &found);
   cublasLtMatmulPreferenceDestroy(pref);
-  if (fp8 && (st == CUBLAS_STATUS_NOT_SUPPORTED || (st == CUBLAS_STATUS_SUCCESS && found == 0))) {
+  // Any refusal of an FP8 shape (no algorithm, or a layout or alignment cuBLASLt rejects)
+  // sends the caller to its other kernels rather than failing the matmul.
+  if (fp8 && (st != CUBLAS_STATUS_SUCCESS || found == 0)) {
     plan->supported = false;
     if (s.plans.size() >= kMaxPlans) s.plans.clear();
     s.plans.emplace(key, std::move(plan));
@@ -241,7 +243,7 @@ int Gemm16(const float* x, int64_t n, int64_t k, const void* w, int type, int64_
                                                   static_cast<uint16_t*>(scratch->activations));
   if (cudaError_t err = cudaGetLastError(); err != cudaSuccess) return Fail(err, error);
 
-  const Plan* plan = nullptr;
+  Plan* plan = nullptr;
   if (int code = GetPlan(s, bf16 ? CUDA_R_16BF : CUDA_R_16F, m, n, k, ldy, Alignment(w),
                          Alignment(y), &plan, error);
       code != 0) {
@@ -276,7 +278,7 @@ int GemmFp8(const float* x, int64_t n, int64_t k, const void* w, const float* w_
   StreamScratch* scratch = nullptr;
   if (int code = Prepare(s, stream, &scratch, error); code != 0) return code;
   // The plan first: an unsupported shape must return before anything is queued.
-  const Plan* plan = nullptr;
+  Plan* plan = nullptr;
   if (int code = GetPlan(s, CUDA_R_8F_E4M3, m, n, k, ldy, Alignment(w), Alignment(y), &plan,
                          error);
       code != 0) {
@@ -303,7 +305,13 @@ int GemmFp8(const float* x, int64_t n, int64_t k, const void* w, const float* w_
   const cublasStatus_t st =
       cublasLtMatmul(s.handle, plan->op, &alpha, w, plan->a, x8, plan->b, &beta, y, plan->c, y,
                      plan->c, &plan->algo, scratch->workspace, kWorkspaceBytes, stream);
-  if (st != CUBLAS_STATUS_SUCCESS) return LtFail(st, "FP8 matmul", error);
+  if (st != CUBLAS_STATUS_SUCCESS) {
+    // Only the quantized activations (scratch) were written: y is untouched, so the caller
+    // can still read W another way, and this shape is not tried again.
+    plan->supported = false;
+    LtFail(st, "FP8 matmul", error);
+    return kGemmFp8Unsupported;
+  }
   ScaleRowsKernel<<<GridFor(n * m), 256, 0, stream>>>(y, n, m, ldy, x_scales, w_scales);
   return FinishLaunch(error, launch);
 }

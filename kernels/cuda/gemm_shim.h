@@ -23,10 +23,10 @@ int Gemm16(const float* x, int64_t n, int64_t k, const void* w, int type, int64_
 // rows (kWF8E4M3, dense) with their device row scales w_scales [m]: each row of x is
 // quantized to FP8 with its own scale (QuantizeRowsFp8), one cuBLASLt matmul of the FP8
 // matrices accumulates in FP32, and y[j, r] is then multiplied by x's scale j and W's
-// scale r. A row of y depends only on its own row of x. Returns kGemmFp8Unsupported
-// (nothing launched) where cuBLASLt has no FP8 algorithm for the shape or the device (k not
-// a multiple of 16, m or ldy not a multiple of 4, a GPU before Ada); the caller then reads W
-// another way. Same scratch, threading and ldy
+// scale r. A row of y depends only on its own row of x. Returns kGemmFp8Unsupported, with y
+// untouched, where cuBLASLt refuses FP8 for the shape or the device (k not a multiple of 16,
+// m or ldy not a multiple of 4, a GPU before Ada; the refusal is kept per shape); the caller
+// then reads W another way. Same scratch, threading and ldy
 // as Gemm16.
 inline constexpr int kGemmFp8Unsupported = 801;  // cudaErrorNotSupported
 int GemmFp8(const float* x, int64_t n, int64_t k, const void* w, const float* w_scales,
