@@ -97,6 +97,16 @@ class Sampler {
     if (!do_sample_ || logprobs_.has_value()) return std::nullopt;
     return chain_.plain_sampling_temperature();
   }
+  // The same for a sampler that reports the raw row's logprobs (LogprobsSource::kRaw): its
+  // token is that draw's, its logprob the drawn token's raw logit less the row's log Σ exp,
+  // and its alternatives the raw row's logprobs() most likely tokens, which a device backend
+  // can find where the logits are.
+  std::optional<float> plain_sampling_with_raw_logprobs() const {
+    if (!do_sample_ || !logprobs_.has_value() || source_ != LogprobsSource::kRaw) {
+      return std::nullopt;
+    }
+    return chain_.plain_sampling_temperature();
+  }
   // Set when a draw needs only the row's most likely tokens down to its top-p nucleus and
   // the row's softmax denominator (sampling at a temperature with top-p alone, no
   // logprobs): SampleNucleus gives Sample's token from them.

@@ -38,6 +38,7 @@ absl::Status LlamaModel::SelectFromLogits(const float* all, int64_t rows,
   selection->argmax.assign(n, RowArgMax{});
   selection->candidates.assign(n, TopKCandidates{});
   selection->drawn.assign(n, -1);
+  selection->drawn_logits.assign(n, 0.0f);
   selection->denominators.assign(n, 0.0);
   selection->log_normalizers.assign(n, 0.0);
   selection->row_index.assign(n, -1);
@@ -52,11 +53,11 @@ absl::Status LlamaModel::SelectFromLogits(const float* all, int64_t rows,
     RETURN_IF_ERROR(backend_->ArgMaxRows(all, rows, vocab, selection->argmax.data()));
   }
   // Rows whose most likely tokens come back: top-k and nucleus candidates, and the
-  // alternatives of greedy rows that report logprobs. Rows that report logprobs (greedy or
-  // top-k) also get their softmax denominator at T = 1.
+  // alternatives of greedy and plain-sampled rows that report logprobs. Rows that report
+  // logprobs also get their softmax denominator at T = 1.
   const auto by_top_k = [](const LogitsRowWant& w) {
     return w.kind == Kind::kTopK || w.kind == Kind::kNucleus ||
-           (w.kind == Kind::kArgMax && w.logprobs >= 0);
+           ((w.kind == Kind::kArgMax || w.kind == Kind::kDraw) && w.logprobs >= 0);
   };
   if (std::any_of(wants.begin(), wants.end(), by_top_k)) {
     std::vector<int32_t> k(n, 0);
@@ -67,11 +68,14 @@ absl::Status LlamaModel::SelectFromLogits(const float* all, int64_t rows,
       int64_t top_k = kNucleusCandidates;
       if (wants[r].kind == Kind::kTopK) {
         top_k = wants[r].top_k;
-      } else if (wants[r].kind == Kind::kArgMax) {
+      } else if (wants[r].kind == Kind::kArgMax || wants[r].kind == Kind::kDraw) {
         top_k = std::max<int64_t>(wants[r].logprobs, 1);  // 1: still tells a NaN row
       }
       k[r] = static_cast<int32_t>(std::min<int64_t>(top_k, vocab));
-      if (wants[r].kind != Kind::kArgMax) temperature[r] = wants[r].temperature;
+      // A draw's alternatives are the raw row's (its own temperature is SampleRows').
+      if (wants[r].kind == Kind::kTopK || wants[r].kind == Kind::kNucleus) {
+        temperature[r] = wants[r].temperature;
+      }
       if (wants[r].logprobs >= 0) {
         nucleus_temperature[r] = 1.0f;  // the log-normalizer's sum
       } else if (wants[r].kind == Kind::kNucleus && wants[r].top_p < 1) {
@@ -106,7 +110,7 @@ absl::Status LlamaModel::SelectFromLogits(const float* all, int64_t rows,
           continue;
         }
         float max = selection->argmax[r].value;
-        if (wants[r].kind == Kind::kTopK) {
+        if (wants[r].kind != Kind::kArgMax) {
           max = *std::max_element(values.begin() + offset, values.begin() + offset + counts[r]);
         }
         selection->log_normalizers[r] =
@@ -146,6 +150,23 @@ absl::Status LlamaModel::SelectFromLogits(const float* all, int64_t rows,
     }
     RETURN_IF_ERROR(
         backend_->SampleRows(all, rows, vocab, temperature, u, selection->drawn.data()));
+    // The logit of each drawn token whose row reports logprobs: from its candidates, else
+    // the one float from the backend.
+    for (size_t r = 0; r < n; ++r) {
+      const int32_t token = selection->drawn[r];
+      if (wants[r].kind != Kind::kDraw || wants[r].logprobs < 0 || whole[r] || token < 0) {
+        continue;
+      }
+      const TopKCandidates& top = selection->candidates[r];
+      const auto at = std::find(top.ids.begin(), top.ids.end(), token);
+      if (at != top.ids.end()) {
+        selection->drawn_logits[r] = top.values[static_cast<size_t>(at - top.ids.begin())];
+      } else {
+        RETURN_IF_ERROR(backend_->CopyFromBackend(&selection->drawn_logits[r],
+                                                  all + r * static_cast<size_t>(vocab) + token,
+                                                  sizeof(float)));
+      }
+    }
   }
   // The rows that come back whole, runs of neighbouring rows in one copy each.
   logits->clear();

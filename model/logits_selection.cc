@@ -25,13 +25,15 @@ absl::Status CheckLogitsSelection(const LogitsSelection& selection, int64_t rows
           want.temperature, ", top_p ", want.top_p, " and min_p ", want.min_p,
           "; the temperature must be > 0, top_p in (0, 1] and min_p in [0, 1), one of them set"));
     }
-    const int64_t most_logprobs = want.kind == LogitsRowWant::Kind::kArgMax ? kMaxLogprobCandidates
+    const bool whole_row_logprobs =
+        want.kind == LogitsRowWant::Kind::kArgMax || want.kind == LogitsRowWant::Kind::kDraw;
+    const int64_t most_logprobs = whole_row_logprobs                         ? kMaxLogprobCandidates
                                   : want.kind == LogitsRowWant::Kind::kTopK ? want.top_k
                                                                              : -1;
     if (want.logprobs != -1 && (want.logprobs < 0 || want.logprobs > most_logprobs)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "ForwardPaged: selection.wants[", r, "] asks for ", want.logprobs,
-          " logprobs; only argmax wants (up to ", kMaxLogprobCandidates,
+          " logprobs; only argmax and draw wants (up to ", kMaxLogprobCandidates,
           ") and top-k wants (up to their top_k) may, else -1"));
     }
     if (want.kind == LogitsRowWant::Kind::kDraw &&

@@ -23,10 +23,10 @@ struct LogitsRowWant {
   double top_p = 1.0;         // kNucleus: in (0, 1]; 1 for none
   double min_p = 0.0;         // kNucleus: in [0, 1); 0 for none (one of the two is set)
   double u = 0.0;             // kDraw: the draw's uniform in [0, 1)
-  // kArgMax and kTopK: >= 0 also asks for the raw row's log-probabilities (Sampler's raw
-  // logprobs): its log-normalizer and, when > 0, its `logprobs` most likely tokens (for
-  // kArgMax TopKOfRow at temperature 1, ties included; for kTopK, at most top_k, they are
-  // among the candidates); -1 for none (every other kind).
+  // kArgMax, kTopK and kDraw: >= 0 also asks for the raw row's log-probabilities (Sampler's
+  // raw logprobs): its log-normalizer and, when > 0, its `logprobs` most likely tokens (for
+  // kArgMax and kDraw TopKOfRow at temperature 1, ties included; for kTopK, at most top_k,
+  // they are among the candidates), and for kDraw the drawn token's logit; -1 for none.
   int64_t logprobs = -1;
 };
 
@@ -41,10 +41,10 @@ struct LogitsSelection {
   // Out, one entry per logits row:
   std::vector<RowArgMax> argmax;            // kArgMax rows
   // kTopK rows, kNucleus rows (the kNucleusCandidates most likely tokens, ties included)
-  // and kArgMax rows with logprobs > 0 (their `logprobs` most likely); empty when the row
-  // came back whole.
+  // and kArgMax and kDraw rows with logprobs > 0 (their `logprobs` most likely); empty when
+  // the row came back whole.
   std::vector<TopKCandidates> candidates;
-  // kArgMax and kTopK rows with logprobs >= 0: log Σ exp(row) in float64 (the max plus the
+  // kArgMax, kTopK and kDraw rows with logprobs >= 0: log Σ exp(row) in float64 (the max plus the
   // log of SoftmaxDenominators' sum at temperature 1), from which a token's logprob is
   // float(logit - log_normalizer) (decoding/sampler.h's LogprobOf).
   std::vector<double> log_normalizers;
@@ -52,6 +52,8 @@ struct LogitsSelection {
   // SoftmaxDenominators' sum.
   std::vector<double> denominators;
   std::vector<int32_t> drawn;               // kDraw rows: the token (-1: no value is finite)
+  // kDraw rows with logprobs >= 0 and a token: the drawn token's raw logit.
+  std::vector<float> drawn_logits;
   // Where the row is in the returned logits, or -1. kRow rows always come back, and so do
   // kTopK and kNucleus rows whose candidates could not be taken (more ties than the room for
   // them, a NaN in the row, or for kNucleus a nucleus that reaches past them:

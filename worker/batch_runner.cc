@@ -302,8 +302,12 @@ std::vector<LogitsRowWant> BatchRunner::LogitsWants(const StepPlan& plan,
       wants[r].top_p = nucleus->top_p;
       wants[r].min_p = nucleus->min_p;
       any = true;
-    } else if (const auto temperature = sampler->second.plain_sampling_temperature();
-               temperature.has_value() && e.num_samples == 1) {
+    } else if (std::optional<float> temperature = sampler->second.plain_sampling_temperature();
+               e.num_samples == 1 &&
+               (temperature.has_value() ||
+                (temperature = sampler->second.plain_sampling_with_raw_logprobs()).has_value())) {
+      const int64_t logprobs = sampler->second.logprobs().value_or(-1);
+      if (logprobs > kMaxLogprobCandidates) continue;  // the whole row
       const SequenceGroup* group = scheduler_->FindRequest(e.request_id);
       const Sequence* seq = scheduler_->FindSequence(e.seq_id);
       if (group == nullptr || seq == nullptr) continue;  // Decode reports it
@@ -311,6 +315,7 @@ std::vector<LogitsRowWant> BatchRunner::LogitsWants(const StepPlan& plan,
       wants[r].kind = Kind::kDraw;
       wants[r].temperature = *temperature;
       wants[r].u = sampler->second.DrawUniform(history, SequenceIndex(*group, e.seq_id));
+      wants[r].logprobs = logprobs;
       any = true;
     }
   }
@@ -348,7 +353,8 @@ absl::StatusOr<StepResult> BatchRunner::Decode(const StepPlan& plan, const StepB
   if (selected && (selection_.wants.size() != rows || selection_.row_index.size() != rows ||
                    selection_.argmax.size() != rows || selection_.candidates.size() != rows ||
                    selection_.drawn.size() != rows || selection_.denominators.size() != rows ||
-                   selection_.log_normalizers.size() != rows)) {
+                   selection_.log_normalizers.size() != rows ||
+                   selection_.drawn_logits.size() != rows)) {
     return absl::InternalError(absl::StrCat("BatchRunner: a logits selection of ",
                                             selection_.row_index.size(), " rows for ", rows,
                                             " logits entries"));
@@ -409,10 +415,21 @@ absl::StatusOr<StepResult> BatchRunner::Decode(const StepPlan& plan, const StepB
         return absl::InternalError(absl::StrCat("BatchRunner: sequence ", e.seq_id,
                                                 " changed between its step's launch and landing"));
       }
-      if (selection_.drawn[r] < 0) {
+      const int32_t token = selection_.drawn[r];
+      if (token < 0) {
         out.finish = FinishReason::kAborted;
       } else {
-        out.tokens.push_back(selection_.drawn[r]);
+        out.tokens.push_back(token);
+        if (const int64_t n = selection_.wants[r].logprobs; n >= 0) {
+          // Sample's raw logprobs, from the row's log-normalizer and candidates.
+          ++stats_.backend_logprob_rows;
+          const double normalizer = selection_.log_normalizers[r];
+          const TopKCandidates& top = selection_.candidates[r];
+          (*drawn)[batch.logits_entries[r]].push_back(
+              {.token = token,
+               .logprob = LogprobOf(selection_.drawn_logits[r], normalizer),
+               .top = TopLogprobsOfCandidates(top.ids, top.values, n, normalizer)});
+        }
       }
       result.outputs.push_back(std::move(out));
       continue;

@@ -177,6 +177,43 @@ TEST(PlainSamplingTest, SampleIsTheDrawOverTheDividedRow) {
                         [](const Sampler& s) { return s.plain_sampling_temperature().has_value(); });
 }
 
+// Plain sampling that reports the raw row's logprobs: the same draw, and Sample's logprobs
+// are the drawn token's raw logit less the row's log Σ exp, and the raw row's TopLogprobs.
+TEST(PlainSamplingTest, RawLogprobsComeFromTheRawRow) {
+  std::mt19937 rng(6);
+  std::normal_distribution<float> logit(0.0f, 2.0f);
+  GenerationConfig c;
+  c.do_sample = true;
+  c.top_k = 0;
+  c.temperature = 0.8;
+  c.seed = 41;
+  c.logprobs = 3;
+  auto sampler = Sampler::Create(c, 200, 0);
+  ASSERT_TRUE(sampler.ok()) << sampler.status();
+  EXPECT_FALSE(sampler->plain_sampling_temperature().has_value());
+  ASSERT_EQ(sampler->plain_sampling_with_raw_logprobs(), 0.8f);
+  for (int trial = 0; trial < 20; ++trial) {
+    std::vector<float> row(200);
+    for (float& v : row) v = logit(rng);
+    const std::vector<int32_t> ids(static_cast<size_t>(trial + 1), 7);
+    const TokenHistory h{ids, 1};
+    std::vector<float> scaled = row;
+    for (float& v : scaled) v /= 0.8f;
+    std::vector<float> processed = row;
+    const SampleResult s = sampler->Sample(h, processed, 0);
+    EXPECT_EQ(s.token, DrawFromRow(scaled, sampler->DrawUniform(h, 0)));
+    EXPECT_EQ(s.logprob, TokenLogprobOf(row, s.token));
+    EXPECT_EQ(s.top, TopLogprobs(row, 3));
+  }
+  ExpectNotOfferedAfter(c,
+                        {[](GenerationConfig& g) { g.top_k = 5; },
+                         [](GenerationConfig& g) { g.presence_penalty = 0.5; },
+                         [](GenerationConfig& g) { g.do_sample = false; }},
+                        [](const Sampler& s) {
+                          return s.plain_sampling_with_raw_logprobs().has_value();
+                        });
+}
+
 // Top-p and / or min-p without top-k from the row's most likely tokens and its softmax
 // denominator (summed as the CPU backends sum it): the same token as the whole row wherever
 // what they keep lies within the candidates, and "needs the whole row" where it does not

@@ -260,7 +260,8 @@ TEST_F(DeviceMemoryTest, TopKRowsThatCannotBeTakenComeBackWhole) {
 // Greedy rows that report logprobs stay on the backend too: their argmax, log-normalizer and
 // candidates give TokenLogprobOf and TopLogprobs of the host's row bit for bit; a row the
 // backend reports a NaN in comes back whole, and so would a row with +inf (a denominator of
-// 0). Logprobs on another kind of want, or past the limit, are refused.
+// 0). Plain draws and top-k rows report them alike. Logprobs on another kind of want, or
+// past the limit, are refused.
 TEST_F(DeviceMemoryTest, GreedyLogprobRowsStayOnTheBackend) {
   const std::vector<int32_t> ids = {3, 1, 4}, positions = {0, 1, 2}, table = {0};
   const std::vector<PagedSequence> seqs = {{0, 3, 3, table}};
@@ -300,9 +301,34 @@ TEST_F(DeviceMemoryTest, GreedyLogprobRowsStayOnTheBackend) {
   EXPECT_EQ(guarded_backend_.bytes_to_host(), copied_before);
   EXPECT_EQ(LogprobOf(ArgMaxOfRow({want.data(), vocab}).value, selection.log_normalizers[0]),
             TokenLogprobOf({want.data(), vocab}, ArgMaxOfRow({want.data(), vocab}).index));
+  // A plain draw reports the raw row's logprobs: the drawn token's logit comes back alone
+  // (one float, when it is not among the alternatives).
+  for (const int64_t n : {0, 3}) {
+    SCOPED_TRACE(n);
+    selection.wants = {{.kind = Kind::kDraw, .temperature = 0.7f, .u = 0.375, .logprobs = n},
+                       {.kind = Kind::kDraw, .temperature = 1.3f, .u = 0.875, .logprobs = n}};
+    const int64_t before = guarded_backend_.bytes_to_host();
+    ASSERT_TRUE(guarded_->ForwardPaged(batch, *guarded_cache, &got, nullptr, {}, &selection).ok());
+    EXPECT_LE(guarded_backend_.bytes_to_host() - before, 2 * static_cast<int64_t>(sizeof(float)));
+    EXPECT_TRUE(got.empty());
+    for (size_t r = 0; r < 2; ++r) {
+      const std::span<const float> row(want.data() + r * vocab, vocab);
+      const int32_t token = selection.drawn[r];
+      ASSERT_GE(token, 0);
+      EXPECT_EQ(selection.drawn_logits[r], row[static_cast<size_t>(token)]);
+      EXPECT_EQ(LogprobOf(selection.drawn_logits[r], selection.log_normalizers[r]),
+                TokenLogprobOf(row, token));
+      const TopKCandidates& top = selection.candidates[r];
+      EXPECT_EQ(TopLogprobsOfCandidates(top.ids, top.values, n, selection.log_normalizers[r]),
+                TopLogprobs(row, n));
+    }
+  }
   for (const LogitsRowWant& bad_want :
        {LogitsRowWant{.kind = Kind::kTopK, .top_k = 2, .logprobs = 3},
-        LogitsRowWant{.kind = Kind::kDraw, .temperature = 1.0f, .u = 0.5, .logprobs = 0}}) {
+        LogitsRowWant{.kind = Kind::kDraw, .temperature = 1.0f, .u = 0.5,
+                      .logprobs = kMaxLogprobCandidates + 1},
+        LogitsRowWant{.kind = Kind::kNucleus, .temperature = 1.0f, .top_p = 0.5,
+                      .logprobs = 0}}) {
     selection.wants = {bad_want, {.kind = Kind::kArgMax}};
     const absl::Status bad =
         guarded_->ForwardPaged(batch, *guarded_cache, &got, nullptr, {}, &selection);

@@ -290,16 +290,17 @@ TEST_P(BatchRunnerTest, RowsOfEveryKindInOneBatchMatchSolo) {
   }
 }
 
-// Greedy and top-k sampled requests that report raw logprobs keep their rows where the
-// logits are: the token, its logprob and the alternatives come from the backend's argmax or
-// top-k candidates and its softmax denominator, and equal Sample's over the whole row
-// (exactly on cpu-reference, whose rows do not depend on the batch around them).
+// Greedy, top-k sampled and plain-sampled requests that report raw logprobs keep their rows
+// where the logits are: the token, its logprob and the alternatives come from the backend's
+// argmax, draw or top-k candidates (and a drawn token's logit) and its softmax denominator,
+// and equal Sample's over the whole row (exactly on cpu-reference, whose rows do not depend
+// on the batch around them).
 TEST_P(BatchRunnerTest, LogprobsComeFromTheRowReductions) {
   std::mt19937 rng(29);
   auto runner = MakeRunner(/*num_blocks=*/48, /*token_budget=*/64, /*max_seqs=*/8);
   ASSERT_NE(runner, nullptr);
   std::vector<WorkerRequest> requests;
-  const std::vector<int64_t> alternatives = {0, 1, 3, 5, -1, 0, 2, 6};
+  const std::vector<int64_t> alternatives = {0, 1, 3, 5, -1, 0, 2, 6, 0, 4};
   for (size_t i = 0; i < alternatives.size(); ++i) {
     WorkerRequest r = Greedy(absl::StrCat("g", i), RandomTokens(rng, 3 + 2 * static_cast<int>(i)), 5);
     if (alternatives[i] >= 0) r.generation.logprobs = alternatives[i];
@@ -309,6 +310,7 @@ TEST_P(BatchRunnerTest, LogprobsComeFromTheRowReductions) {
       r.generation.temperature = 0.8;
       r.generation.seed = 70 + i;
     }
+    if (i >= 8) r.generation.top_k = 0;  // plain sampling: the drawn token's logit too
     requests.push_back(r);
   }
   const auto by_id = RunAll(*runner, requests);
@@ -360,6 +362,34 @@ TEST_P(BatchRunnerTest, LogprobsComeFromTheRowReductions) {
       }
     }
   }
+}
+
+// Plain-sampled requests alone: their logprob rows are the backend's (no row comes back).
+TEST_P(BatchRunnerTest, PlainSampledLogprobRowsStayOnTheBackend) {
+  std::mt19937 rng(31);
+  auto runner = MakeRunner(/*num_blocks=*/16, /*token_budget=*/32, /*max_seqs=*/2);
+  ASSERT_NE(runner, nullptr);
+  std::vector<WorkerRequest> requests;
+  for (int i = 0; i < 2; ++i) {
+    WorkerRequest r = Greedy(absl::StrCat("p", i), RandomTokens(rng, 5), 4);
+    r.generation.do_sample = true;
+    r.generation.top_k = 0;
+    r.generation.temperature = 0.9;
+    r.generation.seed = 90 + i;
+    r.generation.logprobs = 2 * i;
+    requests.push_back(r);
+  }
+  const auto by_id = RunAll(*runner, requests);
+  ASSERT_EQ(by_id.size(), requests.size());
+  // Every generated token's row, the prompt's last row included.
+  int64_t generated = 0;
+  for (const WorkerRequest& r : requests) {
+    const RequestOutput::Completion& c = by_id.at(r.spec.request_id).completions.at(0);
+    EXPECT_EQ(c.token_logprobs.size(), c.generated_token_ids.size()) << r.spec.request_id;
+    generated += static_cast<int64_t>(c.generated_token_ids.size());
+  }
+  EXPECT_GT(generated, 0);
+  EXPECT_EQ(runner->stats().backend_logprob_rows, generated);
 }
 
 TEST_P(BatchRunnerTest, CancelEndsOneRequestAndLeavesTheOtherIntact) {
