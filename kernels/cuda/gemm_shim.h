@@ -32,8 +32,9 @@ inline constexpr int kGemmFp8Unsupported = 801;  // cudaErrorNotSupported
 int GemmFp8(const float* x, int64_t n, int64_t k, const void* w, const float* w_scales,
             int64_t m, float* y, Error* error, const Launch& launch = {}, int64_t ldy = 0);
 
-// Counts the reallocations of Gemm16's and GemmFp8's activation buffers for `stream`: a recorded step
-// (step_graphs.h) that read the buffer of an earlier count would read freed memory.
+// Counts the reallocations of Gemm16's and GemmFp8's activation buffers for `stream`: a
+// recorded step (step_graphs.h) that read the buffer of an earlier count would read freed
+// memory.
 uint64_t GemmScratchGeneration(void* stream);
 
 }  // namespace tessera::cuda_shim

@@ -165,7 +165,9 @@ int DequantizeToF16(const void* w, int type, const float* row_scales, int64_t ro
     return Invalid(error,
                    "DequantizeToF16: unsupported weight dtype, or rows not made of whole chunks");
   }
-  if (ScalesMissing(type, row_scales)) return Invalid(error, "DequantizeToF16: FP8 rows need their scales");
+  if (ScalesMissing(type, row_scales)) {
+    return Invalid(error, "DequantizeToF16: FP8 rows need their scales");
+  }
   const int64_t chunks = rows * (k / kWeightChunk);
   if (chunks <= 0) return 0;
   constexpr int kThreads = 256;
@@ -182,7 +184,9 @@ int Embedding(const void* table, int type, const float* row_scales, int64_t cols
   if (row_bytes == 0) {
     return Invalid(error, "Embedding: unsupported table dtype or a row not made of whole blocks");
   }
-  if (ScalesMissing(type, row_scales)) return Invalid(error, "Embedding: FP8 rows need their scales");
+  if (ScalesMissing(type, row_scales)) {
+    return Invalid(error, "Embedding: FP8 rows need their scales");
+  }
   if (n <= 0) return 0;
   const auto* bytes = static_cast<const uint8_t*>(table);
   EmbeddingKernel<<<static_cast<unsigned>(n), 256, 0, StreamOf(launch)>>>(

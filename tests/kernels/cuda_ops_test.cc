@@ -285,14 +285,7 @@ TEST_F(CudaOpsTest, QuantizedGemmMatchesRoundedWeightsAndActivations) {
     const std::vector<float> wr = RoundedTo(DType::kF16, DenseRows(host));
     const std::vector<float> x = RandomFloats(n * k, rng_);
     const std::vector<float> xr = RoundedTo(DType::kF16, x);
-    std::vector<float> want(static_cast<size_t>(n * m));
-    for (int64_t j = 0; j < n; ++j) {
-      for (int64_t r = 0; r < m; ++r) {
-        double sum = 0.0;
-        for (int64_t c = 0; c < k; ++c) sum += double(wr[r * k + c]) * xr[j * k + c];
-        want[j * m + r] = static_cast<float>(sum);
-      }
-    }
+    const std::vector<float> want = testing::Products(wr, xr, n, m, k);
     DeviceBuffer dw = Upload(w), dx = Upload(x);
     for (const int64_t scratch_halves : {3 * k + 5, m * k}) {
       DeviceBuffer scratch = Upload(std::vector<uint16_t>(scratch_halves));
