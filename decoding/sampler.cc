@@ -121,8 +121,10 @@ std::optional<SampleResult> Sampler::SampleNucleus(const TokenHistory& history,
                                                    std::span<const int32_t> ids,
                                                    std::span<float> values, double denominator,
                                                    uint64_t sequence_index) const {
-  TESSERA_CHECK_MSG(nucleus().has_value() && ids.size() == values.size(),
-                    "SampleNucleus needs a sampler with a nucleus and one id per value");
+  TESSERA_CHECK_MSG(
+      (nucleus().has_value() || nucleus_with_raw_logprobs().has_value()) &&
+          ids.size() == values.size(),
+      "SampleNucleus needs a sampler with a nucleus and one id per value");
   if (!chain_.ApplyToNucleus(values, denominator)) return std::nullopt;
   const int32_t i = SampleFromLogits(values, DrawUniform(history, sequence_index));
   SampleResult result;

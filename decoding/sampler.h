@@ -114,10 +114,20 @@ class Sampler {
     if (!do_sample_ || logprobs_.has_value()) return std::nullopt;
     return chain_.nucleus();
   }
-  // Sample for a sampler with nucleus(), over the candidates' ids (ascending) and raw
-  // values (processed in place) and the row's denominator (LogitsProcessorChain::
-  // ApplyToNucleus). std::nullopt when the nucleus reaches past the candidates (the whole
-  // row is needed); token -1 when no candidate is finite.
+  // The same for a sampler that reports the raw row's logprobs (LogprobsSource::kRaw): the
+  // token is SampleNucleus's, and its logprob and alternatives (at most the candidates) come
+  // from the candidates' raw values and the raw row's log Σ exp.
+  std::optional<NucleusSelection> nucleus_with_raw_logprobs() const {
+    if (!do_sample_ || !logprobs_.has_value() || source_ != LogprobsSource::kRaw) {
+      return std::nullopt;
+    }
+    return chain_.nucleus();
+  }
+  // Sample for a sampler with nucleus() or nucleus_with_raw_logprobs(), over the
+  // candidates' ids (ascending) and raw values (processed in place) and the row's
+  // denominator (LogitsProcessorChain::ApplyToNucleus): the token only. std::nullopt when
+  // the nucleus reaches past the candidates (the whole row is needed); token -1 when no
+  // candidate is finite.
   std::optional<SampleResult> SampleNucleus(const TokenHistory& history,
                                             std::span<const int32_t> ids,
                                             std::span<float> values, double denominator,

@@ -61,7 +61,10 @@ absl::Status LlamaModel::SelectFromLogits(const float* all, int64_t rows,
   };
   if (std::any_of(wants.begin(), wants.end(), by_top_k)) {
     std::vector<int32_t> k(n, 0);
-    std::vector<float> temperature(n, 1.0f), nucleus_temperature(n, 0.0f);
+    // nucleus_temperature: the denominators' (a nucleus row's own, or 1 for a log-normalizer);
+    // raw_temperature: 1 for a nucleus row that needs both.
+    std::vector<float> temperature(n, 1.0f), nucleus_temperature(n, 0.0f),
+        raw_temperature(n, 0.0f);
     int64_t capacity = 0;
     for (size_t r = 0; r < n; ++r) {
       if (!by_top_k(wants[r])) continue;
@@ -76,10 +79,12 @@ absl::Status LlamaModel::SelectFromLogits(const float* all, int64_t rows,
       if (wants[r].kind == Kind::kTopK || wants[r].kind == Kind::kNucleus) {
         temperature[r] = wants[r].temperature;
       }
-      if (wants[r].logprobs >= 0) {
+      if (wants[r].kind == Kind::kNucleus) {
+        // Only top-p needs the denominator at the row's temperature.
+        if (wants[r].top_p < 1) nucleus_temperature[r] = wants[r].temperature;
+        if (wants[r].logprobs >= 0) raw_temperature[r] = 1.0f;  // the log-normalizer's sum
+      } else if (wants[r].logprobs >= 0) {
         nucleus_temperature[r] = 1.0f;  // the log-normalizer's sum
-      } else if (wants[r].kind == Kind::kNucleus && wants[r].top_p < 1) {
-        nucleus_temperature[r] = wants[r].temperature;  // only top-p needs the denominator
       }
       capacity = std::max<int64_t>(capacity, k[r] + kTopKTieRoom);
     }
@@ -93,6 +98,12 @@ absl::Status LlamaModel::SelectFromLogits(const float* all, int64_t rows,
       RETURN_IF_ERROR(backend_->SoftmaxDenominators(all, rows, vocab, nucleus_temperature,
                                                     selection->denominators.data()));
     }
+    std::vector<double> raw_sums(n, 0.0);
+    if (std::any_of(raw_temperature.begin(), raw_temperature.end(),
+                    [](float t) { return t > 0; })) {
+      RETURN_IF_ERROR(
+          backend_->SoftmaxDenominators(all, rows, vocab, raw_temperature, raw_sums.data()));
+    }
     for (size_t r = 0; r < n; ++r) {
       if (!by_top_k(wants[r])) continue;
       // A NaN, or more ties than room (which a greedy row without alternatives can bear).
@@ -105,7 +116,9 @@ absl::Status LlamaModel::SelectFromLogits(const float* all, int64_t rows,
       if (wants[r].logprobs >= 0) {
         // A finite max gives a sum of at least 1; 0 means +inf (or no finite value). The
         // max: the argmax's, or the largest candidate's (the row's largest is one).
-        if (!(selection->denominators[r] > 0)) {
+        const double sum = wants[r].kind == Kind::kNucleus ? raw_sums[r]
+                                                           : selection->denominators[r];
+        if (!(sum > 0)) {
           whole[r] = true;
           continue;
         }
@@ -113,8 +126,7 @@ absl::Status LlamaModel::SelectFromLogits(const float* all, int64_t rows,
         if (wants[r].kind != Kind::kArgMax) {
           max = *std::max_element(values.begin() + offset, values.begin() + offset + counts[r]);
         }
-        selection->log_normalizers[r] =
-            static_cast<double>(max) + std::log(selection->denominators[r]);
+        selection->log_normalizers[r] = static_cast<double>(max) + std::log(sum);
         if (wants[r].kind == Kind::kArgMax && wants[r].logprobs == 0) continue;
       }
       const auto first = ids.begin() + offset;

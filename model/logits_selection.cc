@@ -27,13 +27,16 @@ absl::Status CheckLogitsSelection(const LogitsSelection& selection, int64_t rows
     }
     const bool whole_row_logprobs =
         want.kind == LogitsRowWant::Kind::kArgMax || want.kind == LogitsRowWant::Kind::kDraw;
-    const int64_t most_logprobs = whole_row_logprobs                         ? kMaxLogprobCandidates
+    const int64_t most_logprobs = whole_row_logprobs ? kMaxLogprobCandidates
+                                  : want.kind == LogitsRowWant::Kind::kNucleus
+                                      ? kNucleusCandidates
                                   : want.kind == LogitsRowWant::Kind::kTopK ? want.top_k
                                                                              : -1;
     if (want.logprobs != -1 && (want.logprobs < 0 || want.logprobs > most_logprobs)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "ForwardPaged: selection.wants[", r, "] asks for ", want.logprobs,
           " logprobs; only argmax and draw wants (up to ", kMaxLogprobCandidates,
+          "), nucleus wants (up to ", kNucleusCandidates,
           ") and top-k wants (up to their top_k) may, else -1"));
     }
     if (want.kind == LogitsRowWant::Kind::kDraw &&

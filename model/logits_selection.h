@@ -23,10 +23,11 @@ struct LogitsRowWant {
   double top_p = 1.0;         // kNucleus: in (0, 1]; 1 for none
   double min_p = 0.0;         // kNucleus: in [0, 1); 0 for none (one of the two is set)
   double u = 0.0;             // kDraw: the draw's uniform in [0, 1)
-  // kArgMax, kTopK and kDraw: >= 0 also asks for the raw row's log-probabilities (Sampler's
-  // raw logprobs): its log-normalizer and, when > 0, its `logprobs` most likely tokens (for
-  // kArgMax and kDraw TopKOfRow at temperature 1, ties included; for kTopK, at most top_k,
-  // they are among the candidates), and for kDraw the drawn token's logit; -1 for none.
+  // kArgMax, kTopK, kNucleus and kDraw: >= 0 also asks for the raw row's log-probabilities
+  // (Sampler's raw logprobs): its log-normalizer and, when > 0, its `logprobs` most likely
+  // tokens (for kArgMax and kDraw TopKOfRow at temperature 1, ties included; for kTopK, at
+  // most top_k, and kNucleus they are among the candidates), and for kDraw the drawn
+  // token's logit; -1 for none.
   int64_t logprobs = -1;
 };
 
@@ -44,12 +45,12 @@ struct LogitsSelection {
   // and kArgMax and kDraw rows with logprobs > 0 (their `logprobs` most likely); empty when
   // the row came back whole.
   std::vector<TopKCandidates> candidates;
-  // kArgMax, kTopK and kDraw rows with logprobs >= 0: log Σ exp(row) in float64 (the max plus the
+  // Rows with logprobs >= 0: log Σ exp(row) in float64 (the max plus the
   // log of SoftmaxDenominators' sum at temperature 1), from which a token's logprob is
   // float(logit - log_normalizer) (decoding/sampler.h's LogprobOf).
   std::vector<double> log_normalizers;
-  // kNucleus rows, and kArgMax and kTopK rows with logprobs (at temperature 1):
-  // SoftmaxDenominators' sum.
+  // kNucleus rows with top-p (at their temperature), and kArgMax, kTopK and kDraw rows with
+  // logprobs (at temperature 1): SoftmaxDenominators' sum.
   std::vector<double> denominators;
   std::vector<int32_t> drawn;               // kDraw rows: the token (-1: no value is finite)
   // kDraw rows with logprobs >= 0 and a token: the drawn token's raw logit.
@@ -67,14 +68,15 @@ inline constexpr int64_t kTopKTieRoom = 32;
 // How many of the most likely tokens a kNucleus row sends back: what top-p or min-p keeps
 // must lie within them (common/row_nucleus.h), else the row comes back whole.
 inline constexpr int64_t kNucleusCandidates = 1024;
-// The most alternatives a kArgMax row's logprobs may ask for.
+// The most alternatives a kArgMax or kDraw row's logprobs may ask for (a kNucleus row's:
+// kNucleusCandidates).
 inline constexpr int64_t kMaxLogprobCandidates = 1024;
 
 // INVALID_ARGUMENT unless `selection` has one want per each of `rows` logits rows, each
 // kTopK want a top_k > 0 and a temperature > 0, each kNucleus want a temperature > 0, a
 // top_p in (0, 1] and a min_p in [0, 1), not both 1 and 0, and each kDraw want a temperature
-// > 0 and a u in [0, 1); logprobs is -1, or in [0, kMaxLogprobCandidates] on a kArgMax want,
-// or in [0, top_k] on a kTopK want.
+// > 0 and a u in [0, 1); logprobs is -1, or in [0, kMaxLogprobCandidates] on a kArgMax or
+// kDraw want, [0, kNucleusCandidates] on a kNucleus want, or [0, top_k] on a kTopK want.
 [[nodiscard]] absl::Status CheckLogitsSelection(const LogitsSelection& selection, int64_t rows);
 
 }  // namespace tessera

@@ -296,11 +296,16 @@ std::vector<LogitsRowWant> BatchRunner::LogitsWants(const StepPlan& plan,
       wants[r] = {.kind = Kind::kTopK, .top_k = top_k->k, .temperature = top_k->temperature,
                   .logprobs = sampler->second.logprobs().value_or(-1)};
       any = true;
-    } else if (const auto nucleus = sampler->second.nucleus(); nucleus.has_value()) {
+    } else if (std::optional<NucleusSelection> nucleus = sampler->second.nucleus();
+               nucleus.has_value() ||
+               (nucleus = sampler->second.nucleus_with_raw_logprobs()).has_value()) {
+      const int64_t logprobs = sampler->second.logprobs().value_or(-1);
+      if (logprobs > kNucleusCandidates) continue;  // the whole row
       wants[r].kind = Kind::kNucleus;
       wants[r].temperature = nucleus->temperature;
       wants[r].top_p = nucleus->top_p;
       wants[r].min_p = nucleus->min_p;
+      wants[r].logprobs = logprobs;
       any = true;
     } else if (std::optional<float> temperature = sampler->second.plain_sampling_temperature();
                e.num_samples == 1 &&
@@ -446,6 +451,17 @@ absl::StatusOr<StepResult> BatchRunner::Decode(const StepPlan& plan, const StepB
                                                   e.seq_id, " reaches past its candidates"));
         }
         s = *std::move(from_nucleus);
+        if (const int64_t n = selection_.wants[r].logprobs; n >= 0 && s.token >= 0) {
+          // Sample's raw logprobs: the token is a candidate, and so are the alternatives.
+          if (k == 0) ++stats_.backend_logprob_rows;
+          const double normalizer = selection_.log_normalizers[r];
+          const auto at = std::lower_bound(candidates->ids.begin(), candidates->ids.end(),
+                                           s.token);
+          s.logprob = LogprobOf(candidates->values[static_cast<size_t>(
+                                    at - candidates->ids.begin())],
+                                normalizer);
+          s.top = TopLogprobsOfCandidates(candidates->ids, candidates->values, n, normalizer);
+        }
       } else if (candidates != nullptr) {  // the same token as the whole row would give
         processed.assign(candidates->values.begin(), candidates->values.end());
         const std::optional<double> normalizer =

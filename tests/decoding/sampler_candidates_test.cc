@@ -214,6 +214,33 @@ TEST(PlainSamplingTest, RawLogprobsComeFromTheRawRow) {
                         });
 }
 
+// Top-p or min-p that reports the raw row's logprobs offers the same nucleus (the token is
+// SampleNucleus's; its logprobs come from the candidates' raw values), and only with raw
+// logprobs.
+TEST(NucleusTest, RawLogprobsKeepTheNucleus) {
+  GenerationConfig c;
+  c.do_sample = true;
+  c.top_k = 0;
+  c.top_p = 0.9;
+  c.temperature = 0.7;
+  c.logprobs = 2;
+  auto sampler = Sampler::Create(c, 100, 0);
+  ASSERT_TRUE(sampler.ok()) << sampler.status();
+  EXPECT_FALSE(sampler->nucleus().has_value());
+  const std::optional<NucleusSelection> nucleus = sampler->nucleus_with_raw_logprobs();
+  ASSERT_TRUE(nucleus.has_value());
+  EXPECT_EQ(nucleus->top_p, 0.9);
+  EXPECT_EQ(nucleus->temperature, 0.7f);
+  auto processed = Sampler::Create(c, 100, 0, LogprobsSource::kProcessed);
+  ASSERT_TRUE(processed.ok()) << processed.status();
+  EXPECT_FALSE(processed->nucleus_with_raw_logprobs().has_value());
+  c.logprobs.reset();
+  auto without = Sampler::Create(c, 100, 0);
+  ASSERT_TRUE(without.ok()) << without.status();
+  EXPECT_FALSE(without->nucleus_with_raw_logprobs().has_value());
+  EXPECT_TRUE(without->nucleus().has_value());
+}
+
 // Top-p and / or min-p without top-k from the row's most likely tokens and its softmax
 // denominator (summed as the CPU backends sum it): the same token as the whole row wherever
 // what they keep lies within the candidates, and "needs the whole row" where it does not

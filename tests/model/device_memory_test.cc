@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <numeric>
@@ -301,6 +302,30 @@ TEST_F(DeviceMemoryTest, GreedyLogprobRowsStayOnTheBackend) {
   EXPECT_EQ(guarded_backend_.bytes_to_host(), copied_before);
   EXPECT_EQ(LogprobOf(ArgMaxOfRow({want.data(), vocab}).value, selection.log_normalizers[0]),
             TokenLogprobOf({want.data(), vocab}, ArgMaxOfRow({want.data(), vocab}).index));
+  // A top-p row's candidates and raw log-normalizer give the raw row's logprobs too (its
+  // denominator at its own temperature stays what top-p reads).
+  selection.wants = {{.kind = Kind::kNucleus, .temperature = 0.7f, .top_p = 0.9, .logprobs = 3},
+                     {.kind = Kind::kNucleus, .temperature = 1.2f, .min_p = 0.1, .logprobs = 0}};
+  ASSERT_TRUE(guarded_->ForwardPaged(batch, *guarded_cache, &got, nullptr, {}, &selection).ok());
+  EXPECT_EQ(guarded_backend_.bytes_to_host(), copied_before);
+  for (size_t r = 0; r < 2; ++r) {
+    const std::span<const float> row(want.data() + r * vocab, vocab);
+    const TopKCandidates& top = selection.candidates[r];
+    ASSERT_FALSE(top.ids.empty());
+    EXPECT_EQ(LogprobOf(top.values[0], selection.log_normalizers[r]),
+              TokenLogprobOf(row, top.ids[0]));
+    const int64_t n = selection.wants[r].logprobs;
+    EXPECT_EQ(TopLogprobsOfCandidates(top.ids, top.values, n, selection.log_normalizers[r]),
+              TopLogprobs(row, n));
+  }
+  {  // top-p's denominator is the one at 0.7
+    const std::span<const float> row(want.data(), vocab);
+    const float max = *std::max_element(row.begin(), row.end()) / 0.7f;
+    double sum = 0.0;
+    for (float v : row) sum += std::exp(double(v / 0.7f) - max);
+    EXPECT_NEAR(selection.denominators[0], sum, 1e-9 * sum);
+  }
+
   // A plain draw reports the raw row's logprobs: the drawn token's logit comes back alone
   // (one float, when it is not among the alternatives).
   for (const int64_t n : {0, 3}) {
@@ -328,7 +353,7 @@ TEST_F(DeviceMemoryTest, GreedyLogprobRowsStayOnTheBackend) {
         LogitsRowWant{.kind = Kind::kDraw, .temperature = 1.0f, .u = 0.5,
                       .logprobs = kMaxLogprobCandidates + 1},
         LogitsRowWant{.kind = Kind::kNucleus, .temperature = 1.0f, .top_p = 0.5,
-                      .logprobs = 0}}) {
+                      .logprobs = kNucleusCandidates + 1}}) {
     selection.wants = {bad_want, {.kind = Kind::kArgMax}};
     const absl::Status bad =
         guarded_->ForwardPaged(batch, *guarded_cache, &got, nullptr, {}, &selection);

@@ -290,9 +290,10 @@ TEST_P(BatchRunnerTest, RowsOfEveryKindInOneBatchMatchSolo) {
   }
 }
 
-// Greedy, top-k sampled and plain-sampled requests that report raw logprobs keep their rows
-// where the logits are: the token, its logprob and the alternatives come from the backend's
-// argmax, draw or top-k candidates (and a drawn token's logit) and its softmax denominator,
+// Greedy, top-k, top-p, min-p and plain-sampled requests that report raw logprobs keep their
+// rows where the logits are: the token, its logprob and the alternatives come from the
+// backend's argmax, draw, top-k or nucleus candidates (and a drawn token's logit) and its
+// softmax denominator,
 // and equal Sample's over the whole row (exactly on cpu-reference, whose rows do not depend
 // on the batch around them).
 TEST_P(BatchRunnerTest, LogprobsComeFromTheRowReductions) {
@@ -300,7 +301,7 @@ TEST_P(BatchRunnerTest, LogprobsComeFromTheRowReductions) {
   auto runner = MakeRunner(/*num_blocks=*/48, /*token_budget=*/64, /*max_seqs=*/8);
   ASSERT_NE(runner, nullptr);
   std::vector<WorkerRequest> requests;
-  const std::vector<int64_t> alternatives = {0, 1, 3, 5, -1, 0, 2, 6, 0, 4};
+  const std::vector<int64_t> alternatives = {0, 1, 3, 5, -1, 0, 2, 6, 0, 4, 2, 1};
   for (size_t i = 0; i < alternatives.size(); ++i) {
     WorkerRequest r = Greedy(absl::StrCat("g", i), RandomTokens(rng, 3 + 2 * static_cast<int>(i)), 5);
     if (alternatives[i] >= 0) r.generation.logprobs = alternatives[i];
@@ -311,6 +312,8 @@ TEST_P(BatchRunnerTest, LogprobsComeFromTheRowReductions) {
       r.generation.seed = 70 + i;
     }
     if (i >= 8) r.generation.top_k = 0;  // plain sampling: the drawn token's logit too
+    if (i == 10) r.generation.top_p = 0.7;  // the nucleus' candidates
+    if (i == 11) r.generation.min_p = 0.2;
     requests.push_back(r);
   }
   const auto by_id = RunAll(*runner, requests);
@@ -364,19 +367,22 @@ TEST_P(BatchRunnerTest, LogprobsComeFromTheRowReductions) {
   }
 }
 
-// Plain-sampled requests alone: their logprob rows are the backend's (no row comes back).
-TEST_P(BatchRunnerTest, PlainSampledLogprobRowsStayOnTheBackend) {
+// Plain-sampled, top-p and min-p requests alone: their logprob rows are the backend's (no
+// row comes back: the tiny vocabulary lies within the nucleus candidates).
+TEST_P(BatchRunnerTest, SampledLogprobRowsStayOnTheBackend) {
   std::mt19937 rng(31);
-  auto runner = MakeRunner(/*num_blocks=*/16, /*token_budget=*/32, /*max_seqs=*/2);
+  auto runner = MakeRunner(/*num_blocks=*/16, /*token_budget=*/32, /*max_seqs=*/4);
   ASSERT_NE(runner, nullptr);
   std::vector<WorkerRequest> requests;
-  for (int i = 0; i < 2; ++i) {
+  for (int i = 0; i < 4; ++i) {
     WorkerRequest r = Greedy(absl::StrCat("p", i), RandomTokens(rng, 5), 4);
     r.generation.do_sample = true;
     r.generation.top_k = 0;
     r.generation.temperature = 0.9;
     r.generation.seed = 90 + i;
-    r.generation.logprobs = 2 * i;
+    r.generation.logprobs = 2 * (i % 2);
+    if (i == 2) r.generation.top_p = 0.8;
+    if (i == 3) r.generation.min_p = 0.1;
     requests.push_back(r);
   }
   const auto by_id = RunAll(*runner, requests);
