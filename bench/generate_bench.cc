@@ -169,9 +169,9 @@ absl::Status Run(const Options& o) {
     ASSIGN_OR_RETURN(const TensorView table, store->Get("token_embd.weight"));
     read_bytes -= table.dim(0) * table.RowBytes();
   }
-  if (o.fp8_weights) {  // float matrices as a byte per element and a float scale per row
+  if (o.fp8_weights) {  // the layers' float matrices: a byte per element, a float per row
     for (const std::string& name : store->TensorNames()) {
-      if (name == "token_embd.weight" && store->Has("output.weight")) continue;
+      if (name == "token_embd.weight" || name == "output.weight") continue;  // kept as they are
       ASSIGN_OR_RETURN(const TensorView w, store->Get(name));
       const bool float_matrix = w.rank() == 2 && (w.dtype == DType::kF32 ||
                                                   w.dtype == DType::kF16 || w.dtype == DType::kBF16);

@@ -215,6 +215,14 @@ class Backend {
       std::span<const TensorView> parts) {
     return std::unique_ptr<PackedWeight>();
   }
+  // PackWeight for a vocabulary matrix (the token embedding table, the LM head, or the one
+  // table both read): a backend that re-quantizes the layers' matrices (the cuda backend's
+  // FP8 weights) keeps these at the file's precision, as they set the logits and every
+  // token's first activations.
+  [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<PackedWeight>> PackVocabularyMatrix(
+      const TensorView& w) {
+    return PackWeight(w);
+  }
 
   // out[i, :] = table[ids[i], :] dequantized; table is [vocab, dim] in any weight dtype.
   // INVALID_ARGUMENT when an id is outside [0, vocab).

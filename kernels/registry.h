@@ -23,8 +23,9 @@ struct BackendOptions {
   // (kernels/cpu/packed_weights.h) where this CPU has the kernel for it. false: the weights
   // are read straight from the mapped file (less load time, slower GEMMs).
   bool pack_weights = true;
-  // Whether "cuda" keeps F32 / F16 / BF16 matrices as FP8 (E4M3) with a scale per row: half
-  // of BF16's memory and decode traffic, at FP8's precision (CudaBackendOptions). The CPU
+  // Whether "cuda" keeps the layers' F32 / F16 / BF16 matrices as FP8 (E4M3) with a scale per
+  // row: half of their BF16 memory and decode traffic, at FP8's precision
+  // (CudaBackendOptions; the vocabulary matrices keep their dtype). The CPU
   // backends have no FP8 kernels and refuse it (INVALID_ARGUMENT).
   bool fp8_weights = false;
 };

@@ -251,7 +251,8 @@ absl::Status LlamaModel::PackOrTouchWeights(const WeightStore& store,
   if (embedding_separate) {
     if (!backend_->host_addressable()) {
       // The backend reads the table from its own memory: its copy, like the matrices'.
-      ASSIGN_OR_RETURN(std::unique_ptr<PackedWeight> table, backend_->PackWeight(token_embd_));
+      ASSIGN_OR_RETURN(std::unique_ptr<PackedWeight> table,
+                       backend_->PackVocabularyMatrix(token_embd_));
       if (table == nullptr) {
         return absl::FailedPreconditionError(absl::StrFormat(
             "backend %s made no copy of token_embd.weight (%s)", backend_->name(),
@@ -290,7 +291,9 @@ absl::Status LlamaModel::PackOrTouchWeights(const WeightStore& store,
       stacked_width_ = std::max(stacked_width_, rows);
     } else {
       for (TensorView* w : group.parts) {
-        ASSIGN_OR_RETURN(std::unique_ptr<PackedWeight> packed, backend_->PackWeight(*w));
+        ASSIGN_OR_RETURN(std::unique_ptr<PackedWeight> packed,
+                         w == &lm_head_ ? backend_->PackVocabularyMatrix(*w)
+                                        : backend_->PackWeight(*w));
         if (packed != nullptr) {
           w->packed = keep(std::move(packed), {&w, 1});
         } else if (!backend_->host_addressable()) {

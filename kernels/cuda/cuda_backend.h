@@ -11,7 +11,8 @@
 // MatMul (cuda_backend_weights.cc): F16/BF16 weights through cuBLASLt (CudaGemm) at any n;
 // quantized weights through the GEMV kernel, 8 activation rows at a time, and from 64 rows
 // on dequantized to F16 a slice at a time for cuBLASLt (CudaGemmQuantized). With
-// fp8_weights, PackWeights stores F32/F16/BF16 matrices as FP8 rows with a scale per row
+// fp8_weights, PackWeights stores F32/F16/BF16 matrices (not the vocabulary matrices) as FP8
+// rows with a scale per row
 // (half of BF16's bytes for the decode GEMV to read), which MatMul reads through the GEMV up
 // to 8 rows and the FP8 tensor-core GEMM past that (CudaGemmFp8; the dequantizing path where
 // the device has none). Attention and PagedAttention are one
@@ -80,7 +81,8 @@ struct CudaBackendOptions {
   // pieces instead of the prefill tiles.
   bool batch_invariant = false;
   // PackWeights stores F32, F16 and BF16 matrices as FP8 (E4M3) rows with per-row scales
-  // (kernels/cuda/fp8_e4m3.h); block-quantized matrices keep their format.
+  // (kernels/cuda/fp8_e4m3.h); block-quantized matrices and PackVocabularyMatrix's keep their
+  // format.
   bool fp8_weights = false;
 };
 
@@ -128,6 +130,9 @@ class CudaBackend : public Backend {
                          float* scratch, float* y) override;
   absl::StatusOr<std::unique_ptr<PackedWeight>> PackWeights(
       std::span<const TensorView> parts) override;
+  // In the file's dtype even with fp8_weights.
+  absl::StatusOr<std::unique_ptr<PackedWeight>> PackVocabularyMatrix(
+      const TensorView& w) override;
   absl::Status Embedding(const TensorView& table, std::span<const int32_t> ids,
                          float* out) override;
   void RmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float eps,
@@ -180,6 +185,9 @@ class CudaBackend : public Backend {
   // Inside a step: rows' tables widened to the step's context bucket (FAILED_PRECONDITION
   // when a context exceeds it).
   absl::Status FitToStep(const PagedKvLayout& layout, AttentionRows* rows) const;
+  // PackWeights, converting float matrices to FP8 when `to_fp8` (and fp8_weights).
+  absl::StatusOr<std::unique_ptr<PackedWeight>> Pack(std::span<const TensorView> parts,
+                                                     bool to_fp8);
   // MatMul (scratch null) and MatMulAdd (y += the product).
   absl::Status Project(const float* x, int64_t n, int64_t k, const TensorView& w,
                        float* scratch, float* y);

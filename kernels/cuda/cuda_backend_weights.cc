@@ -121,6 +121,16 @@ absl::Status CudaBackend::Project(const float* x, int64_t n, int64_t k, const Te
 
 absl::StatusOr<std::unique_ptr<PackedWeight>> CudaBackend::PackWeights(
     std::span<const TensorView> parts) {
+  return Pack(parts, /*to_fp8=*/true);
+}
+
+absl::StatusOr<std::unique_ptr<PackedWeight>> CudaBackend::PackVocabularyMatrix(
+    const TensorView& w) {
+  return Pack({&w, 1}, /*to_fp8=*/false);
+}
+
+absl::StatusOr<std::unique_ptr<PackedWeight>> CudaBackend::Pack(std::span<const TensorView> parts,
+                                                                bool to_fp8) {
   RETURN_IF_ERROR(OutsideStep("PackWeights"));
   if (parts.empty()) return std::unique_ptr<PackedWeight>();
   const DType dtype = parts[0].dtype;
@@ -146,7 +156,7 @@ absl::StatusOr<std::unique_ptr<PackedWeight>> CudaBackend::PackWeights(
   }
   ASSIGN_OR_RETURN(DeviceBuffer buffer, DeviceBuffer::Allocate(staged.size()));
   RETURN_IF_ERROR(buffer.CopyFromHost(staged.data(), staged.size()));
-  if (!fp8_weights_ || !ConvertsToFp8(dtype)) {
+  if (!to_fp8 || !fp8_weights_ || !ConvertsToFp8(dtype)) {
     return std::unique_ptr<PackedWeight>(
         std::make_unique<CudaPackedWeight>(std::move(buffer), dtype, rows, cols));
   }

@@ -114,8 +114,8 @@ TEST_F(CudaBackendTest, PackedMatMulAndEmbeddingMatchReference) {
 // fp8_weights: float matrices packed as FP8 rows (one scale per stacked row), read by the
 // GEMV up to 8 activation rows (against the FP8 values times float activations) and by the
 // FP8 tensor-core GEMM past that on Ada and later (against both operands rounded to FP8;
-// before Ada the GEMV again); the embedding reads the same values; a Q8_0 matrix keeps its
-// format.
+// before Ada the GEMV again); the embedding reads the same values; a vocabulary matrix and a
+// Q8_0 matrix keep their format.
 TEST_F(CudaBackendTest, Fp8WeightsArePackedPerRowAndReadByEveryPath) {
   absl::StatusOr<std::unique_ptr<CudaBackend>> fp8 = CudaBackend::Create({.fp8_weights = true});
   ASSERT_TRUE(fp8.ok()) << fp8.status();
@@ -159,6 +159,17 @@ TEST_F(CudaBackendTest, Fp8WeightsArePackedPerRowAndReadByEveryPath) {
   const std::vector<float> rows = Download(out, ids.size() * k);
   for (size_t i = 0; i < ids.size(); ++i) {
     for (int64_t c = 0; c < k; ++c) ASSERT_EQ(rows[i * k + c], wd[ids[i] * k + c]);
+  }
+  // A vocabulary matrix keeps its BF16 values: its embedding rows are the file's exactly.
+  absl::StatusOr<std::unique_ptr<PackedWeight>> vocabulary =
+      (*fp8)->PackVocabularyMatrix(parts[0]);
+  ASSERT_TRUE(vocabulary.ok() && *vocabulary != nullptr) << vocabulary.status();
+  tv.packed = vocabulary->get();
+  ASSERT_TRUE((*fp8)->Embedding(tv, ids, out.as<float>()).ok());
+  const std::vector<float> file_rows = Download(out, ids.size() * k);
+  const std::vector<float> file_values = DenseRows(parts[0]);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    for (int64_t c = 0; c < k; ++c) ASSERT_EQ(file_rows[i * k + c], file_values[ids[i] * k + c]);
   }
   // Q8_0 stays Q8_0: the reference's products on the file's values.
   const std::vector<uint8_t> q8 = testing::RandomWeights(DType::kQ8_0, m0, k, rng_);
