@@ -74,6 +74,14 @@ std::vector<TokenLogprob> TopLogprobsOfCandidates(std::span<const int32_t> ids,
       log_normalizer);
 }
 
+SampleResult RawLogprobsFromCandidates(int32_t token, float logit, std::span<const int32_t> ids,
+                                       std::span<const float> values, int64_t n,
+                                       double log_normalizer) {
+  return {.token = token,
+          .logprob = LogprobOf(logit, log_normalizer),
+          .top = TopLogprobsOfCandidates(ids, values, n, log_normalizer)};
+}
+
 std::vector<TokenLogprob> TopLogprobs(std::span<const float> logits, int64_t n) {
   // The whole row: entry i is token i.
   return FirstByLikelihood(
@@ -120,15 +128,24 @@ SampleResult Sampler::Sample(const TokenHistory& history, std::span<float> logit
 std::optional<SampleResult> Sampler::SampleNucleus(const TokenHistory& history,
                                                    std::span<const int32_t> ids,
                                                    std::span<float> values, double denominator,
-                                                   uint64_t sequence_index) const {
+                                                   uint64_t sequence_index,
+                                                   std::optional<double> log_normalizer) const {
   TESSERA_CHECK_MSG(
       (nucleus().has_value() || nucleus_with_raw_logprobs().has_value()) &&
           ids.size() == values.size(),
       "SampleNucleus needs a sampler with a nucleus and one id per value");
+  TESSERA_CHECK_MSG(!logprobs_.has_value() || log_normalizer.has_value(),
+                    "SampleNucleus needs the row's log-normalizer for logprobs");
+  std::vector<float> raw;
+  if (logprobs_.has_value()) raw.assign(values.begin(), values.end());
   if (!chain_.ApplyToNucleus(values, denominator)) return std::nullopt;
   const int32_t i = SampleFromLogits(values, DrawUniform(history, sequence_index));
   SampleResult result;
   result.token = i < 0 ? -1 : ids[static_cast<size_t>(i)];
+  if (logprobs_.has_value() && i >= 0) {  // the raw row's, as Sample's
+    result = RawLogprobsFromCandidates(result.token, raw[static_cast<size_t>(i)], ids, raw,
+                                       *logprobs_, *log_normalizer);
+  }
   return result;
 }
 
@@ -154,8 +171,8 @@ SampleResult Sampler::SampleCandidates(const TokenHistory& history,
   result.token = i < 0 ? -1 : ids[static_cast<size_t>(i)];
   if (logprobs_.has_value() && i >= 0) {
     // The raw row's, as Sample's: its top alternatives are candidates (top_k_candidates).
-    result.logprob = LogprobOf(raw[static_cast<size_t>(i)], *log_normalizer);
-    result.top = TopLogprobsOfCandidates(ids, raw, *logprobs_, *log_normalizer);
+    result = RawLogprobsFromCandidates(result.token, raw[static_cast<size_t>(i)], ids, raw,
+                                       *logprobs_, *log_normalizer);
   }
   return result;
 }

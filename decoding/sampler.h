@@ -55,6 +55,13 @@ struct SampleResult {
   std::vector<TokenLogprob> top;  // the config's `logprobs` alternatives
 };
 
+// `token` with the raw row's logprobs, from elsewhere than the row: its raw `logit`, the
+// row's candidates (ids and raw values, holding its n most likely, as for
+// TopLogprobsOfCandidates) and its log Σ exp: what Sample reports with n alternatives.
+SampleResult RawLogprobsFromCandidates(int32_t token, float logit, std::span<const int32_t> ids,
+                                       std::span<const float> values, int64_t n,
+                                       double log_normalizer);
+
 // Which row logprobs are taken from: the model's (vLLM's default "raw_logprobs") or the one
 // the token was drawn from after the processors (transformers' output_scores).
 enum class LogprobsSource { kRaw, kProcessed };
@@ -125,13 +132,14 @@ class Sampler {
   }
   // Sample for a sampler with nucleus() or nucleus_with_raw_logprobs(), over the
   // candidates' ids (ascending) and raw values (processed in place) and the row's
-  // denominator (LogitsProcessorChain::ApplyToNucleus): the token only. std::nullopt when
-  // the nucleus reaches past the candidates (the whole row is needed); token -1 when no
-  // candidate is finite.
-  std::optional<SampleResult> SampleNucleus(const TokenHistory& history,
-                                            std::span<const int32_t> ids,
-                                            std::span<float> values, double denominator,
-                                            uint64_t sequence_index) const;
+  // denominator (LogitsProcessorChain::ApplyToNucleus). std::nullopt when the nucleus
+  // reaches past the candidates (the whole row is needed); token -1 when no candidate is
+  // finite. A sampler that reports logprobs needs the raw row's log Σ exp, `log_normalizer`
+  // (the token and its alternatives are candidates).
+  std::optional<SampleResult> SampleNucleus(
+      const TokenHistory& history, std::span<const int32_t> ids, std::span<float> values,
+      double denominator, uint64_t sequence_index,
+      std::optional<double> log_normalizer = std::nullopt) const;
   // The uniform in [0, 1) Sample draws with for this history and sequence index.
   double DrawUniform(const TokenHistory& history, uint64_t sequence_index) const;
   // Sample for a sampler with top_k_candidates(), over the candidates' ids (ascending) and

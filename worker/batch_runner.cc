@@ -364,6 +364,15 @@ absl::StatusOr<StepResult> BatchRunner::Decode(const StepPlan& plan, const StepB
                                             selection_.row_index.size(), " rows for ", rows,
                                             " logits entries"));
   }
+  // Sample's raw logprobs for row r's `token` (raw logit `logit`) from the backend's
+  // log-normalizer and candidates, where the row did not come back.
+  const auto push_raw_logprobs = [&](size_t r, int32_t token, float logit) {
+    ++stats_.backend_logprob_rows;
+    const TopKCandidates& top = selection_.candidates[r];
+    (*drawn)[batch.logits_entries[r]].push_back(
+        RawLogprobsFromCandidates(token, logit, top.ids, top.values, selection_.wants[r].logprobs,
+                                  selection_.log_normalizers[r]));
+  };
   for (size_t r = 0; r < rows; ++r) {
     const ScheduledSequence& e = plan.sequences[batch.logits_entries[r]];
     SequenceOutput out;
@@ -376,16 +385,7 @@ absl::StatusOr<StepResult> BatchRunner::Decode(const StepPlan& plan, const StepB
         out.finish = FinishReason::kAborted;
       } else {
         out.tokens.push_back(best.index);
-        if (const int64_t n = selection_.wants[r].logprobs; n >= 0) {
-          // Sample's raw logprobs, from the row's log-normalizer and candidates.
-          ++stats_.backend_logprob_rows;
-          const double normalizer = selection_.log_normalizers[r];
-          const TopKCandidates& top = selection_.candidates[r];
-          (*drawn)[batch.logits_entries[r]].push_back(
-              {.token = best.index,
-               .logprob = LogprobOf(best.value, normalizer),
-               .top = TopLogprobsOfCandidates(top.ids, top.values, n, normalizer)});
-        }
+        if (selection_.wants[r].logprobs >= 0) push_raw_logprobs(r, best.index, best.value);
       }
       result.outputs.push_back(std::move(out));
       continue;
@@ -425,49 +425,35 @@ absl::StatusOr<StepResult> BatchRunner::Decode(const StepPlan& plan, const StepB
         out.finish = FinishReason::kAborted;
       } else {
         out.tokens.push_back(token);
-        if (const int64_t n = selection_.wants[r].logprobs; n >= 0) {
-          // Sample's raw logprobs, from the row's log-normalizer and candidates.
-          ++stats_.backend_logprob_rows;
-          const double normalizer = selection_.log_normalizers[r];
-          const TopKCandidates& top = selection_.candidates[r];
-          (*drawn)[batch.logits_entries[r]].push_back(
-              {.token = token,
-               .logprob = LogprobOf(selection_.drawn_logits[r], normalizer),
-               .top = TopLogprobsOfCandidates(top.ids, top.values, n, normalizer)});
+        if (selection_.wants[r].logprobs >= 0) {
+          push_raw_logprobs(r, token, selection_.drawn_logits[r]);
         }
       }
       result.outputs.push_back(std::move(out));
       continue;
     }
     const TopKCandidates* candidates = row_index < 0 ? &selection_.candidates[r] : nullptr;
+    // The raw row's log Σ exp, for a top-k or nucleus row whose logprobs the sampler takes
+    // from its candidates.
+    std::optional<double> normalizer;
+    if (candidates != nullptr && selection_.wants[r].logprobs >= 0) {
+      ++stats_.backend_logprob_rows;
+      normalizer = selection_.log_normalizers[r];
+    }
     for (int k = 0; k < e.num_samples; ++k) {
       SampleResult s;
       if (candidates != nullptr && selection_.wants[r].kind == Kind::kNucleus) {
         processed.assign(candidates->values.begin(), candidates->values.end());
-        std::optional<SampleResult> from_nucleus = sampler->second.SampleNucleus(
-            history, candidates->ids, processed, selection_.denominators[r], index + k);
+        std::optional<SampleResult> from_nucleus =
+            sampler->second.SampleNucleus(history, candidates->ids, processed,
+                                          selection_.denominators[r], index + k, normalizer);
         if (!from_nucleus.has_value()) {  // the model checked it with the same rule
           return absl::InternalError(absl::StrCat("BatchRunner: the nucleus of sequence ",
                                                   e.seq_id, " reaches past its candidates"));
         }
         s = *std::move(from_nucleus);
-        if (const int64_t n = selection_.wants[r].logprobs; n >= 0 && s.token >= 0) {
-          // Sample's raw logprobs: the token is a candidate, and so are the alternatives.
-          if (k == 0) ++stats_.backend_logprob_rows;
-          const double normalizer = selection_.log_normalizers[r];
-          const auto at = std::lower_bound(candidates->ids.begin(), candidates->ids.end(),
-                                           s.token);
-          s.logprob = LogprobOf(candidates->values[static_cast<size_t>(
-                                    at - candidates->ids.begin())],
-                                normalizer);
-          s.top = TopLogprobsOfCandidates(candidates->ids, candidates->values, n, normalizer);
-        }
       } else if (candidates != nullptr) {  // the same token as the whole row would give
         processed.assign(candidates->values.begin(), candidates->values.end());
-        const std::optional<double> normalizer =
-            selection_.wants[r].logprobs >= 0
-                ? std::optional<double>(selection_.log_normalizers[r])
-                : std::nullopt;
         s = sampler->second.SampleCandidates(history, candidates->ids, processed, index + k,
                                              normalizer);
       } else {

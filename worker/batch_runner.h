@@ -112,8 +112,8 @@ struct BatchRunnerStats {
   // Sampled rows whose logits stayed where they were: drawn from their top-k candidates
   // (Backend::TopKRows) or drawn on the backend (Backend::SampleRows).
   int64_t backend_sampled_rows = 0;
-  // Greedy rows that report logprobs, taken from the backend's argmax, candidates and
-  // softmax denominator instead of the row.
+  // Rows that report logprobs (greedy, top-k, nucleus or plain-sampled), taken from the
+  // backend's argmax or draw, candidates and softmax denominator instead of the row.
   int64_t backend_logprob_rows = 0;
 };
 

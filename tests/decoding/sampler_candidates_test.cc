@@ -6,6 +6,7 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <numeric>
 #include <optional>
 #include <random>
 #include <vector>
@@ -231,6 +232,33 @@ TEST(NucleusTest, RawLogprobsKeepTheNucleus) {
   ASSERT_TRUE(nucleus.has_value());
   EXPECT_EQ(nucleus->top_p, 0.9);
   EXPECT_EQ(nucleus->temperature, 0.7f);
+  // Over the whole row as its candidates, SampleNucleus gives Sample's token and logprobs.
+  std::mt19937 rng(12);
+  std::normal_distribution<float> logit(0.0f, 2.0f);
+  std::vector<float> row(100);
+  for (float& v : row) v = logit(rng);
+  std::vector<int32_t> ids(100);
+  std::iota(ids.begin(), ids.end(), 0);
+  const float max = *std::max_element(row.begin(), row.end());
+  double denominator = 0.0, raw_sum = 0.0;
+  for (float v : row) {
+    denominator += std::exp(double(v / 0.7f) - double(max / 0.7f));
+    raw_sum += std::exp(double(v) - max);
+  }
+  const std::vector<int32_t> history_ids = {5, 6, 7};
+  const TokenHistory h{history_ids, 1};
+  std::vector<float> values = row, whole = row;
+  const std::optional<SampleResult> got =
+      sampler->SampleNucleus(h, ids, values, denominator, 0, double(max) + std::log(raw_sum));
+  const SampleResult want = sampler->Sample(h, whole, 0);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->token, want.token);
+  EXPECT_NEAR(got->logprob, want.logprob, 1e-6);
+  ASSERT_EQ(got->top.size(), want.top.size());
+  for (size_t i = 0; i < want.top.size(); ++i) {
+    EXPECT_EQ(got->top[i].token, want.top[i].token) << i;
+    EXPECT_NEAR(got->top[i].logprob, want.top[i].logprob, 1e-6) << i;
+  }
   auto processed = Sampler::Create(c, 100, 0, LogprobsSource::kProcessed);
   ASSERT_TRUE(processed.ok()) << processed.status();
   EXPECT_FALSE(processed->nucleus_with_raw_logprobs().has_value());
