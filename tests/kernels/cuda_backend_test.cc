@@ -205,18 +205,18 @@ TEST_F(CudaBackendTest, MatMulAddAddsTheProductIntoY) {
     ASSERT_TRUE(packed.ok() && *packed != nullptr) << packed.status();
     TensorView device = host;
     device.packed = packed->get();
-    std::vector<float> dense = DenseRows(host);
+    std::vector<float> file_values = DenseRows(host);
     if (t == DType::kBF16) {
-      dense = testing::DequantizedFp8(testing::QuantizedToFp8(dense, m, k), m, k);
+      file_values = testing::DequantizedFp8(testing::QuantizedToFp8(file_values, m, k), m, k);
     }
     for (const int64_t n : {3, 70}) {
       SCOPED_TRACE(absl::StrFormat("%s n %d", DTypeName(t), n));
       const std::vector<float> x = RandomFloats(n * k, rng_), y0 = RandomFloats(n * m, rng_);
-      std::vector<float> xr = x;
+      std::vector<float> xr = x, dense = file_values;
       if (t == DType::kF16) xr = RoundedTo(DType::kF16, x);
       if (t == DType::kQ8_0 && n >= 64) {  // dequantized to F16 with x rounded to F16
         xr = RoundedTo(DType::kF16, x);
-        dense = RoundedTo(DType::kF16, DenseRows(host));
+        dense = RoundedTo(DType::kF16, file_values);
       }
       const bool fp8_activations = t == DType::kBF16 && n > 8 && tensor_cores;
       if (fp8_activations) xr = testing::DequantizedFp8(testing::QuantizedToFp8(x, n, k), n, k);

@@ -283,16 +283,21 @@ TEST_F(DeviceMemoryTest, GreedyLogprobRowsStayOnTheBackend) {
   EXPECT_EQ(guarded_backend_.bytes_to_host(), copied_before) << "no row crosses to the host";
   EXPECT_TRUE(got.empty());
   const size_t vocab = static_cast<size_t>(spec_.vocab);
-  for (size_t r = 0; r < 2; ++r) {
+  // Row r's logprob of `token` (raw logit `logit`) and its alternatives, from the selection's
+  // log-normalizer and candidates: the host's over the whole row, bit for bit.
+  const auto expect_raw_logprobs = [&](size_t r, int32_t token, float logit) {
     const std::span<const float> row(want.data() + r * vocab, vocab);
-    const RowArgMax best = selection.argmax[r];
-    EXPECT_EQ(best.index, ArgMaxOfRow(row).index);
-    EXPECT_EQ(LogprobOf(best.value, selection.log_normalizers[r]), TokenLogprobOf(row, best.index));
+    const double normalizer = selection.log_normalizers[r];
+    EXPECT_EQ(LogprobOf(logit, normalizer), TokenLogprobOf(row, token)) << r;
     const TopKCandidates& top = selection.candidates[r];
     const int64_t n = selection.wants[r].logprobs;
-    EXPECT_EQ(TopLogprobsOfCandidates(top.ids, top.values, n, selection.log_normalizers[r]),
-              TopLogprobs(row, n))
+    EXPECT_EQ(TopLogprobsOfCandidates(top.ids, top.values, n, normalizer), TopLogprobs(row, n))
         << r;
+  };
+  for (size_t r = 0; r < 2; ++r) {
+    const RowArgMax best = selection.argmax[r];
+    EXPECT_EQ(best.index, ArgMaxOfRow({want.data() + r * vocab, vocab}).index);
+    expect_raw_logprobs(r, best.index, best.value);
   }
 
   // A top-k row may report up to k alternatives (they are among its candidates).
@@ -309,14 +314,9 @@ TEST_F(DeviceMemoryTest, GreedyLogprobRowsStayOnTheBackend) {
   ASSERT_TRUE(guarded_->ForwardPaged(batch, *guarded_cache, &got, nullptr, {}, &selection).ok());
   EXPECT_EQ(guarded_backend_.bytes_to_host(), copied_before);
   for (size_t r = 0; r < 2; ++r) {
-    const std::span<const float> row(want.data() + r * vocab, vocab);
     const TopKCandidates& top = selection.candidates[r];
     ASSERT_FALSE(top.ids.empty());
-    EXPECT_EQ(LogprobOf(top.values[0], selection.log_normalizers[r]),
-              TokenLogprobOf(row, top.ids[0]));
-    const int64_t n = selection.wants[r].logprobs;
-    EXPECT_EQ(TopLogprobsOfCandidates(top.ids, top.values, n, selection.log_normalizers[r]),
-              TopLogprobs(row, n));
+    expect_raw_logprobs(r, top.ids[0], top.values[0]);
   }
   {  // top-p's denominator is the one at 0.7
     const std::span<const float> row(want.data(), vocab);
@@ -337,19 +337,15 @@ TEST_F(DeviceMemoryTest, GreedyLogprobRowsStayOnTheBackend) {
     EXPECT_LE(guarded_backend_.bytes_to_host() - before, 2 * static_cast<int64_t>(sizeof(float)));
     EXPECT_TRUE(got.empty());
     for (size_t r = 0; r < 2; ++r) {
-      const std::span<const float> row(want.data() + r * vocab, vocab);
       const int32_t token = selection.drawn[r];
       ASSERT_GE(token, 0);
-      EXPECT_EQ(selection.drawn_logits[r], row[static_cast<size_t>(token)]);
-      EXPECT_EQ(LogprobOf(selection.drawn_logits[r], selection.log_normalizers[r]),
-                TokenLogprobOf(row, token));
-      const TopKCandidates& top = selection.candidates[r];
-      EXPECT_EQ(TopLogprobsOfCandidates(top.ids, top.values, n, selection.log_normalizers[r]),
-                TopLogprobs(row, n));
+      EXPECT_EQ(selection.drawn_logits[r], want[r * vocab + static_cast<size_t>(token)]);
+      expect_raw_logprobs(r, token, selection.drawn_logits[r]);
     }
   }
   for (const LogitsRowWant& bad_want :
-       {LogitsRowWant{.kind = Kind::kTopK, .top_k = 2, .logprobs = 3},
+       {LogitsRowWant{.kind = Kind::kRow, .logprobs = 0},
+        LogitsRowWant{.kind = Kind::kTopK, .top_k = 2, .logprobs = 3},
         LogitsRowWant{.kind = Kind::kDraw, .temperature = 1.0f, .u = 0.5,
                       .logprobs = kMaxLogprobCandidates + 1},
         LogitsRowWant{.kind = Kind::kNucleus, .temperature = 1.0f, .top_p = 0.5,
