@@ -94,12 +94,19 @@ absl::StatusOr<LogitsProcessorChain> LogitsProcessorChain::Create(const Generati
         std::find(c.eos_token_ids.begin(), c.eos_token_ids.end(), word[0]) != c.eos_token_ids.end();
     if (!is_eos) bad[word] = -std::numeric_limits<float>::infinity();
   }
-  if (!bad.empty()) add(std::make_unique<SequenceBiasProcessor>("bad_words", std::move(bad)));
+  if (!bad.empty()) {
+    add(std::make_unique<SequenceBiasProcessor>("bad_words", std::move(bad), kEditLateBias));
+  }
   // 6. Min new tokens: every id that would end the sequence is masked.
   std::vector<int32_t> end_ids = c.eos_token_ids;
   end_ids.insert(end_ids.end(), c.stop_token_ids.begin(), c.stop_token_ids.end());
   if (c.min_new_tokens > 0 && !end_ids.empty()) {
     add(std::make_unique<MinNewTokensProcessor>(c.min_new_tokens, std::move(end_ids)));
+  }
+  while (chain.edit_count_ < chain.processors_.size() &&
+         dynamic_cast<const SparseLogitsProcessor*>(
+             chain.processors_[chain.edit_count_].get()) != nullptr) {
+    ++chain.edit_count_;  // 1 and 2-6 change a few tokens each (penalty_processors.h)
   }
   // 7-11. Sampling warpers.
   if (c.do_sample) {
@@ -109,15 +116,18 @@ absl::StatusOr<LogitsProcessorChain> LogitsProcessorChain::Create(const Generati
     if (c.temperature != 1.0) {
       add(std::make_unique<TemperatureWarper>(static_cast<float>(c.temperature)));
     }
-    // With no processor but the temperature so far, a draw can do with less than the row:
+    // With no processor but the edits and the temperature so far, a draw can do with less
+    // than the (edited) row:
     // top-k's selection when the later warpers compare values within the row only
     // (typical-p needs the whole row's entropy); without top-k, what top-p and min-p keep
     // (and top-p's denominator); with no warper at all, the backend's own draw. Those paths
     // divide by the float temperature: it must neither underflow to 0 nor overflow to inf
     // (a double in range can); the whole row serves such requests.
     const float temperature = static_cast<float>(c.temperature);
-    const bool selectable = chain.processors_.size() == (c.temperature != 1.0 ? 1 : 0) &&
-                            temperature > 0 && std::isfinite(temperature);
+    const size_t temperature_warpers = c.temperature != 1.0 ? 1 : 0;
+    const bool selectable =
+        chain.processors_.size() - chain.edit_count_ == temperature_warpers && temperature > 0 &&
+        std::isfinite(temperature);
     if (selectable && c.top_k == 0 && (c.top_p < 1.0 || c.min_p > 0.0) &&
         c.typical_p >= 1.0) {
       chain.nucleus_ = NucleusSelection{temperature, c.top_p, c.min_p, min_keep};
@@ -130,7 +140,7 @@ absl::StatusOr<LogitsProcessorChain> LogitsProcessorChain::Create(const Generati
     if (c.top_p < 1.0) add(std::make_unique<TopPWarper>(c.top_p, min_keep));
     if (c.min_p > 0.0) add(std::make_unique<MinPWarper>(c.min_p, min_keep));
     if (c.typical_p < 1.0) add(std::make_unique<TypicalWarper>(c.typical_p, min_keep));
-    if (selectable && chain.processors_.size() == (c.temperature != 1.0 ? 1 : 0)) {
+    if (selectable && chain.processors_.size() - chain.edit_count_ == temperature_warpers) {
       chain.plain_sampling_temperature_ = temperature;
     }
   }
@@ -169,13 +179,36 @@ void LogitsProcessorChain::ApplyToCandidates(const TokenHistory& history,
   // Temperature is element-wise; top-k, top-p and min-p compare values and (for ties) ids,
   // whose order the candidates keep; the tokens left out are -inf in the whole row, where
   // they add exact zeros to every sum these warpers take.
-  for (const auto& p : processors_) p->Apply(history, candidates);
+  for (size_t i = edit_count_; i < processors_.size(); ++i) {
+    processors_[i]->Apply(history, candidates);
+  }
 }
 
 void LogitsProcessorChain::Apply(const TokenHistory& history, std::span<float> logits) const {
   TESSERA_CHECK_MSG(logits.size() == static_cast<size_t>(vocab_size_) || processors_.empty(),
                     "logits row size differs from the chain's vocab_size");
   for (const auto& p : processors_) p->Apply(history, logits);
+}
+
+std::vector<LogitEdit> LogitsProcessorChain::Edits(const TokenHistory& history) const {
+  // Each token's steps apply in the order of LogitEditStep, which is the chain's order, and
+  // each step reads only that token's logit: the combined edit is the processors in turn.
+  std::map<int32_t, LogitEdit> edits;
+  for (size_t i = 0; i < edit_count_; ++i) {
+    static_cast<const SparseLogitsProcessor&>(*processors_[i]).AddEdits(history, vocab_size_,
+                                                                       edits);
+  }
+  std::vector<LogitEdit> out;
+  out.reserve(edits.size());
+  for (const auto& [token, edit] : edits) out.push_back(edit);
+  return out;
+}
+
+void LogitsProcessorChain::ApplyPastEdits(const TokenHistory& history,
+                                          std::span<float> logits) const {
+  TESSERA_CHECK_MSG(logits.size() == static_cast<size_t>(vocab_size_) || processors_.empty(),
+                    "logits row size differs from the chain's vocab_size");
+  for (size_t i = edit_count_; i < processors_.size(); ++i) processors_[i]->Apply(history, logits);
 }
 
 std::vector<std::string_view> LogitsProcessorChain::names() const {

@@ -17,6 +17,12 @@
 //   7. temperature, 8. top-k, 9. top-p, 10. min-p, 11. typical-p
 // Warpers keep at least `min_tokens_to_keep` tokens: 1, or (number of EOS ids + 1) for
 // beam sampling, as transformers does.
+//
+// Processors 1 and 2-6 change a few tokens each (penalty_processors.h): when the chain
+// starts with them (no Hamming diversity among them), Edits gives what they do to a row as
+// per-token LogitEdits, which a backend applies where the logits are (Backend::EditLogits);
+// the selections below (top_k_candidates, nucleus, plain sampling) then describe the rest of
+// the chain over the edited row.
 #pragma once
 
 #include <cstddef>
@@ -29,6 +35,7 @@
 
 #include "absl/status/statusor.h"
 #include "decoding/generation_config.h"
+#include "kernels/logit_edit.h"
 
 namespace tessera {
 
@@ -81,44 +88,59 @@ class LogitsProcessorChain {
   // Applies every processor in order. logits.size() must be the vocab_size given to Create.
   void Apply(const TokenHistory& history, std::span<float> logits) const;
 
-  // Set when the chain is sampling warpers only (temperature, top-k below the vocabulary
-  // size, then any of top-p and min-p): every token outside TopKOfRow(row, k, temperature)
+  // Whether the chain starts with processors that change a few tokens each (Edits).
+  bool has_edits() const { return edit_count_ > 0; }
+  // Whether those are all the chain holds (greedy decoding is then the argmax of the row
+  // after Edits).
+  bool only_edits() const { return edit_count_ == processors_.size(); }
+  // What those first processors do to a row of this history: one LogitEdit per token they
+  // change (row 0), tokens ascending. ApplyLogitEdit of each to its logit, then
+  // ApplyPastEdits, is Apply, bit for bit.
+  std::vector<LogitEdit> Edits(const TokenHistory& history) const;
+  // Applies the processors past those (all of them when has_edits() is false).
+  void ApplyPastEdits(const TokenHistory& history, std::span<float> logits) const;
+
+  // In what follows, "the row" is the row after Edits (the raw row without them).
+  // Set when the rest of the chain is sampling warpers only (temperature, top-k below the
+  // vocabulary size, then any of top-p and min-p): every token outside TopKOfRow(row, k, temperature)
   // (common/row_top_k.h) ends at -inf, and nothing decides on the others from values outside
   // that set. ApplyToCandidates over just those tokens, in ascending id order, then leaves
   // them exactly as Apply leaves them in the whole row.
   const std::optional<TopKSelection>& top_k_candidates() const { return top_k_candidates_; }
-  // Set when the chain is sampling with no processor but the temperature (1 when there is
-  // none): Apply then divides the row by it, and a draw needs nothing else (SampleRows).
+  // Set when the rest of the chain is sampling with no processor but the temperature (1 when
+  // there is none): it then divides the row by it, and a draw needs nothing else
+  // (SampleRows).
   const std::optional<float>& plain_sampling_temperature() const {
     return plain_sampling_temperature_;
   }
-  // Set when the chain is the temperature (or none), then top-p and / or min-p, without
+  // Set when the rest of the chain is the temperature (or none), then top-p and / or min-p, without
   // top-k: a draw then needs the row's most likely tokens down to what those keep and (for
   // top-p) the row's softmax denominator at the temperature, nothing else (ApplyToNucleus).
   const std::optional<NucleusSelection>& nucleus() const { return nucleus_; }
-  // Apply for a chain with nucleus(), over `candidates`: the raw values, in ascending id
+  // ApplyPastEdits for a chain with nucleus(), over `candidates`: the values, in ascending id
   // order, of the row's most likely tokens (every token more likely than a candidate
   // included; all of the row when there are vocab_size of them), whose whole row has softmax
   // denominator `denominator` = Σ exp(l / T - max) at the temperature
   // (Backend::SoftmaxDenominators; unused without top-p). False (and `candidates` left
   // divided by the temperature only) when what top-p or min-p keeps reaches past the
-  // candidates; else they are left as Apply leaves them in the whole row (min-p exactly;
+  // candidates; else they are left as ApplyPastEdits leaves them in the whole row (min-p exactly;
   // top-p up to float64 rounding, of the denominator and of the left-out mass taken as
   // 1 - the candidates' probability, where a cumulative probability meets 1 - top_p).
   bool ApplyToNucleus(std::span<float> candidates, double denominator) const;
-  // Apply for a chain with top_k_candidates(), over the values of those candidates only
-  // (any number of them; they must include every token TopKOfRow selects).
+  // ApplyPastEdits for a chain with top_k_candidates(), over the values of those candidates
+  // only (any number of them; they must include every token TopKOfRow selects).
   void ApplyToCandidates(const TokenHistory& history, std::span<float> candidates) const;
 
   std::vector<std::string_view> names() const;
   bool empty() const { return processors_.empty(); }
   int32_t vocab_size() const { return vocab_size_; }
   // Appends a processor at the end (custom processors, tests). The chain then no longer
-  // offers top_k_candidates() or plain_sampling_temperature().
+  // offers top_k_candidates(), nucleus() or plain_sampling_temperature().
   void Append(std::unique_ptr<LogitsProcessor> processor);
 
  private:
   std::vector<std::unique_ptr<LogitsProcessor>> processors_;
+  size_t edit_count_ = 0;  // the first processors, all SparseLogitsProcessors (Edits)
   int32_t vocab_size_ = 0;
   std::optional<TopKSelection> top_k_candidates_;
   std::optional<float> plain_sampling_temperature_;

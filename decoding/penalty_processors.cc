@@ -1,23 +1,35 @@
 #include "decoding/penalty_processors.h"
 
 #include <algorithm>
-#include <limits>
-#include <unordered_map>
+
+#include "common/check.h"
 
 namespace tessera {
 namespace {
 
-constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+bool InVocab(int32_t id, int32_t vocab_size) { return id >= 0 && id < vocab_size; }
 
-bool InVocab(int32_t id, std::span<float> logits) {
-  return id >= 0 && static_cast<size_t>(id) < logits.size();
+// The edit of `token` in `edits`, made when absent.
+LogitEdit& EditOf(std::map<int32_t, LogitEdit>& edits, int32_t token) {
+  LogitEdit& edit = edits[token];
+  edit.token = token;
+  return edit;
 }
 
 }  // namespace
 
+void SparseLogitsProcessor::Apply(const TokenHistory& history, std::span<float> logits) const {
+  std::map<int32_t, LogitEdit> edits;
+  AddEdits(history, static_cast<int32_t>(logits.size()), edits);
+  for (const auto& [token, edit] : edits) logits[token] = ApplyLogitEdit(logits[token], edit);
+}
+
 SequenceBiasProcessor::SequenceBiasProcessor(std::string name,
-                                             std::map<std::vector<int32_t>, float> biases)
-    : name_(std::move(name)) {
+                                             std::map<std::vector<int32_t>, float> biases,
+                                             LogitEditStep step)
+    : name_(std::move(name)), step_(step) {
+  TESSERA_CHECK_MSG(step == kEditBias || step == kEditLateBias,
+                    "a sequence bias is a kEditBias or kEditLateBias step");
   for (auto& [ids, bias] : biases) {
     if (ids.size() == 1) {
       single_.emplace_back(ids[0], bias);
@@ -27,18 +39,22 @@ SequenceBiasProcessor::SequenceBiasProcessor(std::string name,
   }
 }
 
-void SequenceBiasProcessor::Apply(const TokenHistory& history, std::span<float> logits) const {
-  // transformers sums the biases into a zero row first and adds the row once.
-  std::unordered_map<int32_t, float> bias;
-  for (const auto& [id, b] : single_) bias[id] += b;
+void SequenceBiasProcessor::AddEdits(const TokenHistory& history, int32_t vocab_size,
+                                     std::map<int32_t, LogitEdit>& edits) const {
+  // transformers sums the biases into a zero row first and adds the row once: each token's
+  // biases add up from 0, in this order, before the one addition to its logit.
+  const auto add = [&](int32_t id, float b) {
+    if (!InVocab(id, vocab_size)) return;
+    LogitEdit& edit = EditOf(edits, id);
+    edit.steps |= step_;
+    (step_ == kEditBias ? edit.bias : edit.late_bias) += b;  // from LogitEdit's 0
+  };
+  for (const auto& [id, b] : single_) add(id, b);
   const std::span<const int32_t> ids = history.ids;
   for (const auto& [seq, b] : multi_) {
     const size_t prefix = seq.size() - 1;
     if (prefix > ids.size()) continue;
-    if (std::equal(seq.begin(), seq.end() - 1, ids.end() - prefix)) bias[seq.back()] += b;
-  }
-  for (const auto& [id, b] : bias) {
-    if (InVocab(id, logits)) logits[id] += b;
+    if (std::equal(seq.begin(), seq.end() - 1, ids.end() - prefix)) add(seq.back(), b);
   }
 }
 
@@ -58,29 +74,31 @@ void HammingDiversityProcessor::Apply(const TokenHistory& history,
   }
 }
 
-void RepetitionPenaltyProcessor::Apply(const TokenHistory& history, std::span<float> logits) const {
-  std::vector<int32_t> seen(history.ids.begin(), history.ids.end());
-  std::sort(seen.begin(), seen.end());
-  seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
-  for (int32_t id : seen) {
-    if (!InVocab(id, logits)) continue;
-    float& l = logits[id];
-    l = l < 0 ? l * penalty_ : l / penalty_;
+void RepetitionPenaltyProcessor::AddEdits(const TokenHistory& history, int32_t vocab_size,
+                                          std::map<int32_t, LogitEdit>& edits) const {
+  for (int32_t id : history.ids) {  // once per distinct id
+    if (!InVocab(id, vocab_size)) continue;
+    LogitEdit& edit = EditOf(edits, id);
+    edit.steps |= kEditRepetition;
+    edit.penalty = penalty_;
   }
 }
 
-void FrequencyPresencePenaltyProcessor::Apply(const TokenHistory& history,
-                                              std::span<float> logits) const {
-  std::unordered_map<int32_t, int64_t> counts;
+void FrequencyPresencePenaltyProcessor::AddEdits(const TokenHistory& history, int32_t vocab_size,
+                                                 std::map<int32_t, LogitEdit>& edits) const {
+  std::map<int32_t, int64_t> counts;
   for (int32_t id : history.generated()) ++counts[id];
   for (const auto& [id, count] : counts) {
-    if (!InVocab(id, logits)) continue;
-    logits[id] = static_cast<float>(static_cast<double>(logits[id]) -
-                                    static_cast<double>(count) * frequency_ - presence_);
+    if (!InVocab(id, vocab_size)) continue;
+    LogitEdit& edit = EditOf(edits, id);
+    edit.steps |= kEditFrequencyPresence;
+    edit.frequency = static_cast<double>(count) * frequency_;
+    edit.presence = presence_;
   }
 }
 
-void NoRepeatNGramProcessor::Apply(const TokenHistory& history, std::span<float> logits) const {
+void NoRepeatNGramProcessor::AddEdits(const TokenHistory& history, int32_t vocab_size,
+                                      std::map<int32_t, LogitEdit>& edits) const {
   const std::span<const int32_t> ids = history.ids;
   const size_t n = static_cast<size_t>(n_);
   if (n == 0 || ids.size() < n) return;
@@ -90,15 +108,16 @@ void NoRepeatNGramProcessor::Apply(const TokenHistory& history, std::span<float>
   for (size_t start = 0; start + n <= ids.size(); ++start) {
     if (std::equal(prefix.begin(), prefix.end(), ids.begin() + start)) {
       const int32_t banned = ids[start + n - 1];
-      if (InVocab(banned, logits)) logits[banned] = kNegInf;
+      if (InVocab(banned, vocab_size)) EditOf(edits, banned).steps |= kEditNgramBan;
     }
   }
 }
 
-void MinNewTokensProcessor::Apply(const TokenHistory& history, std::span<float> logits) const {
+void MinNewTokensProcessor::AddEdits(const TokenHistory& history, int32_t vocab_size,
+                                     std::map<int32_t, LogitEdit>& edits) const {
   if (static_cast<int64_t>(history.num_generated()) >= min_new_tokens_) return;
   for (int32_t id : ids_) {
-    if (InVocab(id, logits)) logits[id] = kNegInf;
+    if (InVocab(id, vocab_size)) EditOf(edits, id).steps |= kEditEndBan;
   }
 }
 

@@ -106,6 +106,22 @@ SampleResult Sampler::Sample(const TokenHistory& history, std::span<float> logit
     raw.assign(logits.begin(), logits.end());
   }
   chain_.Apply(history, logits);
+  return Choose(history, logits, raw, sequence_index);
+}
+
+SampleResult Sampler::SampleEdited(const TokenHistory& history, std::span<float> logits,
+                                   uint64_t sequence_index) const {
+  const bool raw_logprobs = logprobs_.has_value() && source_ == LogprobsSource::kRaw;
+  TESSERA_CHECK_MSG(!raw_logprobs || !chain_.has_edits(),
+                    "SampleEdited: the raw row's logprobs are gone once the row is edited");
+  std::vector<float> raw;
+  if (raw_logprobs) raw.assign(logits.begin(), logits.end());  // no edits: the raw row
+  chain_.ApplyPastEdits(history, logits);
+  return Choose(history, logits, raw, sequence_index);
+}
+
+SampleResult Sampler::Choose(const TokenHistory& history, std::span<const float> logits,
+                             std::span<const float> raw, uint64_t sequence_index) const {
   SampleResult result;
   if (do_sample_) {
     result.token = SampleFromLogits(logits, DrawUniform(history, sequence_index));
@@ -116,9 +132,7 @@ SampleResult Sampler::Sample(const TokenHistory& history, std::span<float> logit
     }
   }
   if (logprobs_.has_value() && result.token >= 0) {
-    const std::span<const float> row = source_ == LogprobsSource::kRaw
-                                           ? std::span<const float>(raw)
-                                           : std::span<const float>(logits.data(), logits.size());
+    const std::span<const float> row = source_ == LogprobsSource::kRaw ? raw : logits;
     result.logprob = TokenLogprobOf(row, result.token);
     result.top = TopLogprobs(row, *logprobs_);
   }

@@ -80,6 +80,14 @@ class Sampler {
   // logits.size() must be vocab_size. Returns token -1 if the processors removed every token.
   SampleResult Sample(const TokenHistory& history, std::span<float> logits,
                       uint64_t sequence_index) const;
+  // Sample for a row to which chain().Edits(history) were applied already (by a backend,
+  // Backend::EditLogits): the rest of the chain, then the same choice. Not for a sampler
+  // that reports the raw row's logprobs while its chain has edits (the raw row is gone).
+  SampleResult SampleEdited(const TokenHistory& history, std::span<float> logits,
+                            uint64_t sequence_index) const;
+
+  // The selections below are over the row after chain().Edits(history) (the raw row when
+  // the chain has none); the ones that report the raw row's logprobs need a chain without.
 
   // Set when a draw needs only the row's top-k candidates (sampling whose chain offers
   // top_k_candidates, and no logprobs or the raw row's with at most k alternatives):
@@ -91,7 +99,7 @@ class Sampler {
     if (!do_sample_) return std::nullopt;
     std::optional<TopKSelection> selection = chain_.top_k_candidates();
     if (selection.has_value() && logprobs_.has_value() &&
-        (source_ != LogprobsSource::kRaw || *logprobs_ > selection->k)) {
+        (source_ != LogprobsSource::kRaw || *logprobs_ > selection->k || chain_.has_edits())) {
       return std::nullopt;
     }
     return selection;
@@ -109,7 +117,8 @@ class Sampler {
   // and its alternatives the raw row's logprobs() most likely tokens, which a device backend
   // can find where the logits are.
   std::optional<float> plain_sampling_with_raw_logprobs() const {
-    if (!do_sample_ || !logprobs_.has_value() || source_ != LogprobsSource::kRaw) {
+    if (!do_sample_ || !logprobs_.has_value() || source_ != LogprobsSource::kRaw ||
+        chain_.has_edits()) {
       return std::nullopt;
     }
     return chain_.plain_sampling_temperature();
@@ -125,7 +134,8 @@ class Sampler {
   // token is SampleNucleus's, and its logprob and alternatives (at most the candidates) come
   // from the candidates' raw values and the raw row's log Σ exp.
   std::optional<NucleusSelection> nucleus_with_raw_logprobs() const {
-    if (!do_sample_ || !logprobs_.has_value() || source_ != LogprobsSource::kRaw) {
+    if (!do_sample_ || !logprobs_.has_value() || source_ != LogprobsSource::kRaw ||
+        chain_.has_edits()) {
       return std::nullopt;
     }
     return chain_.nucleus();
@@ -151,9 +161,10 @@ class Sampler {
                                 std::optional<double> log_normalizer = std::nullopt) const;
 
   const LogitsProcessorChain& chain() const { return chain_; }
-  // Greedy, with no processor and no logprobs: Sample is the argmax of the raw row.
-  bool greedy_without_processors() const {
-    return !do_sample_ && chain_.empty() && !logprobs_.has_value();
+  // Greedy, with no processor but the chain's edits and no logprobs: Sample is the argmax
+  // of the row after chain().Edits(history) (-1 when that is -inf).
+  bool greedy_after_edits() const {
+    return !do_sample_ && chain_.only_edits() && !logprobs_.has_value();
   }
   bool wants_logprobs() const { return logprobs_.has_value(); }
   // The number of alternatives each token reports (GenerationConfig::logprobs).
@@ -176,6 +187,11 @@ class Sampler {
   uint64_t seed_ = 0;
   std::optional<int64_t> logprobs_;
   LogprobsSource source_ = LogprobsSource::kRaw;
+
+  // Sample's choice from `logits` after the whole chain, with the logprobs of `raw` (the raw
+  // row; empty unless the sampler reports the raw row's) or of the processed row.
+  SampleResult Choose(const TokenHistory& history, std::span<const float> logits,
+                      std::span<const float> raw, uint64_t sequence_index) const;
 };
 
 }  // namespace tessera

@@ -83,6 +83,23 @@ absl::Status Backend::SoftmaxDenominators(const float* x, int64_t rows, int64_t 
   return absl::OkStatus();
 }
 
+absl::Status Backend::EditLogits(float* x, int64_t rows, int64_t dim,
+                                 std::span<const LogitEdit> edits) {
+  RETURN_IF_ERROR(CheckEditLogitsArgs("EditLogits", rows, dim, edits));
+  for (const LogitEdit& e : edits) {
+    float* at = x + static_cast<int64_t>(e.row) * dim + e.token;
+    if (host_addressable()) {
+      *at = ApplyLogitEdit(*at, e);
+      continue;
+    }
+    float value = 0;
+    RETURN_IF_ERROR(CopyFromBackend(&value, at, sizeof(float)));
+    value = ApplyLogitEdit(value, e);
+    RETURN_IF_ERROR(CopyToBackend(at, &value, sizeof(float)));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Backend::SampleRows(const float* x, int64_t rows, int64_t dim,
                                  std::span<const float> temperature, std::span<const double> u,
                                  int32_t* tokens) {

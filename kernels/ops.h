@@ -21,6 +21,7 @@
 #include "common/row_sample.h"
 #include "common/row_top_k.h"
 #include "common/tensor.h"
+#include "kernels/logit_edit.h"
 #include "kernels/paged_kv.h"
 
 namespace tessera {
@@ -133,7 +134,8 @@ class Backend {
   // recording's). The body must
   //   * only queue work: no call that brings results to the host, waits or allocates
   //     (CopyToBackend, CopyFromBackend, Synchronize, ArgMaxRows, TopKRows,
-  //     SoftmaxDenominators, SampleRows, Allocate answer FAILED_PRECONDITION inside it);
+  //     SoftmaxDenominators, SampleRows, EditLogits, Allocate answer FAILED_PRECONDITION
+  //     inside it);
   //   * for one shape, make the same calls in the same order on the same buffers with the
   //     same sizes (only the contents of index spans may differ from step to step);
   //   * within the step, pass an index span at the same memory only while it holds the same
@@ -172,6 +174,13 @@ class Backend {
                                                          int64_t dim,
                                                          std::span<const float> temperature,
                                                          double* sums);
+  // The logits processors that change a few tokens (kernels/logit_edit.h) without the rows
+  // leaving the backend: x[e.row, e.token] = ApplyLogitEdit(x[e.row, e.token], e) for each
+  // edit e (host memory) of x [rows, dim] (this backend's memory). The edits must be in
+  // ascending (row, token) order, each pair once, within x (INVALID_ARGUMENT naming the
+  // edit otherwise, x unchanged).
+  [[nodiscard]] virtual absl::Status EditLogits(float* x, int64_t rows, int64_t dim,
+                                                std::span<const LogitEdit> edits);
   // Plain sampling without the rows leaving the backend: for row r of x [rows, dim] (this
   // backend's memory) with u[r] >= 0, tokens[r] = DrawFromRow(row r / temperature[r], u[r])
   // (common/row_sample.h; the division is TemperatureWarper's float division); u[r] < 0

@@ -62,4 +62,27 @@ absl::Status CheckSoftmaxDenominatorsArgs(std::string_view op, int64_t rows, int
   return CheckShape(op, rows, dim, temperature);
 }
 
+absl::Status CheckEditLogitsArgs(std::string_view op, int64_t rows, int64_t dim,
+                                 std::span<const LogitEdit> edits) {
+  if (rows < 0 || dim < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s: rows=%d and dim=%d must not be negative", op, rows, dim));
+  }
+  for (size_t i = 0; i < edits.size(); ++i) {
+    const LogitEdit& e = edits[i];
+    if (e.row < 0 || e.row >= rows || e.token < 0 || e.token >= dim) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s: edits[%d] is for row %d, token %d, outside %d rows of %d", op, i,
+                          e.row, e.token, rows, dim));
+    }
+    if (i > 0 && (edits[i - 1].row > e.row ||
+                  (edits[i - 1].row == e.row && edits[i - 1].token >= e.token))) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "%s: edits[%d] (row %d, token %d) does not come after edits[%d] (row %d, token %d)", op,
+          i, e.row, e.token, i - 1, edits[i - 1].row, edits[i - 1].token));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace tessera

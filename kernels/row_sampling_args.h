@@ -1,5 +1,5 @@
-// Argument checks of the row sampling ops (Backend::TopKRows, SampleRows and
-// SoftmaxDenominators in kernels/ops.h), shared by every backend that implements them, so
+// Argument checks of the row sampling ops (Backend::TopKRows, SampleRows,
+// SoftmaxDenominators and EditLogits in kernels/ops.h), shared by every backend that implements them, so
 // that a bad call gets the same INVALID_ARGUMENT, naming the op and the field, everywhere.
 #pragma once
 
@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "kernels/logit_edit.h"
 
 namespace tessera {
 
@@ -21,5 +22,8 @@ namespace tessera {
 [[nodiscard]] absl::Status CheckSoftmaxDenominatorsArgs(std::string_view op, int64_t rows,
                                                         int64_t dim,
                                                         std::span<const float> temperature);
+
+[[nodiscard]] absl::Status CheckEditLogitsArgs(std::string_view op, int64_t rows, int64_t dim,
+                                               std::span<const LogitEdit> edits);
 
 }  // namespace tessera

@@ -259,8 +259,9 @@ class LlamaModel {
   // The LM head's rows reduced on the backend as selection->wants say (ForwardPaged).
   [[nodiscard]] absl::Status LmHeadSelect(const float* normed, int64_t rows,
                                           LogitsSelection* selection, std::vector<float>* logits);
-  // The same from the first `rows` logits rows `all` (backend memory) the LM head wrote.
-  [[nodiscard]] absl::Status SelectFromLogits(const float* all, int64_t rows,
+  // The same from the first `rows` logits rows `all` (backend memory) the LM head wrote,
+  // which the wants' edits change in place.
+  [[nodiscard]] absl::Status SelectFromLogits(float* all, int64_t rows,
                                               LogitsSelection* selection,
                                               std::vector<float>* logits);
   // The row count ForwardPaged pads `batch` to for a recorded decode step

@@ -28,7 +28,7 @@ absl::Status LlamaModel::LmHeadSelect(const float* normed, int64_t rows,
   return SelectFromLogits(all, rows, selection, logits);
 }
 
-absl::Status LlamaModel::SelectFromLogits(const float* all, int64_t rows,
+absl::Status LlamaModel::SelectFromLogits(float* all, int64_t rows,
                                           LogitsSelection* selection,
                                           std::vector<float>* logits) {
   using Kind = LogitsRowWant::Kind;
@@ -44,6 +44,17 @@ absl::Status LlamaModel::SelectFromLogits(const float* all, int64_t rows,
   selection->row_index.assign(n, -1);
   std::vector<bool> whole(n, false);
   for (size_t r = 0; r < n; ++r) whole[r] = wants[r].kind == Kind::kRow;
+  // The penalties and biases first: everything below reads the edited rows.
+  std::vector<LogitEdit> edits;
+  for (size_t r = 0; r < n; ++r) {
+    for (LogitEdit edit : wants[r].edits) {
+      edit.row = static_cast<int32_t>(r);
+      edits.push_back(edit);
+    }
+  }
+  if (!edits.empty()) {
+    RETURN_IF_ERROR(backend_->EditLogits(all, rows, vocab, edits));
+  }
 
   const auto wanted = [&](Kind kind) {
     return std::any_of(wants.begin(), wants.end(),

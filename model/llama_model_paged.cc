@@ -102,7 +102,8 @@ absl::Status LlamaModel::ForwardPaged(const PagedBatch& batch, PagedKvCache& cac
   }
   if (selection != nullptr) {
     RETURN_IF_ERROR(
-        CheckLogitsSelection(*selection, static_cast<int64_t>(batch.logits_rows.size())));
+        CheckLogitsSelection(*selection, static_cast<int64_t>(batch.logits_rows.size()),
+                             config_.vocab_size));
   }
   if (hidden_states == nullptr && !batch.hidden_rows.empty()) {
     return absl::InvalidArgumentError("ForwardPaged: batch.hidden_rows given but hidden_states is null");

@@ -4,7 +4,8 @@
 
 namespace tessera {
 
-absl::Status CheckLogitsSelection(const LogitsSelection& selection, int64_t rows) {
+absl::Status CheckLogitsSelection(const LogitsSelection& selection, int64_t rows,
+                                  int64_t vocab) {
   if (static_cast<int64_t>(selection.wants.size()) != rows) {
     return absl::InvalidArgumentError(absl::StrCat("ForwardPaged: selection.wants has ",
                                                    selection.wants.size(), " entries for ",
@@ -12,6 +13,14 @@ absl::Status CheckLogitsSelection(const LogitsSelection& selection, int64_t rows
   }
   for (size_t r = 0; r < selection.wants.size(); ++r) {
     const LogitsRowWant& want = selection.wants[r];
+    for (size_t i = 0; i < want.edits.size(); ++i) {
+      const int32_t token = want.edits[i].token;
+      if (token < 0 || token >= vocab || (i > 0 && want.edits[i - 1].token >= token)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "ForwardPaged: selection.wants[", r, "].edits[", i, "] is for token ", token,
+            "; edits must be for ascending distinct tokens below the vocabulary size ", vocab));
+      }
+    }
     if (want.kind == LogitsRowWant::Kind::kTopK && (want.top_k <= 0 || !(want.temperature > 0))) {
       return absl::InvalidArgumentError(absl::StrCat(
           "ForwardPaged: selection.wants[", r, "] asks for top_k ", want.top_k,

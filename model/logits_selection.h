@@ -2,9 +2,10 @@
 // (LlamaModel::ForwardPaged): greedy rows want their argmax (and, when they report
 // logprobs, the row's log-normalizer and most likely tokens), top-k sampled rows their
 // candidates (common/row_top_k.h), top-p or min-p sampled rows their most likely tokens and
-// (for top-p) the row's softmax denominator, plainly sampled rows their drawn token (common/row_sample.h), others
-// the row itself. On a device backend the logits then stay on
-// the device except for the rows that need them whole.
+// (for top-p) the row's softmax denominator, plainly sampled rows their drawn token
+// (common/row_sample.h), others the row itself; each after its penalties and biases, which
+// the backend applies first (LogitsRowWant::edits). On a device backend the logits then
+// stay on the device except for the rows that need them whole.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "common/row_argmax.h"
+#include "kernels/logit_edit.h"
 
 namespace tessera {
 
@@ -29,6 +31,11 @@ struct LogitsRowWant {
   // most top_k, and kNucleus they are among the candidates), and for kDraw the drawn
   // token's logit; -1 for none.
   int64_t logprobs = -1;
+  // Applied to the row where the logits are before anything else (Backend::EditLogits; the
+  // chain's sparse processors, LogitsProcessorChain::Edits): everything above, a whole row
+  // that comes back included, is then of the edited row. Tokens ascending, each once, below
+  // the vocabulary size; `row` is not read.
+  std::vector<LogitEdit> edits;
 };
 
 struct TopKCandidates {
@@ -72,11 +79,13 @@ inline constexpr int64_t kNucleusCandidates = 1024;
 // kNucleusCandidates).
 inline constexpr int64_t kMaxLogprobCandidates = 1024;
 
-// INVALID_ARGUMENT unless `selection` has one want per each of `rows` logits rows, each
+// INVALID_ARGUMENT unless `selection` has one want per each of `rows` logits rows of `vocab`
+// logits, each want's edits are for ascending distinct tokens below `vocab`, each
 // kTopK want a top_k > 0 and a temperature > 0, each kNucleus want a temperature > 0, a
 // top_p in (0, 1] and a min_p in [0, 1), not both 1 and 0, and each kDraw want a temperature
 // > 0 and a u in [0, 1); logprobs is -1, or in [0, kMaxLogprobCandidates] on a kArgMax or
 // kDraw want, [0, kNucleusCandidates] on a kNucleus want, or [0, top_k] on a kTopK want.
-[[nodiscard]] absl::Status CheckLogitsSelection(const LogitsSelection& selection, int64_t rows);
+[[nodiscard]] absl::Status CheckLogitsSelection(const LogitsSelection& selection, int64_t rows,
+                                                int64_t vocab);
 
 }  // namespace tessera

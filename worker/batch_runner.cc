@@ -283,7 +283,11 @@ std::vector<LogitsRowWant> BatchRunner::LogitsWants(const StepPlan& plan,
     const ScheduledSequence& e = plan.sequences[batch.logits_entries[r]];
     const auto sampler = samplers_.find(e.request_id);
     if (strategies_.contains(e.request_id) || sampler == samplers_.end()) continue;
-    if (e.num_samples == 1 && sampler->second.greedy_without_processors()) {
+    const SequenceGroup* group = scheduler_->FindRequest(e.request_id);
+    const Sequence* seq = scheduler_->FindSequence(e.seq_id);
+    if (group == nullptr || seq == nullptr) continue;  // Decode reports it
+    const TokenHistory history{seq->token_ids(), static_cast<size_t>(seq->prompt_len())};
+    if (e.num_samples == 1 && sampler->second.greedy_after_edits()) {
       wants[r].kind = Kind::kArgMax;
       any = true;
     } else if (const auto logprobs = sampler->second.greedy_raw_logprobs();
@@ -313,15 +317,16 @@ std::vector<LogitsRowWant> BatchRunner::LogitsWants(const StepPlan& plan,
                 (temperature = sampler->second.plain_sampling_with_raw_logprobs()).has_value())) {
       const int64_t logprobs = sampler->second.logprobs().value_or(-1);
       if (logprobs > kMaxLogprobCandidates) continue;  // the whole row
-      const SequenceGroup* group = scheduler_->FindRequest(e.request_id);
-      const Sequence* seq = scheduler_->FindSequence(e.seq_id);
-      if (group == nullptr || seq == nullptr) continue;  // Decode reports it
-      const TokenHistory history{seq->token_ids(), static_cast<size_t>(seq->prompt_len())};
       wants[r].kind = Kind::kDraw;
       wants[r].temperature = *temperature;
       wants[r].u = sampler->second.DrawUniform(history, SequenceIndex(*group, e.seq_id));
       wants[r].logprobs = logprobs;
       any = true;
+    }
+    // The selections above are of the row after the chain's penalties and biases, which the
+    // backend applies where the logits are.
+    if (wants[r].kind != Kind::kRow && sampler->second.chain().has_edits()) {
+      wants[r].edits = sampler->second.chain().Edits(history);
     }
   }
   if (!any) wants.clear();
@@ -378,6 +383,7 @@ absl::StatusOr<StepResult> BatchRunner::Decode(const StepPlan& plan, const StepB
     SequenceOutput out;
     out.seq_id = e.seq_id;
     const int64_t row_index = selected ? selection_.row_index[r] : static_cast<int64_t>(r);
+    if (selected && !selection_.wants[r].edits.empty()) ++stats_.backend_edited_rows;
     if (row_index < 0 && selection_.wants[r].kind == Kind::kArgMax) {
       // Sampler::Sample's greedy choice: no token when no logit is above -inf.
       const RowArgMax best = selection_.argmax[r];
@@ -456,6 +462,9 @@ absl::StatusOr<StepResult> BatchRunner::Decode(const StepPlan& plan, const StepB
         processed.assign(candidates->values.begin(), candidates->values.end());
         s = sampler->second.SampleCandidates(history, candidates->ids, processed, index + k,
                                              normalizer);
+      } else if (selected && !selection_.wants[r].edits.empty()) {  // back whole, edited
+        processed.assign(raw.begin(), raw.end());
+        s = sampler->second.SampleEdited(history, processed, index + k);
       } else {
         processed.assign(raw.begin(), raw.end());
         s = sampler->second.Sample(history, processed, index + k);

@@ -115,6 +115,9 @@ struct BatchRunnerStats {
   // Rows that report logprobs (greedy, top-k, nucleus or plain-sampled), taken from the
   // backend's argmax or draw, candidates and softmax denominator instead of the row.
   int64_t backend_logprob_rows = 0;
+  // Rows whose penalties and biases (LogitsProcessorChain::Edits) the backend applied where
+  // the logits are, before their argmax, candidates or draw.
+  int64_t backend_edited_rows = 0;
 };
 
 class BatchRunner {
@@ -186,14 +189,14 @@ class BatchRunner {
   // logprobs.
   [[nodiscard]] absl::StatusOr<StepResult> Decode(const StepPlan& plan, const StepBatch& batch,
                                                   std::vector<std::vector<SampleResult>>* drawn);
-  // What each logits row of the step needs to come back (StepWork::logits_wants): its argmax
-  // for a greedy row with no processor, no logprobs, one sample and no strategy; its top-k
-  // candidates for a sampled row whose sampler offers them (Sampler::top_k_candidates, k up
-  // to kMaxTopKCandidates); its most likely tokens and softmax denominator for a top-p
-  // sampled row without top-k (Sampler::nucleus); its drawn token for one plain sample at a
-  // temperature
-  // (Sampler::plain_sampling_temperature); else the whole row. Empty when every row needs
-  // its whole row.
+  // What each logits row of the step needs to come back (StepWork::logits_wants), after the
+  // penalties and biases of its chain (LogitsProcessorChain::Edits), which travel with the
+  // want: its argmax for a greedy row with no other processor, no logprobs, one sample and
+  // no strategy; its top-k candidates for a sampled row whose sampler offers them
+  // (Sampler::top_k_candidates, k up to kMaxTopKCandidates); its most likely tokens and
+  // softmax denominator for a top-p sampled row without top-k (Sampler::nucleus); its drawn
+  // token for one plain sample at a temperature (Sampler::plain_sampling_temperature); else
+  // the whole row. Empty when every row needs its whole row.
   std::vector<LogitsRowWant> LogitsWants(const StepPlan& plan, const StepBatch& batch) const;
   // Runs every strategy whose live sequences all have rows, and applies its decision
   // through the scheduler (forks, appended tokens, pruned or finished sequences).

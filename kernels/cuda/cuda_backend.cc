@@ -242,6 +242,16 @@ absl::Status CudaBackend::SampleRows(const float* x, int64_t rows, int64_t dim,
   return Copy(tokens, drawn_.as<void>(), bytes, "SampleRows", Waiting());
 }
 
+absl::Status CudaBackend::EditLogits(float* x, int64_t rows, int64_t dim,
+                                     std::span<const LogitEdit> edits) {
+  RETURN_IF_ERROR(OutsideStep("EditLogits"));
+  RETURN_IF_ERROR(TakeStickyError());
+  RETURN_IF_ERROR(CheckEditLogitsArgs("cuda backend EditLogits", rows, dim, edits));
+  if (edits.empty()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(const LogitEdit* device_edits, Upload(edits, &logit_edits_));
+  return CudaEditLogits(x, dim, device_edits, static_cast<int64_t>(edits.size()), &stream_);
+}
+
 void CudaBackend::RmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float eps,
                           float* out) {
   if (!sticky_.ok()) return;

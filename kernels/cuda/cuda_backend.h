@@ -122,6 +122,8 @@ class CudaBackend : public Backend {
   absl::Status SampleRows(const float* x, int64_t rows, int64_t dim,
                           std::span<const float> temperature, std::span<const double> u,
                           int32_t* tokens) override;
+  absl::Status EditLogits(float* x, int64_t rows, int64_t dim,
+                          std::span<const LogitEdit> edits) override;
   absl::Status MatMul(const float* x, int64_t n, int64_t k, const TensorView& w,
                       float* y) override;
   // Adds in the GEMM's epilogue (cuBLASLt's beta) or the GEMV's store; the FP8 tensor-core
@@ -261,7 +263,7 @@ class CudaBackend : public Backend {
   // MatMul reads them another way from then on.
   std::set<std::pair<int64_t, int64_t>> fp8_gemm_refused_;
   UploadSlot ids_, positions_, entry_rows_, tables_, context_lens_, tiles_, inv_freq_, slots_;
-  UploadSlot top_k_, temperatures_, uniforms_;
+  UploadSlot top_k_, temperatures_, uniforms_, logit_edits_;
   // argmax_: ArgMaxRows' results; top_k_results_: TopKRows' counts, ids and values, one
   // copy back; drawn_: SampleRows' tokens; denominators_: SoftmaxDenominators' sums.
   DeviceBuffer split_workspace_, argmax_, top_k_results_, drawn_, denominators_;

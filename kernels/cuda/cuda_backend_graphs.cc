@@ -45,8 +45,8 @@ absl::Status CudaBackend::OutsideStep(const char* op) const {
 }
 
 std::vector<CudaBackend::UploadSlot*> CudaBackend::Slots() {
-  return {&ids_,   &positions_, &entry_rows_,   &tables_, &context_lens_, &tiles_,
-          &inv_freq_, &slots_,  &top_k_,        &temperatures_, &uniforms_};
+  return {&ids_,   &positions_, &entry_rows_,   &tables_,   &context_lens_, &tiles_,
+          &inv_freq_, &slots_,  &top_k_,        &temperatures_, &uniforms_, &logit_edits_};
 }
 
 absl::StatusOr<const void*> CudaBackend::StepUpload(const void* data, size_t bytes,

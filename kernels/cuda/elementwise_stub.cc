@@ -65,6 +65,9 @@ int DrawRows(const float*, int64_t, int64_t, const float*, const double*, int32_
              Error* error, const Launch&) {
   return NotBuilt(error);
 }
+int EditLogits(float*, int64_t, const LogitEdit*, int64_t, Error* error, const Launch&) {
+  return NotBuilt(error);
+}
 int SoftmaxDenominators(const float*, int64_t, int64_t, const float*, double*, Error* error,
                         const Launch&) {
   return NotBuilt(error);

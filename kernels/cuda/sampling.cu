@@ -2,7 +2,8 @@
 // sampling's candidates of each row (common/row_top_k.h's rule), so a sampled row sends back
 // tens of candidates instead of the whole vocabulary; SoftmaxDenominators, which top-p needs
 // besides its candidates; and DrawRows, plain sampling's inverse-CDF draw (common/
-// row_sample.h's rule), so it sends back one token.
+// row_sample.h's rule), so it sends back one token; EditLogits, the penalties and biases of
+// a few tokens per row (kernels/logit_edit.h) applied before any of those.
 //
 // TopKRows: one block per row. The k-th largest of row / temperature is found by radix
 // selection over an order-preserving 32-bit key, 8 bits a pass (4 passes, each a shared
@@ -228,6 +229,15 @@ __global__ void SoftmaxDenominatorsKernel(const float* x, int64_t dim, const flo
   if (threadIdx.x == 0) sums[r] = total;
 }
 
+// One thread per edit: the (row, token) pairs are distinct, so no two threads share a logit.
+__global__ void EditLogitsKernel(float* x, int64_t dim, const LogitEdit* edits, int64_t count) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= count) return;
+  const LogitEdit e = edits[i];
+  float* at = x + static_cast<int64_t>(e.row) * dim + e.token;
+  *at = ApplyLogitEdit(*at, e);
+}
+
 }  // namespace
 
 int SoftmaxDenominators(const float* x, int64_t rows, int64_t dim, const float* temperature,
@@ -243,6 +253,15 @@ int DrawRows(const float* x, int64_t rows, int64_t dim, const float* temperature
   if (rows <= 0) return 0;
   DrawRowsKernel<<<static_cast<unsigned>(rows), kTopKThreads, 0, StreamOf(launch)>>>(
       x, dim, temperature, u, tokens);
+  return FinishLaunch(error, launch);
+}
+
+int EditLogits(float* x, int64_t dim, const LogitEdit* edits, int64_t count, Error* error,
+               const Launch& launch) {
+  if (count <= 0) return 0;
+  constexpr int kThreads = 256;
+  const auto blocks = static_cast<unsigned>((count + kThreads - 1) / kThreads);
+  EditLogitsKernel<<<blocks, kThreads, 0, StreamOf(launch)>>>(x, dim, edits, count);
   return FinishLaunch(error, launch);
 }
 

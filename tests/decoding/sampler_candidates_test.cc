@@ -172,7 +172,7 @@ TEST(PlainSamplingTest, SampleIsTheDrawOverTheDividedRow) {
                         {[](GenerationConfig& g) { g.top_k = 5; },
                          [](GenerationConfig& g) { g.top_p = 0.9; },
                          [](GenerationConfig& g) { g.min_p = 0.1; },
-                         [](GenerationConfig& g) { g.repetition_penalty = 1.1; },
+                         [](GenerationConfig& g) { g.typical_p = 0.5; },
                          [](GenerationConfig& g) { g.logprobs = 1; },
                          [](GenerationConfig& g) { g.do_sample = false; }},
                         [](const Sampler& s) { return s.plain_sampling_temperature().has_value(); });
@@ -337,7 +337,6 @@ TEST(NucleusTest, SameTokenAsTheWholeRowOrAskForIt) {
                         {[](GenerationConfig& g) { g.top_k = 5; },
                          [](GenerationConfig& g) { g.top_p = 1.0; },
                          [](GenerationConfig& g) { g.typical_p = 0.5; },
-                         [](GenerationConfig& g) { g.frequency_penalty = 0.5; },
                          [](GenerationConfig& g) { g.logprobs = 1; }},
                         [](const Sampler& s) { return s.nucleus().has_value(); });
 }
@@ -372,7 +371,11 @@ TEST(SampleCandidatesTest, OnlyChainsThatNeedNoMoreThanTheCandidates) {
   with_all.top_p = 0.9;
   with_all.min_p = 0.1;
   with_all.temperature = 0.6;
-  for (const GenerationConfig& c : {base, with_all}) {
+  // Penalties and biases: the candidates of the edited row (LogitsProcessorChain::Edits).
+  GenerationConfig with_penalties = with_all;
+  with_penalties.repetition_penalty = 1.2;
+  with_penalties.logit_bias[3] = 5.0f;
+  for (const GenerationConfig& c : {base, with_all, with_penalties}) {
     auto sampler = Sampler::Create(c, 300, 0);
     ASSERT_TRUE(sampler.ok()) << sampler.status();
     EXPECT_TRUE(offered(*sampler));
@@ -382,9 +385,11 @@ TEST(SampleCandidatesTest, OnlyChainsThatNeedNoMoreThanTheCandidates) {
       {[](GenerationConfig& g) { g.do_sample = false; },        // greedy: the argmax path
        [](GenerationConfig& g) { g.top_k = 0; },                // no top-k
        [](GenerationConfig& g) { g.top_k = 300; },              // the vocabulary: keeps all
-       [](GenerationConfig& g) { g.repetition_penalty = 1.2; },  // touches any token
-       [](GenerationConfig& g) { g.logit_bias[3] = 5.0f; },
        [](GenerationConfig& g) { g.typical_p = 0.9; },  // needs the whole row's entropy
+       [](GenerationConfig& g) {  // the raw row's logprobs, and a penalty edits the row
+         g.repetition_penalty = 1.2;
+         g.logprobs = 2;
+       },
        [](GenerationConfig& g) {  // more alternatives than candidates
          g.top_k = 4;
          g.logprobs = 5;

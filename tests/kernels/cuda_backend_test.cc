@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -396,6 +397,44 @@ TEST_F(CudaBackendTest, RowReductionsMatchReference) {
   EXPECT_EQ(cuda_->TopKRows(dx.as<float>(), rows, dim, k, cold, capacity, ids.data(), v.data(),
                             n.data())
                 .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// EditLogits against the reference backend's, bit for bit: random edits with every
+// combination of steps over rows of both signs (the repetition penalty's branch), twice
+// (the upload slot must not serve the first call's edits).
+TEST_F(CudaBackendTest, EditLogitsMatchesReference) {
+  const int64_t rows = 5, dim = 1001;
+  std::uniform_real_distribution<float> unit(0.0f, 1.0f);
+  for (int call = 0; call < 2; ++call) {
+    std::vector<float> x = RandomFloats(rows * dim, rng_);
+    std::vector<LogitEdit> edits;
+    for (int32_t r = 0; r < rows; ++r) {
+      for (int32_t token = call; token < dim; token += 3 + r) {
+        LogitEdit e;
+        e.row = r;
+        e.token = token;
+        e.steps = static_cast<uint32_t>(token * 7 + r) % 64;
+        e.bias = unit(rng_) * 4.0f - 2.0f;
+        e.penalty = 0.5f + unit(rng_) * 1.5f;
+        e.late_bias = -unit(rng_);
+        e.frequency = static_cast<double>(unit(rng_)) * 3.0;
+        e.presence = static_cast<double>(unit(rng_));
+        edits.push_back(e);
+      }
+    }
+    DeviceBuffer dx = Upload(x);
+    ASSERT_TRUE(ref_.EditLogits(x.data(), rows, dim, edits).ok());
+    ASSERT_TRUE(cuda_->EditLogits(dx.as<float>(), rows, dim, edits).ok());
+    const std::vector<float> got = Download(dx, x.size());
+    for (size_t i = 0; i < x.size(); ++i) {
+      ASSERT_EQ(std::memcmp(&got[i], &x[i], sizeof(float)), 0)
+          << "call " << call << " element " << i << ": " << got[i] << " vs " << x[i];
+    }
+  }
+  const std::vector<LogitEdit> unsorted = {LogitEdit{.row = 1}, LogitEdit{.row = 0}};
+  DeviceBuffer dx = Upload(std::vector<float>(rows * dim, 0.0f));
+  EXPECT_EQ(cuda_->EditLogits(dx.as<float>(), rows, dim, unsorted).code(),
             absl::StatusCode::kInvalidArgument);
 }
 

@@ -283,6 +283,50 @@ TEST(ReferenceBackendTest, SampleRowsDrawsFromTheDividedRows) {
   EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
 }
 
+// The default EditLogits: each edit's steps in order (bias, repetition, frequency and
+// presence, n-gram ban, late bias, end ban) on its own logit, values worked out by hand;
+// edits out of order, repeated or outside x refused with their index, x unchanged.
+TEST(ReferenceBackendTest, EditLogitsAppliesEachStepInOrder) {
+  ReferenceBackend b;
+  std::vector<float> x = {2.0f, -3.0f, 0.5f, 1.0f,   // row 0
+                          4.0f, 0.0f, -1.5f, 8.0f};  // row 1
+  const auto edit = [](int32_t row, int32_t token, uint32_t steps) {
+    LogitEdit e;
+    e.row = row;
+    e.token = token;
+    e.steps = steps;
+    e.bias = 1.0f;
+    e.penalty = 2.0f;
+    e.late_bias = -1.0f;
+    e.frequency = 0.5;
+    e.presence = 0.25;
+    return e;
+  };
+  const std::vector<LogitEdit> edits = {
+      edit(0, 0, kEditBias | kEditRepetition),               // (2 + 1) / 2
+      edit(0, 1, kEditRepetition | kEditFrequencyPresence),  // -3 * 2 - 0.5 - 0.25
+      edit(0, 3, kEditNgramBan | kEditLateBias),             // -inf
+      edit(1, 2, kEditLateBias),                             // -1.5 - 1
+      edit(1, 3, kEditBias | kEditEndBan),                   // -inf
+  };
+  ASSERT_TRUE(b.EditLogits(x.data(), 2, 4, edits).ok());
+  EXPECT_EQ(x, (std::vector<float>{1.5f, -6.75f, 0.5f, -INFINITY, 4.0f, 0.0f, -2.5f, -INFINITY}));
+  const std::vector<float> before = x;
+  for (const auto& [bad_edits, index] :
+       {std::pair{std::vector<LogitEdit>{edit(0, 2, kEditBias), edit(0, 1, kEditBias)}, 1},
+        std::pair{std::vector<LogitEdit>{edit(1, 0, kEditBias), edit(0, 3, kEditBias)}, 1},
+        std::pair{std::vector<LogitEdit>{edit(0, 1, kEditBias), edit(0, 1, kEditBias)}, 1},
+        std::pair{std::vector<LogitEdit>{edit(0, 4, kEditBias)}, 0},
+        std::pair{std::vector<LogitEdit>{edit(0, 0, kEditBias), edit(2, 0, kEditBias)}, 1},
+        std::pair{std::vector<LogitEdit>{edit(0, -1, kEditBias)}, 0}}) {
+    const absl::Status bad = b.EditLogits(x.data(), 2, 4, bad_edits);
+    EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(bad.message().find("edits[" + std::to_string(index) + "]"), std::string::npos)
+        << bad;
+  }
+  EXPECT_EQ(x, before);
+}
+
 // The default SoftmaxDenominators: Σ exp(x / T - max) per row in float64, rows at
 // temperature 0 skipped, -inf rows 0, NaN weighing nothing.
 TEST(ReferenceBackendTest, SoftmaxDenominatorsPerRowTemperature) {

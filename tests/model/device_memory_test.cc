@@ -228,6 +228,87 @@ TEST_F(DeviceMemoryTest, ForwardPagedReducesTheLogitsRowsWhereTheyAre) {
   EXPECT_NE(bad.message().find("selection.wants[1]"), std::string::npos) << bad;
 }
 
+// Penalties and biases as per-token edits: applied where the logits are (one EditLogits
+// call for the step), before the argmax, candidates and draw, and a whole row comes back
+// edited. Results equal the host's selection over the rows it edits itself.
+TEST_F(DeviceMemoryTest, EditsApplyWhereTheLogitsAre) {
+  const std::vector<int32_t> ids = {3, 1, 4, 1, 5, 9, 2, 6};
+  const std::vector<int32_t> positions = {0, 1, 2, 3, 4, 0, 1, 2};
+  const std::vector<int32_t> t0 = {2, 0}, t1 = {3};
+  const std::vector<PagedSequence> seqs = {{0, 5, 5, t0}, {5, 3, 3, t1}};
+  const std::vector<int64_t> logits_rows = {4, 6, 7};
+  const PagedBatch batch{ids, positions, seqs, logits_rows};
+  auto plain_cache = plain_->NewPagedKvCache(4, 4);
+  auto guarded_cache = guarded_->NewPagedKvCache(4, 4);
+  ASSERT_TRUE(plain_cache.ok() && guarded_cache.ok());
+  std::vector<float> want;
+  ASSERT_TRUE(plain_->ForwardPaged(batch, *plain_cache, &want).ok());
+  const size_t vocab = static_cast<size_t>(spec_.vocab);
+  // Row 0's most likely token gets banned, so its argmax moves; row 1's gets a penalty and
+  // others a bias; row 2 comes back whole with every kind of step.
+  const auto argmax_of = [&](size_t r) {
+    return ArgMaxOfRow(std::span<const float>(want.data() + r * vocab, vocab)).index;
+  };
+  const int32_t best0 = argmax_of(0), best1 = argmax_of(1);
+  const auto edit = [](int32_t token, uint32_t steps) {
+    LogitEdit e;
+    e.token = token;
+    e.steps = steps;
+    e.bias = 0.75f;
+    e.penalty = 1.7f;
+    e.late_bias = -2.0f;
+    e.frequency = 0.3;
+    e.presence = 0.2;
+    return e;
+  };
+  using Kind = LogitsRowWant::Kind;
+  LogitsSelection selection;
+  selection.wants = {{.kind = Kind::kArgMax}, {.kind = Kind::kTopK, .top_k = 4,
+                                               .temperature = 0.8f}, {.kind = Kind::kRow}};
+  selection.wants[0].edits = {edit(best0, kEditNgramBan)};
+  selection.wants[1].edits = {edit(std::min(best1, 0), kEditBias),
+                              edit(std::max(best1, 1), kEditRepetition | kEditLateBias)};
+  selection.wants[2].edits = {edit(2, kEditBias | kEditRepetition | kEditFrequencyPresence),
+                              edit(5, kEditEndBan), edit(11, kEditLateBias)};
+  std::vector<float> edited = want;
+  for (size_t r = 0; r < 3; ++r) {
+    for (const LogitEdit& e : selection.wants[r].edits) {
+      float& l = edited[r * vocab + static_cast<size_t>(e.token)];
+      l = ApplyLogitEdit(l, e);
+    }
+  }
+  std::vector<float> got;
+  const int64_t copied_before = guarded_backend_.bytes_to_host();
+  const int64_t edits_before = guarded_backend_.edit_calls();
+  ASSERT_TRUE(guarded_->ForwardPaged(batch, *guarded_cache, &got, nullptr, {}, &selection).ok());
+  EXPECT_EQ(guarded_backend_.edit_calls() - edits_before, 1);
+  EXPECT_EQ(guarded_backend_.bytes_to_host() - copied_before,
+            static_cast<int64_t>(vocab * sizeof(float)))
+      << "only the whole row crosses to the host";
+  ASSERT_EQ(selection.row_index, (std::vector<int64_t>{-1, -1, 0}));
+  EXPECT_TRUE(std::equal(got.begin(), got.end(), edited.begin() + 2 * vocab));
+  const std::span<const float> row0(edited.data(), vocab), row1(edited.data() + vocab, vocab);
+  EXPECT_EQ(selection.argmax[0].index, ArgMaxOfRow(row0).index);
+  EXPECT_NE(selection.argmax[0].index, best0);
+  std::vector<int32_t> top_ids(vocab);
+  std::vector<float> top_values(vocab);
+  const int32_t count = TopKOfRow(row1, 4, 0.8f, top_ids, top_values);
+  ASSERT_GT(count, 0);
+  top_ids.resize(static_cast<size_t>(count));
+  top_values.resize(static_cast<size_t>(count));
+  EXPECT_EQ(selection.candidates[1].ids, top_ids);
+  EXPECT_EQ(selection.candidates[1].values, top_values);
+
+  // Edits must be for ascending distinct tokens of the vocabulary.
+  selection.wants[2].edits = {edit(5, kEditBias), edit(5, kEditRepetition)};
+  absl::Status bad = guarded_->ForwardPaged(batch, *guarded_cache, &got, nullptr, {}, &selection);
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.message().find("selection.wants[2].edits[1]"), std::string::npos) << bad;
+  selection.wants[2].edits = {edit(static_cast<int32_t>(vocab), kEditBias)};
+  bad = guarded_->ForwardPaged(batch, *guarded_cache, &got, nullptr, {}, &selection);
+  EXPECT_NE(bad.message().find("selection.wants[2].edits[0]"), std::string::npos) << bad;
+}
+
 // Rows whose candidates cannot be taken come back whole instead: a top-k row whose backend
 // reports a NaN in it, and a top-p row whose nucleus reaches past its candidates (here the
 // backend reports a denominator ten times the row's, as if most of the mass lay elsewhere).

@@ -117,6 +117,15 @@ class GuardedBackend : public Backend {
     Open open(this);
     return inner_->SampleRows(x, rows, dim, temperature, u, tokens);
   }
+  absl::Status EditLogits(float* x, int64_t rows, int64_t dim,
+                          std::span<const LogitEdit> edits) override {
+    RETURN_IF_ERROR(OutsideStep("EditLogits"));
+    ++edit_calls_;
+    Open open(this);
+    return inner_->EditLogits(x, rows, dim, edits);
+  }
+  // EditLogits calls so far.
+  int64_t edit_calls() const { return edit_calls_; }
 
   absl::Status MatMul(const float* x, int64_t n, int64_t k, const TensorView& w,
                       float* y) override {
@@ -263,7 +272,7 @@ class GuardedBackend : public Backend {
   int64_t step_multiple_ = 0, step_max_rows_ = 0;
   bool in_step_ = false;
   std::vector<StepShape> steps_;
-  int64_t calls_ = 0, copies_ = 0, synchronizes_ = 0, bytes_to_host_ = 0;
+  int64_t calls_ = 0, copies_ = 0, synchronizes_ = 0, bytes_to_host_ = 0, edit_calls_ = 0;
 };
 
 }  // namespace tessera::testing

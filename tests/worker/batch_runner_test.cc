@@ -253,8 +253,9 @@ TEST_P(BatchRunnerTest, SeededSamplingAndParallelSamplesMatchSolo) {
 
 // One batch of rows that come back five ways: greedy rows as their argmax, top-k sampled
 // rows as candidates, top-p sampled rows as their nucleus' candidates and denominator, plain
-// sampling as the drawn token, and rows whose processors need the whole row (a penalty).
-// Every request's tokens equal its solo run's.
+// sampling as the drawn token, and rows whose processors need the whole row (typical-p);
+// penalties and biases edit rows of the first four kinds where the logits are. Every
+// request's tokens equal its solo run's.
 TEST_P(BatchRunnerTest, RowsOfEveryKindInOneBatchMatchSolo) {
   std::mt19937 rng(17);
   auto runner = MakeRunner(/*num_blocks=*/48, /*token_budget=*/64, /*max_seqs=*/8);
@@ -268,7 +269,10 @@ TEST_P(BatchRunnerTest, RowsOfEveryKindInOneBatchMatchSolo) {
       r.generation.top_k = 8;
       r.generation.seed = 500 + i;
     }
-    if (i % 5 == 2) r.generation.presence_penalty = 0.8;  // touches any token: whole row
+    if (i % 5 == 2) r.generation.presence_penalty = 0.8;  // edits the row
+    if (i == 5) r.generation.repetition_penalty = 1.5;    // greedy over the edited row
+    if (i == 7) r.generation.typical_p = 0.9;             // the whole row's entropy
+    if (i == 8) r.generation.logit_bias[3] = 2.0f;        // a draw from the edited row
     if (i % 5 >= 3) r.generation.top_k = 0;               // a draw over the whole row
     if (i % 5 == 4) r.generation.top_p = 0.8;             // the nucleus and the denominator
     if (i == 9) {  // min-p alone
@@ -280,6 +284,7 @@ TEST_P(BatchRunnerTest, RowsOfEveryKindInOneBatchMatchSolo) {
   const auto by_id = RunAll(*runner, requests);
   ASSERT_EQ(by_id.size(), requests.size());
   EXPECT_GT(runner->stats().backend_sampled_rows, 0);
+  EXPECT_GT(runner->stats().backend_edited_rows, 0);
   for (const WorkerRequest& r : requests) {
     auto sampler = Sampler::Create(r.generation, static_cast<int32_t>(spec_.vocab), 0);
     ASSERT_TRUE(sampler.ok()) << sampler.status();
@@ -396,6 +401,56 @@ TEST_P(BatchRunnerTest, SampledLogprobRowsStayOnTheBackend) {
   }
   EXPECT_GT(generated, 0);
   EXPECT_EQ(runner->stats().backend_logprob_rows, generated);
+}
+
+// Requests with every penalty and bias (no logprobs): each generated token's row is edited
+// where the logits are (never sent back whole) and the tokens equal the solo runs', which
+// apply the processors to the whole row on the host.
+TEST_P(BatchRunnerTest, PenalizedRowsStayOnTheBackend) {
+  std::mt19937 rng(43);
+  auto runner = MakeRunner(/*num_blocks=*/32, /*token_budget=*/48, /*max_seqs=*/6);
+  ASSERT_NE(runner, nullptr);
+  std::vector<WorkerRequest> requests;
+  for (int i = 0; i < 6; ++i) {
+    WorkerRequest r = Greedy(absl::StrCat("pen", i), RandomTokens(rng, 3 + i), 8, {5});
+    r.generation.repetition_penalty = 1.2 + 0.1 * i;
+    r.generation.no_repeat_ngram_size = 2;
+    r.generation.min_new_tokens = 3;
+    r.generation.bad_words_ids = {{7}, {1, 2}};
+    r.generation.logit_bias[9] = 1.5f;
+    if (i >= 2) {
+      r.generation.do_sample = true;
+      r.generation.seed = 700 + i;
+      r.generation.frequency_penalty = 0.4;
+      r.generation.presence_penalty = 0.3;
+      r.generation.temperature = 0.8;
+      r.generation.top_k = i == 2 ? 5 : 0;                 // candidates
+      if (i == 3) r.generation.top_p = 0.85;               // the nucleus
+      if (i == 4) r.generation.min_p = 0.05;               // the nucleus by min-p
+    }                                                       // 0, 1: argmax; 5: a draw
+    requests.push_back(r);
+  }
+  const auto by_id = RunAll(*runner, requests);
+  ASSERT_EQ(by_id.size(), requests.size());
+  int64_t generated = 0;
+  for (const WorkerRequest& r : requests) {
+    auto sampler = Sampler::Create(r.generation, static_cast<int32_t>(spec_.vocab), 0);
+    ASSERT_TRUE(sampler.ok()) << sampler.status();
+    const testing::SoloResult solo = testing::SoloGenerate(
+        *tiny_.model, r.spec.prompt_token_ids, r.spec.max_new_tokens,
+        r.generation.eos_token_ids, &*sampler, 0);
+    const auto& got = by_id.at(r.spec.request_id).completions[0].generated_token_ids;
+    EXPECT_EQ(got, solo.tokens) << r.spec.request_id;
+    EXPECT_GE(got.size(), 3u) << "min_new_tokens";
+    generated += static_cast<int64_t>(got.size());
+  }
+  EXPECT_EQ(runner->stats().backend_edited_rows, generated);
+  // Greedy rows (pen0, pen1) are argmax rows; the others were sampled on the backend.
+  int64_t greedy = 0;
+  for (const char* id : {"pen0", "pen1"}) {
+    greedy += static_cast<int64_t>(by_id.at(id).completions[0].generated_token_ids.size());
+  }
+  EXPECT_EQ(runner->stats().backend_sampled_rows, generated - greedy);
 }
 
 TEST_P(BatchRunnerTest, CancelEndsOneRequestAndLeavesTheOtherIntact) {
