@@ -112,16 +112,19 @@ SampleResult Sampler::Sample(const TokenHistory& history, std::span<float> logit
 SampleResult Sampler::SampleEdited(const TokenHistory& history, std::span<float> logits,
                                    uint64_t sequence_index) const {
   const bool raw_logprobs = logprobs_.has_value() && source_ == LogprobsSource::kRaw;
-  TESSERA_CHECK_MSG(!raw_logprobs || !chain_.has_edits(),
-                    "SampleEdited: the raw row's logprobs are gone once the row is edited");
+  if (raw_logprobs && chain_.has_edits()) {  // the raw row is gone: its logprobs the caller's
+    chain_.ApplyPastEdits(history, logits);
+    return Choose(history, logits, {}, sequence_index, /*with_logprobs=*/false);
+  }
   std::vector<float> raw;
-  if (raw_logprobs) raw.assign(logits.begin(), logits.end());  // no edits: the raw row
+  if (raw_logprobs) raw.assign(logits.begin(), logits.end());  // the raw row: no edits
   chain_.ApplyPastEdits(history, logits);
   return Choose(history, logits, raw, sequence_index);
 }
 
 SampleResult Sampler::Choose(const TokenHistory& history, std::span<const float> logits,
-                             std::span<const float> raw, uint64_t sequence_index) const {
+                             std::span<const float> raw, uint64_t sequence_index,
+                             bool with_logprobs) const {
   SampleResult result;
   if (do_sample_) {
     result.token = SampleFromLogits(logits, DrawUniform(history, sequence_index));
@@ -131,7 +134,7 @@ SampleResult Sampler::Choose(const TokenHistory& history, std::span<const float>
       result.token = -1;
     }
   }
-  if (logprobs_.has_value() && result.token >= 0) {
+  if (with_logprobs && logprobs_.has_value() && result.token >= 0) {
     const std::span<const float> row = source_ == LogprobsSource::kRaw ? raw : logits;
     result.logprob = TokenLogprobOf(row, result.token);
     result.top = TopLogprobs(row, *logprobs_);
@@ -148,15 +151,16 @@ std::optional<SampleResult> Sampler::SampleNucleus(const TokenHistory& history,
       (nucleus().has_value() || nucleus_with_raw_logprobs().has_value()) &&
           ids.size() == values.size(),
       "SampleNucleus needs a sampler with a nucleus and one id per value");
-  TESSERA_CHECK_MSG(!logprobs_.has_value() || log_normalizer.has_value(),
+  const bool with_logprobs = logprobs_.has_value() && !chain_.has_edits();
+  TESSERA_CHECK_MSG(!with_logprobs || log_normalizer.has_value(),
                     "SampleNucleus needs the row's log-normalizer for logprobs");
   std::vector<float> raw;
-  if (logprobs_.has_value()) raw.assign(values.begin(), values.end());
+  if (with_logprobs) raw.assign(values.begin(), values.end());
   if (!chain_.ApplyToNucleus(values, denominator)) return std::nullopt;
   const int32_t i = SampleFromLogits(values, DrawUniform(history, sequence_index));
   SampleResult result;
   result.token = i < 0 ? -1 : ids[static_cast<size_t>(i)];
-  if (logprobs_.has_value() && i >= 0) {  // the raw row's, as Sample's
+  if (with_logprobs && i >= 0) {  // the raw row's, as Sample's
     result = RawLogprobsFromCandidates(result.token, raw[static_cast<size_t>(i)], ids, raw,
                                        *logprobs_, *log_normalizer);
   }
@@ -173,17 +177,18 @@ SampleResult Sampler::SampleCandidates(const TokenHistory& history,
                                        std::optional<double> log_normalizer) const {
   TESSERA_CHECK_MSG(top_k_candidates().has_value() && ids.size() == values.size(),
                     "SampleCandidates needs a sampler with top_k_candidates and one id per value");
-  TESSERA_CHECK_MSG(!logprobs_.has_value() || log_normalizer.has_value(),
+  const bool with_logprobs = logprobs_.has_value() && !chain_.has_edits();
+  TESSERA_CHECK_MSG(!with_logprobs || log_normalizer.has_value(),
                     "SampleCandidates needs the row's log-normalizer for logprobs");
   std::vector<float> raw;
-  if (logprobs_.has_value()) raw.assign(values.begin(), values.end());
+  if (with_logprobs) raw.assign(values.begin(), values.end());
   chain_.ApplyToCandidates(history, values);
   // The same uniform and the same float64 inverse CDF as Sample over the whole row, where
   // the tokens left out weigh exactly 0.
   const int32_t i = SampleFromLogits(values, DrawUniform(history, sequence_index));
   SampleResult result;
   result.token = i < 0 ? -1 : ids[static_cast<size_t>(i)];
-  if (logprobs_.has_value() && i >= 0) {
+  if (with_logprobs && i >= 0) {
     // The raw row's, as Sample's: its top alternatives are candidates (top_k_candidates).
     result = RawLogprobsFromCandidates(result.token, raw[static_cast<size_t>(i)], ids, raw,
                                        *logprobs_, *log_normalizer);

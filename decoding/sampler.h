@@ -81,13 +81,15 @@ class Sampler {
   SampleResult Sample(const TokenHistory& history, std::span<float> logits,
                       uint64_t sequence_index) const;
   // Sample for a row to which chain().Edits(history) were applied already (by a backend,
-  // Backend::EditLogits): the rest of the chain, then the same choice. Not for a sampler
-  // that reports the raw row's logprobs while its chain has edits (the raw row is gone).
+  // Backend::EditLogits): the rest of the chain, then the same choice. A sampler that
+  // reports the raw row's logprobs while its chain has edits leaves them to the caller
+  // (the raw row is gone; LogitsSelection keeps what they need).
   SampleResult SampleEdited(const TokenHistory& history, std::span<float> logits,
                             uint64_t sequence_index) const;
 
   // The selections below are over the row after chain().Edits(history) (the raw row when
-  // the chain has none); the ones that report the raw row's logprobs need a chain without.
+  // the chain has none). Where the chain has edits, the raw row's logprobs are taken before
+  // them (LogitsSelection's raw_candidates and unedited values), not by the sampler.
 
   // Set when a draw needs only the row's top-k candidates (sampling whose chain offers
   // top_k_candidates, and no logprobs or the raw row's with at most k alternatives):
@@ -99,7 +101,7 @@ class Sampler {
     if (!do_sample_) return std::nullopt;
     std::optional<TopKSelection> selection = chain_.top_k_candidates();
     if (selection.has_value() && logprobs_.has_value() &&
-        (source_ != LogprobsSource::kRaw || *logprobs_ > selection->k || chain_.has_edits())) {
+        (source_ != LogprobsSource::kRaw || (!chain_.has_edits() && *logprobs_ > selection->k))) {
       return std::nullopt;
     }
     return selection;
@@ -117,8 +119,7 @@ class Sampler {
   // and its alternatives the raw row's logprobs() most likely tokens, which a device backend
   // can find where the logits are.
   std::optional<float> plain_sampling_with_raw_logprobs() const {
-    if (!do_sample_ || !logprobs_.has_value() || source_ != LogprobsSource::kRaw ||
-        chain_.has_edits()) {
+    if (!do_sample_ || !logprobs_.has_value() || source_ != LogprobsSource::kRaw) {
       return std::nullopt;
     }
     return chain_.plain_sampling_temperature();
@@ -134,8 +135,7 @@ class Sampler {
   // token is SampleNucleus's, and its logprob and alternatives (at most the candidates) come
   // from the candidates' raw values and the raw row's log Σ exp.
   std::optional<NucleusSelection> nucleus_with_raw_logprobs() const {
-    if (!do_sample_ || !logprobs_.has_value() || source_ != LogprobsSource::kRaw ||
-        chain_.has_edits()) {
+    if (!do_sample_ || !logprobs_.has_value() || source_ != LogprobsSource::kRaw) {
       return std::nullopt;
     }
     return chain_.nucleus();
@@ -145,7 +145,8 @@ class Sampler {
   // denominator (LogitsProcessorChain::ApplyToNucleus). std::nullopt when the nucleus
   // reaches past the candidates (the whole row is needed); token -1 when no candidate is
   // finite. A sampler that reports logprobs needs the raw row's log Σ exp, `log_normalizer`
-  // (the token and its alternatives are candidates).
+  // (the token and its alternatives are candidates), unless its chain has edits (the
+  // candidates are then the edited row's, and the logprobs the caller's).
   std::optional<SampleResult> SampleNucleus(
       const TokenHistory& history, std::span<const int32_t> ids, std::span<float> values,
       double denominator, uint64_t sequence_index,
@@ -155,7 +156,8 @@ class Sampler {
   // Sample for a sampler with top_k_candidates(), over the candidates' ids (ascending) and
   // raw values (processed in place), e.g. Backend::TopKRows' output. Returns token -1 when
   // the processors removed every candidate. A sampler that reports logprobs needs the raw
-  // row's log Σ exp, `log_normalizer` (LogitsSelection::log_normalizers).
+  // row's log Σ exp, `log_normalizer` (LogitsSelection::log_normalizers), unless its chain
+  // has edits (as for SampleNucleus).
   SampleResult SampleCandidates(const TokenHistory& history, std::span<const int32_t> ids,
                                 std::span<float> values, uint64_t sequence_index,
                                 std::optional<double> log_normalizer = std::nullopt) const;
@@ -169,11 +171,12 @@ class Sampler {
   bool wants_logprobs() const { return logprobs_.has_value(); }
   // The number of alternatives each token reports (GenerationConfig::logprobs).
   std::optional<int64_t> logprobs() const { return logprobs_; }
-  // Set when Sample is the argmax of the raw row and its logprobs are the raw row's (no
-  // processor, greedy, LogprobsSource::kRaw): how many alternatives it reports, which a
-  // device backend can find with the row's log-normalizer where the logits are.
+  // Set when Sample is the argmax of the row and its logprobs are the raw row's (no
+  // processor but the edits, greedy, LogprobsSource::kRaw): how many alternatives it
+  // reports, which a device backend can find with the raw row's log-normalizer where the
+  // logits are.
   std::optional<int64_t> greedy_raw_logprobs() const {
-    if (do_sample_ || !chain_.empty() || !logprobs_.has_value() ||
+    if (do_sample_ || !chain_.only_edits() || !logprobs_.has_value() ||
         source_ != LogprobsSource::kRaw) {
       return std::nullopt;
     }
@@ -188,10 +191,12 @@ class Sampler {
   std::optional<int64_t> logprobs_;
   LogprobsSource source_ = LogprobsSource::kRaw;
 
-  // Sample's choice from `logits` after the whole chain, with the logprobs of `raw` (the raw
-  // row; empty unless the sampler reports the raw row's) or of the processed row.
+  // Sample's choice from `logits` after the whole chain, with (unless !with_logprobs) the
+  // logprobs of `raw` (the raw row; empty unless the sampler reports the raw row's) or of
+  // the processed row.
   SampleResult Choose(const TokenHistory& history, std::span<const float> logits,
-                      std::span<const float> raw, uint64_t sequence_index) const;
+                      std::span<const float> raw, uint64_t sequence_index,
+                      bool with_logprobs = true) const;
 };
 
 }  // namespace tessera

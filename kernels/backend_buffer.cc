@@ -84,18 +84,24 @@ absl::Status Backend::SoftmaxDenominators(const float* x, int64_t rows, int64_t 
 }
 
 absl::Status Backend::EditLogits(float* x, int64_t rows, int64_t dim,
-                                 std::span<const LogitEdit> edits) {
+                                 std::span<const LogitEdit> edits, float* previous) {
   RETURN_IF_ERROR(CheckEditLogitsArgs("EditLogits", rows, dim, edits));
-  for (const LogitEdit& e : edits) {
+  for (size_t i = 0; i < edits.size(); ++i) {
+    const LogitEdit& e = edits[i];
     float* at = x + static_cast<int64_t>(e.row) * dim + e.token;
-    if (host_addressable()) {
-      *at = ApplyLogitEdit(*at, e);
-      continue;
-    }
     float value = 0;
-    RETURN_IF_ERROR(CopyFromBackend(&value, at, sizeof(float)));
+    if (host_addressable()) {
+      value = *at;
+    } else {
+      RETURN_IF_ERROR(CopyFromBackend(&value, at, sizeof(float)));
+    }
+    if (previous != nullptr) previous[i] = value;
     value = ApplyLogitEdit(value, e);
-    RETURN_IF_ERROR(CopyToBackend(at, &value, sizeof(float)));
+    if (host_addressable()) {
+      *at = value;
+    } else {
+      RETURN_IF_ERROR(CopyToBackend(at, &value, sizeof(float)));
+    }
   }
   return absl::OkStatus();
 }

@@ -176,11 +176,13 @@ class Backend {
                                                          double* sums);
   // The logits processors that change a few tokens (kernels/logit_edit.h) without the rows
   // leaving the backend: x[e.row, e.token] = ApplyLogitEdit(x[e.row, e.token], e) for each
-  // edit e (host memory) of x [rows, dim] (this backend's memory). The edits must be in
-  // ascending (row, token) order, each pair once, within x (INVALID_ARGUMENT naming the
-  // edit otherwise, x unchanged).
+  // edit e (host memory) of x [rows, dim] (this backend's memory); `previous`, when not
+  // null, receives the value each edit replaced (host memory, one float per edit: the raw
+  // row's, for its logprobs). The edits must be in ascending (row, token) order, each pair
+  // once, within x (INVALID_ARGUMENT naming the edit otherwise, x unchanged).
   [[nodiscard]] virtual absl::Status EditLogits(float* x, int64_t rows, int64_t dim,
-                                                std::span<const LogitEdit> edits);
+                                                std::span<const LogitEdit> edits,
+                                                float* previous);
   // Plain sampling without the rows leaving the backend: for row r of x [rows, dim] (this
   // backend's memory) with u[r] >= 0, tokens[r] = DrawFromRow(row r / temperature[r], u[r])
   // (common/row_sample.h; the division is TemperatureWarper's float division); u[r] < 0

@@ -1,8 +1,18 @@
 #include "model/logits_selection.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace tessera {
+
+std::optional<float> ReplacedLogit(const LogitsSelection& selection, size_t r, int32_t token) {
+  const std::vector<LogitEdit>& edits = selection.wants[r].edits;
+  const auto at = std::lower_bound(edits.begin(), edits.end(), token,
+                                   [](const LogitEdit& e, int32_t t) { return e.token < t; });
+  if (at == edits.end() || at->token != token) return std::nullopt;
+  return selection.unedited[r][static_cast<size_t>(at - edits.begin())];
+}
 
 absl::Status CheckLogitsSelection(const LogitsSelection& selection, int64_t rows,
                                   int64_t vocab) {
@@ -39,14 +49,16 @@ absl::Status CheckLogitsSelection(const LogitsSelection& selection, int64_t rows
     const int64_t most_logprobs = whole_row_logprobs ? kMaxLogprobCandidates
                                   : want.kind == LogitsRowWant::Kind::kNucleus
                                       ? kNucleusCandidates
-                                  : want.kind == LogitsRowWant::Kind::kTopK ? want.top_k
-                                                                             : -1;
+                                  : want.kind == LogitsRowWant::Kind::kTopK
+                                      ? (want.edits.empty() ? want.top_k : kMaxLogprobCandidates)
+                                      : -1;
     if (want.logprobs != -1 && (want.logprobs < 0 || want.logprobs > most_logprobs)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "ForwardPaged: selection.wants[", r, "] asks for ", want.logprobs,
           " logprobs; only argmax and draw wants (up to ", kMaxLogprobCandidates,
           "), nucleus wants (up to ", kNucleusCandidates,
-          ") and top-k wants (up to their top_k) may, else -1"));
+          ") and top-k wants (up to their top_k, or ", kMaxLogprobCandidates,
+          " with edits) may, else -1"));
     }
     if (want.kind == LogitsRowWant::Kind::kDraw &&
         (!(want.temperature > 0) || !(want.u >= 0 && want.u < 1))) {

@@ -364,26 +364,37 @@ absl::StatusOr<StepResult> BatchRunner::Decode(const StepPlan& plan, const StepB
                    selection_.argmax.size() != rows || selection_.candidates.size() != rows ||
                    selection_.drawn.size() != rows || selection_.denominators.size() != rows ||
                    selection_.log_normalizers.size() != rows ||
-                   selection_.drawn_logits.size() != rows)) {
+                   selection_.drawn_logits.size() != rows || selection_.edited.size() != rows ||
+                   selection_.unedited.size() != rows ||
+                   selection_.raw_candidates.size() != rows)) {
     return absl::InternalError(absl::StrCat("BatchRunner: a logits selection of ",
                                             selection_.row_index.size(), " rows for ", rows,
                                             " logits entries"));
   }
+  // Whether row r's penalties and biases were applied where the logits are.
+  const auto edited = [&](size_t r) { return selected && selection_.edited[r]; };
   // Sample's raw logprobs for row r's `token` (raw logit `logit`) from the backend's
-  // log-normalizer and candidates, where the row did not come back.
+  // log-normalizer and candidates (an edited row's taken before its edits).
+  const auto raw_logprobs = [&](size_t r, int32_t token, float logit) {
+    const TopKCandidates& top =
+        edited(r) ? selection_.raw_candidates[r] : selection_.candidates[r];
+    return RawLogprobsFromCandidates(token, logit, top.ids, top.values,
+                                     selection_.wants[r].logprobs, selection_.log_normalizers[r]);
+  };
   const auto push_raw_logprobs = [&](size_t r, int32_t token, float logit) {
     ++stats_.backend_logprob_rows;
-    const TopKCandidates& top = selection_.candidates[r];
-    (*drawn)[batch.logits_entries[r]].push_back(
-        RawLogprobsFromCandidates(token, logit, top.ids, top.values, selection_.wants[r].logprobs,
-                                  selection_.log_normalizers[r]));
+    (*drawn)[batch.logits_entries[r]].push_back(raw_logprobs(r, token, logit));
+  };
+  // The raw logit of `token` in row r, whose value in the row it was chosen from is `value`.
+  const auto raw_logit = [&](size_t r, int32_t token, float value) {
+    return edited(r) ? ReplacedLogit(selection_, r, token).value_or(value) : value;
   };
   for (size_t r = 0; r < rows; ++r) {
     const ScheduledSequence& e = plan.sequences[batch.logits_entries[r]];
     SequenceOutput out;
     out.seq_id = e.seq_id;
     const int64_t row_index = selected ? selection_.row_index[r] : static_cast<int64_t>(r);
-    if (selected && !selection_.wants[r].edits.empty()) ++stats_.backend_edited_rows;
+    if (edited(r)) ++stats_.backend_edited_rows;
     if (row_index < 0 && selection_.wants[r].kind == Kind::kArgMax) {
       // Sampler::Sample's greedy choice: no token when no logit is above -inf.
       const RowArgMax best = selection_.argmax[r];
@@ -391,7 +402,9 @@ absl::StatusOr<StepResult> BatchRunner::Decode(const StepPlan& plan, const StepB
         out.finish = FinishReason::kAborted;
       } else {
         out.tokens.push_back(best.index);
-        if (selection_.wants[r].logprobs >= 0) push_raw_logprobs(r, best.index, best.value);
+        if (selection_.wants[r].logprobs >= 0) {
+          push_raw_logprobs(r, best.index, raw_logit(r, best.index, best.value));
+        }
       }
       result.outputs.push_back(std::move(out));
       continue;
@@ -440,11 +453,12 @@ absl::StatusOr<StepResult> BatchRunner::Decode(const StepPlan& plan, const StepB
     }
     const TopKCandidates* candidates = row_index < 0 ? &selection_.candidates[r] : nullptr;
     // The raw row's log Σ exp, for a top-k or nucleus row whose logprobs the sampler takes
-    // from its candidates.
+    // from its candidates; an edited row's are taken below, from the raw row's own.
     std::optional<double> normalizer;
+    const bool logprobs_after = edited(r) && selection_.wants[r].logprobs >= 0;
     if (candidates != nullptr && selection_.wants[r].logprobs >= 0) {
       ++stats_.backend_logprob_rows;
-      normalizer = selection_.log_normalizers[r];
+      if (!logprobs_after) normalizer = selection_.log_normalizers[r];
     }
     for (int k = 0; k < e.num_samples; ++k) {
       SampleResult s;
@@ -462,7 +476,7 @@ absl::StatusOr<StepResult> BatchRunner::Decode(const StepPlan& plan, const StepB
         processed.assign(candidates->values.begin(), candidates->values.end());
         s = sampler->second.SampleCandidates(history, candidates->ids, processed, index + k,
                                              normalizer);
-      } else if (selected && !selection_.wants[r].edits.empty()) {  // back whole, edited
+      } else if (edited(r)) {  // back whole, edited
         processed.assign(raw.begin(), raw.end());
         s = sampler->second.SampleEdited(history, processed, index + k);
       } else {
@@ -475,6 +489,17 @@ absl::StatusOr<StepResult> BatchRunner::Decode(const StepPlan& plan, const StepB
         break;
       }
       out.tokens.push_back(s.token);
+      if (logprobs_after) {  // the token's value in the edited row it was chosen from
+        float value = 0.0f;
+        if (candidates != nullptr) {
+          const auto at =
+              std::lower_bound(candidates->ids.begin(), candidates->ids.end(), s.token);
+          value = candidates->values[static_cast<size_t>(at - candidates->ids.begin())];
+        } else {
+          value = raw[static_cast<size_t>(s.token)];
+        }
+        s = raw_logprobs(r, s.token, raw_logit(r, s.token, value));
+      }
       if (sampler->second.wants_logprobs()) {
         (*drawn)[batch.logits_entries[r]].push_back(std::move(s));
       }

@@ -243,13 +243,19 @@ absl::Status CudaBackend::SampleRows(const float* x, int64_t rows, int64_t dim,
 }
 
 absl::Status CudaBackend::EditLogits(float* x, int64_t rows, int64_t dim,
-                                     std::span<const LogitEdit> edits) {
+                                     std::span<const LogitEdit> edits, float* previous) {
   RETURN_IF_ERROR(OutsideStep("EditLogits"));
   RETURN_IF_ERROR(TakeStickyError());
   RETURN_IF_ERROR(CheckEditLogitsArgs("cuda backend EditLogits", rows, dim, edits));
   if (edits.empty()) return absl::OkStatus();
   ASSIGN_OR_RETURN(const LogitEdit* device_edits, Upload(edits, &logit_edits_));
-  return CudaEditLogits(x, dim, device_edits, static_cast<int64_t>(edits.size()), &stream_);
+  const size_t bytes = edits.size() * sizeof(float);
+  if (previous != nullptr) RETURN_IF_ERROR(Reserve(&replaced_, bytes));
+  RETURN_IF_ERROR(CudaEditLogits(x, dim, device_edits, static_cast<int64_t>(edits.size()),
+                                 previous != nullptr ? replaced_.as<float>() : nullptr,
+                                 &stream_));
+  if (previous == nullptr) return absl::OkStatus();
+  return Copy(previous, replaced_.as<void>(), bytes, "EditLogits", Waiting());
 }
 
 void CudaBackend::RmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float eps,

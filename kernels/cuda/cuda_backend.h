@@ -122,8 +122,8 @@ class CudaBackend : public Backend {
   absl::Status SampleRows(const float* x, int64_t rows, int64_t dim,
                           std::span<const float> temperature, std::span<const double> u,
                           int32_t* tokens) override;
-  absl::Status EditLogits(float* x, int64_t rows, int64_t dim,
-                          std::span<const LogitEdit> edits) override;
+  absl::Status EditLogits(float* x, int64_t rows, int64_t dim, std::span<const LogitEdit> edits,
+                          float* previous) override;
   absl::Status MatMul(const float* x, int64_t n, int64_t k, const TensorView& w,
                       float* y) override;
   // Adds in the GEMM's epilogue (cuBLASLt's beta) or the GEMV's store; the FP8 tensor-core
@@ -266,7 +266,7 @@ class CudaBackend : public Backend {
   UploadSlot top_k_, temperatures_, uniforms_, logit_edits_;
   // argmax_: ArgMaxRows' results; top_k_results_: TopKRows' counts, ids and values, one
   // copy back; drawn_: SampleRows' tokens; denominators_: SoftmaxDenominators' sums.
-  DeviceBuffer split_workspace_, argmax_, top_k_results_, drawn_, denominators_;
+  DeviceBuffer split_workspace_, argmax_, top_k_results_, drawn_, denominators_, replaced_;
   // MatMul's F16 copy of a slice of a quantized matrix, for batches of kDequantizedGemmRows
   // rows or more (CudaGemmQuantized), at most kDequantScratchBytes.
   DeviceBuffer dequantized_;

@@ -247,14 +247,15 @@ absl::Status CudaDrawRows(const float* x, int64_t rows, int64_t dim, const float
 }
 
 absl::Status CudaEditLogits(float* x, int64_t dim, const LogitEdit* edits, int64_t count,
-                            const CudaStream* stream) {
+                            float* previous, const CudaStream* stream) {
   if (dim < 0 || count < 0) {
     return absl::InvalidArgumentError(
         absl::StrFormat("CudaEditLogits: dim=%d and count=%d must not be negative", dim, count));
   }
   cuda_shim::Error error;
-  return FromCode(cuda_shim::EditLogits(x, dim, edits, count, &error, LaunchOn(stream)), error,
-                  "EditLogits");
+  return FromCode(
+      cuda_shim::EditLogits(x, dim, edits, count, previous, &error, LaunchOn(stream)), error,
+      "EditLogits");
 }
 
 bool CudaReadsWeightType(DType type) {

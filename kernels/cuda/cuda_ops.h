@@ -120,10 +120,11 @@ class CudaStream {
 [[nodiscard]] absl::Status CudaSoftmaxDenominators(const float* x, int64_t rows, int64_t dim,
                                                    const float* temperature, double* sums,
                                                    const CudaStream* stream = nullptr);
-// As Backend::EditLogits with the `count` edits in device memory, checked by the caller
-// (CheckEditLogitsArgs) against x [rows, dim].
+// As Backend::EditLogits with the `count` edits and `previous` (null, or `count` floats) in
+// device memory, the edits checked by the caller (CheckEditLogitsArgs) against x [rows, dim].
 [[nodiscard]] absl::Status CudaEditLogits(float* x, int64_t dim, const LogitEdit* edits,
-                                          int64_t count, const CudaStream* stream = nullptr);
+                                          int64_t count, float* previous,
+                                          const CudaStream* stream = nullptr);
 // As Backend::SampleRows with every array in device memory (`rows` entries each).
 [[nodiscard]] absl::Status CudaDrawRows(const float* x, int64_t rows, int64_t dim,
                                         const float* temperature, const double* u,

@@ -79,10 +79,11 @@ int SoftmaxDenominators(const float* x, int64_t rows, int64_t dim, const float* 
 // device memory: temperature, u and tokens `rows` entries.
 int DrawRows(const float* x, int64_t rows, int64_t dim, const float* temperature,
              const double* u, int32_t* tokens, Error* error, const Launch& launch = {});
-// As Backend::EditLogits (sampling.cu) with the `count` edits in device memory, already
-// checked (CheckEditLogitsArgs): x[e.row * dim + e.token] = ApplyLogitEdit(that, e).
-int EditLogits(float* x, int64_t dim, const LogitEdit* edits, int64_t count, Error* error,
-               const Launch& launch = {});
+// As Backend::EditLogits (sampling.cu) with the `count` edits and `previous` (null, or one
+// float per edit) in device memory, the edits already checked (CheckEditLogitsArgs):
+// x[e.row * dim + e.token] = ApplyLogitEdit(that, e).
+int EditLogits(float* x, int64_t dim, const LogitEdit* edits, int64_t count, float* previous,
+               Error* error, const Launch& launch = {});
 
 // The functions that read weight rows take `row_scales`: device floats, one per row of the
 // matrix, that multiply its rows; required for kWF8E4M3 rows (fp8_e4m3.h), nullptr for every

@@ -65,7 +65,7 @@ int DrawRows(const float*, int64_t, int64_t, const float*, const double*, int32_
              Error* error, const Launch&) {
   return NotBuilt(error);
 }
-int EditLogits(float*, int64_t, const LogitEdit*, int64_t, Error* error, const Launch&) {
+int EditLogits(float*, int64_t, const LogitEdit*, int64_t, float*, Error* error, const Launch&) {
   return NotBuilt(error);
 }
 int SoftmaxDenominators(const float*, int64_t, int64_t, const float*, double*, Error* error,

@@ -230,12 +230,15 @@ __global__ void SoftmaxDenominatorsKernel(const float* x, int64_t dim, const flo
 }
 
 // One thread per edit: the (row, token) pairs are distinct, so no two threads share a logit.
-__global__ void EditLogitsKernel(float* x, int64_t dim, const LogitEdit* edits, int64_t count) {
+__global__ void EditLogitsKernel(float* x, int64_t dim, const LogitEdit* edits, int64_t count,
+                                 float* previous) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= count) return;
   const LogitEdit e = edits[i];
   float* at = x + static_cast<int64_t>(e.row) * dim + e.token;
-  *at = ApplyLogitEdit(*at, e);
+  const float value = *at;
+  if (previous != nullptr) previous[i] = value;
+  *at = ApplyLogitEdit(value, e);
 }
 
 }  // namespace
@@ -256,12 +259,12 @@ int DrawRows(const float* x, int64_t rows, int64_t dim, const float* temperature
   return FinishLaunch(error, launch);
 }
 
-int EditLogits(float* x, int64_t dim, const LogitEdit* edits, int64_t count, Error* error,
-               const Launch& launch) {
+int EditLogits(float* x, int64_t dim, const LogitEdit* edits, int64_t count, float* previous,
+               Error* error, const Launch& launch) {
   if (count <= 0) return 0;
   constexpr int kThreads = 256;
   const auto blocks = static_cast<unsigned>((count + kThreads - 1) / kThreads);
-  EditLogitsKernel<<<blocks, kThreads, 0, StreamOf(launch)>>>(x, dim, edits, count);
+  EditLogitsKernel<<<blocks, kThreads, 0, StreamOf(launch)>>>(x, dim, edits, count, previous);
   return FinishLaunch(error, launch);
 }
 

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -221,38 +222,59 @@ TEST(LogitEditsTest, SelectionsOverTheEditedRowAreSamplesOverTheRawRow) {
   EXPECT_GT(draw, 90);
 }
 
-// The raw row's logprobs are gone once a row is edited: samplers that report them with
-// penalties or biases offer no selection, and greedy ones no argmax (the whole raw row
-// comes back). The processed row's logprobs never had a selection.
-TEST(LogitEditsTest, RawLogprobsWithEditsKeepTheWholeRow) {
+// Samplers that report the raw row's logprobs keep their selections with edits: the
+// backend takes the raw row's logprobs before it edits (LogitsSelection), so a top-k row may
+// then report more alternatives than its k. The sampler's own calls over edited values
+// report no logprobs (the caller's), and the processed row's logprobs have no selection.
+TEST(LogitEditsTest, RawLogprobsWithEditsKeepTheSelections) {
   GenerationConfig c;
   c.repetition_penalty = 1.2;
-  c.logprobs = 2;
+  c.logprobs = 8;
   auto greedy = Sampler::Create(c, kVocab, 0);
   ASSERT_TRUE(greedy.ok()) << greedy.status();
   EXPECT_FALSE(greedy->greedy_after_edits());
-  EXPECT_FALSE(greedy->greedy_raw_logprobs().has_value());
+  EXPECT_EQ(greedy->greedy_raw_logprobs(), std::optional<int64_t>(8));
   c.do_sample = true;
-  for (const auto& change : std::vector<std::function<void(GenerationConfig&)>>{
-           [](GenerationConfig& g) { g.top_k = 5; },
-           [](GenerationConfig& g) {
-             g.top_k = 0;
-             g.top_p = 0.9;
-           },
-           [](GenerationConfig& g) { g.top_k = 0; }}) {
-    GenerationConfig sampled = c;
-    change(sampled);
-    auto sampler = Sampler::Create(sampled, kVocab, 0);
-    ASSERT_TRUE(sampler.ok()) << sampler.status();
-    EXPECT_FALSE(sampler->top_k_candidates().has_value());
-    EXPECT_FALSE(sampler->nucleus_with_raw_logprobs().has_value());
-    EXPECT_FALSE(sampler->plain_sampling_with_raw_logprobs().has_value());
-    sampled.logprobs.reset();  // without logprobs the selection is there
-    auto plain = Sampler::Create(sampled, kVocab, 0);
-    ASSERT_TRUE(plain.ok()) << plain.status();
-    EXPECT_TRUE(plain->top_k_candidates().has_value() || plain->nucleus().has_value() ||
-                plain->plain_sampling_temperature().has_value());
-  }
+  c.seed = 3;
+  c.top_k = 5;
+  auto top_k = Sampler::Create(c, kVocab, 0);
+  ASSERT_TRUE(top_k.ok()) << top_k.status();
+  ASSERT_TRUE(top_k->top_k_candidates().has_value()) << "8 alternatives of a top-5 row";
+  c.top_k = 0;
+  c.top_p = 0.9;
+  auto nucleus = Sampler::Create(c, kVocab, 0);
+  ASSERT_TRUE(nucleus.ok()) << nucleus.status();
+  EXPECT_TRUE(nucleus->nucleus_with_raw_logprobs().has_value());
+  c.top_p = 1.0;
+  auto plain = Sampler::Create(c, kVocab, 0);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_TRUE(plain->plain_sampling_with_raw_logprobs().has_value());
+  auto processed = Sampler::Create(c, kVocab, 0, LogprobsSource::kProcessed);
+  ASSERT_TRUE(processed.ok()) << processed.status();
+  EXPECT_FALSE(processed->plain_sampling_with_raw_logprobs().has_value());
+  EXPECT_FALSE(processed->plain_sampling_temperature().has_value());
+
+  // Over edited values: the token, and no logprobs.
+  std::mt19937 rng(9);
+  const std::vector<int32_t> ids = {3, 7, 3};
+  const TokenHistory h{ids, 1};
+  std::vector<float> row = MixedRow(rng);
+  std::vector<float> whole = row;
+  const SampleResult want = top_k->Sample(h, whole, 0);
+  for (const LogitEdit& e : top_k->chain().Edits(h)) row[e.token] = ApplyLogitEdit(row[e.token], e);
+  std::vector<int32_t> cand_ids(kVocab);
+  std::vector<float> cand_values(kVocab);
+  const int32_t count = TopKOfRow(row, 5, 1.0f, cand_ids, cand_values);
+  ASSERT_GT(count, 0);
+  cand_ids.resize(static_cast<size_t>(count));
+  cand_values.resize(static_cast<size_t>(count));
+  const SampleResult got = top_k->SampleCandidates(h, cand_ids, cand_values, 0);
+  EXPECT_EQ(got.token, want.token);
+  EXPECT_TRUE(got.top.empty());
+  std::vector<float> edited = row;
+  const SampleResult from_whole = top_k->SampleEdited(h, edited, 0);
+  EXPECT_EQ(from_whole.token, want.token);
+  EXPECT_TRUE(from_whole.top.empty());
 }
 
 }  // namespace

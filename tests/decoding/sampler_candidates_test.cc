@@ -208,7 +208,7 @@ TEST(PlainSamplingTest, RawLogprobsComeFromTheRawRow) {
   }
   ExpectNotOfferedAfter(c,
                         {[](GenerationConfig& g) { g.top_k = 5; },
-                         [](GenerationConfig& g) { g.presence_penalty = 0.5; },
+                         [](GenerationConfig& g) { g.typical_p = 0.5; },
                          [](GenerationConfig& g) { g.do_sample = false; }},
                         [](const Sampler& s) {
                           return s.plain_sampling_with_raw_logprobs().has_value();
@@ -371,11 +371,15 @@ TEST(SampleCandidatesTest, OnlyChainsThatNeedNoMoreThanTheCandidates) {
   with_all.top_p = 0.9;
   with_all.min_p = 0.1;
   with_all.temperature = 0.6;
-  // Penalties and biases: the candidates of the edited row (LogitsProcessorChain::Edits).
+  // Penalties and biases: the candidates of the edited row (LogitsProcessorChain::Edits);
+  // the raw row's logprobs are then taken apart from them, so they may be more than k.
   GenerationConfig with_penalties = with_all;
   with_penalties.repetition_penalty = 1.2;
   with_penalties.logit_bias[3] = 5.0f;
-  for (const GenerationConfig& c : {base, with_all, with_penalties}) {
+  GenerationConfig penalties_and_logprobs = with_penalties;
+  penalties_and_logprobs.top_k = 10;
+  penalties_and_logprobs.logprobs = 20;
+  for (const GenerationConfig& c : {base, with_all, with_penalties, penalties_and_logprobs}) {
     auto sampler = Sampler::Create(c, 300, 0);
     ASSERT_TRUE(sampler.ok()) << sampler.status();
     EXPECT_TRUE(offered(*sampler));
@@ -386,10 +390,6 @@ TEST(SampleCandidatesTest, OnlyChainsThatNeedNoMoreThanTheCandidates) {
        [](GenerationConfig& g) { g.top_k = 0; },                // no top-k
        [](GenerationConfig& g) { g.top_k = 300; },              // the vocabulary: keeps all
        [](GenerationConfig& g) { g.typical_p = 0.9; },  // needs the whole row's entropy
-       [](GenerationConfig& g) {  // the raw row's logprobs, and a penalty edits the row
-         g.repetition_penalty = 1.2;
-         g.logprobs = 2;
-       },
        [](GenerationConfig& g) {  // more alternatives than candidates
          g.top_k = 4;
          g.logprobs = 5;
@@ -482,7 +482,7 @@ TEST(GreedyLogprobsTest, CandidatesAndNormalizerGiveTheWholeRowsLogprobs) {
 }
 
 // Only greedy samplers without processors whose logprobs are the raw row's offer it.
-TEST(GreedyLogprobsTest, OnlyGreedyRawLogprobsWithoutProcessors) {
+TEST(GreedyLogprobsTest, OnlyGreedyRawLogprobsWithoutProcessorsButEdits) {
   const auto offered = [](const Sampler& s) { return s.greedy_raw_logprobs().has_value(); };
   GenerationConfig base;
   base.logprobs = 4;
@@ -492,12 +492,16 @@ TEST(GreedyLogprobsTest, OnlyGreedyRawLogprobsWithoutProcessors) {
   auto processed = Sampler::Create(base, 300, 0, LogprobsSource::kProcessed);
   ASSERT_TRUE(processed.ok()) << processed.status();
   EXPECT_FALSE(offered(*processed)) << "the processed row's logprobs";
+  GenerationConfig penalized = base;  // the argmax of the edited row, the raw row's logprobs
+  penalized.repetition_penalty = 1.2;
+  penalized.logit_bias[3] = 5.0f;
+  auto edited = Sampler::Create(penalized, 300, 0);
+  ASSERT_TRUE(edited.ok()) << edited.status();
+  EXPECT_TRUE(offered(*edited));
   ExpectNotOfferedAfter(
       base,
       {[](GenerationConfig& g) { g.logprobs.reset(); },  // the plain argmax path
-       [](GenerationConfig& g) { g.do_sample = true; },
-       [](GenerationConfig& g) { g.repetition_penalty = 1.2; },
-       [](GenerationConfig& g) { g.logit_bias[3] = 5.0f; }},
+       [](GenerationConfig& g) { g.do_sample = true; }},
       offered);
 }
 

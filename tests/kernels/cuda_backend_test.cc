@@ -401,8 +401,8 @@ TEST_F(CudaBackendTest, RowReductionsMatchReference) {
 }
 
 // EditLogits against the reference backend's, bit for bit: random edits with every
-// combination of steps over rows of both signs (the repetition penalty's branch), twice
-// (the upload slot must not serve the first call's edits).
+// combination of steps over rows of both signs (the repetition penalty's branch) and the
+// values they replaced, twice (the upload slot must not serve the first call's edits).
 TEST_F(CudaBackendTest, EditLogitsMatchesReference) {
   const int64_t rows = 5, dim = 1001;
   std::uniform_real_distribution<float> unit(0.0f, 1.0f);
@@ -424,8 +424,13 @@ TEST_F(CudaBackendTest, EditLogitsMatchesReference) {
       }
     }
     DeviceBuffer dx = Upload(x);
-    ASSERT_TRUE(ref_.EditLogits(x.data(), rows, dim, edits).ok());
-    ASSERT_TRUE(cuda_->EditLogits(dx.as<float>(), rows, dim, edits).ok());
+    std::vector<float> want_previous(edits.size()), got_previous(edits.size(), NAN);
+    ASSERT_TRUE(ref_.EditLogits(x.data(), rows, dim, edits, want_previous.data()).ok());
+    // The second call without `previous`.
+    ASSERT_TRUE(cuda_->EditLogits(dx.as<float>(), rows, dim, edits,
+                                  call == 0 ? got_previous.data() : nullptr)
+                    .ok());
+    if (call == 0) EXPECT_EQ(got_previous, want_previous);
     const std::vector<float> got = Download(dx, x.size());
     for (size_t i = 0; i < x.size(); ++i) {
       ASSERT_EQ(std::memcmp(&got[i], &x[i], sizeof(float)), 0)
@@ -434,7 +439,7 @@ TEST_F(CudaBackendTest, EditLogitsMatchesReference) {
   }
   const std::vector<LogitEdit> unsorted = {LogitEdit{.row = 1}, LogitEdit{.row = 0}};
   DeviceBuffer dx = Upload(std::vector<float>(rows * dim, 0.0f));
-  EXPECT_EQ(cuda_->EditLogits(dx.as<float>(), rows, dim, unsorted).code(),
+  EXPECT_EQ(cuda_->EditLogits(dx.as<float>(), rows, dim, unsorted, nullptr).code(),
             absl::StatusCode::kInvalidArgument);
 }
 

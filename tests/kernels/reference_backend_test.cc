@@ -284,7 +284,8 @@ TEST(ReferenceBackendTest, SampleRowsDrawsFromTheDividedRows) {
 }
 
 // The default EditLogits: each edit's steps in order (bias, repetition, frequency and
-// presence, n-gram ban, late bias, end ban) on its own logit, values worked out by hand;
+// presence, n-gram ban, late bias, end ban) on its own logit, values worked out by hand,
+// and the values they replaced;
 // edits out of order, repeated or outside x refused with their index, x unchanged.
 TEST(ReferenceBackendTest, EditLogitsAppliesEachStepInOrder) {
   ReferenceBackend b;
@@ -309,8 +310,10 @@ TEST(ReferenceBackendTest, EditLogitsAppliesEachStepInOrder) {
       edit(1, 2, kEditLateBias),                             // -1.5 - 1
       edit(1, 3, kEditBias | kEditEndBan),                   // -inf
   };
-  ASSERT_TRUE(b.EditLogits(x.data(), 2, 4, edits).ok());
+  std::vector<float> previous(edits.size(), NAN);
+  ASSERT_TRUE(b.EditLogits(x.data(), 2, 4, edits, previous.data()).ok());
   EXPECT_EQ(x, (std::vector<float>{1.5f, -6.75f, 0.5f, -INFINITY, 4.0f, 0.0f, -2.5f, -INFINITY}));
+  EXPECT_EQ(previous, (std::vector<float>{2.0f, -3.0f, 1.0f, -1.5f, 8.0f}));
   const std::vector<float> before = x;
   for (const auto& [bad_edits, index] :
        {std::pair{std::vector<LogitEdit>{edit(0, 2, kEditBias), edit(0, 1, kEditBias)}, 1},
@@ -319,7 +322,7 @@ TEST(ReferenceBackendTest, EditLogitsAppliesEachStepInOrder) {
         std::pair{std::vector<LogitEdit>{edit(0, 4, kEditBias)}, 0},
         std::pair{std::vector<LogitEdit>{edit(0, 0, kEditBias), edit(2, 0, kEditBias)}, 1},
         std::pair{std::vector<LogitEdit>{edit(0, -1, kEditBias)}, 0}}) {
-    const absl::Status bad = b.EditLogits(x.data(), 2, 4, bad_edits);
+    const absl::Status bad = b.EditLogits(x.data(), 2, 4, bad_edits, nullptr);
     EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
     EXPECT_NE(bad.message().find("edits[" + std::to_string(index) + "]"), std::string::npos)
         << bad;

@@ -230,7 +230,9 @@ TEST_F(DeviceMemoryTest, ForwardPagedReducesTheLogitsRowsWhereTheyAre) {
 
 // Penalties and biases as per-token edits: applied where the logits are (one EditLogits
 // call for the step), before the argmax, candidates and draw, and a whole row comes back
-// edited. Results equal the host's selection over the rows it edits itself.
+// edited. Results equal the host's selection over the rows it edits itself; rows that
+// report logprobs get the raw row's (log-normalizer, most likely tokens, the values the
+// edits replaced), a top-k row more of them than its k.
 TEST_F(DeviceMemoryTest, EditsApplyWhereTheLogitsAre) {
   const std::vector<int32_t> ids = {3, 1, 4, 1, 5, 9, 2, 6};
   const std::vector<int32_t> positions = {0, 1, 2, 3, 4, 0, 1, 2};
@@ -263,8 +265,9 @@ TEST_F(DeviceMemoryTest, EditsApplyWhereTheLogitsAre) {
   };
   using Kind = LogitsRowWant::Kind;
   LogitsSelection selection;
-  selection.wants = {{.kind = Kind::kArgMax}, {.kind = Kind::kTopK, .top_k = 4,
-                                               .temperature = 0.8f}, {.kind = Kind::kRow}};
+  selection.wants = {{.kind = Kind::kArgMax, .logprobs = 2},
+                     {.kind = Kind::kTopK, .top_k = 4, .temperature = 0.8f, .logprobs = 6},
+                     {.kind = Kind::kRow}};
   selection.wants[0].edits = {edit(best0, kEditNgramBan)};
   selection.wants[1].edits = {edit(std::min(best1, 0), kEditBias),
                               edit(std::max(best1, 1), kEditRepetition | kEditLateBias)};
@@ -298,6 +301,31 @@ TEST_F(DeviceMemoryTest, EditsApplyWhereTheLogitsAre) {
   top_values.resize(static_cast<size_t>(count));
   EXPECT_EQ(selection.candidates[1].ids, top_ids);
   EXPECT_EQ(selection.candidates[1].values, top_values);
+  EXPECT_EQ(selection.edited, (std::vector<bool>{true, true, true}));
+  for (size_t r = 0; r < 2; ++r) {
+    SCOPED_TRACE(r);
+    const std::span<const float> raw(want.data() + r * vocab, vocab);
+    const int64_t n = selection.wants[r].logprobs;
+    std::vector<int32_t> raw_ids(vocab);
+    std::vector<float> raw_values(vocab);
+    const int32_t raw_count = TopKOfRow(raw, n, 1.0f, raw_ids, raw_values);
+    ASSERT_GT(raw_count, 0);
+    raw_ids.resize(static_cast<size_t>(raw_count));
+    raw_values.resize(static_cast<size_t>(raw_count));
+    EXPECT_EQ(selection.raw_candidates[r].ids, raw_ids);
+    EXPECT_EQ(selection.raw_candidates[r].values, raw_values);
+    const float max = *std::max_element(raw.begin(), raw.end());
+    double sum = 0;
+    for (float v : raw) sum += std::exp(static_cast<double>(v) - max);
+    EXPECT_DOUBLE_EQ(selection.log_normalizers[r], max + std::log(sum));
+    ASSERT_EQ(selection.unedited[r].size(), selection.wants[r].edits.size());
+    for (size_t i = 0; i < selection.unedited[r].size(); ++i) {
+      const int32_t token = selection.wants[r].edits[i].token;
+      EXPECT_EQ(selection.unedited[r][i], raw[static_cast<size_t>(token)]);
+      EXPECT_EQ(ReplacedLogit(selection, r, token), raw[static_cast<size_t>(token)]);
+    }
+  }
+  EXPECT_EQ(ReplacedLogit(selection, 2, 3), std::nullopt) << "no edit of token 3";
 
   // Edits must be for ascending distinct tokens of the vocabulary.
   selection.wants[2].edits = {edit(5, kEditBias), edit(5, kEditRepetition)};
@@ -443,7 +471,8 @@ TEST_F(DeviceMemoryTest, GreedyLogprobRowsStayOnTheBackend) {
             absl::StatusCode::kInvalidArgument);
 }
 
-// The backend reports a NaN in the row: it comes back whole, for the host to decide on.
+// The backend reports a NaN in the row: it comes back whole, for the host to decide on, and
+// unedited (its raw logprobs cannot be taken on the backend).
 TEST_F(DeviceMemoryTest, GreedyLogprobRowsWithANanComeBackWhole) {
   MisreportingBackend backend(/*nan_row=*/1, /*denominator_scale=*/1);
   auto model = LlamaModel::Load(*store_, &backend);
@@ -457,6 +486,10 @@ TEST_F(DeviceMemoryTest, GreedyLogprobRowsWithANanComeBackWhole) {
   LogitsSelection selection;
   selection.wants = {{.kind = LogitsRowWant::Kind::kArgMax, .logprobs = 2},
                      {.kind = LogitsRowWant::Kind::kArgMax, .logprobs = 2}};
+  LogitEdit ban;
+  ban.token = 1;
+  ban.steps = kEditEndBan;
+  for (LogitsRowWant& w : selection.wants) w.edits = {ban};
   std::vector<float> want, got;
   ASSERT_TRUE(plain_->ForwardPaged({ids, positions, seqs, logits_rows}, *plain_cache, &want).ok());
   ASSERT_TRUE((*model)
@@ -465,6 +498,7 @@ TEST_F(DeviceMemoryTest, GreedyLogprobRowsWithANanComeBackWhole) {
                   .ok());
   const size_t vocab = static_cast<size_t>(spec_.vocab);
   EXPECT_EQ(selection.row_index, (std::vector<int64_t>{-1, 0}));
+  EXPECT_EQ(selection.edited, (std::vector<bool>{true, false}));
   ASSERT_EQ(got.size(), vocab);
   EXPECT_TRUE(std::equal(got.begin(), got.end(), want.begin() + vocab));
 }

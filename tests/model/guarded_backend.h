@@ -117,12 +117,12 @@ class GuardedBackend : public Backend {
     Open open(this);
     return inner_->SampleRows(x, rows, dim, temperature, u, tokens);
   }
-  absl::Status EditLogits(float* x, int64_t rows, int64_t dim,
-                          std::span<const LogitEdit> edits) override {
+  absl::Status EditLogits(float* x, int64_t rows, int64_t dim, std::span<const LogitEdit> edits,
+                          float* previous) override {
     RETURN_IF_ERROR(OutsideStep("EditLogits"));
     ++edit_calls_;
     Open open(this);
-    return inner_->EditLogits(x, rows, dim, edits);
+    return inner_->EditLogits(x, rows, dim, edits, previous);
   }
   // EditLogits calls so far.
   int64_t edit_calls() const { return edit_calls_; }

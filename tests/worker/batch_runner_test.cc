@@ -300,13 +300,15 @@ TEST_P(BatchRunnerTest, RowsOfEveryKindInOneBatchMatchSolo) {
 // backend's argmax, draw, top-k or nucleus candidates (and a drawn token's logit) and its
 // softmax denominator,
 // and equal Sample's over the whole row (exactly on cpu-reference, whose rows do not depend
-// on the batch around them).
+// on the batch around them). Every other request has penalties and a bias, which the backend
+// applies to the row after taking the raw row's logprobs (a top-k row then reports more
+// alternatives than its k).
 TEST_P(BatchRunnerTest, LogprobsComeFromTheRowReductions) {
   std::mt19937 rng(29);
   auto runner = MakeRunner(/*num_blocks=*/48, /*token_budget=*/64, /*max_seqs=*/8);
   ASSERT_NE(runner, nullptr);
   std::vector<WorkerRequest> requests;
-  const std::vector<int64_t> alternatives = {0, 1, 3, 5, -1, 0, 2, 6, 0, 4, 2, 1};
+  const std::vector<int64_t> alternatives = {0, 1, 3, 5, -1, 0, 2, 9, 0, 4, 2, 1};
   for (size_t i = 0; i < alternatives.size(); ++i) {
     WorkerRequest r = Greedy(absl::StrCat("g", i), RandomTokens(rng, 3 + 2 * static_cast<int>(i)), 5);
     if (alternatives[i] >= 0) r.generation.logprobs = alternatives[i];
@@ -319,11 +321,17 @@ TEST_P(BatchRunnerTest, LogprobsComeFromTheRowReductions) {
     if (i >= 8) r.generation.top_k = 0;  // plain sampling: the drawn token's logit too
     if (i == 10) r.generation.top_p = 0.7;  // the nucleus' candidates
     if (i == 11) r.generation.min_p = 0.2;
+    if (i % 2 == 1) {
+      r.generation.repetition_penalty = 1.4;
+      r.generation.presence_penalty = 0.5;
+      r.generation.logit_bias[2] = 1.5f;
+    }
     requests.push_back(r);
   }
   const auto by_id = RunAll(*runner, requests);
   ASSERT_EQ(by_id.size(), requests.size());
   EXPECT_GT(runner->stats().backend_logprob_rows, 0);
+  EXPECT_GT(runner->stats().backend_edited_rows, 0);
   EXPECT_GT(runner->stats().backend_sampled_rows, 0);
   const bool exact = GetParam().backend == "cpu-reference";
   for (size_t i = 0; i < requests.size(); ++i) {
@@ -373,7 +381,8 @@ TEST_P(BatchRunnerTest, LogprobsComeFromTheRowReductions) {
 }
 
 // Plain-sampled, top-p and min-p requests alone: their logprob rows are the backend's (no
-// row comes back: the tiny vocabulary lies within the nucleus candidates).
+// row comes back: the tiny vocabulary lies within the nucleus candidates), a frequency
+// penalty on the top-p and min-p ones included.
 TEST_P(BatchRunnerTest, SampledLogprobRowsStayOnTheBackend) {
   std::mt19937 rng(31);
   auto runner = MakeRunner(/*num_blocks=*/16, /*token_budget=*/32, /*max_seqs=*/4);
@@ -388,6 +397,7 @@ TEST_P(BatchRunnerTest, SampledLogprobRowsStayOnTheBackend) {
     r.generation.logprobs = 2 * (i % 2);
     if (i == 2) r.generation.top_p = 0.8;
     if (i == 3) r.generation.min_p = 0.1;
+    if (i >= 2) r.generation.frequency_penalty = 0.7;  // edited after the raw logprobs
     requests.push_back(r);
   }
   const auto by_id = RunAll(*runner, requests);
