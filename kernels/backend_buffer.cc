@@ -108,7 +108,7 @@ absl::Status Backend::EditLogits(float* x, int64_t rows, int64_t dim,
 
 absl::Status Backend::SampleRows(const float* x, int64_t rows, int64_t dim,
                                  std::span<const float> temperature, std::span<const double> u,
-                                 int32_t* tokens) {
+                                 int32_t* tokens, float* token_logits) {
   RETURN_IF_ERROR(CheckSampleRowsArgs("SampleRows", rows, dim, temperature, u));
   std::vector<float> scaled(static_cast<size_t>(dim));
   for (int64_t r = 0; r < rows; ++r) {
@@ -116,8 +116,11 @@ absl::Status Backend::SampleRows(const float* x, int64_t rows, int64_t dim,
     tokens[r] = -1;
     if (u[ri] < 0) continue;
     RETURN_IF_ERROR(CopyFromBackend(scaled.data(), x + r * dim, scaled.size() * sizeof(float)));
+    std::vector<float> row;
+    if (token_logits != nullptr) row = scaled;
     for (float& v : scaled) v /= temperature[ri];
     tokens[r] = DrawFromRow(scaled, u[ri]);
+    if (token_logits != nullptr && tokens[r] >= 0) token_logits[r] = row[tokens[r]];
   }
   return absl::OkStatus();
 }

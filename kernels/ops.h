@@ -189,10 +189,13 @@ class Backend {
   // skips row r with token -1. tokens is host memory; temperature and u have `rows` entries,
   // temperature[r] > 0, u[r] < 1. A device backend's float64 sums may round otherwise than the
   // host's sequential one: the token then differs only where u * total falls within
-  // that rounding of a boundary between two tokens.
+  // that rounding of a boundary between two tokens. `token_logits`, when not null (host
+  // memory, `rows` floats), receives x[r, tokens[r]] for each row with a token (its logit
+  // before the division: what its logprob needs), in the same copy back.
   [[nodiscard]] virtual absl::Status SampleRows(const float* x, int64_t rows, int64_t dim,
                                                 std::span<const float> temperature,
-                                                std::span<const double> u, int32_t* tokens);
+                                                std::span<const double> u, int32_t* tokens,
+                                                float* token_logits);
 
   // y[n, m] = x[n, k] · Wᵀ where W is [m, k] in any supported weight dtype.
   // INVALID_ARGUMENT when W's shape or dtype does not fit.

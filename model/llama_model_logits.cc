@@ -246,30 +246,23 @@ absl::Status LlamaModel::SelectFromLogits(float* all, int64_t rows,
       temperature[r] = wants[r].temperature;
       u[r] = wants[r].u;
     }
-    RETURN_IF_ERROR(
-        backend_->SampleRows(all, rows, vocab, temperature, u, selection->drawn.data()));
-    // The raw logit of each drawn token whose row reports logprobs: what an edit replaced,
-    // else from the raw row's candidates, else the one float from the backend (a token no
-    // edit touched has its raw value).
+    // The drawn tokens' logits come back with them when a row reports logprobs: the raw
+    // logit, unless an edit replaced it (then the value it replaced).
+    const bool with_logits = std::any_of(wants.begin(), wants.end(), [](const LogitsRowWant& w) {
+      return w.kind == Kind::kDraw && w.logprobs >= 0;
+    });
+    std::vector<float> drawn_values(n, 0.0f);
+    RETURN_IF_ERROR(backend_->SampleRows(all, rows, vocab, temperature, u,
+                                         selection->drawn.data(),
+                                         with_logits ? drawn_values.data() : nullptr));
     for (size_t r = 0; r < n; ++r) {
       const int32_t token = selection->drawn[r];
       if (wants[r].kind != Kind::kDraw || wants[r].logprobs < 0 || whole[r] || token < 0) {
         continue;
       }
-      std::optional<float> edited;
-      if (selection->edited[r]) edited = ReplacedLogit(*selection, r, token);
-      const TopKCandidates& top =
-          selection->edited[r] ? selection->raw_candidates[r] : selection->candidates[r];
-      const auto at = std::find(top.ids.begin(), top.ids.end(), token);
-      if (edited.has_value()) {
-        selection->drawn_logits[r] = *edited;
-      } else if (at != top.ids.end()) {
-        selection->drawn_logits[r] = top.values[static_cast<size_t>(at - top.ids.begin())];
-      } else {
-        RETURN_IF_ERROR(backend_->CopyFromBackend(&selection->drawn_logits[r],
-                                                  all + r * static_cast<size_t>(vocab) + token,
-                                                  sizeof(float)));
-      }
+      std::optional<float> replaced;
+      if (selection->edited[r]) replaced = ReplacedLogit(*selection, r, token);
+      selection->drawn_logits[r] = replaced.value_or(drawn_values[r]);
     }
   }
   // The rows that come back whole, runs of neighbouring rows in one copy each.

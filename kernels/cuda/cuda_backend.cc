@@ -229,17 +229,31 @@ absl::Status CudaBackend::SoftmaxDenominators(const float* x, int64_t rows, int6
 
 absl::Status CudaBackend::SampleRows(const float* x, int64_t rows, int64_t dim,
                                      std::span<const float> temperature,
-                                     std::span<const double> u, int32_t* tokens) {
+                                     std::span<const double> u, int32_t* tokens,
+                                     float* token_logits) {
   RETURN_IF_ERROR(OutsideStep("SampleRows"));
   RETURN_IF_ERROR(TakeStickyError());
   RETURN_IF_ERROR(CheckSampleRowsArgs("cuda backend SampleRows", rows, dim, temperature, u));
   if (rows == 0) return absl::OkStatus();
-  const size_t bytes = static_cast<size_t>(rows) * sizeof(int32_t);
+  // The tokens, then (when asked for) their logits: one copy back.
+  const size_t count = static_cast<size_t>(rows);
+  const size_t bytes = count * (sizeof(int32_t) + (token_logits != nullptr ? sizeof(float) : 0));
   RETURN_IF_ERROR(Reserve(&drawn_, bytes));
   ASSIGN_OR_RETURN(const float* device_t, Upload(temperature, &temperatures_));
   ASSIGN_OR_RETURN(const double* device_u, Upload(u, &uniforms_));
-  RETURN_IF_ERROR(CudaDrawRows(x, rows, dim, device_t, device_u, drawn_.as<int32_t>(), &stream_));
-  return Copy(tokens, drawn_.as<void>(), bytes, "SampleRows", Waiting());
+  int32_t* device_tokens = drawn_.as<int32_t>();
+  float* device_logits =
+      token_logits != nullptr ? reinterpret_cast<float*>(device_tokens + count) : nullptr;
+  RETURN_IF_ERROR(
+      CudaDrawRows(x, rows, dim, device_t, device_u, device_tokens, device_logits, &stream_));
+  if (token_logits == nullptr) {
+    return Copy(tokens, drawn_.as<void>(), bytes, "SampleRows", Waiting());
+  }
+  std::vector<uint8_t> host(bytes);
+  RETURN_IF_ERROR(Copy(host.data(), drawn_.as<void>(), bytes, "SampleRows", Waiting()));
+  std::memcpy(tokens, host.data(), count * sizeof(int32_t));
+  std::memcpy(token_logits, host.data() + count * sizeof(int32_t), count * sizeof(float));
+  return absl::OkStatus();
 }
 
 absl::Status CudaBackend::EditLogits(float* x, int64_t rows, int64_t dim,

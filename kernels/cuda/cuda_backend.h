@@ -121,7 +121,7 @@ class CudaBackend : public Backend {
                                    std::span<const float> temperature, double* sums) override;
   absl::Status SampleRows(const float* x, int64_t rows, int64_t dim,
                           std::span<const float> temperature, std::span<const double> u,
-                          int32_t* tokens) override;
+                          int32_t* tokens, float* token_logits) override;
   absl::Status EditLogits(float* x, int64_t rows, int64_t dim, std::span<const LogitEdit> edits,
                           float* previous) override;
   absl::Status MatMul(const float* x, int64_t n, int64_t k, const TensorView& w,

@@ -235,14 +235,17 @@ absl::Status CudaSoftmaxDenominators(const float* x, int64_t rows, int64_t dim,
 }
 
 absl::Status CudaDrawRows(const float* x, int64_t rows, int64_t dim, const float* temperature,
-                          const double* u, int32_t* tokens, const CudaStream* stream) {
+                          const double* u, int32_t* tokens, float* token_logits,
+                          const CudaStream* stream) {
   if (rows < 0 || dim < 0) {
     return absl::InvalidArgumentError(
         absl::StrFormat("CudaDrawRows: rows=%d and dim=%d must not be negative", rows, dim));
   }
   cuda_shim::Error error;
   return FromCode(
-      cuda_shim::DrawRows(x, rows, dim, temperature, u, tokens, &error, LaunchOn(stream)), error,
+      cuda_shim::DrawRows(x, rows, dim, temperature, u, tokens, token_logits, &error,
+                          LaunchOn(stream)),
+      error,
       "DrawRows");
 }
 

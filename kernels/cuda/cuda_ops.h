@@ -126,9 +126,11 @@ class CudaStream {
                                           int64_t count, float* previous,
                                           const CudaStream* stream = nullptr);
 // As Backend::SampleRows with every array in device memory (`rows` entries each).
+// token_logits: null, or `rows` floats for each drawn token's logit.
 [[nodiscard]] absl::Status CudaDrawRows(const float* x, int64_t rows, int64_t dim,
                                         const float* temperature, const double* u,
-                                        int32_t* tokens, const CudaStream* stream = nullptr);
+                                        int32_t* tokens, float* token_logits = nullptr,
+                                        const CudaStream* stream = nullptr);
 
 // True for the weight dtypes the embedding and GEMV kernels read: F32, F16, BF16, every
 // GGML block format (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K .. Q6_K; kernels/cuda/weight_element.h)

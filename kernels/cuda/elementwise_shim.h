@@ -76,9 +76,10 @@ int TopKRows(const float* x, int64_t rows, int64_t dim, const int32_t* k,
 int SoftmaxDenominators(const float* x, int64_t rows, int64_t dim, const float* temperature,
                         double* sums, Error* error, const Launch& launch = {});
 // As Backend::SampleRows (the rule of common/row_sample.h; sampling.cu) with every array in
-// device memory: temperature, u and tokens `rows` entries.
+// device memory: temperature, u, tokens and token_logits (null: not written) `rows` entries.
 int DrawRows(const float* x, int64_t rows, int64_t dim, const float* temperature,
-             const double* u, int32_t* tokens, Error* error, const Launch& launch = {});
+             const double* u, int32_t* tokens, float* token_logits, Error* error,
+             const Launch& launch = {});
 // As Backend::EditLogits (sampling.cu) with the `count` edits and `previous` (null, or one
 // float per edit) in device memory, the edits already checked (CheckEditLogitsArgs):
 // x[e.row * dim + e.token] = ApplyLogitEdit(that, e).

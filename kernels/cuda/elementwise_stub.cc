@@ -61,7 +61,7 @@ int TopKRows(const float*, int64_t, int64_t, const int32_t*, const float*, int64
              float*, int32_t*, Error* error, const Launch&) {
   return NotBuilt(error);
 }
-int DrawRows(const float*, int64_t, int64_t, const float*, const double*, int32_t*,
+int DrawRows(const float*, int64_t, int64_t, const float*, const double*, int32_t*, float*,
              Error* error, const Launch&) {
   return NotBuilt(error);
 }

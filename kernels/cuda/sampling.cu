@@ -117,7 +117,7 @@ __global__ void TopKRowsKernel(const float* x, int64_t dim, const int32_t* k,
 // same on every run; it equals the host's sequential walk except where u * total lands
 // within float64 rounding of a boundary.
 __global__ void DrawRowsKernel(const float* x, int64_t dim, const float* temperature,
-                               const double* u, int32_t* tokens) {
+                               const double* u, int32_t* tokens, float* token_logits) {
   using FloatReduce = cub::BlockReduce<float, kTopKThreads>;
   using IntReduce = cub::BlockReduce<int64_t, kTopKThreads>;
   using Scan = cub::BlockScan<double, kTopKThreads>;
@@ -180,13 +180,16 @@ __global__ void DrawRowsKernel(const float* x, int64_t dim, const float* tempera
   const int64_t lowest = IntReduce(storage.index).Reduce(found, cuda::minimum<>{});
   if (threadIdx.x == 0) first_found = lowest;
   __syncthreads();
-  if (first_found != INT64_MAX) {
-    if (threadIdx.x == 0) tokens[r] = static_cast<int32_t>(first_found);
-    return;
+  int64_t token = first_found;
+  if (token == INT64_MAX) {
+    // Rounding left the target at the total: the last token that has weight.
+    const int64_t last = IntReduce(storage.index).Reduce(last_positive, cuda::maximum<>{});
+    if (threadIdx.x != 0) return;  // the reduction's result is thread 0's
+    token = last;
   }
-  // Rounding left the target at the total: the last token that has weight.
-  const int64_t last = IntReduce(storage.index).Reduce(last_positive, cuda::maximum<>{});
-  if (threadIdx.x == 0) tokens[r] = static_cast<int32_t>(last);
+  if (threadIdx.x != 0) return;
+  tokens[r] = static_cast<int32_t>(token);
+  if (token_logits != nullptr) token_logits[r] = row[token];
 }
 
 // One block per row: the row's largest value over the temperature, then the float64 sum of
@@ -252,10 +255,11 @@ int SoftmaxDenominators(const float* x, int64_t rows, int64_t dim, const float* 
 }
 
 int DrawRows(const float* x, int64_t rows, int64_t dim, const float* temperature,
-             const double* u, int32_t* tokens, Error* error, const Launch& launch) {
+             const double* u, int32_t* tokens, float* token_logits, Error* error,
+             const Launch& launch) {
   if (rows <= 0) return 0;
   DrawRowsKernel<<<static_cast<unsigned>(rows), kTopKThreads, 0, StreamOf(launch)>>>(
-      x, dim, temperature, u, tokens);
+      x, dim, temperature, u, tokens, token_logits);
   return FinishLaunch(error, launch);
 }
 

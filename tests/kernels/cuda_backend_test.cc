@@ -347,7 +347,8 @@ TEST_F(CudaBackendTest, RunStepRunsBodiesThatCannotBeRecordedEagerly) {
 }
 
 // Row reductions with host results: ArgMaxRows, TopKRows (k and temperature uploaded,
-// counts, ids and values in one copy back), SampleRows and SoftmaxDenominators against the
+// counts, ids and values in one copy back), SampleRows (with and without the drawn tokens'
+// logits) and SoftmaxDenominators against the
 // reference backend's,
 // TopKRows twice with other k (the upload slots must not serve stale values), rows with
 // k = 0 or u < 0 skipped.
@@ -382,10 +383,17 @@ TEST_F(CudaBackendTest, RowReductionsMatchReference) {
   }
   const std::vector<float> t = {1.0f, 0.5f, 1.0f, 3.0f};
   const std::vector<double> u = {0.25, -1.0, 0.75, 0.5};
-  std::vector<int32_t> want_drawn(rows), got_drawn(rows);
-  ASSERT_TRUE(ref_.SampleRows(x.data(), rows, dim, t, u, want_drawn.data()).ok());
-  ASSERT_TRUE(cuda_->SampleRows(dx.as<float>(), rows, dim, t, u, got_drawn.data()).ok());
+  std::vector<int32_t> want_drawn(rows), got_drawn(rows), tokens_only(rows);
+  std::vector<float> want_logits(rows, 0.0f), got_logits(rows, 0.0f);
+  ASSERT_TRUE(
+      ref_.SampleRows(x.data(), rows, dim, t, u, want_drawn.data(), want_logits.data()).ok());
+  ASSERT_TRUE(
+      cuda_->SampleRows(dx.as<float>(), rows, dim, t, u, got_drawn.data(), got_logits.data())
+          .ok());
   EXPECT_EQ(got_drawn, want_drawn);
+  EXPECT_EQ(got_logits, want_logits) << "the drawn tokens' undivided logits";
+  ASSERT_TRUE(cuda_->SampleRows(dx.as<float>(), rows, dim, t, u, tokens_only.data(), nullptr).ok());
+  EXPECT_EQ(tokens_only, want_drawn);
   std::vector<double> want_sums(rows), got_sums(rows);
   ASSERT_TRUE(ref_.SoftmaxDenominators(x.data(), rows, dim, t, want_sums.data()).ok());
   ASSERT_TRUE(cuda_->SoftmaxDenominators(dx.as<float>(), rows, dim, t, got_sums.data()).ok());

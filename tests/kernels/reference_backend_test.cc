@@ -256,8 +256,8 @@ TEST(ReferenceBackendTest, TopKRowsPerRowKAndTemperature) {
   EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
 }
 
-// The default SampleRows: DrawFromRow over each row divided by its temperature, u < 0
-// skipped, bad arguments refused with their names.
+// The default SampleRows: DrawFromRow over each row divided by its temperature (and the
+// drawn token's undivided logit), u < 0 skipped, bad arguments refused with their names.
 TEST(ReferenceBackendTest, SampleRowsDrawsFromTheDividedRows) {
   ReferenceBackend b;
   const std::vector<float> x = {0.0f, 1.0f, 3.0f, -INFINITY,  // row 0
@@ -266,20 +266,26 @@ TEST(ReferenceBackendTest, SampleRowsDrawsFromTheDividedRows) {
     const std::vector<float> t = {0.5f, 1.0f};
     const std::vector<double> us = {u, 0.5};
     std::vector<int32_t> tokens(2, 7);
-    ASSERT_TRUE(b.SampleRows(x.data(), 2, 4, t, us, tokens.data()).ok());
+    std::vector<float> logits(2, 0.5f);
+    ASSERT_TRUE(b.SampleRows(x.data(), 2, 4, t, us, tokens.data(), logits.data()).ok());
     const std::vector<float> scaled = {0.0f, 2.0f, 6.0f, -INFINITY};
     EXPECT_EQ(tokens[0], DrawFromRow(scaled, u)) << u;
+    EXPECT_EQ(logits[0], x[static_cast<size_t>(tokens[0])]) << u;
     EXPECT_EQ(tokens[1], -1) << "no finite value";
+    EXPECT_EQ(logits[1], 0.5f) << "untouched without a token";
   }
   std::vector<int32_t> tokens(2, 7);
   const std::vector<float> t = {1.0f, 1.0f};
-  ASSERT_TRUE(b.SampleRows(x.data(), 2, 4, t, std::vector<double>{-1.0, -1.0}, tokens.data()).ok());
+  ASSERT_TRUE(
+      b.SampleRows(x.data(), 2, 4, t, std::vector<double>{-1.0, -1.0}, tokens.data(), nullptr)
+          .ok());
   EXPECT_EQ(tokens, (std::vector<int32_t>{-1, -1}));
-  absl::Status bad = b.SampleRows(x.data(), 2, 4, t, std::vector<double>{0.5, 1.0}, tokens.data());
+  absl::Status bad =
+      b.SampleRows(x.data(), 2, 4, t, std::vector<double>{0.5, 1.0}, tokens.data(), nullptr);
   EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(bad.message().find("u[1]"), std::string::npos) << bad;
   bad = b.SampleRows(x.data(), 2, 4, std::vector<float>{1.0f}, std::vector<double>{0.5, 0.5},
-                     tokens.data());
+                     tokens.data(), nullptr);
   EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
 }
 

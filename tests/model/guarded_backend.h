@@ -112,10 +112,10 @@ class GuardedBackend : public Backend {
   }
   absl::Status SampleRows(const float* x, int64_t rows, int64_t dim,
                           std::span<const float> temperature, std::span<const double> u,
-                          int32_t* tokens) override {
+                          int32_t* tokens, float* token_logits) override {
     RETURN_IF_ERROR(OutsideStep("SampleRows"));
     Open open(this);
-    return inner_->SampleRows(x, rows, dim, temperature, u, tokens);
+    return inner_->SampleRows(x, rows, dim, temperature, u, tokens, token_logits);
   }
   absl::Status EditLogits(float* x, int64_t rows, int64_t dim, std::span<const LogitEdit> edits,
                           float* previous) override {
