@@ -13,10 +13,10 @@
 
 #include "common/row_argmax.h"
 #include "common/row_sample.h"
-#include "common/row_top_k.h"
 #include "decoding/sampler.h"
 #include "gtest/gtest.h"
 #include "kernels/logit_edit.h"
+#include "tests/common/row_candidates.h"
 
 namespace tessera {
 namespace {
@@ -180,14 +180,10 @@ TEST(LogitEditsTest, SelectionsOverTheEditedRowAreSamplesOverTheRawRow) {
     } else if (kind == 1) {
       const auto selection = sampler->top_k_candidates();
       ASSERT_TRUE(selection.has_value());
-      std::vector<int32_t> cand_ids(kVocab);
-      std::vector<float> cand_values(kVocab);
-      const int32_t count =
-          TopKOfRow(edited, selection->k, selection->temperature, cand_ids, cand_values);
-      if (count < 1 || count > kVocab) continue;
-      cand_ids.resize(static_cast<size_t>(count));
-      cand_values.resize(static_cast<size_t>(count));
-      EXPECT_EQ(sampler->SampleCandidates(h, cand_ids, cand_values, 2).token, want.token);
+      testing::RowCandidates top =
+          testing::CandidatesOfRow(edited, selection->k, selection->temperature);
+      if (top.ids.empty()) continue;
+      EXPECT_EQ(sampler->SampleCandidates(h, top.ids, top.values, 2).token, want.token);
       ++top_k;
     } else if (kind == 2) {
       const auto selection = sampler->nucleus();
@@ -196,14 +192,9 @@ TEST(LogitEditsTest, SelectionsOverTheEditedRowAreSamplesOverTheRawRow) {
       for (float v : edited) max = std::max(max, v / selection->temperature);
       double denominator = 0;
       for (float v : edited) denominator += std::exp(double(v / selection->temperature) - max);
-      std::vector<int32_t> cand_ids(kVocab);
-      std::vector<float> cand_values(kVocab);
-      const int32_t count =
-          TopKOfRow(edited, kVocab, selection->temperature, cand_ids, cand_values);
-      ASSERT_GT(count, 0);
-      cand_ids.resize(static_cast<size_t>(count));
-      cand_values.resize(static_cast<size_t>(count));
-      const auto got = sampler->SampleNucleus(h, cand_ids, cand_values, denominator, 2);
+      testing::RowCandidates all = testing::CandidatesOfRow(edited, kVocab, selection->temperature);
+      ASSERT_FALSE(all.ids.empty());
+      const auto got = sampler->SampleNucleus(h, all.ids, all.values, denominator, 2);
       ASSERT_TRUE(got.has_value()) << "the whole vocabulary holds the nucleus";
       EXPECT_EQ(got->token, want.token);
       ++nucleus;
@@ -262,13 +253,9 @@ TEST(LogitEditsTest, RawLogprobsWithEditsKeepTheSelections) {
   std::vector<float> whole = row;
   const SampleResult want = top_k->Sample(h, whole, 0);
   for (const LogitEdit& e : top_k->chain().Edits(h)) row[e.token] = ApplyLogitEdit(row[e.token], e);
-  std::vector<int32_t> cand_ids(kVocab);
-  std::vector<float> cand_values(kVocab);
-  const int32_t count = TopKOfRow(row, 5, 1.0f, cand_ids, cand_values);
-  ASSERT_GT(count, 0);
-  cand_ids.resize(static_cast<size_t>(count));
-  cand_values.resize(static_cast<size_t>(count));
-  const SampleResult got = top_k->SampleCandidates(h, cand_ids, cand_values, 0);
+  testing::RowCandidates top = testing::CandidatesOfRow(row, 5, 1.0f);
+  ASSERT_FALSE(top.ids.empty());
+  const SampleResult got = top_k->SampleCandidates(h, top.ids, top.values, 0);
   EXPECT_EQ(got.token, want.token);
   EXPECT_TRUE(got.top.empty());
   std::vector<float> edited = row;

@@ -16,6 +16,7 @@
 #include "common/row_top_k.h"
 #include "decoding/sampler.h"
 #include "gtest/gtest.h"
+#include "tests/common/row_candidates.h"
 
 namespace tessera {
 namespace {
@@ -79,13 +80,10 @@ TEST(SampleCandidatesTest, SameTokenAsTheWholeRow) {
     EXPECT_EQ(selection->temperature, static_cast<float>(cc.temperature));
     for (int trial = 0; trial < 40; ++trial) {
       const std::vector<float> row = TieHeavyRow(rng, vocab);
-      std::vector<int32_t> ids(vocab);
-      std::vector<float> values(vocab);
-      const int32_t count = TopKOfRow(row, selection->k, selection->temperature, ids, values);
+      auto [ids, values] = testing::CandidatesOfRow(row, selection->k, selection->temperature);
+      const auto count = static_cast<int64_t>(ids.size());
       ASSERT_GE(count, std::min<int64_t>(selection->k, static_cast<int64_t>(vocab)));
       if (count > selection->k) ++with_ties_past_k;
-      ids.resize(static_cast<size_t>(count));
-      values.resize(static_cast<size_t>(count));
       const std::vector<int32_t> history = {1, 2, static_cast<int32_t>(trial)};
       const TokenHistory h{history, 1};
       for (uint64_t index = 0; index < 3; ++index) {
@@ -304,12 +302,8 @@ TEST(NucleusTest, SameTokenAsTheWholeRowOrAskForIt) {
         for (float v : row) max = std::max(max, v / nucleus->temperature);
         double denominator = 0;
         for (float v : row) denominator += std::exp(double(v / nucleus->temperature) - max);
-        std::vector<int32_t> ids(vocab);
-        std::vector<float> values(vocab);
-        const int32_t count =
-            TopKOfRow(row, candidates_wanted, nucleus->temperature, ids, values);
-        ids.resize(static_cast<size_t>(count));
-        values.resize(static_cast<size_t>(count));
+        auto [ids, values] =
+            testing::CandidatesOfRow(row, candidates_wanted, nucleus->temperature);
         const std::vector<int32_t> history(static_cast<size_t>(trial + 2), 1);
         const TokenHistory h{history, 1};
         std::vector<float> whole_row = row;
@@ -432,11 +426,7 @@ TEST(SampleCandidatesTest, LogprobsFromTheCandidatesAreTheWholeRows) {
         if (!std::isfinite(best.value)) continue;
         double sum = 0;  // SoftmaxDenominators at temperature 1, as a backend adds it
         for (float v : row) sum += std::exp(static_cast<double>(v) - best.value);
-        std::vector<int32_t> ids(vocab);
-        std::vector<float> values(vocab);
-        const int32_t count = TopKOfRow(row, selection->k, selection->temperature, ids, values);
-        ids.resize(static_cast<size_t>(count));
-        values.resize(static_cast<size_t>(count));
+        auto [ids, values] = testing::CandidatesOfRow(row, selection->k, selection->temperature);
         const double normalizer =
             static_cast<double>(*std::max_element(values.begin(), values.end())) +
             std::log(sum);
@@ -469,12 +459,8 @@ TEST(GreedyLogprobsTest, CandidatesAndNormalizerGiveTheWholeRowsLogprobs) {
     const double normalizer = static_cast<double>(best.value) + std::log(sum);
     EXPECT_EQ(LogprobOf(best.value, normalizer), TokenLogprobOf(row, best.index)) << trial;
     for (int64_t n : {1, 3, 7}) {
-      std::vector<int32_t> ids(row.size());
-      std::vector<float> values(row.size());
-      const int32_t count = TopKOfRow(row, n, 1.0f, ids, values);
-      ASSERT_GE(count, n);
-      ids.resize(static_cast<size_t>(count));
-      values.resize(static_cast<size_t>(count));
+      const auto [ids, values] = testing::CandidatesOfRow(row, n, 1.0f);
+      ASSERT_GE(static_cast<int64_t>(ids.size()), n);
       EXPECT_EQ(TopLogprobsOfCandidates(ids, values, n, normalizer), TopLogprobs(row, n))
           << trial << " n " << n;
     }

@@ -298,17 +298,10 @@ TEST(ReferenceBackendTest, EditLogitsAppliesEachStepInOrder) {
   std::vector<float> x = {2.0f, -3.0f, 0.5f, 1.0f,   // row 0
                           4.0f, 0.0f, -1.5f, 8.0f};  // row 1
   const auto edit = [](int32_t row, int32_t token, uint32_t steps) {
-    LogitEdit e;
-    e.row = row;
-    e.token = token;
-    e.steps = steps;
-    e.bias = 1.0f;
-    e.penalty = 2.0f;
-    e.late_bias = -1.0f;
-    e.frequency = 0.5;
-    e.presence = 0.25;
-    return e;
+    return LogitEdit{.row = row, .token = token, .steps = steps, .bias = 1.0f, .penalty = 2.0f,
+                     .late_bias = -1.0f, .frequency = 0.5, .presence = 0.25};
   };
+
   const std::vector<LogitEdit> edits = {
       edit(0, 0, kEditBias | kEditRepetition),               // (2 + 1) / 2
       edit(0, 1, kEditRepetition | kEditFrequencyPresence),  // -3 * 2 - 0.5 - 0.25

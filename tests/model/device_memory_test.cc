@@ -24,6 +24,7 @@
 #include "kernels/registry.h"
 #include "model/llama_model.h"
 #include "parallel/communicator.h"
+#include "tests/common/row_candidates.h"
 #include "tests/model/guarded_backend.h"
 #include "tests/model/tiny_llama.h"
 
@@ -203,15 +204,12 @@ TEST_F(DeviceMemoryTest, ForwardPagedReducesTheLogitsRowsWhereTheyAre) {
   for (float v : row(4)) denominator += std::exp(double(v / 1.2f) - max);
   EXPECT_DOUBLE_EQ(selection.denominators[4], denominator);
   for (size_t r : {size_t{1}, size_t{4}}) {
-    std::vector<int32_t> top_ids(vocab);
-    std::vector<float> top_values(vocab);
     const int64_t k = r == 4 ? kNucleusCandidates : selection.wants[r].top_k;
-    const int32_t count = TopKOfRow(row(r), k, selection.wants[r].temperature, top_ids, top_values);
-    ASSERT_GT(count, 0);
-    top_ids.resize(static_cast<size_t>(count));
-    top_values.resize(static_cast<size_t>(count));
-    EXPECT_EQ(selection.candidates[r].ids, top_ids) << "row " << r;
-    EXPECT_EQ(selection.candidates[r].values, top_values) << "row " << r;
+    const testing::RowCandidates top =
+        testing::CandidatesOfRow(row(r), k, selection.wants[r].temperature);
+    ASSERT_FALSE(top.ids.empty());
+    EXPECT_EQ(selection.candidates[r].ids, top.ids) << "row " << r;
+    EXPECT_EQ(selection.candidates[r].values, top.values) << "row " << r;
   }
 
   // A want per row is required, and a top-k row needs k > 0 and temperature > 0.
@@ -253,16 +251,10 @@ TEST_F(DeviceMemoryTest, EditsApplyWhereTheLogitsAre) {
   };
   const int32_t best0 = argmax_of(0), best1 = argmax_of(1);
   const auto edit = [](int32_t token, uint32_t steps) {
-    LogitEdit e;
-    e.token = token;
-    e.steps = steps;
-    e.bias = 0.75f;
-    e.penalty = 1.7f;
-    e.late_bias = -2.0f;
-    e.frequency = 0.3;
-    e.presence = 0.2;
-    return e;
+    return LogitEdit{.token = token, .steps = steps, .bias = 0.75f, .penalty = 1.7f,
+                     .late_bias = -2.0f, .frequency = 0.3, .presence = 0.2};
   };
+
   using Kind = LogitsRowWant::Kind;
   LogitsSelection selection;
   selection.wants = {{.kind = Kind::kArgMax, .logprobs = 2},
@@ -293,27 +285,19 @@ TEST_F(DeviceMemoryTest, EditsApplyWhereTheLogitsAre) {
   const std::span<const float> row0(edited.data(), vocab), row1(edited.data() + vocab, vocab);
   EXPECT_EQ(selection.argmax[0].index, ArgMaxOfRow(row0).index);
   EXPECT_NE(selection.argmax[0].index, best0);
-  std::vector<int32_t> top_ids(vocab);
-  std::vector<float> top_values(vocab);
-  const int32_t count = TopKOfRow(row1, 4, 0.8f, top_ids, top_values);
-  ASSERT_GT(count, 0);
-  top_ids.resize(static_cast<size_t>(count));
-  top_values.resize(static_cast<size_t>(count));
-  EXPECT_EQ(selection.candidates[1].ids, top_ids);
-  EXPECT_EQ(selection.candidates[1].values, top_values);
+  const testing::RowCandidates top = testing::CandidatesOfRow(row1, 4, 0.8f);
+  ASSERT_FALSE(top.ids.empty());
+  EXPECT_EQ(selection.candidates[1].ids, top.ids);
+  EXPECT_EQ(selection.candidates[1].values, top.values);
   EXPECT_EQ(selection.edited, (std::vector<bool>{true, true, true}));
   for (size_t r = 0; r < 2; ++r) {
     SCOPED_TRACE(r);
     const std::span<const float> raw(want.data() + r * vocab, vocab);
     const int64_t n = selection.wants[r].logprobs;
-    std::vector<int32_t> raw_ids(vocab);
-    std::vector<float> raw_values(vocab);
-    const int32_t raw_count = TopKOfRow(raw, n, 1.0f, raw_ids, raw_values);
-    ASSERT_GT(raw_count, 0);
-    raw_ids.resize(static_cast<size_t>(raw_count));
-    raw_values.resize(static_cast<size_t>(raw_count));
-    EXPECT_EQ(selection.raw_candidates[r].ids, raw_ids);
-    EXPECT_EQ(selection.raw_candidates[r].values, raw_values);
+    const testing::RowCandidates top = testing::CandidatesOfRow(raw, n, 1.0f);
+    ASSERT_FALSE(top.ids.empty());
+    EXPECT_EQ(selection.raw_candidates[r].ids, top.ids);
+    EXPECT_EQ(selection.raw_candidates[r].values, top.values);
     const float max = *std::max_element(raw.begin(), raw.end());
     double sum = 0;
     for (float v : raw) sum += std::exp(static_cast<double>(v) - max);

@@ -15,6 +15,7 @@
 #include "kernels/registry.h"
 #include "model/llama_model.h"
 #include "model/logits_selection.h"
+#include "tests/common/row_candidates.h"
 #include "tests/model/guarded_backend.h"
 #include "tests/model/tiny_llama.h"
 
@@ -143,15 +144,10 @@ TEST_F(RecordedStepsTest, SelectionsAreTakenFromAPaddedStepsRows) {
   EXPECT_EQ(selection.argmax[0].index, ArgMaxOfRow(row(0)).index);
   ASSERT_EQ(selection.row_index, (std::vector<int64_t>{-1, 0, -1}));
   EXPECT_EQ(got, row(1));
-  const std::vector<float> third = row(2);
-  std::vector<int32_t> ids(vocab);
-  std::vector<float> values(vocab);
-  const int32_t count = TopKOfRow(third, 3, 0.7f, ids, values);
-  ASSERT_GE(count, 3);
-  ids.resize(static_cast<size_t>(count));
-  values.resize(static_cast<size_t>(count));
-  EXPECT_EQ(selection.candidates[2].ids, ids);
-  EXPECT_EQ(selection.candidates[2].values, values);
+  const testing::RowCandidates third = testing::CandidatesOfRow(row(2), 3, 0.7f);
+  ASSERT_GE(third.ids.size(), 3u);
+  EXPECT_EQ(selection.candidates[2].ids, third.ids);
+  EXPECT_EQ(selection.candidates[2].values, third.values);
 }
 
 // Steps that are not one row per sequence with every row's logits, batches above the
