@@ -151,9 +151,9 @@ std::optional<SampleResult> Sampler::SampleNucleus(const TokenHistory& history,
       (nucleus().has_value() || nucleus_with_raw_logprobs().has_value()) &&
           ids.size() == values.size(),
       "SampleNucleus needs a sampler with a nucleus and one id per value");
-  const bool with_logprobs = logprobs_.has_value() && !chain_.has_edits();
-  TESSERA_CHECK_MSG(!with_logprobs || log_normalizer.has_value(),
+  TESSERA_CHECK_MSG(!logprobs_.has_value() || chain_.has_edits() || log_normalizer.has_value(),
                     "SampleNucleus needs the row's log-normalizer for logprobs");
+  const bool with_logprobs = logprobs_.has_value() && log_normalizer.has_value();
   std::vector<float> raw;
   if (with_logprobs) raw.assign(values.begin(), values.end());
   if (!chain_.ApplyToNucleus(values, denominator)) return std::nullopt;
@@ -177,9 +177,9 @@ SampleResult Sampler::SampleCandidates(const TokenHistory& history,
                                        std::optional<double> log_normalizer) const {
   TESSERA_CHECK_MSG(top_k_candidates().has_value() && ids.size() == values.size(),
                     "SampleCandidates needs a sampler with top_k_candidates and one id per value");
-  const bool with_logprobs = logprobs_.has_value() && !chain_.has_edits();
-  TESSERA_CHECK_MSG(!with_logprobs || log_normalizer.has_value(),
+  TESSERA_CHECK_MSG(!logprobs_.has_value() || chain_.has_edits() || log_normalizer.has_value(),
                     "SampleCandidates needs the row's log-normalizer for logprobs");
+  const bool with_logprobs = logprobs_.has_value() && log_normalizer.has_value();
   std::vector<float> raw;
   if (with_logprobs) raw.assign(values.begin(), values.end());
   chain_.ApplyToCandidates(history, values);

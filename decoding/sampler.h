@@ -145,8 +145,9 @@ class Sampler {
   // denominator (LogitsProcessorChain::ApplyToNucleus). std::nullopt when the nucleus
   // reaches past the candidates (the whole row is needed); token -1 when no candidate is
   // finite. A sampler that reports logprobs needs the raw row's log Σ exp, `log_normalizer`
-  // (the token and its alternatives are candidates), unless its chain has edits (the
-  // candidates are then the edited row's, and the logprobs the caller's).
+  // (the token and its alternatives are candidates), unless its chain has edits and they
+  // were applied (the candidates are then the edited row's: without `log_normalizer` the
+  // logprobs are the caller's).
   std::optional<SampleResult> SampleNucleus(
       const TokenHistory& history, std::span<const int32_t> ids, std::span<float> values,
       double denominator, uint64_t sequence_index,
@@ -157,7 +158,7 @@ class Sampler {
   // raw values (processed in place), e.g. Backend::TopKRows' output. Returns token -1 when
   // the processors removed every candidate. A sampler that reports logprobs needs the raw
   // row's log Σ exp, `log_normalizer` (LogitsSelection::log_normalizers), unless its chain
-  // has edits (as for SampleNucleus).
+  // has edits and they were applied (as for SampleNucleus).
   SampleResult SampleCandidates(const TokenHistory& history, std::span<const int32_t> ids,
                                 std::span<float> values, uint64_t sequence_index,
                                 std::optional<double> log_normalizer = std::nullopt) const;

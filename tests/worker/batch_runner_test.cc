@@ -326,6 +326,8 @@ TEST_P(BatchRunnerTest, LogprobsComeFromTheRowReductions) {
       r.generation.presence_penalty = 0.5;
       r.generation.logit_bias[2] = 1.5f;
     }
+    // Penalties of the generated tokens only: the first row has no edits.
+    if (i == 10 || i == 6) r.generation.frequency_penalty = 0.6;
     requests.push_back(r);
   }
   const auto by_id = RunAll(*runner, requests);
