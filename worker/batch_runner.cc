@@ -327,6 +327,13 @@ std::vector<LogitsRowWant> BatchRunner::LogitsWants(const StepPlan& plan,
     // backend applies where the logits are.
     if (wants[r].kind != Kind::kRow && sampler->second.chain().has_edits()) {
       wants[r].edits = sampler->second.chain().Edits(history);
+      // More alternatives than top-k candidates come from the raw row apart from them, which
+      // the model does for edited rows only: a row none of its penalties touches yet (a
+      // frequency penalty before the first generated token) comes back whole.
+      if (wants[r].kind == Kind::kTopK && wants[r].logprobs > wants[r].top_k &&
+          wants[r].edits.empty()) {
+        wants[r] = LogitsRowWant{};
+      }
     }
   }
   if (!any) wants.clear();
