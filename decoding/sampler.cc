@@ -111,15 +111,13 @@ SampleResult Sampler::Sample(const TokenHistory& history, std::span<float> logit
 
 SampleResult Sampler::SampleEdited(const TokenHistory& history, std::span<float> logits,
                                    uint64_t sequence_index) const {
+  // With edits the raw row is gone, and its logprobs are the caller's.
   const bool raw_logprobs = logprobs_.has_value() && source_ == LogprobsSource::kRaw;
-  if (raw_logprobs && chain_.has_edits()) {  // the raw row is gone: its logprobs the caller's
-    chain_.ApplyPastEdits(history, logits);
-    return Choose(history, logits, {}, sequence_index, /*with_logprobs=*/false);
-  }
   std::vector<float> raw;
-  if (raw_logprobs) raw.assign(logits.begin(), logits.end());  // the raw row: no edits
+  if (raw_logprobs && !chain_.has_edits()) raw.assign(logits.begin(), logits.end());
   chain_.ApplyPastEdits(history, logits);
-  return Choose(history, logits, raw, sequence_index);
+  return Choose(history, logits, raw, sequence_index,
+                /*with_logprobs=*/!(raw_logprobs && chain_.has_edits()));
 }
 
 SampleResult Sampler::Choose(const TokenHistory& history, std::span<const float> logits,
@@ -151,16 +149,30 @@ std::optional<SampleResult> Sampler::SampleNucleus(const TokenHistory& history,
       (nucleus().has_value() || nucleus_with_raw_logprobs().has_value()) &&
           ids.size() == values.size(),
       "SampleNucleus needs a sampler with a nucleus and one id per value");
-  TESSERA_CHECK_MSG(!logprobs_.has_value() || chain_.has_edits() || log_normalizer.has_value(),
-                    "SampleNucleus needs the row's log-normalizer for logprobs");
-  const bool with_logprobs = logprobs_.has_value() && log_normalizer.has_value();
-  std::vector<float> raw;
-  if (with_logprobs) raw.assign(values.begin(), values.end());
+  const std::vector<float> raw = RawForLogprobs(values, log_normalizer);
   if (!chain_.ApplyToNucleus(values, denominator)) return std::nullopt;
-  const int32_t i = SampleFromLogits(values, DrawUniform(history, sequence_index));
+  return DrawCandidate(history, ids, values, raw, sequence_index, log_normalizer);
+}
+
+std::vector<float> Sampler::RawForLogprobs(std::span<const float> values,
+                                           std::optional<double> log_normalizer) const {
+  TESSERA_CHECK_MSG(!logprobs_.has_value() || chain_.has_edits() || log_normalizer.has_value(),
+                    "the candidates' logprobs need the row's log-normalizer");
+  if (!logprobs_.has_value() || !log_normalizer.has_value()) return {};
+  return std::vector<float>(values.begin(), values.end());
+}
+
+SampleResult Sampler::DrawCandidate(const TokenHistory& history, std::span<const int32_t> ids,
+                                    std::span<const float> processed,
+                                    std::span<const float> raw, uint64_t sequence_index,
+                                    std::optional<double> log_normalizer) const {
+  // The same uniform and the same float64 inverse CDF as Sample over the whole row, where
+  // the tokens left out weigh exactly 0.
+  const int32_t i = SampleFromLogits(processed, DrawUniform(history, sequence_index));
   SampleResult result;
   result.token = i < 0 ? -1 : ids[static_cast<size_t>(i)];
-  if (with_logprobs && i >= 0) {  // the raw row's, as Sample's
+  if (!raw.empty() && i >= 0) {
+    // The raw row's, as Sample's: its top alternatives are candidates.
     result = RawLogprobsFromCandidates(result.token, raw[static_cast<size_t>(i)], ids, raw,
                                        *logprobs_, *log_normalizer);
   }
@@ -177,23 +189,9 @@ SampleResult Sampler::SampleCandidates(const TokenHistory& history,
                                        std::optional<double> log_normalizer) const {
   TESSERA_CHECK_MSG(top_k_candidates().has_value() && ids.size() == values.size(),
                     "SampleCandidates needs a sampler with top_k_candidates and one id per value");
-  TESSERA_CHECK_MSG(!logprobs_.has_value() || chain_.has_edits() || log_normalizer.has_value(),
-                    "SampleCandidates needs the row's log-normalizer for logprobs");
-  const bool with_logprobs = logprobs_.has_value() && log_normalizer.has_value();
-  std::vector<float> raw;
-  if (with_logprobs) raw.assign(values.begin(), values.end());
+  const std::vector<float> raw = RawForLogprobs(values, log_normalizer);
   chain_.ApplyToCandidates(history, values);
-  // The same uniform and the same float64 inverse CDF as Sample over the whole row, where
-  // the tokens left out weigh exactly 0.
-  const int32_t i = SampleFromLogits(values, DrawUniform(history, sequence_index));
-  SampleResult result;
-  result.token = i < 0 ? -1 : ids[static_cast<size_t>(i)];
-  if (with_logprobs && i >= 0) {
-    // The raw row's, as Sample's: its top alternatives are candidates (top_k_candidates).
-    result = RawLogprobsFromCandidates(result.token, raw[static_cast<size_t>(i)], ids, raw,
-                                       *logprobs_, *log_normalizer);
-  }
-  return result;
+  return DrawCandidate(history, ids, values, raw, sequence_index, log_normalizer);
 }
 
 }  // namespace tessera

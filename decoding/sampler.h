@@ -192,6 +192,16 @@ class Sampler {
   std::optional<int64_t> logprobs_;
   LogprobsSource source_ = LogprobsSource::kRaw;
 
+  // SampleNucleus and SampleCandidates: a copy of the candidates' raw `values` when their
+  // logprobs are the sampler's (it reports logprobs and the caller gave the row's
+  // log-normalizer; CHECK-fails when one is needed and missing), else empty.
+  std::vector<float> RawForLogprobs(std::span<const float> values,
+                                    std::optional<double> log_normalizer) const;
+  // Sample's draw among the candidates `ids` with `processed` values; with their logprobs
+  // from `raw` when it is not empty.
+  SampleResult DrawCandidate(const TokenHistory& history, std::span<const int32_t> ids,
+                             std::span<const float> processed, std::span<const float> raw,
+                             uint64_t sequence_index, std::optional<double> log_normalizer) const;
   // Sample's choice from `logits` after the whole chain, with (unless !with_logprobs) the
   // logprobs of `raw` (the raw row; empty unless the sampler reports the raw row's) or of
   // the processed row.

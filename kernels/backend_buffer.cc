@@ -90,18 +90,10 @@ absl::Status Backend::EditLogits(float* x, int64_t rows, int64_t dim,
     const LogitEdit& e = edits[i];
     float* at = x + static_cast<int64_t>(e.row) * dim + e.token;
     float value = 0;
-    if (host_addressable()) {
-      value = *at;
-    } else {
-      RETURN_IF_ERROR(CopyFromBackend(&value, at, sizeof(float)));
-    }
+    RETURN_IF_ERROR(CopyFromBackend(&value, at, sizeof(float)));
     if (previous != nullptr) previous[i] = value;
     value = ApplyLogitEdit(value, e);
-    if (host_addressable()) {
-      *at = value;
-    } else {
-      RETURN_IF_ERROR(CopyToBackend(at, &value, sizeof(float)));
-    }
+    RETURN_IF_ERROR(CopyToBackend(at, &value, sizeof(float)));
   }
   return absl::OkStatus();
 }
@@ -116,11 +108,11 @@ absl::Status Backend::SampleRows(const float* x, int64_t rows, int64_t dim,
     tokens[r] = -1;
     if (u[ri] < 0) continue;
     RETURN_IF_ERROR(CopyFromBackend(scaled.data(), x + r * dim, scaled.size() * sizeof(float)));
-    std::vector<float> row;
-    if (token_logits != nullptr) row = scaled;
     for (float& v : scaled) v /= temperature[ri];
     tokens[r] = DrawFromRow(scaled, u[ri]);
-    if (token_logits != nullptr && tokens[r] >= 0) token_logits[r] = row[tokens[r]];
+    if (token_logits != nullptr && tokens[r] >= 0) {
+      RETURN_IF_ERROR(CopyFromBackend(&token_logits[r], x + r * dim + tokens[r], sizeof(float)));
+    }
   }
   return absl::OkStatus();
 }

@@ -183,11 +183,9 @@ __global__ void DrawRowsKernel(const float* x, int64_t dim, const float* tempera
   int64_t token = first_found;
   if (token == INT64_MAX) {
     // Rounding left the target at the total: the last token that has weight.
-    const int64_t last = IntReduce(storage.index).Reduce(last_positive, cuda::maximum<>{});
-    if (threadIdx.x != 0) return;  // the reduction's result is thread 0's
-    token = last;
+    token = IntReduce(storage.index).Reduce(last_positive, cuda::maximum<>{});
   }
-  if (threadIdx.x != 0) return;
+  if (threadIdx.x != 0) return;  // the reductions' results are thread 0's
   tokens[r] = static_cast<int32_t>(token);
   if (token_logits != nullptr) token_logits[r] = row[token];
 }
